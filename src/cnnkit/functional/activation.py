@@ -1,0 +1,116 @@
+"""Element-wise activations: ReLU, leaky ReLU, sigmoid, tanh. Any input shape.
+
+Each backward is the local derivative times ``dout``; the caches hold what that derivative
+needs (the input for the piecewise-linear ones, the output for sigmoid and tanh).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._utils import as_float_array
+
+
+def relu_forward(x):
+    """Rectified linear unit, ``out = max(0, x)``.
+
+    Parameters
+    ----------
+    x : array of any shape, float32 or float64
+
+    Returns
+    -------
+    out : array, shape of x
+    cache : for ``relu_backward``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> relu_forward(np.array([-1.0, 2.0]))[0]
+    array([0., 2.])
+    """
+    x = as_float_array(x, "relu x")
+    return np.maximum(x, 0), x
+
+
+def relu_backward(dout, cache):
+    """``dx = dout * [x > 0]`` (the subgradient at 0 is taken as 0, as PyTorch does); shape of x."""
+    x = cache
+    return np.where(x > 0, dout, 0).astype(dout.dtype, copy=False)
+
+
+def leaky_relu_forward(x, negative_slope=0.01):
+    """Leaky ReLU, ``out = x if x > 0 else negative_slope * x``.
+
+    Parameters
+    ----------
+    x : array of any shape
+    negative_slope : float, the slope for x <= 0 (default 0.01, as PyTorch)
+
+    Returns
+    -------
+    out : array, shape of x
+    cache : for ``leaky_relu_backward``
+    """
+    x = as_float_array(x, "leaky_relu x")
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"leaky_relu negative_slope must be a real number, got {negative_slope!r}")
+    slope = x.dtype.type(negative_slope)
+    return np.where(x > 0, x, x * slope), (x, slope)
+
+
+def leaky_relu_backward(dout, cache):
+    """``dx = dout * (1 if x > 0 else negative_slope)``; shape of x."""
+    x, slope = cache
+    return np.where(x > 0, dout, dout * slope)
+
+
+def sigmoid_forward(x):
+    """Logistic sigmoid, ``out = 1 / (1 + exp(-x))``, computed without overflow for large |x|.
+
+    Parameters
+    ----------
+    x : array of any shape
+
+    Returns
+    -------
+    out : array in (0, 1), shape of x
+    cache : for ``sigmoid_backward``
+    """
+    x = as_float_array(x, "sigmoid x")
+    # exp of a non-positive number only: exp(-|x|) in (0, 1] never overflows.
+    e = np.exp(-np.abs(x))
+    out = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    """``dx = dout * s * (1 - s)`` with ``s`` the forward output; at most dout/4, the vanishing
+    gradient of the notes. Shape of x."""
+    out = cache
+    return dout * out * (1 - out)
+
+
+def tanh_forward(x):
+    """Hyperbolic tangent, ``out = tanh(x)``.
+
+    Parameters
+    ----------
+    x : array of any shape
+
+    Returns
+    -------
+    out : array in (-1, 1), shape of x
+    cache : for ``tanh_backward``
+    """
+    x = as_float_array(x, "tanh x")
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout, cache):
+    """``dx = dout * (1 - tanh(x)**2)``; shape of x."""
+    out = cache
+    return dout * (1 - out * out)

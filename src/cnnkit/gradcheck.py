@@ -1,0 +1,149 @@
+"""Numerical gradients by centred differences, and checks of analytic backwards against them.
+
+    df/dx_i ~= (f(x + h e_i) - f(x - h e_i)) / (2h)          error O(h^2)
+
+For an array-valued ``f`` with upstream gradient ``dout`` the scalar is ``sum(f(x) * dout)``, so
+the numerical result is the vector-Jacobian product a backward computes (CS231n's
+``eval_numerical_gradient_array``). Work in float64: in float32 the round-off of the difference
+quotient (~1e-7 / h) swamps the answer.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["numerical_gradient", "numerical_gradient_array", "rel_error", "check_kernel",
+           "check_loss"]
+
+
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Gradient of the scalar function ``f`` at ``x`` (any shape), by centred differences.
+
+    ``x`` itself is never modified: ``f`` is evaluated on a private copy that is perturbed one
+    element at a time and restored.
+    """
+    x = np.array(x, copy=True)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        fplus = float(f(x))
+        flat[i] = old - h
+        fminus = float(f(x))
+        flat[i] = old
+        gflat[i] = (fplus - fminus) / (2 * h)
+    return grad
+
+
+def numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                             dout: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Vector-Jacobian product ``dout . df/dx`` of the array-valued ``f`` at ``x``."""
+    dout = np.asarray(dout)
+    return numerical_gradient(lambda z: np.sum(np.asarray(f(z)) * dout), x, h)
+
+
+def rel_error(a, b) -> float:
+    """Relative error ``||a - b|| / max(||a|| + ||b||, tiny)`` of two arrays (Frobenius norms).
+
+    Whole-array norms rather than CS231n's element-wise ``max |a-b| / (|a|+|b|)``: an element that
+    is ~0 in both (a dead ReLU, a pooling window's non-max) would otherwise turn pure round-off into
+    a relative error of order 1. Equal arrays give 0, two zero arrays give 0.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
+    denom = np.linalg.norm(a) + np.linalg.norm(b)
+    return float(np.linalg.norm(a - b) / max(denom, np.finfo(np.float64).tiny))
+
+
+def _named_inputs(forward: Callable, inputs) -> dict:
+    if isinstance(inputs, Mapping):
+        return dict(inputs)
+    names = [p.name for p in inspect.signature(forward).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    inputs = list(inputs)
+    if len(inputs) > len(names):
+        raise ValueError(f"check_kernel: {len(inputs)} inputs for a forward with "
+                         f"{len(names)} positional arguments {names}")
+    return dict(zip(names, inputs))
+
+
+def check_kernel(forward: Callable, backward: Callable, inputs: Mapping | Sequence, *,
+                 dout: np.ndarray | None = None, rng: np.random.Generator | None = None,
+                 h: float = 1e-5, **hyper) -> dict[str, float]:
+    """Check every gradient a kernel's backward returns against centred differences.
+
+    Parameters
+    ----------
+    forward, backward : a kernel pair, ``forward(*inputs, **hyper) -> (out, cache)`` and
+        ``backward(dout, cache) -> gradients`` in the forward's argument order (one array or a
+        tuple).
+    inputs : the forward's leading positional arguments, as a sequence or a ``{name: array}``
+        mapping in argument order. ``None`` entries (a missing bias) are passed through and
+        not checked; neither are inputs past the number of gradients returned.
+    dout : upstream gradient, shape of ``out``. Default: standard normal from ``rng`` (never
+        ones, which hides errors that cancel).
+    h : step of the centred difference.
+    **hyper : keyword arguments for ``forward`` (stride, pad, ...).
+
+    Returns
+    -------
+    ``{"dx": 3e-11, "dw": 5e-12, ...}``: ``rel_error(analytic, numerical)`` per gradient, named
+    ``d`` + argument name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnkit import functional as F
+    >>> rng = np.random.default_rng(0)
+    >>> errs = check_kernel(F.affine_forward, F.affine_backward,
+    ...                     [rng.standard_normal((3, 4)), rng.standard_normal((4, 2)),
+    ...                      rng.standard_normal(2)], rng=rng)
+    >>> sorted(errs), max(errs.values()) < 1e-7
+    (['db', 'dw', 'dx'], True)
+    """
+    named = _named_inputs(forward, inputs)
+    names = list(named)
+    values = [None if v is None else np.array(v, copy=True) for v in named.values()]
+    out, cache = forward(*values, **hyper)
+    if dout is None:
+        rng = np.random.default_rng() if rng is None else rng
+        dout = rng.standard_normal(np.shape(out)).astype(np.asarray(out).dtype)
+    grads = backward(dout, cache)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+    if len(grads) > len(values):
+        raise ValueError(f"check_kernel: backward returned {len(grads)} gradients for "
+                         f"{len(values)} inputs {names}")
+
+    errors = {}
+    for k, analytic in enumerate(grads):
+        if values[k] is None or analytic is None:
+            continue
+
+        def f(z, k=k):
+            args = list(values)
+            args[k] = z
+            return forward(*args, **hyper)[0]
+
+        numeric = numerical_gradient_array(f, values[k], dout, h)
+        errors["d" + names[k]] = rel_error(analytic, numeric)
+    return errors
+
+
+def check_loss(loss_fn: Callable, scores: np.ndarray, *args, h: float = 1e-5, **kwargs) -> float:
+    """Relative error of a loss's ``dscores`` against centred differences of the loss.
+
+    ``loss_fn(scores, *args, **kwargs) -> (loss, dscores)``, e.g. ``check_loss(softmax_loss, s, y)``.
+    """
+    scores = np.array(scores, copy=True)
+    _, dscores = loss_fn(scores, *args, **kwargs)
+    numeric = numerical_gradient(lambda s: loss_fn(s, *args, **kwargs)[0], scores, h)
+    return rel_error(dscores, numeric)

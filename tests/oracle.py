@@ -1,0 +1,128 @@
+"""PyTorch as the oracle: the only file in the project that knows torch's argument names.
+
+Every wrapper takes our arrays and our hyperparameter names (``pad``, ``kernel``, ``w`` as
+(D_in, D_out) for affine, batch-norm momentum 0.9 meaning "keep 90% of the old value") and returns
+NumPy arrays: the forward output and the gradient of ``sum(out * dout)`` with respect to every
+array input (``None`` for inputs that are ``None``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as tF
+
+torch.set_num_threads(1)  # tiny float64 problems; threads only add noise to the suite's time
+
+
+def _tensor(a, grad=True):
+    if a is None:
+        return None
+    t = torch.from_numpy(np.array(a, copy=True))
+    if grad and t.is_floating_point():
+        t.requires_grad_(True)
+    return t
+
+
+def vjp(fn, arrays, dout=None):
+    """Run ``fn(*tensors)``; return ``(out, [d_input...])`` as NumPy (grads of sum(out*dout))."""
+    tensors = [_tensor(a) for a in arrays]
+    out = fn(*tensors)
+    grads = [None] * len(tensors)
+    if dout is not None:
+        out.backward(torch.from_numpy(np.asarray(dout, dtype=np.asarray(arrays[0]).dtype)))
+        grads = [None if t is None or t.grad is None else t.grad.numpy() for t in tensors]
+    return out.detach().numpy(), grads
+
+
+def affine(x, w, b, dout=None):
+    """out = x.reshape(N, -1) @ w + b, with our w (D_in, D_out) -> torch's (out, in)."""
+    return vjp(lambda x, w, b: tF.linear(x.flatten(1), w.T, b), [x, w, b], dout)
+
+
+def conv2d(x, w, b, stride, pad, dilation, dout=None):
+    return vjp(lambda x, w, b: tF.conv2d(x, w, b, stride=stride, padding=pad, dilation=dilation),
+               [x, w, b], dout)
+
+
+def max_pool2d(x, kernel, stride, pad=0, dout=None):
+    return vjp(lambda x: tF.max_pool2d(x, kernel, stride, padding=pad), [x], dout)
+
+
+def avg_pool2d(x, kernel, stride, pad=0, dout=None):
+    return vjp(lambda x: tF.avg_pool2d(x, kernel, stride, padding=pad, count_include_pad=True),
+               [x], dout)
+
+
+def l2_pool2d(x, kernel, stride, dout=None):
+    return vjp(lambda x: tF.lp_pool2d(x, 2, kernel, stride), [x], dout)
+
+
+def global_avg_pool2d(x, dout=None):
+    return vjp(lambda x: tF.adaptive_avg_pool2d(x, 1), [x], dout)
+
+
+def relu(x, dout=None):
+    return vjp(torch.relu, [x], dout)
+
+
+def sigmoid(x, dout=None):
+    return vjp(torch.sigmoid, [x], dout)
+
+
+def tanh(x, dout=None):
+    return vjp(torch.tanh, [x], dout)
+
+
+def leaky_relu(x, negative_slope, dout=None):
+    return vjp(lambda x: tF.leaky_relu(x, negative_slope), [x], dout)
+
+
+def batchnorm_train(x, gamma, beta, running_mean, running_var, momentum, eps, dout=None):
+    """Train-mode batch norm (2-D or 4-D x). Returns (out, [dx, dgamma, dbeta], (mean, var)).
+
+    Our momentum keeps ``momentum`` of the old running value; torch's keeps ``1 - momentum``.
+    """
+    rm = torch.from_numpy(np.array(running_mean, copy=True))
+    rv = torch.from_numpy(np.array(running_var, copy=True))
+    out, grads = vjp(lambda x, g, b: tF.batch_norm(x, rm, rv, g, b, training=True,
+                                                   momentum=1.0 - momentum, eps=eps),
+                     [x, gamma, beta], dout)
+    return out, grads, (rm.numpy(), rv.numpy())
+
+
+def batchnorm_eval(x, gamma, beta, running_mean, running_var, eps, dout=None):
+    rm = torch.from_numpy(np.array(running_mean, copy=True))
+    rv = torch.from_numpy(np.array(running_var, copy=True))
+    return vjp(lambda x, g, b: tF.batch_norm(x, rm, rv, g, b, training=False, eps=eps),
+               [x, gamma, beta], dout)
+
+
+def locally_connected2d(x, w, b, stride, pad, dilation, dout=None):
+    """Locally connected layer through unfold: our w is (H_out, W_out, F, C, KH, KW), b (F, H_out, W_out)."""
+    h_out, w_out, f = w.shape[:3]
+
+    def fn(x, w, b):
+        kh, kw = w.shape[-2:]
+        cols = tF.unfold(x, (kh, kw), dilation=dilation, padding=pad, stride=stride)  # (N, C*KH*KW, L)
+        wl = w.reshape(h_out * w_out, f, -1)                                          # (L, F, C*KH*KW)
+        out = torch.einsum("nkl,lfk->nfl", cols, wl).reshape(x.shape[0], f, h_out, w_out)
+        return out if b is None else out + b
+    return vjp(fn, [x, w, b], dout)
+
+
+def softmax_loss(scores, y):
+    """Mean cross-entropy; returns (loss, dscores)."""
+    s = _tensor(scores)
+    loss = tF.cross_entropy(s, torch.from_numpy(np.asarray(y, dtype=np.int64)))
+    loss.backward()
+    return loss.item(), s.grad.numpy()
+
+
+def svm_loss(scores, y, margin=1.0):
+    """CS231n's multiclass SVM, mean over the batch: torch's multi_margin_loss also divides by C."""
+    s = _tensor(scores)
+    loss = tF.multi_margin_loss(s, torch.from_numpy(np.asarray(y, dtype=np.int64)),
+                                margin=margin) * s.shape[1]
+    loss.backward()
+    return loss.item(), s.grad.numpy()
