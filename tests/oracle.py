@@ -37,7 +37,7 @@ def vjp(fn, arrays, dout=None):
 
 def affine(x, w, b, dout=None):
     """out = x.reshape(N, -1) @ w + b, with our w (D_in, D_out) -> torch's (out, in)."""
-    return vjp(lambda x, w, b: tF.linear(x.flatten(1), w.T, b), [x, w, b], dout)
+    return vjp(lambda x, w, b: tF.linear(x.reshape(x.shape[0], -1), w.T, b), [x, w, b], dout)
 
 
 def conv2d(x, w, b, stride, pad, dilation, dout=None):

@@ -36,25 +36,27 @@ def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, what: str,
-                     axis: str = "W", strict: bool = True) -> int:
+                     axis: str = "width", strict: bool = True) -> int:
     """The size rule ``(W - F + 2P)/S + 1``, with ``F = D*(K - 1) + 1`` the dilated window.
 
     ``strict=True`` (the notes' rule) raises when the result is not an integer; ``strict=False``
     floors it, as PyTorch does, dropping the trailing rows/columns that no full window reaches.
-    Either way a window larger than the padded input raises.
+    Either way a window larger than the padded input raises. The message writes the rule with
+    the notes' symbols (W for the input size of either axis) and names the axis.
     """
     span = dilation * (kernel - 1) + 1
     f = f"D*(F-1)+1 = {span}" if dilation != 1 else f"F = {span}"
     if size + 2 * pad < span:
         raise ValueError(
             f"{what}: the {'dilated ' if dilation != 1 else ''}window ({f}) is larger than the "
-            f"padded input ({axis} + 2P = {size} + {2 * pad} = {size + 2 * pad}); "
+            f"padded input (W + 2P = {size} + {2 * pad} = {size + 2 * pad}) along the {axis}; "
             f"the output volume would be empty")
     rest = (size - span + 2 * pad) % stride
     if rest and strict:
         raise ValueError(
-            f"{what}: ({axis} - F + 2P)/S + 1 = ({size} - {span} + {2 * pad})/{stride} + 1 "
-            f"is not an integer; change the stride or padding, or pass strict=False to drop "
+            f"{what}: (W - F + 2P)/S + 1 = ({size} - {span} + {2 * pad})/{stride} + 1 "
+            f"is not an integer along the {axis}; change the stride or padding, or pass "
+            f"strict=False to drop "
             f"the last {rest} row(s)/column(s) that no full window reaches (PyTorch's floor)")
     return (size - span + 2 * pad) // stride + 1
 
@@ -121,8 +123,8 @@ def window_geometry(x_shape, kernel, stride, pad, dilation, what: str, strict: b
     ph, pw = pair(pad, f"{what} pad", minimum=0)
     dh, dw = pair(dilation, f"{what} dilation")
     h, w = x_shape[-2:]
-    h_out = conv_output_size(h, kh, sh, ph, dh, what, "H", strict)
-    w_out = conv_output_size(w, kw, sw, pw, dw, what, "W", strict)
+    h_out = conv_output_size(h, kh, sh, ph, dh, what, "height", strict)
+    w_out = conv_output_size(w, kw, sw, pw, dw, what, "width", strict)
     return Window(kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out)
 
 

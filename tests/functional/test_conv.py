@@ -1,0 +1,187 @@
+"""conv2d: PyTorch oracle, numerical gradients, naive vs fast, known answers, errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cnnkit import functional as F
+from cnnkit import reference as R
+from cnnkit.gradcheck import check_kernel
+from tests import oracle
+from tests.cases import CONV2D_CASES
+from tests.helpers import assert_close
+
+
+@st.composite
+def conv_geometry(draw, max_out=5):
+    """(x_shape, w_shape, stride, pad, dilation): the output size is drawn first and the input
+    derived from it, H = (H_out - 1)*S + D*(K - 1) + 1 - 2P, so every draw is valid."""
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dims, hyper = [], []
+    for _ in range(2):
+        k, s = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+        p, d = draw(st.integers(0, 2)), draw(st.integers(1, 3))
+        # smallest output that keeps H >= 1
+        lo = max(1, -(-(2 * p - d * (k - 1)) // s) + 1)
+        out = draw(st.integers(lo, lo + max_out - 1))
+        dims.append((out - 1) * s + d * (k - 1) + 1 - 2 * p)
+        hyper.append((k, s, p, d))
+    (kh, sh, ph, dh), (kw, sw, pw, dw) = hyper
+    return (n, c, *dims), (f, c, kh, kw), (sh, sw), (ph, pw), (dh, dw)
+
+
+def _arrays(seed, x_shape, w_shape, bias):
+    g = np.random.default_rng(seed)
+    x, w = g.standard_normal(x_shape), g.standard_normal(w_shape)
+    b = g.standard_normal(w_shape[0]) if bias else None
+    return g, x, w, b
+
+
+def _compare_with_torch(g, x, w, b, stride, pad, dilation):
+    out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation)
+    dout = g.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    t_out, (t_dx, t_dw, t_db) = oracle.conv2d(x, w, b, stride, pad, dilation, dout)
+    assert_close(out, t_out, "out")
+    assert_close(dx, t_dx, "dx")
+    assert_close(dw, t_dw, "dw")
+    if b is None:
+        assert db is None
+    else:
+        assert_close(db, t_db, "db")
+
+
+@given(geom=conv_geometry(), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_conv2d_matches_torch_random_geometry(geom, bias, seed):
+    x_shape, w_shape, stride, pad, dilation = geom
+    g, x, w, b = _arrays(seed, x_shape, w_shape, bias)
+    _compare_with_torch(g, x, w, b, stride, pad, dilation)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs",
+                         [c[1:] for c in CONV2D_CASES], ids=[c[0] for c in CONV2D_CASES])
+def test_conv2d_cases_match_torch_and_naive(rng, x_shape, w_shape, kwargs):
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    strict = kwargs.get("strict", True)
+    hyper = {k: kwargs.get(k, d) for k, d in (("stride", 1), ("pad", 0), ("dilation", 1))}
+    out, cache = F.conv2d_forward(x, w, b, **hyper, strict=strict)
+    dout = rng.standard_normal(out.shape)
+    grads = F.conv2d_backward(dout, cache)
+    t_out, t_grads = oracle.conv2d(x, w, b, hyper["stride"], hyper["pad"], hyper["dilation"], dout)
+    assert_close(out, t_out, "out")
+    for name, ours, theirs in zip(("dx", "dw", "db"), grads, t_grads):
+        assert_close(ours, theirs, name)
+    n_out, n_cache = R.conv2d_forward(x, w, b, **hyper, strict=strict)
+    assert_close(n_out, out, "naive out")
+    for name, naive, fast in zip(("dx", "dw", "db"), R.conv2d_backward(dout, n_cache), grads):
+        assert_close(naive, fast, "naive " + name)
+
+
+@given(geom=conv_geometry(max_out=3), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_conv2d_naive_matches_fast(geom, bias, seed):
+    x_shape, w_shape, stride, pad, dilation = geom
+    g, x, w, b = _arrays(seed, x_shape, w_shape, bias)
+    out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation)
+    n_out, n_cache = R.conv2d_forward(x, w, b, stride, pad, dilation)
+    assert_close(n_out, out, "out")
+    dout = g.standard_normal(out.shape)
+    fast, naive = F.conv2d_backward(dout, cache), R.conv2d_backward(dout, n_cache)
+    for name, a, b_ in zip(("dx", "dw", "db"), naive, fast):
+        if b_ is None:
+            assert a is None
+        else:
+            assert_close(a, b_, name)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 3, 5, 5), (2, 3, 3, 3), dict(pad=1)),
+    ((1, 2, 8, 8), (3, 2, 2, 3), dict(stride=(2, 3), dilation=(1, 2))),
+    ((2, 1, 6, 6), (2, 1, 1, 1), dict(stride=2, strict=False)),
+], ids=["pad1", "stride-dilation", "1x1-floor"])
+@pytest.mark.parametrize("kernels", [F, R], ids=["fast", "naive"])
+def test_conv2d_numerical_gradients(rng, kernels, x_shape, w_shape, kwargs):
+    inputs = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+    errors = check_kernel(kernels.conv2d_forward, kernels.conv2d_backward, inputs, rng=rng, **kwargs)
+    assert set(errors) == {"dx", "dw", "db"}
+    for name, err in errors.items():
+        assert err < 1e-7, f"{name}: relative error {err:.2e}"
+
+
+def test_sobel_on_a_ramp_gives_the_slope():
+    # x[i, j] = 3*j: the horizontal Sobel filter (cross-correlation) measures 8 * slope everywhere.
+    x = np.tile(3.0 * np.arange(7), (6, 1))[None, None]
+    sobel = np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])[None, None]
+    out, _ = F.conv2d_forward(x, sobel, np.array([0.5]))
+    np.testing.assert_array_equal(out, np.full((1, 1, 4, 5), 24.5))
+    vertical, _ = F.conv2d_forward(x, sobel.transpose(0, 1, 3, 2).copy(), None)
+    np.testing.assert_array_equal(vertical, np.zeros((1, 1, 4, 5)))
+
+
+def test_1x1_conv_is_a_per_pixel_affine_map(rng):
+    x, w, b = rng.standard_normal((2, 5, 3, 4)), rng.standard_normal((7, 5, 1, 1)), rng.standard_normal(7)
+    out, _ = F.conv2d_forward(x, w, b)
+    expected = np.einsum("fc,nchw->nfhw", w[:, :, 0, 0], x) + b[:, None, None]
+    assert_close(out, expected, "1x1 out")
+
+
+def test_notes_geometry_examples():
+    # The notes: 227x227x3 with 96 11x11 filters, stride 4, no padding -> 55x55x96 (AlexNet);
+    # a 7x7 input with a 3x3 filter at stride 2 and pad 1 -> 4x4 (the notes' two-filter demo).
+    out, _ = F.conv2d_forward(np.zeros((1, 3, 227, 227), np.float32), np.zeros((96, 3, 11, 11), np.float32), None, 4)
+    assert out.shape == (1, 96, 55, 55)
+    out, _ = F.conv2d_forward(np.zeros((1, 3, 7, 7)), np.zeros((2, 3, 3, 3)), np.zeros(2), 2, 1)
+    assert out.shape == (1, 2, 4, 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_keeps_dtype_and_leaves_inputs_alone(rng, dtype):
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((2, 3, 6, 6), (4, 3, 3, 3), (4,)))
+    copies = [a.copy() for a in (x, w, b)]
+    out, cache = F.conv2d_forward(x, w, b, stride=1, pad=1)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dout_copy = dout.copy()
+    grads = F.conv2d_backward(dout, cache)
+    assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
+    for before, after in zip(copies + [dout_copy], (x, w, b, dout)):
+        np.testing.assert_array_equal(before, after)
+    if dtype == np.float32:
+        t_out, _ = oracle.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1, 1, 1)
+        np.testing.assert_allclose(out, t_out, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, exc, pattern", [
+    ((1, 3, 32, 32), (6, 3, 5, 5), dict(stride=2),
+     ValueError, r"conv2d: \(W - F \+ 2P\)/S \+ 1 = \(32 - 5 \+ 0\)/2 \+ 1 is not an integer"),
+    ((1, 3, 32, 32), (6, 3, 5, 5), dict(stride=2), ValueError, r"strict=False"),
+    ((1, 3, 9, 10), (6, 3, 3, 3), dict(stride=2, pad=(1, 0)),
+     ValueError, r"\(W - F \+ 2P\)/S \+ 1 = \(10 - 3 \+ 0\)/2 \+ 1 is not an integer along the width"),
+    ((1, 3, 8, 8), (6, 3, 3, 3), dict(dilation=2, stride=2), ValueError, r"\(8 - 5 \+ 0\)/2 \+ 1"),
+    ((1, 3, 4, 4), (6, 3, 5, 5), {}, ValueError, r"larger than the padded input"),
+    ((1, 3, 8, 8), (6, 4, 3, 3), {}, ValueError, r"C = 3 channels .* expects 4"),
+    ((3, 8, 8), (6, 3, 3, 3), {}, ValueError, r"conv2d x .* must be 4-D, got shape \(3, 8, 8\)"),
+    ((1, 3, 8, 8), (6, 3, 3), {}, ValueError, r"conv2d w .* must be 4-D"),
+    ((1, 3, 8, 8), (6, 3, 3, 3), dict(stride=0), ValueError, r"stride must be >= 1, got 0"),
+    ((1, 3, 8, 8), (6, 3, 3, 3), dict(pad=-1), ValueError, r"pad must be >= 0, got -1"),
+    ((1, 3, 8, 8), (6, 3, 3, 3), dict(stride=1.5), TypeError, r"stride must be an int"),
+    ((1, 3, 8, 8), (6, 3, 3, 3), dict(dilation=(1, 2, 3)), ValueError, r"dilation must be an int or a pair"),
+], ids=["size-rule", "size-rule-hint", "size-rule-width", "size-rule-dilated", "too-big",
+        "channels", "x-rank", "w-rank", "stride0", "pad-neg", "stride-float", "dilation-triple"])
+def test_conv2d_errors_name_the_numbers(x_shape, w_shape, kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        F.conv2d_forward(np.zeros(x_shape), np.zeros(w_shape), None, **kwargs)
+    with pytest.raises(exc, match=pattern):
+        R.conv2d_forward(np.zeros(x_shape), np.zeros(w_shape), None, **kwargs)
+
+
+def test_conv2d_type_errors():
+    x, w = np.zeros((1, 2, 4, 4)), np.zeros((3, 2, 3, 3))
+    with pytest.raises(TypeError, match="dtype int64"):
+        F.conv2d_forward(np.zeros((1, 2, 4, 4), dtype=np.int64), w, None)
+    with pytest.raises(TypeError, match="float32 but the input x has dtype float64"):
+        F.conv2d_forward(x, w.astype(np.float32), None)
+    with pytest.raises(ValueError, match=r"conv2d b must have shape \(3,\), got \(2,\)"):
+        F.conv2d_forward(x, w, np.zeros(2))
+    out, cache = F.conv2d_forward(x, w, None)
+    with pytest.raises(ValueError, match=r"dout must have the forward output's shape \(1, 3, 2, 2\)"):
+        F.conv2d_backward(np.zeros((1, 3, 3, 3)), cache)

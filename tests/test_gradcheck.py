@@ -1,0 +1,57 @@
+"""cnnkit.gradcheck: the numerical gradients are right, and a wrong backward is caught."""
+
+import numpy as np
+import pytest
+
+from cnnkit import functional as F
+from cnnkit.gradcheck import (check_kernel, check_loss, numerical_gradient,
+                              numerical_gradient_array, rel_error)
+
+
+def test_numerical_gradient_of_known_functions(rng):
+    x = rng.standard_normal((3, 4))
+    before = x.copy()
+    np.testing.assert_allclose(numerical_gradient(lambda z: np.sum(z ** 3), x), 3 * x ** 2, rtol=1e-8)
+    np.testing.assert_array_equal(x, before)  # the caller's array is never perturbed
+
+
+def test_numerical_gradient_array_is_the_vjp(rng):
+    x, a, dout = rng.standard_normal(5), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    np.testing.assert_allclose(numerical_gradient_array(lambda z: a @ z, x, dout), a.T @ dout, rtol=1e-8)
+
+
+def test_rel_error_values():
+    assert rel_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert rel_error([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert rel_error([1.0], [1.1]) == pytest.approx(0.1 / 2.1)
+    assert rel_error([3.0, 4.0], [0.0, 0.0]) == 1.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        rel_error(np.zeros(2), np.zeros(3))
+
+
+def test_check_kernel_catches_a_wrong_backward(rng):
+    def broken_backward(dout, cache):
+        dx, dw, db = F.affine_backward(dout, cache)
+        return dx, dw * 1.001, db  # a 0.1% error in dw only
+
+    inputs = [rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), rng.standard_normal(2)]
+    errors = check_kernel(F.affine_forward, broken_backward, inputs, rng=rng)
+    assert errors["dx"] < 1e-7 and errors["db"] < 1e-7
+    assert errors["dw"] > 1e-4
+
+
+def test_check_kernel_accepts_a_mapping_and_skips_none(rng):
+    inputs = {"x": rng.standard_normal((1, 2, 5, 5)), "w": rng.standard_normal((3, 2, 3, 3)), "b": None}
+    errors = check_kernel(F.conv2d_forward, F.conv2d_backward, inputs, rng=rng, stride=2)
+    assert set(errors) == {"dx", "dw"} and max(errors.values()) < 1e-7
+
+
+def test_check_loss_catches_a_wrong_gradient(rng):
+    scores, y = rng.standard_normal((4, 5)), rng.integers(0, 5, 4)
+
+    def half_wrong(s, labels):
+        loss, ds = F.softmax_loss(s, labels)
+        return loss, ds * 0.5
+
+    assert check_loss(F.softmax_loss, scores, y) < 1e-7
+    assert check_loss(half_wrong, scores, y) > 0.1
