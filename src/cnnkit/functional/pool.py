@@ -1,34 +1,305 @@
-"""PLACEHOLDER: to be written."""
+"""Pooling: max (with its arg-max "switches"), average, L2 and global average.
+
+Every window is read through im2col's strided view of the (padded) input, so no kernel loops in
+Python over N, C or output positions. The backwards scatter through col2im (one strided ``+=``
+per kernel offset, summing where windows overlap), except max pooling whose windows tile the
+input, which needs no adds at all (see ``max_pool2d_forward``).
+
+Letters: N batch, C channels, H/W input size, KH/KW kernel, SH/SW stride, PH/PW padding,
+H_out/W_out output size, K = KH*KW pixels in one window.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._utils import Window, as_float_array, check_dout, check_ndim, pair, window_geometry
+from .im2col import col2im, im2col
+
+
+def pool_geometry(x, kernel, stride, pad, what: str, strict: bool):
+    """Validate a pooling forward's input and hyperparameters; return ``(x, win)``.
+
+    x must be a 4-D floating array with positive sizes; ``stride=None`` means ``kernel``; pad may
+    be at most half the window on each axis (PyTorch's rule, which keeps at least one real pixel in
+    every window, so a max never comes from padding alone); the size rule must give an integer
+    unless ``strict=False``. Shared with :mod:`cnnkit.reference.pool`, so that both accept and
+    reject the same arguments.
+    """
+    x = as_float_array(x, f"{what} x")
+    check_ndim(x, 4, f"{what} x (N, C, H, W)")
+    if min(x.shape) < 1:
+        raise ValueError(f"{what}: every size of x must be positive, got shape {x.shape}")
+    kh, kw = pair(kernel, f"{what} kernel")
+    ph, pw = pair(pad, f"{what} pad", minimum=0)
+    if 2 * ph > kh or 2 * pw > kw:
+        raise ValueError(
+            f"{what}: pad must be at most half the kernel on each axis (2P <= K), got "
+            f"pad (PH, PW) = ({ph}, {pw}) for kernel (KH, KW) = ({kh}, {kw})")
+    win = window_geometry(x.shape, (kh, kw), (kh, kw) if stride is None else stride, (ph, pw), 1,
+                          what, strict)
+    return x, win
+
+
+def _window_sum(windows: np.ndarray) -> np.ndarray:
+    """Sum of each window: (N, C, KH, KW, H_out, W_out) view -> (N, C, H_out, W_out).
+
+    One strided add per offset (p, q), the mirror of col2im's scatter. Same result as
+    ``windows.sum(axis=(2, 3))``, but NumPy reduces over those two strided axes of the view
+    element by element, which measured 6-13x slower than these KH*KW whole-slice adds.
+    """
+    kh, kw = windows.shape[2:4]
+    total = windows[:, :, 0, 0].copy()                      # (N, C, H_out, W_out)
+    for p in range(kh):
+        for q in range(kw):
+            if p or q:
+                total += windows[:, :, p, q]
+    return total
+
+
+class MaxPoolCache(NamedTuple):
+    """What ``max_pool2d_backward`` needs. ``switches`` is public: a deconvnet (the notes' ZFNet
+    visualisation) routes activations back through the same arg-max positions."""
+
+    x_shape: tuple
+    dtype: np.dtype
+    win: Window
+    switches: np.ndarray   # (N, C, H_out, W_out) ints: offset p*KW + q of each window's maximum
+    path: str              # "reshape" (windows tile x) or "strided"; see max_pool2d_forward
+
 
 def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
-    raise NotImplementedError
+    """Max pooling over (KH, KW) windows; keeps the arg-max "switches" for the backward.
+
+        out[n, c, i, j] = max_{p < KH, q < KW} x_pad[n, c, i*SH + p, j*SW + q]
+        H_out = (H - KH + 2*PH) / SH + 1,  W_out = (W - KW + 2*PW) / SW + 1
+
+    ``x_pad`` is x with PH rows and PW columns of -inf on each side, so padding never wins
+    (PyTorch). The switch of a window is the offset ``p*KW + q`` of its maximum; on a tie the
+    first maximum in row-major window order wins (``np.argmax``'s rule, and DESIGN.md's), so
+    exactly one pixel per window receives the gradient.
+
+    The backward takes one of two paths, recorded in ``cache.path``:
+
+    - ``"reshape"`` when the windows tile x exactly (stride == kernel, no padding,
+      KH*H_out == H and KW*W_out == W): each pixel lies in exactly one window, so dx is the
+      one-hot window gradient transposed back to (N, C, H, W), with no adds.
+    - ``"strided"`` otherwise (overlapping windows, padding, or rows that strict=False drops):
+      col2im adds the one-hot gradients with one strided ``+=`` per offset (p, q), so a pixel
+      that is the maximum of several windows receives the sum of their dout.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) array, float32 or float64
+    kernel : int or (KH, KW)
+    stride : int or (SH, SW), optional. Defaults to ``kernel`` (non-overlapping windows).
+    pad : int or (PH, PW), at most half the kernel on each axis; -inf on each side
+    strict : if True (default) the size rule must give an integer; if False it is floored and
+        the trailing rows/columns no window reaches get no gradient (PyTorch's behaviour)
+
+    Returns
+    -------
+    out : (N, C, H_out, W_out) array, dtype of x
+    cache : :class:`MaxPoolCache` for ``max_pool2d_backward``
+
+    Raises
+    ------
+    ValueError
+        If x is not 4-D or has an empty axis, pad exceeds half the kernel, or the size rule does
+        not give a positive integer (with strict=True).
+    TypeError
+        If x is not floating point, or a size is not an int.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, cache = max_pool2d_forward(np.zeros((2, 3, 32, 32)), 2)
+    >>> out.shape, cache.path
+    ((2, 3, 16, 16), 'reshape')
+    """
+    x, win = pool_geometry(x, kernel, stride, pad, "max_pool2d", strict)
+    n, c, h, w = x.shape
+    tiles = ((win.sh, win.sw) == (win.kh, win.kw) and win.ph == win.pw == 0
+             and (win.kh * win.h_out, win.kw * win.w_out) == (h, w))
+    windows = im2col(x, win, pad_value=-np.inf)            # (N, C, KH, KW, H_out, W_out) view
+    windows = windows.transpose(0, 1, 4, 5, 2, 3).reshape(
+        n, c, win.h_out, win.w_out, win.kh * win.kw)        # (N, C, H_out, W_out, K), the one copy
+    switches = windows.argmax(axis=-1)                      # (N, C, H_out, W_out); ties: first
+    out = np.take_along_axis(windows, switches[..., None], axis=-1)[..., 0]  # (N, C, H_out, W_out)
+    return out, MaxPoolCache(x.shape, x.dtype, win, switches, "reshape" if tiles else "strided")
 
 
 def max_pool2d_backward(dout, cache):
-    raise NotImplementedError
+    """Route each dout to its window's switch, summed where windows share one; dx (N, C, H, W)."""
+    x_shape, dtype, win, switches, path = cache
+    n, c, h, w = x_shape
+    dout = check_dout(dout, switches.shape, "max_pool2d_backward").astype(dtype, copy=False)
+    dwin = np.zeros(switches.shape + (win.kh * win.kw,), dtype)   # (N, C, H_out, W_out, K)
+    np.put_along_axis(dwin, switches[..., None], dout[..., None], axis=-1)
+    dwin = dwin.reshape(n, c, win.h_out, win.w_out, win.kh, win.kw)  # (N, C, H_out, W_out, KH, KW)
+    if path == "reshape":
+        # Tiling windows: x row i*KH + p belongs to window row i alone, so a transpose suffices.
+        dwin = dwin.transpose(0, 1, 2, 4, 3, 5)             # (N, C, H_out, KH, W_out, KW)
+        return dwin.reshape(n, c, h, w)                     # (N, C, H, W), the one copy
+    dwin = dwin.transpose(0, 1, 4, 5, 2, 3)                 # (N, C, KH, KW, H_out, W_out) view
+    return col2im(dwin, x_shape, win)                       # (N, C, H, W)
 
 
 def avg_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
-    raise NotImplementedError
+    """Average pooling over (KH, KW) windows; padding counts as zeros in the average.
+
+        out[n, c, i, j] = 1/(KH*KW) * sum_{p < KH, q < KW} x_pad[n, c, i*SH + p, j*SW + q]
+        H_out = (H - KH + 2*PH) / SH + 1,  W_out = (W - KW + 2*PW) / SW + 1
+
+    ``x_pad`` is x with PH rows and PW columns of zeros on each side, and the divisor is always
+    KH*KW (PyTorch's ``count_include_pad=True``).
+
+    Parameters
+    ----------
+    x : (N, C, H, W) array, float32 or float64
+    kernel : int or (KH, KW)
+    stride : int or (SH, SW), optional. Defaults to ``kernel``.
+    pad : int or (PH, PW), at most half the kernel on each axis; zeros on each side
+    strict : if True (default) the size rule must give an integer; if False it is floored
+
+    Returns
+    -------
+    out : (N, C, H_out, W_out) array, dtype of x
+    cache : for ``avg_pool2d_backward``
+
+    Raises
+    ------
+    ValueError
+        If x is not 4-D or has an empty axis, pad exceeds half the kernel, or the size rule does
+        not give a positive integer (with strict=True).
+    TypeError
+        If x is not floating point, or a size is not an int.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, _ = avg_pool2d_forward(np.zeros((2, 3, 7, 7)), 3, stride=2, pad=1)
+    >>> out.shape
+    (2, 3, 4, 4)
+    """
+    x, win = pool_geometry(x, kernel, stride, pad, "avg_pool2d", strict)
+    out = _window_sum(im2col(x, win)) / (win.kh * win.kw)   # (N, C, H_out, W_out)
+    return out, (x.shape, x.dtype, win)
 
 
 def avg_pool2d_backward(dout, cache):
-    raise NotImplementedError
+    """Spread each dout evenly, dout / (KH*KW), over its window's pixels; dx (N, C, H, W)."""
+    x_shape, dtype, win = cache
+    n, c = x_shape[:2]
+    dout = check_dout(dout, (n, c, win.h_out, win.w_out), "avg_pool2d_backward")
+    share = dout.astype(dtype, copy=False) / (win.kh * win.kw)      # (N, C, H_out, W_out)
+    dwin = np.broadcast_to(share[:, :, None, None],        # (N, C, KH, KW, H_out, W_out) view
+                           (n, c, win.kh, win.kw, win.h_out, win.w_out))
+    return col2im(dwin, x_shape, win)
 
 
 def l2_pool2d_forward(x, kernel, stride=None, *, strict=True):
-    raise NotImplementedError
+    """L2-norm pooling: the Euclidean norm of each (KH, KW) window (no padding).
+
+        out[n, c, i, j] = sqrt( sum_{p < KH, q < KW} x[n, c, i*SH + p, j*SW + q]**2 )
+        H_out = (H - KH) / SH + 1,  W_out = (W - KW) / SW + 1
+
+    PyTorch's ``lp_pool2d`` with ``norm_type=2``. The gradient of a window whose norm is 0 (all
+    its pixels 0) is defined as 0; PyTorch gives nan there.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) array, float32 or float64
+    kernel : int or (KH, KW)
+    stride : int or (SH, SW), optional. Defaults to ``kernel``.
+    strict : if True (default) the size rule must give an integer; if False it is floored
+
+    Returns
+    -------
+    out : (N, C, H_out, W_out) array, dtype of x, >= 0
+    cache : for ``l2_pool2d_backward``
+
+    Raises
+    ------
+    ValueError
+        If x is not 4-D or has an empty axis, or the size rule does not give a positive integer
+        (with strict=True).
+    TypeError
+        If x is not floating point, or a size is not an int.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, _ = l2_pool2d_forward(np.ones((1, 2, 4, 6)), 2)
+    >>> out.shape
+    (1, 2, 2, 3)
+    """
+    x, win = pool_geometry(x, kernel, stride, 0, "l2_pool2d", strict)
+    # Square once (x's size) and window-sum the squares, rather than square K-fold window copies.
+    out = np.sqrt(_window_sum(im2col(x * x, win)))          # (N, C, H_out, W_out)
+    return out, (x, win, out)
 
 
 def l2_pool2d_backward(dout, cache):
-    raise NotImplementedError
+    """``dx = x * (sum of dout / out over the windows holding the pixel)``, a window with
+    out = 0 adding 0; dx (N, C, H, W)."""
+    x, win, out = cache
+    dout = check_dout(dout, out.shape, "l2_pool2d_backward").astype(x.dtype, copy=False)
+    # d out[i, j] / d x[r, s] = x[r, s] / out[i, j] for every window (i, j) holding (r, s): the
+    # factor dout / out is per window, so scatter it with col2im and multiply by x once.
+    ratio = np.zeros_like(out)
+    np.divide(dout, out, out=ratio, where=out > 0)          # (N, C, H_out, W_out)
+    n, c = x.shape[:2]
+    dwin = np.broadcast_to(ratio[:, :, None, None],        # (N, C, KH, KW, H_out, W_out) view
+                           (n, c, win.kh, win.kw, win.h_out, win.w_out))
+    return x * col2im(dwin, x.shape, win)
 
 
 def global_avg_pool2d_forward(x):
-    raise NotImplementedError
+    """Global average pooling: the mean of each channel over all H x W positions.
+
+        out[n, c, 0, 0] = 1/(H*W) * sum_{r < H, s < W} x[n, c, r, s]
+
+    GoogLeNet's and ResNet's replacement for the first fully connected layer (the notes).
+
+    Parameters
+    ----------
+    x : (N, C, H, W) array, float32 or float64
+
+    Returns
+    -------
+    out : (N, C, 1, 1) array, dtype of x
+    cache : for ``global_avg_pool2d_backward``
+
+    Raises
+    ------
+    ValueError
+        If x is not 4-D or has an empty axis.
+    TypeError
+        If x is not floating point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, _ = global_avg_pool2d_forward(np.zeros((2, 512, 7, 7)))
+    >>> out.shape
+    (2, 512, 1, 1)
+    """
+    x = as_float_array(x, "global_avg_pool2d x")
+    check_ndim(x, 4, "global_avg_pool2d x (N, C, H, W)")
+    if min(x.shape) < 1:
+        raise ValueError(f"global_avg_pool2d: every size of x must be positive, "
+                         f"got shape {x.shape}")
+    return x.mean(axis=(2, 3), keepdims=True), (x.shape, x.dtype)
 
 
 def global_avg_pool2d_backward(dout, cache):
-    raise NotImplementedError
-
-
+    """Every pixel of channel (n, c) gets dout[n, c] / (H*W); dx (N, C, H, W)."""
+    x_shape, dtype = cache
+    n, c, h, w = x_shape
+    dout = check_dout(dout, (n, c, 1, 1), "global_avg_pool2d_backward")
+    dx = np.empty(x_shape, dtype)
+    dx[...] = dout.astype(dtype, copy=False) / (h * w)     # (N, C, 1, 1) broadcast to (N, C, H, W)
+    return dx
