@@ -1,38 +1,384 @@
-"""PLACEHOLDER: to be written."""
+"""Batch normalisation: a train kernel (batch statistics), an eval kernel (given statistics) and a
+pure helper for the running averages. The module that holds the running buffers is ``nn``'s.
+
+Letters: N batch, K features, C channels, H/W spatial size, M = rows of the (M, K) matrix the
+kernels normalise column by column: M = N for (N, K) input and M = N*H*W for (N, C, H, W) input,
+which is brought to (N*H*W, C) by a transpose (CS231n's spatial batch norm), so one (M, K) kernel
+serves both layouts and ``m`` (the values averaged per feature) is M.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from ._utils import as_float_array, check_dout, check_ndim, check_param, check_real
+
+
+class BatchNormCache(NamedTuple):
+    """What ``batchnorm_backward`` needs, and the batch statistics the BatchNorm module reads."""
+
+    mean: np.ndarray     # (K,) batch mean
+    var: np.ndarray      # (K,) biased batch variance, sum((x - mean)**2) / m
+    count: int           # m, the values averaged per feature: N, or N*H*W
+    xhat: np.ndarray     # (M, K) normalised input, (x - mean) * invstd
+    gamma: np.ndarray    # (K,)
+    invstd: np.ndarray   # (K,) 1 / sqrt(var + eps)
+    x_shape: tuple       # (N, K) or (N, C, H, W): how to bring dx back from (M, K)
+
+
+class BatchNormEvalCache(NamedTuple):
+    """What ``batchnorm_eval_backward`` needs: the statistics were constants of the forward."""
+
+    xhat: np.ndarray     # (M, K)
+    gamma: np.ndarray    # (K,)
+    invstd: np.ndarray   # (K,) 1 / sqrt(running_var + eps)
+    x_shape: tuple
+
+
+# ----------------------------------------------------------------------------- layout helpers
+
+def _to_rows(a: np.ndarray) -> np.ndarray:
+    """(N, K) as is; (N, C, H, W) -> (N*H*W, C), one row per pixel, channels as features."""
+    if a.ndim == 2:
+        return a
+    n, c, h, w = a.shape
+    return a.transpose(0, 2, 3, 1).reshape(n * h * w, c)    # (N, H, W, C) -> (N*H*W, C)
+
+
+def _from_rows(a2: np.ndarray, x_shape: tuple) -> np.ndarray:
+    """Inverse of ``_to_rows``; a 4-D result is made contiguous NCHW again."""
+    if len(x_shape) == 2:
+        return a2
+    n, c, h, w = x_shape
+    a = a2.reshape(n, h, w, c).transpose(0, 3, 1, 2)         # (N*H*W, C) -> (N, C, H, W)
+    return np.ascontiguousarray(a)
+
+
+def _colsum(a: np.ndarray) -> np.ndarray:
+    """Sum over the M rows, (M, K) -> (K,), accumulated in float64 and returned in a's dtype.
+
+    NumPy adds the rows of an axis-0 reduction one after another, so a float32 sum over
+    M = N*H*W rows (131072 for a 128 x 32 x 32 batch) would lose up to ~M * 6e-8 of its value.
+    """
+    return a.sum(axis=0, dtype=np.float64).astype(a.dtype, copy=False)
+
+
+def _check_eps(eps, what: str) -> float:
+    """eps as a Python float: a NumPy float64 scalar would promote float32 arithmetic."""
+    eps = check_real(eps, f"{what} eps")
+    if not eps > 0:
+        raise ValueError(f"{what} eps must be > 0 (it keeps 1/sqrt(var + eps) finite), got {eps!r}")
+    return eps
+
+
+def _check_inputs(x, gamma, beta, eps, what: str, ranks):
+    """Validate x (rank in ``ranks``), gamma and beta (K,) and eps; return them normalised."""
+    x = as_float_array(x, f"{what} x")
+    check_ndim(x, ranks, f"{what} x (N, K) or (N, C, H, W)" if ranks != 4 else
+               f"{what} x (N, C, H, W)")
+    k = x.shape[1]
+    gamma = check_param(gamma, (k,), x, f"{what} gamma for x of shape {x.shape}")
+    beta = check_param(beta, (k,), x, f"{what} beta for x of shape {x.shape}")
+    return x, gamma, beta, _check_eps(eps, what)
+
+
+# ----------------------------------------------------------------------------- train mode
+
+def _train_forward(x, gamma, beta, eps, what, ranks):
+    x, gamma, beta, eps = _check_inputs(x, gamma, beta, eps, what, ranks)
+    x2 = _to_rows(x)                                         # (M, K)
+    m = x2.shape[0]
+    if m <= 1:
+        per = "N" if x.ndim == 2 else "N*H*W"
+        raise ValueError(f"{what}: expected more than 1 value per "
+                         f"{'feature' if x.ndim == 2 else 'channel'} when training, got x of "
+                         f"shape {x.shape} (m = {per} = {m}); the biased variance of one value "
+                         f"is 0. Use a larger batch or the eval kernel with running statistics")
+    mean = _colsum(x2) / m                                   # (K,)
+    xc = x2 - mean                                           # (M, K)
+    var = _colsum(xc * xc) / m                               # (K,) biased: divides by m
+    invstd = 1.0 / np.sqrt(var + eps)                        # (K,)
+    xhat = xc * invstd                                       # (M, K)
+    out = _from_rows(gamma * xhat + beta, x.shape)
+    return out, BatchNormCache(mean, var, m, xhat, gamma, invstd, x.shape)
+
 
 def batchnorm_forward(x, gamma, beta, eps=1e-5):
-    raise NotImplementedError
+    """Batch normalisation with the batch's statistics (train mode), then scale and shift.
+
+        mean = sum_i x[i] / m,   var = sum_i (x[i] - mean)**2 / m      (biased, per feature)
+        xhat = (x - mean) / sqrt(var + eps),   out = gamma * xhat + beta
+
+    A 2-D x (N, K) is normalised per feature over the N examples (m = N). A 4-D x (N, C, H, W) is
+    normalised per channel over N*H*W values (m = N*H*W), exactly as ``spatial_batchnorm_forward``.
+
+    Parameters
+    ----------
+    x : (N, K) or (N, C, H, W) array, float32 or float64
+    gamma, beta : (K,) or (C,) arrays, dtype of x
+    eps : float > 0, added to the variance
+
+    Returns
+    -------
+    out : array, shape and dtype of x
+    cache : ``BatchNormCache`` for ``batchnorm_backward``; ``.mean`` and ``.var`` (biased) are the
+        (K,) batch statistics and ``.count`` is m, for ``batchnorm_running_update``
+
+    Raises
+    ------
+    ValueError
+        If x is not 2-D or 4-D, gamma or beta is not (K,), eps <= 0, or m <= 1 (one value per
+        feature has no variance to normalise by; PyTorch refuses it too).
+    TypeError
+        If an array is not floating point or the dtypes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, cache = batchnorm_forward(np.ones((4, 3)), np.ones(3), np.zeros(3))
+    >>> out.shape, cache.mean.shape, cache.count
+    ((4, 3), (3,), 4)
+    """
+    return _train_forward(x, gamma, beta, eps, "batchnorm", (2, 4))
 
 
 def batchnorm_backward(dout, cache):
-    raise NotImplementedError
+    """Gradients of train-mode batch norm: dx (shape of x), dgamma (K,), dbeta (K,)."""
+    xhat, gamma, invstd, m, x_shape = (cache.xhat, cache.gamma, cache.invstd, cache.count,
+                                       cache.x_shape)
+    dout2 = _to_rows(check_dout(dout, x_shape, "batchnorm_backward"))   # (M, K)
+    dbeta = _colsum(dout2)                                               # (K,)
+    dgamma = _colsum(dout2 * xhat)                                       # (K,)
+    # Why the compact formula equals the staged chain rule (cnnkit.reference.norm walks it):
+    #   dxhat = gamma * dout
+    #   dvar  = sum(dxhat * (x - mean)) * (-1/2) * invstd**3
+    #   dmean = -invstd * sum(dxhat) + dvar * (-2/m) * sum(x - mean)
+    #   dx    = dxhat * invstd + dvar * 2 * (x - mean) / m + dmean / m
+    # sum(x - mean) = 0 removes dmean's second term, and x - mean = xhat / invstd turns the dvar
+    # term into -invstd/m * xhat * sum(dxhat * xhat). Hence
+    #   dx = invstd/m * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)),
+    # and as gamma is constant per feature, sum(dxhat) = gamma * dbeta and
+    # sum(dxhat * xhat) = gamma * dgamma, which reuses the two sums already taken.
+    dx2 = (gamma * invstd / m) * (m * dout2 - dbeta - xhat * dgamma)     # (M, K)
+    return _from_rows(dx2, x_shape), dgamma, dbeta
+
+
+# ----------------------------------------------------------------------------- eval mode
+
+def _eval_forward(x, gamma, beta, running_mean, running_var, eps, what, ranks):
+    x, gamma, beta, eps = _check_inputs(x, gamma, beta, eps, what, ranks)
+    k = x.shape[1]
+    for_x = f"for x of shape {x.shape}"
+    running_mean = check_param(running_mean, (k,), x, f"{what} running_mean {for_x}")
+    running_var = check_param(running_var, (k,), x, f"{what} running_var {for_x}")
+    if np.any(running_var < 0):
+        raise ValueError(f"{what} running_var must be >= 0, got min {running_var.min()!r}")
+    invstd = 1.0 / np.sqrt(running_var + eps)                # (K,)
+    xhat = (_to_rows(x) - running_mean) * invstd             # (M, K)
+    out = _from_rows(gamma * xhat + beta, x.shape)
+    return out, BatchNormEvalCache(xhat, gamma, invstd, x.shape)
 
 
 def batchnorm_eval_forward(x, gamma, beta, running_mean, running_var, eps=1e-5):
-    raise NotImplementedError
+    """Batch normalisation with given statistics (eval mode): an affine map per feature.
+
+        out = gamma * (x - running_mean) / sqrt(running_var + eps) + beta
+
+    Layouts as in ``batchnorm_forward``: features are the columns of (N, K) or the channels of
+    (N, C, H, W). The statistics are constants, so ``batchnorm_eval_backward`` does not
+    differentiate through them (and any batch size, even 1, is fine).
+
+    Parameters
+    ----------
+    x : (N, K) or (N, C, H, W) array, float32 or float64
+    gamma, beta : (K,) or (C,) arrays, dtype of x
+    running_mean, running_var : (K,) or (C,) arrays, dtype of x, running_var >= 0
+    eps : float > 0
+
+    Returns
+    -------
+    out : array, shape and dtype of x
+    cache : for ``batchnorm_eval_backward``
+
+    Raises
+    ------
+    ValueError
+        If x is not 2-D or 4-D, a parameter or statistic is not (K,), running_var < 0, or
+        eps <= 0.
+    TypeError
+        If an array is not floating point or the dtypes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, _ = batchnorm_eval_forward(np.ones((1, 3, 2, 2)), np.ones(3), np.zeros(3),
+    ...                                 np.zeros(3), np.ones(3))
+    >>> out.shape
+    (1, 3, 2, 2)
+    """
+    return _eval_forward(x, gamma, beta, running_mean, running_var, eps, "batchnorm_eval", (2, 4))
 
 
 def batchnorm_eval_backward(dout, cache):
-    raise NotImplementedError
+    """Gradients of eval-mode batch norm: dx (shape of x), dgamma (K,), dbeta (K,)."""
+    xhat, gamma, invstd, x_shape = cache
+    dout2 = _to_rows(check_dout(dout, x_shape, "batchnorm_eval_backward"))  # (M, K)
+    dx2 = dout2 * (gamma * invstd)                                           # (M, K)
+    return _from_rows(dx2, x_shape), _colsum(dout2 * xhat), _colsum(dout2)
 
+
+# ----------------------------------------------------------------------------- spatial names
 
 def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
-    raise NotImplementedError
+    """Spatial batch norm (train mode): each channel normalised over its N*H*W values.
+
+        out[n, c, h, w] = gamma[c] * (x[n, c, h, w] - mean[c]) / sqrt(var[c] + eps) + beta[c]
+
+    The (N, K) kernel applied to x transposed to (N*H*W, C); ``batchnorm_forward`` on a 4-D x is
+    the same computation.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) array
+    gamma, beta : (C,) arrays, dtype of x
+    eps : float > 0
+
+    Returns
+    -------
+    out : (N, C, H, W) array
+    cache : ``BatchNormCache`` (``.mean``, ``.var`` (C,), ``.count`` = N*H*W) for
+        ``spatial_batchnorm_backward``
+
+    Raises
+    ------
+    ValueError
+        If x is not 4-D, gamma or beta is not (C,), eps <= 0, or N*H*W <= 1.
+    TypeError
+        If an array is not floating point or the dtypes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, cache = spatial_batchnorm_forward(np.ones((2, 3, 4, 4)), np.ones(3), np.zeros(3))
+    >>> out.shape, cache.count
+    ((2, 3, 4, 4), 32)
+    """
+    return _train_forward(x, gamma, beta, eps, "spatial_batchnorm", 4)
 
 
 def spatial_batchnorm_backward(dout, cache):
-    raise NotImplementedError
+    """Gradients of spatial batch norm: dx (N, C, H, W), dgamma (C,), dbeta (C,)."""
+    return batchnorm_backward(dout, cache)
 
 
 def spatial_batchnorm_eval_forward(x, gamma, beta, running_mean, running_var, eps=1e-5):
-    raise NotImplementedError
+    """Spatial batch norm with given per-channel statistics (eval mode).
+
+        out[n, c, h, w] = gamma[c] * (x[n, c, h, w] - running_mean[c]) / sqrt(running_var[c] + eps)
+                          + beta[c]
+
+    Parameters
+    ----------
+    x : (N, C, H, W) array
+    gamma, beta, running_mean, running_var : (C,) arrays, dtype of x, running_var >= 0
+    eps : float > 0
+
+    Returns
+    -------
+    out : (N, C, H, W) array
+    cache : for ``spatial_batchnorm_eval_backward``
+
+    Raises
+    ------
+    ValueError
+        If x is not 4-D, a parameter or statistic is not (C,), running_var < 0, or eps <= 0.
+    TypeError
+        If an array is not floating point or the dtypes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, _ = spatial_batchnorm_eval_forward(np.ones((1, 2, 3, 3)), np.ones(2), np.zeros(2),
+    ...                                         np.zeros(2), np.ones(2))
+    >>> out.shape
+    (1, 2, 3, 3)
+    """
+    return _eval_forward(x, gamma, beta, running_mean, running_var, eps,
+                         "spatial_batchnorm_eval", 4)
 
 
 def spatial_batchnorm_eval_backward(dout, cache):
-    raise NotImplementedError
+    """Gradients of eval-mode spatial batch norm: dx (N, C, H, W), dgamma (C,), dbeta (C,)."""
+    return batchnorm_eval_backward(dout, cache)
 
+
+# ----------------------------------------------------------------------------- running statistics
 
 def batchnorm_running_update(running_mean, running_var, batch_mean, batch_var, count, momentum=0.9):
-    raise NotImplementedError
+    """Exponential moving averages of the batch statistics, for eval mode. Pure: returns new arrays.
 
+        running_mean' = momentum * running_mean + (1 - momentum) * batch_mean
+        running_var'  = momentum * running_var  + (1 - momentum) * batch_var * m / (m - 1)
 
+    ``momentum`` keeps that fraction of the old value (the notes' convention; PyTorch's
+    ``momentum=0.1`` is this function's 0.9).
+
+    Parameters
+    ----------
+    running_mean, running_var : (K,) arrays, the current averages (not modified)
+    batch_mean, batch_var : (K,) arrays, dtype of the running ones: a train cache's ``.mean`` and
+        biased ``.var``
+    count : int >= 2, m, the values each batch statistic averaged (the cache's ``.count``)
+    momentum : float in [0, 1]
+
+    Returns
+    -------
+    running_mean, running_var : new (K,) arrays
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, count < 2, or momentum is outside [0, 1].
+    TypeError
+        If an array is not floating point, the dtypes differ, count is not an int or momentum
+        is not a real number.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rm, rv = batchnorm_running_update(np.zeros(3), np.ones(3), np.ones(3), np.ones(3), 4)
+    >>> rm.shape, rv.shape
+    ((3,), (3,))
+    """
+    what = "batchnorm_running_update"
+    arrays = {"running_mean": running_mean, "running_var": running_var,
+              "batch_mean": batch_mean, "batch_var": batch_var}
+    arrays = {name: as_float_array(a, f"{what} {name}") for name, a in arrays.items()}
+    ref = arrays["running_mean"]
+    for name, a in arrays.items():
+        if a.shape != ref.shape:
+            raise ValueError(f"{what}: {name} has shape {a.shape} but running_mean has "
+                             f"shape {ref.shape}")
+        if a.dtype != ref.dtype:
+            raise TypeError(f"{what}: {name} has dtype {a.dtype} but running_mean has "
+                            f"dtype {ref.dtype}")
+    if isinstance(count, (bool, np.bool_)) or not isinstance(count, numbers.Integral):
+        raise TypeError(f"{what} count must be an int (the values per feature), got {count!r}")
+    if count < 2:
+        raise ValueError(f"{what}: count must be >= 2 for the unbiased variance "
+                         f"m/(m-1), got m = {count}")
+    momentum = check_real(momentum, f"{what} momentum")
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"{what} momentum must be in [0, 1], got {momentum!r}")
+
+    # The biased batch variance underestimates the population's by a factor (m-1)/m (its
+    # expectation is (m-1)/m * sigma**2), and eval mode wants the population's. The batch-norm
+    # paper uses the unbiased m/(m-1) * var for inference, and PyTorch's running_var does too.
+    m = int(count)
+    unbiased = arrays["batch_var"] * (m / (m - 1))
+    new_mean = momentum * arrays["running_mean"] + (1 - momentum) * arrays["batch_mean"]
+    new_var = momentum * arrays["running_var"] + (1 - momentum) * unbiased
+    return new_mean, new_var
