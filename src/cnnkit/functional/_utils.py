@@ -135,3 +135,14 @@ def check_dout(dout, shape: tuple, what: str) -> np.ndarray:
         raise ValueError(f"{what}: dout must have the forward output's shape {tuple(shape)}, "
                          f"got {dout.shape}")
     return dout
+
+
+def check_real(value, name: str) -> float:
+    """Return a real hyperparameter (eps, p, momentum, ...) as a Python float.
+
+    Raises ``TypeError`` for bools, strings, arrays and other non-numbers. A Python float rather
+    than a NumPy scalar, because NumPy 2 promotes float32 arithmetic with a float64 scalar.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)

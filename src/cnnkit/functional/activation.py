@@ -6,11 +6,9 @@ needs (the input for the piecewise-linear ones, the output for sigmoid and tanh)
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from ._utils import as_float_array
+from ._utils import as_float_array, check_real
 
 
 def relu_forward(x):
@@ -55,9 +53,7 @@ def leaky_relu_forward(x, negative_slope=0.01):
     cache : for ``leaky_relu_backward``
     """
     x = as_float_array(x, "leaky_relu x")
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
-        raise TypeError(f"leaky_relu negative_slope must be a real number, got {negative_slope!r}")
-    slope = x.dtype.type(negative_slope)
+    slope = x.dtype.type(check_real(negative_slope, "leaky_relu negative_slope"))
     return np.where(x > 0, x, x * slope), (x, slope)
 
 

@@ -8,8 +8,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import as_float_array, check_dout, check_ndim, check_param, window_geometry
+from ._utils import (as_float_array, check_dout, check_ndim, check_param, check_same_dtype,
+                     window_geometry)
 from .im2col import col2im, im2col
+
+
+def check_conv_args(x, w, b, stride, pad, dilation, strict):
+    """Validate conv2d's arguments (shared with the naive version); return x, w, b, geometry."""
+    x = as_float_array(x, "conv2d x")
+    w = as_float_array(w, "conv2d w")
+    check_ndim(x, 4, "conv2d x (N, C, H, W)")
+    check_ndim(w, 4, "conv2d w (F, C, KH, KW)")
+    if min(x.shape) < 1 or min(w.shape) < 1:
+        raise ValueError(f"conv2d: every size must be positive, got x {x.shape} and w {w.shape}")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"conv2d: x has C = {x.shape[1]} channels but w of shape {w.shape} "
+                         f"expects {w.shape[1]}")
+    check_same_dtype(x, w, "conv2d w")
+    if b is not None:
+        b = check_param(b, (w.shape[0],), x, "conv2d b")
+    win = window_geometry(x.shape, w.shape[2:], stride, pad, dilation, "conv2d", strict)
+    return x, w, b, win
 
 
 def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
@@ -50,20 +69,9 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
     >>> out.shape
     (2, 16, 32, 32)
     """
-    x = as_float_array(x, "conv2d x")
-    w = as_float_array(w, "conv2d w")
-    check_ndim(x, 4, "conv2d x (N, C, H, W)")
-    check_ndim(w, 4, "conv2d w (F, C, KH, KW)")
-    n, c, h, wid = x.shape
-    f, cw, kh, kw = w.shape
-    if min(x.shape) < 1 or min(w.shape) < 1:
-        raise ValueError(f"conv2d: every size must be positive, got x {x.shape} and w {w.shape}")
-    if cw != c:
-        raise ValueError(f"conv2d: x has C = {c} channels but w of shape {w.shape} expects {cw}")
-    w = check_param(w, w.shape, x, "conv2d w")
-    if b is not None:
-        b = check_param(b, (f,), x, "conv2d b")
-    win = window_geometry(x.shape, (kh, kw), stride, pad, dilation, "conv2d", strict)
+    x, w, b, win = check_conv_args(x, w, b, stride, pad, dilation, strict)
+    n, c = x.shape[:2]
+    f, _, kh, kw = w.shape
 
     cols = im2col(x, win).reshape(n, c * kh * kw, win.h_out * win.w_out)  # (N, K, L), the copy
     out = np.matmul(w.reshape(f, -1), cols)                                # (F, K) @ (N, K, L) -> (N, F, L)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional._utils import (as_float_array, check_dout, check_ndim, check_param,
-                                 window_geometry)
+from ..functional._utils import check_dout
+from ..functional.conv import check_conv_args
 
 
 def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
@@ -20,17 +20,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
 
     Same arguments, returns and errors as :func:`cnnkit.functional.conv2d_forward`.
     """
-    x = as_float_array(x, "conv2d x")
-    w = as_float_array(w, "conv2d w")
-    check_ndim(x, 4, "conv2d x (N, C, H, W)")
-    check_ndim(w, 4, "conv2d w (F, C, KH, KW)")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"conv2d: x has C = {x.shape[1]} channels but w of shape {w.shape} "
-                         f"expects {w.shape[1]}")
-    w = check_param(w, w.shape, x, "conv2d w")
-    if b is not None:
-        b = check_param(b, (w.shape[0],), x, "conv2d b")
-    win = window_geometry(x.shape, w.shape[2:], stride, pad, dilation, "conv2d", strict)
+    x, w, b, win = check_conv_args(x, w, b, stride, pad, dilation, strict)
     n_batch, f_count = x.shape[0], w.shape[0]
     x_pad = np.pad(x, ((0, 0), (0, 0), (win.ph, win.ph), (win.pw, win.pw)))
     h_span = win.dh * (win.kh - 1) + 1          # the dilated receptive field
