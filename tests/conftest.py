@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, settings
 
 _CI = bool(os.environ.get("CI"))
 
-settings.register_profile("dev", max_examples=25, deadline=None,
+settings.register_profile("dev", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if _CI else "dev")
 

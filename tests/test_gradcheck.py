@@ -13,7 +13,29 @@ def test_numerical_gradient_of_known_functions(rng):
     before = x.copy()
     # centred differences err by h^2 * f'''/6 = 1e-10 here, absolute
     np.testing.assert_allclose(numerical_gradient(lambda z: np.sum(z ** 3), x), 3 * x ** 2, rtol=1e-8, atol=1e-9)
-    np.testing.assert_array_equal(x, before)  # the caller's array is never perturbed
+    np.testing.assert_array_equal(x, before)  # every element restored exactly
+
+
+def test_numerical_gradient_reaches_an_array_held_elsewhere(rng):
+    # CS231n's whole-model idiom: f ignores its argument and reads the perturbed array itself
+    model = {"w": rng.standard_normal((2, 3)), "x": rng.standard_normal(3)}
+    loss = lambda _: float(np.sum(np.tanh(model["w"] @ model["x"])))
+    grad = numerical_gradient(loss, model["w"])
+    expected = np.outer(1 - np.tanh(model["w"] @ model["x"]) ** 2, model["x"])
+    np.testing.assert_allclose(grad, expected, rtol=1e-7, atol=1e-10)
+
+
+def test_numerical_gradient_restores_on_error_and_rejects_non_float():
+    x = np.arange(3.0)
+
+    def fails(z):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        numerical_gradient(fails, x)
+    np.testing.assert_array_equal(x, [0.0, 1.0, 2.0])
+    with pytest.raises(TypeError, match="floating-point ndarray"):
+        numerical_gradient(lambda z: 0.0, np.arange(3))
 
 
 def test_numerical_gradient_array_is_the_vjp(rng):

@@ -20,30 +20,42 @@ __all__ = ["numerical_gradient", "numerical_gradient_array", "rel_error", "check
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    """Gradient of the scalar function ``f`` at ``x`` (any shape), by centred differences.
+    """Gradient of the scalar function ``f`` at ``x`` (a float array of any shape), by centred
+    differences.
 
-    ``x`` itself is never modified: ``f`` is evaluated on a private copy that is perturbed one
-    element at a time and restored.
+    ``f`` is called as ``f(x)`` with ``x`` itself perturbed in place, one element at a time, and
+    every element is restored exactly (also when ``f`` raises). So ``f`` may ignore its argument
+    and read the array through a model that holds it, the CS231n idiom for whole-model checks:
+    ``numerical_gradient(lambda _: model_loss(), model_weight)``.
+
+    Raises
+    ------
+    TypeError
+        If x is not a writable floating-point ndarray (the perturbation must reach it).
     """
-    x = np.array(x, copy=True)
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        fplus = float(f(x))
-        flat[i] = old - h
-        fminus = float(f(x))
-        flat[i] = old
-        gflat[i] = (fplus - fminus) / (2 * h)
-    return grad
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        raise TypeError("numerical_gradient: x must be a floating-point ndarray (perturbed in "
+                        f"place), got {type(x).__name__} {getattr(x, 'dtype', '')}")
+    if not x.flags.writeable:
+        raise TypeError("numerical_gradient: x must be writable; pass a copy")
+    grad = np.zeros(x.shape, dtype=np.float64)
+    for idx in np.ndindex(*x.shape):
+        old = x[idx]
+        try:
+            x[idx] = old + h
+            fplus = float(f(x))
+            x[idx] = old - h
+            fminus = float(f(x))
+        finally:
+            x[idx] = old
+        grad[idx] = (fplus - fminus) / (2 * h)
+    return grad.astype(x.dtype, copy=False)
 
 
 def numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                              dout: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    """Vector-Jacobian product ``dout . df/dx`` of the array-valued ``f`` at ``x``."""
+    """Vector-Jacobian product ``dout . df/dx`` of the array-valued ``f`` at ``x`` (perturbed in
+    place and restored, as in :func:`numerical_gradient`)."""
     dout = np.asarray(dout)
     return numerical_gradient(lambda z: np.sum(np.asarray(f(z)) * dout), x, h)
 
@@ -143,7 +155,7 @@ def check_loss(loss_fn: Callable, scores: np.ndarray, *args, h: float = 1e-5, **
 
     ``loss_fn(scores, *args, **kwargs) -> (loss, dscores)``, e.g. ``check_loss(softmax_loss, s, y)``.
     """
-    scores = np.array(scores, copy=True)
+    scores = np.array(scores, dtype=np.float64, copy=True)
     _, dscores = loss_fn(scores, *args, **kwargs)
     numeric = numerical_gradient(lambda s: loss_fn(s, *args, **kwargs)[0], scores, h)
     return rel_error(dscores, numeric)

@@ -178,8 +178,10 @@ def test_conv2d_type_errors():
     x, w = np.zeros((1, 2, 4, 4)), np.zeros((3, 2, 3, 3))
     with pytest.raises(TypeError, match="dtype int64"):
         F.conv2d_forward(np.zeros((1, 2, 4, 4), dtype=np.int64), w, None)
-    with pytest.raises(TypeError, match="float32 but the input x has dtype float64"):
-        F.conv2d_forward(x, w.astype(np.float32), None)
+    # parameters follow x's dtype: float32 weights with a float64 x are widened exactly
+    out64, _ = F.conv2d_forward(x + 1, w.astype(np.float32) + 0.5, np.ones(3, np.float32))
+    assert out64.dtype == np.float64
+    np.testing.assert_array_equal(out64, F.conv2d_forward(x + 1, w + 0.5, np.ones(3))[0])
     with pytest.raises(ValueError, match=r"conv2d b must have shape \(3,\), got \(2,\)"):
         F.conv2d_forward(x, w, np.zeros(2))
     out, cache = F.conv2d_forward(x, w, None)

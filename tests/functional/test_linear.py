@@ -71,8 +71,12 @@ def test_affine_errors(x_shape, w_shape, b_shape, exc, pattern):
         F.affine_forward(np.zeros(x_shape), np.zeros(w_shape), np.zeros(b_shape))
 
 
-def test_affine_rejects_integer_and_mixed_dtypes():
+def test_affine_rejects_integers_and_computes_in_x_dtype(rng):
     with pytest.raises(TypeError, match="int64"):
         F.affine_forward(np.zeros((2, 3), dtype=np.int64), np.zeros((3, 2)), None)
-    with pytest.raises(TypeError, match="float32"):
-        F.affine_forward(np.zeros((2, 3)), np.zeros((3, 2), np.float32), None)
+    # a float64 w and b with a float32 x compute in float32
+    x, w, b = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((3, 2)), rng.standard_normal(2)
+    out, cache = F.affine_forward(x, w, b)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, F.affine_forward(x, w.astype(np.float32), b.astype(np.float32))[0])
+    assert all(g.dtype == np.float32 for g in F.affine_backward(np.ones_like(out), cache))

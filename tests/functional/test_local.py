@@ -213,12 +213,16 @@ def test_error_conv_shaped_weight(rng):
     _assert_mentions(info, "6-D", "(4, 3, 3, 3)")
 
 
-def test_error_dtypes(rng):
-    x = rng.standard_normal((1, 1, 3, 3))
+def test_dtypes(rng):
+    # parameters are cast to x's dtype: the layer computes and returns in x's float type
+    x = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
     w = rng.standard_normal((1, 1, 1, 1, 3, 3))
-    with pytest.raises(TypeError) as info:
-        locally_connected2d_forward(x, w.astype(np.float32))
-    _assert_mentions(info, "float32", "float64")
+    b = rng.standard_normal((1, 1, 1))
+    out, cache = locally_connected2d_forward(x, w, b)
+    expected, _ = locally_connected2d_forward(x, w.astype(np.float32), b.astype(np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    assert all(g.dtype == np.float32 for g in locally_connected2d_backward(np.ones_like(out), cache))
     with pytest.raises(TypeError) as info:
         locally_connected2d_forward(np.ones((1, 1, 3, 3), dtype=np.int64), w)
     _assert_mentions(info, "int64")

@@ -403,10 +403,14 @@ def test_error_bad_eps_and_statistics():
         F.batchnorm_eval_forward(x, ones, zeros, zeros, np.array([1.0, -1.0, 1.0]))
 
 
-def test_error_dtypes():
-    x32 = np.zeros((4, 3), np.float32)
-    with pytest.raises(TypeError, match=r"gamma.*float64.*float32"):
-        F.batchnorm_forward(x32, np.ones(3), np.zeros(3, np.float32))
+def test_dtypes_follow_x():
+    # float64 gamma/beta with a float32 x: computed in float32, as x asks
+    x32 = np.arange(12, dtype=np.float32).reshape(4, 3)
+    out, cache = F.batchnorm_forward(x32, np.ones(3), np.zeros(3))
+    expected, _ = F.batchnorm_forward(x32, np.ones(3, np.float32), np.zeros(3, np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    assert all(g.dtype == np.float32 for g in F.batchnorm_backward(np.ones_like(out), cache))
     with pytest.raises(TypeError, match=r"x.*int64"):
         F.batchnorm_forward(np.zeros((4, 3), np.int64), np.ones(3), np.zeros(3))
 

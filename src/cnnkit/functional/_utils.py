@@ -82,23 +82,22 @@ def as_float_array(x, what: str) -> np.ndarray:
     return arr
 
 
-def check_same_dtype(x: np.ndarray, other: np.ndarray, what: str) -> None:
-    """Raise ``TypeError`` when a parameter's dtype differs from the input's.
+def match_dtype(arr: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A parameter in the input's dtype: the kernel computes in x's float type.
 
-    Mixing would silently promote float32 to float64 (or lose precision the other way).
+    A float32 x with a float64 bias (``np.zeros(F)``) computes in float32 and returns float32, as
+    the input asks; a float32 weight with a float64 x is widened exactly. No copy when the dtypes
+    already match.
     """
-    if other.dtype != x.dtype:
-        raise TypeError(f"{what} has dtype {other.dtype} but the input x has dtype {x.dtype}; "
-                        f"cast one of them (e.g. w.astype(x.dtype))")
+    return arr.astype(x.dtype, copy=False)
 
 
 def check_param(arr, shape: tuple, x: np.ndarray, what: str) -> np.ndarray:
-    """Validate a parameter array: floating, the input's dtype, and exactly ``shape``."""
+    """Validate a parameter array (floating, exactly ``shape``); return it in x's dtype."""
     arr = as_float_array(arr, what)
     if arr.shape != tuple(shape):
         raise ValueError(f"{what} must have shape {tuple(shape)}, got {arr.shape}")
-    check_same_dtype(x, arr, what)
-    return arr
+    return match_dtype(arr, x)
 
 
 class Window(NamedTuple):

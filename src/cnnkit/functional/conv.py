@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import (as_float_array, check_dout, check_ndim, check_param, check_same_dtype,
+from ._utils import (as_float_array, check_dout, check_ndim, check_param, match_dtype,
                      window_geometry)
 from .im2col import col2im, im2col
 
@@ -24,7 +24,7 @@ def check_conv_args(x, w, b, stride, pad, dilation, strict):
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"conv2d: x has C = {x.shape[1]} channels but w of shape {w.shape} "
                          f"expects {w.shape[1]}")
-    check_same_dtype(x, w, "conv2d w")
+    w = match_dtype(w, x)
     if b is not None:
         b = check_param(b, (w.shape[0],), x, "conv2d b")
     win = window_geometry(x.shape, w.shape[2:], stride, pad, dilation, "conv2d", strict)
@@ -43,7 +43,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
     Parameters
     ----------
     x : (N, C, H, W) array
-    w : (F, C, KH, KW) array, same dtype as x
+    w : (F, C, KH, KW) array (computed in x's dtype)
     b : (F,) array or None
     stride, pad, dilation : int or (h, w) pair; pad >= 0 zeros on each side, dilation 1 = none
     strict : if True (default) the size rule must give an integer; if False it is floored and
@@ -60,7 +60,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
         If x or w is not 4-D, their channel counts differ, b is not (F,), a size is not
         positive, or the size rule does not give a positive integer.
     TypeError
-        If an array is not floating point, the dtypes differ, or a size is not an int.
+        If an array is not floating point, or a size is not an int.
 
     Examples
     --------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import as_float_array, check_param, check_same_dtype
+from ._utils import as_float_array, check_param, match_dtype
 
 
 def affine_forward(x, w, b=None):
@@ -48,7 +48,7 @@ def affine_forward(x, w, b=None):
     if d != w.shape[0]:
         raise ValueError(f"affine: x of shape {x.shape} has D = {d} features per example "
                          f"but w of shape {w.shape} expects D = {w.shape[0]}")
-    check_same_dtype(x, w, "affine w")
+    w = match_dtype(w, x)
     if b is not None:
         b = check_param(b, (w.shape[1],), x, "affine b")
     x2 = x.reshape(x.shape[0], d)                  # (N, D)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import (as_float_array, check_dout, check_ndim, check_param, check_same_dtype,
+from ._utils import (as_float_array, check_dout, check_ndim, check_param, match_dtype,
                      window_geometry)
 from .im2col import col2im, im2col
 
@@ -38,7 +38,7 @@ def check_local_args(x, w, b, stride, pad, dilation, strict):
     if cw != c:
         raise ValueError(f"locally_connected2d: x has C = {c} channels but w of shape {w.shape} "
                          f"expects {cw}")
-    check_same_dtype(x, w, "locally_connected2d w")
+    w = match_dtype(w, x)
     win = window_geometry(x.shape, (kh, kw), stride, pad, dilation, "locally_connected2d", strict)
     if (win.h_out, win.w_out) != (h_out, w_out):
         raise ValueError(
@@ -66,7 +66,7 @@ def locally_connected2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, st
     Parameters
     ----------
     x : (N, C, H, W) array
-    w : (H_out, W_out, F, C, KH, KW) array, same dtype as x; ``w[i, j]`` is the filter bank of
+    w : (H_out, W_out, F, C, KH, KW) array (computed in x's dtype); ``w[i, j]`` is the filter bank of
         output position (i, j), so (H_out, W_out) must be what the size rule gives for x
     b : (F, H_out, W_out) array or None, one bias per output unit
     stride, pad, dilation : int or (h, w) pair; pad >= 0 zeros on each side, dilation 1 = none
@@ -85,7 +85,7 @@ def locally_connected2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, st
         size rule does not give a positive integer, w's (H_out, W_out) grid differs from the
         one the size rule gives, or b is not (F, H_out, W_out).
     TypeError
-        If an array is not floating point, the dtypes differ, or a size is not an int.
+        If an array is not floating point, or a size is not an int.
 
     Examples
     --------

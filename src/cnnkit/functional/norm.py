@@ -118,7 +118,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
     Parameters
     ----------
     x : (N, K) or (N, C, H, W) array, float32 or float64
-    gamma, beta : (K,) or (C,) arrays, dtype of x
+    gamma, beta : (K,) or (C,) arrays (computed in x's dtype)
     eps : float > 0, added to the variance
 
     Returns
@@ -133,7 +133,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
         If x is not 2-D or 4-D, gamma or beta is not (K,), eps <= 0, or m <= 1 (one value per
         feature has no variance to normalise by; PyTorch refuses it too).
     TypeError
-        If an array is not floating point or the dtypes differ.
+        If an array is not floating point.
 
     Examples
     --------
@@ -194,8 +194,8 @@ def batchnorm_eval_forward(x, gamma, beta, running_mean, running_var, eps=1e-5):
     Parameters
     ----------
     x : (N, K) or (N, C, H, W) array, float32 or float64
-    gamma, beta : (K,) or (C,) arrays, dtype of x
-    running_mean, running_var : (K,) or (C,) arrays, dtype of x, running_var >= 0
+    gamma, beta : (K,) or (C,) arrays (computed in x's dtype)
+    running_mean, running_var : (K,) or (C,) arrays (in x's dtype), running_var >= 0
     eps : float > 0
 
     Returns
@@ -209,7 +209,7 @@ def batchnorm_eval_forward(x, gamma, beta, running_mean, running_var, eps=1e-5):
         If x is not 2-D or 4-D, a parameter or statistic is not (K,), running_var < 0, or
         eps <= 0.
     TypeError
-        If an array is not floating point or the dtypes differ.
+        If an array is not floating point.
 
     Examples
     --------
@@ -243,7 +243,7 @@ def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
     Parameters
     ----------
     x : (N, C, H, W) array
-    gamma, beta : (C,) arrays, dtype of x
+    gamma, beta : (C,) arrays (computed in x's dtype)
     eps : float > 0
 
     Returns
@@ -257,7 +257,7 @@ def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
     ValueError
         If x is not 4-D, gamma or beta is not (C,), eps <= 0, or N*H*W <= 1.
     TypeError
-        If an array is not floating point or the dtypes differ.
+        If an array is not floating point.
 
     Examples
     --------
@@ -283,7 +283,7 @@ def spatial_batchnorm_eval_forward(x, gamma, beta, running_mean, running_var, ep
     Parameters
     ----------
     x : (N, C, H, W) array
-    gamma, beta, running_mean, running_var : (C,) arrays, dtype of x, running_var >= 0
+    gamma, beta, running_mean, running_var : (C,) arrays (computed in x's dtype), running_var >= 0
     eps : float > 0
 
     Returns
@@ -296,7 +296,7 @@ def spatial_batchnorm_eval_forward(x, gamma, beta, running_mean, running_var, ep
     ValueError
         If x is not 4-D, a parameter or statistic is not (C,), running_var < 0, or eps <= 0.
     TypeError
-        If an array is not floating point or the dtypes differ.
+        If an array is not floating point.
 
     Examples
     --------
