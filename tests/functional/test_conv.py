@@ -187,3 +187,20 @@ def test_conv2d_type_errors():
     out, cache = F.conv2d_forward(x, w, None)
     with pytest.raises(ValueError, match=r"dout must have the forward output's shape \(1, 3, 2, 2\)"):
         F.conv2d_backward(np.zeros((1, 3, 3, 3)), cache)
+
+
+def test_course_fixed_conv_check():
+    # CS231n assignment 2's conv_forward_naive check (stride 2, pad 1), values as published.
+    x_shape, w_shape = (2, 3, 4, 4), (3, 3, 4, 4)
+    x = np.linspace(-0.1, 0.5, num=np.prod(x_shape)).reshape(x_shape)
+    w = np.linspace(-0.2, 0.3, num=np.prod(w_shape)).reshape(w_shape)
+    b = np.linspace(-0.1, 0.2, num=3)
+    correct = np.array([[[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
+                         [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
+                         [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
+                        [[[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
+                         [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
+                         [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]]])
+    for kernels in (F, R):
+        out, _ = kernels.conv2d_forward(x, w, b, stride=2, pad=1)
+        np.testing.assert_allclose(out, correct, rtol=1e-7, atol=1e-8)

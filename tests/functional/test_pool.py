@@ -438,3 +438,17 @@ def test_inputs_are_not_modified(forward, backward, hyper, rng):
     for arr in (out, dx):
         assert arr.flags.writeable
         assert not np.shares_memory(arr, x) and not np.shares_memory(arr, dout)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_course_fixed_max_pool_check(impl):
+    # CS231n assignment 2's max_pool_forward_naive check (2x2, stride 2), values as published.
+    x = np.linspace(-0.3, 0.4, num=96).reshape(2, 3, 4, 4)
+    correct = np.array([[[[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
+                         [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
+                         [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]]],
+                        [[[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
+                         [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
+                         [[0.32631579, 0.34105263], [0.38526316, 0.4]]]])
+    out, _ = impl.max_pool2d_forward(x, 2, stride=2)
+    np.testing.assert_allclose(out, correct, rtol=1e-7, atol=1e-8)
