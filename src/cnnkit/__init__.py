@@ -1,17 +1,19 @@
 """cnnkit: convolutional networks from first principles in NumPy.
 
 ``cnnkit.functional`` (also ``cnnkit.F``) holds the kernels, ``cnnkit.reference`` their naive
-loop versions, ``cnnkit.gradcheck`` the numerical gradient checks. Submodules load on first use,
-so ``import cnnkit`` stays cheap.
+loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn`` the modules,
+``cnnkit.optim`` the optimizers and schedules, ``cnnkit.data`` MNIST and CIFAR-10,
+``cnnkit.train`` the Trainer, ``cnnkit.io`` checkpoints, ``cnnkit.models`` named nets and
+``cnnkit.viz`` plots. Submodules load on first use, so ``import cnnkit`` stays cheap.
 """
 
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["functional", "F", "reference", "gradcheck"]
-
 _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "reference",
-               "gradcheck": "gradcheck"}
+               "gradcheck": "gradcheck", "nn": "nn", "init": "init", "optim": "optim",
+               "data": "data", "train": "train", "io": "io", "models": "models", "viz": "viz"}
+__all__ = list(_SUBMODULES)
 
 
 def __getattr__(name):
