@@ -71,7 +71,8 @@ class Module:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):      # private bases (_Pool2d) are not buildable
+            _REGISTRY[cls.__name__] = cls
 
     # ------------------------------------------------------------------ registries
     def __setattr__(self, name, value):

@@ -1,0 +1,187 @@
+"""Layers that behave differently in training and eval: BatchNorm1d/2d and Dropout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .. import init as _init
+from ..functional._utils import as_float_array, check_real
+from ..functional.dropout import MODES
+from .layers import count
+from .module import Module, Parameter
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
+
+
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d and BatchNorm2d; subclasses name the input layout and kernels."""
+
+    _layout = ""            # the shape the input must have, for the error message
+    _ndim = 0
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.9):
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = count(num_features, f"{name} num_features")
+        self.eps = check_real(eps, f"{name} eps")
+        if not self.eps > 0:
+            raise ValueError(f"{name} eps must be > 0, got {eps!r}")
+        self.momentum = check_real(momentum, f"{name} momentum")
+        if not 0 <= self.momentum <= 1:
+            raise ValueError(f"{name} momentum must be in [0, 1] (the fraction of the old running "
+                             f"value kept; PyTorch's 0.1 is our 0.9), got {momentum!r}")
+        self.weight = Parameter(np.ones(self.num_features, np.float32))     # gamma
+        self.bias = Parameter(_init.zeros(self.num_features))               # beta
+        self.register_buffer("running_mean", _init.zeros(self.num_features))
+        self.register_buffer("running_var", np.ones(self.num_features, np.float32))
+        self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+
+    def _check(self, x):
+        name = type(self).__name__
+        x = as_float_array(x, f"{name} x")
+        if x.ndim != self._ndim:
+            other = "BatchNorm2d for (N, C, H, W)" if self._ndim == 2 else "BatchNorm1d for (N, K)"
+            raise ValueError(f"{name} expects {self._layout} input, got shape {x.shape} "
+                             f"({x.ndim}-D); use {other}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{name}({self.num_features}) expects {self.num_features} "
+                             f"features on axis 1, got x of shape {x.shape}")
+        return x
+
+    def forward(self, x):
+        x = self._check(x)
+        w, b = self.weight.data, self.bias.data
+        if not self.training:
+            out, cache = self._eval_forward(x, w, b, self.running_mean, self.running_var,
+                                            self.eps)
+            self._cache = (False, cache)
+            return out
+        out, cache = self._train_forward(x, w, b, self.eps)
+        dtype = self.running_mean.dtype      # the batch statistics are in x's dtype
+        self.running_mean, self.running_var = F.batchnorm_running_update(
+            self.running_mean, self.running_var, cache.mean.astype(dtype, copy=False),
+            cache.var.astype(dtype, copy=False), cache.count, self.momentum)
+        self.num_batches_tracked = self.num_batches_tracked + 1
+        self._cache = (True, cache)
+        return out
+
+    def backward(self, dout):
+        training, cache = self._take_cache()
+        backward = self._train_backward if training else self._eval_backward
+        dx, dgamma, dbeta = backward(dout, cache)
+        self.weight.grad += dgamma
+        self.bias.grad += dbeta
+        return dx
+
+    def get_config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    def extra_repr(self):
+        s = f"{self.num_features}"
+        if self.eps != 1e-5:
+            s += f", eps={self.eps}"
+        if self.momentum != 0.9:
+            s += f", momentum={self.momentum}"
+        return s
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, K) features; ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
+
+    Train mode normalises with the batch mean and biased variance
+    (:func:`cnnkit.functional.batchnorm_forward`), then updates the buffers ``running_mean`` and
+    ``running_var`` (:func:`cnnkit.functional.batchnorm_running_update`, unbiased variance) and
+    ``num_batches_tracked``; eval mode uses the running statistics
+    (:func:`cnnkit.functional.batchnorm_eval_forward`).
+
+    ``momentum`` is OUR convention, the notes': the fraction of the old running value kept,
+    ``running = momentum * running + (1 - momentum) * batch``. The default 0.9 is PyTorch's
+    ``momentum=0.1``, which names the other fraction.
+
+    Examples
+    --------
+    >>> bn = BatchNorm1d(3)
+    >>> bn(np.ones((4, 3))).shape, list(bn.state_dict())
+    ((4, 3), ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'])
+    """
+
+    _layout, _ndim = "(N, K)", 2
+    _train_forward = staticmethod(F.batchnorm_forward)
+    _train_backward = staticmethod(F.batchnorm_backward)
+    _eval_forward = staticmethod(F.batchnorm_eval_forward)
+    _eval_backward = staticmethod(F.batchnorm_eval_backward)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Spatial batch normalisation of (N, C, H, W): each channel over its N*H*W values.
+
+    As :class:`BatchNorm1d` (same parameters, buffers and ``momentum`` convention) with the
+    spatial kernels :func:`cnnkit.functional.spatial_batchnorm_forward` and
+    :func:`cnnkit.functional.spatial_batchnorm_eval_forward`.
+
+    Examples
+    --------
+    >>> BatchNorm2d(3)(np.ones((2, 3, 4, 4))).shape
+    (2, 3, 4, 4)
+    """
+
+    _layout, _ndim = "(N, C, H, W)", 4
+    _train_forward = staticmethod(F.spatial_batchnorm_forward)
+    _train_backward = staticmethod(F.spatial_batchnorm_backward)
+    _eval_forward = staticmethod(F.spatial_batchnorm_eval_forward)
+    _eval_backward = staticmethod(F.spatial_batchnorm_eval_backward)
+
+
+class Dropout(Module):
+    """Drop each unit with probability ``p`` in training; any input shape.
+
+    ``mode="upscale_in_train"`` (default) scales the kept units by 1/(1-p) in training and is the
+    identity in eval (PyTorch's Dropout); ``"downscale_in_infer"`` does not scale in training and
+    multiplies by (1-p) in eval. See :func:`cnnkit.functional.dropout_forward`. The masks come
+    from ``self.rng``, which ``Module.rng_states()`` saves and restores.
+
+    Parameters
+    ----------
+    p : float in [0, 1], the probability to drop
+    mode : "upscale_in_train" or "downscale_in_infer"
+    rng : numpy.random.Generator (default: a fresh one)
+
+    Examples
+    --------
+    >>> drop = Dropout(0.5, rng=np.random.default_rng(0))
+    >>> drop(np.ones((4, 5))).shape
+    (4, 5)
+    """
+
+    def __init__(self, p=0.5, mode="upscale_in_train", *, rng=None):
+        super().__init__()
+        self.p = check_real(p, "Dropout p (the probability to drop)")
+        if not 0 <= self.p <= 1:
+            raise ValueError(f"Dropout p is the probability to drop a unit and must be in "
+                             f"[0, 1], got {p!r}")
+        if mode not in MODES:
+            raise ValueError(f"Dropout mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        rng = np.random.default_rng() if rng is None else rng
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"Dropout rng must be a numpy.random.Generator, "
+                            f"got {type(rng).__name__}")
+        self.rng = rng
+
+    def forward(self, x):
+        out, self._cache = F.dropout_forward(x, self.p, self.rng, mode=self.mode,
+                                             training=self.training)
+        return out
+
+    def backward(self, dout):
+        return F.dropout_backward(dout, self._take_cache())
+
+    def get_config(self):
+        return {"p": self.p, "mode": self.mode}
+
+    def extra_repr(self):
+        s = "" if self.p == 0.5 else f"p={self.p}"
+        if self.mode != "upscale_in_train":
+            s += (", " if s else "") + f"mode={self.mode!r}"
+        return s
