@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["numerical_gradient", "numerical_gradient_array", "rel_error", "check_kernel",
-           "check_loss"]
+           "check_loss", "check_model"]
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
@@ -159,3 +159,98 @@ def check_loss(loss_fn: Callable, scores: np.ndarray, *args, h: float = 1e-5, **
     _, dscores = loss_fn(scores, *args, **kwargs)
     numeric = numerical_gradient(lambda s: loss_fn(s, *args, **kwargs)[0], scores, h)
     return rel_error(dscores, numeric)
+
+
+def _loss_fn(loss):
+    if callable(loss):
+        return loss
+    from .functional import softmax_loss, svm_loss
+    losses = {"softmax": softmax_loss, "svm": svm_loss}
+    if loss not in losses:
+        raise ValueError(f"loss must be 'softmax', 'svm' or a callable, got {loss!r}")
+    return losses[loss]
+
+
+def _model_error(analytic, numeric, zero_tol):
+    if np.linalg.norm(analytic) < zero_tol and np.linalg.norm(numeric) < zero_tol:
+        return 0.0
+    return rel_error(analytic, numeric)
+
+
+def check_model(model, x: np.ndarray, y: np.ndarray, loss="softmax", *, reg: float = 0.0,
+                num_checks: int | None = None, rng: np.random.Generator | None = None,
+                h: float = 1e-5, zero_tol: float = 1e-8) -> dict[str, float]:
+    """Whole-model gradient check: every parameter's backprop gradient against centred differences
+    of the model's loss.
+
+        L(theta) = loss(model(x), y) + 0.5 * reg * sum over weights (ndim >= 2) of ||W||^2
+
+    The model stays in whatever mode it is in (train mode checks batch norm's batch-statistics
+    path); dropout masks are held fixed by restoring every module's rng before each forward.
+    Buffers (running statistics) and rng states are restored afterwards, so the check leaves the
+    model as it found it, gradients aside (``p.grad`` holds the analytic gradient).
+
+    Parameters
+    ----------
+    model : a ``cnnkit.nn.Module`` in float64 (``model.astype(np.float64)``)
+    x : input batch; y : (N,) integer labels
+    loss : "softmax", "svm" or a callable ``(scores, y) -> (loss, dscores)``
+    reg : L2 strength on the weights (parameters with ndim >= 2), as in training
+    num_checks : check this many random entries per parameter (CS231n's sparse check) instead of
+        all of them
+    h : step of the centred difference
+    zero_tol : a parameter whose analytic and numerical gradients both have a norm below this is
+        reported as 0.0: both are zero up to round-off (a conv bias right before batch norm in
+        train mode has an identically zero gradient, and the ratio of two round-off errors,
+        ~1e-11 each, would read as a relative error of ~1)
+
+    Returns
+    -------
+    ``{parameter_name: rel_error}`` in the model's parameter order.
+    """
+    loss_fn = _loss_fn(loss)
+    params = list(model.named_parameters())
+    for name, p in params:
+        if p.data.dtype != np.float64:
+            raise ValueError(f"check_model needs float64 parameters ({name} is {p.data.dtype}); "
+                             f"call model.astype(np.float64) first")
+    x = np.asarray(x, dtype=np.float64)
+    rng = np.random.default_rng() if rng is None else rng
+    saved_state, saved_rngs = model.state_dict(), model.rng_states()
+
+    def total_loss():
+        model.set_rng_states(saved_rngs)
+        value, dscores = loss_fn(model.forward(x), y)
+        value += 0.5 * reg * sum(float(np.sum(p.data ** 2)) for _, p in params if p.data.ndim >= 2)
+        return value, dscores
+
+    try:
+        model.zero_grad()
+        _, dscores = total_loss()
+        model.backward(dscores)
+        errors = {}
+        for name, p in params:
+            analytic = p.grad + (reg * p.data if p.data.ndim >= 2 else 0.0)
+            if num_checks is None or num_checks >= p.data.size:
+                numeric = numerical_gradient(lambda _: total_loss()[0], p.data, h)
+                errors[name] = _model_error(analytic, numeric, zero_tol)
+                continue
+            flat = rng.choice(p.data.size, size=num_checks, replace=False)
+            idxs = [np.unravel_index(i, p.data.shape) for i in flat]
+            numeric = np.empty(num_checks)
+            for k, idx in enumerate(idxs):
+                old = p.data[idx]
+                try:
+                    p.data[idx] = old + h
+                    fplus = total_loss()[0]
+                    p.data[idx] = old - h
+                    fminus = total_loss()[0]
+                finally:
+                    p.data[idx] = old
+                numeric[k] = (fplus - fminus) / (2 * h)
+            errors[name] = _model_error(np.array([analytic[idx] for idx in idxs]), numeric,
+                                        zero_tol)
+        return errors
+    finally:
+        model.load_state_dict(saved_state)
+        model.set_rng_states(saved_rngs)

@@ -1,0 +1,159 @@
+"""Trainer: history, best weights, checkpoints every epoch, exact resume, NaN stop, Ctrl-C; and
+the course's sanity checks (initial loss, overfitting a small set, whole-model gradient check)."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from cnnkit import nn, optim
+from cnnkit.data import MNIST_MEAN, MNIST_STD, load_mnist, normalize, to_float
+from cnnkit.gradcheck import check_model
+from cnnkit.io import load_checkpoint
+from cnnkit.models import convnet_check, lenet_bn
+from cnnkit.train import Trainer, TrainingDiverged, TrainingInterrupted, evaluate
+
+
+@pytest.fixture(scope="module")
+def mnist_small():
+    images, labels = load_mnist("train")
+    x = normalize(to_float(images[:600]), MNIST_MEAN, MNIST_STD)
+    return x, labels[:600]
+
+
+def _run(tmp_path, mnist_small, epochs, name, seed=3, resume_from=None, stop_after=None):
+    x, y = mnist_small
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(*lenet_bn(rng=rng), nn.Dropout(0.1, rng=np.random.default_rng(seed)))
+    opt = optim.Adam(model.named_parameters(), lr=2e-3)
+    sched = optim.CosineLR(opt, t_max=4)
+    trainer = Trainer(model, opt, scheduler=sched, batch_size=50, epochs=epochs, seed=seed,
+                      checkpoint=tmp_path / f"{name}.npz", progress=False)
+    if resume_from is not None:
+        trainer.resume(resume_from)
+        trainer.epochs = epochs
+    trainer.fit((x[:500], y[:500]), (x[500:], y[500:]))
+    return trainer
+
+
+def test_history_checkpoint_and_best_weights(tmp_path, mnist_small):
+    trainer = _run(tmp_path, mnist_small, 2, "a")
+    h = trainer.history
+    assert h["epoch"] == [1, 2] and len(h["val_acc"]) == 2 and len(h["lr"]) == 2
+    assert h["train_loss"][1] < h["train_loss"][0]
+    ckpt = load_checkpoint(tmp_path / "a.npz")
+    assert ckpt.extra["trainer"]["epoch"] == 2
+    best = ckpt.extra["best_state"]
+    assert trainer.best["val_acc"] == max(h["val_acc"])
+    # restore_best: the model ends with the best epoch's weights
+    for k, v in trainer.model.state_dict().items():
+        np.testing.assert_array_equal(v, best[k])
+
+
+def test_resume_gives_identical_final_weights(tmp_path, mnist_small):
+    full = _run(tmp_path, mnist_small, 4, "full")
+    _run(tmp_path, mnist_small, 2, "half")
+    resumed = _run(tmp_path, mnist_small, 4, "resumed", resume_from=tmp_path / "half.npz")
+    a = load_checkpoint(tmp_path / "full.npz").model_state
+    b = load_checkpoint(tmp_path / "resumed.npz").model_state
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        assert full.history[key] == resumed.history[key], key
+
+
+def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(tmp_path, mnist_small):
+    x, y = mnist_small
+    _run(tmp_path, mnist_small, 2, "ref")
+
+    rng = np.random.default_rng(3)
+    model = nn.Sequential(*lenet_bn(rng=rng), nn.Dropout(0.1, rng=np.random.default_rng(3)))
+    opt = optim.Adam(model.named_parameters(), lr=2e-3)
+    sched = optim.CosineLR(opt, t_max=4)
+    calls = {"n": 0}
+    original = opt.step
+
+    def step_then_interrupt():
+        original()
+        calls["n"] += 1
+        if calls["n"] == 13:            # in epoch 2 (10 batches per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    opt.step = step_then_interrupt
+    trainer = Trainer(model, opt, scheduler=sched, batch_size=50, epochs=2, seed=3,
+                      checkpoint=tmp_path / "int.npz", progress=False)
+    with pytest.raises(TrainingInterrupted, match="after batch 3"):
+        trainer.fit((x[:500], y[:500]), (x[500:], y[500:]))
+    state = load_checkpoint(tmp_path / "int.npz").extra["trainer"]
+    assert state["epoch"] == 1 and state["batch"] == 3
+    resumed = _run(tmp_path, mnist_small, 2, "int2", resume_from=tmp_path / "int.npz")
+    a = load_checkpoint(tmp_path / "ref.npz").model_state
+    b = load_checkpoint(tmp_path / "int2.npz").model_state
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert resumed.history["val_acc"] == load_checkpoint(tmp_path / "ref.npz").extra["trainer"]["history"]["val_acc"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mnist_small):
+    x, y = mnist_small
+    rng = np.random.default_rng(0)
+    model = lenet_bn(rng=rng)
+    opt = optim.SGD(model.named_parameters(), lr=0.01)
+    trainer = Trainer(model, opt, batch_size=100, epochs=3, checkpoint=tmp_path / "c.npz",
+                      progress=False)
+    trainer.fit((x[:200], y[:200]))
+    good = (tmp_path / "c.npz").read_bytes()
+    model.parameters()[0].data[...] = np.nan
+    trainer.epochs = 4
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 4, batch 1.*c\.npz \(epoch 3\)"):
+        trainer.fit((x[:200], y[:200]))
+    assert (tmp_path / "c.npz").read_bytes() == good
+
+
+def test_trainer_rejects_bad_options():
+    model = nn.Sequential(nn.Linear(2, 2))
+    opt = optim.SGD(model.named_parameters(), lr=0.1)
+    with pytest.raises(TypeError):
+        Trainer(model, opt, batch_sise=3)
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        Trainer(model, opt, batch_size=0)
+    with pytest.raises(ValueError, match="loss must be 'softmax', 'svm'"):
+        Trainer(model, opt, loss="mse")
+
+
+# ----------------------------------------------------------------------------- sanity checks
+
+def test_untrained_net_starts_at_log_of_the_class_count(mnist_small):
+    # the course's first sanity check: a training-mode forward of the untrained net
+    from cnnkit.functional import softmax_loss
+    x, y = mnist_small
+    for seed in range(3):
+        model = lenet_bn(rng=np.random.default_rng(seed)).train()
+        loss, _ = softmax_loss(model.forward(x[:200]), y[:200])
+        assert abs(loss - np.log(10)) < 0.02, (seed, loss)
+
+
+def test_small_net_overfits_fifty_images(mnist_small):
+    x, y = mnist_small[0][:50], mnist_small[1][:50]
+    rng = np.random.default_rng(1)
+    model = lenet_bn(rng=rng)
+    opt = optim.Adam(model.named_parameters(), lr=3e-3)
+    trainer = Trainer(model, opt, batch_size=25, epochs=25, seed=1, progress=False,
+                      restore_best=False)
+    history = trainer.fit((x, y))
+    assert history["train_acc"][-1] == 1.0
+    assert evaluate(model, x, y)[1] == 1.0
+
+
+@pytest.mark.parametrize("loss", ["softmax", "svm"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_whole_model_gradient_check(loss, mode, rng):
+    model = convnet_check(rng=rng).astype(np.float64)
+    model.train(mode == "train")
+    x = rng.standard_normal((4, 1, 8, 8))
+    y = rng.integers(0, 10, 4)
+    errors = check_model(model, x, y, loss, reg=0.1)
+    assert len(errors) == len(model.parameters())
+    assert max(errors.values()) < 1e-6, errors
