@@ -1,12 +1,10 @@
 """Checkpoints: round trip without the building code, atomic writes, no pickle, clear errors."""
 
 import json
-import zipfile
 
 import numpy as np
 import pytest
 
-from cnnkit import nn
 from cnnkit.io import (CheckpointError, atomic_write_text, load_checkpoint, load_model,
                        save_checkpoint)
 from cnnkit.models import convnet_check

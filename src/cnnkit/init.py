@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from .functional._utils import check_real
+from .functional._utils import check_count, check_real
 
 __all__ = ["gaussian", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "zeros"]
 
@@ -31,14 +31,6 @@ def _shape(shape) -> tuple:
         if s < 0:
             raise ValueError(f"shape must have sizes >= 0, got {shape!r}")
     return tuple(int(s) for s in items)
-
-
-def _fan(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return int(value)
 
 
 def _dtype(dtype) -> np.dtype:
@@ -117,7 +109,7 @@ def xavier_normal(shape, fan_in, fan_out, rng, *, dtype=np.float32) -> np.ndarra
     >>> xavier_normal((5, 4), 4, 5, np.random.default_rng(0)).dtype
     dtype('float32')
     """
-    std = np.sqrt(2.0 / (_fan(fan_in, "fan_in") + _fan(fan_out, "fan_out")))
+    std = np.sqrt(2.0 / (check_count(fan_in, "fan_in") + check_count(fan_out, "fan_out")))
     return _normal(shape, std, rng, dtype)
 
 
@@ -128,7 +120,7 @@ def xavier_uniform(shape, fan_in, fan_out, rng, *, dtype=np.float32) -> np.ndarr
 
     Arguments and errors as ``xavier_normal``.
     """
-    bound = np.sqrt(6.0 / (_fan(fan_in, "fan_in") + _fan(fan_out, "fan_out")))
+    bound = np.sqrt(6.0 / (check_count(fan_in, "fan_in") + check_count(fan_out, "fan_out")))
     return _uniform(shape, bound, rng, dtype)
 
 
@@ -160,7 +152,7 @@ def he_normal(shape, fan_in, rng, *, dtype=np.float32) -> np.ndarray:
     >>> he_normal((16, 3, 5, 5), 3 * 5 * 5, np.random.default_rng(0)).shape
     (16, 3, 5, 5)
     """
-    return _normal(shape, np.sqrt(2.0 / _fan(fan_in, "fan_in")), rng, dtype)
+    return _normal(shape, np.sqrt(2.0 / check_count(fan_in, "fan_in")), rng, dtype)
 
 
 def he_uniform(shape, fan_in, rng, *, dtype=np.float32) -> np.ndarray:
@@ -170,7 +162,7 @@ def he_uniform(shape, fan_in, rng, *, dtype=np.float32) -> np.ndarray:
 
     Arguments and errors as ``he_normal``.
     """
-    return _uniform(shape, np.sqrt(6.0 / _fan(fan_in, "fan_in")), rng, dtype)
+    return _uniform(shape, np.sqrt(6.0 / check_count(fan_in, "fan_in")), rng, dtype)
 
 
 def zeros(shape, *, dtype=np.float32) -> np.ndarray:

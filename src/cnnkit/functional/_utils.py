@@ -35,6 +35,15 @@ def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
     return out[0], out[1]
 
 
+def check_count(value, name: str) -> int:
+    """A size that must be a positive int (features, channels, fans); returned as an int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
 def conv_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, what: str,
                      axis: str = "width", strict: bool = True) -> int:
     """The size rule ``(W - F + 2P)/S + 1``, with ``F = D*(K - 1) + 1`` the dilated window.

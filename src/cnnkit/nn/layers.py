@@ -8,13 +8,12 @@ shapes are PyTorch's.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import functional as F
 from .. import init as _init
-from ..functional._utils import as_float_array, check_dout, check_real, conv_output_size, pair
+from ..functional._utils import (as_float_array, check_count, check_dout, check_real,
+                                 conv_output_size, pair)
 from .module import Module, Parameter
 
 __all__ = ["Linear", "Conv2d", "LocallyConnected2d", "Flatten", "ReLU", "LeakyReLU", "Sigmoid",
@@ -24,15 +23,6 @@ INITS = ("he", "he_uniform", "xavier", "xavier_uniform", "gaussian")
 
 
 # ----------------------------------------------------------------------------- shared checks
-
-def count(value, name: str) -> int:
-    """A size that must be a positive int (features, channels)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return int(value)
-
 
 def flag(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
@@ -105,8 +95,8 @@ class Linear(_Weighted):
     def __init__(self, in_features, out_features, bias=True, *, init="he", weight_scale=None,
                  rng=None):
         super().__init__()
-        self.in_features = count(in_features, "Linear in_features")
-        self.out_features = count(out_features, "Linear out_features")
+        self.in_features = check_count(in_features, "Linear in_features")
+        self.out_features = check_count(out_features, "Linear out_features")
         self._set_init(init, weight_scale)
         self.weight = init_weight((self.out_features, self.in_features), self.in_features,
                                   self.out_features, init, weight_scale, rng)
@@ -146,8 +136,8 @@ class _Window(_Weighted):
     def _set_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
                       strict):
         name = type(self).__name__
-        self.in_channels = count(in_channels, f"{name} in_channels")
-        self.out_channels = count(out_channels, f"{name} out_channels")
+        self.in_channels = check_count(in_channels, f"{name} in_channels")
+        self.out_channels = check_count(out_channels, f"{name} out_channels")
         self.kernel_size = pair(kernel_size, f"{name} kernel_size")
         self.stride = pair(stride, f"{name} stride")
         self.padding = pair(padding, f"{name} padding", minimum=0)

@@ -6,13 +6,11 @@ import numpy as np
 
 from .. import functional as F
 from .. import init as _init
-from ..functional._utils import as_float_array, check_real
+from ..functional._utils import as_float_array, check_count, check_real
 from ..functional.dropout import MODES
-from .layers import count
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
-
 
 class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d; subclasses name the input layout and kernels."""
@@ -23,7 +21,7 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.9):
         super().__init__()
         name = type(self).__name__
-        self.num_features = count(num_features, f"{name} num_features")
+        self.num_features = check_count(num_features, f"{name} num_features")
         self.eps = check_real(eps, f"{name} eps")
         if not self.eps > 0:
             raise ValueError(f"{name} eps must be > 0, got {eps!r}")
@@ -85,7 +83,6 @@ class _BatchNorm(Module):
             s += f", momentum={self.momentum}"
         return s
 
-
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of (N, K) features; ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
 
@@ -112,7 +109,6 @@ class BatchNorm1d(_BatchNorm):
     _eval_forward = staticmethod(F.batchnorm_eval_forward)
     _eval_backward = staticmethod(F.batchnorm_eval_backward)
 
-
 class BatchNorm2d(_BatchNorm):
     """Spatial batch normalisation of (N, C, H, W): each channel over its N*H*W values.
 
@@ -131,7 +127,6 @@ class BatchNorm2d(_BatchNorm):
     _train_backward = staticmethod(F.spatial_batchnorm_backward)
     _eval_forward = staticmethod(F.spatial_batchnorm_eval_forward)
     _eval_backward = staticmethod(F.spatial_batchnorm_eval_backward)
-
 
 class Dropout(Module):
     """Drop each unit with probability ``p`` in training; any input shape.
