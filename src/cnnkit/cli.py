@@ -111,7 +111,8 @@ def _train_settings(args) -> dict:
             "optimizer": args.optimizer, "lr": lr, "momentum": args.momentum,
             "weight_decay": args.weight_decay, "schedule": args.schedule,
             "step_size": args.step_size, "gamma": args.gamma, "seed": args.seed,
-            "val_size": args.val_size, "loss": args.loss, "limit": args.limit}
+            "val_size": args.val_size, "loss": args.loss, "limit": args.limit,
+            "augment": args.augment}
 
 
 def cmd_train(args) -> int:
@@ -149,6 +150,10 @@ def cmd_train(args) -> int:
     scheduler = _schedule(optimizer, settings["schedule"], settings["epochs"],
                           settings["step_size"], settings["gamma"])
     metadata = {**_mnist_metadata(), "settings": settings}
+    augment = None
+    if settings.get("augment", "none") == "crop":
+        from .data import Augment
+        augment = Augment(crop_padding=2)      # shifts of up to 2 pixels; no flips for digits
 
     def after_epoch(trainer):
         from ._atomic import atomic_write_text
@@ -157,7 +162,8 @@ def cmd_train(args) -> int:
 
     trainer = Trainer(model, optimizer, loss=settings["loss"], scheduler=scheduler,
                       batch_size=settings["batch_size"], epochs=settings["epochs"],
-                      seed=settings["seed"], checkpoint=run_dir / "checkpoint.npz",
+                      seed=settings["seed"], augment=augment,
+                      checkpoint=run_dir / "checkpoint.npz",
                       metadata=metadata, progress=not args.no_progress, log=print,
                       on_epoch_end=after_epoch)
     if args.resume:
@@ -342,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model.npz (best validation weights), history.json and "
                                    "curves.png, then prints the test accuracy.")
     p.add_argument("--model", default="default", choices=models, help="architecture (default: %(default)s = lenet-bn)")
-    p.add_argument("--epochs", type=_positive_int, default=4, help="epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="epochs (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size (default: %(default)s)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="update rule (default: %(default)s)")
     p.add_argument("--lr", type=_non_negative_float, default=None,
@@ -353,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=_non_negative_float, default=0.5, help="decay factor of the step/exp schedules (default: %(default)s)")
     p.add_argument("--weight-decay", type=_non_negative_float, default=0.0, help="L2 strength on the weights (default: %(default)s)")
     p.add_argument("--loss", choices=("softmax", "svm"), default="softmax", help="loss (default: %(default)s)")
+    p.add_argument("--augment", choices=("crop", "none"), default="crop",
+                   help="crop: random shifts of up to 2 pixels (zero padding, then a random "
+                        "28x28 crop) of each training image (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, split and shuffling (default: %(default)s)")
     p.add_argument("--val-size", type=int, default=5000, help="training images held out for validation (default: %(default)s)")
     p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training images (quick runs)")

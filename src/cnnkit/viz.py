@@ -17,6 +17,7 @@ def plot_history(history: dict, path, title: str | None = None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = history.get("epoch", [])
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -26,6 +27,7 @@ def plot_history(history: dict, path, title: str | None = None) -> Path:
             if values:
                 ax.plot(epochs[:len(values)], values, style, label=split, markersize=4)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()
