@@ -24,8 +24,14 @@ import numpy as np
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov", "adagrad", "rmsprop")
-DEFAULT_LR = {"adam": 3e-3, "sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.05,
-              "rmsprop": 1e-3}
+DEFAULT_LR = {
+    "adam": 3e-3,
+    "sgd": 0.1,
+    "momentum": 0.05,
+    "nesterov": 0.05,
+    "adagrad": 0.05,
+    "rmsprop": 1e-3,
+}
 SCHEDULES = ("cosine", "step", "exp", "none")
 
 
@@ -35,33 +41,45 @@ class CLIError(Exception):
 
 # ---------------------------------------------------------------------------- data
 
+
 def _mnist(split: str):
     from .data import MNIST_MEAN, MNIST_STD, load_mnist, normalize, to_float
+
     images, labels = load_mnist(split)
     return normalize(to_float(images), MNIST_MEAN, MNIST_STD), labels
 
 
 def _mnist_metadata() -> dict:
     from .data import MNIST_MEAN, MNIST_STD
-    return {"dataset": "mnist", "input_shape": [1, 28, 28], "mean": [float(MNIST_MEAN)],
-            "std": [float(MNIST_STD)], "classes": [str(d) for d in range(10)]}
+
+    return {
+        "dataset": "mnist",
+        "input_shape": [1, 28, 28],
+        "mean": [float(MNIST_MEAN)],
+        "std": [float(MNIST_STD)],
+        "classes": [str(d) for d in range(10)],
+    }
 
 
 def _prepare(images: np.ndarray, metadata: dict) -> np.ndarray:
     """uint8 or float images, (N, H, W) or (N, C, H, W), to the normalised float32 the net takes."""
     from .data import normalize, to_float
+
     x = to_float(images) if images.dtype == np.uint8 else images.astype(np.float32)
     if x.ndim == 3:
         x = x[:, None]
     shape = metadata.get("input_shape")
     if x.ndim != 4 or (shape and x.shape[1] != shape[0]):
-        raise CLIError(f"the images have shape {images.shape}, but the net takes "
-                       f"(N, {'x'.join(map(str, shape)) if shape else 'C, H, W'}) input")
+        raise CLIError(
+            f"the images have shape {images.shape}, but the net takes "
+            f"(N, {'x'.join(map(str, shape)) if shape else 'C, H, W'}) input"
+        )
     return normalize(x, metadata.get("mean", [0.0]), metadata.get("std", [1.0]))
 
 
 def _load_npz_data(path) -> tuple[np.ndarray, np.ndarray]:
     from .data import DataError
+
     try:
         with np.load(path, allow_pickle=False) as f:
             if "x" not in f.files or "y" not in f.files:
@@ -75,16 +93,19 @@ def _load_npz_data(path) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------- optimizers
 
+
 def _optimizer(model, name: str, lr: float, momentum: float, weight_decay: float):
     from . import optim
+
     params = model.named_parameters()
     if name == "adam":
         return optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return optim.SGD(params, lr=lr, weight_decay=weight_decay)
     if name in ("momentum", "nesterov"):
-        return optim.SGD(params, lr=lr, momentum=momentum, nesterov=name == "nesterov",
-                         weight_decay=weight_decay)
+        return optim.SGD(
+            params, lr=lr, momentum=momentum, nesterov=name == "nesterov", weight_decay=weight_decay
+        )
     if name == "adagrad":
         return optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
     return optim.RMSProp(params, lr=lr, weight_decay=weight_decay)
@@ -92,6 +113,7 @@ def _optimizer(model, name: str, lr: float, momentum: float, weight_decay: float
 
 def _schedule(optimizer, name: str, epochs: int, step_size: int, gamma: float):
     from . import optim
+
     if name == "cosine":
         return optim.CosineLR(optimizer, t_max=epochs)
     if name == "step":
@@ -103,16 +125,29 @@ def _schedule(optimizer, name: str, epochs: int, step_size: int, gamma: float):
 
 # ---------------------------------------------------------------------------- train
 
+
 def _train_settings(args) -> dict:
     """The options that define a run; stored in the checkpoint so --resume rebuilds the run."""
     from .models import DEFAULT_MODEL
+
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    return {"model": DEFAULT_MODEL if args.model == "default" else args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-            "optimizer": args.optimizer, "lr": lr, "momentum": args.momentum,
-            "weight_decay": args.weight_decay, "schedule": args.schedule,
-            "step_size": args.step_size, "gamma": args.gamma, "seed": args.seed,
-            "val_size": args.val_size, "loss": args.loss, "limit": args.limit,
-            "augment": args.augment}
+    return {
+        "model": DEFAULT_MODEL if args.model == "default" else args.model,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": lr,
+        "momentum": args.momentum,
+        "weight_decay": args.weight_decay,
+        "schedule": args.schedule,
+        "step_size": args.step_size,
+        "gamma": args.gamma,
+        "seed": args.seed,
+        "val_size": args.val_size,
+        "loss": args.loss,
+        "limit": args.limit,
+        "augment": args.augment,
+    }
 
 
 def cmd_train(args) -> int:
@@ -126,8 +161,10 @@ def cmd_train(args) -> int:
         ckpt = load_checkpoint(args.resume)
         meta = ckpt.extra.get("metadata", {})
         if "settings" not in meta:
-            raise CLIError(f"{args.resume} was not written by `cnnkit train` (no run settings); "
-                           f"it cannot be resumed from the command line")
+            raise CLIError(
+                f"{args.resume} was not written by `cnnkit train` (no run settings); "
+                f"it cannot be resumed from the command line"
+            )
         settings = dict(meta["settings"])
         if args.epochs_given:
             settings["epochs"] = args.epochs
@@ -140,62 +177,90 @@ def cmd_train(args) -> int:
     rng = np.random.default_rng(settings["seed"])
     x, y = _mnist("train")
     if settings["limit"]:
-        x, y = x[:settings["limit"]], y[:settings["limit"]]
+        x, y = x[: settings["limit"]], y[: settings["limit"]]
     (x_train, y_train), (x_val, y_val) = train_val_split(x, y, settings["val_size"], rng)
     model = get_model(settings["model"], rng=rng)
     if args.weights:
         model.load_state_dict(load_checkpoint(args.weights).model_state)
-    optimizer = _optimizer(model, settings["optimizer"], settings["lr"], settings["momentum"],
-                           settings["weight_decay"])
-    scheduler = _schedule(optimizer, settings["schedule"], settings["epochs"],
-                          settings["step_size"], settings["gamma"])
+    optimizer = _optimizer(
+        model, settings["optimizer"], settings["lr"], settings["momentum"], settings["weight_decay"]
+    )
+    scheduler = _schedule(
+        optimizer,
+        settings["schedule"],
+        settings["epochs"],
+        settings["step_size"],
+        settings["gamma"],
+    )
     metadata = {**_mnist_metadata(), "settings": settings}
     augment = None
     if settings.get("augment", "none") == "crop":
         from .data import Augment
-        augment = Augment(crop_padding=2)      # shifts of up to 2 pixels; no flips for digits
+
+        augment = Augment(crop_padding=2)  # shifts of up to 2 pixels; no flips for digits
 
     def after_epoch(trainer):
         from ._atomic import atomic_write_text
+
         atomic_write_text(run_dir / "history.json", json.dumps(trainer.history, indent=1))
         plot_history(trainer.history, run_dir / "curves.png", title=f"{settings['model']} on MNIST")
 
-    trainer = Trainer(model, optimizer, loss=settings["loss"], scheduler=scheduler,
-                      batch_size=settings["batch_size"], epochs=settings["epochs"],
-                      seed=settings["seed"], augment=augment,
-                      checkpoint=run_dir / "checkpoint.npz",
-                      metadata=metadata, progress=not args.no_progress, log=print,
-                      on_epoch_end=after_epoch)
+    trainer = Trainer(
+        model,
+        optimizer,
+        loss=settings["loss"],
+        scheduler=scheduler,
+        batch_size=settings["batch_size"],
+        epochs=settings["epochs"],
+        seed=settings["seed"],
+        augment=augment,
+        checkpoint=run_dir / "checkpoint.npz",
+        metadata=metadata,
+        progress=not args.no_progress,
+        log=print,
+        on_epoch_end=after_epoch,
+    )
     if args.resume:
         trainer.resume(args.resume)
         trainer.epochs = settings["epochs"]
         print(f"resuming {args.resume} at epoch {trainer.epoch + 1}/{trainer.epochs}")
-    print(f"training {settings['model']} ({model.num_parameters():,} parameters) on MNIST: "
-          f"{len(x_train)} train / {len(x_val)} val images, {settings['optimizer']} "
-          f"lr {settings['lr']:g}, {settings['schedule']} schedule, {settings['epochs']} epochs; "
-          f"run folder {run_dir}")
+    print(
+        f"training {settings['model']} ({model.num_parameters():,} parameters) on MNIST: "
+        f"{len(x_train)} train / {len(x_val)} val images, {settings['optimizer']} "
+        f"lr {settings['lr']:g}, {settings['schedule']} schedule, {settings['epochs']} epochs; "
+        f"run folder {run_dir}"
+    )
     start = time.perf_counter()
     try:
         trainer.fit((x_train, y_train), (x_val, y_val) if len(x_val) else None)
     except TrainingInterrupted as err:
-        print(f"cnnkit train: {err}; resume with: cnnkit train --resume "
-              f"{run_dir / 'checkpoint.npz'}", file=sys.stderr)
+        print(
+            f"cnnkit train: {err}; resume with: cnnkit train --resume "
+            f"{run_dir / 'checkpoint.npz'}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     train_time = time.perf_counter() - start
     save_checkpoint(run_dir / "model.npz", model, extra={"metadata": metadata})
     x_test, y_test = _mnist("test")
     test_loss, test_acc = evaluate(model, x_test, y_test, settings["loss"])
     best = trainer.best
-    print(f"best validation accuracy {best['val_acc']:.4f} (epoch {best['epoch']}); "
-          f"weights in {run_dir / 'model.npz'}")
-    print(f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}) after {train_time:.0f} s of training")
+    print(
+        f"best validation accuracy {best['val_acc']:.4f} (epoch {best['epoch']}); "
+        f"weights in {run_dir / 'model.npz'}"
+    )
+    print(
+        f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}) after {train_time:.0f} s of training"
+    )
     return 0
 
 
 # ---------------------------------------------------------------------------- evaluate
 
+
 def _load_for_inference(path):
     from .io import load_checkpoint
+
     ckpt = load_checkpoint(path)
     model = ckpt.build_model().eval()
     meta = ckpt.extra.get("metadata", {})
@@ -204,6 +269,7 @@ def _load_for_inference(path):
 
 def cmd_evaluate(args) -> int:
     from .train import predict
+
     model, meta = _load_for_inference(args.checkpoint)
     if args.data:
         images, labels = _load_npz_data(args.data)
@@ -212,14 +278,16 @@ def cmd_evaluate(args) -> int:
         if meta.get("dataset", "mnist") != "mnist":
             raise CLIError(f"{args.checkpoint} was trained on {meta['dataset']}; pass --data")
         from .data import load_mnist
+
         images, labels = load_mnist(args.split)
         what = f"MNIST {args.split}"
     x = _prepare(images, meta)
     scores = predict(model, x, args.batch_size)
     num_classes = scores.shape[1]
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise CLIError(f"labels must be in [0, {num_classes}), got range "
-                       f"[{labels.min()}, {labels.max()}]")
+        raise CLIError(
+            f"labels must be in [0, {num_classes}), got range " f"[{labels.min()}, {labels.max()}]"
+        )
     pred = scores.argmax(axis=1)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
@@ -240,9 +308,11 @@ def cmd_evaluate(args) -> int:
 
 # ---------------------------------------------------------------------------- predict
 
+
 def _read_image(path, channels: int, size: tuple[int, int], invert: str) -> np.ndarray:
     """A PNG/JPEG as float32 (C, H, W) in [0, 1], converted to the net's channels and size."""
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as img:
             img = img.convert("L" if channels == 1 else "RGB")
@@ -261,12 +331,14 @@ def _read_image(path, channels: int, size: tuple[int, int], invert: str) -> np.n
 
 def cmd_predict(args) -> int:
     from .train import predict
+
     model, meta = _load_for_inference(args.checkpoint)
     shape = meta.get("input_shape")
     if not shape:
         raise CLIError(f"{args.checkpoint} does not record the input size; it cannot take images")
     x = np.stack([_read_image(p, shape[0], tuple(shape[1:]), args.invert) for p in args.images])
     from .data import normalize
+
     x = normalize(x, meta.get("mean", [0.0]), meta.get("std", [1.0]))
     scores = predict(model, x)
     shifted = scores - scores.max(axis=1, keepdims=True)
@@ -281,9 +353,11 @@ def cmd_predict(args) -> int:
 
 # ---------------------------------------------------------------------------- gradcheck
 
+
 def cmd_gradcheck(args) -> int:
     from .gradcheck import check_model
     from .models import MODELS, get_model
+
     rng = np.random.default_rng(args.seed)
     model = get_model(args.model, rng=rng).astype(np.float64)
     if args.eval:
@@ -296,9 +370,11 @@ def cmd_gradcheck(args) -> int:
         num_checks = 20
     errors = check_model(model, x, y, args.loss, reg=args.reg, num_checks=num_checks, rng=rng)
     params = dict(model.named_parameters())
-    print(f"gradient check of {args.model} ({model.num_parameters():,} parameters) in float64, "
-          f"{args.loss} loss, batch {args.batch}, "
-          f"{'all entries' if num_checks is None else f'{num_checks} random entries per parameter'}")
+    print(
+        f"gradient check of {args.model} ({model.num_parameters():,} parameters) in float64, "
+        f"{args.loss} loss, batch {args.batch}, "
+        f"{'all entries' if num_checks is None else f'{num_checks} random entries per parameter'}"
+    )
     print(f"  {'parameter':<24} {'shape':<20} {'rel error':>10}")
     worst = 0.0
     for name, err in errors.items():
@@ -307,12 +383,15 @@ def cmd_gradcheck(args) -> int:
             flag = "  (gradient identically zero, e.g. a bias before batch norm)"
         print(f"  {name:<24} {str(params[name].shape):<20} {err:>10.2e}{flag}")
         worst = max(worst, err)
-    print(f"max relative error {worst:.2e} ({'pass' if worst < args.tol else 'FAIL'}: "
-          f"threshold {args.tol:g})")
+    print(
+        f"max relative error {worst:.2e} ({'pass' if worst < args.tol else 'FAIL'}: "
+        f"threshold {args.tol:g})"
+    )
     return 0 if worst < args.tol else EXIT_ERROR
 
 
 # ---------------------------------------------------------------------------- parser
+
 
 def _positive_int(text):
     try:
@@ -336,72 +415,182 @@ def _non_negative_float(text):
 
 def build_parser() -> argparse.ArgumentParser:
     from .models import MODELS
+
     parser = argparse.ArgumentParser(
-        prog="cnnkit", description="Convolutional networks from first principles in NumPy.",
-        epilog="Run `cnnkit COMMAND --help` for the options of a command.")
+        prog="cnnkit",
+        description="Convolutional networks from first principles in NumPy.",
+        epilog="Run `cnnkit COMMAND --help` for the options of a command.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     models = ["default", *MODELS]
 
-    p = sub.add_parser("train", help="train a net on the shipped MNIST and print test accuracy",
-                       description="Train a net on MNIST (shipped with cnnkit). Writes "
-                                   "OUT/NAME/checkpoint.npz (every epoch, for --resume), "
-                                   "model.npz (best validation weights), history.json and "
-                                   "curves.png, then prints the test accuracy.")
-    p.add_argument("--model", default="default", choices=models, help="architecture (default: %(default)s = lenet-bn)")
+    p = sub.add_parser(
+        "train",
+        help="train a net on the shipped MNIST and print test accuracy",
+        description="Train a net on MNIST (shipped with cnnkit). Writes "
+        "OUT/NAME/checkpoint.npz (every epoch, for --resume), "
+        "model.npz (best validation weights), history.json and "
+        "curves.png, then prints the test accuracy.",
+    )
+    p.add_argument(
+        "--model",
+        default="default",
+        choices=models,
+        help="architecture (default: %(default)s = lenet-bn)",
+    )
     p.add_argument("--epochs", type=_positive_int, default=5, help="epochs (default: %(default)s)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size (default: %(default)s)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="update rule (default: %(default)s)")
-    p.add_argument("--lr", type=_non_negative_float, default=None,
-                   help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
-    p.add_argument("--momentum", type=_non_negative_float, default=0.9, help="for momentum/nesterov (default: %(default)s)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule per epoch (default: %(default)s)")
-    p.add_argument("--step-size", type=_positive_int, default=2, help="epochs per step of the step schedule (default: %(default)s)")
-    p.add_argument("--gamma", type=_non_negative_float, default=0.5, help="decay factor of the step/exp schedules (default: %(default)s)")
-    p.add_argument("--weight-decay", type=_non_negative_float, default=0.0, help="L2 strength on the weights (default: %(default)s)")
-    p.add_argument("--loss", choices=("softmax", "svm"), default="softmax", help="loss (default: %(default)s)")
-    p.add_argument("--augment", choices=("crop", "none"), default="crop",
-                   help="crop: random shifts of up to 2 pixels (zero padding, then a random "
-                        "28x28 crop) of each training image (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, split and shuffling (default: %(default)s)")
-    p.add_argument("--val-size", type=int, default=5000, help="training images held out for validation (default: %(default)s)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training images (quick runs)")
-    p.add_argument("--out", default="runs", help="parent folder of run folders (default: %(default)s)")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=64,
+        help="mini-batch size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default="adam", help="update rule (default: %(default)s)"
+    )
+    p.add_argument(
+        "--lr",
+        type=_non_negative_float,
+        default=None,
+        help="learning rate (default: "
+        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+        + ")",
+    )
+    p.add_argument(
+        "--momentum",
+        type=_non_negative_float,
+        default=0.9,
+        help="for momentum/nesterov (default: %(default)s)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="cosine",
+        help="learning-rate schedule per epoch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--step-size",
+        type=_positive_int,
+        default=2,
+        help="epochs per step of the step schedule (default: %(default)s)",
+    )
+    p.add_argument(
+        "--gamma",
+        type=_non_negative_float,
+        default=0.5,
+        help="decay factor of the step/exp schedules (default: %(default)s)",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=0.0,
+        help="L2 strength on the weights (default: %(default)s)",
+    )
+    p.add_argument(
+        "--loss", choices=("softmax", "svm"), default="softmax", help="loss (default: %(default)s)"
+    )
+    p.add_argument(
+        "--augment",
+        choices=("crop", "none"),
+        default="crop",
+        help="crop: random shifts of up to 2 pixels (zero padding, then a random "
+        "28x28 crop) of each training image (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds initialisation, split and shuffling (default: %(default)s)",
+    )
+    p.add_argument(
+        "--val-size",
+        type=int,
+        default=5000,
+        help="training images held out for validation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        help="use only the first N training images (quick runs)",
+    )
+    p.add_argument(
+        "--out", default="runs", help="parent folder of run folders (default: %(default)s)"
+    )
     p.add_argument("--name", default=None, help="run folder name (default: MODEL-DATE-TIME)")
     start = p.add_mutually_exclusive_group()
-    start.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT (its folder and settings)")
+    start.add_argument(
+        "--resume", metavar="CKPT", help="continue the run saved in CKPT (its folder and settings)"
+    )
     start.add_argument("--weights", metavar="CKPT", help="start from the weights in CKPT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix",
-                       description="Evaluate a checkpoint on MNIST (or on --data).")
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy, per-class accuracy and confusion matrix",
+        description="Evaluate a checkpoint on MNIST (or on --data).",
+    )
     p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("--split", choices=("test", "train"), default="test", help="MNIST split (default: %(default)s)")
-    p.add_argument("--data", metavar="FILE.npz", help="evaluate on arrays x (N[,C],H,W) and y (N,) from an .npz file instead")
+    p.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="MNIST split (default: %(default)s)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="FILE.npz",
+        help="evaluate on arrays x (N[,C],H,W) and y (N,) from an .npz file instead",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=1000, help="(default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="top-k classes of PNG/JPEG images",
-                       description="Classify images with a checkpoint: each is converted to the "
-                                   "net's channels and input size.")
+    p = sub.add_parser(
+        "predict",
+        help="top-k classes of PNG/JPEG images",
+        description="Classify images with a checkpoint: each is converted to the "
+        "net's channels and input size.",
+    )
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--top-k", type=_positive_int, default=3, help="(default: %(default)s)")
-    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                   help="invert grey levels; auto inverts light-background images for "
-                        "MNIST-style nets (default: %(default)s)")
+    p.add_argument(
+        "--invert",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="invert grey levels; auto inverts light-background images for "
+        "MNIST-style nets (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("gradcheck", help="whole-model numerical gradient check in float64",
-                       description="Check every parameter's backprop gradient against centred "
-                                   "differences, in float64, on a random batch.")
-    p.add_argument("--model", default="convnet-check", choices=models, help="(default: %(default)s)")
-    p.add_argument("--loss", choices=("softmax", "svm"), default="softmax", help="(default: %(default)s)")
-    p.add_argument("--batch", type=_positive_int, default=4, help="batch size (default: %(default)s)")
-    p.add_argument("--reg", type=_non_negative_float, default=0.0, help="L2 strength (default: %(default)s)")
-    p.add_argument("--num-checks", type=_positive_int, default=None,
-                   help="random entries per parameter (default: all, or 20 for nets over 5,000 parameters)")
-    p.add_argument("--eval", action="store_true", help="check in eval mode (running statistics, no dropout)")
+    p = sub.add_parser(
+        "gradcheck",
+        help="whole-model numerical gradient check in float64",
+        description="Check every parameter's backprop gradient against centred "
+        "differences, in float64, on a random batch.",
+    )
+    p.add_argument(
+        "--model", default="convnet-check", choices=models, help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--loss", choices=("softmax", "svm"), default="softmax", help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--batch", type=_positive_int, default=4, help="batch size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--reg", type=_non_negative_float, default=0.0, help="L2 strength (default: %(default)s)"
+    )
+    p.add_argument(
+        "--num-checks",
+        type=_positive_int,
+        default=None,
+        help="random entries per parameter (default: all, or 20 for nets over 5,000 parameters)",
+    )
+    p.add_argument(
+        "--eval", action="store_true", help="check in eval mode (running statistics, no dropout)"
+    )
     p.add_argument("--tol", type=float, default=1e-6, help="pass threshold (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.set_defaults(func=cmd_gradcheck)
@@ -417,6 +606,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     args.epochs_given = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)
     from .io import CheckpointError
+
     try:
         return args.func(args)
     except KeyboardInterrupt:

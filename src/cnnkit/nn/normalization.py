@@ -12,6 +12,7 @@ from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
 
+
 class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d; subclasses name the input layout and kernels."""
 
@@ -83,6 +84,7 @@ class _BatchNorm(Module):
             s += f", momentum={self.momentum}"
         return s
 
+
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of (N, K) features; ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
 
@@ -109,6 +111,7 @@ class BatchNorm1d(_BatchNorm):
     _eval_forward = staticmethod(F.batchnorm_eval_forward)
     _eval_backward = staticmethod(F.batchnorm_eval_backward)
 
+
 class BatchNorm2d(_BatchNorm):
     """Spatial batch normalisation of (N, C, H, W): each channel over its N*H*W values.
 
@@ -127,6 +130,7 @@ class BatchNorm2d(_BatchNorm):
     _train_backward = staticmethod(F.spatial_batchnorm_backward)
     _eval_forward = staticmethod(F.spatial_batchnorm_eval_forward)
     _eval_backward = staticmethod(F.spatial_batchnorm_eval_backward)
+
 
 class Dropout(Module):
     """Drop each unit with probability ``p`` in training; any input shape.
