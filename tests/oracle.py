@@ -126,3 +126,67 @@ def svm_loss(scores, y, margin=1.0):
                                 margin=margin) * s.shape[1]
     loss.backward()
     return loss.item(), s.grad.numpy()
+
+
+# ---------------------------------------------------------------------------- optimizers
+
+_TORCH_OPTIM = {"SGD": torch.optim.SGD, "Adagrad": torch.optim.Adagrad,
+                "RMSProp": torch.optim.RMSprop, "Adam": torch.optim.Adam}
+
+
+def optimizer_trajectory(name, hyper, init, grads, *, weight_decay=0.0, max_grad_norm=None):
+    """Parameters after each of torch's steps of optimizer ``name`` (our class name).
+
+    ``hyper`` are torch's keyword arguments (lr, momentum, nesterov, betas, alpha, eps).
+    ``weight_decay`` goes to the >= 2-D parameters only (DESIGN.md: weights, not biases), so the
+    1-D ones sit in a second group with weight_decay=0; ``max_grad_norm`` applies
+    clip_grad_norm_ before each step. Returns (trajectory, total norms before clipping).
+    """
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in init.items()}
+    groups = [{"params": [t for t in tensors.values() if t.ndim >= 2],
+               "weight_decay": weight_decay},
+              {"params": [t for t in tensors.values() if t.ndim < 2], "weight_decay": 0.0}]
+    opt = _TORCH_OPTIM[name](groups, **hyper)
+    trajectory, norms = [], []
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        if max_grad_norm is not None:
+            norms.append(float(torch.nn.utils.clip_grad_norm_(list(tensors.values()),
+                                                              max_grad_norm)))
+        opt.step()
+        trajectory.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
+    return trajectory, norms
+
+
+def _scheduler(opt, kind, kw):
+    """Our schedule ``kind`` and arguments as torch's lr_scheduler."""
+    sched = torch.optim.lr_scheduler
+    if kind == "step":
+        return sched.StepLR(opt, step_size=kw["step_size"], gamma=kw["gamma"])
+    if kind == "exponential":
+        return sched.ExponentialLR(opt, gamma=kw["gamma"])
+    if kind == "cosine":
+        return sched.CosineAnnealingLR(opt, T_max=kw["t_max"], eta_min=kw.get("eta_min", 0.0))
+    if kind == "warmup":                  # a linear ramp, multiplied into the `after` schedule
+        ramp = sched.LinearLR(opt, start_factor=kw["start_factor"],
+                              total_iters=kw["warmup_epochs"])
+        if kw.get("after") is None:
+            return ramp
+        return sched.ChainedScheduler([ramp, _scheduler(opt, *kw["after"])])
+    raise ValueError(f"no torch schedule for {kind!r}")
+
+
+def schedule_lrs(base_lr, kind, kw, epochs):
+    """Learning rates of epochs 0..epochs under torch's equivalent of our schedule ``kind``.
+
+    ``kw`` holds our arguments; for "warmup", ``after`` is an optional (kind, kw) pair.
+    """
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+    sched = _scheduler(opt, kind, kw)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(epochs):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs

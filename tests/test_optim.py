@@ -8,56 +8,17 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.optim import (SGD, Adagrad, Adam, CosineLR, ExponentialLR, LinearWarmup, RMSProp,
                           StepLR, adagrad_step, adam_step, rmsprop_step, sgd_step)
+from tests import oracle
 from tests.helpers import assert_close
 
 STEPS = 6
 # A small "model": conv and fc weights (decayed) and 1-D biases / batch-norm scale (not decayed).
 SHAPES = {"conv.weight": (3, 2, 3, 3), "conv.bias": (3,), "bn.weight": (3,),
           "fc.weight": (4, 5), "fc.bias": (4,)}
-
-# ---------------------------------------------------------------------------- torch oracle
-# (tests/oracle.py holds the kernels' oracles; the optimizer ones live here, in one place.)
-TORCH_OPTIM = {"SGD": torch.optim.SGD, "Adagrad": torch.optim.Adagrad,
-               "RMSProp": torch.optim.RMSprop, "Adam": torch.optim.Adam}
-
-
-def torch_run(opt_name, hyper, init, grads, *, weight_decay=0.0, max_grad_norm=None):
-    """Parameters after each of torch's steps. ``weight_decay`` goes to the >= 2-D parameters
-    only (1-D ones in a group with weight_decay=0); ``max_grad_norm`` clips with
-    clip_grad_norm_ before each step. Returns (trajectory, total norms)."""
-    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in init.items()}
-    groups = [{"params": [t for t in tensors.values() if t.ndim >= 2],
-               "weight_decay": weight_decay},
-              {"params": [t for t in tensors.values() if t.ndim < 2], "weight_decay": 0.0}]
-    opt = TORCH_OPTIM[opt_name](groups, **hyper)
-    trajectory, norms = [], []
-    for g in grads:
-        for k, t in tensors.items():
-            t.grad = torch.tensor(g[k])
-        if max_grad_norm is not None:
-            norms.append(float(torch.nn.utils.clip_grad_norm_(list(tensors.values()),
-                                                              max_grad_norm)))
-        opt.step()
-        trajectory.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
-    return trajectory, norms
-
-
-def torch_schedule_lrs(base_lr, make, epochs):
-    """Learning rates of epochs 0..epochs under ``make(optimizer)``'s torch scheduler."""
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
-    sched = make(opt)
-    lrs = [opt.param_groups[0]["lr"]]
-    for _ in range(epochs):
-        opt.step()
-        sched.step()
-        lrs.append(opt.param_groups[0]["lr"])
-    return lrs
-
 
 # ---------------------------------------------------------------------------- our side
 
@@ -133,7 +94,7 @@ def _snapshot(state):
 def test_rule_matches_torch_and_never_writes_its_inputs(rng, rule, hyper, torch_name,
                                                         torch_hyper):
     init, grads = make_problem(rng)
-    expected, _ = torch_run(torch_name, torch_hyper, init, grads)
+    expected, _ = oracle.optimizer_trajectory(torch_name, torch_hyper, init, grads)
     w, states = dict(init), {k: None for k in init}
     for step, g in enumerate(grads):
         for k in init:
@@ -171,7 +132,7 @@ def test_optimizer_matches_torch(rng, cls, hyper, torch_hyper):
     init, grads = make_problem(rng)
     params = params_from(init)
     ours = our_run(cls(params, **hyper), params, grads)
-    theirs, _ = torch_run(cls.__name__, torch_hyper, init, grads)
+    theirs, _ = oracle.optimizer_trajectory(cls.__name__, torch_hyper, init, grads)
     assert_trajectories(ours, theirs, cls.__name__)
 
 
@@ -181,7 +142,7 @@ def test_weight_decay_matches_torch_on_weights_and_spares_1d_parameters(rng, cls
     init, grads = make_problem(rng)
     params = params_from(init)
     ours = our_run(cls(params, weight_decay=0.3, **hyper), params, grads)
-    theirs, _ = torch_run(cls.__name__, torch_hyper, init, grads, weight_decay=0.3)
+    theirs, _ = oracle.optimizer_trajectory(cls.__name__, torch_hyper, init, grads, weight_decay=0.3)
     assert_trajectories(ours, theirs, f"{cls.__name__} weight_decay")
     # the decay really acted on the weights, and the 1-D parameters moved as without it
     plain = params_from(init)
@@ -209,7 +170,7 @@ def test_max_grad_norm_matches_torch_clip_grad_norm(rng, cls, hyper, torch_hyper
         ours.append({k: p.data.copy() for k, p in params})
         for k, p in params:                            # step reads grad, never writes it
             np.testing.assert_array_equal(p.grad, g[k], err_msg=f"{k}: grad was modified")
-    theirs, norms = torch_run(cls.__name__, torch_hyper, init, grads, max_grad_norm=max_norm)
+    theirs, norms = oracle.optimizer_trajectory(cls.__name__, torch_hyper, init, grads, max_grad_norm=max_norm)
     assert_trajectories(ours, theirs, f"{cls.__name__} max_grad_norm={max_norm}")
     assert_close(our_norms, norms, "total gradient norm")
 
@@ -221,7 +182,7 @@ def test_clip_then_weight_decay_then_rule(rng, cls, hyper, torch_hyper):
     init, grads = make_problem(rng)
     params = params_from(init)
     ours = our_run(cls(params, weight_decay=0.2, max_grad_norm=0.3, **hyper), params, grads)
-    theirs, _ = torch_run(cls.__name__, torch_hyper, init, grads, weight_decay=0.2,
+    theirs, _ = oracle.optimizer_trajectory(cls.__name__, torch_hyper, init, grads, weight_decay=0.2,
                           max_grad_norm=0.3)
     assert_trajectories(ours, theirs, f"{cls.__name__} clip + decay")
 
@@ -272,22 +233,18 @@ def test_float32_parameters_stay_float32(rng):
 
 # ---------------------------------------------------------------------------- schedules
 
-SCHEDULE_CASES = [
+SCHEDULE_CASES = [   # (id, ours, torch's equivalent as (kind, our arguments) for tests/oracle.py)
     ("step", lambda o: StepLR(o, step_size=3, gamma=0.5),
-     lambda t: torch.optim.lr_scheduler.StepLR(t, step_size=3, gamma=0.5)),
-    ("exponential", lambda o: ExponentialLR(o, gamma=0.8),
-     lambda t: torch.optim.lr_scheduler.ExponentialLR(t, gamma=0.8)),
+     ("step", dict(step_size=3, gamma=0.5))),
+    ("exponential", lambda o: ExponentialLR(o, gamma=0.8), ("exponential", dict(gamma=0.8))),
     ("cosine", lambda o: CosineLR(o, t_max=12, eta_min=1e-3),
-     lambda t: torch.optim.lr_scheduler.CosineAnnealingLR(t, T_max=12, eta_min=1e-3)),
-    ("cosine-past-t_max", lambda o: CosineLR(o, t_max=5),
-     lambda t: torch.optim.lr_scheduler.CosineAnnealingLR(t, T_max=5)),
+     ("cosine", dict(t_max=12, eta_min=1e-3))),
+    ("cosine-past-t_max", lambda o: CosineLR(o, t_max=5), ("cosine", dict(t_max=5))),
     ("warmup", lambda o: LinearWarmup(o, warmup_epochs=4, start_factor=0.25),
-     lambda t: torch.optim.lr_scheduler.LinearLR(t, start_factor=0.25, total_iters=4)),
+     ("warmup", dict(warmup_epochs=4, start_factor=0.25))),
     ("warmup-exponential",
      lambda o: LinearWarmup(o, 3, start_factor=0.1, after=ExponentialLR(o, gamma=0.9)),
-     lambda t: torch.optim.lr_scheduler.ChainedScheduler(
-         [torch.optim.lr_scheduler.LinearLR(t, start_factor=0.1, total_iters=3),
-          torch.optim.lr_scheduler.ExponentialLR(t, gamma=0.9)])),
+     ("warmup", dict(warmup_epochs=3, start_factor=0.1, after=("exponential", dict(gamma=0.9))))),
 ]
 
 
@@ -303,7 +260,7 @@ def test_schedule_matches_torch_over_12_epochs(ours, theirs):
         if getattr(sched, "after", None) is not None:     # a warmup keeps its inner schedule
             assert sched.after.epoch == epoch
         lrs.append(opt.lr)
-    assert_close(lrs, torch_schedule_lrs(0.2, theirs, 12), "learning rates")
+    assert_close(lrs, oracle.schedule_lrs(0.2, *theirs, 12), "learning rates")
 
 
 @pytest.mark.parametrize("make", [c[1] for c in SCHEDULE_CASES],
