@@ -105,6 +105,13 @@ def _parse(data: bytes, path, *, expect_magic: int | None = None,
     return arr.astype(dtype.newbyteorder("="))
 
 
+def _read(path, **expect) -> np.ndarray:
+    """The file's bytes, decompressed if gzip, parsed with ``_parse``'s checks."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    return _parse(_decompress(raw, path), path, **expect)
+
+
 def read_idx(path, *, expect_ndim: int | None = None) -> np.ndarray:
     """Read an IDX file, gzip-compressed or raw, into an array.
 
@@ -135,9 +142,7 @@ def read_idx(path, *, expect_ndim: int | None = None) -> np.ndarray:
     ...     read_idx(path, expect_ndim=2).shape
     (2, 3)
     """
-    with open(path, "rb") as f:
-        raw = f.read()
-    return _parse(_decompress(raw, path), path, expect_ndim=expect_ndim)
+    return _read(path, expect_ndim=expect_ndim)
 
 
 def read_idx_images(path) -> np.ndarray:
@@ -149,9 +154,7 @@ def read_idx_images(path) -> np.ndarray:
         If the magic is not 2051 (a labels file given as images says so), or any check of
         :func:`read_idx` fails.
     """
-    with open(path, "rb") as f:
-        raw = f.read()
-    return _parse(_decompress(raw, path), path, expect_magic=IMAGES_MAGIC)
+    return _read(path, expect_magic=IMAGES_MAGIC)
 
 
 def read_idx_labels(path) -> np.ndarray:
@@ -163,9 +166,7 @@ def read_idx_labels(path) -> np.ndarray:
         If the magic is not 2049 (an images file given as labels says so), or any check of
         :func:`read_idx` fails.
     """
-    with open(path, "rb") as f:
-        raw = f.read()
-    return _parse(_decompress(raw, path), path, expect_magic=LABELS_MAGIC)
+    return _read(path, expect_magic=LABELS_MAGIC)
 
 
 def write_idx(path, array) -> Path:
