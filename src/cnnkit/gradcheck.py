@@ -161,16 +161,6 @@ def check_loss(loss_fn: Callable, scores: np.ndarray, *args, h: float = 1e-5, **
     return rel_error(dscores, numeric)
 
 
-def _loss_fn(loss):
-    if callable(loss):
-        return loss
-    from .functional import softmax_loss, svm_loss
-    losses = {"softmax": softmax_loss, "svm": svm_loss}
-    if loss not in losses:
-        raise ValueError(f"loss must be 'softmax', 'svm' or a callable, got {loss!r}")
-    return losses[loss]
-
-
 def _model_error(analytic, numeric, zero_tol):
     if np.linalg.norm(analytic) < zero_tol and np.linalg.norm(numeric) < zero_tol:
         return 0.0
@@ -208,7 +198,8 @@ def check_model(model, x: np.ndarray, y: np.ndarray, loss="softmax", *, reg: flo
     -------
     ``{parameter_name: rel_error}`` in the model's parameter order.
     """
-    loss_fn = _loss_fn(loss)
+    from .functional.losses import get_loss
+    loss_fn = get_loss(loss)
     params = list(model.named_parameters())
     for name, p in params:
         if p.data.dtype != np.float64:

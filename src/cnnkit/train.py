@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .gradcheck import _loss_fn
+from .functional.losses import get_loss
 from .io import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate", "predict"]
@@ -51,7 +51,7 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, loss="softmax",
              batch_size: int = 1000) -> tuple[float, float]:
     """Mean loss and accuracy of the model on (x, y) in eval mode."""
     scores = predict(model, x, batch_size)
-    value, _ = _loss_fn(loss)(scores, y)
+    value, _ = get_loss(loss)(scores, y)
     return float(value), float(np.mean(scores.argmax(axis=1) == y))
 
 
@@ -121,7 +121,7 @@ class Trainer:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Trainer {name} must be a positive int, got {value!r}")
         self.loss_name = loss
-        self.loss_fn = _loss_fn(loss)
+        self.loss_fn = get_loss(loss)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.batch_size, self.epochs, self.seed = int(batch_size), int(epochs), seed
         self.augment = augment

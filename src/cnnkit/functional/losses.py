@@ -179,3 +179,16 @@ def l2_regularization(weights, reg):
     loss = 0.5 * reg * sum(float(np.sum(w * w)) for w in arrays)
     grads = [w * w.dtype.type(reg) for w in arrays]
     return float(loss), grads
+
+
+def get_loss(loss):
+    """A loss function by name ("softmax" or "svm"); a callable is returned as it is.
+
+    Raises ``ValueError`` for any other name.
+    """
+    if callable(loss):
+        return loss
+    losses = {"softmax": softmax_loss, "svm": svm_loss}
+    if loss not in losses:
+        raise ValueError(f"loss must be 'softmax', 'svm' or a callable, got {loss!r}")
+    return losses[loss]
