@@ -157,3 +157,21 @@ def test_whole_model_gradient_check(loss, mode, rng):
     errors = check_model(model, x, y, loss, reg=0.1)
     assert len(errors) == len(model.parameters())
     assert max(errors.values()) < 1e-6, errors
+
+
+def test_sparse_whole_model_check_passes_and_catches_a_wrong_gradient(rng):
+    model = lenet_bn(rng=rng).astype(np.float64)
+    x, y = rng.standard_normal((2, 1, 28, 28)), rng.integers(0, 10, 2)
+    errors = check_model(model, x, y, num_checks=6, rng=rng)
+    assert max(errors.values()) < 1e-6, errors
+
+    original = model.backward
+
+    def backward_with_a_wrong_weight_gradient(dout):
+        dx = original(dout)
+        model[0].weight.grad *= 1.01           # a 1% error in the first conv's gradient
+        return dx
+
+    model.backward = backward_with_a_wrong_weight_gradient
+    errors = check_model(model, x, y, num_checks=6, rng=rng)
+    assert errors["0.weight"] > 1e-3 and errors["9.weight"] < 1e-6, errors

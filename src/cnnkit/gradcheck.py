@@ -40,16 +40,21 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float
         raise TypeError("numerical_gradient: x must be writable; pass a copy")
     grad = np.zeros(x.shape, dtype=np.float64)
     for idx in np.ndindex(*x.shape):
-        old = x[idx]
-        try:
-            x[idx] = old + h
-            fplus = float(f(x))
-            x[idx] = old - h
-            fminus = float(f(x))
-        finally:
-            x[idx] = old
-        grad[idx] = (fplus - fminus) / (2 * h)
+        grad[idx] = _centred_difference(f, x, idx, h)
     return grad.astype(x.dtype, copy=False)
+
+
+def _centred_difference(f, x: np.ndarray, idx: tuple, h: float) -> float:
+    """(f(x + h e_idx) - f(x - h e_idx)) / 2h, perturbing x[idx] in place and restoring it."""
+    old = x[idx]
+    try:
+        x[idx] = old + h
+        fplus = float(f(x))
+        x[idx] = old - h
+        fminus = float(f(x))
+    finally:
+        x[idx] = old
+    return (fplus - fminus) / (2 * h)
 
 
 def numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
@@ -228,17 +233,8 @@ def check_model(model, x: np.ndarray, y: np.ndarray, loss="softmax", *, reg: flo
                 continue
             flat = rng.choice(p.data.size, size=num_checks, replace=False)
             idxs = [np.unravel_index(i, p.data.shape) for i in flat]
-            numeric = np.empty(num_checks)
-            for k, idx in enumerate(idxs):
-                old = p.data[idx]
-                try:
-                    p.data[idx] = old + h
-                    fplus = total_loss()[0]
-                    p.data[idx] = old - h
-                    fminus = total_loss()[0]
-                finally:
-                    p.data[idx] = old
-                numeric[k] = (fplus - fminus) / (2 * h)
+            numeric = np.array([_centred_difference(lambda _: total_loss()[0], p.data, idx, h)
+                                for idx in idxs])
             errors[name] = _model_error(np.array([analytic[idx] for idx in idxs]), numeric,
                                         zero_tol)
         return errors
