@@ -43,10 +43,10 @@ class CLIError(Exception):
 
 
 def _mnist(split: str):
-    from .data import MNIST_MEAN, MNIST_STD, load_mnist, normalize, to_float
+    from .data import load_mnist
 
     images, labels = load_mnist(split)
-    return normalize(to_float(images), MNIST_MEAN, MNIST_STD), labels
+    return _prepare(images, _mnist_metadata()), labels
 
 
 def _mnist_metadata() -> dict:
@@ -128,11 +128,11 @@ def _schedule(optimizer, name: str, epochs: int, step_size: int, gamma: float):
 
 def _train_settings(args) -> dict:
     """The options that define a run; stored in the checkpoint so --resume rebuilds the run."""
-    from .models import DEFAULT_MODEL
+    from .models import canonical_name
 
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     return {
-        "model": DEFAULT_MODEL if args.model == "default" else args.model,
+        "model": canonical_name(args.model),
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
@@ -336,10 +336,10 @@ def cmd_predict(args) -> int:
     shape = meta.get("input_shape")
     if not shape:
         raise CLIError(f"{args.checkpoint} does not record the input size; it cannot take images")
-    x = np.stack([_read_image(p, shape[0], tuple(shape[1:]), args.invert) for p in args.images])
-    from .data import normalize
-
-    x = normalize(x, meta.get("mean", [0.0]), meta.get("std", [1.0]))
+    x = _prepare(
+        np.stack([_read_image(p, shape[0], tuple(shape[1:]), args.invert) for p in args.images]),
+        meta,
+    )
     scores = predict(model, x)
     shifted = scores - scores.max(axis=1, keepdims=True)
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
@@ -356,13 +356,13 @@ def cmd_predict(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     from .gradcheck import check_model
-    from .models import MODELS, get_model
+    from .models import MODELS, canonical_name, get_model
 
     rng = np.random.default_rng(args.seed)
     model = get_model(args.model, rng=rng).astype(np.float64)
     if args.eval:
         model.eval()
-    shape = MODELS[args.model if args.model != "default" else "lenet-bn"][1]
+    shape = MODELS[canonical_name(args.model)][1]
     x = rng.standard_normal((args.batch, *shape))
     y = rng.integers(0, 10, args.batch)
     num_checks = args.num_checks

@@ -19,7 +19,8 @@ __all__ = ["numerical_gradient", "numerical_gradient_array", "rel_error", "check
            "check_loss", "check_model"]
 
 
-def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
+                       h: float = 1e-5) -> np.ndarray:
     """Gradient of the scalar function ``f`` at ``x`` (a float array of any shape), by centred
     differences.
 
@@ -158,7 +159,8 @@ def check_kernel(forward: Callable, backward: Callable, inputs: Mapping | Sequen
 def check_loss(loss_fn: Callable, scores: np.ndarray, *args, h: float = 1e-5, **kwargs) -> float:
     """Relative error of a loss's ``dscores`` against centred differences of the loss.
 
-    ``loss_fn(scores, *args, **kwargs) -> (loss, dscores)``, e.g. ``check_loss(softmax_loss, s, y)``.
+    ``loss_fn(scores, *args, **kwargs) -> (loss, dscores)``, e.g.
+    ``check_loss(softmax_loss, s, y)``.
     """
     scores = np.array(scores, dtype=np.float64, copy=True)
     _, dscores = loss_fn(scores, *args, **kwargs)

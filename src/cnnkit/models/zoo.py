@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import nn
 
-__all__ = ["lenet_bn", "convnet_check", "get_model", "MODELS"]
+__all__ = ["lenet_bn", "convnet_check", "get_model", "canonical_name", "MODELS", "DEFAULT_MODEL"]
 
 
 def lenet_bn(num_classes: int = 10, in_channels: int = 1, *, rng=None) -> nn.Sequential:
@@ -59,12 +59,16 @@ MODELS = {
 DEFAULT_MODEL = "lenet-bn"
 
 
+def canonical_name(name: str) -> str:
+    """The registry name of a model: "default" means DEFAULT_MODEL. ValueError if unknown."""
+    name = DEFAULT_MODEL if name == "default" else name
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return name
+
+
 def get_model(name: str = DEFAULT_MODEL, *, num_classes: int = 10, in_channels: int | None = None,
               rng=None) -> nn.Module:
     """Build a named model. Raises ``ValueError`` listing the names for an unknown one."""
-    if name == "default":
-        name = DEFAULT_MODEL
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    builder, shape = MODELS[name]
+    builder, shape = MODELS[canonical_name(name)]
     return builder(num_classes, shape[0] if in_channels is None else in_channels, rng=rng)
