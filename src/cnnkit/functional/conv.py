@@ -1,7 +1,14 @@
-"""2-D convolution (cross-correlation, as in every CNN library): im2col + one GEMM per batch.
+"""2-D convolution (cross-correlation, as in every CNN library): im2col + GEMM.
 
 Letters: N batch, C input channels, F filters, H/W input size, KH/KW kernel, H_out/W_out output
 size, L = H_out*W_out output positions, K = C*KH*KW the length of one receptive field.
+
+The batch is processed in chunks of samples whose columns fit in a core's L2 cache
+(:func:`~cnnkit.functional.im2col.batch_chunks`): im2col writes a chunk's columns into one reused
+buffer and the GEMM reads them straight back from cache. The forward keeps x, not the columns,
+and the backward rebuilds them chunk by chunk: a (N, K, L) column matrix would be KH*KW times
+the size of x, and streaming it through main memory cost more than gathering it again.
+A 1x1 conv with stride 1 and no padding needs no im2col at all: x (N, C, H*W) *is* its columns.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ import numpy as np
 
 from ._utils import (as_float_array, check_dout, check_ndim, check_param, match_dtype,
                      window_geometry)
-from .im2col import col2im, im2col
+from .im2col import ColumnBuffers, batch_chunks
 
 
 def check_conv_args(x, w, b, stride, pad, dilation, strict):
@@ -37,8 +44,8 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
         out[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * x_pad[n, c, i*SH + p*DH, j*SW + q*DW]
         H_out = (H - DH*(KH-1) - 1 + 2*PH) / SH + 1   (the notes' (W - F + 2P)/S + 1, D = 1)
 
-    Every window is laid out as a column (im2col, a strided view copied once into the
-    (N, K, L) matrix), so the whole layer is the product ``w (F, K) @ cols (N, K, L)``.
+    Every window is laid out as a column (im2col), so the layer is the product
+    ``w (F, K) @ cols (K, L)`` for each sample; see the module docstring for the chunking.
 
     Parameters
     ----------
@@ -52,7 +59,8 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
     Returns
     -------
     out : (N, F, H_out, W_out) array, dtype of x
-    cache : for ``conv2d_backward``
+    cache : for ``conv2d_backward``. It holds x itself, not a copy: x must not be modified
+        between the forward and the backward.
 
     Raises
     ------
@@ -71,31 +79,68 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
     """
     x, w, b, win = check_conv_args(x, w, b, stride, pad, dilation, strict)
     n, c = x.shape[:2]
-    f, _, kh, kw = w.shape
-
-    cols = im2col(x, win).reshape(n, c * kh * kw, win.h_out * win.w_out)  # (N, K, L), the copy
-    out = np.matmul(w.reshape(f, -1), cols)                                # (F, K) @ (N, K, L) -> (N, F, L)
-    out = out.reshape(n, f, win.h_out, win.w_out)                          # (N, F, H_out, W_out)
-    if b is not None:
-        out += b[:, None, None]
-    return out, (x.shape, w, b is not None, win, cols)
+    f = w.shape[0]
+    w2 = w.reshape(f, -1)                                                  # (F, K)
+    n_pos = win.h_out * win.w_out
+    out = np.empty((n, f, n_pos), x.dtype)                                 # (N, F, L)
+    if _is_pointwise(win):
+        np.matmul(w2, x.reshape(n, c, n_pos), out=out)                     # x (N, C, L) is cols
+        if b is not None:
+            out += b[:, None]
+    else:
+        bufs, chunks = _column_plan(x, w2.shape[1], win)
+        for lo, hi in chunks:
+            cols = bufs.gather(x[lo:hi]).reshape(hi - lo, -1, n_pos)       # (m, K, L), in cache
+            chunk = np.matmul(w2, cols, out=out[lo:hi])                    # (m, F, L)
+            if b is not None:
+                chunk += b[:, None]                                        # while it is in cache
+    return out.reshape(n, f, win.h_out, win.w_out), (x, w, b is not None, win)
 
 
 def conv2d_backward(dout, cache):
     """Gradients of conv2d: dx (N, C, H, W), dw (F, C, KH, KW), db (F,) or None.
 
-    dw is the correlation of the input windows with dout (``dout (F, N*L) @ cols (N*L, K)``); dx
-    sends ``w.T @ dout`` back through col2im, which equals correlating the zero-inserted,
-    zero-padded dout with the 180-degree-rotated filter (the notes' derivation, written out in
-    ``cnnkit.reference.conv2d_backward``).
+        db[f] = sum_{n, i, j} dout[n, f, i, j]
+        dw = sum_n dout[n] (F, L) @ cols[n].T (L, K)        (input windows correlated with dout)
+        dx = col2im(w.T (K, F) @ dout[n] (F, L))            for each sample n
+
+    col2im adds every window's gradient back onto the pixels it read, which equals correlating
+    the zero-inserted, zero-padded dout with the 180-degree-rotated filter (the notes'
+    derivation, written out in ``cnnkit.reference.conv2d_backward``).
     """
-    x_shape, w, has_bias, win, cols = cache
-    n, f = x_shape[0], w.shape[0]
-    dout = check_dout(dout, (n, f, win.h_out, win.w_out), "conv2d_backward")
-    d2 = dout.reshape(n, f, win.h_out * win.w_out)                         # (N, F, L)
+    x, w, has_bias, win = cache
+    n, c = x.shape[:2]
+    f = w.shape[0]
+    dout = check_dout(dout, (n, f, win.h_out, win.w_out), "conv2d_backward").astype(x.dtype,
+                                                                                   copy=False)
+    n_pos = win.h_out * win.w_out
+    d2 = dout.reshape(n, f, n_pos)                                         # (N, F, L)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None                    # (F,)
-    dw = np.tensordot(d2, cols, axes=([0, 2], [0, 2])).reshape(w.shape)    # (F, K) -> (F, C, KH, KW)
-    dcols = np.matmul(w.reshape(f, -1).T, d2)                              # (K, F) @ (N, F, L) -> (N, K, L)
-    dcols = dcols.reshape(n, x_shape[1], win.kh, win.kw, win.h_out, win.w_out)
-    dx = col2im(dcols, x_shape, win)                                       # (N, C, H, W)
-    return dx, dw, db
+    w2 = w.reshape(f, -1)                                                  # (F, K)
+    if _is_pointwise(win):
+        x3 = x.reshape(n, c, n_pos)                                        # (N, C, L)
+        dw = np.matmul(d2, x3.transpose(0, 2, 1)).sum(axis=0)              # (F, C)
+        dx = np.matmul(w2.T, d2).reshape(x.shape)                          # (N, C, H, W)
+        return dx, dw.reshape(w.shape), db
+    dw = np.zeros_like(w2)                                                 # (F, K)
+    dx = np.empty_like(x)
+    bufs, chunks = _column_plan(x, w2.shape[1], win)
+    for lo, hi in chunks:
+        m = hi - lo
+        cols = bufs.gather(x[lo:hi]).reshape(m, -1, n_pos)                 # (m, K, L), rebuilt
+        dw += np.matmul(d2[lo:hi], cols.transpose(0, 2, 1)).sum(axis=0)    # (F, K)
+        dcols = np.matmul(w2.T, d2[lo:hi], out=cols)                       # (m, K, L), same buffer
+        bufs.scatter(dcols.reshape(m, c, win.kh, win.kw, win.h_out, win.w_out), dx[lo:hi])
+    return dx, dw.reshape(w.shape), db
+
+
+def _is_pointwise(win) -> bool:
+    """A 1x1 kernel, stride 1, no padding: every pixel is its own window."""
+    return (win.kh, win.kw, win.sh, win.sw, win.ph, win.pw) == (1, 1, 1, 1, 0, 0)
+
+
+def _column_plan(x, k: int, win):
+    """Chunks of the batch whose (m, K, L) columns fit the cache budget, and their buffers."""
+    chunks = list(batch_chunks(x.shape[0], k * win.h_out * win.w_out * x.itemsize))
+    lo, hi = chunks[0]
+    return ColumnBuffers(hi - lo, x.shape, win, x.dtype), chunks
