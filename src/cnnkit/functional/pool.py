@@ -66,7 +66,7 @@ class MaxPoolCache(NamedTuple):
     x_shape: tuple
     dtype: np.dtype
     win: Window
-    switches: np.ndarray   # (N, C, H_out, W_out) ints: offset p*KW + q of each window's maximum
+    switches: np.ndarray   # (N, C, H_out, W_out) small ints: offset p*KW + q of each maximum
     path: str              # "reshape" (windows tile x) or "strided"; see max_pool2d_forward
 
 
@@ -79,15 +79,23 @@ def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
     ``x_pad`` is x with PH rows and PW columns of -inf on each side, so padding never wins
     (PyTorch). The switch of a window is the offset ``p*KW + q`` of its maximum; on a tie the
     first maximum in row-major window order wins (``np.argmax``'s rule, and DESIGN.md's), so
-    exactly one pixel per window receives the gradient.
+    exactly one pixel per window receives the gradient. A NaN in a window is its maximum, as in
+    PyTorch.
+
+    The forward visits the KH*KW offsets in row-major order, each one a strided view
+    (N, C, H_out, W_out) of x_pad: a strictly greater value takes over the running maximum and
+    records its offset. Since the offsets only grow, ``switch = max(switch, offset * greater)``
+    keeps the switch without a branch per element (``np.where`` on a random mask measured 6x
+    slower than this arithmetic).
 
     The backward takes one of two paths, recorded in ``cache.path``:
 
     - ``"reshape"`` when the windows tile x exactly (stride == kernel, no padding,
-      KH*H_out == H and KW*W_out == W): each pixel lies in exactly one window, so dx is the
-      one-hot window gradient transposed back to (N, C, H, W), with no adds.
+      KH*H_out == H and KW*W_out == W): each pixel lies in exactly one window, so dx is written
+      offset by offset, ``dx[.., i*KH + p, .., j*KW + q] = dout[i, j] * (switch == p*KW + q)``,
+      with no adds.
     - ``"strided"`` otherwise (overlapping windows, padding, or rows that strict=False drops):
-      col2im adds the one-hot gradients with one strided ``+=`` per offset (p, q), so a pixel
+      the same one-hot products are added with one strided ``+=`` per offset (col2im), so a pixel
       that is the maximum of several windows receives the sum of their dout.
 
     Parameters
@@ -120,15 +128,43 @@ def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
     ((2, 3, 16, 16), 'reshape')
     """
     x, win = pool_geometry(x, kernel, stride, pad, "max_pool2d", strict)
-    n, c, h, w = x.shape
+    h, w = x.shape[2:]
     tiles = ((win.sh, win.sw) == (win.kh, win.kw) and win.ph == win.pw == 0
              and (win.kh * win.h_out, win.kw * win.w_out) == (h, w))
     windows = im2col(x, win, pad_value=-np.inf)            # (N, C, KH, KW, H_out, W_out) view
-    windows = windows.transpose(0, 1, 4, 5, 2, 3).reshape(
-        n, c, win.h_out, win.w_out, win.kh * win.kw)        # (N, C, H_out, W_out, K), the one copy
-    switches = windows.argmax(axis=-1)                      # (N, C, H_out, W_out); ties: first
-    out = np.take_along_axis(windows, switches[..., None], axis=-1)[..., 0]  # (N, C, H_out, W_out)
+    out = windows[:, :, 0, 0].copy()                        # (N, C, H_out, W_out)
+    switches = np.zeros(out.shape, _switch_dtype(win))
+    greater = np.empty(out.shape, bool)
+    offset_if_greater = np.empty_like(switches)
+    for k in range(1, win.kh * win.kw):
+        candidate = windows[:, :, k // win.kw, k % win.kw]
+        np.greater(candidate, out, out=greater)
+        np.maximum(out, candidate, out=out)
+        np.multiply(greater, switches.dtype.type(k), out=offset_if_greater)
+        np.maximum(switches, offset_if_greater, out=switches)
+    if np.isnan(out).any():
+        # Comparisons are all False against NaN; let argmax (which stops at the first NaN)
+        # place the switches of this rare input.
+        switches = _argmax_switches(windows).astype(switches.dtype)
+        out = np.take_along_axis(_window_last(windows), switches[..., None].astype(np.intp),
+                                 axis=-1)[..., 0]
     return out, MaxPoolCache(x.shape, x.dtype, win, switches, "reshape" if tiles else "strided")
+
+
+def _switch_dtype(win: Window) -> np.dtype:
+    """The smallest unsigned integer type that holds every offset 0 .. KH*KW - 1."""
+    return np.min_scalar_type(win.kh * win.kw - 1)
+
+
+def _window_last(windows: np.ndarray) -> np.ndarray:
+    """(N, C, KH, KW, H_out, W_out) view -> (N, C, H_out, W_out, KH*KW) copy."""
+    n, c, kh, kw, h_out, w_out = windows.shape
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c, h_out, w_out, kh * kw)
+
+
+def _argmax_switches(windows: np.ndarray) -> np.ndarray:
+    """Offsets of each window's first maximum (a NaN counts as the maximum)."""
+    return _window_last(windows).argmax(axis=-1)
 
 
 def max_pool2d_backward(dout, cache):
@@ -136,15 +172,24 @@ def max_pool2d_backward(dout, cache):
     x_shape, dtype, win, switches, path = cache
     n, c, h, w = x_shape
     dout = check_dout(dout, switches.shape, "max_pool2d_backward").astype(dtype, copy=False)
-    dwin = np.zeros(switches.shape + (win.kh * win.kw,), dtype)   # (N, C, H_out, W_out, K)
-    np.put_along_axis(dwin, switches[..., None], dout[..., None], axis=-1)
-    dwin = dwin.reshape(n, c, win.h_out, win.w_out, win.kh, win.kw)  # (N, C, H_out, W_out, KH, KW)
+    hit = np.empty(switches.shape, bool)
     if path == "reshape":
-        # Tiling windows: x row i*KH + p belongs to window row i alone, so a transpose suffices.
-        dwin = dwin.transpose(0, 1, 2, 4, 3, 5)             # (N, C, H_out, KH, W_out, KW)
-        return dwin.reshape(n, c, h, w)                     # (N, C, H, W), the one copy
-    dwin = dwin.transpose(0, 1, 4, 5, 2, 3)                 # (N, C, KH, KW, H_out, W_out) view
-    return col2im(dwin, x_shape, win)                       # (N, C, H, W)
+        # Tiling windows: x row i*KH + p belongs to window row i alone, so every pixel is written
+        # exactly once, by the offset (p, q) it sits at.
+        dx = np.empty((n, c, win.h_out, win.kh, win.w_out, win.kw), dtype)
+        for k in range(win.kh * win.kw):
+            np.equal(switches, k, out=hit)
+            np.multiply(dout, hit, out=dx[:, :, :, k // win.kw, :, k % win.kw])
+        return dx.reshape(x_shape)
+    dx_pad = np.zeros((n, c, h + 2 * win.ph, w + 2 * win.pw), dtype)
+    routed = np.empty(switches.shape, dtype)
+    for k in range(win.kh * win.kw):
+        p, q = divmod(k, win.kw)
+        np.equal(switches, k, out=hit)
+        np.multiply(dout, hit, out=routed)
+        dx_pad[:, :, p:p + win.sh * (win.h_out - 1) + 1:win.sh,
+               q:q + win.sw * (win.w_out - 1) + 1:win.sw] += routed
+    return dx_pad[:, :, win.ph:win.ph + h, win.pw:win.pw + w]
 
 
 def avg_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
