@@ -204,3 +204,101 @@ def test_course_fixed_conv_check():
     for kernels in (F, R):
         out, _ = kernels.conv2d_forward(x, w, b, stride=2, pad=1)
         np.testing.assert_allclose(out, correct, rtol=1e-7, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- the fast path's
+# chunks and column layouts: every combination must give torch's answer.
+
+from cnnkit.functional import conv as conv_module  # noqa: E402
+from cnnkit.functional import im2col as im2col_module  # noqa: E402
+
+
+def _fixed_chunks(step):
+    def chunks(n, sample_bytes, budget=None):
+        for lo in range(0, n, step):
+            yield lo, min(n, lo + step)
+    return chunks
+
+
+@pytest.mark.parametrize("layout", ["heuristic", "wide", "tight"])
+@pytest.mark.parametrize("step", [1, 2, 3])
+@given(geom=conv_geometry(), bias=st.booleans(), n=st.integers(4, 7),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv2d_matches_torch_in_every_chunking_and_layout(layout, step, geom, bias, n, seed):
+    """Batches split into chunks of 1-3 samples with a shorter last chunk, in the wide layout
+    (stride 1 only), the tight one and the heuristic's choice, agree with torch."""
+    x_shape, w_shape, stride, pad, dilation = geom
+    if layout == "wide" and stride != (1, 1):
+        stride = (1, 1)
+        x_shape = x_shape[:2] + tuple(max(s, (k - 1) * d + 1 - 2 * p)
+                                      for s, k, d, p in zip(x_shape[2:], w_shape[2:], dilation,
+                                                            pad))
+    g, x, w, b = _arrays(seed, (n,) + x_shape[1:], w_shape, bias)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_module, "batch_chunks", _fixed_chunks(step))
+        if layout != "heuristic":
+            mp.setattr(conv_module, "_use_wide", lambda win: layout == "wide")
+        _compare_with_torch(g, x, w, b, stride, pad, dilation)
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@given(geom=conv_geometry(), seed=st.integers(0, 2**32 - 1))
+def test_input_gradient_is_the_adjoint_of_the_column_product(wide, geom, seed):
+    """<w @ im2col(x), D> = <x, input_gradient(w, D)> for any D: the backward scatters exactly
+    what the forward gathered. In the wide layout D is zero in the extra columns, as
+    dout_matrix makes it."""
+    x_shape, w_shape, stride, pad, dilation = geom
+    if wide:
+        stride = (1, 1)
+        x_shape = x_shape[:2] + tuple(max(s, (k - 1) * d + 1 - 2 * p)
+                                      for s, k, d, p in zip(x_shape[2:], w_shape[2:], dilation,
+                                                            pad))
+    g = np.random.default_rng(seed)
+    x, w = g.standard_normal(x_shape), g.standard_normal(w_shape)
+    win = F._utils.window_geometry(x_shape, w_shape[2:], stride, pad, dilation, "t")
+    bufs = im2col_module.ColumnBuffers(x_shape[0], x_shape, win, x.dtype, wide=wide)
+    product = w.reshape(w.shape[0], -1) @ bufs.gather(x)
+    d = g.standard_normal(product.shape).reshape(-1, x_shape[0], win.h_out, bufs.row)
+    d[..., win.w_out:] = 0
+    d = d.reshape(product.shape)
+    dx = bufs.input_gradient(w, d, np.empty_like(x))
+    np.testing.assert_allclose(np.vdot(product, d), np.vdot(x, dx), rtol=1e-11)
+
+
+def test_wide_layout_refuses_a_stride():
+    win = F._utils.window_geometry((1, 1, 5, 5), (3, 3), 2, 0, 1, "t")
+    with pytest.raises(ValueError, match="stride 1"):
+        im2col_module.ColumnBuffers(1, (1, 1, 5, 5), win, np.float64, wide=True)
+
+
+@pytest.mark.parametrize("hyper", [dict(stride=1, pad=1), dict(stride=2, pad=0),
+                                   dict(stride=1, pad=0)])
+def test_conv2d_backward_without_input_grad(hyper, rng):
+    """input_grad=False skips dx (None) and leaves dw and db exactly as they were."""
+    x, w, b = rng.standard_normal((3, 2, 5, 5)), rng.standard_normal((4, 2, 3, 3)), \
+        rng.standard_normal(4)
+    if hyper["stride"] == 1 and hyper["pad"] == 0:
+        w = w[:, :, :1, :1].copy()                     # the 1x1 path
+    out, cache = F.conv2d_forward(x, w, b, **hyper)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    none, dw2, db2 = F.conv2d_backward(dout, cache, input_grad=False)
+    assert none is None and dx is not None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+
+
+def test_conv2d_float32_through_chunks_matches_float64(rng):
+    """float32 stays float32 through the buffers, and agrees with the float64 result."""
+    x, w = rng.standard_normal((9, 3, 12, 12)), rng.standard_normal((5, 3, 3, 3))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_module, "batch_chunks", _fixed_chunks(4))
+        out64, c64 = F.conv2d_forward(x, w, None, pad=1)
+        out32, c32 = F.conv2d_forward(x.astype(np.float32), w.astype(np.float32), None, pad=1)
+        dout = rng.standard_normal(out64.shape)
+        g64 = F.conv2d_backward(dout, c64)
+        g32 = F.conv2d_backward(dout.astype(np.float32), c32)
+    assert out32.dtype == g32[0].dtype == g32[1].dtype == np.float32
+    np.testing.assert_allclose(out32, out64, rtol=1e-4, atol=1e-4)
+    for a, e in zip(g32[:2], g64[:2]):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-3)

@@ -453,3 +453,26 @@ def test_course_fixed_max_pool_check(impl):
                          [[0.32631579, 0.34105263], [0.38526316, 0.4]]]])
     out, _ = impl.max_pool2d_forward(x, 2, stride=2)
     np.testing.assert_allclose(out, correct, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("kernel, stride, pad", [(2, 2, 0), (3, 2, 1)])
+def test_max_pool_nan_is_the_maximum_as_in_torch(kernel, stride, pad, rng):
+    """A NaN in a window is its maximum, and the window's gradient goes to the NaN (torch)."""
+    x = distinct(rng, (2, 3, 6, 6) if kernel == 2 else (2, 3, 7, 7))
+    x[0, 1, 2, 3] = np.nan
+    x[1, 2, 0, 0] = np.nan
+    out, cache = F.max_pool2d_forward(x, kernel, stride, pad)
+    dout = rng.standard_normal(out.shape)
+    dx = F.max_pool2d_backward(dout, cache)
+    t_out, (t_dx,) = oracle.max_pool2d(x, kernel, stride, pad, dout)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(t_out))
+    assert_close(np.nan_to_num(out), np.nan_to_num(t_out), "out")
+    assert_close(dx, t_dx, "dx")
+
+
+def test_max_pool_switches_are_small_unsigned_ints(rng):
+    """One byte per switch for windows up to 16x16 (the cache is a quarter of a float32 output)."""
+    _, cache = F.max_pool2d_forward(rng.standard_normal((1, 1, 6, 6)), 3, 3)
+    assert cache.switches.dtype == np.uint8
+    _, cache = F.max_pool2d_forward(rng.standard_normal((1, 1, 17, 17)), 17)
+    assert cache.switches.dtype == np.uint16

@@ -58,10 +58,11 @@ def affine_forward(x, w, b=None):
     return out, (x2, x.shape, w, b is not None)
 
 
-def affine_backward(dout, cache):
-    """Gradients of the affine layer: dx (N, d1, ..., dk), dw (D, M), db (M,) or None."""
+def affine_backward(dout, cache, *, input_grad=True):
+    """Gradients of the affine layer: dx (N, d1, ..., dk) (None if ``input_grad`` is False),
+    dw (D, M), db (M,) or None."""
     x2, x_shape, w, has_bias = cache
-    dx = (dout @ w.T).reshape(x_shape)             # (N, D) -> (N, d1, ..., dk)
+    dx = (dout @ w.T).reshape(x_shape) if input_grad else None   # (N, D) -> (N, d1, ..., dk)
     dw = x2.T @ dout                               # (D, M)
     db = dout.sum(axis=0) if has_bias else None    # (M,)
     return dx, dw, db
