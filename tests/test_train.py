@@ -159,7 +159,11 @@ def test_whole_model_gradient_check(loss, mode, rng):
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_sparse_whole_model_check_passes_and_catches_a_wrong_gradient(rng):
+def test_sparse_whole_model_check_passes_and_catches_a_wrong_gradient():
+    # A fixed draw: on about 1 in 20 random draws one of the sampled weights moves a ReLU input or
+    # a pooling maximum across its kink within the finite-difference step, and the centred
+    # difference is then off by ~4e-3 (seeds 3 and 21 of range(40), before and after issue 5).
+    rng = np.random.default_rng(0)
     model = lenet_bn(rng=rng).astype(np.float64)
     x, y = rng.standard_normal((2, 1, 28, 28)), rng.integers(0, 10, 2)
     errors = check_model(model, x, y, num_checks=6, rng=rng)

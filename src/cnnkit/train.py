@@ -230,7 +230,7 @@ class Trainer:
                         f"{self._batch + 1}; try a lower learning rate"
                         + (f"; the last good checkpoint is {self.checkpoint} (epoch {self.epoch})"
                            if self.checkpoint is not None and self.checkpoint.exists() else ""))
-                self.model.backward(dscores)
+                self.model.backward(dscores, input_grad=False)
                 self.optimizer.step()
                 self._batch += 1
                 self._sums[0] += loss * len(idx)

@@ -182,3 +182,30 @@ def test_nested_config_rebuilds_the_same_model(rng):
 def test_bad_container_configs_raise_value_error(config, match):
     with pytest.raises(ValueError, match=match):
         nn.build(config)
+
+
+# ----------------------------------------------------------------------------- input_grad=False
+
+def _grads(net):
+    return {name: p.grad.copy() for name, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_backward_without_input_grad_returns_none_and_the_same_parameter_grads(residual, rng):
+    """The Trainer's backward(dout, input_grad=False): no dx, identical parameter gradients."""
+    net = conv_net(rng)
+    if residual:
+        block = nn.Residual(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1, rng=rng), nn.ReLU()))
+        net = nn.Sequential(perturb(block.astype(np.float64), rng), *net)
+    x = rng.standard_normal((2, 3, 6, 6))
+    dout = rng.standard_normal((2, 5))
+    net.zero_grad()
+    net.forward(x)
+    dx = net.backward(dout)
+    with_dx = _grads(net)
+    net.zero_grad()
+    net.forward(x)
+    assert net.backward(dout, input_grad=False) is None
+    assert dx.shape == x.shape
+    for name, grad in _grads(net).items():
+        np.testing.assert_array_equal(grad, with_dx[name], err_msg=name)

@@ -81,12 +81,12 @@ class Sequential(Module):
                 raise ValueError(f"layer {i} {brief(layer)}: {err}") from err
         return x
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         layers = list(self)
         for i in reversed(range(len(layers))):
             layer = layers[i]
             try:
-                dout = layer.backward(dout)
+                dout = layer.backward(dout, input_grad=input_grad or i > 0)
             except ValueError as err:
                 raise ValueError(f"layer {i} {brief(layer)} (backward): {err}") from err
         return dout
@@ -130,10 +130,12 @@ class Residual(Module):
         self.shortcut = None if shortcut is None else _check_module(shortcut,
                                                                     "Residual shortcut")
 
-    def _run(self, path: str, method: str, value):
+    def _run(self, path: str, method: str, value, input_grad=True):
         module = getattr(self, path)
         try:
-            return getattr(module, method)(value)
+            if method == "backward":
+                return module.backward(value, input_grad=input_grad)
+            return module.forward(value)
         except ValueError as err:
             where = " (backward)" if method == "backward" else ""
             raise ValueError(f"{path} {brief(module)}{where}: {err}") from err
@@ -149,10 +151,12 @@ class Residual(Module):
         self._cache = True                # only marks that a forward ran
         return out + short
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         self._take_cache()
-        dx = self._run("body", "backward", dout)
-        return dx + (dout if self.shortcut is None else self._run("shortcut", "backward", dout))
+        dx = self._run("body", "backward", dout, input_grad)
+        short = dout if self.shortcut is None else self._run("shortcut", "backward", dout,
+                                                             input_grad)
+        return dx + short if input_grad else None
 
     def get_config(self):
         return {"body": self.body.config(),

@@ -112,10 +112,10 @@ class Linear(_Weighted):
         out, self._cache = F.affine_forward(x, self.weight.data.T, b)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         cache = self._take_cache()
         dout = check_dout(dout, (cache[1][0], self.out_features), "Linear.backward")
-        dx, dw, db = F.affine_backward(dout, cache)
+        dx, dw, db = F.affine_backward(dout, cache, input_grad=input_grad)
         self.weight.grad += dw.T                       # (D, M) -> (out_features, in_features)
         if self.bias is not None:
             self.bias.grad += db
@@ -199,8 +199,8 @@ class Conv2d(_Window):
         out, self._cache = F.conv2d_forward(x, self.weight.data, b, **self._kwargs())
         return out
 
-    def backward(self, dout):
-        dx, dw, db = F.conv2d_backward(dout, self._take_cache())
+    def backward(self, dout, *, input_grad=True):
+        dx, dw, db = F.conv2d_backward(dout, self._take_cache(), input_grad=input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -254,7 +254,7 @@ class LocallyConnected2d(_Window):
         out, self._cache = F.locally_connected2d_forward(x, self.weight.data, b, **self._kwargs())
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         dx, dw, db = F.locally_connected2d_backward(dout, self._take_cache())
         self.weight.grad += dw
         if self.bias is not None:
@@ -287,7 +287,7 @@ class Flatten(Module):
         self._cache = x.shape
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         x_shape = self._take_cache()
         d = int(np.prod(x_shape[1:], dtype=np.int64))
         dout = check_dout(dout, (x_shape[0], d), "Flatten.backward")
@@ -307,7 +307,7 @@ class _Elementwise(Module):
         self._cache = (out.shape, cache)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         shape, cache = self._take_cache()
         dout = check_dout(dout, shape, f"{type(self).__name__}.backward")
         return self._backward(dout, cache)

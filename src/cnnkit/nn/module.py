@@ -139,7 +139,13 @@ class Module:
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
+        """Accumulate the parameters' gradients into ``.grad`` and return dL/dx for ``dout``.
+
+        ``input_grad=False`` says the caller has no use for dL/dx (the network's input is data):
+        a module may then skip computing it and return None. ``Sequential`` passes it to its
+        first layer; the Trainer asks for no input gradient.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
 
     def __call__(self, x):

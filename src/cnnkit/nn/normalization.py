@@ -65,7 +65,7 @@ class _BatchNorm(Module):
         self._cache = (True, cache)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         training, cache = self._take_cache()
         backward = self._train_backward if training else self._eval_backward
         dx, dgamma, dbeta = backward(dout, cache)
@@ -173,7 +173,7 @@ class Dropout(Module):
                                              training=self.training)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         return F.dropout_backward(dout, self._take_cache())
 
     def get_config(self):

@@ -33,7 +33,7 @@ class _Pool2d(Module):
                                          strict=self.strict)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         return self._backward(dout, self._take_cache())
 
     def get_config(self):
@@ -126,5 +126,5 @@ class GlobalAvgPool2d(Module):
         out, self._cache = F.global_avg_pool2d_forward(x)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, *, input_grad=True):
         return F.global_avg_pool2d_backward(dout, self._take_cache())
