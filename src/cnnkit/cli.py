@@ -1,9 +1,10 @@
-"""The ``cnnkit`` command: train, evaluate, predict, gradcheck.
+"""The ``cnnkit`` command: train, evaluate, predict, gradcheck, time.
 
     cnnkit train                     train the default net on the shipped MNIST, print test accuracy
     cnnkit evaluate CKPT             accuracy, per-class accuracy and confusion matrix
     cnnkit predict CKPT IMAGE...     top-k classes of PNG/JPEG images
     cnnkit gradcheck                 whole-model numerical gradient check in float64
+    cnnkit time MODEL                per-layer forward/backward times (Caffe's `caffe time`)
 
 Bad input (an unknown option, a missing or corrupt checkpoint or data file, an unreadable image,
 an input the model cannot take) ends with one line on stderr and a non-zero exit, no traceback
@@ -390,6 +391,76 @@ def cmd_gradcheck(args) -> int:
     return 0 if worst < args.tol else EXIT_ERROR
 
 
+# ---------------------------------------------------------------------------- time
+
+
+def _blas_limiter(threads):
+    """threadpoolctl's limit of the BLAS pools to ``threads`` (None if no limit is asked)."""
+    if threads is None:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise CLIError("--threads needs threadpoolctl: pip install threadpoolctl") from None
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _blas_threads():
+    """The thread count of NumPy's BLAS, or None when threadpoolctl is not installed."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+    return counts[0] if len(counts) == 1 else (counts or None)
+
+
+def cmd_time(args) -> int:
+    from .models import MODELS, canonical_name, get_model
+    from .optim import Adam
+    from .profile import time_layers
+
+    name = canonical_name(args.model)
+    rng = np.random.default_rng(args.seed)
+    model = get_model(name, rng=rng).astype(args.dtype).train()
+    shape = MODELS[name][1]
+    x = rng.standard_normal((args.batch, *shape)).astype(args.dtype)
+    optimizer = Adam(model.named_parameters(), lr=1e-3)
+    limiter = _blas_limiter(args.threads)
+    try:
+        threads = _blas_threads()
+        prof = time_layers(model, x, iterations=args.iterations, warmup=args.warmup,
+                           optimizer=optimizer, rng=rng, input_grad=False)
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+    print(
+        f"cnnkit time {name}: batch {args.batch} x {'x'.join(map(str, shape))}, {args.dtype}, "
+        f"{model.num_parameters():,} parameters; median of {args.iterations} passes after "
+        f"{args.warmup} warm-up, BLAS threads {'unknown' if threads is None else threads}"
+    )
+    width = max(len(r.layer) for r in prof.rows)
+    name_width = max(4, *(len(r.name) for r in prof.rows))
+    print(f"  {'#':>3}  {'name':<{name_width}}  {'layer':<{width}}  {'output':<18}"
+          f"{'forward ms':>11}{'backward ms':>13}")
+    for r in prof.rows:
+        print(f"  {r.index:>3}  {r.name:<{name_width}}  {r.layer:<{width}}  "
+              f"{str(r.output_shape):<18}{r.forward_ms:>11.3f}{r.backward_ms:>13.3f}")
+    print(
+        f"forward {prof.forward_ms:.3f} ms, backward {prof.backward_ms:.3f} ms, Adam update "
+        f"{prof.update_ms:.3f} ms; training step {prof.step_ms:.3f} ms "
+        f"({args.batch / (prof.step_ms * 1e-3):,.0f} images/s)"
+    )
+    if args.json:
+        from ._atomic import atomic_write_text
+
+        report = {"model": name, "batch": args.batch, "dtype": args.dtype, "threads": threads,
+                  "parameters": model.num_parameters(), **prof.to_dict()}
+        path = atomic_write_text(args.json, json.dumps(report, indent=1))
+        print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -594,6 +665,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-6, help="pass threshold (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser(
+        "time",
+        help="per-layer forward/backward times of a model (Caffe's `caffe time`)",
+        description="Time each layer's forward and backward pass (median over the passes) on a "
+        "random batch, then the totals: forward, backward, Adam update, training step.",
+    )
+    p.add_argument("model", metavar="MODEL", help="architecture: " + ", ".join(models))
+    p.add_argument(
+        "--batch", type=_positive_int, default=64, help="batch size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--iterations", type=_positive_int, default=50, help="timed passes (default: %(default)s)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=1, help="untimed passes first (default: %(default)s)"
+    )
+    p.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="(default: %(default)s)"
+    )
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="BLAS threads, through threadpoolctl (default: as NumPy starts)")
+    p.add_argument("--json", metavar="PATH", help="also write the table as JSON to PATH")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.set_defaults(func=cmd_time)
     return parser
 
 

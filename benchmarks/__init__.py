@@ -1,0 +1,27 @@
+"""Ratio benchmarks: cnnkit against PyTorch on the CPU, measured in one process.
+
+Run from the repository root::
+
+    python -m benchmarks                  # everything, 1 thread, table + JSON
+    python -m benchmarks --quick          # a smoke run: few repeats, small time budget
+    python -m benchmarks --only conv --threads 2
+
+Modules, each holding one thing:
+
+- ``timing``: the timer (warm-up, then the median of repeats, within a time budget);
+- ``threads``: one thread count for NumPy's BLAS (threadpoolctl) and for PyTorch;
+- ``guard``: the correctness check run once before a case is timed;
+- ``cases``: the kernel cases (conv, pooling, batch norm, ReLU, linear), one table entry each;
+- ``kernels``: timing one kernel case on cnnkit and PyTorch (NCHW and channels_last);
+- ``nets``: the two benchmark nets in cnnkit and the same nets in PyTorch;
+- ``steps``: training steps (forward, loss, backward, Adam) and inference throughput;
+- ``memory``: peak memory of one training step, in a fresh subprocess per framework;
+- ``sgemm``: this machine's float32 GEMM rate, the peak the convolutions are compared with;
+- ``machine``: CPU, library versions, BLAS and environment, for the JSON;
+- ``report``: the printed tables and the JSON file;
+- ``suite``: which cases run, in what order and with what settings;
+- ``__main__``: the command line.
+
+This package imports nothing heavy itself, so ``__main__`` can change the environment before
+NumPy is loaded.
+"""

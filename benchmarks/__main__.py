@@ -1,0 +1,126 @@
+"""``python -m benchmarks``: time cnnkit against PyTorch on the CPU, print tables, write JSON.
+
+OpenBLAS reads ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` once, when NumPy loads it; they
+can make it pick kernels for another core than the one it runs on. So that the measurement shows
+this machine's own BLAS, this entry point, before importing NumPy, re-executes itself once with
+both removed from its environment (a marker variable, which also records their old values for the
+report, stops a second re-execution). ``--keep-openblas-env`` keeps them. Nothing else in the
+environment changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .machine import OPENBLAS_VARS, ORIGINAL_ENV_MARKER
+
+
+def _reexec_without_openblas_env(argv: list[str]) -> None:
+    """Replace this process by itself without the OpenBLAS variables (once; see above)."""
+    if "--keep-openblas-env" in argv or ORIGINAL_ENV_MARKER in os.environ:
+        return
+    present = {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ}
+    os.environ[ORIGINAL_ENV_MARKER] = json.dumps(present)
+    if not present:
+        return                                  # nothing to remove: no need to start again
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+    sys.stdout.flush()
+    os.execve(sys.executable, getattr(sys, "orig_argv", [sys.executable, "-m", "benchmarks",
+                                                         *argv]), env)
+
+
+def _count(minimum: int):
+    """An argparse type: an int of at least ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .suite import QUICK, Settings, case_names
+
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Time cnnkit's kernels, training steps and inference against PyTorch (CPU, "
+                    "float32, NCHW and channels_last) in one process with the same thread "
+                    "count; print the tables and write them as JSON.",
+        epilog="cases: " + ", ".join(case_names()))
+    parser.add_argument("--threads", type=_count(1), default=defaults.threads,
+                        help="threads for NumPy's BLAS and PyTorch (default: %(default)s)")
+    parser.add_argument("--repeats", type=_count(1), default=None,
+                        help=f"timed calls per measurement (default: {defaults.repeats})")
+    parser.add_argument("--warmup", type=_count(0), default=None,
+                        help=f"untimed calls first (default: {defaults.warmup})")
+    parser.add_argument("--budget", type=_seconds, default=None,
+                        help=f"seconds of samples after which a measurement stops early "
+                             f"(default: {defaults.budget:g})")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a smoke run: {QUICK['repeats']} repeats, {QUICK['warmup']} "
+                             f"warm-up, {QUICK['budget']:g} s budget (unless given)")
+    parser.add_argument("--only", metavar="PATTERN",
+                        help="run the cases whose name matches this regular expression")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="where to write the results (default: benchmarks/results/"
+                             "latest.json)")
+    parser.add_argument("--keep-openblas-env", action="store_true",
+                        help="keep OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (default: unset them)")
+    return parser
+
+
+def main(argv=None) -> int:
+    import re
+    from pathlib import Path
+
+    from .guard import KernelMismatch
+    from .report import write_json
+    from .suite import QUICK, Settings, case_names, run, selected
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.only is not None:
+        try:
+            re.compile(args.only)
+        except re.error as err:
+            parser.error(f"--only: not a regular expression: {err}")
+        if not any(selected(name, args.only) for name in case_names()):
+            parser.error(f"--only {args.only!r} matches no case; cases: {', '.join(case_names())}")
+    base = dict(QUICK) if args.quick else {}
+    given = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup),
+                               ("budget", args.budget)) if v is not None}
+    settings = Settings(threads=args.threads, only=args.only, **{**base, **given})
+    try:
+        payload = run(settings)
+    except KernelMismatch as err:
+        print(f"python -m benchmarks: error: {err}; nothing was written", file=sys.stderr)
+        return 1
+    given_argv = sys.argv[1:] if argv is None else list(argv)
+    payload["command"] = " ".join(["python -m benchmarks", *given_argv])
+    path = Path(args.json) if args.json else Path(__file__).parent / "results" / "latest.json"
+    path = write_json(path, payload)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    _reexec_without_openblas_env(sys.argv[1:])
+    sys.exit(main())
