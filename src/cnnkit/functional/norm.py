@@ -24,7 +24,7 @@ class BatchNormCache(NamedTuple):
     mean: np.ndarray     # (K,) batch mean
     var: np.ndarray      # (K,) biased batch variance, sum((x - mean)**2) / m
     count: int           # m, the values averaged per feature: N, or N*H*W
-    xhat: np.ndarray     # (N, K, L) normalised input, (x - mean) * invstd
+    xc: np.ndarray       # (N, K, L) centred input x - mean; xhat = xc * invstd
     gamma: np.ndarray    # (K,)
     invstd: np.ndarray   # (K,) 1 / sqrt(var + eps)
     x_shape: tuple       # (N, K) or (N, C, H, W): how to bring dx back from (M, K)
@@ -103,13 +103,14 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
                          f"shape {x.shape} (m = {per} = {m}); the biased variance of one value "
                          f"is 0. Use a larger batch or the eval kernel with running statistics")
     mean = _feature_sum(x3) / m                              # (K,)
-    xhat = x3 - _per_feature(mean)                           # (N, K, L), x - mean for now
-    var = _feature_dot(xhat, xhat) / m                       # (K,) biased: divides by m
+    xc = x3 - _per_feature(mean)                             # (N, K, L)
+    var = _feature_dot(xc, xc) / m                           # (K,) biased: divides by m
     invstd = 1.0 / np.sqrt(var + eps)                        # (K,)
-    xhat *= _per_feature(invstd)                             # (N, K, L), now (x - mean) * invstd
-    out = xhat * _per_feature(gamma)
+    # out = gamma * xhat + beta with xhat = xc * invstd folded into one scale per feature; the
+    # cache keeps xc, and the backward folds invstd in the same way, so xhat is never stored.
+    out = xc * _per_feature(gamma * invstd)
     out += _per_feature(beta)
-    return out.reshape(x.shape), BatchNormCache(mean, var, m, xhat, gamma, invstd, x.shape)
+    return out.reshape(x.shape), BatchNormCache(mean, var, m, xc, gamma, invstd, x.shape)
 
 
 def batchnorm_forward(x, gamma, beta, eps=1e-5):
@@ -153,12 +154,11 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
 
 def batchnorm_backward(dout, cache):
     """Gradients of train-mode batch norm: dx (shape of x), dgamma (K,), dbeta (K,)."""
-    xhat, gamma, invstd, m, x_shape = (cache.xhat, cache.gamma, cache.invstd, cache.count,
-                                       cache.x_shape)
-    dout3 = _as_nkl(check_dout(dout, x_shape, "batchnorm_backward")).astype(xhat.dtype,
-                                                                            copy=False)
+    xc, gamma, invstd, m, x_shape = (cache.xc, cache.gamma, cache.invstd, cache.count,
+                                     cache.x_shape)
+    dout3 = _as_nkl(check_dout(dout, x_shape, "batchnorm_backward")).astype(xc.dtype, copy=False)
     dbeta = _feature_sum(dout3)                                          # (K,)
-    dgamma = _feature_dot(dout3, xhat)                                   # (K,)
+    dgamma = _feature_dot(dout3, xc) * invstd                            # (K,) sum(dout * xhat)
     # Why the compact formula equals the staged chain rule (cnnkit.reference.norm walks it):
     #   dxhat = gamma * dout
     #   dvar  = sum(dxhat * (x - mean)) * (-1/2) * invstd**3
@@ -170,8 +170,9 @@ def batchnorm_backward(dout, cache):
     # and as gamma is constant per feature, sum(dxhat) = gamma * dbeta and
     # sum(dxhat * xhat) = gamma * dgamma, which reuses the two sums already taken:
     #   dx = a * dout - (a/m * dgamma) * xhat - a/m * dbeta,   a = gamma * invstd (per feature)
+    # with xhat = xc * invstd.
     a = gamma * invstd                                                   # (K,)
-    correction = xhat * _per_feature(a * dgamma / m)                     # (N, K, L)
+    correction = xc * _per_feature(a * dgamma * invstd / m)              # (N, K, L)
     correction += _per_feature(a * dbeta / m)
     dx = dout3 * _per_feature(a)
     dx -= correction
