@@ -8,7 +8,9 @@ The batch is processed in chunks of samples whose columns fit in a core's L2 cac
 buffer and the GEMM reads them straight back from cache. The forward keeps x, not the columns,
 and the backward rebuilds them chunk by chunk: a (N, K, L) column matrix would be KH*KW times
 the size of x, and streaming it through main memory cost more than gathering it again.
-A 1x1 conv with stride 1 and no padding needs no im2col at all: x (N, C, H*W) *is* its columns.
+Stride-1 convs lay the columns out "wide", a whole padded row per output row, so that im2col and
+col2im are a few long contiguous copies and adds (see ``ColumnBuffers``). A 1x1 conv with stride
+1 and no padding needs no im2col at all: x (N, C, H*W) *is* its columns.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ def conv2d_backward(dout, cache, *, input_grad=True):
     x, w, has_bias, win = cache
     n, c = x.shape[:2]
     f = w.shape[0]
-    dout = check_dout(dout, (n, f, win.h_out, win.w_out), "conv2d_backward").astype(x.dtype,
-                                                                                   copy=False)
+    dout = check_dout(dout, (n, f, win.h_out, win.w_out), "conv2d_backward")
+    dout = dout.astype(x.dtype, copy=False)
     n_pos = win.h_out * win.w_out
     d2 = dout.reshape(n, f, n_pos)                                         # (N, F, L)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None                    # (F,)

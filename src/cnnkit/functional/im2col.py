@@ -1,6 +1,7 @@
 """im2col by strided windows, and its adjoint col2im by strided adds.
 
-Shared by conv, pooling and the locally connected layer. ``win`` is the
+``im2col`` / ``col2im`` serve pooling and the locally connected layer; ``ColumnBuffers`` is the
+convolution's chunked, cache-sized version of the same two maps. ``win`` is the
 :class:`~cnnkit.functional._utils.Window` geometry from ``window_geometry``.
 
 Letters: N batch, C channels, H/W input size, Hp/Wp padded size, KH/KW kernel,
@@ -19,10 +20,10 @@ from numpy.lib.stride_tricks import as_strided
 
 from ._utils import Window
 
-#: Bytes of im2col columns a batched kernel builds at a time. One sample's columns of a 3x3 conv
-#: with 32 channels on 32x32 are 1.2 MB; keeping the working set near the 1-2 MB of a core's L2
-#: made the conv forward 1.25x and its backward 1.8x faster than one (N, K, L) matrix for the batch,
-#: which streams the columns through main memory twice (benchmarks, issue 5).
+#: Bytes of im2col columns the conv builds at a time. One sample's columns of a 3x3 conv with 32
+#: channels on 32x32 are 1.2 MB; keeping the working set near a core's L2 (1 MB here) made that
+#: conv's forward 1.25x and its backward 1.8x faster than one (N, K, L) matrix for the whole
+#: batch, which streams the columns through main memory twice.
 CHUNK_BYTES = 1 << 20
 
 
@@ -84,8 +85,8 @@ class ColumnBuffers:
     ``gather(x_chunk)`` returns the chunk's columns as one (K, m*P) matrix, K = C*KH*KW and P
     positions per sample, so that a layer's GEMM over a chunk is one call with m*P columns (small
     feature maps give BLAS too few columns per sample to run at speed).
-    ``input_gradient(w, d, out)`` is the conv's dx for the chunk, col2im of ``w.T @ d``. Both work in a padded buffer
-    whose border stays zero (or ``pad_value``) between chunks, so no (N, C, H+2P, W+2P) copy of
+    ``input_gradient(w, d, out)`` is the conv's dx for the chunk, col2im of ``w.T @ d``. Both work
+    in padded buffers whose border stays zero between chunks, so no (N, C, H+2P, W+2P) copy of
     the batch is made.
 
     Two layouts of the positions:
@@ -99,8 +100,7 @@ class ColumnBuffers:
       W_out is 8 or 16. The price is (KW-1)*DW/W_out more GEMM columns.
     """
 
-    def __init__(self, m: int, x_shape: tuple, win: Window, dtype, pad_value: float = 0.0,
-                 wide: bool = False):
+    def __init__(self, m: int, x_shape: tuple, win: Window, dtype, wide: bool = False):
         _, c, h, w = x_shape
         self.win, self.c, self.h, self.w = win, c, h, w
         self.hp, self.wp = h + 2 * win.ph, w + 2 * win.pw
@@ -112,9 +112,9 @@ class ColumnBuffers:
         if wide:
             # A flat plane per (sample, channel), with slack for the last row's extra columns.
             self.plane = self.hp * self.wp + (win.kw - 1) * win.dw
-            self.pad = np.full((m, c, self.plane), pad_value, dtype)
+            self.pad = np.zeros((m, c, self.plane), dtype)
         elif win.ph or win.pw:
-            self.pad = np.full((m, c, self.hp, self.wp), pad_value, dtype)
+            self.pad = np.zeros((m, c, self.hp, self.wp), dtype)
         else:
             self.pad = None
         self.cols = np.empty((c, win.kh, win.kw, m, self.n_pos), dtype)
