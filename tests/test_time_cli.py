@@ -41,12 +41,24 @@ def test_time_prints_a_row_per_layer_and_writes_json(capsys, tmp_path):
     assert set(report["totals"]) == {"forward_ms", "backward_ms", "update_ms", "step_ms"}
 
 
-def test_time_accepts_default_float64_and_threads(capsys):
-    pytest.importorskip("threadpoolctl")
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_time_runs_with_the_threads_asked_and_restores_them(threads, capsys):
+    before = _blas_threads()
     assert main(["time", "default", "--batch", "1", "--iterations", "1", "--warmup", "0",
-                 "--dtype", "float64", "--threads", "1"]) == 0
+                 "--dtype", "float64", "--threads", str(threads)]) == 0
     header = capsys.readouterr().out.splitlines()[0]
-    assert "lenet-bn" in header and "float64" in header and "BLAS threads 1" in header
+    assert "lenet-bn" in header and "float64" in header and f"BLAS threads {threads}" in header
+    assert _blas_threads() == before
+
+
+def test_commands_default_to_one_blas_thread(capsys):
+    assert main(["time", "default", "--batch", "1", "--iterations", "1", "--warmup", "0"]) == 0
+    assert "BLAS threads 1" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_unknown_model_is_one_line_and_bad_batch_exits_2(capsys):

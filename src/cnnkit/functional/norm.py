@@ -67,7 +67,8 @@ def _feature_dot(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
     if a3.shape[2] == 1:
         rows = a3[:, :, 0] * b3[:, :, 0]                                    # (N, K)
     else:
-        rows = np.vecdot(a3, b3)                                            # (N, K)
+        # one dot product per (n, k) row: (N, K, 1, L) @ (N, K, L, 1) (np.vecdot needs NumPy 2)
+        rows = np.matmul(a3[:, :, None, :], b3[:, :, :, None])[:, :, 0, 0]  # (N, K)
     return rows.sum(axis=0, dtype=np.float64).astype(a3.dtype, copy=False)
 
 
