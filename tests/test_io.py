@@ -63,6 +63,11 @@ def test_missing_and_corrupt_files_raise_checkpoint_error(tmp_path, rng):
     np.savez(other, a=np.ones(3))
     with pytest.raises(CheckpointError, match="not a cnnkit checkpoint"):
         load_checkpoint(other)
+    single = tmp_path / "single.npz"
+    with open(single, "wb") as f:
+        np.save(f, np.ones(3))                  # a .npy array under an .npz name
+    with pytest.raises(CheckpointError, match=r"single.npz .*single array \(.npy\)"):
+        load_checkpoint(single)
 
 
 def test_pickled_object_arrays_are_refused(tmp_path):

@@ -123,8 +123,13 @@ def load_checkpoint(path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        # Our own file handle, closed even when np.load fails on a corrupt file.
+        with open(path, "rb") as f:
+            npz = np.load(f, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):   # a bare .npy array
+                raise ValueError("it holds a single array (.npy), not an .npz archive")
+            with npz:
+                arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
         raise CheckpointError(f"{path} is not a readable cnnkit checkpoint (corrupt or not an "
                               f".npz file): {err}") from err
