@@ -27,7 +27,7 @@ class BatchNormCache(NamedTuple):
     xc: np.ndarray       # (N, K, L) centred input x - mean; xhat = xc * invstd
     gamma: np.ndarray    # (K,)
     invstd: np.ndarray   # (K,) 1 / sqrt(var + eps)
-    x_shape: tuple       # (N, K) or (N, C, H, W): how to bring dx back from (M, K)
+    x_shape: tuple       # (N, K) or (N, C, H, W): how to bring dx back from (N, K, L)
 
 
 class BatchNormEvalCache(NamedTuple):
@@ -255,8 +255,8 @@ def spatial_batchnorm_forward(x, gamma, beta, eps=1e-5):
 
         out[n, c, h, w] = gamma[c] * (x[n, c, h, w] - mean[c]) / sqrt(var[c] + eps) + beta[c]
 
-    The (N, K) kernel applied to x transposed to (N*H*W, C); ``batchnorm_forward`` on a 4-D x is
-    the same computation.
+    The same kernel as ``batchnorm_forward`` on a 4-D x, with the channels as the features (x is
+    viewed as (N, C, H*W), no transpose).
 
     Parameters
     ----------
