@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .nn import Module, Sequential
+from .nn.module import call_backward
 
 __all__ = ["LayerTime", "Profile", "leaf_layers", "time_layers"]
 
@@ -154,7 +155,7 @@ def time_layers(model: Module, x: np.ndarray, *, iterations: int = 50, warmup: i
         name, layer = layers[i]
         try:
             if method == "backward":
-                return layer.backward(value, input_grad=input_grad or i > 0)
+                return call_backward(layer, value, input_grad or i > 0)
             return layer.forward(value)
         except ValueError as err:
             where = " (backward)" if method == "backward" else ""

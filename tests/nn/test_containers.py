@@ -209,3 +209,25 @@ def test_backward_without_input_grad_returns_none_and_the_same_parameter_grads(r
     assert dx.shape == x.shape
     for name, grad in _grads(net).items():
         np.testing.assert_array_equal(grad, with_dx[name], err_msg=name)
+
+
+class _OldStyleScale(nn.Module):
+    """A user's layer written before input_grad existed: ``backward(self, dout)``."""
+
+    def forward(self, x):
+        self._cache = True
+        return 2.0 * x
+
+    def backward(self, dout):
+        self._take_cache()
+        return 2.0 * dout
+
+
+def test_a_custom_layer_without_input_grad_still_works_first_and_inside(rng):
+    net = nn.Sequential(_OldStyleScale(), nn.Linear(3, 2, rng=rng), _OldStyleScale())
+    x = rng.standard_normal((4, 3))
+    net.forward(x)
+    dx = net.backward(np.ones((4, 2)))
+    assert_close(dx, 4.0 * np.ones((4, 2)) @ net[1].weight.data, "dx through both")
+    net.forward(x)
+    net.backward(np.ones((4, 2)), input_grad=False)     # the Trainer's call: no TypeError

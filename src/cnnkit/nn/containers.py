@@ -8,7 +8,7 @@ in a net names the layer it hit.
 
 from __future__ import annotations
 
-from .module import Module, build
+from .module import Module, build, call_backward
 
 __all__ = ["Sequential", "Residual"]
 
@@ -86,7 +86,7 @@ class Sequential(Module):
         for i in reversed(range(len(layers))):
             layer = layers[i]
             try:
-                dout = layer.backward(dout, input_grad=input_grad or i > 0)
+                dout = call_backward(layer, dout, input_grad or i > 0)
             except ValueError as err:
                 raise ValueError(f"layer {i} {brief(layer)} (backward): {err}") from err
         return dout
@@ -134,7 +134,7 @@ class Residual(Module):
         module = getattr(self, path)
         try:
             if method == "backward":
-                return module.backward(value, input_grad=input_grad)
+                return call_backward(module, value, input_grad)
             return module.forward(value)
         except ValueError as err:
             where = " (backward)" if method == "backward" else ""

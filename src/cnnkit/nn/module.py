@@ -11,6 +11,7 @@ checkpoint holds the architecture next to the weights and loads without the code
 
 from __future__ import annotations
 
+import inspect
 from typing import Iterator
 
 import numpy as np
@@ -293,3 +294,12 @@ def build(config: dict) -> Module:
         return cls.from_config(config)
     except TypeError as err:
         raise ValueError(f"bad config for {config['type']}: {err}") from err
+
+
+def call_backward(module: Module, dout, input_grad: bool = True):
+    """``module.backward(dout)``, passing ``input_grad=False`` only when it is asked for and the
+    module's backward takes it, so that a custom Module written as ``backward(self, dout)`` keeps
+    working inside containers and the Trainer (it then computes a dx nobody reads)."""
+    if input_grad or "input_grad" not in inspect.signature(module.backward).parameters:
+        return module.backward(dout)
+    return module.backward(dout, input_grad=False)
