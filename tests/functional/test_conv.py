@@ -213,6 +213,14 @@ from cnnkit.functional import conv as conv_module  # noqa: E402
 from cnnkit.functional import im2col as im2col_module  # noqa: E402
 
 
+def _stride_one(geom):
+    """The drawn geometry with stride 1 (the wide layout's), the input still holding a window."""
+    x_shape, w_shape, _, pad, dilation = geom
+    spatial = tuple(max(s, (k - 1) * d + 1 - 2 * p)
+                    for s, k, d, p in zip(x_shape[2:], w_shape[2:], dilation, pad))
+    return x_shape[:2] + spatial, w_shape, (1, 1), pad, dilation
+
+
 def _fixed_chunks(step):
     def chunks(n, sample_bytes, budget=None):
         for lo in range(0, n, step):
@@ -227,12 +235,7 @@ def _fixed_chunks(step):
 def test_conv2d_matches_torch_in_every_chunking_and_layout(layout, step, geom, bias, n, seed):
     """Batches split into chunks of 1-3 samples with a shorter last chunk, in the wide layout
     (stride 1 only), the tight one and the heuristic's choice, agree with torch."""
-    x_shape, w_shape, stride, pad, dilation = geom
-    if layout == "wide" and stride != (1, 1):
-        stride = (1, 1)
-        x_shape = x_shape[:2] + tuple(max(s, (k - 1) * d + 1 - 2 * p)
-                                      for s, k, d, p in zip(x_shape[2:], w_shape[2:], dilation,
-                                                            pad))
+    x_shape, w_shape, stride, pad, dilation = _stride_one(geom) if layout == "wide" else geom
     g, x, w, b = _arrays(seed, (n,) + x_shape[1:], w_shape, bias)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv_module, "batch_chunks", _fixed_chunks(step))
@@ -247,12 +250,7 @@ def test_input_gradient_is_the_adjoint_of_the_column_product(wide, geom, seed):
     """<w @ im2col(x), D> = <x, input_gradient(w, D)> for any D: the backward scatters exactly
     what the forward gathered. In the wide layout D is zero in the extra columns, as
     dout_matrix makes it."""
-    x_shape, w_shape, stride, pad, dilation = geom
-    if wide:
-        stride = (1, 1)
-        x_shape = x_shape[:2] + tuple(max(s, (k - 1) * d + 1 - 2 * p)
-                                      for s, k, d, p in zip(x_shape[2:], w_shape[2:], dilation,
-                                                            pad))
+    x_shape, w_shape, stride, pad, dilation = _stride_one(geom) if wide else geom
     g = np.random.default_rng(seed)
     x, w = g.standard_normal(x_shape), g.standard_normal(w_shape)
     win = F._utils.window_geometry(x_shape, w_shape[2:], stride, pad, dilation, "t")

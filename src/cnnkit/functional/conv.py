@@ -19,7 +19,7 @@ import numpy as np
 
 from ._utils import (as_float_array, check_dout, check_ndim, check_param, match_dtype,
                      window_geometry)
-from .im2col import ColumnBuffers, batch_chunks
+from .im2col import ColumnBuffers, batch_chunks, row_length
 
 
 def check_conv_args(x, w, b, stride, pad, dilation, strict):
@@ -161,7 +161,7 @@ def _use_wide(win) -> bool:
 def _column_plan(x, k: int, win):
     """Chunks of the batch whose (K, m*P) columns fit the cache budget, and their buffers."""
     wide = _use_wide(win)
-    n_pos = win.h_out * (win.w_out + (win.kw - 1) * win.dw if wide else win.w_out)
+    n_pos = win.h_out * row_length(win, wide)
     chunks = list(batch_chunks(x.shape[0], k * n_pos * x.itemsize))
     lo, hi = chunks[0]
     return ColumnBuffers(hi - lo, x.shape, win, x.dtype, wide=wide), chunks

@@ -79,6 +79,12 @@ def batch_chunks(n: int, sample_bytes: int, budget: int | None = None):
         yield lo, min(n, lo + step)
 
 
+def row_length(win: Window, wide: bool) -> int:
+    """Column positions per output row: W_out, or in the wide layout the padded width
+    Wp = W_out + (KW-1)*DW (stride 1)."""
+    return win.w_out + (win.kw - 1) * win.dw if wide else win.w_out
+
+
 class ColumnBuffers:
     """Reusable im2col / col2im scratch for one kernel call over chunks of at most ``m`` samples.
 
@@ -107,7 +113,7 @@ class ColumnBuffers:
         if wide and (win.sh, win.sw) != (1, 1):
             raise ValueError("the wide column layout needs stride 1")
         self.wide = wide
-        self.row = self.wp if wide else win.w_out                 # positions per output row
+        self.row = row_length(win, wide)                           # positions per output row
         self.n_pos = win.h_out * self.row                          # P, positions per sample
         if wide:
             # A flat plane per (sample, channel), with slack for the last row's extra columns.
