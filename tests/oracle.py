@@ -190,3 +190,25 @@ def schedule_lrs(base_lr, kind, kw, epochs):
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
     return lrs
+
+
+# ---------------------------------------------------------------------------- grouped conv, LRN
+
+def conv2d_grouped(x, w, b, stride, pad, dilation, groups, dout=None):
+    """Grouped conv: our w (F, C // groups, KH, KW) is torch's weight layout as it is."""
+    return vjp(lambda x, w, b: tF.conv2d(x, w, b, stride=stride, padding=pad, dilation=dilation,
+                                         groups=groups), [x, w, b], dout)
+
+
+def conv2d_state_shapes(in_channels, out_channels, kernel_size, groups=1, bias=True):
+    """``{name: shape}`` of a ``torch.nn.Conv2d``'s state dict."""
+    m = torch.nn.Conv2d(in_channels, out_channels, kernel_size, groups=groups, bias=bias)
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def local_response_norm(x, size, alpha, beta, k, dout=None):
+    return vjp(lambda x: tF.local_response_norm(x, size, alpha=alpha, beta=beta, k=k), [x], dout)
+
+
+def local_response_norm_repr(size, alpha, beta, k):
+    return repr(torch.nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k))

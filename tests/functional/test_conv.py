@@ -300,3 +300,166 @@ def test_conv2d_float32_through_chunks_matches_float64(rng):
     np.testing.assert_allclose(out32, out64, rtol=1e-4, atol=1e-4)
     for a, e in zip(g32[:2], g64[:2]):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- grouped conv
+
+@st.composite
+def grouped_geometry(draw, max_out=4):
+    """conv_geometry with G groups of C/G channels and F/G filters: (x_shape, w_shape, stride,
+    pad, dilation, groups), w being (F, C/G, KH, KW)."""
+    x_shape, w_shape, stride, pad, dilation = draw(conv_geometry(max_out))
+    groups, c_group, f_group = draw(st.integers(1, 4)), draw(st.integers(1, 3)), \
+        draw(st.integers(1, 3))
+    return ((x_shape[0], groups * c_group) + x_shape[2:],
+            (groups * f_group, c_group) + w_shape[2:], stride, pad, dilation, groups)
+
+
+def _compare_grouped(g, x, w, b, stride, pad, dilation, groups, naive=False):
+    """Fast grouped conv against torch (and the naive loops): out, dx, dw, db."""
+    out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation, groups=groups)
+    dout = g.standard_normal(out.shape)
+    grads = F.conv2d_backward(dout, cache)
+    t_out, t_grads = oracle.conv2d_grouped(x, w, b, stride, pad, dilation, groups, dout)
+    assert_close(out, t_out, "out")
+    for name, ours, theirs in zip(("dx", "dw", "db"), grads, t_grads):
+        if b is None and name == "db":
+            assert ours is None
+        else:
+            assert_close(ours, theirs, name)
+    if naive:
+        n_out, n_cache = R.conv2d_forward(x, w, b, stride, pad, dilation, groups=groups)
+        assert_close(n_out, out, "naive out")
+        for name, a, f in zip(("dx", "dw", "db"), R.conv2d_backward(dout, n_cache), grads):
+            if f is None:
+                assert a is None
+            else:
+                assert_close(a, f, "naive " + name)
+
+
+@given(geom=grouped_geometry(), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_grouped_conv2d_matches_torch_random_geometry(geom, bias, seed):
+    x_shape, w_shape, stride, pad, dilation, groups = geom
+    g, x, w, b = _arrays(seed, x_shape, w_shape, bias)
+    _compare_grouped(g, x, w, b, stride, pad, dilation, groups)
+
+
+@given(geom=grouped_geometry(max_out=2), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_grouped_conv2d_naive_matches_fast(geom, bias, seed):
+    x_shape, w_shape, stride, pad, dilation, groups = geom
+    g, x, w, b = _arrays(seed, (min(x_shape[0], 2),) + x_shape[1:], w_shape, bias)
+    _compare_grouped(g, x, w, b, stride, pad, dilation, groups, naive=True)
+
+
+# Every path of the fast kernel (1x1, wide stride-1 columns, tight strided columns), with groups
+# of one channel (depthwise) up to AlexNet's two towers.
+GROUPED_CASES = [
+    ("1x1-g2", (3, 4, 5, 4), (6, 2, 1, 1), dict(groups=2)),
+    ("1x1-stride2-g3", (3, 6, 5, 5), (3, 2, 1, 1), dict(groups=3, stride=2)),
+    ("3x3-pad1-g2-wide", (3, 4, 7, 7), (6, 2, 3, 3), dict(groups=2, pad=1)),
+    ("depthwise-3x3", (3, 5, 6, 6), (5, 1, 3, 3), dict(groups=5, pad=1)),
+    ("depthwise-multiplier2", (2, 3, 6, 5), (6, 1, 3, 2), dict(groups=3)),
+    ("stride2-dilation-g2-tight", (3, 4, 9, 9), (4, 2, 3, 3), dict(groups=2, stride=2,
+                                                                   dilation=(1, 2), pad=(0, 1))),
+    ("alexnet-conv2-like", (2, 8, 7, 7), (12, 4, 5, 5), dict(groups=2, pad=2)),
+    ("floor-g2", (2, 4, 8, 8), (4, 2, 3, 3), dict(groups=2, stride=2, pad=1, strict=False)),
+]
+
+
+@pytest.mark.parametrize("step", [1, 2, None], ids=["chunk1", "chunk2", "one-chunk"])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [c[1:] for c in GROUPED_CASES],
+                         ids=[c[0] for c in GROUPED_CASES])
+def test_grouped_conv2d_cases_in_every_chunking(rng, x_shape, w_shape, kwargs, step):
+    """Each group's output and dx are channel slices of the whole: written in place through
+    chunks of one sample (the direct (F, L) GEMM), of two (to_output) and the whole batch."""
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), \
+        rng.standard_normal(w_shape[0])
+    hyper = {k: kwargs.get(k, d) for k, d in (("stride", 1), ("pad", 0), ("dilation", 1))}
+    with pytest.MonkeyPatch.context() as mp:
+        if step is not None:
+            mp.setattr(conv_module, "batch_chunks", _fixed_chunks(step))
+        out, cache = F.conv2d_forward(x, w, b, **hyper, groups=kwargs["groups"],
+                                      strict=kwargs.get("strict", True))
+        dout = rng.standard_normal(out.shape)
+        grads = F.conv2d_backward(dout, cache)
+    t_out, t_grads = oracle.conv2d_grouped(x, w, b, hyper["stride"], hyper["pad"],
+                                           hyper["dilation"], kwargs["groups"], dout)
+    assert_close(out, t_out, "out")
+    for name, ours, theirs in zip(("dx", "dw", "db"), grads, t_grads):
+        assert_close(ours, theirs, name)
+    if step == 1:                                       # the naive loops once per case
+        n_out, n_cache = R.conv2d_forward(x, w, b, **kwargs)
+        assert_close(n_out, out, "naive out")
+        for name, a, f in zip(("dx", "dw", "db"), R.conv2d_backward(dout, n_cache), grads):
+            assert_close(a, f, "naive " + name)
+
+
+@pytest.mark.parametrize("kernels", [F, R], ids=["fast", "naive"])
+@pytest.mark.parametrize("w_shape, kwargs", [
+    ((4, 2, 3, 3), dict(groups=2, pad=1)),
+    ((4, 1, 2, 2), dict(groups=4, stride=2)),
+    ((6, 2, 1, 1), dict(groups=2)),
+], ids=["g2-pad1", "depthwise-stride2", "1x1-g2"])
+def test_grouped_conv2d_numerical_gradients(rng, kernels, w_shape, kwargs):
+    inputs = [rng.standard_normal((2, 4, 4, 4)), rng.standard_normal(w_shape),
+              rng.standard_normal(w_shape[0])]
+    errors = check_kernel(kernels.conv2d_forward, kernels.conv2d_backward, inputs, rng=rng,
+                          **kwargs)
+    assert set(errors) == {"dx", "dw", "db"}
+    for name, err in errors.items():
+        assert err < 1e-7, f"{name}: relative error {err:.2e}"
+
+
+def test_grouped_conv2d_is_independent_convs_stacked(rng):
+    """The definition: group g's outputs are the ungrouped conv of its channel slice with its
+    filters, and its input channels get their gradient from its filters only."""
+    x, w = rng.standard_normal((2, 6, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+    out, cache = F.conv2d_forward(x, w, None, pad=1, groups=2)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, _ = F.conv2d_backward(dout, cache)
+    for cs, fs in ((slice(0, 3), slice(0, 2)), (slice(3, 6), slice(2, 4))):
+        part, part_cache = F.conv2d_forward(x[:, cs], w[fs], None, pad=1)
+        p_dx, p_dw, _ = F.conv2d_backward(dout[:, fs], part_cache)
+        assert_close(out[:, fs], part, f"out[{fs}]")
+        assert_close(dx[:, cs], p_dx, f"dx[{cs}]")
+        assert_close(dw[fs], p_dw, f"dw[{fs}]")
+
+
+@pytest.mark.parametrize("w_shape, pad", [((4, 2, 3, 3), 1), ((4, 2, 1, 1), 0)],
+                         ids=["3x3", "1x1"])
+def test_grouped_conv2d_without_input_grad_and_in_float32(rng, w_shape, pad):
+    x, w, b = rng.standard_normal((3, 4, 5, 5)), rng.standard_normal(w_shape), \
+        rng.standard_normal(4)
+    out, cache = F.conv2d_forward(x, w, b, pad=pad, groups=2)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    none, dw2, db2 = F.conv2d_backward(dout, cache, input_grad=False)
+    assert none is None and dx is not None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+    x32, w32, b32 = (a.astype(np.float32) for a in (x, w, b))
+    copies = [a.copy() for a in (x32, w32, b32)]
+    out32, cache32 = F.conv2d_forward(x32, w32, b32, pad=pad, groups=2)
+    grads32 = F.conv2d_backward(dout.astype(np.float32), cache32)
+    assert out32.dtype == np.float32 and all(g.dtype == np.float32 for g in grads32)
+    for before, after in zip(copies, (x32, w32, b32)):
+        np.testing.assert_array_equal(before, after)
+    np.testing.assert_allclose(out32, out, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, groups, exc, pattern", [
+    ((1, 6, 5, 5), (4, 3, 3, 3), 4, ValueError,
+     r"groups = 4 must divide the input channels C = 6 \(6 % 4 = 2\)"),
+    ((1, 6, 5, 5), (5, 2, 3, 3), 3, ValueError,
+     r"groups = 3 must divide the filters F = 5 \(5 % 3 = 2\)"),
+    ((1, 6, 5, 5), (4, 2, 3, 3), 2, ValueError,
+     r"x has C = 6 channels but w of shape \(4, 2, 3, 3\) with groups = 2 expects 2 \* 2 = 4"),
+    ((1, 6, 5, 5), (4, 6, 3, 3), 2, ValueError, r"expects 6 \* 2 = 12 .*\(F, C // groups"),
+    ((1, 6, 5, 5), (4, 3, 3, 3), 0, ValueError, r"conv2d groups must be >= 1, got 0"),
+    ((1, 6, 5, 5), (4, 3, 3, 3), 2.0, TypeError, r"conv2d groups must be an int"),
+], ids=["C-not-divisible", "F-not-divisible", "w-channels", "w-ungrouped", "groups0",
+        "groups-float"])
+def test_grouped_conv2d_errors_name_the_numbers(x_shape, w_shape, groups, exc, pattern):
+    for kernels in (F, R):
+        with pytest.raises(exc, match=pattern):
+            kernels.conv2d_forward(np.zeros(x_shape), np.zeros(w_shape), None, groups=groups)

@@ -231,3 +231,104 @@ def test_a_custom_layer_without_input_grad_still_works_first_and_inside(rng):
     assert_close(dx, 4.0 * np.ones((4, 2)) @ net[1].weight.data, "dx through both")
     net.forward(x)
     net.backward(np.ones((4, 2)), input_grad=False)     # the Trainer's call: no TypeError
+
+
+# ----------------------------------------------------------------------------- Concat
+
+def _inception_like(rng, c=3):
+    """Four branches of different depth and width on the same input, as an inception module."""
+    return nn.Concat(
+        nn.Conv2d(c, 2, 1, rng=rng),
+        nn.Sequential(nn.Conv2d(c, 2, 1, rng=rng), nn.ReLU(), nn.Conv2d(2, 3, 3, padding=1,
+                                                                       rng=rng)),
+        nn.Sequential(nn.Conv2d(c, 1, 1, rng=rng), nn.ReLU(), nn.Conv2d(1, 2, 5, padding=2,
+                                                                       rng=rng)),
+        nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(c, 2, 1, rng=rng)))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_concat_matches_torch_cat(mode, rng):
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, rng=rng), nn.BatchNorm2d(3), nn.ReLU(),
+                        _inception_like(rng), nn.GlobalAvgPool2d(), nn.Flatten(),
+                        nn.Linear(9, 4, rng=rng))
+    net = perturb(net.astype(np.float64), rng).train(mode == "train")
+    compare_with_torch(net, rng.standard_normal((3, 2, 7, 5)), rng, assert_close)
+    assert "3.1.2.weight" in net.state_dict()
+
+
+def test_concat_stacks_the_branch_outputs_and_sums_their_input_gradients(rng):
+    a = nn.Linear(4, 2, rng=rng).astype(np.float64)
+    b = nn.Linear(4, 3, rng=rng).astype(np.float64)
+    block = nn.Concat(a, b)
+    x = rng.standard_normal((5, 4))
+    out = block(x)
+    assert_close(out, np.concatenate([x @ a.weight.data.T + a.bias.data,
+                                      x @ b.weight.data.T + b.bias.data], axis=1), "out")
+    dout = rng.standard_normal((5, 5))
+    dx = block.backward(dout)
+    assert_close(dx, dout[:, :2] @ a.weight.data + dout[:, 2:] @ b.weight.data, "dx")
+    assert_close(b.weight.grad, dout[:, 2:].T @ x, "second branch's weight grad")
+
+
+def test_concat_errors_name_the_branch_and_the_shapes(rng):
+    block = nn.Concat(nn.Conv2d(3, 2, 1, rng=rng), nn.Conv2d(3, 2, 3, rng=rng))
+    with pytest.raises(ValueError, match=r"branch outputs \(2, 2, 6, 6\), \(2, 2, 4, 4\) differ "
+                                         r"in a size other than the channels"):
+        block(np.zeros((2, 3, 6, 6)))
+    with pytest.raises(ValueError, match=r"^branch 1 Conv2d\(3, 2, kernel_size=\(3, 3\)\): "):
+        block(np.zeros((2, 3, 2, 2)))
+    block = nn.Concat(nn.ReLU(), nn.Tanh())
+    block(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"dout of shape \(2, 3\) must have 6 channels"):
+        block.backward(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="at least one branch"):
+        nn.Concat()
+    with pytest.raises(TypeError, match="Concat branch 1 must be a cnnkit.nn.Module"):
+        nn.Concat(nn.ReLU(), "relu")
+
+
+def test_concat_config_round_trip_and_input_grad_false(rng):
+    block = perturb(_inception_like(rng).astype(np.float64), rng)
+    rebuilt = nn.build(json.loads(json.dumps(block.config()))).astype(np.float64)
+    rebuilt.load_state_dict(block.state_dict())
+    x = rng.standard_normal((2, 3, 5, 5))
+    assert_close(rebuilt(x), block(x), "rebuilt out")
+    dout = rng.standard_normal((2, 9, 5, 5))
+    block.zero_grad()
+    dx = block.backward(dout)
+    with_dx = _grads(block)
+    block.zero_grad()
+    block(x)
+    assert block.backward(dout, input_grad=False) is None and dx.shape == x.shape
+    for name, grad in _grads(block).items():
+        np.testing.assert_array_equal(grad, with_dx[name], err_msg=name)
+
+
+# ----------------------------------------------------------------------------- ZeroPadShortcut
+
+@pytest.mark.parametrize("stride, size", [(1, 6), (2, 6), (2, 7), (3, 8)])
+def test_zero_pad_shortcut_matches_torch_and_the_strided_conv_size(stride, size, rng):
+    shortcut = nn.ZeroPadShortcut(3, 5, stride)
+    conv = nn.Conv2d(3, 5, 3, stride, padding=1, strict=False, rng=rng)
+    block = nn.Residual(nn.Sequential(conv, nn.BatchNorm2d(5)), shortcut)
+    net = perturb(nn.Sequential(block, nn.ReLU(), nn.Flatten()).astype(np.float64), rng)
+    compare_with_torch(net, rng.standard_normal((2, 3, size, size)), rng, assert_close)
+
+
+def test_zero_pad_shortcut_by_hand_and_errors(rng):
+    x = rng.standard_normal((2, 2, 5, 5))
+    m = nn.ZeroPadShortcut(2, 4, 2)
+    out = m(x)
+    assert out.shape == (2, 4, 3, 3)
+    assert_close(out[:, :2], x[:, :, ::2, ::2], "kept channels")
+    assert not out[:, 2:].any()
+    dout = rng.standard_normal(out.shape)
+    dx = m.backward(dout)
+    expected = np.zeros_like(x)
+    expected[:, :, ::2, ::2] = dout[:, :2]
+    assert_close(dx, expected, "dx")
+    assert nn.build(m.config()).config() == m.config()
+    with pytest.raises(ValueError, match="out_channels = 1 is fewer than in_channels = 2"):
+        nn.ZeroPadShortcut(2, 1)
+    with pytest.raises(ValueError, match=r"x must be \(N, 2, H, W\), got shape \(2, 3, 5, 5\)"):
+        m(np.zeros((2, 3, 5, 5)))

@@ -348,3 +348,121 @@ def test_flatten_backward_returns_a_new_array(rng):
     dout = rng.standard_normal((2, 12))
     dx = flat.backward(dout)
     assert dx.shape == (2, 3, 4) and not np.shares_memory(dx, dout)
+
+
+# ----------------------------------------------------------------------------- grouped Conv2d
+
+from tests import oracle  # noqa: E402
+
+GROUPED = {
+    "g2-pad1": (lambda r: nn.Conv2d(4, 6, 3, padding=1, groups=2, rng=r), (2, 4, 5, 5)),
+    "depthwise-stride2-nobias": (lambda r: nn.Conv2d(3, 6, (3, 2), stride=2, groups=3,
+                                                     bias=False, rng=r), (2, 3, 7, 6)),
+    "1x1-g3": (lambda r: nn.Conv2d(6, 3, 1, groups=3, rng=r), (2, 6, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("case", GROUPED)
+def test_grouped_conv2d_matches_torch(case, rng):
+    factory, shape = GROUPED[case]
+    model = perturb(factory(rng).astype(np.float64), rng)
+    x = rng.standard_normal(shape)
+    out, dout, dx, got = run_ours(model, x, rng)
+    b = None if model.bias is None else model.bias.data
+    t_out, (t_dx, t_dw, t_db) = oracle.conv2d_grouped(x, model.weight.data, b, model.stride,
+                                                      model.padding, model.dilation,
+                                                      model.groups, dout)
+    assert_close(out, t_out, "out")
+    assert_close(dx, t_dx, "dx")
+    assert_close(got["weight"], t_dw, "grad weight")
+    if b is not None:
+        assert_close(got["bias"], t_db, "grad bias")
+    shapes = oracle.conv2d_state_shapes(model.in_channels, model.out_channels,
+                                        model.kernel_size, model.groups, model.bias is not None)
+    assert {k: v.shape for k, v in model.state_dict().items()} == shapes
+
+
+@pytest.mark.parametrize("case", GROUPED)
+def test_grouped_conv2d_config_rebuilds_it(case, rng):
+    factory, shape = GROUPED[case]
+    model = perturb(factory(rng).astype(np.float64), rng)
+    config = json.loads(json.dumps(model.config()))
+    assert config["args"]["groups"] == model.groups > 1
+    rebuilt = nn.build(config).astype(np.float64)
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.groups == model.groups and repr(rebuilt) == repr(model)
+    x = rng.standard_normal(shape)
+    assert_close(rebuilt(x), model(x), "rebuilt out")
+
+
+def test_conv2d_groups_in_repr_and_config():
+    alexnet_conv2 = nn.Conv2d(96, 256, 5, padding=2, groups=2)
+    assert repr(alexnet_conv2) == "Conv2d(96, 256, kernel_size=(5, 5), padding=(2, 2), groups=2)"
+    assert alexnet_conv2.weight.shape == (256, 48, 5, 5)
+    assert "groups" not in repr(nn.Conv2d(4, 4, 3))
+    assert nn.Conv2d(4, 4, 3).config()["args"]["groups"] == 1
+    old = nn.Conv2d(4, 4, 3).config()
+    del old["args"]["groups"]                       # a checkpoint written before groups existed
+    assert nn.build(old).groups == 1
+
+
+def test_grouped_conv2d_init_uses_the_group_fan_in(rng):
+    layer = nn.Conv2d(256, 256, 3, groups=4, rng=rng)
+    w = layer.weight.data.astype(np.float64)
+    fan_in = 256 // 4 * 9                            # one filter sees C/G channels
+    assert abs(w.std() / np.sqrt(2 / fan_in) - 1) < 6 / np.sqrt(2 * w.size)
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: nn.Conv2d(6, 4, 3, groups=4), ValueError,
+     r"groups = 4 must divide in_channels = 6 \(6 % 4 = 2\)"),
+    (lambda: nn.Conv2d(6, 4, 3, groups=3), ValueError,
+     r"groups = 3 must divide out_channels = 4 \(4 % 3 = 1\)"),
+    (lambda: nn.Conv2d(6, 4, 3, groups=0), ValueError, "groups must be >= 1"),
+    (lambda: nn.Conv2d(6, 4, 3, groups=True), TypeError, "groups must be an int"),
+], ids=["in", "out", "zero", "bool"])
+def test_conv2d_groups_validated(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+# ----------------------------------------------------------------------------- LRN
+
+@pytest.mark.parametrize("size, shape", [(5, (2, 7, 3, 3)), (4, (2, 6, 5)), (2, (1, 3, 2, 2, 2))],
+                         ids=["odd-4d", "even-3d", "5d"])
+def test_local_response_norm_equals_kernel_and_torch(size, shape, rng):
+    layer = nn.LocalResponseNorm(size, alpha=0.3, beta=0.6, k=1.5)
+    x = rng.standard_normal(shape)
+    out, dout, dx, got = run_ours(layer, x, rng)
+    assert got == {} and layer.state_dict() == {}
+    want, cache = F.lrn_forward(x, size, 0.3, 0.6, 1.5)
+    assert_close(out, want, "out")
+    assert_close(dx, F.lrn_backward(dout, cache), "dx")
+    t_out, (t_dx,) = oracle.local_response_norm(x, size, 0.3, 0.6, 1.5, dout)
+    assert_close(out, t_out, "torch out")
+    assert_close(dx, t_dx, "torch dx")
+
+
+def test_local_response_norm_repr_and_config_are_pytorchs(rng):
+    layer = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+    assert repr(layer) == oracle.local_response_norm_repr(5, 1e-4, 0.75, 2.0)
+    assert repr(nn.LocalResponseNorm(3)) == oracle.local_response_norm_repr(3, 1e-4, 0.75, 1.0)
+    config = json.loads(json.dumps(layer.config()))
+    assert config == {"type": "LocalResponseNorm",
+                      "args": {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}}
+    rebuilt = nn.build(config)
+    x = rng.standard_normal((2, 8, 3, 3))
+    assert_close(rebuilt(x), layer(x), "rebuilt out")
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: nn.LocalResponseNorm(0), ValueError, "LocalResponseNorm size must be >= 1"),
+    (lambda: nn.LocalResponseNorm(5, k=-1.0), ValueError, "LocalResponseNorm k must be > 0"),
+    (lambda: nn.LocalResponseNorm(5, alpha=-1.0), ValueError, "alpha must be >= 0, got -1.0"),
+    (lambda: nn.LocalResponseNorm(5.0), TypeError, "size must be an int"),
+], ids=["size0", "k", "alpha", "size-float"])
+def test_local_response_norm_validates(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+    with pytest.raises(ValueError, match=r"got shape \(2, 5\) \(2-D\)"):
+        nn.LocalResponseNorm(3)(np.ones((2, 5)))

@@ -54,16 +54,46 @@ class Residual(torch.nn.Module):
         return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
 
 
+class Concat(torch.nn.Module):
+    """Branches on the same input, concatenated along the channels; children "0", "1", ..."""
+
+    def __init__(self, branches):
+        super().__init__()
+        for i, branch in enumerate(branches):
+            self.add_module(str(i), branch)
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.children()], dim=1)
+
+
+class ZeroPadShortcut(torch.nn.Module):
+    """Option-A shortcut: subsample by the stride, append zero channels (torch's pad)."""
+
+    def __init__(self, m: nn.ZeroPadShortcut):
+        super().__init__()
+        self.stride, self.extra = m.stride, m.out_channels - m.in_channels
+
+    def forward(self, x):
+        return tF.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
+
+
 def _convert(m):
     if isinstance(m, nn.Sequential):
         return torch.nn.Sequential(*(_convert(c) for c in m))
+    if isinstance(m, nn.Concat):
+        return Concat([_convert(c) for c in m])
+    if isinstance(m, nn.ZeroPadShortcut):
+        return ZeroPadShortcut(m)
+    if type(m).__name__ == "LocalResponseNorm":
+        return torch.nn.LocalResponseNorm(m.size, m.alpha, m.beta, m.k)
     if isinstance(m, nn.Residual):
         return Residual(_convert(m.body), None if m.shortcut is None else _convert(m.shortcut))
     if isinstance(m, nn.Linear):
         return FlatLinear(m.in_features, m.out_features, bias=m.bias is not None)
     if isinstance(m, nn.Conv2d):
         return torch.nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
-                               padding=m.padding, dilation=m.dilation, bias=m.bias is not None)
+                               padding=m.padding, dilation=m.dilation, bias=m.bias is not None,
+                               groups=getattr(m, "groups", 1))
     if isinstance(m, nn.LocallyConnected2d):
         return LocallyConnected2d(m)
     if isinstance(m, nn.MaxPool2d):

@@ -10,6 +10,7 @@ from .conv import conv2d_backward, conv2d_forward
 from .dropout import dropout_backward, dropout_forward
 from .linear import affine_backward, affine_forward
 from .local import locally_connected2d_backward, locally_connected2d_forward
+from .lrn import lrn_backward, lrn_forward
 from .losses import get_loss, l2_regularization, softmax_loss, svm_loss
 from .norm import (batchnorm_backward, batchnorm_eval_backward, batchnorm_eval_forward,
                    batchnorm_forward, batchnorm_running_update, spatial_batchnorm_backward,
@@ -36,6 +37,7 @@ __all__ = [
     "spatial_batchnorm_forward", "spatial_batchnorm_backward",
     "spatial_batchnorm_eval_forward", "spatial_batchnorm_eval_backward",
     "batchnorm_running_update",
+    "lrn_forward", "lrn_backward",
     "dropout_forward", "dropout_backward",
     "softmax_loss", "svm_loss", "l2_regularization", "get_loss",
 ]

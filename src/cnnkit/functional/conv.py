@@ -11,36 +11,58 @@ the size of x, and streaming it through main memory cost more than gathering it 
 Stride-1 convs lay the columns out "wide", a whole padded row per output row, so that im2col and
 col2im are a few long contiguous copies and adds (see ``ColumnBuffers``). A 1x1 conv with stride
 1 and no padding needs no im2col at all: x (N, C, H*W) *is* its columns.
+
+A grouped conv (``groups`` = G > 1) runs that ungrouped path once per group on channel slices
+of x, w, dout and the outputs (views, no copies); G = 1 calls it once on the whole arrays.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._utils import (as_float_array, check_dout, check_ndim, check_param, match_dtype,
-                     window_geometry)
+from ._utils import (as_float_array, check_count, check_dout, check_ndim, check_param,
+                     match_dtype, window_geometry)
 from .im2col import ColumnBuffers, batch_chunks, row_length
 
 
-def check_conv_args(x, w, b, stride, pad, dilation, strict):
-    """Validate conv2d's arguments (shared with the naive version); return x, w, b, geometry."""
+def check_conv_args(x, w, b, stride, pad, dilation, strict, groups=1):
+    """Validate conv2d's arguments (shared with the naive version); return x, w, b, geometry,
+    groups."""
     x = as_float_array(x, "conv2d x")
     w = as_float_array(w, "conv2d w")
     check_ndim(x, 4, "conv2d x (N, C, H, W)")
-    check_ndim(w, 4, "conv2d w (F, C, KH, KW)")
+    check_ndim(w, 4, "conv2d w (F, C // groups, KH, KW)")
     if min(x.shape) < 1 or min(w.shape) < 1:
         raise ValueError(f"conv2d: every size must be positive, got x {x.shape} and w {w.shape}")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"conv2d: x has C = {x.shape[1]} channels but w of shape {w.shape} "
+    groups = check_count(groups, "conv2d groups")
+    c, f = x.shape[1], w.shape[0]
+    if groups == 1 and w.shape[1] != c:
+        raise ValueError(f"conv2d: x has C = {c} channels but w of shape {w.shape} "
                          f"expects {w.shape[1]}")
+    if groups != 1:
+        for count, what in ((c, "input channels C"), (f, "filters F")):
+            if count % groups:
+                raise ValueError(f"conv2d: groups = {groups} must divide the {what} = {count} "
+                                 f"({count} % {groups} = {count % groups})")
+        if w.shape[1] * groups != c:
+            raise ValueError(f"conv2d: x has C = {c} channels but w of shape {w.shape} with "
+                             f"groups = {groups} expects {w.shape[1]} * {groups} = "
+                             f"{w.shape[1] * groups} (w must be (F, C // groups, KH, KW))")
     w = match_dtype(w, x)
     if b is not None:
-        b = check_param(b, (w.shape[0],), x, "conv2d b")
+        b = check_param(b, (f,), x, "conv2d b")
     win = window_geometry(x.shape, w.shape[2:], stride, pad, dilation, "conv2d", strict)
-    return x, w, b, win
+    return x, w, b, win, groups
 
 
-def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
+def group_slices(c: int, f: int, groups: int):
+    """``(channels, filters)`` slice pairs of the G groups: group g convolves input channels
+    [g*C/G, (g+1)*C/G) with filters [g*F/G, (g+1)*F/G)."""
+    cg, fg = c // groups, f // groups
+    return [(slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)) for g in range(groups)]
+
+
+def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, groups=1, strict=True):
     """Convolve x with F filters: each output is a dot product of a filter with one window.
 
         out[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * x_pad[n, c, i*SH + p*DH, j*SW + q*DW]
@@ -49,12 +71,22 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
     Every window is laid out as a column (im2col), so the layer is the product
     ``w (F, K) @ cols (K, L)`` for each sample; see the module docstring for the chunking.
 
+    With ``groups`` = G > 1 the channels split into G independent convolutions (Krizhevsky et
+    al. 2012's two-GPU AlexNet): group g convolves input channels [g*C/G, (g+1)*C/G) with filters
+    [g*F/G, (g+1)*F/G), and the G outputs are stacked along the channels,
+
+        out[n, f, i, j] = b[f] + sum_{c < C/G, p, q} w[f, c, p, q] * x_pad[n, g*C/G + c, ...]
+                          with g = f // (F/G)
+
+    so w is (F, C/G, KH, KW), as in PyTorch; each group costs 1/G of the ungrouped conv.
+
     Parameters
     ----------
     x : (N, C, H, W) array
-    w : (F, C, KH, KW) array (computed in x's dtype)
+    w : (F, C // groups, KH, KW) array (computed in x's dtype)
     b : (F,) array or None
     stride, pad, dilation : int or (h, w) pair; pad >= 0 zeros on each side, dilation 1 = none
+    groups : int >= 1 that divides both C and F (1, the default, is the ordinary conv)
     strict : if True (default) the size rule must give an integer; if False it is floored and
         the trailing rows/columns no window reaches are ignored (PyTorch's behaviour)
 
@@ -67,8 +99,8 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
     Raises
     ------
     ValueError
-        If x or w is not 4-D, their channel counts differ, b is not (F,), a size is not
-        positive, or the size rule does not give a positive integer.
+        If x or w is not 4-D, groups does not divide C or F, w's channel count is not C/groups,
+        b is not (F,), a size is not positive, or the size rule does not give a positive integer.
     TypeError
         If an array is not floating point, or a size is not an int.
 
@@ -78,20 +110,35 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
     >>> out, _ = conv2d_forward(np.zeros((2, 3, 32, 32)), np.zeros((16, 3, 5, 5)), None, pad=2)
     >>> out.shape
     (2, 16, 32, 32)
+    >>> out, _ = conv2d_forward(np.zeros((1, 96, 27, 27)), np.zeros((256, 48, 5, 5)), None,
+    ...                         pad=2, groups=2)             # AlexNet's conv2
+    >>> out.shape
+    (1, 256, 27, 27)
     """
-    x, w, b, win = check_conv_args(x, w, b, stride, pad, dilation, strict)
+    x, w, b, win, groups = check_conv_args(x, w, b, stride, pad, dilation, strict, groups)
+    n, f = x.shape[0], w.shape[0]
+    out = np.empty((n, f, win.h_out * win.w_out), x.dtype)                 # (N, F, L)
+    if groups == 1:
+        _forward_into(out, x, w, b, win)
+    else:
+        for cs, fs in group_slices(x.shape[1], f, groups):                 # views, no copies
+            _forward_into(out[:, fs], x[:, cs], w[fs], None if b is None else b[fs], win)
+    return out.reshape(n, f, win.h_out, win.w_out), (x, w, b is not None, win, groups)
+
+
+def _forward_into(out, x, w, b, win) -> None:
+    """The ungrouped conv of x (N, C, H, W) with w (F, C, KH, KW) and b (F,) or None, written
+    into out (N, F, L): the whole output, or one group's channel slice of it."""
     n, c = x.shape[:2]
     f = w.shape[0]
     w2 = w.reshape(f, -1)                                                  # (F, K)
-    n_pos = win.h_out * win.w_out
-    out = np.empty((n, f, n_pos), x.dtype)                                 # (N, F, L)
     if _is_pointwise(win):
-        np.matmul(w2, x.reshape(n, c, n_pos), out=out)                     # x (N, C, L) is cols
+        np.matmul(w2, x.reshape(n, c, -1), out=out)                        # x (N, C, L) is cols
         if b is not None:
             out += b[:, None]
-        return out.reshape(n, f, win.h_out, win.w_out), (x, w, b is not None, win)
+        return
     bufs, chunks = _column_plan(x, w2.shape[1], win)
-    out4 = out.reshape(n, f, win.h_out, win.w_out)
+    out4 = out.reshape(n, f, win.h_out, win.w_out)                         # a view: L splits
     for lo, hi in chunks:
         cols = bufs.gather(x[lo:hi])                                       # (K, m*P), in cache
         if hi - lo == 1 and not bufs.wide:
@@ -100,12 +147,11 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
             bufs.to_output(w2 @ cols, out4[lo:hi])                         # (F, m*P) -> (m, F, ..)
         if b is not None:
             out[lo:hi] += b[:, None]                                       # while it is in cache
-    return out4, (x, w, b is not None, win)
 
 
 def conv2d_backward(dout, cache, *, input_grad=True):
-    """Gradients of conv2d: dx (N, C, H, W) (None if ``input_grad`` is False), dw (F, C, KH, KW),
-    db (F,) or None.
+    """Gradients of conv2d: dx (N, C, H, W) (None if ``input_grad`` is False), dw
+    (F, C // groups, KH, KW), db (F,) or None.
 
         db[f] = sum_{n, i, j} dout[n, f, i, j]
         dw = sum_n dout[n] (F, L) @ cols[n].T (L, K)        (input windows correlated with dout)
@@ -113,37 +159,53 @@ def conv2d_backward(dout, cache, *, input_grad=True):
 
     col2im adds every window's gradient back onto the pixels it read, which equals correlating
     the zero-inserted, zero-padded dout with the 180-degree-rotated filter (the notes'
-    derivation, written out in ``cnnkit.reference.conv2d_backward``). A network's first layer
-    passes ``input_grad=False``: nothing needs the gradient of the data, and for a 3x3 conv dx
-    costs as much as dw.
+    derivation, written out in ``cnnkit.reference.conv2d_backward``). A grouped conv applies
+    these per group: group g's filters get dw from its input channels, and its input channels
+    get dx from its filters only. A network's first layer passes ``input_grad=False``: nothing
+    needs the gradient of the data, and for a 3x3 conv dx costs as much as dw.
     """
-    x, w, has_bias, win = cache
-    n, c = x.shape[:2]
-    f = w.shape[0]
+    x, w, has_bias, win, groups = cache
+    n, f = x.shape[0], w.shape[0]
     dout = check_dout(dout, (n, f, win.h_out, win.w_out), "conv2d_backward")
     dout = dout.astype(x.dtype, copy=False)
-    n_pos = win.h_out * win.w_out
-    d2 = dout.reshape(n, f, n_pos)                                         # (N, F, L)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None                    # (F,)
+    dx = np.empty(x.shape, x.dtype) if input_grad else None                # C order (N, C, H, W)
+    if groups == 1:
+        return dx, _grads_into(dx, x, w, dout, win), db
+    dw = np.empty_like(w)
+    for cs, fs in group_slices(x.shape[1], f, groups):
+        dw[fs] = _grads_into(None if dx is None else dx[:, cs], x[:, cs], w[fs], dout[:, fs],
+                             win)
+    return dx, dw, db
+
+
+def _grads_into(dx, x, w, dout, win):
+    """The ungrouped conv's gradients: returns dw (F, C, KH, KW) and writes dx (N, C, H, W) (the
+    whole gradient or one group's channel slice of a C-ordered one; None skips it)."""
+    n, c = x.shape[:2]
+    f = w.shape[0]
+    n_pos = win.h_out * win.w_out
     w2 = w.reshape(f, -1)                                                  # (F, K)
     if _is_pointwise(win):
+        d2 = dout.reshape(n, f, n_pos)                                     # (N, F, L)
         x3 = x.reshape(n, c, n_pos)                                        # (N, C, L)
         dw = np.matmul(d2, x3.transpose(0, 2, 1)).sum(axis=0)              # (F, C)
-        dx = np.matmul(w2.T, d2).reshape(x.shape) if input_grad else None  # (N, C, H, W)
-        return dx, dw.reshape(w.shape), db
+        if dx is not None:
+            # a view, as dx's H and W axes are contiguous (C order), so matmul writes into dx
+            np.matmul(w2.T, d2, out=dx.reshape(n, c, n_pos))               # (N, C, L)
+        return dw.reshape(w.shape)
     # dw is accumulated transposed: BLAS ran cols (K, m*P) @ d.T (m*P, F) 1.3x faster than
     # d (F, m*P) @ cols.T (m*P, K) at the benchmark's 3x3 shape.
     dw_t = np.zeros((w2.shape[1], f), x.dtype)                             # (K, F)
     dw_chunk = np.empty_like(dw_t)
-    dx = np.empty_like(x) if input_grad else None
     bufs, chunks = _column_plan(x, w2.shape[1], win)
     for lo, hi in chunks:
         cols = bufs.gather(x[lo:hi])                                       # (K, m*P), rebuilt
         d_chunk = bufs.dout_matrix(dout[lo:hi])                            # (F, m*P)
         dw_t += np.matmul(cols, d_chunk.T, out=dw_chunk)                   # (K, F)
-        if input_grad:
+        if dx is not None:
             bufs.input_gradient(w, d_chunk, dx[lo:hi])                     # col2im(w.T @ d)
-    return dx, dw_t.T.reshape(w.shape), db
+    return dw_t.T.reshape(w.shape)
 
 
 def _is_pointwise(win) -> bool:

@@ -1,4 +1,6 @@
-"""Containers: Sequential chains layers, Residual adds a shortcut around a body.
+"""Containers: Sequential chains layers, Residual adds a shortcut around a body, Concat stacks
+parallel branches along the channels (GoogLeNet's inception module); and ZeroPadShortcut, the
+parameter-free shortcut of a residual block that changes shape.
 
 There is no autograd tape: ``backward`` walks the children in reverse, feeding each one's ``dx``
 to the one before (Torch7's containers). A ``ValueError`` from a child is re-raised with the
@@ -8,9 +10,12 @@ in a net names the layer it hit.
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..functional._utils import check_count, check_dout
 from .module import Module, build, call_backward
 
-__all__ = ["Sequential", "Residual"]
+__all__ = ["Sequential", "Residual", "Concat", "ZeroPadShortcut"]
 
 
 def brief(module: Module) -> str:
@@ -169,3 +174,147 @@ class Residual(Module):
             raise ValueError(f"a Residual config needs args.body; got {config!r}")
         shortcut = args.get("shortcut")
         return cls(build(args["body"]), None if shortcut is None else build(shortcut))
+
+
+class Concat(Module):
+    """Parallel branches on the same input, their outputs stacked along the channels (axis 1).
+
+        out = concatenate([branch_0(x), ..., branch_{B-1}(x)], axis=1)
+        dx  = sum_b branch_b.backward(dout[:, channels of branch b])
+
+    GoogLeNet's inception module is a Concat of a 1x1 conv, a 1x1 -> 3x3 and a 1x1 -> 5x5 conv
+    path and a 3x3 max pool -> 1x1 conv path (Szegedy et al. 2015, Fig. 2b). Children are named
+    "0", "1", ... The branches must agree on every axis but the channels.
+
+    Raises
+    ------
+    ValueError
+        If the branch outputs differ in rank or in a non-channel size (naming the shapes), or a
+        branch raises ValueError (prefixed with "branch i ...").
+
+    Examples
+    --------
+    >>> from cnnkit.nn import Conv2d, MaxPool2d
+    >>> block = Concat(Conv2d(3, 4, 1), Conv2d(3, 2, 3, padding=1),
+    ...                MaxPool2d(3, stride=1, padding=1))
+    >>> block(np.zeros((2, 3, 8, 8), np.float32)).shape
+    (2, 9, 8, 8)
+    """
+
+    def __init__(self, *branches):
+        super().__init__()
+        if not branches:
+            raise ValueError("Concat needs at least one branch")
+        for i, branch in enumerate(branches):
+            setattr(self, str(i), _check_module(branch, f"Concat branch {i}"))
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        return list(self._modules.values())[index]
+
+    def _run(self, i: int, branch: Module, method: str, value, input_grad=True):
+        try:
+            if method == "backward":
+                return call_backward(branch, value, input_grad)
+            return branch.forward(value)
+        except ValueError as err:
+            where = " (backward)" if method == "backward" else ""
+            raise ValueError(f"branch {i} {brief(branch)}{where}: {err}") from err
+
+    def forward(self, x):
+        outs = [self._run(i, branch, "forward", x) for i, branch in enumerate(self)]
+        first = outs[0].shape
+        for i, out in enumerate(outs):
+            if out.ndim < 2 or out.ndim != len(first) or out.shape[2:] != first[2:] \
+                    or out.shape[0] != first[0]:
+                shapes = ", ".join(str(o.shape) for o in outs)
+                raise ValueError(f"Concat: branch outputs {shapes} differ in a size other than "
+                                 f"the channels (axis 1), first at branch {i}")
+        self._cache = [out.shape[1] for out in outs]
+        return np.concatenate(outs, axis=1)
+
+    def backward(self, dout, *, input_grad=True):
+        channels = self._take_cache()
+        dout = np.asarray(dout)
+        if dout.ndim < 2 or dout.shape[1] != sum(channels):
+            raise ValueError(f"Concat.backward: dout of shape {dout.shape} must have "
+                             f"{sum(channels)} channels (axis 1), the branches' {channels}")
+        bounds = np.cumsum([0, *channels])
+        dx = None
+        for i, branch in enumerate(self):
+            part = self._run(i, branch, "backward", dout[:, bounds[i]:bounds[i + 1]], input_grad)
+            if input_grad:
+                dx = part if dx is None else dx + part
+        return dx
+
+    def get_config(self):
+        return {"branches": [branch.config() for branch in self]}
+
+    @classmethod
+    def from_config(cls, config):
+        branches = config.get("args", {}).get("branches")
+        if not isinstance(branches, list):
+            raise ValueError(f"a Concat config needs args.branches, a list of module configs; "
+                             f"got {config!r}")
+        return cls(*(build(c) for c in branches))
+
+
+class ZeroPadShortcut(Module):
+    """The parameter-free shortcut of a residual block that changes shape (He et al. 2016,
+    option A, their CIFAR-10 ResNets): subsample by ``stride``, then append zero channels.
+
+        out[n, c, i, j] = x[n, c, i*S, j*S]  for c < C_in,   0  for C_in <= c < C_out
+        dx[n, c, i*S, j*S] = dout[n, c, i, j] for c < C_in, 0 elsewhere
+
+    x (N, C_in, H, W) -> out (N, C_out, ceil(H/S), ceil(W/S)), which equals the output size of
+    the block's 3x3 stride-S conv with padding 1.
+
+    Examples
+    --------
+    >>> ZeroPadShortcut(16, 32, stride=2)(np.ones((2, 16, 32, 32))).shape
+    (2, 32, 16, 16)
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.in_channels = check_count(in_channels, "ZeroPadShortcut in_channels")
+        self.out_channels = check_count(out_channels, "ZeroPadShortcut out_channels")
+        self.stride = check_count(stride, "ZeroPadShortcut stride")
+        if self.out_channels < self.in_channels:
+            raise ValueError(f"ZeroPadShortcut: out_channels = {self.out_channels} is fewer than "
+                             f"in_channels = {self.in_channels}; it can only add channels")
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"ZeroPadShortcut: x must be (N, {self.in_channels}, H, W), "
+                             f"got shape {x.shape}")
+        s = self.stride
+        kept = x[:, :, ::s, ::s]
+        out = np.zeros((x.shape[0], self.out_channels, *kept.shape[2:]), dtype=x.dtype)
+        out[:, :self.in_channels] = kept
+        self._cache = x.shape
+        return out
+
+    def backward(self, dout, *, input_grad=True):
+        x_shape = self._take_cache()
+        n, _, h, w = x_shape
+        s = self.stride
+        dout = check_dout(dout, (n, self.out_channels, -(-h // s), -(-w // s)),
+                          "ZeroPadShortcut.backward")
+        dx = np.zeros(x_shape, dtype=dout.dtype)
+        dx[:, :, ::s, ::s] = dout[:, :self.in_channels]
+        return dx
+
+    def get_config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "stride": self.stride}
+
+    def extra_repr(self):
+        stride = f", stride={self.stride}" if self.stride != 1 else ""
+        return f"{self.in_channels}, {self.out_channels}{stride}"

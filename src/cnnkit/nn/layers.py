@@ -153,11 +153,12 @@ class _Window(_Weighted):
                 "padding": jsonable(self.padding), "dilation": jsonable(self.dilation),
                 "bias": self.bias is not None, "strict": self.strict}
 
-    def _geometry_repr(self, middle="") -> str:
+    def _geometry_repr(self, middle="", after="") -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}{middle}"
         for name, default in (("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1))):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)}"
+        s += after
         if self.bias is None:
             s += ", bias=False"
         if not self.strict:
@@ -170,33 +171,52 @@ class _Window(_Weighted):
 
 
 class Conv2d(_Window):
-    """2-D convolution layer. Holds ``weight`` (F, C, KH, KW) and ``bias`` (F,), zeros at first.
+    """2-D convolution layer. Holds ``weight`` (F, C // groups, KH, KW) and ``bias`` (F,), zeros
+    at first.
 
     x (N, C, H, W) -> out (N, F, H_out, W_out); see :func:`cnnkit.functional.conv2d_forward` for
     the formula and the size rule. ``strict=False`` floors a size rule that does not divide, as
-    PyTorch does. ``init``, ``weight_scale`` and ``rng`` as in :class:`Linear`, with
-    fan_in = C*KH*KW.
+    PyTorch does. ``groups`` = G splits the channels into G independent convolutions, group g
+    taking input channels [g*C/G, (g+1)*C/G) to filters [g*F/G, (g+1)*F/G) (AlexNet's two
+    towers); G must divide both C and F. ``init``, ``weight_scale`` and ``rng`` as in
+    :class:`Linear`, with fan_in = C/G*KH*KW (the inputs one filter sees) and fan_out = F*KH*KW.
+
+    Raises
+    ------
+    ValueError
+        If groups does not divide in_channels or out_channels.
 
     Examples
     --------
     >>> conv = Conv2d(3, 16, 5, padding=2, rng=np.random.default_rng(0))
     >>> conv(np.zeros((2, 3, 32, 32), np.float32)).shape
     (2, 16, 32, 32)
+    >>> Conv2d(96, 256, 5, padding=2, groups=2).weight.shape
+    (256, 48, 5, 5)
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, *, strict=True, init="he", weight_scale=None, rng=None):
+                 groups=1, bias=True, *, strict=True, init="he", weight_scale=None, rng=None):
         super().__init__()
-        fan_in, fan_out = self._set_geometry(in_channels, out_channels, kernel_size, stride,
-                                             padding, dilation, strict)
+        _, fan_out = self._set_geometry(in_channels, out_channels, kernel_size, stride, padding,
+                                        dilation, strict)
+        self.groups = check_count(groups, "Conv2d groups")
+        for count, name in ((self.in_channels, "in_channels"), (self.out_channels,
+                                                                "out_channels")):
+            if count % self.groups:
+                raise ValueError(f"Conv2d: groups = {self.groups} must divide {name} = {count} "
+                                 f"({count} % {self.groups} = {count % self.groups})")
+        kh, kw = self.kernel_size
+        c_group = self.in_channels // self.groups              # the channels one filter sees
         self._set_init(init, weight_scale)
-        self.weight = init_weight((self.out_channels, self.in_channels, *self.kernel_size),
-                                  fan_in, fan_out, init, weight_scale, rng)
+        self.weight = init_weight((self.out_channels, c_group, kh, kw), c_group * kh * kw,
+                                  fan_out, init, weight_scale, rng)
         self.bias = Parameter(_init.zeros(self.out_channels)) if flag(bias, "bias") else None
 
     def forward(self, x):
         b = None if self.bias is None else self.bias.data
-        out, self._cache = F.conv2d_forward(x, self.weight.data, b, **self._kwargs())
+        out, self._cache = F.conv2d_forward(x, self.weight.data, b, groups=self.groups,
+                                            **self._kwargs())
         return out
 
     def backward(self, dout, *, input_grad=True):
@@ -207,10 +227,10 @@ class Conv2d(_Window):
         return dx
 
     def get_config(self):
-        return {**self._geometry_config(), **self._init_config()}
+        return {**self._geometry_config(), "groups": self.groups, **self._init_config()}
 
     def extra_repr(self):
-        return self._geometry_repr()
+        return self._geometry_repr(after="" if self.groups == 1 else f", groups={self.groups}")
 
 
 class LocallyConnected2d(_Window):

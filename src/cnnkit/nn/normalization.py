@@ -1,4 +1,5 @@
-"""Layers that behave differently in training and eval: BatchNorm1d/2d and Dropout."""
+"""Normalisation and regularisation layers: BatchNorm1d/2d and Dropout (which behave differently
+in training and eval) and LocalResponseNorm."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from .. import functional as F
 from .. import init as _init
 from ..functional._utils import as_float_array, check_count, check_real
 from ..functional.dropout import MODES
+from ..functional.lrn import check_lrn_args
 from .module import Module, Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout", "LocalResponseNorm"]
 
 
 class _BatchNorm(Module):
@@ -184,3 +186,44 @@ class Dropout(Module):
         if self.mode != "upscale_in_train":
             s += (", " if s else "") + f"mode={self.mode!r}"
         return s
+
+
+class LocalResponseNorm(Module):
+    """Local response normalization across channels, PyTorch's ``LocalResponseNorm``.
+
+        out[n, c] = x[n, c] / (k + alpha / size * sum_{c' near c} x[n, c']^2)^beta
+
+    over the ``size`` channels c - size//2 .. c + (size-1)//2 (zeros outside); see
+    :func:`cnnkit.functional.lrn_forward`. No parameters; x (N, C, ...) with at least one axis
+    after C, any C; the output has x's shape. The same in training and eval.
+
+    Parameters
+    ----------
+    size : int >= 1, channels in a window
+    alpha : float >= 0 (divided by ``size``), beta : float, k : float > 0
+
+    Examples
+    --------
+    >>> lrn = LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)   # the AlexNet paper's
+    >>> lrn, lrn(np.ones((2, 96, 55, 55), np.float32)).shape
+    (LocalResponseNorm(5, alpha=0.0005, beta=0.75, k=2.0), (2, 96, 55, 55))
+    """
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = check_lrn_args(size, alpha, beta, k,
+                                                                  "LocalResponseNorm")
+
+    def forward(self, x):
+        out, self._cache = F.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
+        return out
+
+    def backward(self, dout, *, input_grad=True):
+        return F.lrn_backward(dout, self._take_cache())
+
+    def get_config(self):
+        return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
+
+    def extra_repr(self):
+        # All four, as PyTorch prints them: the constants are the point of reading an LRN layer.
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
