@@ -1,0 +1,481 @@
+"""FC -> conv conversion: a classifier that slides over a larger image in one forward pass.
+
+An FC layer over a [C'xH'xW'] volume computes the same dot products as a conv layer with H'xW'
+filters, one per output unit; the FC layers after it are 1x1 convs. Converted, the net that was
+built for 224x224 inputs runs on a 384x384 image and returns a map of class scores, one per
+224x224 crop at a stride of S = the product of the strides of its conv/pool part (the notes' AlexNet
+/ VGG example: 5 pools of 2, S = 32, [7x7x512] at 224 and [12x12x512] at 384, so a 7x7 conv gives
+(12 - 7)/1 + 1 = 6 and the score map is 6x6x1000):
+
+    positions on a larger image:  h = (H_img - H)/S + 1,   w = (W_img - W)/S + 1
+    score map[n, :, i, j] = original net(image[n, :, i*S : i*S + H, j*S : j*S + W])
+
+The equality is exact when no layer of the conv/pool part pads (a padded conv sees zeros at a
+crop's border where the larger image has pixels) and batch norm and dropout are in eval mode;
+:func:`inexact_reasons` says what breaks it. For a crop stride smaller than S, shift the image by
+a fraction of S and run the converted net once per shift.
+
+Public names: :func:`fully_convolutional`, :func:`output_stride`, :func:`score_map_size`,
+:func:`sliding_scores` (the reference loop over crops), :func:`inexact_reasons`,
+:func:`converted_is_exact`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+
+from . import nn
+from .functional._utils import as_float_array, check_count, conv_output_size, pair
+from .nn.containers import brief
+from .nn.pooling import _Pool2d
+
+__all__ = ["fully_convolutional", "output_stride", "score_map_size", "sliding_scores",
+           "inexact_reasons", "converted_is_exact"]
+
+ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Dropout)
+_SHAPE_PRESERVING = ELEMENTWISE + tuple(
+    cls for cls in (nn.BatchNorm2d, getattr(nn, "LocalResponseNorm", None)) if cls is not None)
+
+
+# ----------------------------------------------------------------------------- shape trace
+
+def _flat_layers(model, prefix=""):
+    """``[(dotted_name, layer)]`` of a Sequential with nested Sequentials expanded."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a cnnkit.nn.Module, got {type(model).__name__}")
+    if not isinstance(model, nn.Sequential):
+        return [(prefix or "0", model)]
+    out = []
+    for i, layer in enumerate(model):
+        out.extend(_flat_layers(layer, f"{prefix}{i}." if isinstance(layer, nn.Sequential)
+                                else f"{prefix}{i}"))
+    return out
+
+
+def _volume(shape, what: str) -> tuple:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise ValueError(f"{what} must be (C, H, W), got {shape!r}")
+    return tuple(check_count(v, f"{what} entry") for v in shape)
+
+
+def _mul(a, b):
+    return None if a is None or b is None else (a[0] * b[0], a[1] * b[1])
+
+
+def _run_on_zeros(layer, shape, where):
+    """Output shape of an unknown layer on zeros (batch 1), run in eval mode; every module's
+    mode and cache are restored, so the layer is left as it was."""
+    saved = [(m, m.training, m._cache) for _, m in layer.named_modules()]
+    dtype = next((p.dtype for p in layer.parameters()), np.float32)
+    try:
+        layer.eval()
+        return np.shape(layer.forward(np.zeros((1, *shape), dtype)))[1:]
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
+    finally:
+        for m, training, cache in saved:
+            object.__setattr__(m, "training", training)
+            object.__setattr__(m, "_cache", cache)
+
+
+def _trace(layer, shape: tuple, name: str):
+    """``(out_shape, (sh, sw))`` of ``layer`` for one example of ``shape`` ((C, H, W) or (D,)).
+
+    Conv, pooling and the containers are traced by the size rule without computing; any other
+    layer runs on zeros. The stride is None for an unknown layer that changes H x W and has no
+    ``stride`` attribute.
+    """
+    where = f"layer {name} {brief(layer)}"
+    one = (1, 1)
+    if isinstance(layer, nn.Sequential):
+        stride = one
+        for i, child in enumerate(layer):
+            shape, s = _trace(child, shape, f"{name}.{i}")
+            stride = _mul(stride, s)
+        return shape, stride
+    if isinstance(layer, nn.Residual):
+        out, stride = _trace(layer.body, shape, f"{name}.body")
+        short = (shape if layer.shortcut is None
+                 else _trace(layer.shortcut, shape, f"{name}.shortcut")[0])
+        if out != tuple(short):
+            raise ValueError(f"{where}: body gives {out}, shortcut {tuple(short)} per example")
+        return out, stride
+    if isinstance(layer, nn.Flatten):
+        return (math.prod(shape),), one
+    if isinstance(layer, nn.Linear):
+        if math.prod(shape) != layer.in_features:
+            raise ValueError(f"{where}: in_features = {layer.in_features}, but the volume "
+                             f"{'x'.join(map(str, shape))} entering it has {math.prod(shape)}")
+        return (layer.out_features,), one
+    if isinstance(layer, (nn.BatchNorm1d, *ELEMENTWISE)) and len(shape) == 1:
+        return shape, one
+    windowed = isinstance(layer, (nn.Conv2d, nn.LocallyConnected2d, _Pool2d, nn.GlobalAvgPool2d))
+    if (windowed or isinstance(layer, _SHAPE_PRESERVING)) and len(shape) != 3:
+        raise ValueError(f"{where} needs a (C, H, W) volume, got {shape}")
+    if isinstance(layer, nn.BatchNorm2d) and shape[0] != layer.num_features:
+        raise ValueError(f"{where} expects {layer.num_features} channels, got a "
+                         f"{'x'.join(map(str, shape))} volume")
+    if isinstance(layer, _SHAPE_PRESERVING):
+        return tuple(shape), one
+    if isinstance(layer, nn.GlobalAvgPool2d):
+        return (shape[0], 1, 1), None
+    if windowed:
+        c = shape[0]
+        if isinstance(layer, (nn.Conv2d, nn.LocallyConnected2d)):
+            if c != layer.in_channels:
+                raise ValueError(f"{where} expects {layer.in_channels} input channels, got a "
+                                 f"{c}x{shape[1]}x{shape[2]} volume")
+            c = layer.out_channels
+        dilation = getattr(layer, "dilation", one)
+        size = tuple(conv_output_size(shape[1 + a], layer.kernel_size[a], layer.stride[a],
+                                      layer.padding[a], dilation[a], where, axis, layer.strict)
+                     for a, axis in enumerate(("height", "width")))
+        if isinstance(layer, nn.LocallyConnected2d) and tuple(shape[1:]) != layer.input_size:
+            raise ValueError(f"{where} was built for a {layer.input_size} input, got "
+                             f"{shape[1]}x{shape[2]}")
+        return (c, *size), layer.stride
+    concat = getattr(nn, "Concat", None)
+    if concat is not None and isinstance(layer, concat):
+        traced = [_trace(b, shape, f"{name}.{i}") for i, b in enumerate(layer.children())]
+        if len({s[1:] for s, _ in traced}) > 1 or len({st for _, st in traced}) > 1:
+            raise ValueError(f"{where}: its branches give volumes {[s for s, _ in traced]} with "
+                             f"strides {[st for _, st in traced]}; they must agree on H x W")
+        return (sum(s[0] for s, _ in traced), *traced[0][0][1:]), traced[0][1]
+    out = _run_on_zeros(layer, shape, where)
+    if getattr(layer, "stride", None) is not None:
+        return out, pair(layer.stride, f"{where} stride")
+    same = len(shape) == 3 and len(out) == 3 and tuple(out[1:]) == tuple(shape[1:])
+    return out, one if same else None
+
+
+def _split(layers):
+    """Index of the first Flatten or Linear (the start of the classifier), or None."""
+    return next((k for k, (_, layer) in enumerate(layers)
+                 if isinstance(layer, (nn.Flatten, nn.Linear))), None)
+
+
+def _global_pool(layers):
+    """``(name, module)`` of the first GlobalAvgPool2d among ``layers`` and their children."""
+    for name, layer in layers:
+        for sub, m in layer.named_modules():
+            if isinstance(m, nn.GlobalAvgPool2d):
+                return (f"{name}.{sub}" if sub else name), m
+    return None
+
+
+# ----------------------------------------------------------------------------- public API
+
+def output_stride(model, input_shape) -> tuple[int, int]:
+    """How far apart, in input pixels, the crops are whose scores the converted net's map holds.
+
+        S = product of the strides of the layers before the classifier
+            (conv and pooling strides; a Residual's or Concat's is its body's)
+
+    Parameters
+    ----------
+    model : nn.Module, a Sequential (nested ones are expanded); its layers up to the first
+        Flatten or Linear are the conv/pool part. Works on a converted net too (its 1x1 and
+        H'xW' convs have stride 1).
+    input_shape : (C, H, W), the input the model was built for
+
+    Returns
+    -------
+    (sh, sw) : ints
+
+    Raises
+    ------
+    ValueError
+        If the model holds a GlobalAvgPool2d (it pools over the whole map, so there is no stride),
+        a layer does not fit the volume it gets, or an unknown layer changes the size and has no
+        ``stride`` attribute.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=3), nn.MaxPool2d(2), nn.Flatten(),
+    ...                     nn.Linear(4 * 2 * 2, 5))
+    >>> output_stride(net, (3, 12, 12))
+    (6, 6)
+    """
+    layers = _flat_layers(model)
+    shape = _volume(input_shape, "input_shape")
+    end = _split(layers)
+    features = layers if end is None else layers[:end]
+    gap = _global_pool(features)
+    if gap is not None:
+        raise ValueError(f"layer {gap[0]} {brief(gap[1])} averages over the whole map, so the net "
+                         f"has no output stride (its output is one score vector per image)")
+    stride = (1, 1)
+    for name, layer in features:
+        shape, s = _trace(layer, shape, name)
+        if s is None:
+            raise ValueError(f"cannot tell the stride of layer {name} {brief(layer)} (it maps "
+                             f"the volume to {shape} and has no `stride` attribute)")
+        stride = _mul(stride, s)
+    return stride
+
+
+def score_map_size(converted, image_shape) -> tuple[int, int]:
+    """(h, w) of the converted net's score map on an image of ``image_shape`` (C, H_img, W_img).
+
+        h = (H_img - H)/S + 1,  w = (W_img - W)/S + 1   (H x W the net's own input, S its stride)
+
+    traced through the layers by the size rule (nothing is computed). With strict layers an image
+    size must make every layer's size rule an integer: H_img = H + m*S does.
+
+    Raises
+    ------
+    ValueError
+        If the net still holds a Flatten or Linear (convert it first), or a layer's size rule
+        fails on this image (the message names the layer and the numbers).
+    """
+    layers = _flat_layers(converted)
+    shape = _volume(image_shape, "image_shape")
+    end = _split(layers)
+    if end is not None:
+        name, layer = layers[end]
+        raise ValueError(f"layer {name} {brief(layer)}: the net is not fully convolutional; "
+                         f"convert it with fully_convolutional(model, input_shape) first")
+    for name, layer in layers:
+        shape, _ = _trace(layer, shape, name)
+    if len(shape) != 3:
+        raise ValueError(f"the net gives a {shape} output per example, not a (K, h, w) map")
+    return tuple(shape[1:])
+
+
+def _conv_from_linear(linear: nn.Linear, volume: tuple) -> nn.Conv2d:
+    """Conv2d(C', out, (H', W')) with weight = linear.weight.reshape(out, C', H', W') (copies)."""
+    c, h, w = volume
+    conv = nn.Conv2d(c, linear.out_features, (h, w), bias=linear.bias is not None,
+                     init=linear.init, weight_scale=linear.weight_scale,
+                     rng=np.random.default_rng(0))        # drawn, then replaced below
+    # (out, C'*H'*W') -> (out, C', H', W'): Flatten's order is C, then H, then W.
+    conv.weight = nn.Parameter(linear.weight.data.reshape(linear.out_features, c, h, w))
+    if linear.bias is not None:
+        conv.bias = nn.Parameter(linear.bias.data)
+    object.__setattr__(conv, "training", linear.training)
+    return conv
+
+
+def _bn2d_from_bn1d(bn: nn.BatchNorm1d) -> nn.BatchNorm2d:
+    """BatchNorm2d with the same gamma, beta, running statistics, eps, momentum and mode."""
+    new = nn.BatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum)
+    new.weight, new.bias = nn.Parameter(bn.weight.data), nn.Parameter(bn.bias.data)
+    for buf in ("running_mean", "running_var", "num_batches_tracked"):
+        new.register_buffer(buf, np.array(getattr(bn, buf), copy=True))   # dtype kept
+    object.__setattr__(new, "training", bn.training)
+    return new
+
+
+def _copy(layer):
+    """A deep copy (weights, buffers, modes, a Dropout's rng state) without the forward caches."""
+    saved = [(m, m._cache) for _, m in layer.named_modules()]
+    try:
+        for m, _ in saved:
+            object.__setattr__(m, "_cache", None)
+        return copy.deepcopy(layer)
+    finally:
+        for m, cache in saved:
+            object.__setattr__(m, "_cache", cache)
+
+
+def fully_convolutional(model, input_shape) -> nn.Sequential:
+    """The net with its FC classifier turned into conv layers, so it slides over larger images.
+
+        volume at the Flatten for input_shape: C' x H' x W'
+        first Linear(C'*H'*W', F1)  ->  Conv2d(C', F1, (H', W')),
+                                        weight = linear.weight.reshape(F1, C', H', W')
+        later Linear(F, G)          ->  Conv2d(F, G, 1)
+        BatchNorm1d(F)              ->  BatchNorm2d(F), same gamma, beta, running stats, eps,
+                                        momentum and mode
+        ReLU, LeakyReLU, Sigmoid, Tanh, Dropout: kept (copies, a Dropout's rng state too)
+        Flatten: removed
+
+    The conv/pool part is copied as it is. On an image of ``input_shape`` the result gives
+    ``(N, K, 1, 1)``, equal to ``model(x)``; on a larger one a score map of
+    ``(H_img - H)/S + 1`` x ``(W_img - W)/S + 1`` positions, S = :func:`output_stride`, equal to
+    :func:`sliding_scores` when :func:`converted_is_exact` (no padding in the conv/pool part, batch
+    norm and dropout in eval mode); with padding it is an approximation (see the module notes).
+
+    The result is a flat ``nn.Sequential`` holding COPIES of every weight and buffer (the model is
+    left untouched), in the same train/eval mode layer by layer, with zero gradients.
+
+    Parameters
+    ----------
+    model : nn.Module, a Sequential (nested Sequentials are expanded): a conv/pool part (any
+        spatial layers: conv, pooling, BatchNorm2d, activations, Residual, ...), then Flatten,
+        then a classifier of Linear layers with BatchNorm1d and elementwise layers between them.
+        A Linear straight after the conv/pool part (it flattens its input itself) is accepted.
+    input_shape : (C, H, W), the input the model was built for
+
+    Returns
+    -------
+    nn.Sequential, input (N, C, H_img, W_img) -> scores (N, K, h, w)
+
+    Raises
+    ------
+    ValueError
+        If there is nothing to convert (no Linear: the net is already fully convolutional; a
+        GlobalAvgPool2d head: it already takes any size and pools over the whole map), the
+        conv/pool part holds a LocallyConnected2d (its weights are tied to one input size),
+        a layer after the Flatten is not one of the above (named), a BatchNorm1d sits between the
+        Flatten and the first Linear, or a Linear's in_features does not match the volume it
+        gets (both numbers).
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+    ...                     nn.Linear(8 * 5 * 5, 16), nn.ReLU(), nn.Linear(16, 10))
+    >>> conv_net = fully_convolutional(net, (3, 12, 12))
+    >>> conv_net(np.zeros((1, 3, 12, 12), np.float32)).shape
+    (1, 10, 1, 1)
+    >>> conv_net(np.zeros((1, 3, 20, 16), np.float32)).shape      # (20 - 12)/2 + 1, (16 - 12)/2 + 1
+    (1, 10, 5, 3)
+    """
+    layers = _flat_layers(model)
+    input_shape = _volume(input_shape, "input_shape")
+    end = _split(layers)
+    features = layers if end is None else layers[:end]
+    if end is None or not any(isinstance(layer, nn.Linear) for _, layer in layers[end:]):
+        gap = _global_pool(features)
+        why = (f"its layer {gap[0]} {brief(gap[1])} already pools over the whole map"
+               if gap else "it is already fully convolutional and slides over a larger image as "
+                           "it is")
+        raise ValueError(f"nothing to convert: {brief(model)} has no Linear layer; {why}")
+    gap = _global_pool(features)
+    if gap is not None:
+        raise ValueError(
+            f"nothing to convert: layer {gap[0]} {brief(gap[1])} averages the feature map over "
+            f"all positions, so the net already takes any image size and returns one score "
+            f"vector per image, not a map; to score crops, put an AvgPool2d whose window is the "
+            f"map size at {'x'.join(map(str, input_shape))} (stride 1) in its place and convert "
+            f"that net")
+    for name, layer in features:
+        for _, m in layer.named_modules():
+            if isinstance(m, nn.LocallyConnected2d):
+                raise ValueError(f"layer {name} {brief(layer)} holds a LocallyConnected2d, whose "
+                                 f"weights are tied to one input size ({m.input_size}); the "
+                                 f"converted net could not slide over a larger image")
+    shape = input_shape
+    for name, layer in features:
+        shape, _ = _trace(layer, shape, name)
+    if len(shape) != 3:
+        raise ValueError(f"the conv/pool part gives a {shape} output per example, not a "
+                         f"(C', H', W') volume")
+
+    head, channels = [], None           # channels: the last Linear's out_features
+    for name, layer in layers[end:]:
+        where = f"layer {name} {brief(layer)}"
+        if isinstance(layer, nn.Flatten):
+            continue
+        if isinstance(layer, nn.Linear):
+            volume = shape if channels is None else (channels, 1, 1)
+            if layer.in_features != math.prod(volume):
+                got = (f"the volume at the Flatten for input {'x'.join(map(str, input_shape))} "
+                       f"is {'x'.join(map(str, volume))} = {math.prod(volume)}"
+                       if channels is None else f"the previous Linear gives {channels}")
+                raise ValueError(f"{where}: in_features = {layer.in_features}, but {got}")
+            head.append(_conv_from_linear(layer, volume))
+            channels = layer.out_features
+        elif isinstance(layer, nn.BatchNorm1d):
+            if channels is None:
+                raise ValueError(f"{where} normalises each of the {math.prod(shape)} values of "
+                                 f"the flattened {'x'.join(map(str, shape))} volume on its own; "
+                                 f"no BatchNorm2d does that, so it has no conv equivalent")
+            if layer.num_features != channels:
+                raise ValueError(f"{where}: num_features = {layer.num_features}, but the "
+                                 f"previous Linear gives {channels} features")
+            head.append(_bn2d_from_bn1d(layer))
+        elif isinstance(layer, ELEMENTWISE):
+            head.append(_copy(layer))
+        else:
+            raise ValueError(
+                f"{where} follows the Flatten and has no conv equivalent; a classifier to convert "
+                f"holds only Linear, BatchNorm1d and elementwise layers "
+                f"({', '.join(cls.__name__ for cls in ELEMENTWISE)})")
+
+    result = nn.Sequential(*(_copy(layer) for _, layer in features), *head)
+    object.__setattr__(result, "training", model.training)
+    result.zero_grad()
+    return result
+
+
+def sliding_scores(model, image, input_shape) -> np.ndarray:
+    """The reference the conversion is checked against: the ORIGINAL model on every crop.
+
+        S = output_stride(model, input_shape),  h = (H_img - H)//S + 1,  w = (W_img - W)//S + 1
+        out[:, :, i, j] = model(image[:, :, i*S : i*S + H, j*S : j*S + W])
+
+    A loop of h*w forward passes (batch N each), in the model's current mode: call
+    ``model.eval()`` first for deterministic scores (in training mode batch norm updates its
+    running statistics on every crop).
+
+    Parameters
+    ----------
+    model : nn.Module mapping (N, C, H, W) to scores (N, K)
+    image : (N, C, H_img, W_img) array, H_img >= H and W_img >= W
+    input_shape : (C, H, W), the input the model was built for
+
+    Returns
+    -------
+    (N, K, h, w) array
+
+    Raises
+    ------
+    ValueError
+        If the image is not 4-D, has other channels than input_shape, is smaller than a crop,
+        or the model does not give (N, K) scores; and as :func:`output_stride`.
+    """
+    c, h_in, w_in = _volume(input_shape, "input_shape")
+    image = as_float_array(image, "sliding_scores image")
+    if image.ndim != 4 or image.shape[1] != c or image.shape[2] < h_in or image.shape[3] < w_in:
+        raise ValueError(f"sliding_scores: image must be (N, {c}, H_img, W_img) with H_img >= "
+                         f"{h_in} and W_img >= {w_in} (crops of input_shape {c}x{h_in}x{w_in}), "
+                         f"got shape {image.shape}")
+    sh, sw = output_stride(model, input_shape)
+    rows, cols = (image.shape[2] - h_in) // sh + 1, (image.shape[3] - w_in) // sw + 1
+    out = None
+    for i in range(rows):
+        for j in range(cols):
+            scores = model.forward(image[:, :, i * sh:i * sh + h_in, j * sw:j * sw + w_in])
+            if np.ndim(scores) != 2:
+                raise ValueError(f"sliding_scores: the model must give (N, K) scores per crop, "
+                                 f"got shape {np.shape(scores)}")
+            if out is None:
+                out = np.empty((*scores.shape, rows, cols), scores.dtype)   # (N, K, h, w)
+            out[:, :, i, j] = scores
+    return out
+
+
+def inexact_reasons(model) -> list[str]:
+    """Why a converted net's score map may differ from :func:`sliding_scores` (empty: exact).
+
+    A layer that pads (conv or pooling) sees zeros at each crop's border where the larger image
+    has pixels; batch norm in training mode normalises with the statistics of the whole batch of
+    positions, not of each crop; dropout in training mode draws other masks. Works on the original
+    or the converted net.
+    """
+    reasons = []
+    for name, m in _flat_layers(model):
+        for sub, layer in m.named_modules():
+            where = f"layer {name}{'.' + sub if sub else ''} {brief(layer)}"
+            padding = getattr(layer, "padding", None)
+            pads = tuple(int(v) for v in np.atleast_1d(padding)) if isinstance(
+                padding, (int, tuple, list)) else ()
+            if any(pads):
+                reasons.append(f"{where} pads by {pads}: at a crop's "
+                               f"border it sees zeros where the larger image has pixels")
+            if layer.training and isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                reasons.append(f"{where} is in training mode (batch statistics); call .eval()")
+            if layer.training and isinstance(layer, nn.Dropout) and layer.p > 0:
+                reasons.append(f"{where} is in training mode (random masks); call .eval()")
+    return reasons
+
+
+def converted_is_exact(model) -> bool:
+    """True when the converted net's score map equals :func:`sliding_scores` up to rounding:
+    no padding in the conv/pool part, batch norm and dropout in eval mode (see
+    :func:`inexact_reasons`)."""
+    return not inexact_reasons(model)
