@@ -43,19 +43,20 @@ class CLIError(Exception):
 # ---------------------------------------------------------------------------- data
 
 
-def _mnist(split: str):
+def _mnist(split: str, input_shape=(1, 28, 28)):
     from .data import load_mnist
 
     images, labels = load_mnist(split)
-    return _prepare(images, _mnist_metadata()), labels
+    return _prepare(images, _mnist_metadata(input_shape)), labels
 
 
-def _mnist_metadata() -> dict:
+def _mnist_metadata(input_shape=(1, 28, 28)) -> dict:
     from .data import MNIST_MEAN, MNIST_STD
 
     return {
         "dataset": "mnist",
-        "input_shape": [1, 28, 28],
+        "image_shape": [1, 28, 28],
+        "input_shape": [int(s) for s in input_shape],
         "mean": [float(MNIST_MEAN)],
         "std": [float(MNIST_STD)],
         "classes": [str(d) for d in range(10)],
@@ -63,7 +64,12 @@ def _mnist_metadata() -> dict:
 
 
 def _prepare(images: np.ndarray, metadata: dict) -> np.ndarray:
-    """uint8 or float images, (N, H, W) or (N, C, H, W), to the normalised float32 the net takes."""
+    """uint8 or float images, (N, H, W) or (N, C, H, W), to the normalised float32 the net takes.
+
+    A net trained on images smaller than its input (``image_shape`` in the metadata, MNIST's
+    28x28 for a 32x32 LeNet-5) gets images of that size centred on a zero background, as LeCun
+    et al. placed the digits in 32x32 fields; images of any other size go in as they are.
+    """
     from .data import normalize, to_float
 
     x = to_float(images) if images.dtype == np.uint8 else images.astype(np.float32)
@@ -75,7 +81,21 @@ def _prepare(images: np.ndarray, metadata: dict) -> np.ndarray:
             f"the images have shape {images.shape}, but the net takes "
             f"(N, {'x'.join(map(str, shape)) if shape else 'C, H, W'}) input"
         )
+    image_shape = metadata.get("image_shape")
+    if shape and image_shape and list(x.shape[1:]) == list(image_shape) != list(shape):
+        x = _pad_to(x, tuple(shape[1:]))
     return normalize(x, metadata.get("mean", [0.0]), metadata.get("std", [1.0]))
+
+
+def _pad_to(x: np.ndarray, size: tuple) -> np.ndarray:
+    """Centre (N, C, h, w) images in zero fields of size (H, W) >= (h, w)."""
+    (h, w), (hh, ww) = x.shape[2:], size
+    if hh < h or ww < w:
+        raise CLIError(f"the images are {h}x{w}, larger than the net's {hh}x{ww} input")
+    top, left = (hh - h) // 2, (ww - w) // 2
+    out = np.zeros((*x.shape[:2], hh, ww), dtype=x.dtype)
+    out[:, :, top:top + h, left:left + w] = x
+    return out
 
 
 def _load_npz_data(path) -> tuple[np.ndarray, np.ndarray]:
@@ -127,13 +147,66 @@ def _schedule(optimizer, name: str, epochs: int, step_size: int, gamma: float):
 # ---------------------------------------------------------------------------- train
 
 
+def _model_label(text: str) -> str:
+    """A zoo model's registry name, or a spec in its canonical form."""
+    from .models import canonical_name, spec
+
+    return spec.describe(text) if spec.is_spec(text) else canonical_name(text)
+
+
+def _output_shape(model, input_shape) -> tuple:
+    """The per-example output shape of ``model`` on ``input_shape``, traced without running it."""
+    from .summary import trace
+
+    return tuple(trace(model, input_shape)[-1].out_shape)
+
+
+def _run_prefix(label: str) -> str:
+    """The start of a run folder's name: the zoo name, or "spec" for a pattern spec."""
+    from .models import spec
+
+    return "spec" if spec.is_spec(label) else label
+
+
+def _mnist_input_shape(text: str) -> tuple:
+    """The input volume of a net trained on MNIST: a zoo model's designed size with one channel
+    (the digits are centred in it), a spec's INPUT, or 1x28x28 for a spec without one."""
+    from .models import input_shape_of, spec
+
+    if spec.is_spec(text):
+        given = spec.parse(text).input_shape
+        shape = (1, 28, 28) if given is None else tuple(given)
+    else:
+        shape = (1, *input_shape_of(text)[1:])
+    if shape[0] != 1 or shape[1] < 28 or shape[2] < 28:
+        raise CLIError(f"{text} takes {'x'.join(map(str, shape))} input; MNIST images are 1x28x28 "
+                       f"(the net needs 1 channel and at least 28x28)")
+    return shape
+
+
+def _mnist_model(text: str, shape: tuple, rng):
+    """The model to train on MNIST, for ``shape`` from :func:`_mnist_input_shape`; it must give
+    10 scores."""
+    from .models import build_model
+
+    model, shape = build_model(text, shape, num_classes=10, rng=rng)
+    out = _output_shape(model, shape)
+    if out != (10,):
+        raise CLIError(f"{text} gives outputs of shape {out} per image; MNIST needs 10 class "
+                       f"scores (end the spec with FC-10)")
+    return model
+
+
 def _train_settings(args) -> dict:
     """The options that define a run; stored in the checkpoint so --resume rebuilds the run."""
-    from .models import canonical_name
+    from .models import spec
 
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    model = _model_label(args.model)
+    if spec.is_spec(model) and spec.parse(model).input_shape is None:
+        model = f"INPUT[1x28x28] -> {model}"       # the run records the input it trained on
     return {
-        "model": canonical_name(args.model),
+        "model": model,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
@@ -153,7 +226,6 @@ def _train_settings(args) -> dict:
 
 def cmd_train(args) -> int:
     from .io import load_checkpoint, save_checkpoint
-    from .models import get_model
     from .train import Trainer, TrainingInterrupted, evaluate
     from .viz import plot_history
     from .data import train_val_split
@@ -172,15 +244,16 @@ def cmd_train(args) -> int:
         run_dir = Path(args.resume).resolve().parent
     else:
         settings = _train_settings(args)
-        name = args.name or time.strftime(f"{settings['model']}-%Y%m%d-%H%M%S")
+        name = args.name or time.strftime(f"{_run_prefix(settings['model'])}-%Y%m%d-%H%M%S")
         run_dir = Path(args.out) / name
 
     rng = np.random.default_rng(settings["seed"])
-    x, y = _mnist("train")
+    input_shape = _mnist_input_shape(settings["model"])
+    x, y = _mnist("train", input_shape)
     if settings["limit"]:
         x, y = x[: settings["limit"]], y[: settings["limit"]]
     (x_train, y_train), (x_val, y_val) = train_val_split(x, y, settings["val_size"], rng)
-    model = get_model(settings["model"], rng=rng)
+    model = _mnist_model(settings["model"], input_shape, rng)
     if args.weights:
         model.load_state_dict(load_checkpoint(args.weights).model_state)
     optimizer = _optimizer(
@@ -193,7 +266,7 @@ def cmd_train(args) -> int:
         settings["step_size"],
         settings["gamma"],
     )
-    metadata = {**_mnist_metadata(), "settings": settings}
+    metadata = {**_mnist_metadata(input_shape), "settings": settings}
     augment = None
     if settings.get("augment", "none") == "crop":
         from .data import Augment
@@ -243,7 +316,7 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     train_time = time.perf_counter() - start
     save_checkpoint(run_dir / "model.npz", model, extra={"metadata": metadata})
-    x_test, y_test = _mnist("test")
+    x_test, y_test = _mnist("test", input_shape)
     test_loss, test_acc = evaluate(model, x_test, y_test, settings["loss"])
     best = trainer.best
     print(
@@ -357,15 +430,19 @@ def cmd_predict(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     from .gradcheck import check_model
-    from .models import MODELS, canonical_name, get_model
+    from .models import build_model
 
     rng = np.random.default_rng(args.seed)
-    model = get_model(args.model, rng=rng).astype(np.float64)
+    model, shape = build_model(args.model, _input_option(args), rng=rng)
+    model.astype(np.float64)
     if args.eval:
         model.eval()
-    shape = MODELS[canonical_name(args.model)][1]
+    out = _output_shape(model, shape)
+    if len(out) != 1:
+        raise CLIError(f"{args.model} gives outputs of shape {out} per example; a loss needs a "
+                       f"vector of class scores")
     x = rng.standard_normal((args.batch, *shape))
-    y = rng.integers(0, 10, args.batch)
+    y = rng.integers(0, out[0], args.batch)
     num_checks = args.num_checks
     if num_checks is None and model.num_parameters() > 5000:
         num_checks = 20
@@ -418,14 +495,14 @@ def _blas_threads():
 
 
 def cmd_time(args) -> int:
-    from .models import MODELS, canonical_name, get_model
+    from .models import build_model
     from .optim import Adam
     from .profile import time_layers
 
-    name = canonical_name(args.model)
+    name = _model_label(args.model)
     rng = np.random.default_rng(args.seed)
-    model = get_model(name, rng=rng).astype(args.dtype).train()
-    shape = MODELS[name][1]
+    model, shape = build_model(args.model, _input_option(args), rng=rng)
+    model.astype(args.dtype).train()
     x = rng.standard_normal((args.batch, *shape)).astype(args.dtype)
     optimizer = Adam(model.named_parameters(), lr=1e-3)
     threads = _blas_threads()
@@ -458,7 +535,121 @@ def cmd_time(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- summary
+
+
+def _model_argument(text: str, input_shape, rng):
+    """MODEL on the command line: a checkpoint (.npz, its architecture and weights), a zoo name or
+    a spec. Returns (model, input volume, label)."""
+    from .models import build_model
+
+    if text.endswith(".npz") or Path(text).is_file():
+        from .io import load_checkpoint
+
+        ckpt = load_checkpoint(text)
+        model = ckpt.build_model()
+        recorded = ckpt.extra.get("metadata", {}).get("input_shape")
+        shape = input_shape or (tuple(recorded) if recorded else None)
+        if shape is None:
+            raise CLIError(f"{text} does not record its input volume; pass --input CxHxW")
+        return model, tuple(shape), text
+    model, shape = build_model(text, input_shape, rng=rng)
+    return model, shape, _model_label(text)
+
+
+def cmd_summary(args) -> int:
+    from .summary import format_layers, format_notes, summarize
+
+    model, shape, label = _model_argument(args.model, _input_option(args),
+                                          np.random.default_rng(0))
+    report = summarize(model, shape, batch=args.batch, dtype=args.dtype,
+                       optimizer=args.optimizer)
+    print(f"cnnkit summary {label}: input {'x'.join(map(str, shape))} (CxHxW), batch "
+          f"{args.batch}, {args.dtype}, {args.optimizer}")
+    print(format_notes(report) if args.notes else format_layers(report))
+    if args.json:
+        from ._atomic import atomic_write_text
+
+        data = {"model": label, "input_shape": list(shape), **report.as_dict()}
+        print(f"wrote {atomic_write_text(args.json, json.dumps(data, indent=1))}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- convert
+
+
+def cmd_convert(args) -> int:
+    from .convert import fully_convolutional, inexact_reasons, output_stride, score_map_size
+    from .nn.containers import brief
+
+    model, shape, label = _model_argument(args.model, _input_option(args),
+                                          np.random.default_rng(0))
+    model.eval()
+    converted = fully_convolutional(model, shape)
+    stride = output_stride(model, shape)
+    print(f"cnnkit convert {label}: input {'x'.join(map(str, shape))} (CxHxW); the FC layers "
+          f"become convolutions:")
+    for i, layer in enumerate(converted):
+        print(f"  {i:>3}  {brief(layer)}")
+    sh, sw = stride
+    print(f"output stride {sh}x{sw}: score map[i, j] holds the scores of the "
+          f"{shape[1]}x{shape[2]} crop at (i*{sh}, j*{sw})")
+    if args.image:
+        if args.image[0] != shape[0]:
+            raise CLIError(f"--image has {args.image[0]} channels, the net takes {shape[0]}")
+        h, w = score_map_size(converted, args.image)
+        print(f"on a {'x'.join(map(str, args.image))} image: a {h}x{w} score map "
+              f"(({args.image[1]} - {shape[1]})/{sh} + 1 = {h}) in one forward pass")
+    reasons = inexact_reasons(model)
+    if reasons:
+        print("approximate, not exact, at every crop position:")
+        for reason in reasons:
+            print(f"  - {reason}")
+    else:
+        print("exact: the score map equals the original net run on every crop")
+    if args.output:
+        from .io import save_checkpoint
+
+        metadata = {"converted_from": label, "crop_shape": list(shape),
+                    "output_stride": list(stride)}
+        if args.model.endswith(".npz") or Path(args.model).is_file():
+            from .io import load_checkpoint
+
+            original = load_checkpoint(args.model).extra.get("metadata", {})
+            metadata = {**{k: v for k, v in original.items() if k not in ("input_shape",
+                                                                          "settings")},
+                        **metadata}
+        path = save_checkpoint(args.output, converted, extra={"metadata": metadata})
+        print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
+
+
+_MODEL_HELP = ('a spec such as "INPUT[1x28x28] -> CONV5-6 -> RELU -> POOL2 -> FC-10" or a zoo '
+               "name: ")
+
+
+def _volume(text):
+    """CxHxW (the notes' volumes are HxWxC; the command line takes NCHW's order) -> a tuple."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected a volume CxHxW such as 3x224x224, got {text!r}")
+    return shape
+
+
+def _add_input_option(p) -> None:
+    p.add_argument("--input", type=_volume, metavar="CxHxW", default=None,
+                   help="input volume (default: a zoo model's designed input, a spec's INPUT)")
+
+
+def _input_option(args):
+    return getattr(args, "input", None)
 
 
 def _positive_int(text):
@@ -503,8 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="default",
-        choices=models,
-        help="architecture (default: %(default)s = lenet-bn)",
+        metavar="MODEL",
+        help="a zoo name (" + ", ".join(models) + ") or a spec such as "
+        '"CONV5-6 -> RELU -> POOL2 -> FC-10" (default: %(default)s = lenet-bn)',
     )
     p.add_argument("--epochs", type=_positive_int, default=5, help="epochs (default: %(default)s)")
     p.add_argument(
@@ -642,8 +834,10 @@ def build_parser() -> argparse.ArgumentParser:
         "differences, in float64, on a random batch.",
     )
     p.add_argument(
-        "--model", default="convnet-check", choices=models, help="(default: %(default)s)"
+        "--model", default="convnet-check", metavar="MODEL",
+        help="a zoo name or a spec (default: %(default)s)"
     )
+    _add_input_option(p)
     p.add_argument(
         "--loss", choices=("softmax", "svm"), default="softmax", help="(default: %(default)s)"
     )
@@ -668,12 +862,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser(
+        "summary",
+        help="per-layer volumes, memory, parameters and FLOPs (the notes' VGG-16 table)",
+        description="A row per layer with its output volume, activations, parameters and "
+        "multiply-adds, the totals, and the notes' estimate of the memory a training step "
+        "needs: activations and their gradients, parameters with their gradients and the "
+        "optimizer's caches, the largest im2col buffer. Nothing is run.",
+    )
+    p.add_argument("model", metavar="MODEL",
+                   help="a checkpoint (.npz), " + _MODEL_HELP + ", ".join(models))
+    _add_input_option(p)
+    p.add_argument(
+        "--batch", type=_positive_int, default=1,
+        help="batch size of the training estimate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default="adam",
+        help="whose caches the training estimate counts (default: %(default)s)"
+    )
+    p.add_argument("--notes", action="store_true",
+                   help="print the table in the notes' format (INPUT: [224x224x3] memory: ...)")
+    p.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH")
+    _add_threads_option(p)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser(
+        "convert",
+        help="turn a net's FC layers into convolutions, to slide it over larger images",
+        description="FC -> conv conversion (the notes' 224 -> 384 example): the first FC over a "
+        "[C'xH'xW'] volume becomes an H'xW' convolution, the later ones 1x1 convolutions, so the "
+        "net gives a map of class scores over a larger image in one forward pass.",
+    )
+    p.add_argument("model", metavar="MODEL",
+                   help="a checkpoint (.npz), " + _MODEL_HELP + ", ".join(models))
+    _add_input_option(p)
+    p.add_argument("--image", type=_volume, metavar="CxHxW",
+                   help="also give the score map's size on an image of this volume")
+    p.add_argument("--output", "-o", metavar="PATH",
+                   help="save the converted net (weights included) as a checkpoint")
+    _add_threads_option(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
         "time",
         help="per-layer forward/backward times of a model (Caffe's `caffe time`)",
         description="Time each layer's forward and backward pass (median over the passes) on a "
         "random batch, then the totals: forward, backward, Adam update, training step.",
     )
-    p.add_argument("model", metavar="MODEL", help="architecture: " + ", ".join(models))
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP + ", ".join(models))
+    _add_input_option(p)
     p.add_argument(
         "--batch", type=_positive_int, default=64, help="batch size (default: %(default)s)"
     )
@@ -712,7 +952,11 @@ def main(argv=None) -> int:
     except (CLIError, CheckpointError, ValueError, TypeError, RuntimeError, OSError) as err:
         if os.environ.get("CNNKIT_DEBUG"):
             raise
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        from .models.spec import SpecError
+
+        # A spec error's later lines echo the spec with a caret under the offending token.
+        lines = str(err).splitlines() or [type(err).__name__]
+        message = "\n".join(lines) if isinstance(err, SpecError) else lines[0]
         print(f"cnnkit {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     finally:
