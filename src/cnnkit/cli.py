@@ -203,8 +203,11 @@ def _train_settings(args) -> dict:
 
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     model = _model_label(args.model)
-    if spec.is_spec(model) and spec.parse(model).input_shape is None:
-        model = f"INPUT[1x28x28] -> {model}"       # the run records the input it trained on
+    if spec.is_spec(model):
+        given = spec.parse(args.model).input_shape
+        spec.trace(args.model, None if given else (1, 28, 28))   # errors echo the user's text
+        if given is None:
+            model = f"INPUT[1x28x28] -> {model}"   # the run records the input it trained on
     return {
         "model": model,
         "epochs": args.epochs,
