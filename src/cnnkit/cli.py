@@ -606,8 +606,10 @@ def cmd_convert(args) -> int:
     reasons = inexact_reasons(model)
     if reasons:
         print("approximate, not exact, at every crop position:")
-        for reason in reasons:
+        for reason in reasons[:3]:
             print(f"  - {reason}")
+        if len(reasons) > 3:
+            print(f"  - and {len(reasons) - 3} more layers like these")
     else:
         print("exact: the score map equals the original net run on every crop")
     if args.output:
