@@ -381,8 +381,8 @@ def test_mismatched_layers_name_the_numbers():
     with pytest.raises(ValueError, match=r"LocallyConnected2d.*\(6, 6\)"):
         fully_convolutional(local, (1, 6, 6))
     residual = nn.Sequential(nn.Residual(nn.Conv2d(1, 1, 3)), nn.Flatten(), nn.Linear(9, 2))
-    with pytest.raises(ValueError, match=r"layer 0 Residual.*body gives \(1, 3, 3\), shortcut "
-                                         r"\(1, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"layer 0 Residual.*the body's output \(1, 3, 3\) per "
+                                         r"example differs from the input .* \(1, 5, 5\)"):
         fully_convolutional(residual, (1, 5, 5))
     with pytest.raises(ValueError, match=r"\(W - F \+ 2P\)/S \+ 1 = \(9 - 2 \+ 0\)/2"):
         fully_convolutional(nn.Sequential(nn.MaxPool2d(2), nn.Linear(16, 2)), (1, 9, 8))

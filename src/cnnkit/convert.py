@@ -28,16 +28,14 @@ import math
 import numpy as np
 
 from . import nn
-from .functional._utils import as_float_array, check_count, conv_output_size, pair
+from .functional._utils import as_float_array, check_count, pair
 from .nn.containers import brief
-from .nn.pooling import _Pool2d
+from .summary import trace
 
 __all__ = ["fully_convolutional", "output_stride", "score_map_size", "sliding_scores",
            "inexact_reasons", "converted_is_exact"]
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Dropout)
-_SHAPE_PRESERVING = ELEMENTWISE + tuple(
-    cls for cls in (nn.BatchNorm2d, getattr(nn, "LocalResponseNorm", None)) if cls is not None)
 
 
 # ----------------------------------------------------------------------------- shape trace
@@ -65,90 +63,40 @@ def _mul(a, b):
     return None if a is None or b is None else (a[0] * b[0], a[1] * b[1])
 
 
-def _run_on_zeros(layer, shape, where):
-    """Output shape of an unknown layer on zeros (batch 1), run in eval mode; every module's
-    mode and cache are restored, so the layer is left as it was."""
-    saved = [(m, m.training, m._cache) for _, m in layer.named_modules()]
-    dtype = next((p.dtype for p in layer.parameters()), np.float32)
-    try:
-        layer.eval()
-        return np.shape(layer.forward(np.zeros((1, *shape), dtype)))[1:]
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from err
-    finally:
-        for m, training, cache in saved:
-            object.__setattr__(m, "training", training)
-            object.__setattr__(m, "_cache", cache)
-
-
 def _trace(layer, shape: tuple, name: str):
-    """``(out_shape, (sh, sw))`` of ``layer`` for one example of ``shape`` ((C, H, W) or (D,)).
+    """``(rows by dotted name, out_shape)`` of ``layer`` under its name in the net, for one
+    example of ``shape``: :func:`cnnkit.summary.trace`, which follows the size rule without
+    computing (and runs an unknown layer once on zeros)."""
+    rows = trace(layer, shape, prefix=name)
+    return {row.name: row for row in rows}, (rows[-1].out_shape if rows else tuple(shape))
 
-    Conv, pooling and the containers are traced by the size rule without computing; any other
-    layer runs on zeros. The stride is None for an unknown layer that changes H x W and has no
-    ``stride`` attribute.
-    """
-    where = f"layer {name} {brief(layer)}"
+
+def _stride(layer, rows: dict, name: str):
+    """``(sh, sw)`` by which ``layer`` subsamples, from its ``stride`` (conv, pooling) or its
+    body's (Sequential: the product; Residual: the body's; Concat: its branches', which must
+    agree). None for a global pool, and for an unknown layer that changes H x W and has no
+    ``stride`` attribute; ``rows`` are the layer's traced rows."""
     one = (1, 1)
     if isinstance(layer, nn.Sequential):
         stride = one
         for i, child in enumerate(layer):
-            shape, s = _trace(child, shape, f"{name}.{i}")
-            stride = _mul(stride, s)
-        return shape, stride
+            stride = _mul(stride, _stride(child, rows, f"{name}.{i}"))
+        return stride
     if isinstance(layer, nn.Residual):
-        out, stride = _trace(layer.body, shape, f"{name}.body")
-        short = (shape if layer.shortcut is None
-                 else _trace(layer.shortcut, shape, f"{name}.shortcut")[0])
-        if out != tuple(short):
-            raise ValueError(f"{where}: body gives {out}, shortcut {tuple(short)} per example")
-        return out, stride
-    if isinstance(layer, nn.Flatten):
-        return (math.prod(shape),), one
-    if isinstance(layer, nn.Linear):
-        if math.prod(shape) != layer.in_features:
-            raise ValueError(f"{where}: in_features = {layer.in_features}, but the volume "
-                             f"{'x'.join(map(str, shape))} entering it has {math.prod(shape)}")
-        return (layer.out_features,), one
-    if isinstance(layer, (nn.BatchNorm1d, *ELEMENTWISE)) and len(shape) == 1:
-        return shape, one
-    windowed = isinstance(layer, (nn.Conv2d, nn.LocallyConnected2d, _Pool2d, nn.GlobalAvgPool2d))
-    if (windowed or isinstance(layer, _SHAPE_PRESERVING)) and len(shape) != 3:
-        raise ValueError(f"{where} needs a (C, H, W) volume, got {shape}")
-    if isinstance(layer, nn.BatchNorm2d) and shape[0] != layer.num_features:
-        raise ValueError(f"{where} expects {layer.num_features} channels, got a "
-                         f"{'x'.join(map(str, shape))} volume")
-    if isinstance(layer, _SHAPE_PRESERVING):
-        return tuple(shape), one
+        return _stride(layer.body, rows, f"{name}.body")
+    if isinstance(layer, nn.Concat):
+        strides = [_stride(b, rows, f"{name}.{i}") for i, b in enumerate(layer)]
+        if len(set(strides)) > 1:
+            raise ValueError(f"layer {name} {brief(layer)}: its branches have strides {strides}; "
+                             f"they must agree")
+        return strides[0]
     if isinstance(layer, nn.GlobalAvgPool2d):
-        return (shape[0], 1, 1), None
-    if windowed:
-        c = shape[0]
-        if isinstance(layer, (nn.Conv2d, nn.LocallyConnected2d)):
-            if c != layer.in_channels:
-                raise ValueError(f"{where} expects {layer.in_channels} input channels, got a "
-                                 f"{c}x{shape[1]}x{shape[2]} volume")
-            c = layer.out_channels
-        dilation = getattr(layer, "dilation", one)
-        size = tuple(conv_output_size(shape[1 + a], layer.kernel_size[a], layer.stride[a],
-                                      layer.padding[a], dilation[a], where, axis, layer.strict)
-                     for a, axis in enumerate(("height", "width")))
-        if isinstance(layer, nn.LocallyConnected2d) and tuple(shape[1:]) != layer.input_size:
-            raise ValueError(f"{where} was built for a {layer.input_size} input, got "
-                             f"{shape[1]}x{shape[2]}")
-        return (c, *size), layer.stride
-    concat = getattr(nn, "Concat", None)
-    if concat is not None and isinstance(layer, concat):
-        traced = [_trace(b, shape, f"{name}.{i}") for i, b in enumerate(layer.children())]
-        if len({s[1:] for s, _ in traced}) > 1 or len({st for _, st in traced}) > 1:
-            raise ValueError(f"{where}: its branches give volumes {[s for s, _ in traced]} with "
-                             f"strides {[st for _, st in traced]}; they must agree on H x W")
-        return (sum(s[0] for s, _ in traced), *traced[0][0][1:]), traced[0][1]
-    out = _run_on_zeros(layer, shape, where)
+        return None
     if getattr(layer, "stride", None) is not None:
-        return out, pair(layer.stride, f"{where} stride")
-    same = len(shape) == 3 and len(out) == 3 and tuple(out[1:]) == tuple(shape[1:])
-    return out, one if same else None
+        return pair(layer.stride, f"layer {name} {brief(layer)} stride")
+    row = rows[name]
+    same = len(row.in_shape) != 3 or tuple(row.in_shape[1:]) == tuple(row.out_shape[1:])
+    return one if same else None
 
 
 def _split(layers):
@@ -209,7 +157,8 @@ def output_stride(model, input_shape) -> tuple[int, int]:
                          f"has no output stride (its output is one score vector per image)")
     stride = (1, 1)
     for name, layer in features:
-        shape, s = _trace(layer, shape, name)
+        rows, shape = _trace(layer, shape, name)
+        s = _stride(layer, rows, name)
         if s is None:
             raise ValueError(f"cannot tell the stride of layer {name} {brief(layer)} (it maps "
                              f"the volume to {shape} and has no `stride` attribute)")
@@ -239,7 +188,7 @@ def score_map_size(converted, image_shape) -> tuple[int, int]:
         raise ValueError(f"layer {name} {brief(layer)}: the net is not fully convolutional; "
                          f"convert it with fully_convolutional(model, input_shape) first")
     for name, layer in layers:
-        shape, _ = _trace(layer, shape, name)
+        _, shape = _trace(layer, shape, name)
     if len(shape) != 3:
         raise ValueError(f"the net gives a {shape} output per example, not a (K, h, w) map")
     return tuple(shape[1:])
@@ -360,7 +309,7 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
                                  f"converted net could not slide over a larger image")
     shape = input_shape
     for name, layer in features:
-        shape, _ = _trace(layer, shape, name)
+        _, shape = _trace(layer, shape, name)
     if len(shape) != 3:
         raise ValueError(f"the conv/pool part gives a {shape} output per example, not a "
                          f"(C', H', W') volume")

@@ -437,7 +437,7 @@ def _input_shape(input_shape) -> tuple:
     return shape
 
 
-def trace(model: Module, input_shape) -> list[LayerInfo]:
+def trace(model: Module, input_shape, *, prefix: str = "") -> list[LayerInfo]:
     """Rows of every layer of ``model`` for one example of ``input_shape``, without a forward.
 
     Sequential chains its layers; Residual traces body and shortcut from the block's input
@@ -450,6 +450,8 @@ def trace(model: Module, input_shape) -> list[LayerInfo]:
     ----------
     model : Module
     input_shape : (C, H, W) or (D,) ints, one example (no batch axis)
+    prefix : the dotted name ``model`` has inside a larger net, for the rows' names and the
+        error messages (:mod:`cnnkit.convert` traces a net layer by layer)
 
     Returns
     -------
@@ -468,7 +470,7 @@ def trace(model: Module, input_shape) -> list[LayerInfo]:
     [('CONV3-8', (8, 32, 32), 221184), ('RELU', (8, 32, 32), 0), ('POOL2', (8, 16, 16), 0)]
     """
     rows: list[LayerInfo] = []
-    _walk(model, "", _input_shape(input_shape), None, rows, _leaf_rules())
+    _walk(model, prefix, _input_shape(input_shape), None, rows, _leaf_rules())
     return rows
 
 
