@@ -35,14 +35,20 @@ def _scale(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+def _dropout(p: float, rng) -> nn.Dropout:
+    return nn.Dropout(p, rng=np.random.default_rng(rng.integers(2**63)))
+
+
 def _classifier(in_features: int, hidden: tuple[int, ...], num_classes: int, dropout: float,
-                rng) -> list[nn.Module]:
-    """[FC -> RELU -> DROPOUT]*K -> FC, the notes' FC stack (Caffe's fc6/relu6/drop6 order)."""
-    layers: list[nn.Module] = []
+                rng, *, before: bool = False) -> list[nn.Module]:
+    """[FC -> RELU -> DROPOUT]*K -> FC, the notes' FC stack (Caffe's fc6/relu6/drop6 order),
+    the last FC with small Gaussian weights; ``before`` puts a dropout in front of it too
+    (GoogLeNet's)."""
+    layers: list[nn.Module] = [_dropout(dropout, rng)] if before else []
     for width in hidden:
         layers += [nn.Linear(in_features, width, rng=rng), nn.ReLU()]
         if dropout:
-            layers.append(nn.Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63))))
+            layers.append(_dropout(dropout, rng))
         in_features = width
     layers.append(nn.Linear(in_features, num_classes, init="gaussian", weight_scale=1e-2,
                             rng=rng))
@@ -273,10 +279,23 @@ def googlenet(num_classes: int = 1000, in_channels: int = 3, *, width: float = 1
         sizes = tuple(s(c) for c in sizes)
         layers.append(inception(channels, *sizes, rng=rng))
         channels = sizes[0] + sizes[2] + sizes[4] + sizes[5]
-    return nn.Sequential(
-        *layers, nn.GlobalAvgPool2d(), nn.Flatten(),
-        nn.Dropout(0.4, rng=np.random.default_rng(rng.integers(2**63))),
-        nn.Linear(channels, num_classes, init="gaussian", weight_scale=1e-2, rng=rng))
+    return nn.Sequential(*layers, nn.GlobalAvgPool2d(), nn.Flatten(),
+                         *_classifier(channels, (), num_classes, 0.4, rng, before=True))
+
+
+def _residual_stages(channels: int, width: int, stages: int, blocks: int, shortcut: str,
+                     rng) -> tuple[list[nn.Module], int]:
+    """ResNet's stages of basic blocks on ``channels`` input channels: stage s has width * 2**s
+    channels, and its first block halves H and W (stride 2) from the second stage on. Returns
+    the blocks and the channels they end with."""
+    layers: list[nn.Module] = []
+    for stage in range(stages):
+        out = width * 2 ** stage
+        for block in range(blocks):
+            stride = 2 if stage > 0 and block == 0 else 1
+            layers.append(basic_block(channels, out, stride, shortcut=shortcut, rng=rng))
+            channels = out
+    return layers, channels
 
 
 def resnet18(num_classes: int = 1000, in_channels: int = 3, *, width: int = 64,
@@ -299,16 +318,9 @@ def resnet18(num_classes: int = 1000, in_channels: int = 3, *, width: int = 64,
         *conv_unit(in_channels, width, 7, stride=2, padding=3, batch_norm=True, strict=False,
                    rng=rng),
         nn.MaxPool2d(3, 2, padding=1, strict=False)]
-    channels = width
-    for stage in range(4):
-        out = width * 2 ** stage
-        for block in range(2):
-            stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(basic_block(channels, out, stride, rng=rng))
-            channels = out
-    return nn.Sequential(*layers, nn.GlobalAvgPool2d(), nn.Flatten(),
-                         nn.Linear(channels, num_classes, init="gaussian", weight_scale=1e-2,
-                                   rng=rng))
+    stages, channels = _residual_stages(width, width, 4, 2, "projection", rng)
+    return nn.Sequential(*layers, *stages, nn.GlobalAvgPool2d(), nn.Flatten(),
+                         *_classifier(channels, (), num_classes, 0.0, rng))
 
 
 def cifar_resnet(depth: int = 20, num_classes: int = 10, in_channels: int = 3, *,
@@ -328,16 +340,9 @@ def cifar_resnet(depth: int = 20, num_classes: int = 10, in_channels: int = 3, *
     rng = _rng(rng)
     layers: list[nn.Module] = conv_unit(in_channels, width, 3, padding=1, batch_norm=True,
                                         rng=rng)
-    channels = width
-    for stage in range(3):
-        out = width * 2 ** stage
-        for block in range(n):
-            stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(basic_block(channels, out, stride, shortcut="zeropad", rng=rng))
-            channels = out
-    return nn.Sequential(*layers, nn.GlobalAvgPool2d(), nn.Flatten(),
-                         nn.Linear(channels, num_classes, init="gaussian", weight_scale=1e-2,
-                                   rng=rng))
+    stages, channels = _residual_stages(width, width, 3, n, "zeropad", rng)
+    return nn.Sequential(*layers, *stages, nn.GlobalAvgPool2d(), nn.Flatten(),
+                         *_classifier(channels, (), num_classes, 0.0, rng))
 
 
 def resnet20(num_classes: int = 10, in_channels: int = 3, *, width: int = 16,
