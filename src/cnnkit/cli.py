@@ -543,28 +543,28 @@ def cmd_time(args) -> int:
 
 def _model_argument(text: str, input_shape, rng):
     """MODEL on the command line: a checkpoint (.npz, its architecture and weights), a zoo name or
-    a spec. Returns (model, input volume, label)."""
+    a spec. Returns (model, input volume, label, the checkpoint's metadata or {})."""
     from .models import build_model
 
     if text.endswith(".npz") or Path(text).is_file():
         from .io import load_checkpoint
 
         ckpt = load_checkpoint(text)
-        model = ckpt.build_model()
-        recorded = ckpt.extra.get("metadata", {}).get("input_shape")
+        metadata = ckpt.extra.get("metadata", {})
+        recorded = metadata.get("input_shape")
         shape = input_shape or (tuple(recorded) if recorded else None)
         if shape is None:
             raise CLIError(f"{text} does not record its input volume; pass --input CxHxW")
-        return model, tuple(shape), text
+        return ckpt.build_model(), tuple(shape), text, metadata
     model, shape = build_model(text, input_shape, rng=rng)
-    return model, shape, _model_label(text)
+    return model, shape, _model_label(text), {}
 
 
 def cmd_summary(args) -> int:
     from .summary import format_layers, format_notes, summarize
 
-    model, shape, label = _model_argument(args.model, _input_option(args),
-                                          np.random.default_rng(0))
+    model, shape, label, _ = _model_argument(args.model, _input_option(args),
+                                             np.random.default_rng(0))
     report = summarize(model, shape, batch=args.batch, dtype=args.dtype,
                        optimizer=args.optimizer)
     print(f"cnnkit summary {label}: input {'x'.join(map(str, shape))} (CxHxW), batch "
@@ -585,8 +585,8 @@ def cmd_convert(args) -> int:
     from .convert import fully_convolutional, inexact_reasons, output_stride, score_map_size
     from .nn.containers import brief
 
-    model, shape, label = _model_argument(args.model, _input_option(args),
-                                          np.random.default_rng(0))
+    model, shape, label, original = _model_argument(args.model, _input_option(args),
+                                                    np.random.default_rng(0))
     model.eval()
     converted = fully_convolutional(model, shape)
     stride = output_stride(model, shape)
@@ -615,15 +615,9 @@ def cmd_convert(args) -> int:
     if args.output:
         from .io import save_checkpoint
 
-        metadata = {"converted_from": label, "crop_shape": list(shape),
+        kept = {k: v for k, v in original.items() if k not in ("input_shape", "settings")}
+        metadata = {**kept, "converted_from": label, "crop_shape": list(shape),
                     "output_stride": list(stride)}
-        if args.model.endswith(".npz") or Path(args.model).is_file():
-            from .io import load_checkpoint
-
-            original = load_checkpoint(args.model).extra.get("metadata", {})
-            metadata = {**{k: v for k, v in original.items() if k not in ("input_shape",
-                                                                          "settings")},
-                        **metadata}
         path = save_checkpoint(args.output, converted, extra={"metadata": metadata})
         print(f"wrote {path}")
     return 0
