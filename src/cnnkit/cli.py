@@ -642,6 +642,15 @@ def _volume(text):
     return shape
 
 
+def _add_model_argument(p, models, checkpoint: bool = False) -> None:
+    """The MODEL positional (a spec or a zoo name, and a checkpoint where it may be) and
+    --input."""
+    p.add_argument("model", metavar="MODEL",
+                   help=("a checkpoint (.npz), " if checkpoint else "") + _MODEL_HELP
+                   + ", ".join(models))
+    _add_input_option(p)
+
+
 def _add_input_option(p) -> None:
     p.add_argument("--input", type=_volume, metavar="CxHxW", default=None,
                    help="input volume (default: a zoo model's designed input, a spec's INPUT)")
@@ -868,9 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
         "needs: activations and their gradients, parameters with their gradients and the "
         "optimizer's caches, the largest im2col buffer. Nothing is run.",
     )
-    p.add_argument("model", metavar="MODEL",
-                   help="a checkpoint (.npz), " + _MODEL_HELP + ", ".join(models))
-    _add_input_option(p)
+    _add_model_argument(p, models, checkpoint=True)
     p.add_argument(
         "--batch", type=_positive_int, default=1,
         help="batch size of the training estimate (default: %(default)s)"
@@ -895,9 +902,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[C'xH'xW'] volume becomes an H'xW' convolution, the later ones 1x1 convolutions, so the "
         "net gives a map of class scores over a larger image in one forward pass.",
     )
-    p.add_argument("model", metavar="MODEL",
-                   help="a checkpoint (.npz), " + _MODEL_HELP + ", ".join(models))
-    _add_input_option(p)
+    _add_model_argument(p, models, checkpoint=True)
     p.add_argument("--image", type=_volume, metavar="CxHxW",
                    help="also give the score map's size on an image of this volume")
     p.add_argument("--output", "-o", metavar="PATH",
@@ -911,8 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time each layer's forward and backward pass (median over the passes) on a "
         "random batch, then the totals: forward, backward, Adam update, training step.",
     )
-    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP + ", ".join(models))
-    _add_input_option(p)
+    _add_model_argument(p, models)
     p.add_argument(
         "--batch", type=_positive_int, default=64, help="batch size (default: %(default)s)"
     )
