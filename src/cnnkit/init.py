@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from .functional._utils import check_count, check_real
+from .functional._utils import check_count, check_real, check_rng
 
 __all__ = ["gaussian", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "zeros"]
 
@@ -40,19 +40,12 @@ def _dtype(dtype) -> np.dtype:
     return dtype
 
 
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed)), "
-                        f"got {type(rng).__name__}")
-    return rng
-
-
 def _normal(shape, std, rng, dtype):
-    return (std * _check_rng(rng).standard_normal(_shape(shape))).astype(_dtype(dtype))
+    return (std * check_rng(rng, "init").standard_normal(_shape(shape))).astype(_dtype(dtype))
 
 
 def _uniform(shape, bound, rng, dtype):
-    return _check_rng(rng).uniform(-bound, bound, _shape(shape)).astype(_dtype(dtype))
+    return check_rng(rng, "init").uniform(-bound, bound, _shape(shape)).astype(_dtype(dtype))
 
 
 def gaussian(shape, rng, weight_scale=1e-2, *, dtype=np.float32) -> np.ndarray:

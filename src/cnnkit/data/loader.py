@@ -11,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from ..functional._utils import check_rng
+
 __all__ = ["train_val_split", "BatchLoader"]
 
 
@@ -22,12 +24,6 @@ def _check_pair(x, y, what: str):
     if len(x) != len(y):
         raise ValueError(f"{what}: x holds {len(x)} examples but y holds {len(y)}")
     return x, y
-
-
-def _check_rng(rng, what: str) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{what}: rng must be a numpy.random.Generator "
-                        f"(np.random.default_rng(seed)), got {type(rng).__name__}")
 
 
 def train_val_split(x, y, val_size, rng):
@@ -64,7 +60,7 @@ def train_val_split(x, y, val_size, rng):
     ((8, 3), (2, 3))
     """
     x, y = _check_pair(x, y, "train_val_split")
-    _check_rng(rng, "train_val_split")
+    check_rng(rng, "train_val_split")
     n = len(x)
     if n == 0:
         raise ValueError("train_val_split: no examples to split")
@@ -146,7 +142,7 @@ class BatchLoader:
                              f"examples leaves no batch")
         if rng is None:
             rng = np.random.default_rng()
-        _check_rng(rng, "BatchLoader")
+        check_rng(rng, "BatchLoader")
         if transform is not None and not callable(transform):
             raise TypeError(f"BatchLoader: transform must be callable (xb, rng) -> xb, "
                             f"got {transform!r}")

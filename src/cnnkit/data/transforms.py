@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..functional._utils import as_float_array, check_ndim, check_real, pair
+from ..functional._utils import as_float_array, check_ndim, check_real, check_rng, pair
 
 __all__ = ["to_float", "normalize", "random_crop", "random_hflip", "Augment",
            "MNIST_MEAN", "MNIST_STD"]
@@ -20,12 +20,6 @@ __all__ = ["to_float", "normalize", "random_crop", "random_hflip", "Augment",
 # (the usual 0.1307 and 0.3081). tests/data/test_mnist.py recomputes them from the data.
 MNIST_MEAN = 0.1306604762738429
 MNIST_STD = 0.30810780385646264
-
-
-def _check_rng(rng, what: str) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{what}: rng must be a numpy.random.Generator "
-                        f"(np.random.default_rng(seed)), got {type(rng).__name__}")
 
 
 def to_float(images) -> np.ndarray:
@@ -139,7 +133,7 @@ def random_crop(x, padding, rng) -> np.ndarray:
     x = np.asarray(x)
     check_ndim(x, 4, "random_crop: x")
     ph, pw = pair(padding, "random_crop: padding", minimum=0)
-    _check_rng(rng, "random_crop")
+    check_rng(rng, "random_crop")
     if ph == 0 and pw == 0:
         return x.copy()
     n, _, h, w = x.shape
@@ -181,7 +175,7 @@ def random_hflip(x, rng, p=0.5) -> np.ndarray:
     p = check_real(p, "random_hflip: p")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"random_hflip: p must be in [0, 1], got {p}")
-    _check_rng(rng, "random_hflip")
+    check_rng(rng, "random_hflip")
     flip = rng.random(len(x)) < p
     return np.where(flip[:, None, None, None], x[..., ::-1], x)  # (N,) -> (N, 1, 1, 1)
 

@@ -44,30 +44,95 @@ def check_count(value, name: str) -> int:
     return int(value)
 
 
+class SizeRuleError(ValueError):
+    """The size rule ``(W - F + 2P)/S + 1`` fails along one axis: the (dilated) window is larger
+    than the padded input, or, under the strict rule, the result is not an integer.
+
+    The numbers are attributes, so that a caller which names the layer in its own terms (the spec
+    grammar: ``POOL3`` rather than ``max_pool2d``, and its own advice) can say the same thing
+    without reading the message apart: ``err.message(what=..., hint=...)``.
+    """
+
+    def __init__(self, what: str, axis: str, size: int, kernel: int, stride: int, pad: int,
+                 dilation: int):
+        self.what, self.axis = what, axis
+        self.size, self.kernel, self.stride, self.pad, self.dilation = (size, kernel, stride, pad,
+                                                                          dilation)
+        self.span = dilation * (kernel - 1) + 1            # F, the window as the input sees it
+        self.empty = size + 2 * pad < self.span
+        self.rest = 0 if self.empty else (size - self.span + 2 * pad) % stride
+        super().__init__(self.message())
+
+    def message(self, what: str | None = None, hint: str | None = None) -> str:
+        """The explanation, naming the layer ``what`` (default: the kernel's name); ``hint``
+        replaces the advice that ends a "not an integer" message."""
+        what = self.what if what is None else what
+        size, span, pad, stride = self.size, self.span, self.pad, self.stride
+        if self.empty:
+            f = f"D*(F-1)+1 = {span}" if self.dilation != 1 else f"F = {span}"
+            return (f"{what}: the {'dilated ' if self.dilation != 1 else ''}window ({f}) is larger "
+                    f"than the padded input (W + 2P = {size} + {2 * pad} = {size + 2 * pad}) "
+                    f"along the {self.axis}; the output volume would be empty")
+        if hint is None:
+            hint = (f"the stride or padding, or pass strict=False to drop the last {self.rest} "
+                    f"row(s)/column(s) that no full window reaches (PyTorch's floor)")
+        return (f"{what}: (W - F + 2P)/S + 1 = ({size} - {span} + {2 * pad})/{stride} + 1 is not "
+                f"an integer along the {self.axis}; change {hint}")
+
+
 def conv_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, what: str,
                      axis: str = "width", strict: bool = True) -> int:
     """The size rule ``(W - F + 2P)/S + 1``, with ``F = D*(K - 1) + 1`` the dilated window.
 
     ``strict=True`` (the notes' rule) raises when the result is not an integer; ``strict=False``
     floors it, as PyTorch does, dropping the trailing rows/columns that no full window reaches.
-    Either way a window larger than the padded input raises. The message writes the rule with
-    the notes' symbols (W for the input size of either axis) and names the axis.
+    Either way a window larger than the padded input raises. The message (a
+    :class:`SizeRuleError`) writes the rule with the notes' symbols (W for the input size of
+    either axis) and names the axis.
     """
     span = dilation * (kernel - 1) + 1
-    f = f"D*(F-1)+1 = {span}" if dilation != 1 else f"F = {span}"
-    if size + 2 * pad < span:
-        raise ValueError(
-            f"{what}: the {'dilated ' if dilation != 1 else ''}window ({f}) is larger than the "
-            f"padded input (W + 2P = {size} + {2 * pad} = {size + 2 * pad}) along the {axis}; "
-            f"the output volume would be empty")
-    rest = (size - span + 2 * pad) % stride
-    if rest and strict:
-        raise ValueError(
-            f"{what}: (W - F + 2P)/S + 1 = ({size} - {span} + {2 * pad})/{stride} + 1 "
-            f"is not an integer along the {axis}; change the stride or padding, or pass "
-            f"strict=False to drop "
-            f"the last {rest} row(s)/column(s) that no full window reaches (PyTorch's floor)")
+    if size + 2 * pad < span or (strict and (size - span + 2 * pad) % stride):
+        raise SizeRuleError(what, axis, size, kernel, stride, pad, dilation)
     return (size - span + 2 * pad) // stride + 1
+
+
+class VolumeError(ValueError):
+    """A layer that works on a volume (C, H, W) per example got fewer axes; ``shape`` is the
+    per-example shape it got."""
+
+    def __init__(self, message: str, shape: tuple):
+        super().__init__(message)
+        self.shape = tuple(shape)
+
+
+def check_volume(shape: tuple, what: str) -> tuple:
+    """A per-example shape that must be a volume (C, H, W); raise :class:`VolumeError` otherwise."""
+    shape = tuple(shape)
+    if len(shape) != 3:
+        raise VolumeError(f"{what} expects a (C, H, W) volume per example, got shape {shape} "
+                          f"({len(shape)}-D per example)", shape)
+    return shape
+
+
+def check_example_shape(shape, what: str, *, volume: bool = False) -> tuple:
+    """A per-example shape a caller gives (no batch axis): positive ints, (C, H, W) when
+    ``volume``, else any non-empty tuple ((C, H, W) or (D,)). ``ValueError`` names ``what``."""
+    form = "(C, H, W)" if volume else "(C, H, W) or (D,)"
+    try:
+        dims = tuple(check_count(s, f"{what} size") for s in shape)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be {form} of positive ints, got {shape!r} ({err})") from None
+    if not dims or (volume and len(dims) != 3):
+        raise ValueError(f"{what} must be {form} of positive ints, got {shape!r}")
+    return dims
+
+
+def check_rng(rng, what: str) -> np.random.Generator:
+    """``rng`` must be a ``numpy.random.Generator``: randomness is always handed in, never global."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{what}: rng must be a numpy.random.Generator "
+                        f"(np.random.default_rng(seed)), got {type(rng).__name__}")
+    return rng
 
 
 def check_ndim(x: np.ndarray, ndim, what: str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import as_float_array, check_dout, check_real
+from ._utils import as_float_array, check_dout, check_real, check_rng
 
 MODES = ("upscale_in_train", "downscale_in_infer")
 
@@ -69,9 +69,7 @@ def dropout_forward(x, p, rng, *, mode="upscale_in_train", training=True):
                          f"got {p!r}")
     if mode not in MODES:
         raise ValueError(f"dropout mode must be one of {MODES}, got {mode!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"dropout rng must be a numpy.random.Generator (e.g. "
-                        f"np.random.default_rng(seed)); got {type(rng).__name__} {rng!r}")
+    check_rng(rng, "dropout")
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"dropout training must be a bool, got {training!r}")
     dtype = x.dtype.type
