@@ -1,4 +1,4 @@
-"""``cnnkit time`` and ``cnnkit.profile``: the per-layer table, its JSON, its errors, and a timing
+"""``cnnkit time`` and ``cnnkit.timing``: the per-layer table, its JSON, its errors, and a timing
 walk that computes exactly what a plain forward and backward compute. Nothing here asserts on
 speed."""
 
@@ -12,7 +12,7 @@ from cnnkit.cli import main
 from cnnkit.nn import (BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Residual,
                        Sequential)
 from cnnkit.optim import Adam
-from cnnkit.profile import leaf_layers, time_layers
+from cnnkit.timing import leaf_layers, time_layers
 
 # lenet-bn's layer outputs at batch 2
 LENET_SHAPES = [(2, 6, 28, 28), (2, 6, 28, 28), (2, 6, 28, 28), (2, 6, 14, 14),

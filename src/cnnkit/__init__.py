@@ -5,7 +5,7 @@ loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn``
 ``cnnkit.optim`` the optimizers and schedules, ``cnnkit.data`` MNIST and CIFAR-10,
 ``cnnkit.train`` the Trainer, ``cnnkit.io`` checkpoints, ``cnnkit.models`` the model zoo and the
 pattern spec, ``cnnkit.summary`` the memory and parameter table, ``cnnkit.convert`` FC -> conv
-conversion, ``cnnkit.profile`` per-layer timing and ``cnnkit.viz`` plots. Submodules load on
+conversion, ``cnnkit.timing`` per-layer timing and ``cnnkit.viz`` plots. Submodules load on
 first use, so ``import cnnkit`` stays cheap.
 """
 
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "reference",
                "gradcheck": "gradcheck", "nn": "nn", "init": "init", "optim": "optim",
                "data": "data", "train": "train", "io": "io", "models": "models", "viz": "viz",
-               "summary": "summary", "convert": "convert", "profile": "profile"}
+               "summary": "summary", "convert": "convert", "timing": "timing"}
 __all__ = list(_SUBMODULES)
 
 

@@ -14,6 +14,7 @@ an input the model cannot take) ends with one line on stderr and a non-zero exit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,15 +25,6 @@ import numpy as np
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
-OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov", "adagrad", "rmsprop")
-DEFAULT_LR = {
-    "adam": 3e-3,
-    "sgd": 0.1,
-    "momentum": 0.05,
-    "nesterov": 0.05,
-    "adagrad": 0.05,
-    "rmsprop": 1e-3,
-}
 SCHEDULES = ("cosine", "step", "exp", "none")
 
 
@@ -115,23 +107,6 @@ def _load_npz_data(path) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------- optimizers
 
 
-def _optimizer(model, name: str, lr: float, momentum: float, weight_decay: float):
-    from . import optim
-
-    params = model.named_parameters()
-    if name == "adam":
-        return optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    if name in ("momentum", "nesterov"):
-        return optim.SGD(
-            params, lr=lr, momentum=momentum, nesterov=name == "nesterov", weight_decay=weight_decay
-        )
-    if name == "adagrad":
-        return optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
-    return optim.RMSProp(params, lr=lr, weight_decay=weight_decay)
-
-
 def _schedule(optimizer, name: str, epochs: int, step_size: int, gamma: float):
     from . import optim
 
@@ -156,9 +131,7 @@ def _model_label(text: str) -> str:
 
 def _output_shape(model, input_shape) -> tuple:
     """The per-example output shape of ``model`` on ``input_shape``, traced without running it."""
-    from .summary import trace
-
-    return tuple(trace(model, input_shape)[-1].out_shape)
+    return tuple(model.output_shape(tuple(input_shape)))
 
 
 def _run_prefix(label: str) -> str:
@@ -201,7 +174,9 @@ def _train_settings(args) -> dict:
     """The options that define a run; stored in the checkpoint so --resume rebuilds the run."""
     from .models import spec
 
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    from .optim import OPTIMIZERS
+
+    lr = args.lr if args.lr is not None else OPTIMIZERS[args.optimizer].lr
     model = _model_label(args.model)
     if spec.is_spec(model):
         given = spec.parse(args.model).input_shape
@@ -229,6 +204,7 @@ def _train_settings(args) -> dict:
 
 def cmd_train(args) -> int:
     from .io import load_checkpoint, save_checkpoint
+    from .optim import make_optimizer
     from .train import Trainer, TrainingInterrupted, evaluate
     from .viz import plot_history
     from .data import train_val_split
@@ -259,9 +235,9 @@ def cmd_train(args) -> int:
     model = _mnist_model(settings["model"], input_shape, rng)
     if args.weights:
         model.load_state_dict(load_checkpoint(args.weights).model_state)
-    optimizer = _optimizer(
-        model, settings["optimizer"], settings["lr"], settings["momentum"], settings["weight_decay"]
-    )
+    optimizer = make_optimizer(settings["optimizer"], model.named_parameters(),
+                               lr=settings["lr"], momentum=settings["momentum"],
+                               weight_decay=settings["weight_decay"])
     scheduler = _schedule(
         optimizer,
         settings["schedule"],
@@ -478,8 +454,7 @@ def _add_threads_option(p) -> None:
     p.add_argument(
         "--threads", type=_positive_int, default=1,
         help="threads of NumPy's BLAS (default: %(default)s; cnnkit's GEMMs are per chunk of a "
-        "few samples, and a second OpenBLAS thread slowed a LeNet-BN training step from 14 to "
-        "18 ms on a 2-core machine)")
+        "few samples, too small for BLAS threads to pay off)")
 
 
 def _limit_blas_threads(threads: int):
@@ -500,7 +475,7 @@ def _blas_threads():
 def cmd_time(args) -> int:
     from .models import build_model
     from .optim import Adam
-    from .profile import time_layers
+    from .timing import time_layers
 
     name = _model_label(args.model)
     rng = np.random.default_rng(args.seed)
@@ -541,10 +516,13 @@ def cmd_time(args) -> int:
 # ---------------------------------------------------------------------------- summary
 
 
-def _model_argument(text: str, input_shape, rng):
+def _model_argument(text: str, input_shape, rng, *, weights: bool = True):
     """MODEL on the command line: a checkpoint (.npz, its architecture and weights), a zoo name or
-    a spec. Returns (model, input volume, label, the checkpoint's metadata or {})."""
+    a spec. Returns (model, input volume, label, the checkpoint's metadata or {}). With
+    ``weights=False`` a zoo model or spec is built without drawing weights (``nn.shapes_only``):
+    enough for everything but running it."""
     from .models import build_model
+    from .nn import shapes_only
 
     if text.endswith(".npz") or Path(text).is_file():
         from .io import load_checkpoint
@@ -556,7 +534,8 @@ def _model_argument(text: str, input_shape, rng):
         if shape is None:
             raise CLIError(f"{text} does not record its input volume; pass --input CxHxW")
         return ckpt.build_model(), tuple(shape), text, metadata
-    model, shape = build_model(text, input_shape, rng=rng)
+    with shapes_only() if not weights else contextlib.nullcontext():
+        model, shape = build_model(text, input_shape, rng=rng)
     return model, shape, _model_label(text), {}
 
 
@@ -564,7 +543,7 @@ def cmd_summary(args) -> int:
     from .summary import format_layers, format_notes, summarize
 
     model, shape, label, _ = _model_argument(args.model, _input_option(args),
-                                             np.random.default_rng(0))
+                                             np.random.default_rng(0), weights=False)
     report = summarize(model, shape, batch=args.batch, dtype=args.dtype,
                        optimizer=args.optimizer)
     print(f"cnnkit summary {label}: input {'x'.join(map(str, shape))} (CxHxW), batch "
@@ -583,7 +562,7 @@ def cmd_summary(args) -> int:
 
 def cmd_convert(args) -> int:
     from .convert import fully_convolutional, inexact_reasons, output_stride, score_map_size
-    from .nn.containers import brief
+    from .nn import brief
 
     model, shape, label, original = _model_argument(args.model, _input_option(args),
                                                     np.random.default_rng(0))
@@ -630,7 +609,7 @@ _MODEL_HELP = ('a spec such as "INPUT[1x28x28] -> CONV5-6 -> RELU -> POOL2 -> FC
                "name: ")
 
 
-def _volume(text):
+def _volume_arg(text):
     """CxHxW (the notes' volumes are HxWxC; the command line takes NCHW's order) -> a tuple."""
     parts = text.lower().replace("×", "x").split("x")
     try:
@@ -652,7 +631,7 @@ def _add_model_argument(p, models, checkpoint: bool = False) -> None:
 
 
 def _add_input_option(p) -> None:
-    p.add_argument("--input", type=_volume, metavar="CxHxW", default=None,
+    p.add_argument("--input", type=_volume_arg, metavar="CxHxW", default=None,
                    help="input volume (default: a zoo model's designed input, a spec's INPUT)")
 
 
@@ -682,6 +661,7 @@ def _non_negative_float(text):
 
 def build_parser() -> argparse.ArgumentParser:
     from .models import MODELS
+    from .optim import OPTIMIZERS
 
     parser = argparse.ArgumentParser(
         prog="cnnkit",
@@ -721,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=None,
         help="learning rate (default: "
-        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+        + ", ".join(f"{k} {choice.lr:g}" for k, choice in OPTIMIZERS.items())
         + ")",
     )
     p.add_argument(
@@ -903,7 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
         "net gives a map of class scores over a larger image in one forward pass.",
     )
     _add_model_argument(p, models, checkpoint=True)
-    p.add_argument("--image", type=_volume, metavar="CxHxW",
+    p.add_argument("--image", type=_volume_arg, metavar="CxHxW",
                    help="also give the score map's size on an image of this volume")
     p.add_argument("--output", "-o", metavar="PATH",
                    help="save the converted net (weights included) as a checkpoint")

@@ -22,95 +22,68 @@ Public names: :func:`fully_convolutional`, :func:`output_stride`, :func:`score_m
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
 
 from . import nn
-from .functional._utils import as_float_array, check_count, pair
-from .nn.containers import brief
-from .summary import trace
+from .functional._utils import as_float_array, check_example_shape
+from .nn import brief
+from .nn.facts import last_out
 
 __all__ = ["fully_convolutional", "output_stride", "score_map_size", "sliding_scores",
            "inexact_reasons", "converted_is_exact"]
 
-ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Dropout)
 
+# ----------------------------------------------------------------------------- the walk
 
-# ----------------------------------------------------------------------------- shape trace
-
-def _flat_layers(model, prefix=""):
-    """``[(dotted_name, layer)]`` of a Sequential with nested Sequentials expanded."""
+def _chain(model) -> list:
+    """``[(dotted_name, layer)]``: the layers ``model`` runs one after another (nested
+    Sequentials expanded)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a cnnkit.nn.Module, got {type(model).__name__}")
-    if not isinstance(model, nn.Sequential):
-        return [(prefix or "0", model)]
-    out = []
-    for i, layer in enumerate(model):
-        out.extend(_flat_layers(layer, f"{prefix}{i}." if isinstance(layer, nn.Sequential)
-                                else f"{prefix}{i}"))
-    return out
+    return list(model.named_chain())
 
 
-def _volume(shape, what: str) -> tuple:
-    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
-        raise ValueError(f"{what} must be (C, H, W), got {shape!r}")
-    return tuple(check_count(v, f"{what} entry") for v in shape)
-
-
-def _mul(a, b):
-    return None if a is None or b is None else (a[0] * b[0], a[1] * b[1])
-
-
-def _trace(layer, shape: tuple, name: str):
-    """``(rows by dotted name, out_shape)`` of ``layer`` under its name in the net, for one
-    example of ``shape``: :func:`cnnkit.summary.trace`, which follows the size rule without
-    computing (and runs an unknown layer once on zeros)."""
-    rows = trace(layer, shape, prefix=name)
-    return {row.name: row for row in rows}, (rows[-1].out_shape if rows else tuple(shape))
-
-
-def _stride(layer, rows: dict, name: str):
-    """``(sh, sw)`` by which ``layer`` subsamples, from its ``stride`` (conv, pooling) or its
-    body's (Sequential: the product; Residual: the body's; Concat: its branches', which must
-    agree). None for a global pool, and for an unknown layer that changes H x W and has no
-    ``stride`` attribute; ``rows`` are the layer's traced rows."""
-    one = (1, 1)
-    if isinstance(layer, nn.Sequential):
-        stride = one
-        for i, child in enumerate(layer):
-            stride = _mul(stride, _stride(child, rows, f"{name}.{i}"))
-        return stride
-    if isinstance(layer, nn.Residual):
-        return _stride(layer.body, rows, f"{name}.body")
-    if isinstance(layer, nn.Concat):
-        strides = [_stride(b, rows, f"{name}.{i}") for i, b in enumerate(layer)]
-        if len(set(strides)) > 1:
-            raise ValueError(f"layer {name} {brief(layer)}: its branches have strides {strides}; "
-                             f"they must agree")
-        return strides[0]
-    if isinstance(layer, nn.GlobalAvgPool2d):
-        return None
-    if getattr(layer, "stride", None) is not None:
-        return pair(layer.stride, f"layer {name} {brief(layer)} stride")
-    row = rows[name]
-    same = len(row.in_shape) != 3 or tuple(row.in_shape[1:]) == tuple(row.out_shape[1:])
-    return one if same else None
-
-
-def _split(layers):
+def _split(layers) -> int | None:
     """Index of the first Flatten or Linear (the start of the classifier), or None."""
     return next((k for k, (_, layer) in enumerate(layers)
                  if isinstance(layer, (nn.Flatten, nn.Linear))), None)
 
 
-def _global_pool(layers):
-    """``(name, module)`` of the first GlobalAvgPool2d among ``layers`` and their children."""
+def _steps(layers, shape: tuple):
+    """``(name, layer, in shape, out shape)`` along ``layers``, each traced by its facts."""
     for name, layer in layers:
-        for sub, m in layer.named_modules():
-            if isinstance(m, nn.GlobalAvgPool2d):
-                return (f"{name}.{sub}" if sub else name), m
+        out = _trace(layer, name, shape)
+        yield name, layer, shape, out
+        shape = out
+
+
+def _trace(layer, name: str, shape: tuple) -> tuple:
+    """The output shape of ``layer`` (called ``name`` in the net), errors naming the layer."""
+    return last_out(layer.walk_shapes(shape, name), shape)
+
+
+def _stride(features, shape: tuple):
+    """``((sh, sw), None)``: the product of the layers' strides; or ``(None, (name, layer, out
+    shape))`` naming the first layer that does not say its stride."""
+    sh = sw = 1
+    for name, layer, in_shape, out in _steps(features, shape):
+        stride = layer.output_stride(in_shape)
+        if stride is None:
+            return None, (name, layer, out)
+        sh, sw = sh * stride[0], sw * stride[1]
+    return (sh, sw), None
+
+
+def _global_pool(layers, shape: tuple):
+    """``(name, module)`` of the first module, among ``layers`` and their children, that takes
+    the whole map to one position (a 1x1 output and no stride: a global pool), or None."""
+    for name, layer in layers:
+        for step in layer.walk_shapes(shape, name):
+            if step.out_shape[1:] == (1, 1) and step.module.output_stride(step.in_shape) is None:
+                return step.name, step.module
+        shape = _trace(layer, name, shape)
     return None
 
 
@@ -147,22 +120,20 @@ def output_stride(model, input_shape) -> tuple[int, int]:
     >>> output_stride(net, (3, 12, 12))
     (6, 6)
     """
-    layers = _flat_layers(model)
-    shape = _volume(input_shape, "input_shape")
+    layers = _chain(model)
+    shape = check_example_shape(input_shape, "input_shape", volume=True)
     end = _split(layers)
     features = layers if end is None else layers[:end]
-    gap = _global_pool(features)
+    gap = _global_pool(features, shape)
     if gap is not None:
-        raise ValueError(f"layer {gap[0]} {brief(gap[1])} averages over the whole map, so the net "
-                         f"has no output stride (its output is one score vector per image)")
-    stride = (1, 1)
-    for name, layer in features:
-        rows, shape = _trace(layer, shape, name)
-        s = _stride(layer, rows, name)
-        if s is None:
-            raise ValueError(f"cannot tell the stride of layer {name} {brief(layer)} (it maps "
-                             f"the volume to {shape} and has no `stride` attribute)")
-        stride = _mul(stride, s)
+        raise ValueError(f"layer {gap[0]} {brief(gap[1])} takes the whole map to one position, "
+                         f"so the net has no output stride (its output is one score vector per "
+                         f"image)")
+    stride, unknown = _stride(features, shape)
+    if unknown is not None:
+        name, layer, out = unknown
+        raise ValueError(f"cannot tell the stride of layer {name} {brief(layer)} (it maps "
+                         f"the volume to {out} and has no `stride` attribute)")
     return stride
 
 
@@ -180,15 +151,15 @@ def score_map_size(converted, image_shape) -> tuple[int, int]:
         If the net still holds a Flatten or Linear (convert it first), or a layer's size rule
         fails on this image (the message names the layer and the numbers).
     """
-    layers = _flat_layers(converted)
-    shape = _volume(image_shape, "image_shape")
+    layers = _chain(converted)
+    shape = check_example_shape(image_shape, "image_shape", volume=True)
     end = _split(layers)
     if end is not None:
         name, layer = layers[end]
         raise ValueError(f"layer {name} {brief(layer)}: the net is not fully convolutional; "
                          f"convert it with fully_convolutional(model, input_shape) first")
     for name, layer in layers:
-        _, shape = _trace(layer, shape, name)
+        shape = _trace(layer, name, shape)
     if len(shape) != 3:
         raise ValueError(f"the net gives a {shape} output per example, not a (K, h, w) map")
     return tuple(shape[1:])
@@ -204,8 +175,7 @@ def _conv_from_linear(linear: nn.Linear, volume: tuple) -> nn.Conv2d:
     conv.weight = nn.Parameter(linear.weight.data.reshape(linear.out_features, c, h, w))
     if linear.bias is not None:
         conv.bias = nn.Parameter(linear.bias.data)
-    object.__setattr__(conv, "training", linear.training)
-    return conv
+    return conv.train(linear.training)
 
 
 def _bn2d_from_bn1d(bn: nn.BatchNorm1d) -> nn.BatchNorm2d:
@@ -214,20 +184,7 @@ def _bn2d_from_bn1d(bn: nn.BatchNorm1d) -> nn.BatchNorm2d:
     new.weight, new.bias = nn.Parameter(bn.weight.data), nn.Parameter(bn.bias.data)
     for buf in ("running_mean", "running_var", "num_batches_tracked"):
         new.register_buffer(buf, np.array(getattr(bn, buf), copy=True))   # dtype kept
-    object.__setattr__(new, "training", bn.training)
-    return new
-
-
-def _copy(layer):
-    """A deep copy (weights, buffers, modes, a Dropout's rng state) without the forward caches."""
-    saved = [(m, m._cache) for _, m in layer.named_modules()]
-    try:
-        for m, _ in saved:
-            object.__setattr__(m, "_cache", None)
-        return copy.deepcopy(layer)
-    finally:
-        for m, cache in saved:
-            object.__setattr__(m, "_cache", cache)
+    return new.train(bn.training)
 
 
 def fully_convolutional(model, input_shape) -> nn.Sequential:
@@ -239,7 +196,7 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
         later Linear(F, G)          ->  Conv2d(F, G, 1)
         BatchNorm1d(F)              ->  BatchNorm2d(F), same gamma, beta, running stats, eps,
                                         momentum and mode
-        ReLU, LeakyReLU, Sigmoid, Tanh, Dropout: kept (copies, a Dropout's rng state too)
+        position-wise layers (activations, dropout): kept (copies, a Dropout's rng state too)
         Flatten: removed
 
     The conv/pool part is copied as it is. On an image of ``input_shape`` the result gives
@@ -255,7 +212,8 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
     ----------
     model : nn.Module, a Sequential (nested Sequentials are expanded): a conv/pool part (any
         spatial layers: conv, pooling, BatchNorm2d, activations, Residual, ...), then Flatten,
-        then a classifier of Linear layers with BatchNorm1d and elementwise layers between them.
+        then a classifier of Linear layers with BatchNorm1d and position-wise layers between
+        them (``layer.position_wise``: activations, dropout).
         A Linear straight after the conv/pool part (it flattens its input itself) is accepted.
     input_shape : (C, H, W), the input the model was built for
 
@@ -267,9 +225,9 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
     ------
     ValueError
         If there is nothing to convert (no Linear: the net is already fully convolutional; a
-        GlobalAvgPool2d head: it already takes any size and pools over the whole map), the
-        conv/pool part holds a LocallyConnected2d (its weights are tied to one input size),
-        a layer after the Flatten is not one of the above (named), a BatchNorm1d sits between the
+        GlobalAvgPool2d head: it already takes any size and pools over the whole map), a layer
+        of the conv/pool part cannot take a larger image (a LocallyConnected2d: its weights are
+        tied to one input size), a layer after the Flatten is not one of the above (named), a BatchNorm1d sits between the
         Flatten and the first Linear, or a Linear's in_features does not match the volume it
         gets (both numbers).
 
@@ -283,17 +241,16 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
     >>> conv_net(np.zeros((1, 3, 20, 16), np.float32)).shape      # (20 - 12)/2 + 1, (16 - 12)/2 + 1
     (1, 10, 5, 3)
     """
-    layers = _flat_layers(model)
-    input_shape = _volume(input_shape, "input_shape")
+    layers = _chain(model)
+    input_shape = check_example_shape(input_shape, "input_shape", volume=True)
     end = _split(layers)
     features = layers if end is None else layers[:end]
+    gap = _global_pool(features, input_shape)
     if end is None or not any(isinstance(layer, nn.Linear) for _, layer in layers[end:]):
-        gap = _global_pool(features)
         why = (f"its layer {gap[0]} {brief(gap[1])} already pools over the whole map"
                if gap else "it is already fully convolutional and slides over a larger image as "
                            "it is")
         raise ValueError(f"nothing to convert: {brief(model)} has no Linear layer; {why}")
-    gap = _global_pool(features)
     if gap is not None:
         raise ValueError(
             f"nothing to convert: layer {gap[0]} {brief(gap[1])} averages the feature map over "
@@ -301,18 +258,21 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
             f"vector per image, not a map; to score crops, put an AvgPool2d whose window is the "
             f"map size at {'x'.join(map(str, input_shape))} (stride 1) in its place and convert "
             f"that net")
-    for name, layer in features:
-        for _, m in layer.named_modules():
-            if isinstance(m, nn.LocallyConnected2d):
-                raise ValueError(f"layer {name} {brief(layer)} holds a LocallyConnected2d, whose "
-                                 f"weights are tied to one input size ({m.input_size}); the "
-                                 f"converted net could not slide over a larger image")
     shape = input_shape
-    for name, layer in features:
-        _, shape = _trace(layer, shape, name)
+    for _, _, _, shape in _steps(features, input_shape):
+        pass
     if len(shape) != 3:
         raise ValueError(f"the conv/pool part gives a {shape} output per example, not a "
                          f"(C', H', W') volume")
+    stride, _ = _stride(features, input_shape)
+    if stride is not None:             # one stride more: the smallest larger image it must take
+        c, h, w = input_shape
+        try:
+            for _ in _steps(features, (c, h + stride[0], w + stride[1])):
+                pass
+        except ValueError as err:
+            raise ValueError(f"the converted net could not slide over a larger image: {err}") \
+                from err
 
     head, channels = [], None           # channels: the last Linear's out_features
     for name, layer in layers[end:]:
@@ -337,16 +297,16 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
                 raise ValueError(f"{where}: num_features = {layer.num_features}, but the "
                                  f"previous Linear gives {channels} features")
             head.append(_bn2d_from_bn1d(layer))
-        elif isinstance(layer, ELEMENTWISE):
-            head.append(_copy(layer))
+        elif layer.position_wise:
+            head.append(layer.copy())
         else:
             raise ValueError(
                 f"{where} follows the Flatten and has no conv equivalent; a classifier to convert "
-                f"holds only Linear, BatchNorm1d and elementwise layers "
-                f"({', '.join(cls.__name__ for cls in ELEMENTWISE)})")
+                f"holds only Linear, BatchNorm1d and position-wise layers (activations, "
+                f"dropout)")
 
-    result = nn.Sequential(*(_copy(layer) for _, layer in features), *head)
-    object.__setattr__(result, "training", model.training)
+    result = nn.Sequential(*(layer.copy() for _, layer in features), *head)
+    result.training = model.training
     result.zero_grad()
     return result
 
@@ -377,7 +337,7 @@ def sliding_scores(model, image, input_shape) -> np.ndarray:
         If the image is not 4-D, has other channels than input_shape, is smaller than a crop,
         or the model does not give (N, K) scores; and as :func:`output_stride`.
     """
-    c, h_in, w_in = _volume(input_shape, "input_shape")
+    c, h_in, w_in = check_example_shape(input_shape, "input_shape", volume=True)
     image = as_float_array(image, "sliding_scores image")
     if image.ndim != 4 or image.shape[1] != c or image.shape[2] < h_in or image.shape[3] < w_in:
         raise ValueError(f"sliding_scores: image must be (N, {c}, H_img, W_img) with H_img >= "
@@ -407,7 +367,7 @@ def inexact_reasons(model) -> list[str]:
     or the converted net.
     """
     reasons = []
-    for name, m in _flat_layers(model):
+    for name, m in _chain(model):
         for sub, layer in m.named_modules():
             where = f"layer {name}{'.' + sub if sub else ''} {brief(layer)}"
             padding = getattr(layer, "padding", None)
@@ -416,10 +376,9 @@ def inexact_reasons(model) -> list[str]:
             if any(pads):
                 reasons.append(f"{where} pads by {pads}: at a crop's "
                                f"border it sees zeros where the larger image has pixels")
-            if layer.training and isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                reasons.append(f"{where} is in training mode (batch statistics); call .eval()")
-            if layer.training and isinstance(layer, nn.Dropout) and layer.p > 0:
-                reasons.append(f"{where} is in training mode (random masks); call .eval()")
+            effect = layer.training_effect()
+            if layer.training and effect:
+                reasons.append(f"{where} is in training mode ({effect}); call .eval()")
     return reasons
 
 

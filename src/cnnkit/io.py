@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write_bytes, atomic_write_text
-from .nn.module import Module, build
+from .nn.module import Module, build, shapes_only
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model",
            "atomic_write_bytes", "atomic_write_text"]
@@ -48,9 +48,11 @@ class Checkpoint:
     path: Path | None = None
 
     def build_model(self) -> Module:
-        """The network, rebuilt from its config, with the saved weights and buffers."""
+        """The network, rebuilt from its config, with the saved weights and buffers (its layers
+        are built without drawing weights the state then replaces)."""
         try:
-            model = build(self.model_config)
+            with shapes_only():
+                model = build(self.model_config)
             model.load_state_dict(self.model_state)
         except (ValueError, RuntimeError) as err:
             raise CheckpointError(f"{self.path}: the saved model does not rebuild: {err}") from err

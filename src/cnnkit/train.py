@@ -24,7 +24,6 @@ import numpy as np
 
 from .functional.losses import get_loss
 from .io import CheckpointError, load_checkpoint, save_checkpoint
-from .nn.module import call_backward
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate", "predict"]
 
@@ -231,7 +230,7 @@ class Trainer:
                         f"{self._batch + 1}; try a lower learning rate"
                         + (f"; the last good checkpoint is {self.checkpoint} (epoch {self.epoch})"
                            if self.checkpoint is not None and self.checkpoint.exists() else ""))
-                call_backward(self.model, dscores, input_grad=False)
+                self.model.backward(dscores, input_grad=False)
                 self.optimizer.step()
                 self._batch += 1
                 self._sums[0] += loss * len(idx)

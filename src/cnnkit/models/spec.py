@@ -40,30 +40,19 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from typing import Callable
+
 import numpy as np
 
 from .. import nn
-from ..functional._utils import conv_output_size
+from ..functional._utils import SizeRuleError, VolumeError, check_volume
 from .blocks import basic_block
 
 __all__ = ["SpecError", "Layer", "Repeat", "Spec", "Step", "LAYERS", "parse", "build", "trace",
            "describe", "is_spec"]
 
-# name -> the form shown in messages. Kinds that take numbers have a pattern in _PATTERNS.
-LAYERS = {
-    "CONV": "CONVk-n[/sSpPdD]", "LC": "LCk-n[/sSpPdD]", "POOL": "POOLk[/S]",
-    "AVGPOOL": "AVGPOOLk[/S]", "L2POOL": "L2POOLk[/S]", "FC": "FC-n", "RELU": "RELU",
-    "SIGMOID": "SIGMOID", "TANH": "TANH", "BN": "BN", "DROPOUT": "DROPOUT[p]",
-    "RES": "RES-n[/sS]", "GAP": "GAP", "LRN": "LRN[n]",
-}
-_EXAMPLES = {"CONV": "CONV3-64 or CONV7-64/s2p3", "LC": "LC3-16 or LC3-16/s2", "POOL": "POOL2 or "
-             "POOL3/2", "AVGPOOL": "AVGPOOL2", "L2POOL": "L2POOL2", "FC": "FC-10",
-             "DROPOUT": "DROPOUT or DROPOUT0.3", "RES": "RES-64 or RES-128/s2", "LRN": "LRN5"}
 _WINDOW = r"(\d+)-(\d+)(?:/([A-Z0-9]+))?"
-_PATTERNS = {"CONV": _WINDOW, "LC": _WINDOW, "POOL": r"(\d+)(?:/S?(\d+))?", "FC": r"-(\d+)",
-             "DROPOUT": r"(\d*\.?\d+|\d+\.)?", "RES": r"-(\d+)(?:/S?(\d+))?", "LRN": r"(\d+)?"}
-_PATTERNS["AVGPOOL"] = _PATTERNS["L2POOL"] = _PATTERNS["POOL"]
-_BY_LENGTH = sorted(LAYERS, key=len, reverse=True)       # L2POOL before POOL, and so on
+_POOL = r"(\d+)(?:/S?(\d+))?"
 _WORD = re.compile(r"[A-Za-z0-9_.\-/]")
 _STAR = re.compile(r"\*\s*(-?\d*)")
 MAX_LAYERS = 10_000                                       # in the expanded chain
@@ -186,40 +175,14 @@ def _decode(text: str, span: tuple) -> Layer:
         hint = f"did you mean {close[0]}? " if close else ""
         raise SpecError.at(text, span, where, f"unknown layer {stem}; {hint}known layers: "
                            f"{', '.join(LAYERS.values())}")
-    rest = word[len(name):]
-    m = re.fullmatch(_PATTERNS.get(name, ""), rest)
-    opts = {}
-    if m and name in ("CONV", "LC") and m.group(3):
-        opts = _window_options(m.group(3))
-    if m is None or opts is None:
-        example = f", e.g. {_EXAMPLES[name]}" if name in _EXAMPLES else ""
+    token = TOKENS[name]
+    m = re.fullmatch(token.pattern, word[len(name):])
+    args = None if m is None else token.read(*m.groups())
+    if args is None:
+        example = f", e.g. {token.example}" if token.example else ""
         raise SpecError.at(text, span, where, f"not a valid {name} token; the form is "
-                           f"{LAYERS[name]}{example}")
-    g = m.groups()
-    if name in ("CONV", "LC"):
-        args = {"kernel": int(g[0]), "filters": int(g[1]), "stride": opts.get("S", 1),
-                "padding": opts.get("P"), "dilation": opts.get("D", 1)}
-    elif name.endswith("POOL"):
-        args = {"kernel": int(g[0]), "stride": int(g[0]) if g[1] is None else int(g[1])}
-    elif name == "FC":
-        args = {"features": int(g[0])}
-    elif name == "DROPOUT":
-        args = {"p": 0.5 if g[0] is None else float(g[0])}
-    elif name == "RES":
-        args = {"channels": int(g[0]), "stride": 1 if g[1] is None else int(g[1])}
-    elif name == "LRN":
-        args = {"size": 5 if g[0] is None else int(g[0])}
-    else:
-        args = {}
+                           f"{token.form}{example}")
     return Layer(name, args, span)
-
-
-def _window_options(opts: str) -> dict | None:
-    """``S2P0D2`` (any order, each once) -> {"S": 2, "P": 0, "D": 2}; None when malformed."""
-    pairs = re.findall(r"([SPD])(\d+)", opts)
-    if "".join(k + v for k, v in pairs) != opts or len({k for k, _ in pairs}) != len(pairs):
-        return None
-    return {k: int(v) for k, v in pairs}
 
 
 def parse(text: str) -> Spec:
@@ -346,24 +309,7 @@ def _canonical(node) -> str:
     if isinstance(node, Repeat):
         inner = " -> ".join(_canonical(n) for n in node.body)
         return f"[{inner}]" + ("" if node.count == 1 else f"*{node.count}")
-    a, kind = node.args, node.kind
-    if kind in ("CONV", "LC"):
-        defaults = {"S": 1, "P": a["dilation"] * (a["kernel"] - 1) / 2, "D": 1}
-        given = {"S": a["stride"], "P": a["padding"], "D": a["dilation"]}
-        opts = "".join(f"{key.lower()}{v}" for key, v in given.items()
-                       if v is not None and v != defaults[key])
-        return f"{kind}{a['kernel']}-{a['filters']}" + (f"/{opts}" if opts else "")
-    if kind.endswith("POOL"):
-        return f"{kind}{a['kernel']}" + (f"/{a['stride']}" if a["stride"] != a["kernel"] else "")
-    if kind == "FC":
-        return f"FC-{a['features']}"
-    if kind == "DROPOUT":
-        return "DROPOUT" + np.format_float_positional(a["p"], trim="-")
-    if kind == "RES":
-        return f"RES-{a['channels']}" + (f"/s{a['stride']}" if a["stride"] != 1 else "")
-    if kind == "LRN":
-        return "LRN" + (str(a["size"]) if a["size"] != 5 else "")
-    return kind
+    return node.kind + TOKENS[node.kind].write(node.args)
 
 
 def is_spec(text) -> bool:
@@ -427,8 +373,9 @@ def _count(nodes) -> int:
 
 
 def _plan(spec: Spec, input_shape):
-    """[(Step, fail, make)] with make(rng) -> list of modules; raises SpecError at the
-    first layer that cannot apply."""
+    """[(Step, make)] with make(rng) -> the layer's modules; raises SpecError at the first
+    layer that cannot apply. Each layer's modules are built without weights
+    (``nn.shapes_only``) and asked for their output shape: the size rules are the layers' own."""
     total = _count(spec.nodes)
     if total > MAX_LAYERS:                  # a typo such as *1000 would otherwise seem to hang
         node = max(spec.nodes, key=lambda n: _count((n,)))
@@ -438,7 +385,7 @@ def _plan(spec: Spec, input_shape):
     flat = list(_expand(spec.nodes))
     last_fc = max((i for i, (layer, _) in enumerate(flat) if layer.kind == "FC"), default=None)
     origin = ""                                   # the layer that made the volume a vector
-    plan = []
+    plan, scratch = [], np.random.default_rng(0)  # scratch: draws nothing that is kept
     for i, (layer, path) in enumerate(flat):
         token = spec.text[layer.span[0]:layer.span[1]]
         where = f"at layer {i + 1} (input {_shape_text(shape)})"
@@ -449,14 +396,37 @@ def _plan(spec: Spec, input_shape):
         def fail(reason, span=layer.span, where=where):
             raise SpecError.at(spec.text, span, where, reason)
 
-        follows_bn = i + 1 < len(flat) and flat[i + 1][0].kind == "BN"
-        out, make = _RULES[layer.kind](layer.args, shape, fail, origin,
-                                       bias=not follows_bn, classifier=i == last_fc)
-        if len(out) == 1 and len(shape) == 3:
+        rule, args, shape_in = TOKENS[layer.kind], layer.args, shape
+        context = dict(fail=fail, bias=not (i + 1 < len(flat) and flat[i + 1][0].kind == "BN"),
+                       classifier=i == last_fc)
+        try:
+            with nn.shapes_only():
+                modules = rule.build(args, shape, rng=scratch, **context)
+                for module in modules:
+                    shape = tuple(module.output_shape(shape))
+        except (ValueError, TypeError) as err:
+            if isinstance(err, SpecError):
+                raise
+            fail(_reason(err, layer.kind, shape_in, origin))
+        if len(shape) == 1 and len(shape_in) == 3:
             origin = f"the output of {token} at layer {i + 1}"
-        plan.append((Step(i + 1, token, shape, out), fail, make))
-        shape = out
+
+        def make(rng, rule=rule, args=args, shape_in=shape_in, context=context):
+            return rule.build(args, shape_in, rng=rng, **context)
+        plan.append((Step(i + 1, token, shape_in, shape), make))
     return plan
+
+
+def _reason(err: Exception, kind: str, shape: tuple, origin: str) -> str:
+    """Why a layer's modules do not fit ``shape``, in the grammar's words."""
+    while isinstance(err, nn.LayerError):        # inside a block (RES): the layer's own error
+        err = err.reason
+    if isinstance(err, VolumeError) and len(shape) == 1:
+        return (f"{kind} needs a volume (CxHxW), but its input is a vector of {shape[0]} "
+                f"({origin}); volume layers go before the first FC or GAP")
+    if isinstance(err, SizeRuleError):           # the grammar's name; strict=False is no option
+        return err.message(TOKENS[kind].what or kind.lower(), TOKENS[kind].hint or None)
+    return f"{type(err).__name__}: {err}"
 
 
 def build(text_or_spec, input_shape=None, *, rng=None) -> nn.Sequential:
@@ -487,15 +457,7 @@ def build(text_or_spec, input_shape=None, *, rng=None) -> nn.Sequential:
     spec = text_or_spec if isinstance(text_or_spec, Spec) else parse(text_or_spec)
     plan = _plan(spec, input_shape)
     rng = np.random.default_rng() if rng is None else rng
-    net = nn.Sequential()
-    for _, fail, make in plan:
-        try:
-            modules = make(rng)
-        except (ValueError, TypeError) as err:        # a module's own check, as a last resort
-            fail(f"{type(err).__name__}: {err}")
-        for module in modules:
-            net.append(module)
-    return net
+    return nn.Sequential(*(module for _, make in plan for module in make(rng)))
 
 
 def trace(text_or_spec, input_shape=None) -> list[Step]:
@@ -506,127 +468,160 @@ def trace(text_or_spec, input_shape=None) -> list[Step]:
     [(8, 10, 10), (8, 5, 5), (8,)]
     """
     spec = text_or_spec if isinstance(text_or_spec, Spec) else parse(text_or_spec)
-    return [step for step, _, _ in _plan(spec, input_shape)]
+    return [step for step, _ in _plan(spec, input_shape)]
 
 
-# ----------------------------------------------------------------------------- the layer rules
-# Each rule: (args, shape in, fail, origin, *, bias, classifier) -> (shape out, make(rng)).
+# ----------------------------------------------------------------------------- the layers
+# One line per token: how it is written (its form, a regex of what follows its name, and how the
+# regex's groups become its numbers and back) and what it builds on the volume it gets. The
+# plan asks the built modules for their shapes, so a token needs no shape rule of its own.
+
+@dataclass(frozen=True)
+class Token:
+    """A layer of the grammar.
+
+    ``form`` shows it in messages; ``pattern`` matches what follows the name (groups are passed
+    to ``read``, which returns its numbers with the defaults filled in, or None when they do
+    not parse); ``write`` gives the canonical text after the name; ``build(args, shape, *,
+    fail, rng, bias, classifier)`` returns its modules for an input ``shape`` (``fail(reason)``
+    rejects a number; ``bias`` is False before a BN; ``classifier`` marks the last FC);
+    ``what`` and ``hint`` word a size-rule error the grammar's way.
+    """
+
+    form: str
+    build: Callable[..., list]
+    pattern: str = ""
+    read: Callable[..., dict | None] = lambda: {}
+    write: Callable[[dict], str] = lambda args: ""
+    example: str = ""
+    what: str = ""
+    hint: str = ""
+
 
 def _at_least(fail, value, minimum, what):
     if value < minimum:
         fail(f"{what} must be >= {minimum}, got {value}")
 
 
-def _volume(shape, fail, origin, what):
-    if len(shape) != 3:
-        fail(f"{what} needs a volume (CxHxW), but its input is a vector of {shape[0]} "
-             f"({origin}); volume layers go before the first FC or GAP")
+def _window_options(opts: str) -> dict | None:
+    """``S2P0D2`` (any order, each once) -> {"S": 2, "P": 0, "D": 2}; None when malformed."""
+    pairs = re.findall(r"([SPD])(\d+)", opts)
+    if "".join(k + v for k, v in pairs) != opts or len({k for k, _ in pairs}) != len(pairs):
+        return None
+    return {k: int(v) for k, v in pairs}
 
 
-def _size_rule(shape, k, s, p, d, fail, what):
-    try:
-        return tuple(conv_output_size(size, k, s, p, d, what, axis)
-                     for size, axis in zip(shape[1:], ("height", "width")))
-    except ValueError as err:
-        message = str(err)
-        if "is not an integer" in message:
-            # The kernel's hint "or pass strict=False" names an argument a spec cannot set.
-            hint = ("the window or the stride (POOLk/s)" if what.endswith("pool")
-                    else "the stride or the padding (CONVk-n/sNpM)")
-            message = f"{message.split('; change the stride')[0]}; change {hint}"
-        fail(message)
+def _read_window(k, n, opts):
+    """``CONVk-n/s2p0d2`` -> its numbers; padding stays None when not written."""
+    given = _window_options(opts or "")
+    if given is None:
+        return None
+    return {"kernel": int(k), "filters": int(n), "stride": given.get("S", 1),
+            "padding": given.get("P"), "dilation": given.get("D", 1)}
 
 
-def _window(args, shape, fail, origin, *, bias, classifier, local=False):
-    name = "LC" if local else "CONV"
-    _volume(shape, fail, origin, name)
-    k, n, s, p, d = (args[key] for key in ("kernel", "filters", "stride", "padding", "dilation"))
-    for value, what in ((k, "the kernel size k"), (n, "the number of filters n"),
-                        (s, "the stride"), (d, "the dilation")):
-        _at_least(fail, value, 1, what)
-    if p is None:
-        if d * (k - 1) % 2:
-            fail(f"the window spans D*(k-1)+1 = {d * (k - 1) + 1}, an even number, so no padding "
-                 f"centres it; give one, e.g. {name}{k}-{n}/p{d * (k - 1) // 2}")
-        p = d * (k - 1) // 2
-    h, w = _size_rule(shape, k, s, p, d, fail, "locally connected" if local else "conv")
-    c = shape[0]
-    if local:
-        return (n, h, w), lambda rng: [nn.LocallyConnected2d(
-            c, n, k, input_size=shape[1:], stride=s, padding=p, dilation=d, rng=rng)]
-    return (n, h, w), lambda rng: [nn.Conv2d(c, n, k, stride=s, padding=p, dilation=d,
-                                             bias=bias, rng=rng)]
+def _write_window(a):
+    defaults = {"S": 1, "P": a["dilation"] * (a["kernel"] - 1) / 2, "D": 1}
+    given = {"S": a["stride"], "P": a["padding"], "D": a["dilation"]}
+    opts = "".join(f"{key.lower()}{v}" for key, v in given.items()
+                   if v is not None and v != defaults[key])
+    return f"{a['kernel']}-{a['filters']}" + (f"/{opts}" if opts else "")
 
 
-def _pool(cls, what):
-    def rule(args, shape, fail, origin, **_):
-        _volume(shape, fail, origin, what.upper())
-        k, s = args["kernel"], args["stride"]
-        _at_least(fail, k, 1, "the pooling window k")
-        _at_least(fail, s, 1, "the stride")
-        h, w = _size_rule(shape, k, s, 0, 1, fail, what)
-        return (shape[0], h, w), lambda rng: [cls(k, stride=s)]
-    return rule
+def _window(local: bool):
+    def build(args, shape, *, fail, rng, bias, **_):
+        name = "LC" if local else "CONV"
+        k, n, s, p, d = (args[key] for key in ("kernel", "filters", "stride", "padding",
+                                              "dilation"))
+        for value, what in ((k, "the kernel size k"), (n, "the number of filters n"),
+                            (s, "the stride"), (d, "the dilation")):
+            _at_least(fail, value, 1, what)
+        if p is None:                         # the grammar's default: padding that keeps H x W
+            if d * (k - 1) % 2:
+                fail(f"the window spans D*(k-1)+1 = {d * (k - 1) + 1}, an even number, so no "
+                     f"padding centres it; give one, e.g. {name}{k}-{n}/p{d * (k - 1) // 2}")
+            p = d * (k - 1) // 2
+        if local:
+            return [nn.LocallyConnected2d(shape[0], n, k, check_volume(shape, name)[1:],
+                                          stride=s, padding=p, dilation=d, rng=rng)]
+        return [nn.Conv2d(shape[0], n, k, stride=s, padding=p, dilation=d, bias=bias, rng=rng)]
+    return build
 
 
-def _fc(args, shape, fail, origin, *, classifier, **_):
-    n = args["features"]
-    _at_least(fail, n, 1, "the number of outputs n")
-    d = int(np.prod(shape))
+def _pool(cls):
+    def build(args, shape, *, fail, **_):
+        _at_least(fail, args["kernel"], 1, "the pooling window k")
+        _at_least(fail, args["stride"], 1, "the stride")
+        return [cls(args["kernel"], stride=args["stride"])]
+    return build
+
+
+def _pool_token(name, cls):
+    return Token(f"{name}k[/S]", _pool(cls), _POOL,
+                 lambda k, s: {"kernel": int(k), "stride": int(k) if s is None else int(s)},
+                 lambda a: f"{a['kernel']}" + (f"/{a['stride']}" if a["stride"] != a["kernel"]
+                                               else ""),
+                 f"{name}2" + (" or POOL3/2" if name == "POOL" else ""), name.lower(),
+                 "the window or the stride (POOLk/s)")
+
+
+def _fc(args, shape, *, fail, rng, classifier, **_):
+    _at_least(fail, args["features"], 1, "the number of outputs n")
     init = {"init": "gaussian", "weight_scale": 1e-2} if classifier else {}
-
-    def make(rng):
-        flatten = [nn.Flatten()] if len(shape) == 3 else []
-        return flatten + [nn.Linear(d, n, rng=rng, **init)]
-    return (n,), make
+    flatten = [nn.Flatten()] if len(shape) == 3 else []
+    return flatten + [nn.Linear(int(np.prod(shape)), args["features"], rng=rng, **init)]
 
 
-def _same(make):
-    return lambda args, shape, *a, **k: (shape, lambda rng: [make(shape)])
-
-
-def _dropout(args, shape, fail, *_, **__):
-    p = args["p"]
-    if not 0 <= p < 1:
+def _dropout(args, shape, *, fail, rng, **_):
+    if not 0 <= args["p"] < 1:
         fail(f"p is the probability to drop a unit and must be in [0, 1), got "
-             f"{np.format_float_positional(p, trim='-')}")
-    return shape, lambda rng: [nn.Dropout(p, rng=np.random.default_rng(rng.integers(2**63)))]
+             f"{np.format_float_positional(args['p'], trim='-')}")
+    return [nn.Dropout.seeded_from(args["p"], rng)]
 
 
-def _res(args, shape, fail, origin, **_):
-    _volume(shape, fail, origin, "RES")
-    n, s = args["channels"], args["stride"]
-    _at_least(fail, n, 1, "the number of channels n")
-    _at_least(fail, s, 1, "the stride")
-    # the block's first conv: 3x3, padding 1, strict=False (ResNet floors odd sizes at stride 2)
-    h, w = ((size - 1) // s + 1 for size in shape[1:])
-    return (n, h, w), lambda rng: [basic_block(shape[0], n, s, rng=rng)]
+def _res(args, shape, *, fail, rng, **_):
+    _at_least(fail, args["channels"], 1, "the number of channels n")
+    _at_least(fail, args["stride"], 1, "the stride")
+    return [basic_block(shape[0], args["channels"], args["stride"], rng=rng)]
 
 
-def _gap(args, shape, fail, origin, **_):
-    _volume(shape, fail, origin, "GAP")
-    return (shape[0],), lambda rng: [nn.GlobalAvgPool2d(), nn.Flatten()]
-
-
-def _lrn(args, shape, fail, origin, **_):
-    _volume(shape, fail, origin, "LRN")
+def _lrn(args, shape, *, fail, **_):
     _at_least(fail, args["size"], 1, "the LRN size n")
-    return shape, lambda rng: [nn.LocalResponseNorm(args["size"])]
+    return [nn.LocalResponseNorm(args["size"])]
 
 
-_RULES = {
-    "CONV": _window,
-    "LC": lambda *a, **k: _window(*a, **k, local=True),
-    "POOL": _pool(nn.MaxPool2d, "pool"),
-    "AVGPOOL": _pool(nn.AvgPool2d, "avgpool"),
-    "L2POOL": _pool(nn.L2Pool2d, "l2pool"),
-    "FC": _fc,
-    "RELU": _same(lambda shape: nn.ReLU()),
-    "SIGMOID": _same(lambda shape: nn.Sigmoid()),
-    "TANH": _same(lambda shape: nn.Tanh()),
-    "BN": _same(lambda shape: (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0])),
-    "DROPOUT": _dropout,
-    "RES": _res,
-    "GAP": _gap,
-    "LRN": _lrn,
+def _plain(make):
+    """A token without numbers that builds ``make()``."""
+    return lambda args, shape, **_: [make()]
+
+
+TOKENS = {
+    "CONV": Token("CONVk-n[/sSpPdD]", _window(local=False), _WINDOW, _read_window, _write_window,
+                  "CONV3-64 or CONV7-64/s2p3", "conv", "the stride or the padding (CONVk-n/sNpM)"),
+    "LC": Token("LCk-n[/sSpPdD]", _window(local=True), _WINDOW, _read_window, _write_window,
+                "LC3-16 or LC3-16/s2", "locally connected",
+                "the stride or the padding (CONVk-n/sNpM)"),
+    "POOL": _pool_token("POOL", nn.MaxPool2d),
+    "AVGPOOL": _pool_token("AVGPOOL", nn.AvgPool2d),
+    "L2POOL": _pool_token("L2POOL", nn.L2Pool2d),
+    "FC": Token("FC-n", _fc, r"-(\d+)", lambda n: {"features": int(n)},
+                lambda a: f"-{a['features']}", "FC-10"),
+    "RELU": Token("RELU", _plain(nn.ReLU)),
+    "SIGMOID": Token("SIGMOID", _plain(nn.Sigmoid)),
+    "TANH": Token("TANH", _plain(nn.Tanh)),
+    "BN": Token("BN", lambda args, shape, **_: [
+        (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0])]),
+    "DROPOUT": Token("DROPOUT[p]", _dropout, r"(\d*\.?\d+|\d+\.)?",
+                     lambda p: {"p": 0.5 if p is None else float(p)},
+                     lambda a: np.format_float_positional(a["p"], trim="-"),
+                     "DROPOUT or DROPOUT0.3"),
+    "RES": Token("RES-n[/sS]", _res, r"-(\d+)(?:/S?(\d+))?",
+                 lambda n, s: {"channels": int(n), "stride": 1 if s is None else int(s)},
+                 lambda a: f"-{a['channels']}" + (f"/s{a['stride']}" if a["stride"] != 1 else ""),
+                 "RES-64 or RES-128/s2"),
+    "GAP": Token("GAP", lambda args, shape, **_: [nn.GlobalAvgPool2d(), nn.Flatten()]),
+    "LRN": Token("LRN[n]", _lrn, r"(\d+)?", lambda n: {"size": 5 if n is None else int(n)},
+                 lambda a: str(a["size"]) if a["size"] != 5 else "", "LRN5"),
 }
+LAYERS = {name: token.form for name, token in TOKENS.items()}      # name -> its form
+_BY_LENGTH = sorted(TOKENS, key=len, reverse=True)                  # L2POOL before POOL

@@ -1,28 +1,27 @@
 """Containers: Sequential chains layers, Residual adds a shortcut around a body, Concat stacks
-parallel branches along the channels (GoogLeNet's inception module); and ZeroPadShortcut, the
-parameter-free shortcut of a residual block that changes shape.
+parallel branches along the channels (GoogLeNet's inception module).
 
 There is no autograd tape: ``backward`` walks the children in reverse, feeding each one's ``dx``
 to the one before (Torch7's containers). A ``ValueError`` from a child is re-raised with the
 child's index and one-line description in front (Torch7's ``rethrowErrors``), so a bad shape deep
 in a net names the layer it hit.
+
+Their facts compose their children's: ``walk_shapes`` yields the children's steps (and then the
+container's own operation: Residual's sum, Concat's stack), ``output_shape`` is where the walk
+ends, and ``output_stride`` multiplies along a chain.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ..functional._utils import check_count, check_dout
-from .module import Module, build, call_backward
+from ..functional._utils import check_dout
+from .facts import Cost, LayerError, Step, brief, join_name, last_out
+from .module import Module, build, register_module
 
-__all__ = ["Sequential", "Residual", "Concat", "ZeroPadShortcut"]
-
-
-def brief(module: Module) -> str:
-    """A one-line description for error messages: ``Conv2d(3, 4, kernel_size=(3, 3))``, and
-    ``Sequential(...)`` for a container (its full repr spans many lines)."""
-    inner = "..." if module.children() else module.extra_repr()
-    return f"{type(module).__name__}({inner})"
+__all__ = ["Sequential", "Residual", "Concat"]
 
 
 def _check_module(value, what: str) -> Module:
@@ -31,6 +30,7 @@ def _check_module(value, what: str) -> Module:
     return value
 
 
+@register_module
 class Sequential(Module):
     """Layers applied in order; children are named "0", "1", ... as in PyTorch.
 
@@ -91,10 +91,36 @@ class Sequential(Module):
         for i in reversed(range(len(layers))):
             layer = layers[i]
             try:
-                dout = call_backward(layer, dout, input_grad or i > 0)
+                dout = layer.backward(dout, input_grad=input_grad or i > 0)
             except ValueError as err:
                 raise ValueError(f"layer {i} {brief(layer)} (backward): {err}") from err
         return dout
+
+    def walk_shapes(self, in_shape, prefix=""):
+        shape = tuple(in_shape)
+        for i, layer in enumerate(self):
+            steps = list(layer.walk_shapes(shape, join_name(prefix, str(i))))
+            yield from steps
+            shape = last_out(steps, shape)
+
+    def output_shape(self, in_shape):
+        return last_out(self.walk_shapes(in_shape), in_shape)
+
+    def output_stride(self, in_shape):
+        """The product of the layers' strides (None if one is unknown)."""
+        sh = sw = 1
+        shape = tuple(in_shape)
+        for layer in self:
+            stride = layer.output_stride(shape)
+            if stride is None:
+                return None
+            sh, sw = sh * stride[0], sw * stride[1]
+            shape = layer.output_shape(shape)
+        return sh, sw
+
+    def named_chain(self, prefix=""):
+        for i, layer in enumerate(self):
+            yield from layer.named_chain(join_name(prefix, str(i)))
 
     def get_config(self):
         return {"layers": [layer.config() for layer in self]}
@@ -108,6 +134,7 @@ class Sequential(Module):
         return cls(*(build(c) for c in layers))
 
 
+@register_module
 class Residual(Module):
     """``out = body(x) + shortcut(x)``, the identity shortcut when ``shortcut`` is None (ResNet).
 
@@ -139,7 +166,7 @@ class Residual(Module):
         module = getattr(self, path)
         try:
             if method == "backward":
-                return call_backward(module, value, input_grad)
+                return module.backward(value, input_grad=input_grad)
             return module.forward(value)
         except ValueError as err:
             where = " (backward)" if method == "backward" else ""
@@ -163,6 +190,37 @@ class Residual(Module):
                                                              input_grad)
         return dx + short if input_grad else None
 
+    def walk_shapes(self, in_shape, prefix=""):
+        """The body's steps, the shortcut's (both from the block's input), then the sum."""
+        in_shape = tuple(in_shape)
+        body = list(self.body.walk_shapes(in_shape, join_name(prefix, "body")))
+        yield from body
+        out = last_out(body, in_shape)
+        if self.shortcut is None:
+            short, which = in_shape, "the input (identity shortcut)"
+        else:
+            steps = list(self.shortcut.walk_shapes(in_shape, join_name(prefix, "shortcut")))
+            yield from steps
+            short, which = last_out(steps, in_shape), "the shortcut output"
+        if out != short:
+            raise LayerError(prefix, self, f"the body's output {out} per example differs from "
+                                           f"{which} {short}; give the shortcut a projection "
+                                           f"that matches")
+        yield Step(prefix, self, in_shape, out, whole=False)
+
+    def output_shape(self, in_shape):
+        return last_out(self.walk_shapes(in_shape), in_shape)
+
+    def cost(self, in_shape):
+        """The sum: one add per output value (the paths answer for themselves)."""
+        return Cost(0, math.prod(self.output_shape(in_shape)))
+
+    def label(self, in_shape):
+        return f"RES-{self.output_shape(in_shape)[0]}"
+
+    def output_stride(self, in_shape):
+        return self.body.output_stride(in_shape)
+
     def get_config(self):
         return {"body": self.body.config(),
                 "shortcut": None if self.shortcut is None else self.shortcut.config()}
@@ -176,6 +234,7 @@ class Residual(Module):
         return cls(build(args["body"]), None if shortcut is None else build(shortcut))
 
 
+@register_module
 class Concat(Module):
     """Parallel branches on the same input, their outputs stacked along the channels (axis 1).
 
@@ -220,7 +279,7 @@ class Concat(Module):
     def _run(self, i: int, branch: Module, method: str, value, input_grad=True):
         try:
             if method == "backward":
-                return call_backward(branch, value, input_grad)
+                return branch.backward(value, input_grad=input_grad)
             return branch.forward(value)
         except ValueError as err:
             where = " (backward)" if method == "backward" else ""
@@ -252,6 +311,38 @@ class Concat(Module):
                 dx = part if dx is None else dx + part
         return dx
 
+    def walk_shapes(self, in_shape, prefix=""):
+        """Every branch's steps (each from the block's input), then the stack."""
+        in_shape = tuple(in_shape)
+        outs = []
+        for i, branch in enumerate(self):
+            steps = list(branch.walk_shapes(in_shape, join_name(prefix, str(i))))
+            yield from steps
+            outs.append(last_out(steps, in_shape))
+        for i, out in enumerate(outs):
+            if len(out) != len(outs[0]) or out[1:] != outs[0][1:]:
+                raise LayerError(prefix, self, f"the branches' outputs "
+                                               f"{', '.join(str(o) for o in outs)} per example "
+                                               f"differ in a size other than the channels "
+                                               f"(axis 0), first at branch {i}")
+        yield Step(prefix, self, in_shape, (sum(o[0] for o in outs), *outs[0][1:]), whole=False)
+
+    def output_shape(self, in_shape):
+        return last_out(self.walk_shapes(in_shape), in_shape)
+
+    def cost(self, in_shape):
+        return Cost(0, 0)                  # a copy
+
+    def label(self, in_shape):
+        return f"CONCAT-{self.output_shape(in_shape)[0]}"
+
+    def output_stride(self, in_shape):
+        """The branches' common stride; they must agree."""
+        strides = [branch.output_stride(in_shape) for branch in self]
+        if len(set(strides)) > 1:
+            raise ValueError(f"Concat: its branches have strides {strides}; they must agree")
+        return strides[0]
+
     def get_config(self):
         return {"branches": [branch.config() for branch in self]}
 
@@ -262,59 +353,3 @@ class Concat(Module):
             raise ValueError(f"a Concat config needs args.branches, a list of module configs; "
                              f"got {config!r}")
         return cls(*(build(c) for c in branches))
-
-
-class ZeroPadShortcut(Module):
-    """The parameter-free shortcut of a residual block that changes shape (He et al. 2016,
-    option A, their CIFAR-10 ResNets): subsample by ``stride``, then append zero channels.
-
-        out[n, c, i, j] = x[n, c, i*S, j*S]  for c < C_in,   0  for C_in <= c < C_out
-        dx[n, c, i*S, j*S] = dout[n, c, i, j] for c < C_in, 0 elsewhere
-
-    x (N, C_in, H, W) -> out (N, C_out, ceil(H/S), ceil(W/S)), which equals the output size of
-    the block's 3x3 stride-S conv with padding 1.
-
-    Examples
-    --------
-    >>> ZeroPadShortcut(16, 32, stride=2)(np.ones((2, 16, 32, 32))).shape
-    (2, 32, 16, 16)
-    """
-
-    def __init__(self, in_channels, out_channels, stride=1):
-        super().__init__()
-        self.in_channels = check_count(in_channels, "ZeroPadShortcut in_channels")
-        self.out_channels = check_count(out_channels, "ZeroPadShortcut out_channels")
-        self.stride = check_count(stride, "ZeroPadShortcut stride")
-        if self.out_channels < self.in_channels:
-            raise ValueError(f"ZeroPadShortcut: out_channels = {self.out_channels} is fewer than "
-                             f"in_channels = {self.in_channels}; it can only add channels")
-
-    def forward(self, x):
-        x = np.asarray(x)
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"ZeroPadShortcut: x must be (N, {self.in_channels}, H, W), "
-                             f"got shape {x.shape}")
-        s = self.stride
-        kept = x[:, :, ::s, ::s]
-        out = np.zeros((x.shape[0], self.out_channels, *kept.shape[2:]), dtype=x.dtype)
-        out[:, :self.in_channels] = kept
-        self._cache = x.shape
-        return out
-
-    def backward(self, dout, *, input_grad=True):
-        x_shape = self._take_cache()
-        n, _, h, w = x_shape
-        s = self.stride
-        dout = check_dout(dout, (n, self.out_channels, -(-h // s), -(-w // s)),
-                          "ZeroPadShortcut.backward")
-        dx = np.zeros(x_shape, dtype=dout.dtype)
-        dx[:, :, ::s, ::s] = dout[:, :self.in_channels]
-        return dx
-
-    def get_config(self):
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "stride": self.stride}
-
-    def extra_repr(self):
-        stride = f", stride={self.stride}" if self.stride != 1 else ""
-        return f"{self.in_channels}, {self.out_channels}{stride}"

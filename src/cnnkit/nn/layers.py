@@ -1,23 +1,31 @@
-"""Layers with weights (Linear, Conv2d, LocallyConnected2d), Flatten and the activations.
+"""Layers with weights (Linear, Conv2d, LocallyConnected2d) and the reshaping layers (Flatten,
+ZeroPadShortcut).
 
 Each is thin: the constructor validates and initialises, ``forward`` calls the kernel of
 :mod:`cnnkit.functional` and keeps its cache, ``backward`` returns ``dx`` and adds the parameter
-gradients into ``p.grad``. PyTorch's argument and attribute names, so ``state_dict`` keys and
+gradients into ``p.grad``; the facts (:mod:`cnnkit.nn.facts`) answer its shape rule, cost and
+label from the configuration. PyTorch's argument and attribute names, so ``state_dict`` keys and
 shapes are PyTorch's.
+
+Counting conventions of ``cost``: MACs ``(C/groups*KH*KW) * F * H_out*W_out`` for Conv2d,
+``(C*KH*KW) * F * H_out*W_out`` for LocallyConnected2d (zero padding counted in the window) and
+``D_in * D_out`` for Linear; FLOPs = 2 * MACs plus one add per output value for a bias.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .. import functional as F
 from .. import init as _init
 from ..functional._utils import (as_float_array, check_count, check_dout, check_real,
-                                 conv_output_size, pair)
-from .module import Module, Parameter
+                                 check_volume, conv_output_size, pair, window_geometry)
+from .facts import Cost
+from .module import Module, Parameter, building_shapes_only, register_module
 
-__all__ = ["Linear", "Conv2d", "LocallyConnected2d", "Flatten", "ReLU", "LeakyReLU", "Sigmoid",
-           "Tanh"]
+__all__ = ["Linear", "Conv2d", "LocallyConnected2d", "Flatten", "ZeroPadShortcut"]
 
 INITS = ("he", "he_uniform", "xavier", "xavier_uniform", "gaussian")
 
@@ -35,12 +43,26 @@ def jsonable(p: tuple):
     return p[0] if p[0] == p[1] else list(p)
 
 
+def side(p: tuple) -> str:
+    """An (h, w) pair as the notes' labels write it: "3" when square, else "3x2"."""
+    return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
+
+
+def check_channels(c: int, expected: int, what: str) -> None:
+    if c != expected:
+        raise ValueError(f"{what}: the input has C = {c} channels but the layer expects "
+                         f"{expected}")
+
+
 def init_weight(shape, fan_in: int, fan_out: int, init: str, weight_scale, rng) -> Parameter:
-    """A weight Parameter drawn by the named scheme of :mod:`cnnkit.init` (float32)."""
+    """A weight Parameter drawn by the named scheme of :mod:`cnnkit.init` (float32); a
+    placeholder without values inside :func:`cnnkit.nn.shapes_only`."""
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if weight_scale is not None and init != "gaussian":
         raise ValueError(f"weight_scale applies to init='gaussian' only, got init={init!r}")
+    if building_shapes_only():
+        return Parameter.placeholder(shape)
     rng = np.random.default_rng() if rng is None else rng
     if init == "gaussian":
         data = _init.gaussian(shape, rng, 1e-2 if weight_scale is None else weight_scale)
@@ -69,6 +91,7 @@ class _Weighted(Module):
 
 # ----------------------------------------------------------------------------- weighted layers
 
+@register_module
 class Linear(_Weighted):
     """Fully connected layer, ``out = x.reshape(N, -1) @ weight.T + bias``.
 
@@ -121,6 +144,28 @@ class Linear(_Weighted):
             self.bias.grad += db
         return dx
 
+    def output_shape(self, in_shape):
+        d = math.prod(in_shape)
+        if d != self.in_features:
+            raise ValueError(f"Linear: an input of shape {tuple(in_shape)} per example has D = "
+                             f"{d} features, expected in_features = {self.in_features}")
+        return (self.out_features,)
+
+    def cost(self, in_shape):
+        macs = self.in_features * self.out_features
+        return Cost(macs, 2 * macs + (self.out_features if self.bias is not None else 0))
+
+    def label(self, in_shape):
+        return "FC"
+
+    def weight_formula(self, in_shape):
+        """D*F, or H*W*C*F for an input volume (the notes write a volume H*W*C)."""
+        f = self.out_features
+        if len(in_shape) == 3:
+            c, h, w = in_shape
+            return f"{h}*{w}*{c}*{f}"
+        return "*".join(str(s) for s in in_shape) + f"*{f}"
+
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias is not None, **self._init_config()}
@@ -169,7 +214,47 @@ class _Window(_Weighted):
         return dict(stride=self.stride, pad=self.padding, dilation=self.dilation,
                     strict=self.strict)
 
+    # The facts shared by the two window layers; _kernel names them as the kernel does, so a
+    # size-rule error reads the same from output_shape as from forward.
+    _kernel = _prefix = ""
 
+    def _window(self, in_shape):
+        c, _, _ = check_volume(in_shape, self._kernel)
+        check_channels(c, self.in_channels, self._kernel)
+        return window_geometry((1, *in_shape), self.kernel_size, self.stride, self.padding,
+                               self.dilation, self._kernel, self.strict)
+
+    def output_shape(self, in_shape):
+        win = self._window(in_shape)
+        return (self.out_channels, win.h_out, win.w_out)
+
+    def label(self, in_shape):
+        """CONVk-n (LCk-n) with the grammar's suffix for a non-default geometry: /s2p0, and
+        d2, g2 for dilation and groups; the default padding is (k-1)/2."""
+        kh, kw = self.kernel_size
+        parts = ""
+        for letter, value, default in (("s", self.stride, (1, 1)),
+                                       ("p", self.padding, ((kh - 1) // 2, (kw - 1) // 2)),
+                                       ("d", self.dilation, (1, 1))):
+            if value != default:
+                parts += letter + side(value)
+        if getattr(self, "groups", 1) != 1:
+            parts += f"g{self.groups}"
+        return f"{self._prefix}{side(self.kernel_size)}-{self.out_channels}" + (
+            "/" + parts if parts else "")
+
+    def output_stride(self, in_shape):
+        return self.stride
+
+    def _cost(self, in_shape, per_window: int) -> Cost:
+        win = self._window(in_shape)
+        positions = win.h_out * win.w_out
+        macs = per_window * self.out_channels * positions
+        bias = self.out_channels * positions if self.bias is not None else 0
+        return Cost(macs, 2 * macs + bias)
+
+
+@register_module
 class Conv2d(_Window):
     """2-D convolution layer. Holds ``weight`` (F, C // groups, KH, KW) and ``bias`` (F,), zeros
     at first.
@@ -226,6 +311,22 @@ class Conv2d(_Window):
             self.bias.grad += db
         return dx
 
+    _kernel, _prefix = "conv2d", "CONV"
+
+    def cost(self, in_shape):
+        kh, kw = self.kernel_size
+        return self._cost(in_shape, self.in_channels // self.groups * kh * kw)
+
+    def weight_formula(self, in_shape):
+        kh, kw = self.kernel_size
+        c = f"{self.in_channels}/{self.groups}" if self.groups != 1 else f"{self.in_channels}"
+        return f"({kh}*{kw}*{c})*{self.out_channels}"
+
+    def im2col_shape(self, in_shape):
+        win = self._window(in_shape)
+        kh, kw = self.kernel_size
+        return self.in_channels // self.groups * kh * kw, win.h_out * win.w_out
+
     def get_config(self):
         return {**self._geometry_config(), "groups": self.groups, **self._init_config()}
 
@@ -233,6 +334,7 @@ class Conv2d(_Window):
         return self._geometry_repr(after="" if self.groups == 1 else f", groups={self.groups}")
 
 
+@register_module
 class LocallyConnected2d(_Window):
     """Locally connected layer: a convolution whose filters differ at every output position.
 
@@ -281,6 +383,30 @@ class LocallyConnected2d(_Window):
             self.bias.grad += db
         return dx
 
+    _kernel, _prefix = "locally_connected2d", "LC"
+
+    def output_shape(self, in_shape):
+        out = super().output_shape(in_shape)
+        if out[1:] != self.output_size:
+            raise ValueError(f"locally_connected2d: the layer was built for input_size "
+                             f"{self.input_size} (a {self.output_size[0]}x{self.output_size[1]} "
+                             f"output grid) but a {in_shape[1]}x{in_shape[2]} input gives "
+                             f"{out[1]}x{out[2]}")
+        return out
+
+    def cost(self, in_shape):
+        self.output_shape(in_shape)
+        kh, kw = self.kernel_size
+        return self._cost(in_shape, self.in_channels * kh * kw)
+
+    def weight_formula(self, in_shape):
+        (h, w), (kh, kw) = self.output_size, self.kernel_size
+        return f"{h}*{w}*({kh}*{kw}*{self.in_channels})*{self.out_channels}"
+
+    def im2col_shape(self, in_shape):
+        (h, w), (kh, kw) = self.output_shape(in_shape)[1:], self.kernel_size
+        return self.in_channels * kh * kw, h * w
+
     def get_config(self):
         return {**self._geometry_config(), "input_size": jsonable(self.input_size),
                 **self._init_config()}
@@ -291,6 +417,7 @@ class LocallyConnected2d(_Window):
 
 # ----------------------------------------------------------------------------- reshaping
 
+@register_module
 class Flatten(Module):
     """(N, d1, ..., dk) -> (N, d1*...*dk), a view when possible; backward reshapes back.
 
@@ -313,86 +440,85 @@ class Flatten(Module):
         dout = check_dout(dout, (x_shape[0], d), "Flatten.backward")
         return dout.reshape(x_shape).copy()            # a new array, never a view of dout
 
+    in_place = True                                    # a view of its input
 
-# ----------------------------------------------------------------------------- activations
+    def output_shape(self, in_shape):
+        return (math.prod(in_shape),)
 
-class _Elementwise(Module):
-    """An activation: the kernel pair, with the upstream gradient's shape checked."""
+    def cost(self, in_shape):
+        return Cost(0, 0)
 
-    def _forward(self, x):
-        raise NotImplementedError
+    def label(self, in_shape):
+        return "FLATTEN"
+
+
+@register_module
+class ZeroPadShortcut(Module):
+    """The parameter-free shortcut of a residual block that changes shape (He et al. 2016,
+    option A, their CIFAR-10 ResNets): subsample by ``stride``, then append zero channels.
+
+        out[n, c, i, j] = x[n, c, i*S, j*S]  for c < C_in,   0  for C_in <= c < C_out
+        dx[n, c, i*S, j*S] = dout[n, c, i, j] for c < C_in, 0 elsewhere
+
+    x (N, C_in, H, W) -> out (N, C_out, ceil(H/S), ceil(W/S)), which equals the output size of
+    the block's 3x3 stride-S conv with padding 1.
+
+    Examples
+    --------
+    >>> ZeroPadShortcut(16, 32, stride=2)(np.ones((2, 16, 32, 32))).shape
+    (2, 32, 16, 16)
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.in_channels = check_count(in_channels, "ZeroPadShortcut in_channels")
+        self.out_channels = check_count(out_channels, "ZeroPadShortcut out_channels")
+        self.stride = check_count(stride, "ZeroPadShortcut stride")
+        if self.out_channels < self.in_channels:
+            raise ValueError(f"ZeroPadShortcut: out_channels = {self.out_channels} is fewer than "
+                             f"in_channels = {self.in_channels}; it can only add channels")
 
     def forward(self, x):
-        out, cache = self._forward(x)
-        self._cache = (out.shape, cache)
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"ZeroPadShortcut: x must be (N, {self.in_channels}, H, W), "
+                             f"got shape {x.shape}")
+        s = self.stride
+        kept = x[:, :, ::s, ::s]
+        out = np.zeros((x.shape[0], self.out_channels, *kept.shape[2:]), dtype=x.dtype)
+        out[:, :self.in_channels] = kept
+        self._cache = x.shape
         return out
 
     def backward(self, dout, *, input_grad=True):
-        shape, cache = self._take_cache()
-        dout = check_dout(dout, shape, f"{type(self).__name__}.backward")
-        return self._backward(dout, cache)
+        x_shape = self._take_cache()
+        n, _, h, w = x_shape
+        s = self.stride
+        dout = check_dout(dout, (n, self.out_channels, -(-h // s), -(-w // s)),
+                          "ZeroPadShortcut.backward")
+        dx = np.zeros(x_shape, dtype=dout.dtype)
+        dx[:, :, ::s, ::s] = dout[:, :self.in_channels]
+        return dx
 
+    def output_shape(self, in_shape):
+        c, h, w = check_volume(in_shape, "ZeroPadShortcut")
+        check_channels(c, self.in_channels, "ZeroPadShortcut")
+        s = self.stride
+        return (self.out_channels, -(-h // s), -(-w // s))
 
-class ReLU(_Elementwise):
-    """``max(0, x)``, any shape; see :func:`cnnkit.functional.relu_forward`.
+    def cost(self, in_shape):
+        return Cost(0, 0)
 
-    Examples
-    --------
-    >>> ReLU()(np.array([[-1.0, 2.0]]))
-    array([[0., 2.]])
-    """
+    def label(self, in_shape):
+        return f"ZEROPAD-{self.out_channels}"
 
-    _forward = staticmethod(F.relu_forward)
-    _backward = staticmethod(F.relu_backward)
-
-
-class LeakyReLU(_Elementwise):
-    """``x if x > 0 else negative_slope * x``, any shape; see
-    :func:`cnnkit.functional.leaky_relu_forward`.
-
-    Examples
-    --------
-    >>> LeakyReLU(0.1)(np.array([[-1.0, 2.0]]))
-    array([[-0.1,  2. ]])
-    """
-
-    def __init__(self, negative_slope=0.01):
-        super().__init__()
-        self.negative_slope = check_real(negative_slope, "LeakyReLU negative_slope")
-
-    def _forward(self, x):
-        return F.leaky_relu_forward(x, self.negative_slope)
-
-    _backward = staticmethod(F.leaky_relu_backward)
+    def output_stride(self, in_shape):
+        return (self.stride, self.stride)
 
     def get_config(self):
-        return {"negative_slope": self.negative_slope}
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "stride": self.stride}
 
     def extra_repr(self):
-        return "" if self.negative_slope == 0.01 else f"negative_slope={self.negative_slope}"
-
-
-class Sigmoid(_Elementwise):
-    """``1 / (1 + exp(-x))``, any shape; see :func:`cnnkit.functional.sigmoid_forward`.
-
-    Examples
-    --------
-    >>> Sigmoid()(np.zeros((1, 2)))
-    array([[0.5, 0.5]])
-    """
-
-    _forward = staticmethod(F.sigmoid_forward)
-    _backward = staticmethod(F.sigmoid_backward)
-
-
-class Tanh(_Elementwise):
-    """``tanh(x)``, any shape; see :func:`cnnkit.functional.tanh_forward`.
-
-    Examples
-    --------
-    >>> Tanh()(np.zeros((1, 2)))
-    array([[0., 0.]])
-    """
-
-    _forward = staticmethod(F.tanh_forward)
-    _backward = staticmethod(F.tanh_backward)
+        stride = f", stride={self.stride}" if self.stride != 1 else ""
+        return f"{self.in_channels}, {self.out_channels}{stride}"

@@ -5,18 +5,116 @@ returns ``dx`` as a new array and *adds* the parameter gradients into ``p.grad``
 ``updateGradInput`` / ``accGradParameters``). There is no autograd tape: containers chain the
 backwards in reverse.
 
-Every module can describe itself as JSON (``config()``) and be rebuilt from it (``build``), so a
-checkpoint holds the architecture next to the weights and loads without the code that built it.
+Every module describes itself without running (``output_shape``, ``cost``, ``label``, ...; see
+:mod:`cnnkit.nn.facts`), offers the tree utilities other tiers use (``named_modules``, ``apply``,
+``clear_state``, ``copy``, forward and backward hooks), and can describe itself as JSON
+(``config()``) to be rebuilt from it (``build``), so a checkpoint holds the architecture next to
+the weights and loads without the code that built it. ``build`` finds a type in an explicit
+registry (``register_module``): cnnkit's layers under their class names, a user's own layers
+under the names they register.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
+import functools
 import inspect
+import itertools
 from typing import Iterator
 
 import numpy as np
 
-_REGISTRY: dict[str, type] = {}
+from .facts import FACTS, LayerFacts
+
+_REGISTRY: dict[str, type] = {}          # config "type" -> class
+_NAMES: dict[type, str] = {}             # class -> its registered name
+_SHAPES_ONLY = contextvars.ContextVar("cnnkit_shapes_only", default=False)
+_HOOK_IDS = itertools.count()
+
+
+def register_module(cls: type, name: str | None = None, *, replace: bool = False) -> type:
+    """Make ``cls`` buildable from a config whose "type" is ``name`` (default: the class name),
+    so checkpoints of nets holding it load (:func:`build`). Returns ``cls``, so it also serves
+    as a class decorator; cnnkit's own layers are registered that way.
+
+    Registering a name that another class holds is an error unless ``replace=True``, so a
+    user's own ``class Conv2d(Module)`` never silently stands in for cnnkit's; register it under
+    another name (``register_module(Conv2d, name="MyConv2d")``). Registering the same class
+    under the same name again does nothing.
+
+    Raises
+    ------
+    TypeError
+        If ``cls`` is not a Module subclass.
+    ValueError
+        If the name is taken by another class, or ``cls`` is registered under another name
+        (without ``replace=True``), or the name is empty.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Module)):
+        raise TypeError(f"register_module takes a Module subclass, got {cls!r}")
+    name = cls.__name__ if name is None else name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_module: the name must be a non-empty string, got {name!r}")
+    holder, old_name = _REGISTRY.get(name), _NAMES.get(cls)
+    if (holder, old_name) == (cls, name):
+        return cls
+    if not replace and holder is not None:
+        raise ValueError(f"register_module: the name {name!r} is taken by {_qualified(holder)}; "
+                         f"register {_qualified(cls)} under another name "
+                         f"(register_module(cls, name=...)) or pass replace=True")
+    if not replace and old_name is not None:
+        raise ValueError(f"register_module: {_qualified(cls)} is registered as {old_name!r} "
+                         f"already; pass replace=True to rename it")
+    _REGISTRY.pop(old_name, None)
+    if holder is not None:
+        _NAMES.pop(holder, None)
+    _REGISTRY[name], _NAMES[cls] = cls, name
+    return cls
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _lookup(name: str) -> type | None:
+    """The class registered as ``name``; or, for a config written before its class was
+    registered (under its full dotted name), the registered class of that dotted name."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    return next((cls for cls in _NAMES if _qualified(cls) == name), None)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Build modules without drawing or allocating their weights.
+
+    Inside the ``with`` block, every weight a cnnkit layer creates is a placeholder: a
+    read-only array of zeros that takes no memory (a broadcast view), with the real shape and
+    dtype, so every count, shape and fact is the real one. ``cnnkit summary vgg16`` builds its
+    138M parameters this way in milliseconds, and a checkpoint loads into such a skeleton
+    (``load_state_dict`` replaces the placeholders). Nothing may train or save a net whose
+    weights are still placeholders.
+
+    Examples
+    --------
+    >>> from cnnkit import nn
+    >>> with shapes_only():
+    ...     fc = nn.Linear(25088, 4096)
+    >>> fc.weight.is_placeholder, fc.num_parameters()
+    (True, 102764544)
+    """
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def building_shapes_only() -> bool:
+    """Whether modules are being built inside :func:`shapes_only`."""
+    return _SHAPES_ONLY.get()
 
 
 class Parameter:
@@ -50,17 +148,48 @@ class Parameter:
     def size(self) -> int:
         return self.data.size
 
+    @classmethod
+    def placeholder(cls, shape, dtype=np.float32) -> "Parameter":
+        """A Parameter of ``shape`` with no values: a read-only broadcast view of one zero, for
+        nets built with :func:`shapes_only`."""
+        p = cls.__new__(cls)
+        p.data = p.grad = np.broadcast_to(np.zeros((), dtype), tuple(shape))
+        return p
+
+    @property
+    def is_placeholder(self) -> bool:
+        """True for a placeholder without values (see :meth:`placeholder`)."""
+        return not self.data.flags.writeable and all(s == 0 for s in self.data.strides)
+
+    def cast(self, dtype) -> None:
+        """Convert ``data`` and ``grad`` to ``dtype`` in place (the object stays, so an optimizer
+        holding it keeps working)."""
+        if self.is_placeholder:
+            self.data = self.grad = np.broadcast_to(np.zeros((), dtype), self.shape)
+        else:
+            self.data, self.grad = self.data.astype(dtype), self.grad.astype(dtype)
+
+    def __deepcopy__(self, memo):
+        if self.is_placeholder:
+            return Parameter.placeholder(self.shape, self.dtype)
+        p = Parameter.__new__(Parameter)
+        p.data, p.grad = self.data.copy(), self.grad.copy()
+        return p
+
     def __repr__(self) -> str:
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        kind = ", placeholder" if self.is_placeholder else ""
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{kind})"
 
 
-class Module:
+class Module(LayerFacts):
     """Base class of layers and containers.
 
     Subclasses assign ``Parameter``s, child ``Module``s and (through ``register_buffer``) buffers
     as attributes in ``__init__``; the registries keep their order, which is the order of
     ``parameters()`` and of ``state_dict()`` keys (PyTorch's names: ``0.weight``,
-    ``3.running_mean``). Subclasses implement ``forward``, ``backward`` and ``get_config``.
+    ``3.running_mean``). Subclasses implement ``forward``, ``backward`` and ``get_config``, and
+    answer the facts of :mod:`cnnkit.nn.facts` (at least ``output_shape``) so that summaries,
+    specs and conversions need not run them.
     """
 
     def __init__(self):
@@ -69,11 +198,28 @@ class Module:
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_forward_hooks", {})
+        object.__setattr__(self, "_backward_hooks", {})
 
     def __init_subclass__(cls, **kwargs):
+        """Wrap a subclass's own ``forward`` and ``backward`` so that hooks run after them
+        whoever calls them (a container, the Trainer, the user), and so that every backward
+        takes ``input_grad`` (a backward written as ``backward(self, dout)`` is called without
+        it; the signature is read once here, never per step). A class that replaces an
+        inherited ``forward`` without answering ``output_shape`` itself drops the facts it
+        inherits (:data:`~cnnkit.nn.facts.FACTS`): they describe its parent's forward, not its
+        own, so it is traced as a module of unknown type."""
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):      # private bases (_Pool2d) are not buildable
-            _REGISTRY[cls.__name__] = cls
+        own = cls.__dict__
+        replaces = "forward" in own and super(cls, cls).forward is not Module.forward
+        if "forward" in own:
+            cls.forward = _run_forward_hooks(own["forward"])
+        if "backward" in own:
+            cls.backward = _run_backward_hooks(own["backward"])
+        if replaces and "output_shape" not in own:
+            for name in FACTS:
+                if name not in own:
+                    setattr(cls, name, getattr(LayerFacts, name))
 
     # ------------------------------------------------------------------ registries
     def __setattr__(self, name, value):
@@ -107,13 +253,16 @@ class Module:
         self._buffers[name] = np.asarray(array)
         object.__setattr__(self, name, self._buffers[name])
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """``(dotted_name, Parameter)`` for this module and all descendants, in order."""
+    def named_parameters(self, prefix: str = "", *,
+                         recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """``(dotted_name, Parameter)`` for this module and (``recurse``) all descendants, in
+        order."""
         for name, p in self._parameters.items():
             if p is not None:
                 yield prefix + name, p
-        for name, child in self._modules.items():
-            yield from child.named_parameters(prefix + name + ".")
+        if recurse:
+            for name, child in self._modules.items():
+                yield from child.named_parameters(prefix + name + ".")
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
@@ -124,17 +273,78 @@ class Module:
         for name, child in self._modules.items():
             yield from child.named_buffers(prefix + name + ".")
 
+    def num_parameters(self, *, recurse: bool = True) -> int:
+        """Values in the parameters of this module and (``recurse``) its descendants."""
+        return int(sum(p.size for _, p in self.named_parameters(recurse=recurse)))
+
+    # ------------------------------------------------------------------ the tree
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
         """``(dotted_name, module)`` for this module (name ``""``) and all descendants."""
         yield prefix.rstrip("."), self
         for name, child in self._modules.items():
             yield from child.named_modules(prefix + name + ".")
 
+    def modules(self) -> list["Module"]:
+        """This module and all its descendants, parents before children."""
+        return [m for _, m in self.named_modules()]
+
     def children(self) -> list["Module"]:
         return list(self._modules.values())
 
-    def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.parameters()))
+    def apply(self, fn) -> "Module":
+        """Call ``fn(module)`` on every descendant and then on this module (PyTorch's order);
+        returns self."""
+        for child in self._modules.values():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def clear_state(self) -> "Module":
+        """Drop every forward cache in the tree (Torch7's ``clearState``): the memory a forward
+        kept for its backward is released, and a backward now raises. Returns self."""
+        for m in self.modules():
+            object.__setattr__(m, "_cache", None)
+        return self
+
+    def copy(self) -> "Module":
+        """A deep copy (weights, buffers, modes, a Dropout's generator state) that leaves the
+        forward caches and the hooks behind: the copy is a fresh net, ready for a forward.
+        (``copy.deepcopy`` copies everything, a pending backward included.)"""
+        with self._set_aside():
+            return copy.deepcopy(self)
+
+    @contextlib.contextmanager
+    def _set_aside(self):
+        """Within the block every module of the tree has no cache and no hooks; afterwards each
+        gets back its cache, its hooks and its training flag."""
+        saved = [(m, m.training, m._cache, m._forward_hooks, m._backward_hooks)
+                 for m in self.modules()]
+        try:
+            for m, *_ in saved:
+                object.__setattr__(m, "_cache", None)
+                object.__setattr__(m, "_forward_hooks", {})
+                object.__setattr__(m, "_backward_hooks", {})
+            yield
+        finally:
+            for m, training, cache, forward_hooks, backward_hooks in saved:
+                object.__setattr__(m, "training", training)
+                object.__setattr__(m, "_cache", cache)
+                object.__setattr__(m, "_forward_hooks", forward_hooks)
+                object.__setattr__(m, "_backward_hooks", backward_hooks)
+
+    # ------------------------------------------------------------------ hooks
+    def register_forward_hook(self, hook) -> "HookHandle":
+        """Call ``hook(module, x, out)`` after every forward of this module; a hook that returns
+        something other than None replaces the output. Returns a handle whose ``remove()``
+        takes the hook off."""
+        return HookHandle(self._forward_hooks, hook)
+
+    def register_backward_hook(self, hook) -> "HookHandle":
+        """Call ``hook(module, dout, dx)`` after every backward of this module, when its
+        parameters' ``.grad`` hold the accumulated gradients (dx is None when no input gradient
+        was asked for); a hook that returns something other than None replaces dx. Returns a
+        handle whose ``remove()`` takes the hook off."""
+        return HookHandle(self._backward_hooks, hook)
 
     # ------------------------------------------------------------------ forward / backward
     def forward(self, x):
@@ -167,7 +377,7 @@ class Module:
 
     # ------------------------------------------------------------------ modes and dtype
     def train(self, mode: bool = True) -> "Module":
-        for _, m in self.named_modules():
+        for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
@@ -176,11 +386,10 @@ class Module:
 
     def astype(self, dtype) -> "Module":
         """Cast every parameter (and its grad) and floating buffer to ``dtype``, in place."""
-        for _, m in self.named_modules():
+        for m in self.modules():
             for p in m._parameters.values():
                 if p is not None:
-                    p.data = p.data.astype(dtype)
-                    p.grad = p.grad.astype(dtype)
+                    p.cast(dtype)
             for name, b in list(m._buffers.items()):
                 if np.issubdtype(b.dtype, np.floating):
                     m.register_buffer(name, b.astype(dtype))
@@ -188,11 +397,20 @@ class Module:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Flat ``{dotted_name: array copy}`` of parameters and buffers (PyTorch's names)."""
+        """Flat ``{dotted_name: array copy}`` of parameters and buffers (PyTorch's names).
+
+        Raises ``RuntimeError`` if a weight is still a placeholder (:func:`shapes_only`): it has
+        no values to save."""
         sd = {}
         for mod_name, m in self.named_modules():      # PyTorch's order: own params, buffers, children
             prefix = f"{mod_name}." if mod_name else ""
-            sd.update({prefix + k: p.data.copy() for k, p in m._parameters.items() if p is not None})
+            for k, p in m._parameters.items():
+                if p is not None:
+                    if p.is_placeholder:
+                        raise RuntimeError(f"{prefix}{k} is a placeholder without values (the "
+                                           f"net was built with shapes_only()); load weights "
+                                           f"into it first")
+                    sd[prefix + k] = p.data.copy()
             sd.update({prefix + k: np.array(b, copy=True) for k, b in m._buffers.items()})
         return sd
 
@@ -200,7 +418,8 @@ class Module:
         """Copy arrays into parameters and buffers by name (cast to their current dtype).
 
         Raises ``RuntimeError`` naming every missing and unexpected key (``strict=True``) and
-        every shape mismatch; nothing is changed unless everything fits.
+        every shape mismatch; nothing is changed unless everything fits. A placeholder weight
+        (:func:`shapes_only`) gets real values and a gradient of zeros.
         """
         # name -> (owning module, attribute name, is_parameter)
         slots = {}
@@ -235,7 +454,10 @@ class Module:
             m, attr, is_param = slots[name]
             value = np.array(value, dtype=current(name).dtype, copy=True)
             if is_param:
-                m._parameters[attr].data = value
+                p = m._parameters[attr]
+                if p.is_placeholder:
+                    p.grad = np.zeros_like(value)
+                p.data = value
             else:
                 m.register_buffer(attr, value)
 
@@ -260,7 +482,10 @@ class Module:
         return {}
 
     def config(self) -> dict:
-        return {"type": type(self).__name__, "args": self.get_config()}
+        """``{"type": registered name, "args": get_config()}``. A class nobody registered is
+        written by its full dotted name, which :func:`build` refuses until it is registered."""
+        cls = type(self)
+        return {"type": _NAMES.get(cls, _qualified(cls)), "args": self.get_config()}
 
     @classmethod
     def from_config(cls, config: dict) -> "Module":
@@ -280,26 +505,68 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
+class HookHandle:
+    """What ``register_*_hook`` returns: ``remove()`` takes the hook off (twice is harmless)."""
+
+    def __init__(self, hooks: dict, hook):
+        if not callable(hook):
+            raise TypeError(f"a hook must be callable, got {type(hook).__name__}")
+        self._hooks, self._id = hooks, next(_HOOK_IDS)
+        hooks[self._id] = hook
+
+    def remove(self) -> None:
+        self._hooks.pop(self._id, None)
+
+
+def _run_forward_hooks(forward):
+    """``forward`` followed by the instance's forward hooks. Only the most derived class's
+    wrapper runs them, so a ``super().forward(x)`` inside an override does not run them twice."""
+    @functools.wraps(forward)
+    def run(self, x):
+        out = forward(self, x)
+        if self._forward_hooks and type(self).forward is run:
+            for hook in tuple(self._forward_hooks.values()):
+                result = hook(self, x, out)
+                if result is not None:
+                    out = result
+        return out
+    return run
+
+
+def _run_backward_hooks(backward):
+    """``backward`` taking ``input_grad`` (passed on only if the written method takes it),
+    followed by the instance's backward hooks (most derived class only, as for forward)."""
+    params = inspect.signature(backward).parameters
+    takes_flag = "input_grad" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    @functools.wraps(backward)
+    def run(self, dout, *, input_grad=True):
+        dx = backward(self, dout, input_grad=input_grad) if takes_flag else backward(self, dout)
+        if self._backward_hooks and type(self).backward is run:
+            for hook in tuple(self._backward_hooks.values()):
+                result = hook(self, dout, dx)
+                if result is not None:
+                    dx = result
+        return dx
+    return run
+
+
 def build(config: dict) -> Module:
     """Rebuild a module (and its children) from ``Module.config()``'s JSON-able description.
 
-    Raises ``ValueError`` for an unknown type or a malformed description.
+    Raises ``ValueError`` for an unknown type (saying how to register a custom layer) or a
+    malformed description.
     """
     if not isinstance(config, dict) or "type" not in config:
         raise ValueError(f"a module config must be a dict with a 'type', got {config!r}")
-    cls = _REGISTRY.get(config["type"])
+    name = config["type"]
+    cls = _lookup(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"unknown module type {config['type']!r}; known: {sorted(_REGISTRY)}")
+        short = str(name).rsplit(".", 1)[-1]
+        raise ValueError(f"unknown module type {name!r}; if it is a layer of your own, register "
+                         f"its class before loading: cnnkit.nn.register_module({short}); known: "
+                         f"{', '.join(sorted(_REGISTRY))}")
     try:
         return cls.from_config(config)
     except TypeError as err:
-        raise ValueError(f"bad config for {config['type']}: {err}") from err
-
-
-def call_backward(module: Module, dout, input_grad: bool = True):
-    """``module.backward(dout)``, passing ``input_grad=False`` only when it is asked for and the
-    module's backward takes it, so that a custom Module written as ``backward(self, dout)`` keeps
-    working inside containers and the Trainer (it then computes a dx nobody reads)."""
-    if input_grad or "input_grad" not in inspect.signature(module.backward).parameters:
-        return module.backward(dout)
-    return module.backward(dout, input_grad=False)
+        raise ValueError(f"bad config for {name}: {err}") from err

@@ -1,18 +1,25 @@
-"""Normalisation and regularisation layers: BatchNorm1d/2d and Dropout (which behave differently
-in training and eval) and LocalResponseNorm."""
+"""Normalisation layers: BatchNorm1d/2d (which behave differently in training and eval) and
+LocalResponseNorm.
+
+FLOPs per value: batch norm 2 (its eval form ``x * scale + shift``); local response norm
+2*size + 3 (size squares, size - 1 adds, then scale, shift, power and multiply).
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .. import functional as F
 from .. import init as _init
-from ..functional._utils import as_float_array, check_count, check_real
-from ..functional.dropout import MODES
+from ..functional._utils import VolumeError, as_float_array, check_count, check_real
 from ..functional.lrn import check_lrn_args
-from .module import Module, Parameter
+from .facts import Cost
+from .layers import check_channels
+from .module import Module, Parameter, register_module
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
 
 
 class _BatchNorm(Module):
@@ -75,6 +82,23 @@ class _BatchNorm(Module):
         self.bias.grad += dbeta
         return dx
 
+    def output_shape(self, in_shape):
+        name = type(self).__name__
+        if len(in_shape) != self._ndim - 1:
+            layout = "(C, H, W)" if self._ndim == 4 else "(K,)"
+            raise ValueError(f"{name} expects {layout} per example, got shape {tuple(in_shape)}")
+        check_channels(in_shape[0], self.num_features, name)
+        return tuple(in_shape)
+
+    def cost(self, in_shape):
+        return Cost(0, 2 * math.prod(self.output_shape(in_shape)))
+
+    def label(self, in_shape):
+        return "BN"
+
+    def training_effect(self):
+        return "batch statistics"
+
     def get_config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
@@ -87,6 +111,7 @@ class _BatchNorm(Module):
         return s
 
 
+@register_module
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of (N, K) features; ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
 
@@ -114,6 +139,7 @@ class BatchNorm1d(_BatchNorm):
     _eval_backward = staticmethod(F.batchnorm_eval_backward)
 
 
+@register_module
 class BatchNorm2d(_BatchNorm):
     """Spatial batch normalisation of (N, C, H, W): each channel over its N*H*W values.
 
@@ -134,60 +160,7 @@ class BatchNorm2d(_BatchNorm):
     _eval_backward = staticmethod(F.spatial_batchnorm_eval_backward)
 
 
-class Dropout(Module):
-    """Drop each unit with probability ``p`` in training; any input shape.
-
-    ``mode="upscale_in_train"`` (default) scales the kept units by 1/(1-p) in training and is the
-    identity in eval (PyTorch's Dropout); ``"downscale_in_infer"`` does not scale in training and
-    multiplies by (1-p) in eval. See :func:`cnnkit.functional.dropout_forward`. The masks come
-    from ``self.rng``, which ``Module.rng_states()`` saves and restores.
-
-    Parameters
-    ----------
-    p : float in [0, 1], the probability to drop
-    mode : "upscale_in_train" or "downscale_in_infer"
-    rng : numpy.random.Generator (default: a fresh one)
-
-    Examples
-    --------
-    >>> drop = Dropout(0.5, rng=np.random.default_rng(0))
-    >>> drop(np.ones((4, 5))).shape
-    (4, 5)
-    """
-
-    def __init__(self, p=0.5, mode="upscale_in_train", *, rng=None):
-        super().__init__()
-        self.p = check_real(p, "Dropout p (the probability to drop)")
-        if not 0 <= self.p <= 1:
-            raise ValueError(f"Dropout p is the probability to drop a unit and must be in "
-                             f"[0, 1], got {p!r}")
-        if mode not in MODES:
-            raise ValueError(f"Dropout mode must be one of {MODES}, got {mode!r}")
-        self.mode = mode
-        rng = np.random.default_rng() if rng is None else rng
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"Dropout rng must be a numpy.random.Generator, "
-                            f"got {type(rng).__name__}")
-        self.rng = rng
-
-    def forward(self, x):
-        out, self._cache = F.dropout_forward(x, self.p, self.rng, mode=self.mode,
-                                             training=self.training)
-        return out
-
-    def backward(self, dout, *, input_grad=True):
-        return F.dropout_backward(dout, self._take_cache())
-
-    def get_config(self):
-        return {"p": self.p, "mode": self.mode}
-
-    def extra_repr(self):
-        s = "" if self.p == 0.5 else f"p={self.p}"
-        if self.mode != "upscale_in_train":
-            s += (", " if s else "") + f"mode={self.mode!r}"
-        return s
-
-
+@register_module
 class LocalResponseNorm(Module):
     """Local response normalization across channels, PyTorch's ``LocalResponseNorm``.
 
@@ -220,6 +193,18 @@ class LocalResponseNorm(Module):
 
     def backward(self, dout, *, input_grad=True):
         return F.lrn_backward(dout, self._take_cache())
+
+    def output_shape(self, in_shape):
+        if len(in_shape) < 2:
+            raise VolumeError(f"lrn x must be (N, C, ...) with at least 3 axes, e.g. "
+                              f"(N, C, H, W); got shape {tuple(in_shape)} per example", in_shape)
+        return tuple(in_shape)
+
+    def cost(self, in_shape):
+        return Cost(0, (2 * self.size + 3) * math.prod(self.output_shape(in_shape)))
+
+    def label(self, in_shape):
+        return "LRN"
 
     def get_config(self):
         return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}

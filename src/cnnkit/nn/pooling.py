@@ -1,19 +1,29 @@
-"""Pooling layers: max, average, L2 and global average. No parameters; they keep the cache."""
+"""Pooling layers: max, average, L2 and global average. No parameters; they keep the cache.
+
+FLOPs per output value: max pool KH*KW - 1 comparisons; average pool KH*KW (KH*KW - 1 adds and a
+divide); L2 pool 2*KH*KW (squares, adds, a square root); global average pool H*W (adds and a
+divide).
+"""
 
 from __future__ import annotations
 
+import math
+
 from .. import functional as F
-from ..functional._utils import pair
-from .layers import flag, jsonable
-from .module import Module
+from ..functional._utils import check_volume, pair, window_geometry
+from .facts import Cost
+from .layers import flag, jsonable, side
+from .module import Module, register_module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "L2Pool2d", "GlobalAvgPool2d"]
 
 
 class _Pool2d(Module):
-    """Shared constructor, config and repr of the windowed pools."""
+    """Shared constructor, config, repr and facts of the windowed pools; a subclass names its
+    kernels, the kernel's name (for messages), its label and its FLOPs per window."""
 
     _forward = _backward = None
+    _kernel, _label = "", ""
 
     def __init__(self, kernel_size, stride=None, padding=0, *, strict=True):
         super().__init__()
@@ -36,6 +46,31 @@ class _Pool2d(Module):
     def backward(self, dout, *, input_grad=True):
         return self._backward(dout, self._take_cache())
 
+    def _flops_per_window(self, k: int) -> int:
+        raise NotImplementedError
+
+    def output_shape(self, in_shape):
+        c, _, _ = check_volume(in_shape, self._kernel)
+        win = window_geometry((1, *in_shape), self.kernel_size, self.stride, self.padding, 1,
+                              self._kernel, self.strict)
+        return (c, win.h_out, win.w_out)
+
+    def cost(self, in_shape):
+        kh, kw = self.kernel_size
+        return Cost(0, self._flops_per_window(kh * kw) * math.prod(self.output_shape(in_shape)))
+
+    def label(self, in_shape):
+        """POOLk (AVGPOOLk, L2POOLk), then /s for a stride other than k and pP for padding."""
+        text = self._label + side(self.kernel_size)
+        if self.stride != self.kernel_size:
+            text += "/" + side(self.stride)
+        if self.padding != (0, 0):
+            text += "p" + side(self.padding)
+        return text
+
+    def output_stride(self, in_shape):
+        return self.stride
+
     def get_config(self):
         return {"kernel_size": jsonable(self.kernel_size), "stride": jsonable(self.stride),
                 "padding": jsonable(self.padding), "strict": self.strict}
@@ -49,6 +84,7 @@ class _Pool2d(Module):
         return s + ("" if self.strict else ", strict=False")
 
 
+@register_module
 class MaxPool2d(_Pool2d):
     """Max pooling over (KH, KW) windows; stride defaults to the kernel; -inf padding.
 
@@ -64,8 +100,13 @@ class MaxPool2d(_Pool2d):
 
     _forward = staticmethod(F.max_pool2d_forward)
     _backward = staticmethod(F.max_pool2d_backward)
+    _kernel, _label = "max_pool2d", "POOL"
+
+    def _flops_per_window(self, k):
+        return k - 1
 
 
+@register_module
 class AvgPool2d(_Pool2d):
     """Average pooling over (KH, KW) windows; zero padding counts in the average.
 
@@ -80,8 +121,13 @@ class AvgPool2d(_Pool2d):
 
     _forward = staticmethod(F.avg_pool2d_forward)
     _backward = staticmethod(F.avg_pool2d_backward)
+    _kernel, _label = "avg_pool2d", "AVGPOOL"
+
+    def _flops_per_window(self, k):
+        return k
 
 
+@register_module
 class L2Pool2d(_Pool2d):
     """L2-norm pooling, ``sqrt(sum of squares)`` of each window (PyTorch's ``LPPool2d(2, ...)``).
 
@@ -97,12 +143,15 @@ class L2Pool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, *, strict=True):
         super().__init__(kernel_size, stride, 0, strict=strict)
 
-    def forward(self, x):
-        out, self._cache = F.l2_pool2d_forward(x, self.kernel_size, self.stride,
-                                               strict=self.strict)
-        return out
+    @staticmethod
+    def _forward(x, kernel, stride, padding, *, strict):
+        return F.l2_pool2d_forward(x, kernel, stride, strict=strict)      # padding is always 0
 
     _backward = staticmethod(F.l2_pool2d_backward)
+    _kernel, _label = "l2_pool2d", "L2POOL"
+
+    def _flops_per_window(self, k):
+        return 2 * k
 
     def get_config(self):
         cfg = super().get_config()
@@ -110,6 +159,7 @@ class L2Pool2d(_Pool2d):
         return cfg
 
 
+@register_module
 class GlobalAvgPool2d(Module):
     """The mean of each channel over all positions: (N, C, H, W) -> (N, C, 1, 1).
 
@@ -128,3 +178,17 @@ class GlobalAvgPool2d(Module):
 
     def backward(self, dout, *, input_grad=True):
         return F.global_avg_pool2d_backward(dout, self._take_cache())
+
+    def output_shape(self, in_shape):
+        c, _, _ = check_volume(in_shape, "global_avg_pool2d")
+        return (c, 1, 1)
+
+    def cost(self, in_shape):
+        return Cost(0, math.prod(check_volume(in_shape, "global_avg_pool2d")))
+
+    def label(self, in_shape):
+        return "GAP"
+
+    def output_stride(self, in_shape):
+        """None: it averages over the whole map, so its one output position has no stride."""
+        return None

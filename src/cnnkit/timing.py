@@ -8,8 +8,9 @@ in reverse from a fixed upstream gradient, then, if an optimizer is given, ``opt
 The totals are medians over the passes of the per-pass sums (so they need not equal the sums of
 the per-layer medians). The garbage collector is off while the passes run.
 
-The layers are the leaves of nested ``Sequential`` containers; any other module (a ``Residual``
-block, say) is timed as one layer. Since the walk makes exactly the calls ``Sequential.forward``
+The layers are those the model runs one after another (``Module.named_chain``: a Sequential's
+layers, nested Sequentials expanded); any other module (a ``Residual`` block, say) is timed as
+one layer. Since the walk makes exactly the calls ``Sequential.forward``
 and ``Sequential.backward`` make, the outputs and the accumulated gradients are those of a plain
 forward and backward.
 """
@@ -23,8 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .nn import Module, Sequential
-from .nn.module import call_backward
+from .nn import Module, brief
 
 __all__ = ["LayerTime", "Profile", "leaf_layers", "time_layers"]
 
@@ -74,28 +74,18 @@ class Profile:
                            "update_ms": self.update_ms, "step_ms": self.step_ms}}
 
 
-def _describe(module: Module) -> str:
-    inner = "..." if module.children() else module.extra_repr()
-    return f"{type(module).__name__}({inner})"
-
-
-def leaf_layers(model: Module, prefix: str = "") -> list[tuple[str, Module]]:
-    """``(dotted_name, layer)`` for the leaves of nested Sequentials, in forward order; a module
-    that is not a Sequential is one leaf (named ``""`` when it is the model itself).
+def leaf_layers(model: Module) -> list[tuple[str, Module]]:
+    """``(dotted_name, layer)`` of the layers ``model`` runs one after another, in forward order
+    (``Module.named_chain``); a module that is not a Sequential is one layer (named ``""``).
 
     Examples
     --------
-    >>> from cnnkit.nn import Linear, ReLU
+    >>> from cnnkit.nn import Linear, ReLU, Sequential
     >>> net = Sequential(Linear(4, 3), Sequential(ReLU(), Linear(3, 2)))
     >>> [name for name, _ in leaf_layers(net)]
     ['0', '1.0', '1.1']
     """
-    if not isinstance(model, Sequential):
-        return [(prefix.rstrip("."), model)]
-    leaves = []
-    for i, child in enumerate(model):               # a Sequential names its children "0", "1", ...
-        leaves += leaf_layers(child, f"{prefix}{i}.")
-    return leaves
+    return list(model.named_chain())
 
 
 def _median_ms(samples) -> float:
@@ -132,7 +122,7 @@ def time_layers(model: Module, x: np.ndarray, *, iterations: int = 50, warmup: i
 
     Examples
     --------
-    >>> from cnnkit.nn import Conv2d, Flatten, Linear, ReLU
+    >>> from cnnkit.nn import Conv2d, Flatten, Linear, ReLU, Sequential
     >>> rng = np.random.default_rng(0)
     >>> net = Sequential(Conv2d(1, 2, 3, rng=rng), ReLU(), Flatten(), Linear(2 * 4 * 4, 3, rng=rng))
     >>> prof = time_layers(net, np.zeros((5, 1, 6, 6), np.float32), iterations=2)
@@ -155,11 +145,11 @@ def time_layers(model: Module, x: np.ndarray, *, iterations: int = 50, warmup: i
         name, layer = layers[i]
         try:
             if method == "backward":
-                return call_backward(layer, value, input_grad or i > 0)
+                return layer.backward(value, input_grad=input_grad or i > 0)
             return layer.forward(value)
         except ValueError as err:
             where = " (backward)" if method == "backward" else ""
-            raise ValueError(f"layer {name} {_describe(layer)}{where}: {err}") from err
+            raise ValueError(f"layer {name} {brief(layer)}{where}: {err}") from err
 
     def one_pass(record: bool):
         nonlocal dout
@@ -204,7 +194,7 @@ def time_layers(model: Module, x: np.ndarray, *, iterations: int = 50, warmup: i
     finally:
         if was_enabled:
             gc.enable()
-    rows = [LayerTime(i, name, _describe(layer), tuple(shapes[i]), _median_ms(fwd[i]),
+    rows = [LayerTime(i, name, brief(layer), tuple(shapes[i]), _median_ms(fwd[i]),
                       _median_ms(bwd[i]))
             for i, (name, layer) in enumerate(layers)]
     return Profile(rows=rows, forward_ms=_median_ms(totals["forward"]),
