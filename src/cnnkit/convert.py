@@ -227,9 +227,9 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
         If there is nothing to convert (no Linear: the net is already fully convolutional; a
         GlobalAvgPool2d head: it already takes any size and pools over the whole map), a layer
         of the conv/pool part cannot take a larger image (a LocallyConnected2d: its weights are
-        tied to one input size), a layer after the Flatten is not one of the above (named), a BatchNorm1d sits between the
-        Flatten and the first Linear, or a Linear's in_features does not match the volume it
-        gets (both numbers).
+        tied to one input size), a layer after the Flatten is not one of the above (named), a
+        BatchNorm1d sits between the Flatten and the first Linear, or a Linear's in_features
+        does not match the volume it gets (both numbers).
 
     Examples
     --------

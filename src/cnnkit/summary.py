@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
-from . import nn
 from .functional._utils import check_count, check_example_shape
 from .nn import Module, brief
 from .optim import OPTIMIZERS
@@ -171,6 +169,7 @@ def trace(model: Module, input_shape, *, prefix: str = "") -> list[LayerInfo]:
 
     Examples
     --------
+    >>> from cnnkit import nn
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     >>> [(r.label, r.out_shape, r.macs) for r in trace(net, (3, 32, 32))]
     [('CONV3-8', (8, 32, 32), 221184), ('RELU', (8, 32, 32), 0), ('POOL2', (8, 16, 16), 0)]

@@ -128,7 +128,7 @@ def check_example_shape(shape, what: str, *, volume: bool = False) -> tuple:
 
 
 def check_rng(rng, what: str) -> np.random.Generator:
-    """``rng`` must be a ``numpy.random.Generator``: randomness is always handed in, never global."""
+    """``rng`` must be a ``numpy.random.Generator``: randomness is handed in, never global."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"{what}: rng must be a numpy.random.Generator "
                         f"(np.random.default_rng(seed)), got {type(rng).__name__}")

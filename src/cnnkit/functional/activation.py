@@ -1,4 +1,4 @@
-"""Element-wise activations: ReLU, leaky ReLU, sigmoid, tanh. Any input shape.
+"""Element-wise activations: ReLU, leaky ReLU, PReLU, sigmoid, tanh. Any input shape.
 
 Each backward is the local derivative times ``dout``; the caches hold what that derivative
 needs (the input for the piecewise-linear ones, the output for sigmoid and tanh).
@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import as_float_array, check_real
+from ._utils import as_float_array, check_param, check_real
+
+__all__ = ["relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
+           "prelu_forward", "prelu_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward",
+           "tanh_backward"]
 
 
 def relu_forward(x):
@@ -66,6 +70,56 @@ def leaky_relu_backward(dout, cache):
     """``dx = dout * (1 if x > 0 else negative_slope)``; shape of x."""
     x, slope = cache
     return np.where(x > 0, dout, dout * slope)
+
+
+def prelu_forward(x, w):
+    """Parametric ReLU (He et al. 2015): a leaky ReLU whose slope is learned, one per channel.
+
+        out[n, c, ...] = x[n, c, ...]            if x > 0
+                         w[c] * x[n, c, ...]     otherwise
+
+    Parameters
+    ----------
+    x : (N, C, ...) array (any number of axes after C), or (N, ...) when w holds one slope
+    w : (C,) slopes, one per channel (axis 1), or (1,): one slope shared by every unit
+
+    Returns
+    -------
+    out : array, shape of x
+    cache : for ``prelu_backward``
+
+    Raises
+    ------
+    ValueError
+        If w is not 1-D, or holds more than one slope and x's axis 1 is not that long.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prelu_forward(np.array([[-2.0, 3.0]]), np.array([0.25, 0.5]))[0]
+    array([[-0.5,  3. ]])
+    """
+    x = as_float_array(x, "prelu x")
+    w = as_float_array(w, "prelu w")
+    channels = w.shape[0] if w.ndim == 1 else -1
+    if channels != 1 and (x.ndim < 2 or x.shape[1] != channels):
+        raise ValueError(f"prelu: w of shape {w.shape} must hold one slope, or one per channel "
+                         f"of x (axis 1); x has shape {x.shape}")
+    w = check_param(w, (channels,), x, "prelu w")
+    # (C,) -> (C, 1, ..., 1), to broadcast along axis 1 of (N, C, ...)
+    slope = w.reshape(channels, *([1] * (x.ndim - 2))) if channels != 1 else w.reshape(())
+    return np.where(x > 0, x, x * slope), (x, slope)
+
+
+def prelu_backward(dout, cache):
+    """``dx = dout * (1 if x > 0 else w[c])`` (shape of x) and ``dw[c] = sum of dout * x over
+    the units of channel c where x <= 0`` (shape of w)."""
+    x, slope = cache
+    dx = np.where(x > 0, dout, dout * slope)
+    negative = np.where(x > 0, 0, dout * x)
+    if slope.ndim == 0:
+        return dx, negative.sum(keepdims=True).reshape(1)
+    return dx, negative.sum(axis=tuple(a for a in range(x.ndim) if a != 1))
 
 
 def sigmoid_forward(x):

@@ -24,6 +24,8 @@ from ._utils import (as_float_array, check_count, check_dout, check_ndim, check_
                      match_dtype, window_geometry)
 from .im2col import ColumnBuffers, batch_chunks, row_length
 
+__all__ = ["conv2d_forward", "conv2d_backward"]
+
 
 def check_conv_args(x, w, b, stride, pad, dilation, strict, groups=1):
     """Validate conv2d's arguments (shared with the naive version); return x, w, b, geometry,

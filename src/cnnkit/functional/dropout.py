@@ -17,6 +17,8 @@ import numpy as np
 
 from ._utils import as_float_array, check_dout, check_real, check_rng
 
+__all__ = ["dropout_forward", "dropout_backward"]
+
 MODES = ("upscale_in_train", "downscale_in_infer")
 
 

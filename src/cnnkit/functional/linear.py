@@ -9,6 +9,8 @@ import numpy as np
 
 from ._utils import as_float_array, check_param, match_dtype
 
+__all__ = ["affine_forward", "affine_backward"]
+
 
 def affine_forward(x, w, b=None):
     """Fully connected layer on inputs of any shape, flattened per example.

@@ -17,6 +17,8 @@ from ._utils import (as_float_array, check_dout, check_ndim, check_param, match_
                      window_geometry)
 from .im2col import col2im, im2col
 
+__all__ = ["locally_connected2d_forward", "locally_connected2d_backward"]
+
 
 def _show(h, w):
     """``3`` for a square pair, ``(3, 2)`` otherwise: how the grid error names a hyperparameter."""

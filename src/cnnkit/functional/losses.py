@@ -14,6 +14,8 @@ import numpy as np
 
 from ._utils import as_float_array, check_ndim, check_real
 
+__all__ = ["softmax_loss", "svm_loss", "l2_regularization", "get_loss"]
+
 
 def _check_scores_labels(scores, y, what: str):
     """Validate scores (N, C) floating and y (N,) integer labels in [0, C); return both arrays."""

@@ -17,6 +17,8 @@ import numpy as np
 
 from ._utils import as_float_array, check_count, check_dout, check_real
 
+__all__ = ["lrn_forward", "lrn_backward"]
+
 
 def check_lrn_args(size, alpha, beta, k, what: str):
     """Validate LRN's hyperparameters (shared with the module); return (size, alpha, beta, k)

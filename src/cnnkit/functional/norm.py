@@ -17,6 +17,11 @@ import numpy as np
 
 from ._utils import as_float_array, check_dout, check_ndim, check_param, check_real
 
+__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_eval_forward",
+           "batchnorm_eval_backward", "spatial_batchnorm_forward", "spatial_batchnorm_backward",
+           "spatial_batchnorm_eval_forward", "spatial_batchnorm_eval_backward",
+           "batchnorm_running_update"]
+
 
 class BatchNormCache(NamedTuple):
     """What ``batchnorm_backward`` needs, and the batch statistics the BatchNorm module reads."""

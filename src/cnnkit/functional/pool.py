@@ -18,6 +18,10 @@ import numpy as np
 from ._utils import Window, as_float_array, check_dout, check_ndim, pair, window_geometry
 from .im2col import col2im, im2col
 
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+           "l2_pool2d_forward", "l2_pool2d_backward", "global_avg_pool2d_forward",
+           "global_avg_pool2d_backward"]
+
 
 def pool_geometry(x, kernel, stride, pad, what: str, strict: bool):
     """Validate a pooling forward's input and hyperparameters; return ``(x, win)``.

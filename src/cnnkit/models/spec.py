@@ -19,6 +19,7 @@ Layers (``LAYERS`` lists the forms). Volumes are written CxHxW throughout (the n
     POOLk[/S]         max pooling, window k, stride S (default k); AVGPOOL, L2POOL likewise
     FC-n              Linear to n outputs; a Flatten goes in first when the input is a volume
     RELU SIGMOID TANH the activations; BN: BatchNorm2d on a volume, BatchNorm1d on a vector
+    PRELU             PReLU with a learned slope per channel (or per feature of a vector)
     DROPOUT[p]        Dropout, p in [0, 1) the probability to drop (default 0.5)
     RES-n[/sS]        a ResNet basic block to n channels with stride S
                       (:func:`cnnkit.models.blocks.basic_block`)
@@ -607,6 +608,7 @@ TOKENS = {
     "FC": Token("FC-n", _fc, r"-(\d+)", lambda n: {"features": int(n)},
                 lambda a: f"-{a['features']}", "FC-10"),
     "RELU": Token("RELU", _plain(nn.ReLU)),
+    "PRELU": Token("PRELU", lambda args, shape, **_: [nn.PReLU(shape[0])]),
     "SIGMOID": Token("SIGMOID", _plain(nn.Sigmoid)),
     "TANH": Token("TANH", _plain(nn.Tanh)),
     "BN": Token("BN", lambda args, shape, **_: [

@@ -35,20 +35,16 @@ def _scale(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-def _dropout(p: float, rng) -> nn.Dropout:
-    return nn.Dropout(p, rng=np.random.default_rng(rng.integers(2**63)))
-
-
 def _classifier(in_features: int, hidden: tuple[int, ...], num_classes: int, dropout: float,
                 rng, *, before: bool = False) -> list[nn.Module]:
     """[FC -> RELU -> DROPOUT]*K -> FC, the notes' FC stack (Caffe's fc6/relu6/drop6 order),
     the last FC with small Gaussian weights; ``before`` puts a dropout in front of it too
     (GoogLeNet's)."""
-    layers: list[nn.Module] = [_dropout(dropout, rng)] if before else []
+    layers: list[nn.Module] = [nn.Dropout.seeded_from(dropout, rng)] if before else []
     for width in hidden:
         layers += [nn.Linear(in_features, width, rng=rng), nn.ReLU()]
         if dropout:
-            layers.append(_dropout(dropout, rng))
+            layers.append(nn.Dropout.seeded_from(dropout, rng))
         in_features = width
     layers.append(nn.Linear(in_features, num_classes, init="gaussian", weight_scale=1e-2,
                             rng=rng))
@@ -110,7 +106,7 @@ def convnet_check(num_classes: int = 10, in_channels: int = 1, *, rng=None) -> n
         nn.Conv2d(in_channels, 4, 3, padding=1, rng=rng), nn.BatchNorm2d(4), nn.ReLU(),
         nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(4 * 4 * 4, 16, rng=rng), nn.ReLU(),
-        nn.Dropout(0.3, rng=np.random.default_rng(rng.integers(2**63))),
+        nn.Dropout.seeded_from(0.3, rng),
         nn.Linear(16, num_classes, rng=rng))
 
 

@@ -4,24 +4,20 @@
 ``shapes_only`` are in ``module``; what every layer says about itself without running (output
 shape, cost, label) in ``facts``. The layers: ``layers`` (weights, Flatten, ZeroPadShortcut),
 ``activation``, ``pooling``, ``normalization`` (batch norm, local response norm), ``dropout``;
-``Sequential``, ``Residual`` and ``Concat`` in ``containers``.
+``Sequential``, ``Residual`` and ``Concat`` in ``containers``. Each file lists its public names
+in its ``__all__``; this package exports them all.
 """
 
-from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
-from .containers import Concat, Residual, Sequential
-from .dropout import Dropout
+from . import activation, containers, dropout, layers, module, normalization, pooling
+from .activation import *  # noqa: F403
+from .containers import *  # noqa: F403
+from .dropout import *  # noqa: F403
 from .facts import Cost, LayerError, Step, brief
-from .layers import Conv2d, Flatten, Linear, LocallyConnected2d, ZeroPadShortcut
-from .module import Module, Parameter, build, register_module, shapes_only
-from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm
-from .pooling import AvgPool2d, GlobalAvgPool2d, L2Pool2d, MaxPool2d
+from .layers import *  # noqa: F403
+from .module import *  # noqa: F403
+from .normalization import *  # noqa: F403
+from .pooling import *  # noqa: F403
 
-__all__ = [
-    "Module", "Parameter", "build", "register_module", "shapes_only",
-    "Cost", "Step", "LayerError", "brief",
-    "Linear", "Conv2d", "LocallyConnected2d", "Flatten", "ZeroPadShortcut",
-    "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-    "MaxPool2d", "AvgPool2d", "L2Pool2d", "GlobalAvgPool2d",
-    "BatchNorm1d", "BatchNorm2d", "Dropout", "LocalResponseNorm",
-    "Sequential", "Residual", "Concat",
-]
+__all__ = [*module.__all__, "Cost", "Step", "LayerError", "brief", *layers.__all__,
+           *activation.__all__, *pooling.__all__, *normalization.__all__, *dropout.__all__,
+           *containers.__all__]

@@ -1,8 +1,9 @@
-"""Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh. Any input shape; no parameters.
+"""Activation layers: ReLU, LeakyReLU, PReLU, Sigmoid, Tanh. Any input shape; PReLU alone has
+a parameter (its slopes).
 
 Each calls its kernel pair of :mod:`cnnkit.functional.activation`; the output has the input's
-shape. FLOPs per value: ReLU 1, LeakyReLU 2 (compare, multiply), Sigmoid 3 (exp, add, divide),
-Tanh 1 (one elementary function).
+shape. FLOPs per value: ReLU 1, LeakyReLU and PReLU 2 (compare, multiply), Sigmoid 3 (exp, add,
+divide), Tanh 1 (one elementary function).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..functional._utils import check_dout, check_real
+from ..functional._utils import check_count, check_dout, check_real
 from .facts import Cost
-from .module import Module, register_module
+from .module import Module, Parameter, register_module
 
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh"]
+__all__ = ["ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh"]
 
 
 class _Elementwise(Module):
@@ -92,6 +93,61 @@ class LeakyReLU(_Elementwise):
 
     def extra_repr(self):
         return "" if self.negative_slope == 0.01 else f"negative_slope={self.negative_slope}"
+
+
+@register_module
+class PReLU(Module):
+    """Parametric ReLU (He et al. 2015): ``x if x > 0 else weight[c] * x``, the slopes learned.
+
+    Holds ``weight`` (num_parameters,), every slope ``init`` at first (PyTorch's names and
+    defaults): one slope shared by all units, or one per channel (axis 1 of the input, which
+    must then have num_parameters entries). The count is the attribute ``num_slopes`` (the
+    name ``num_parameters`` is Module's method). See :func:`cnnkit.functional.prelu_forward`. A 1-D
+    parameter, so the optimizers' weight decay leaves it alone, as He et al. advise.
+
+    Examples
+    --------
+    >>> prelu = PReLU(3)
+    >>> prelu(np.full((2, 3, 4, 4), -1.0, np.float32))[0, :, 0, 0]
+    array([-0.25, -0.25, -0.25], dtype=float32)
+    """
+
+    in_place = False                 # its backward needs the input for the slopes' gradient
+    position_wise = True
+
+    def __init__(self, num_parameters=1, init=0.25):
+        super().__init__()
+        self.num_slopes = check_count(num_parameters, "PReLU num_parameters")
+        self.init = check_real(init, "PReLU init")
+        self.weight = Parameter(np.full(self.num_slopes, self.init, np.float32))
+
+    def forward(self, x):
+        out, self._cache = F.prelu_forward(x, self.weight.data)
+        return out
+
+    def backward(self, dout, *, input_grad=True):
+        x, _ = cache = self._take_cache()
+        dx, dw = F.prelu_backward(check_dout(dout, x.shape, "PReLU.backward"), cache)
+        self.weight.grad += dw
+        return dx
+
+    def output_shape(self, in_shape):
+        if self.num_slopes != 1 and (not in_shape or in_shape[0] != self.num_slopes):
+            raise ValueError(f"PReLU: {self.num_slopes} slopes, one per channel, but the "
+                             f"input has shape {tuple(in_shape)} per example (channels first)")
+        return tuple(in_shape)
+
+    def cost(self, in_shape):
+        return Cost(0, 2 * math.prod(self.output_shape(in_shape)))
+
+    def label(self, in_shape):
+        return "PRELU"
+
+    def get_config(self):
+        return {"num_parameters": self.num_slopes, "init": self.init}
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_slopes}"
 
 
 @register_module

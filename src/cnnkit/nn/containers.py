@@ -17,7 +17,6 @@ import math
 
 import numpy as np
 
-from ..functional._utils import check_dout
 from .facts import Cost, LayerError, Step, brief, join_name, last_out
 from .module import Module, build, register_module
 

@@ -38,7 +38,8 @@ import numpy as np
 
 from ..functional._utils import pair
 
-__all__ = ["Cost", "Step", "LayerError", "LayerFacts", "FACTS", "brief", "join_name", "last_out"]
+__all__ = ["Cost", "Step", "LayerError", "LayerFacts", "FACTS", "brief", "join_name",
+           "last_out"]
 
 
 class Cost(NamedTuple):

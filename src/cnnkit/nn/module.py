@@ -28,6 +28,8 @@ import numpy as np
 
 from .facts import FACTS, LayerFacts
 
+__all__ = ["Module", "Parameter", "HookHandle", "build", "register_module", "shapes_only"]
+
 _REGISTRY: dict[str, type] = {}          # config "type" -> class
 _NAMES: dict[type, str] = {}             # class -> its registered name
 _SHAPES_ONLY = contextvars.ContextVar("cnnkit_shapes_only", default=False)

@@ -63,6 +63,9 @@ def _named_parameters(params, owner: str) -> dict[str, Parameter]:
                             f"(e.g. model.named_parameters()); item {i} is {item!r:.80}")
         if name in named:
             raise ValueError(f"{owner}: duplicate parameter name {name!r}")
+        if p.is_placeholder:
+            raise ValueError(f"{owner}: parameter {name!r} is a placeholder without values (its "
+                             f"net was built with nn.shapes_only()); load weights into it first")
         if id(p) in owners:
             raise ValueError(f"{owner}: parameter {name!r} is the same Parameter as "
                              f"{owners[id(p)]!r}; it would be updated twice")
