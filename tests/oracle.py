@@ -212,3 +212,24 @@ def local_response_norm(x, size, alpha, beta, k, dout=None):
 
 def local_response_norm_repr(size, alpha, beta, k):
     return repr(torch.nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k))
+
+
+# ---------------------------------------------------------------------------- more layers
+
+def prelu(x, w, dout=None):
+    """PReLU with our w (C,) or (1,): torch's weight layout as it is."""
+    return vjp(tF.prelu, [x, w], dout)
+
+
+def flatten(x, dout=None):
+    return vjp(lambda x: torch.flatten(x, 1), [x], dout)
+
+
+def dropout_eval(x, p, dout=None):
+    """Dropout in eval mode (upscale_in_train: the identity), as torch's."""
+    return vjp(lambda x: tF.dropout(x, p, training=False), [x], dout)
+
+
+def zero_pad_shortcut(x, stride, extra, dout=None):
+    """Option-A shortcut: subsample by the stride, append ``extra`` zero channels."""
+    return vjp(lambda x: tF.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, 0, extra)), [x], dout)
