@@ -527,10 +527,7 @@ def _run_forward_hooks(forward):
     def run(self, x):
         out = forward(self, x)
         if self._forward_hooks and type(self).forward is run:
-            for hook in tuple(self._forward_hooks.values()):
-                result = hook(self, x, out)
-                if result is not None:
-                    out = result
+            out = _call_hooks(self._forward_hooks, self, x, out)
         return out
     return run
 
@@ -545,12 +542,19 @@ def _run_backward_hooks(backward):
     def run(self, dout, *, input_grad=True):
         dx = backward(self, dout, input_grad=input_grad) if takes_flag else backward(self, dout)
         if self._backward_hooks and type(self).backward is run:
-            for hook in tuple(self._backward_hooks.values()):
-                result = hook(self, dout, dx)
-                if result is not None:
-                    dx = result
+            dx = _call_hooks(self._backward_hooks, self, dout, dx)
         return dx
     return run
+
+
+def _call_hooks(hooks: dict, module, given, result):
+    """Run ``hook(module, given, result)`` for every hook in order; one that returns something
+    other than None replaces ``result`` for the hooks after it and for the caller."""
+    for hook in tuple(hooks.values()):
+        replaced = hook(module, given, result)
+        if replaced is not None:
+            result = replaced
+    return result
 
 
 def build(config: dict) -> Module:
