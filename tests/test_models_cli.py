@@ -146,3 +146,20 @@ def test_gradcheck_and_time_take_specs_and_zoo_names(capsys, tmp_path):
                        "--batch", "4", "--iterations", "2", "--json", str(tmp_path / "t.json"))
     assert code == 0 and "GlobalAvgPool2d" in out
     assert json.loads((tmp_path / "t.json").read_text())["model"].startswith("INPUT[1x12x12]")
+
+
+@pytest.mark.parametrize("command", [["summary", "vgg16", "--notes"],
+                                     ["convert", "vgg16", "--image", "3x384x384"],
+                                     ["summary", "alexnet"]])
+def test_summary_and_convert_draw_no_weights(command, capsys, monkeypatch):
+    """They read shapes, not values: no initialiser may run (VGG-16's 138M weights took 5 s)."""
+    from cnnkit import init
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a weight was drawn")
+
+    for name in ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "gaussian"):
+        monkeypatch.setattr(init, name, refuse)
+    code, out, err = run(capsys, *command)
+    assert code == 0, err
+    assert "138M parameters" in out or "6x6 score map" in out or "60,965,224" in out

@@ -565,7 +565,8 @@ def cmd_convert(args) -> int:
     from .nn import brief
 
     model, shape, label, original = _model_argument(args.model, _input_option(args),
-                                                    np.random.default_rng(0))
+                                                    np.random.default_rng(0),
+                                                    weights=bool(args.output))
     model.eval()
     converted = fully_convolutional(model, shape)
     stride = output_stride(model, shape)

@@ -166,13 +166,17 @@ def score_map_size(converted, image_shape) -> tuple[int, int]:
 
 
 def _conv_from_linear(linear: nn.Linear, volume: tuple) -> nn.Conv2d:
-    """Conv2d(C', out, (H', W')) with weight = linear.weight.reshape(out, C', H', W') (copies)."""
+    """Conv2d(C', out, (H', W')) with weight = linear.weight.reshape(out, C', H', W') (copies;
+    a placeholder stays one)."""
     c, h, w = volume
-    conv = nn.Conv2d(c, linear.out_features, (h, w), bias=linear.bias is not None,
-                     init=linear.init, weight_scale=linear.weight_scale,
-                     rng=np.random.default_rng(0))        # drawn, then replaced below
-    # (out, C'*H'*W') -> (out, C', H', W'): Flatten's order is C, then H, then W.
-    conv.weight = nn.Parameter(linear.weight.data.reshape(linear.out_features, c, h, w))
+    with nn.shapes_only():                                # its weight is replaced below
+        conv = nn.Conv2d(c, linear.out_features, (h, w), bias=linear.bias is not None,
+                         init=linear.init, weight_scale=linear.weight_scale)
+    shape = (linear.out_features, c, h, w)
+    if linear.weight.is_placeholder:
+        conv.weight = nn.Parameter.placeholder(shape, linear.weight.dtype)
+    else:   # (out, C'*H'*W') -> (out, C', H', W'): Flatten's order is C, then H, then W.
+        conv.weight = nn.Parameter(linear.weight.data.reshape(shape))
     if linear.bias is not None:
         conv.bias = nn.Parameter(linear.bias.data)
     return conv.train(linear.training)

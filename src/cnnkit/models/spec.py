@@ -39,9 +39,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
-
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 

@@ -375,7 +375,8 @@ class Module(LayerFacts):
 
     def zero_grad(self) -> None:
         for p in self.parameters():
-            p.grad[...] = 0
+            if not p.is_placeholder:          # a placeholder's gradient is a zero already
+                p.grad[...] = 0
 
     # ------------------------------------------------------------------ modes and dtype
     def train(self, mode: bool = True) -> "Module":
