@@ -4,8 +4,8 @@ FC -> conv conversion and the per-layer timer read, each answered by the layer's
 Every Module answers, from its configuration and the per-example shape of an input (no batch
 axis: (C, H, W) or (D,)), without touching its weights:
 
-    output_shape(in_shape)      the per-example output shape; a layer whose size rule fails
-                                raises the same error its kernel would
+    output_shape(in_shape)      the per-example output shape; ValueError with the numbers when
+                                the input does not fit (a size rule's is the kernel's own)
     cost(in_shape)              Cost(macs, flops) of one example, or None when unknown
     label(in_shape)             the notes' name: CONV3-64, POOL2, FC, RELU, RES-64 ...
     weight_formula(in_shape)    its weights written out as the notes do: (3*3*64)*128
@@ -44,7 +44,7 @@ __all__ = ["Cost", "Step", "LayerError", "LayerFacts", "FACTS", "brief", "join_n
 
 class Cost(NamedTuple):
     """The arithmetic of one example's forward pass: multiply-accumulates and floating-point
-    operations (a multiply-add counts as 2 FLOPs, as papers' "FLOPs" usually count MACs)."""
+    operations. A multiply-accumulate is 2 FLOPs (papers' "FLOPs" are often MACs)."""
 
     macs: int
     flops: int
