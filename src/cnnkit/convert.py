@@ -76,14 +76,22 @@ def _stride(features, shape: tuple):
     return (sh, sw), None
 
 
+def _through(layers, shape: tuple) -> tuple:
+    """The per-example shape after ``layers``."""
+    for name, layer in layers:
+        shape = _trace(layer, name, shape)
+    return shape
+
+
 def _global_pool(layers, shape: tuple):
     """``(name, module)`` of the first module, among ``layers`` and their children, that takes
     the whole map to one position (a 1x1 output and no stride: a global pool), or None."""
     for name, layer in layers:
-        for step in layer.walk_shapes(shape, name):
+        steps = list(layer.walk_shapes(shape, name))
+        for step in steps:
             if step.out_shape[1:] == (1, 1) and step.module.output_stride(step.in_shape) is None:
                 return step.name, step.module
-        shape = _trace(layer, name, shape)
+        shape = last_out(steps, shape)
     return None
 
 
@@ -158,8 +166,7 @@ def score_map_size(converted, image_shape) -> tuple[int, int]:
         name, layer = layers[end]
         raise ValueError(f"layer {name} {brief(layer)}: the net is not fully convolutional; "
                          f"convert it with fully_convolutional(model, input_shape) first")
-    for name, layer in layers:
-        shape = _trace(layer, name, shape)
+    shape = _through(layers, shape)
     if len(shape) != 3:
         raise ValueError(f"the net gives a {shape} output per example, not a (K, h, w) map")
     return tuple(shape[1:])
@@ -262,9 +269,7 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
             f"vector per image, not a map; to score crops, put an AvgPool2d whose window is the "
             f"map size at {'x'.join(map(str, input_shape))} (stride 1) in its place and convert "
             f"that net")
-    shape = input_shape
-    for _, _, _, shape in _steps(features, input_shape):
-        pass
+    shape = _through(features, input_shape)
     if len(shape) != 3:
         raise ValueError(f"the conv/pool part gives a {shape} output per example, not a "
                          f"(C', H', W') volume")
@@ -272,8 +277,7 @@ def fully_convolutional(model, input_shape) -> nn.Sequential:
     if stride is not None:             # one stride more: the smallest larger image it must take
         c, h, w = input_shape
         try:
-            for _ in _steps(features, (c, h + stride[0], w + stride[1])):
-                pass
+            _through(features, (c, h + stride[0], w + stride[1]))
         except ValueError as err:
             raise ValueError(f"the converted net could not slide over a larger image: {err}") \
                 from err

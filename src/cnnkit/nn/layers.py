@@ -246,10 +246,18 @@ class _Window(_Weighted):
     def output_stride(self, in_shape):
         return self.stride
 
-    def _cost(self, in_shape, per_window: int) -> Cost:
-        win = self._window(in_shape)
-        positions = win.h_out * win.w_out
-        macs = per_window * self.out_channels * positions
+    def _window_values(self) -> int:
+        """K: the input values one filter sees at one position."""
+        raise NotImplementedError
+
+    def im2col_shape(self, in_shape):
+        _, h_out, w_out = self.output_shape(in_shape)
+        return self._window_values(), h_out * w_out
+
+    def cost(self, in_shape):
+        """K * F * H_out*W_out MACs (one column of K per position, F filters)."""
+        k, positions = self.im2col_shape(in_shape)
+        macs = k * self.out_channels * positions
         bias = self.out_channels * positions if self.bias is not None else 0
         return Cost(macs, 2 * macs + bias)
 
@@ -313,19 +321,14 @@ class Conv2d(_Window):
 
     _kernel, _prefix = "conv2d", "CONV"
 
-    def cost(self, in_shape):
+    def _window_values(self):
         kh, kw = self.kernel_size
-        return self._cost(in_shape, self.in_channels // self.groups * kh * kw)
+        return self.in_channels // self.groups * kh * kw
 
     def weight_formula(self, in_shape):
         kh, kw = self.kernel_size
         c = f"{self.in_channels}/{self.groups}" if self.groups != 1 else f"{self.in_channels}"
         return f"({kh}*{kw}*{c})*{self.out_channels}"
-
-    def im2col_shape(self, in_shape):
-        win = self._window(in_shape)
-        kh, kw = self.kernel_size
-        return self.in_channels // self.groups * kh * kw, win.h_out * win.w_out
 
     def get_config(self):
         return {**self._geometry_config(), "groups": self.groups, **self._init_config()}
@@ -394,18 +397,13 @@ class LocallyConnected2d(_Window):
                              f"{out[1]}x{out[2]}")
         return out
 
-    def cost(self, in_shape):
-        self.output_shape(in_shape)
+    def _window_values(self):
         kh, kw = self.kernel_size
-        return self._cost(in_shape, self.in_channels * kh * kw)
+        return self.in_channels * kh * kw
 
     def weight_formula(self, in_shape):
         (h, w), (kh, kw) = self.output_size, self.kernel_size
         return f"{h}*{w}*({kh}*{kw}*{self.in_channels})*{self.out_channels}"
-
-    def im2col_shape(self, in_shape):
-        (h, w), (kh, kw) = self.output_shape(in_shape)[1:], self.kernel_size
-        return self.in_channels * kh * kw, h * w
 
     def get_config(self):
         return {**self._geometry_config(), "input_size": jsonable(self.input_size),
