@@ -43,14 +43,15 @@ def test_train_lenet5_centres_mnist_in_its_32x32_input(capsys, tmp_path):
     assert code == 0 and "10000 images" in out
 
 
-@pytest.mark.parametrize("model, fragments", [
-    ("INPUT[3x32x32] -> CONV3-8 -> FC-10", ["takes 3x32x32 input", "MNIST images are 1x28x28"]),
-    ("CONV3-8 -> FC-12", ["gives outputs of shape (12,)", "FC-10"]),
-    ("convnet-check", ["takes 1x8x8 input"]),
-    ("vgg19", ["unknown model 'vgg19'", "vgg16", "or give a spec"]),
+@pytest.mark.parametrize("argv, fragments", [
+    (["--model", "INPUT[3x32x32] -> CONV3-8 -> FC-10"],
+     ["takes 3x32x32 input", "MNIST images are 1x28x28"]),
+    (["--model", "CONV3-8 -> FC-12"], ["gives outputs of shape (12,)", "FC-10"]),
+    (["--model", "convnet-check", "--fit", "centre"], ["28x28, larger than the net's 8x8 input"]),
+    (["--model", "vgg19"], ["unknown model 'vgg19'", "vgg16", "or give a spec"]),
 ])
-def test_train_rejects_nets_that_do_not_fit_mnist(capsys, tmp_path, model, fragments):
-    code, _, err = run(capsys, "train", "--model", model, "--out", str(tmp_path))
+def test_train_rejects_nets_that_do_not_fit_mnist(capsys, tmp_path, argv, fragments):
+    code, _, err = run(capsys, "train", *argv, "--out", str(tmp_path))
     assert_one_line_error(code, err, *fragments)
 
 

@@ -5,7 +5,8 @@ loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn``
 ``cnnkit.optim`` the optimizers and schedules, ``cnnkit.data`` MNIST and CIFAR-10,
 ``cnnkit.train`` the Trainer, ``cnnkit.io`` checkpoints, ``cnnkit.models`` the model zoo and the
 pattern spec, ``cnnkit.summary`` the memory and parameter table, ``cnnkit.convert`` FC -> conv
-conversion, ``cnnkit.timing`` per-layer timing and ``cnnkit.viz`` plots. Submodules load on
+conversion, ``cnnkit.timing`` per-layer timing, ``cnnkit.viz`` plots and ``cnnkit.inference`` (also
+``cnnkit.predict_images``) classifies image files with a trained checkpoint. Submodules load on
 first use, so ``import cnnkit`` stays cheap.
 """
 
@@ -15,8 +16,9 @@ __version__ = "0.1.0"
 _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "reference",
                "gradcheck": "gradcheck", "nn": "nn", "init": "init", "optim": "optim",
                "data": "data", "train": "train", "io": "io", "models": "models", "viz": "viz",
-               "summary": "summary", "convert": "convert", "timing": "timing"}
-__all__ = list(_SUBMODULES)
+               "summary": "summary", "convert": "convert", "timing": "timing",
+               "inference": "inference"}
+__all__ = [*_SUBMODULES, "predict_images"]
 
 
 def __getattr__(name):
@@ -24,4 +26,7 @@ def __getattr__(name):
         module = importlib.import_module(f".{_SUBMODULES[name]}", __name__)
         globals()[name] = module
         return module
+    if name == "predict_images":
+        from .inference import predict_images
+        return predict_images
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")

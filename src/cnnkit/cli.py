@@ -1,8 +1,8 @@
 """The ``cnnkit`` command: train, evaluate, predict, gradcheck, time.
 
-    cnnkit train                     train the default net on the shipped MNIST, print test accuracy
+    cnnkit train                     train a net on a data source (--data), print test accuracy
     cnnkit evaluate CKPT             accuracy, per-class accuracy and confusion matrix
-    cnnkit predict CKPT IMAGE...     top-k classes of PNG/JPEG images
+    cnnkit predict CKPT IMAGE...     top-k classes of image files
     cnnkit gradcheck                 whole-model numerical gradient check in float64
     cnnkit time MODEL                per-layer forward/backward times (Caffe's `caffe time`)
 
@@ -30,78 +30,6 @@ SCHEDULES = ("cosine", "step", "exp", "none")
 
 class CLIError(Exception):
     """A problem with the user's input, reported as one line."""
-
-
-# ---------------------------------------------------------------------------- data
-
-
-def _mnist(split: str, input_shape=(1, 28, 28)):
-    from .data import load_mnist
-
-    images, labels = load_mnist(split)
-    return _prepare(images, _mnist_metadata(input_shape)), labels
-
-
-def _mnist_metadata(input_shape=(1, 28, 28)) -> dict:
-    from .data import MNIST_MEAN, MNIST_STD
-
-    return {
-        "dataset": "mnist",
-        "image_shape": [1, 28, 28],
-        "input_shape": [int(s) for s in input_shape],
-        "mean": [float(MNIST_MEAN)],
-        "std": [float(MNIST_STD)],
-        "classes": [str(d) for d in range(10)],
-    }
-
-
-def _prepare(images: np.ndarray, metadata: dict) -> np.ndarray:
-    """uint8 or float images, (N, H, W) or (N, C, H, W), to the normalised float32 the net takes.
-
-    A net trained on images smaller than its input (``image_shape`` in the metadata, MNIST's
-    28x28 for a 32x32 LeNet-5) gets images of that size centred on a zero background, as LeCun
-    et al. placed the digits in 32x32 fields; images of any other size go in as they are.
-    """
-    from .data import normalize, to_float
-
-    x = to_float(images) if images.dtype == np.uint8 else images.astype(np.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    shape = metadata.get("input_shape")
-    if x.ndim != 4 or (shape and x.shape[1] != shape[0]):
-        raise CLIError(
-            f"the images have shape {images.shape}, but the net takes "
-            f"(N, {'x'.join(map(str, shape)) if shape else 'C, H, W'}) input"
-        )
-    image_shape = metadata.get("image_shape")
-    if shape and image_shape and list(x.shape[1:]) == list(image_shape) != list(shape):
-        x = _pad_to(x, tuple(shape[1:]))
-    return normalize(x, metadata.get("mean", [0.0]), metadata.get("std", [1.0]))
-
-
-def _pad_to(x: np.ndarray, size: tuple) -> np.ndarray:
-    """Centre (N, C, h, w) images in zero fields of size (H, W) >= (h, w)."""
-    (h, w), (hh, ww) = x.shape[2:], size
-    if hh < h or ww < w:
-        raise CLIError(f"the images are {h}x{w}, larger than the net's {hh}x{ww} input")
-    top, left = (hh - h) // 2, (ww - w) // 2
-    out = np.zeros((*x.shape[:2], hh, ww), dtype=x.dtype)
-    out[:, :, top:top + h, left:left + w] = x
-    return out
-
-
-def _load_npz_data(path) -> tuple[np.ndarray, np.ndarray]:
-    from .data import DataError
-
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files or "y" not in f.files:
-                raise DataError(f"{path}: expected arrays 'x' and 'y', found {f.files}")
-            return f["x"], f["y"].astype(np.int64)
-    except (OSError, ValueError) as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"{path}: not a readable .npz data file: {err}") from err
 
 
 # ---------------------------------------------------------------------------- optimizers
@@ -141,50 +69,110 @@ def _run_prefix(label: str) -> str:
     return "spec" if spec.is_spec(label) else label
 
 
-def _mnist_input_shape(text: str) -> tuple:
-    """The input volume of a net trained on MNIST: a zoo model's designed size with one channel
-    (the digits are centred in it), a spec's INPUT, or 1x28x28 for a spec without one."""
+def _volume(shape) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def _decode_hint(settings: dict) -> tuple:
+    """(channels, (H, W)) a folder's images are decoded to, from --input, a spec's INPUT or a
+    zoo model's designed size; None where nothing says (the first image decides)."""
     from .models import input_shape_of, spec
 
+    text = settings["model"]
+    if settings.get("input"):
+        c, h, w = settings["input"]
+        return c, (h, w)
+    if text == "default":
+        return None, None
     if spec.is_spec(text):
         given = spec.parse(text).input_shape
-        shape = (1, 28, 28) if given is None else tuple(given)
-    else:
-        shape = (1, *input_shape_of(text)[1:])
-    if shape[0] != 1 or shape[1] < 28 or shape[2] < 28:
-        raise CLIError(f"{text} takes {'x'.join(map(str, shape))} input; MNIST images are 1x28x28 "
-                       f"(the net needs 1 channel and at least 28x28)")
-    return shape
+        return (None, None) if given is None else (given[0], tuple(given[1:]))
+    return None, tuple(input_shape_of(text)[1:])
 
 
-def _mnist_model(text: str, shape: tuple, rng):
-    """The model to train on MNIST, for ``shape`` from :func:`_mnist_input_shape`; it must give
-    10 scores."""
+def _net_input(settings: dict, image_shape: tuple) -> tuple[str, tuple]:
+    """The model to build (the default one resolved) and the input volume it takes: --input, a
+    spec's INPUT, a zoo model's designed H x W on the images' channels, or the images' own
+    volume (a spec without INPUT, the default net)."""
+    from .models import default_model_for, input_shape_of, spec
+
+    text, given = settings["model"], settings.get("input")
+    if text == "default":
+        shape = tuple(given) if given else image_shape
+        return default_model_for(shape), shape
+    if spec.is_spec(text):
+        declared = spec.parse(text).input_shape
+        if declared is not None and given and tuple(declared) != tuple(given):
+            raise CLIError(f"--input {_volume(given)} disagrees with the spec's "
+                           f"INPUT[{_volume(declared)}]")
+        shape = tuple(declared or given or image_shape)
+        spec.trace(text, shape)   # a spec error echoes the user's text with a caret
+        return text, shape
+    if given:
+        return text, tuple(given)
+    return text, (image_shape[0], *input_shape_of(text)[1:])
+
+
+def _training_data(settings: dict, progress: bool):
+    """Open the run's data source and settle what the net takes: (dataset, model text with the
+    default resolved, input volume, Preprocessing)."""
+    from .data import Preprocessing, choose_fit, open_source
+
+    channels, size = _decode_hint(settings)
+    dataset = open_source(settings["data"], channels=channels, size=size,
+                          test_size=settings["test_size"], seed=settings["seed"],
+                          skip_bad=settings["skip_bad"], progress=progress)
+    dataset.check_trainable()
+    image_shape = dataset.image_shape
+    text, shape = _net_input(settings, image_shape)
+    if shape[0] != image_shape[0]:
+        raise CLIError(f"{text} takes {_volume(shape)} input; {dataset.title} images are "
+                       f"{_volume(image_shape)} (the net needs {image_shape[0]} channel"
+                       f"{'s' if image_shape[0] > 1 else ''}; give --input or a spec's INPUT "
+                       f"with {image_shape[0]})")
+    fit = choose_fit(image_shape[1:], shape[1:], settings["fit"])
+    mean, std = dataset.channel_stats()
+    preprocessing = Preprocessing(image_shape, shape, mean, std, fit, dataset.brightness())
+    return dataset, text, shape, preprocessing
+
+
+def _build_for(text: str, shape: tuple, num_classes: int, title: str, rng):
+    """The model ``text`` on ``shape`` input; it must give ``num_classes`` scores."""
     from .models import build_model
 
-    model, shape = build_model(text, shape, num_classes=10, rng=rng)
+    model, _ = build_model(text, shape, num_classes=num_classes, rng=rng)
     out = _output_shape(model, shape)
-    if out != (10,):
-        raise CLIError(f"{text} gives outputs of shape {out} per image; MNIST needs 10 class "
-                       f"scores (end the spec with FC-10)")
+    if out != (num_classes,):
+        raise CLIError(f"{text} gives outputs of shape {out} per image; {title} has "
+                       f"{num_classes} classes (end the spec with FC-{num_classes})")
     return model
+
+
+def _val_count(val_size, n: int) -> int:
+    """--val-size as a count for n training images: a count (at most n - 1), a fraction, or by
+    default a tenth of them up to 5,000."""
+    if val_size is None:
+        return min(5000, n // 10)
+    count = int(round(val_size * n)) if val_size < 1 else int(val_size)
+    if count >= n:
+        raise CLIError(f"--val-size {val_size:g} leaves no training images out of {n}; give "
+                       f"fewer (or a fraction such as 0.1)")
+    return count
 
 
 def _train_settings(args) -> dict:
     """The options that define a run; stored in the checkpoint so --resume rebuilds the run."""
-    from .models import spec
-
     from .optim import OPTIMIZERS
 
     lr = args.lr if args.lr is not None else OPTIMIZERS[args.optimizer].lr
-    model = _model_label(args.model)
-    if spec.is_spec(model):
-        given = spec.parse(args.model).input_shape
-        spec.trace(args.model, None if given else (1, 28, 28))   # errors echo the user's text
-        if given is None:
-            model = f"INPUT[1x28x28] -> {model}"   # the run records the input it trained on
+    model = args.model if args.model == "default" else _model_label(args.model)
     return {
+        "data": args.data,
         "model": model,
+        "input": list(args.input) if args.input else None,
+        "fit": args.fit,
+        "test_size": args.test_size,
+        "skip_bad": args.skip_bad,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
@@ -202,37 +190,69 @@ def _train_settings(args) -> dict:
     }
 
 
+def _resumed_settings(meta: dict) -> dict:
+    """A checkpoint's run settings, with what runs from before data sources had filled in: they
+    trained on MNIST, shifting digits by up to 2 pixels."""
+    settings = dict(meta["settings"])
+    if "data" not in settings:
+        settings.update(data="mnist", input=None, fit="auto", test_size=None, skip_bad=False)
+        if settings.get("augment") == "crop":
+            settings["augment"] = "crop:2"
+    return settings
+
+
+def _eval_batch(model, shape: tuple) -> int:
+    """Images per evaluation pass: up to 1000, as many as keep the forward pass's activations
+    within 256 MB."""
+    from .summary import images_within
+
+    return images_within(model, shape, 256 * 2 ** 20, most=1000)
+
+
 def cmd_train(args) -> int:
+    from .data import Augment, split_indices
     from .io import load_checkpoint, save_checkpoint
     from .optim import make_optimizer
     from .train import Trainer, TrainingInterrupted, evaluate
     from .viz import plot_history
-    from .data import train_val_split
 
     if args.resume:
         ckpt = load_checkpoint(args.resume)
         meta = ckpt.extra.get("metadata", {})
-        if "settings" not in meta:
+        if not isinstance(meta, dict) or "settings" not in meta:
             raise CLIError(
                 f"{args.resume} was not written by `cnnkit train` (no run settings); "
                 f"it cannot be resumed from the command line"
             )
-        settings = dict(meta["settings"])
+        settings = _resumed_settings(meta)
         if args.epochs_given:
             settings["epochs"] = args.epochs
         run_dir = Path(args.resume).resolve().parent
     else:
         settings = _train_settings(args)
+        run_dir = None
+
+    progress = not args.no_progress
+    dataset, text, shape, preprocessing = _training_data(settings, progress)
+    for line in dataset.notes:
+        print(line)
+    if settings["model"] == "default":
+        settings["model"] = text            # the run records the net the data chose
+    if _spec_without_input(settings["model"]):
+        settings["model"] = f"INPUT[{_volume(shape)}] -> {settings['model']}"
+    if settings["augment"] == "auto":
+        settings["augment"] = dataset.default_augment
+    augment = Augment.parse(settings["augment"], shape[1:])
+    if run_dir is None:
         name = args.name or time.strftime(f"{_run_prefix(settings['model'])}-%Y%m%d-%H%M%S")
         run_dir = Path(args.out) / name
 
     rng = np.random.default_rng(settings["seed"])
-    input_shape = _mnist_input_shape(settings["model"])
-    x, y = _mnist("train", input_shape)
-    if settings["limit"]:
-        x, y = x[: settings["limit"]], y[: settings["limit"]]
-    (x_train, y_train), (x_val, y_val) = train_val_split(x, y, settings["val_size"], rng)
-    model = _mnist_model(settings["model"], input_shape, rng)
+    train = dataset.train.head(settings["limit"])
+    val_count = _val_count(settings["val_size"], len(train))
+    train_idx, val_idx = split_indices(len(train), val_count, rng)
+    train_part, val_part = train.subset(train_idx), train.subset(val_idx)
+    model = _build_for(settings["model"], shape, dataset.num_classes, dataset.title, rng)
     if args.weights:
         model.load_state_dict(load_checkpoint(args.weights).model_state)
     optimizer = make_optimizer(settings["optimizer"], model.named_parameters(),
@@ -245,19 +265,17 @@ def cmd_train(args) -> int:
         settings["step_size"],
         settings["gamma"],
     )
-    metadata = {**_mnist_metadata(input_shape), "settings": settings}
-    augment = None
-    if settings.get("augment", "none") == "crop":
-        from .data import Augment
-
-        augment = Augment(crop_padding=2)  # shifts of up to 2 pixels; no flips for digits
+    metadata = {"source": dataset.source, "classes": list(dataset.classes),
+                **preprocessing.to_metadata(), "settings": settings}
 
     def after_epoch(trainer):
         from ._atomic import atomic_write_text
 
         atomic_write_text(run_dir / "history.json", json.dumps(trainer.history, indent=1))
-        plot_history(trainer.history, run_dir / "curves.png", title=f"{settings['model']} on MNIST")
+        plot_history(trainer.history, run_dir / "curves.png",
+                     title=f"{settings['model']} on {dataset.title}")
 
+    eval_batch = _eval_batch(model, shape)
     trainer = Trainer(
         model,
         optimizer,
@@ -266,26 +284,30 @@ def cmd_train(args) -> int:
         batch_size=settings["batch_size"],
         epochs=settings["epochs"],
         seed=settings["seed"],
+        preprocess=preprocessing,
         augment=augment,
         checkpoint=run_dir / "checkpoint.npz",
         metadata=metadata,
-        progress=not args.no_progress,
+        progress=progress,
         log=print,
         on_epoch_end=after_epoch,
+        eval_batch_size=eval_batch,
     )
     if args.resume:
         trainer.resume(args.resume)
         trainer.epochs = settings["epochs"]
         print(f"resuming {args.resume} at epoch {trainer.epoch + 1}/{trainer.epochs}")
     print(
-        f"training {settings['model']} ({model.num_parameters():,} parameters) on MNIST: "
-        f"{len(x_train)} train / {len(x_val)} val images, {settings['optimizer']} "
-        f"lr {settings['lr']:g}, {settings['schedule']} schedule, {settings['epochs']} epochs; "
-        f"run folder {run_dir}"
+        f"training {settings['model']} ({model.num_parameters():,} parameters) on "
+        f"{dataset.title}: {len(train_part)} train / {len(val_part)} val images "
+        f"({_volume(preprocessing.image_shape[:1])}x{preprocessing.describe()}), "
+        f"{settings['optimizer']} lr {settings['lr']:g}, {settings['schedule']} schedule, "
+        f"{settings['epochs']} epochs, augment {settings['augment']}; run folder {run_dir}"
     )
     start = time.perf_counter()
     try:
-        trainer.fit((x_train, y_train), (x_val, y_val) if len(x_val) else None)
+        trainer.fit((train_part.images, train_part.labels),
+                    (val_part.images, val_part.labels) if len(val_part) else None)
     except TrainingInterrupted as err:
         print(
             f"cnnkit train: {err}; resume with: cnnkit train --resume "
@@ -295,112 +317,103 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED
     train_time = time.perf_counter() - start
     save_checkpoint(run_dir / "model.npz", model, extra={"metadata": metadata})
-    x_test, y_test = _mnist("test", input_shape)
-    test_loss, test_acc = evaluate(model, x_test, y_test, settings["loss"])
     best = trainer.best
+    if best["epoch"]:
+        print(f"best validation accuracy {best['val_acc']:.4f} (epoch {best['epoch']}); "
+              f"weights in {run_dir / 'model.npz'}")
+    else:
+        print(f"no validation images; weights of the last epoch in {run_dir / 'model.npz'}")
+    if dataset.test is None:
+        print(f"trained in {train_time:.0f} s; {dataset.title} has no test split (give "
+              f"--test-size to hold one out)")
+        return 0
+    test = dataset.test.head(settings["limit"])
+    test_loss, test_acc = evaluate(model, test.images, test.labels, settings["loss"],
+                                   eval_batch, preprocessing)
     print(
-        f"best validation accuracy {best['val_acc']:.4f} (epoch {best['epoch']}); "
-        f"weights in {run_dir / 'model.npz'}"
-    )
-    print(
-        f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}) after {train_time:.0f} s of training"
+        f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}, {len(test)} images) after "
+        f"{train_time:.0f} s of training"
     )
     return 0
+
+
+def _spec_without_input(text: str) -> bool:
+    from .models import spec
+
+    return spec.is_spec(text) and spec.parse(text).input_shape is None
 
 
 # ---------------------------------------------------------------------------- evaluate
 
 
-def _load_for_inference(path):
-    from .io import load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    model = ckpt.build_model().eval()
-    meta = ckpt.extra.get("metadata", {})
-    return model, meta
+def _same_classes(dataset, classes) -> None:
+    """A source that names its classes must name the checkpoint's, in its order."""
+    if classes is None or all(c.isdigit() for c in dataset.classes):
+        return
+    if tuple(dataset.classes) != tuple(classes):
+        raise CLIError(f"{dataset.title} has classes {', '.join(dataset.classes)}; the net was "
+                       f"trained on {', '.join(classes)}")
 
 
 def cmd_evaluate(args) -> int:
+    from .data import open_source
+    from .inference import load_for_inference
     from .train import predict
 
-    model, meta = _load_for_inference(args.checkpoint)
-    if args.data:
-        images, labels = _load_npz_data(args.data)
-        what = args.data
-    else:
-        if meta.get("dataset", "mnist") != "mnist":
-            raise CLIError(f"{args.checkpoint} was trained on {meta['dataset']}; pass --data")
-        from .data import load_mnist
-
-        images, labels = load_mnist(args.split)
-        what = f"MNIST {args.split}"
-    x = _prepare(images, meta)
-    scores = predict(model, x, args.batch_size)
+    model, preprocessing, classes, meta = load_for_inference(args.checkpoint)
+    settings = meta.get("settings") or {}
+    recorded = meta.get("source") or meta.get("dataset")
+    source = args.data or recorded
+    if not source:
+        raise CLIError(f"{args.checkpoint} does not record the data it was trained on; pass "
+                       f"--data SOURCE")
+    same = source == recorded
+    channels, size = preprocessing.image_shape[0], tuple(preprocessing.image_shape[1:])
+    dataset = open_source(source, channels=channels, size=size,
+                          test_size=settings.get("test_size") if same else None,
+                          seed=settings.get("seed", 0), skip_bad=args.skip_bad,
+                          progress=not args.no_progress)
+    for line in dataset.notes:
+        print(line)
+    _same_classes(dataset, classes)
+    split_name = args.split or ("test" if dataset.test is not None else "all")
+    split = dataset.split(split_name)
+    labels = split.labels
+    scores = predict(model, split.images, _eval_batch(model, preprocessing.input_shape),
+                     preprocessing)
     num_classes = scores.shape[1]
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise CLIError(
-            f"labels must be in [0, {num_classes}), got range " f"[{labels.min()}, {labels.max()}]"
-        )
+    if labels.size and labels.max() >= num_classes:
+        raise CLIError(f"{dataset.title}: label {labels.max()} is out of range for a net with "
+                       f"{num_classes} classes")
     pred = scores.argmax(axis=1)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
-    classes = meta.get("classes") or [str(i) for i in range(num_classes)]
-    print(f"{what}: {len(labels)} images, accuracy {np.mean(pred == labels):.4f}")
+    names = classes or [str(i) for i in range(num_classes)]
+    width = max(5, len(str(confusion.max())) + 1, *(len(n) + 1 for n in names))
+    label_width = max(4, *(len(n) for n in names))
+    print(f"{dataset.title} {split_name}: {len(labels)} images, accuracy "
+          f"{np.mean(pred == labels):.4f}")
     print("per-class accuracy:")
     for c in range(num_classes):
         total = confusion[c].sum()
         acc = confusion[c, c] / total if total else float("nan")
-        print(f"  {classes[c]:>6}  {acc:.4f}  ({confusion[c, c]}/{total})")
-    width = max(5, len(str(confusion.max())) + 1)
+        print(f"  {names[c]:>{label_width}}  {acc:.4f}  ({confusion[c, c]}/{total})")
     print("confusion matrix (rows: true class, columns: predicted):")
-    print(" " * 7 + "".join(f"{classes[c]:>{width}}" for c in range(num_classes)))
+    print(" " * (label_width + 3) + "".join(f"{names[c]:>{width}}" for c in range(num_classes)))
     for c in range(num_classes):
-        print(f"  {classes[c]:>4} " + "".join(f"{v:>{width}}" for v in confusion[c]))
+        print(f"  {names[c]:>{label_width}} " + "".join(f"{v:>{width}}" for v in confusion[c]))
     return 0
 
 
 # ---------------------------------------------------------------------------- predict
 
 
-def _read_image(path, channels: int, size: tuple[int, int], invert: str) -> np.ndarray:
-    """A PNG/JPEG as float32 (C, H, W) in [0, 1], converted to the net's channels and size."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            img = img.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise CLIError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise CLIError(f"cannot read image {path}: {err}") from None
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    # MNIST digits are light on dark; a photo or drawing of a digit is usually dark on light.
-    if invert == "yes" or (invert == "auto" and channels == 1 and arr.mean() > 0.5):
-        arr = 1.0 - arr
-    return arr
-
-
 def cmd_predict(args) -> int:
-    from .train import predict
+    from .inference import predict_images
 
-    model, meta = _load_for_inference(args.checkpoint)
-    shape = meta.get("input_shape")
-    if not shape:
-        raise CLIError(f"{args.checkpoint} does not record the input size; it cannot take images")
-    x = _prepare(
-        np.stack([_read_image(p, shape[0], tuple(shape[1:]), args.invert) for p in args.images]),
-        meta,
-    )
-    scores = predict(model, x)
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    classes = meta.get("classes") or [str(i) for i in range(scores.shape[1])]
-    k = min(args.top_k, scores.shape[1])
-    for path, p in zip(args.images, probs):
-        top = np.argsort(-p)[:k]
-        print(f"{path}: " + "  ".join(f"{classes[c]} {p[c]:.3f}" for c in top))
+    result = predict_images(args.checkpoint, args.images, invert=args.invert)
+    for path, top in zip(args.images, result.top(args.top_k)):
+        print(f"{path}: " + "  ".join(f"{name} {p:.3f}" for name, p in top))
     return 0
 
 
@@ -650,6 +663,27 @@ def _positive_int(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
+    return value
+
+
+def _count_or_fraction(text):
+    """A count (an int >= 0) or a fraction in [0, 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        return _fraction(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0 or a fraction, got {value}")
+    return value
+
+
 def _non_negative_float(text):
     try:
         value = float(text)
@@ -661,7 +695,8 @@ def _non_negative_float(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models import MODELS
+    from .data import FITS, source_names
+    from .models import DATA_DEFAULTS, MODELS
     from .optim import OPTIMIZERS
 
     parser = argparse.ArgumentParser(
@@ -671,22 +706,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     models = ["default", *MODELS]
+    sources = ", ".join(source_names())
+    defaults = ", ".join(f"{name} for {_volume(shape)}" for shape, name in DATA_DEFAULTS.items())
 
     p = sub.add_parser(
         "train",
-        help="train a net on the shipped MNIST and print test accuracy",
-        description="Train a net on MNIST (shipped with cnnkit). Writes "
+        help="train a net on a data source (default: the shipped MNIST), print test accuracy",
+        description="Train a net on a data source: " + sources + ". Writes "
         "OUT/NAME/checkpoint.npz (every epoch, for --resume), "
         "model.npz (best validation weights), history.json and "
         "curves.png, then prints the test accuracy.",
     )
+    p.add_argument("--data", default="mnist", metavar="SOURCE",
+                   help="the images: " + sources + " (default: %(default)s)")
     p.add_argument(
         "--model",
         default="default",
         metavar="MODEL",
         help="a zoo name (" + ", ".join(models) + ") or a spec such as "
-        '"CONV5-6 -> RELU -> POOL2 -> FC-10" (default: %(default)s = lenet-bn)',
+        '"CONV5-6 -> RELU -> POOL2 -> FC-10" (default: the data\'s: ' + defaults + ")",
     )
+    p.add_argument("--input", type=_volume_arg, metavar="CxHxW", default=None,
+                   help="the net's input volume; a folder's images are decoded to it (default: "
+                   "a spec's INPUT, a zoo model's designed size, or the images' own)")
+    p.add_argument("--fit", choices=FITS, default="auto",
+                   help="how images of another size go into the net: centre them in a zero "
+                   "field or resize them; auto centres when the margin is at most a quarter of "
+                   "the image (28x28 digits in 32x32) and resizes otherwise (default: "
+                   "%(default)s)")
+    p.add_argument("--test-size", type=_fraction, default=0.2, metavar="FRACTION",
+                   help="for a source without a test split of its own: the part of each class "
+                   "held out to test on, seeded by --seed (default: %(default)s)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip (and count) images that cannot be decoded instead of stopping")
     p.add_argument("--epochs", type=_positive_int, default=5, help="epochs (default: %(default)s)")
     p.add_argument(
         "--batch-size",
@@ -740,10 +792,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--augment",
-        choices=("crop", "none"),
-        default="crop",
-        help="crop: random shifts of up to 2 pixels (zero padding, then a random "
-        "28x28 crop) of each training image (default: %(default)s)",
+        default="auto",
+        metavar="LIST",
+        help="training-time augmentation, a comma-separated list: crop (random shifts: zero "
+        "padding of 1/8 of the side, 4 for 32x32, then a crop of the original size), crop:P "
+        "(padding P), flip (horizontal mirror; not for digits), none (default: the data's: "
+        "crop:2 for MNIST, crop,flip for CIFAR-10, crop otherwise)",
     )
     p.add_argument(
         "--seed",
@@ -753,15 +807,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--val-size",
-        type=int,
-        default=5000,
-        help="training images held out for validation (default: %(default)s)",
+        type=_count_or_fraction,
+        default=None,
+        help="training images held out for validation, a count or a fraction (default: a "
+        "tenth, at most 5000)",
     )
     p.add_argument(
         "--limit",
         type=_positive_int,
         default=None,
-        help="use only the first N training images (quick runs)",
+        help="use only the first N training images and the first N test images (quick runs)",
     )
     p.add_argument(
         "--out", default="runs", help="parent folder of run folders (default: %(default)s)"
@@ -779,29 +834,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="accuracy, per-class accuracy and confusion matrix",
-        description="Evaluate a checkpoint on MNIST (or on --data).",
+        description="Evaluate a checkpoint on the data it was trained on (its test split) or on "
+        "--data, preprocessed as in training.",
     )
     p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--data", metavar="SOURCE",
+                   help="the images: " + sources + ", or FILE.npz (default: the checkpoint's)")
     p.add_argument(
         "--split",
-        choices=("test", "train"),
-        default="test",
-        help="MNIST split (default: %(default)s)",
+        choices=("test", "train", "all"),
+        default=None,
+        help="which images of the source (default: test, or all when the source has no test "
+        "split)",
     )
-    p.add_argument(
-        "--data",
-        metavar="FILE.npz",
-        help="evaluate on arrays x (N[,C],H,W) and y (N,) from an .npz file instead",
-    )
-    p.add_argument("--batch-size", type=_positive_int, default=1000, help="(default: %(default)s)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip images that cannot be decoded instead of stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while decoding")
     _add_threads_option(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "predict",
-        help="top-k classes of PNG/JPEG images",
-        description="Classify images with a checkpoint: each is converted to the "
-        "net's channels and input size.",
+        help="top-k classes of image files (PNG, JPEG, BMP, GIF, WebP)",
+        description="Classify images with a checkpoint: each is decoded to the channels and "
+        "size of the training images, then fitted and normalised as in training; prints the "
+        "top-k class names with their probabilities.",
     )
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("images", metavar="IMAGE", nargs="+")

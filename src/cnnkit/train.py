@@ -36,21 +36,29 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during ``fit``: a checkpoint of the state at the last finished batch was written."""
 
 
-def predict(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Class scores of ``x`` in eval mode, computed in batches; (N, num_classes)."""
+def predict(model, x, batch_size: int = 1000, preprocess: Callable | None = None) -> np.ndarray:
+    """Class scores of ``x`` in eval mode, computed in batches; (N, num_classes).
+
+    ``x`` is an array or anything indexed like one (a :class:`cnnkit.data.Images` view);
+    ``preprocess(batch)``, e.g. a :class:`cnnkit.data.Preprocessing`, is applied to each batch.
+    """
     was_training = model.training
     model.eval()
     try:
-        return np.concatenate([model.forward(x[i:i + batch_size])
-                               for i in range(0, len(x), batch_size)])
+        parts = []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            parts.append(model.forward(xb if preprocess is None else preprocess(xb)))
+        return np.concatenate(parts)
     finally:
         model.train(was_training)
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, loss="softmax",
-             batch_size: int = 1000) -> tuple[float, float]:
-    """Mean loss and accuracy of the model on (x, y) in eval mode."""
-    scores = predict(model, x, batch_size)
+def evaluate(model, x, y: np.ndarray, loss="softmax", batch_size: int = 1000,
+             preprocess: Callable | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy of the model on (x, y) in eval mode (``preprocess`` as in
+    :func:`predict`)."""
+    scores = predict(model, x, batch_size, preprocess)
     value, _ = get_loss(loss)(scores, y)
     return float(value), float(np.mean(scores.argmax(axis=1) == y))
 
@@ -91,6 +99,9 @@ class Trainer:
     batch_size, epochs : mini-batch size and total number of epochs
     seed : seeds the Generator that shuffles (a full permutation per epoch) and augments
     augment : optional callable ``(x_batch, rng) -> x_batch`` applied to training batches
+    preprocess : optional callable ``x_batch -> x_batch`` applied to every batch, training and
+        validation, before ``augment`` (a :class:`cnnkit.data.Preprocessing`: the stored images
+        are then converted a batch at a time, never all at once)
     checkpoint : path of the checkpoint written after every epoch (and on Ctrl-C); None: none
     metadata : JSON-able dict stored in every checkpoint (dataset, normalisation, classes)
     progress : show a progress bar (tqdm) with loss, accuracy and images/s
@@ -115,7 +126,8 @@ class Trainer:
                  epochs: int = 10, seed: int = 0, augment: Callable | None = None,
                  checkpoint=None, metadata: dict | None = None, progress: bool = True,
                  log: Callable[[str], None] | None = None, restore_best: bool = True,
-                 eval_batch_size: int = 1000, on_epoch_end: Callable | None = None):
+                 eval_batch_size: int = 1000, on_epoch_end: Callable | None = None,
+                 preprocess: Callable | None = None):
         for name, value in (("batch_size", batch_size), ("epochs", epochs),
                             ("eval_batch_size", eval_batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -124,7 +136,7 @@ class Trainer:
         self.loss_fn = get_loss(loss)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.batch_size, self.epochs, self.seed = int(batch_size), int(epochs), seed
-        self.augment = augment
+        self.augment, self.preprocess = augment, preprocess
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.metadata = dict(metadata or {})
         self.progress, self.log = progress, log or (lambda line: None)
@@ -219,6 +231,8 @@ class Trainer:
             while self._batch < num_batches:
                 idx = self._order[self._batch * self.batch_size:(self._batch + 1) * self.batch_size]
                 xb, yb = x[idx], y[idx]
+                if self.preprocess is not None:
+                    xb = self.preprocess(xb)
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
                 self.optimizer.zero_grad()
@@ -251,7 +265,8 @@ class Trainer:
     def fit(self, train, val=None) -> dict:
         """Train for the remaining epochs (all of them, or those after a resumed checkpoint).
 
-        ``train`` and ``val`` are ``(x, y)`` pairs of arrays. Returns the history: per epoch the
+        ``train`` and ``val`` are ``(x, y)`` pairs of arrays (x may be a lazy
+        :class:`cnnkit.data.Images` view, read a batch at a time). Returns the history: per epoch the
         train loss and accuracy (running, over the epoch's batches in train mode), the
         validation loss and accuracy (eval mode), the learning rate and the seconds taken.
 
@@ -290,7 +305,7 @@ class Trainer:
                         f"acc {train_acc:.4f}")
                 if val is not None:
                     val_loss, val_acc = evaluate(self.model, val[0], val[1], self.loss_name,
-                                                 self.eval_batch_size)
+                                                 self.eval_batch_size, self.preprocess)
                     h["val_loss"].append(val_loss)
                     h["val_acc"].append(val_acc)
                     line += f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}"

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .source import Dataset, from_arrays, register_source
 
-__all__ = ["read_cifar10_binary", "read_cifar10_python", "load_cifar10", "RestrictedUnpickler",
-           "CIFAR10_CLASSES"]
+__all__ = ["read_cifar10_binary", "read_cifar10_python", "load_cifar10", "open_cifar10",
+           "RestrictedUnpickler", "CIFAR10_CLASSES"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
@@ -230,3 +231,18 @@ def load_cifar10(root, split: str = "train"):
         raise ValueError(f"load_cifar10: split must be 'train' or 'test', got {split!r}")
     parts = [reader(path) for path, reader in (_find(Path(root), n) for n in names[split])]
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+@register_source("cifar10", needs_argument=True, usage="cifar10:DIR")
+def open_cifar10(argument: str, **options) -> Dataset:
+    """CIFAR-10 from a local copy in folder ``argument`` (binary or python version, found by
+    :func:`load_cifar10`) as a :class:`Dataset`: 50,000 training and 10,000 test 3x32x32 images,
+    the ten class names, random crops (zero padding 4) and flips as the default augmentation."""
+    root = Path(argument).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (cifar10:DIR names the folder of the "
+                                f"CIFAR-10 batch files)")
+    x, y = load_cifar10(root, "train")
+    x_test, y_test = load_cifar10(root, "test")
+    return from_arrays(f"cifar10:{root}", f"CIFAR-10 ({root})", CIFAR10_CLASSES, x, y,
+                       x_test, y_test, default_augment="crop,flip")

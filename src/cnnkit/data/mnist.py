@@ -16,8 +16,9 @@ import numpy as np
 
 from .errors import DataError
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, _decompress, _parse
+from .source import Dataset, from_arrays, register_source
 
-__all__ = ["load_mnist", "MNIST_FILES", "SHA256"]
+__all__ = ["load_mnist", "open_mnist", "MNIST_FILES", "SHA256"]
 
 # split -> (images file, labels file): the standard names of the MNIST distribution
 MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -104,3 +105,17 @@ def load_mnist(split: str = "train", *, root=None, verify: bool = True):
         bad = int(np.argmax(labels > 9))
         raise DataError(f"{labels_path}: label {labels[bad]} at index {bad} is not a digit 0..9")
     return images, labels.astype(np.int64)
+
+
+@register_source("mnist", needs_argument=False, usage="mnist")
+def open_mnist(argument: str = "", **options) -> Dataset:
+    """The shipped MNIST as a :class:`Dataset`: 60,000 training and 10,000 test digits (1x28x28
+    uint8), classes "0".."9", the published pixel statistics, shifts of up to 2 pixels as the
+    default augmentation (no flips: a mirrored digit is no digit)."""
+    from .transforms import MNIST_MEAN, MNIST_STD
+
+    x, y = load_mnist("train")
+    x_test, y_test = load_mnist("test")
+    return from_arrays("mnist", "MNIST", [str(d) for d in range(10)], x[:, None], y,
+                       x_test[:, None], y_test, default_augment="crop:2",
+                       stats=((MNIST_MEAN,), (MNIST_STD,)))

@@ -238,3 +238,38 @@ class Augment:
 
     def __repr__(self):
         return f"Augment(crop_padding={self.crop_padding!r}, hflip={self.hflip})"
+
+    @classmethod
+    def parse(cls, text: str, input_hw) -> "Augment | None":
+        """An ``--augment`` list: comma-separated ``crop`` (random shifts, zero padding
+        max(1, side // 8): 4 for 32x32 images), ``crop:P`` (padding P), ``flip`` (horizontal,
+        p = 0.5), or ``none``. None when nothing is enabled.
+
+        >>> Augment.parse("crop,flip", (32, 32))
+        Augment(crop_padding=4, hflip=True)
+        """
+        padding, hflip = 0, False
+        items = [item.strip().lower() for item in str(text).split(",") if item.strip()]
+        if not items:
+            raise ValueError("--augment: expected crop, crop:P, flip or none")
+        for item in items:
+            name, _, value = item.partition(":")
+            if name == "none" and not value:
+                if len(items) > 1:
+                    raise ValueError(f"--augment: 'none' cannot be combined, got {text!r}")
+            elif name == "flip" and not value:
+                hflip = True
+            elif name == "crop":
+                if value:
+                    try:
+                        padding = int(value)
+                    except ValueError:
+                        padding = -1
+                    if padding < 0:
+                        raise ValueError(f"--augment: crop:P takes a padding P >= 0, got {item!r}")
+                else:
+                    padding = max(1, min(int(s) for s in input_hw) // 8)
+            else:
+                raise ValueError(f"--augment: unknown augmentation {item!r}; choose from crop, "
+                                 f"crop:P, flip, none")
+        return cls(crop_padding=padding, hflip=hflip) if padding or hflip else None

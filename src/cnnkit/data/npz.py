@@ -1,0 +1,115 @@
+"""The ``npz:FILE`` source: images and labels saved with ``np.savez``.
+
+Arrays (read with ``allow_pickle=False``):
+
+    x         (N, H, W), (N, C, H, W) or (N, H, W, C) images: uint8 0..255, other integers in
+              0..255, or floats (finite; [0, 1] if ``predict`` is to read image files for the net)
+    y         (N,) or (N, 1) integer class indices 0..K-1
+    classes   optional (K,) strings, the class names (default "0".."K-1")
+    x_test, y_test   optional: the test split (else ``--test-size`` holds one out of x)
+
+A 4-D ``x`` is channels-first (N, C, H, W) when its second axis has at most 4 entries, else
+channels-last (N, H, W, C) when its last does, as Keras and Pillow store images.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+from .source import Dataset, check_labels, from_arrays, register_source
+
+__all__ = ["open_npz", "load_npz"]
+
+
+def _images(x: np.ndarray, where: str) -> np.ndarray:
+    """x as (N, C, H, W), uint8 or float32."""
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[1] > 4 and x.shape[3] <= 4:
+        x = x.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+    elif x.ndim != 4:
+        raise DataError(f"{where}: images must be (N, H, W), (N, C, H, W) or (N, H, W, C), "
+                        f"found shape {x.shape}")
+    if x.shape[0] == 0 or 0 in x.shape[1:]:
+        raise DataError(f"{where}: no images (shape {x.shape})")
+    kind = x.dtype.kind
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if kind in "iu":
+        low, high = x.min(), x.max()
+        if low < 0 or high > 255:
+            raise DataError(f"{where}: integer images must be grey levels 0..255 (store uint8, or "
+                            f"floats in [0, 1]); found {x.dtype} values {low}..{high}")
+        return x.astype(np.uint8)
+    if kind == "f":
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"{where}: the images hold NaN or infinite values")
+        return x.astype(np.float32)
+    raise DataError(f"{where}: images must be uint8 or float, found {x.dtype}")
+
+
+def load_npz(path) -> dict:
+    """The arrays of an ``npz:`` file, checked: {"x", "y", "classes", "x_test", "y_test"} (the
+    last three None when absent)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names = set(f.files)
+            missing = [k for k in ("x", "y") if k not in names]
+            if missing:
+                raise DataError(f"{path}: no array {' or '.join(map(repr, missing))}; an npz "
+                                f"data file holds images 'x' and labels 'y' (found "
+                                f"{', '.join(sorted(names)) or 'no arrays'})")
+            arrays = {k: (f[k] if k in names else None)
+                      for k in ("x", "y", "classes", "x_test", "y_test")}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: not a readable .npz data file: {reason}") from None
+    if (arrays["x_test"] is None) != (arrays["y_test"] is None):
+        raise DataError(f"{path}: has one of x_test and y_test but not the other")
+    return arrays
+
+
+@register_source("npz", needs_argument=True, usage="npz:FILE")
+def open_npz(argument: str, *, test_size=None, seed: int = 0, **options) -> Dataset:
+    """The arrays of ``argument`` (see the module docstring) as a :class:`Dataset`."""
+    path = Path(argument).expanduser().resolve()
+    arrays = load_npz(path)
+    where = str(path)
+    x = _images(arrays["x"], f"{where}: x")
+    y = check_labels(arrays["y"], f"{where}: y")
+    if len(x) != len(y):
+        raise DataError(f"{where}: x holds {len(x)} images but y holds {len(y)} labels")
+    classes = arrays["classes"]
+    if classes is not None:
+        if classes.ndim != 1 or classes.dtype.kind not in "UiuS":
+            raise DataError(f"{where}: classes must be a vector of names, found {classes.dtype} "
+                            f"of shape {classes.shape}")
+        classes = [c.decode() if isinstance(c, bytes) else str(c) for c in classes.tolist()]
+    num_classes = len(classes) if classes is not None else int(y.max()) + 1
+    check_labels(y, f"{where}: y", num_classes)
+    classes = classes or [str(k) for k in range(num_classes)]
+    x_test = y_test = None
+    if arrays["x_test"] is not None:
+        x_test = _images(arrays["x_test"], f"{where}: x_test")
+        y_test = check_labels(arrays["y_test"], f"{where}: y_test", num_classes)
+        if len(x_test) != len(y_test):
+            raise DataError(f"{where}: x_test holds {len(x_test)} images but y_test holds "
+                            f"{len(y_test)} labels")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise DataError(f"{where}: x_test images are {x_test.shape[1:]}, x's are "
+                            f"{x.shape[1:]}")
+        absent = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y).tolist()))
+        if absent:
+            raise DataError(f"{where}: the test split has class {classes[absent[0]]!r}, which "
+                            f"has no training images")
+    return from_arrays(f"npz:{path}", where, classes, x, y, x_test, y_test,
+                       test_size=test_size, seed=seed)

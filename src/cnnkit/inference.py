@@ -1,0 +1,159 @@
+"""Classify images with a trained checkpoint: what ``cnnkit predict`` does, from Python.
+
+    >>> result = predict_images("runs/lenet-bn-20261130-101500/model.npz",
+    ...                         ["seven.png", "two.jpg"])               # doctest: +SKIP
+    >>> result.labels, result.probabilities.shape                       # doctest: +SKIP
+    (['7', '2'], (2, 10))
+
+Each image goes through the checkpoint's own preprocessing: decoded to the channels and size of
+the training images (:func:`cnnkit.data.decode_image`), then fitted, centred or resized, and
+normalised exactly as in training (:class:`cnnkit.data.Preprocessing`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError, Preprocessing, decode_image, image_to_array
+
+__all__ = ["Predictions", "load_for_inference", "predict_images", "read_images"]
+
+
+@dataclass
+class Predictions:
+    """What :func:`predict_images` returns.
+
+    Attributes
+    ----------
+    classes : the class names, in the order of the columns of ``probabilities``
+    probabilities : (N, K) softmax probabilities, one row per image
+    """
+
+    classes: tuple
+    probabilities: np.ndarray
+
+    @property
+    def indices(self) -> np.ndarray:
+        """(N,) the most probable class of each image."""
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def labels(self) -> list[str]:
+        """The most probable class name of each image."""
+        return [self.classes[k] for k in self.indices]
+
+    def top(self, k: int = 3) -> list[list[tuple[str, float]]]:
+        """Per image, the ``k`` most probable (class name, probability) pairs, best first."""
+        k = min(int(k), self.probabilities.shape[1])
+        order = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
+        return [[(self.classes[c], float(p[c])) for c in row]
+                for row, p in zip(order, self.probabilities)]
+
+
+def load_for_inference(checkpoint):
+    """(model in eval mode, Preprocessing, class names, metadata) of a checkpoint path or a
+    :class:`cnnkit.io.Checkpoint`."""
+    from .io import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) \
+        else checkpoint
+    model = ckpt.build_model().eval()
+    meta = ckpt.extra.get("metadata", {})
+    if not isinstance(meta, dict) or "input_shape" not in meta:
+        raise DataError(f"{checkpoint} does not record the input its net was trained on; it "
+                        f"cannot take images")
+    preprocessing = Preprocessing.from_metadata(meta, str(checkpoint))
+    classes = meta.get("classes")
+    return model, preprocessing, (tuple(classes) if classes else None), meta
+
+
+def _as_pil(item):
+    """A NumPy image (H, W) or (H, W, C), uint8 or float in [0, 1], as a Pillow image."""
+    from PIL import Image
+
+    arr = np.asarray(item)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise DataError(f"an image array must be (H, W) or (H, W, C) with C 1, 3 or 4 (the "
+                        f"layout of Pillow and matplotlib), got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
+            raise DataError(f"an image array must be uint8 or finite floats in [0, 1], got "
+                            f"{arr.dtype}")
+        scale = 255.0 if arr.dtype.kind == "f" else 1.0
+        arr = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def read_images(items, preprocessing: Preprocessing, invert: str = "auto") -> np.ndarray:
+    """Image files, Pillow images or NumPy arrays as (N, C, h, w) uint8 at the training images'
+    channels and size, ready for ``preprocessing``.
+
+    ``invert``: "yes", "no", or "auto": a grey image whose mean brightness is on the other side
+    of one half from the training images' is inverted (dark digits on white paper for a net
+    trained on MNIST's white digits on black).
+    """
+    from PIL import Image
+
+    if invert not in ("auto", "yes", "no"):
+        raise ValueError(f"invert must be auto, yes or no, got {invert!r}")
+    channels, size = preprocessing.image_shape[0], tuple(preprocessing.image_shape[1:])
+    out = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            arr = decode_image(Path(item), channels, size)
+        else:
+            arr = image_to_array(item if isinstance(item, Image.Image) else _as_pil(item),
+                                 channels, size)
+        light = arr.mean() / 255.0 > 0.5
+        if invert == "yes" or (invert == "auto" and channels == 1
+                               and light != (preprocessing.brightness > 0.5)):
+            arr = 255 - arr
+        out.append(arr)
+    if not out:
+        raise ValueError("no images given")
+    return np.stack(out)
+
+
+def predict_images(checkpoint, images, *, invert: str = "auto",
+                   batch_size: int = 256) -> Predictions:
+    """Class probabilities of images under a trained checkpoint.
+
+    Parameters
+    ----------
+    checkpoint : a path to a checkpoint written by ``cnnkit train`` or the Trainer (with the
+        metadata of its data), or a loaded :class:`cnnkit.io.Checkpoint`
+    images : a path, a Pillow image or a NumPy array (H, W) / (H, W, C), or a list of them;
+        any size and mode (see :func:`read_images`)
+    invert : "auto", "yes" or "no" (see :func:`read_images`)
+    batch_size : images per forward pass
+
+    Returns
+    -------
+    Predictions : ``.labels`` the top class names, ``.probabilities`` (N, K), ``.top(k)``
+
+    Raises
+    ------
+    FileNotFoundError, DataError, CheckpointError
+        For a missing or unreadable image or checkpoint (the message names it).
+    """
+    from .train import predict
+
+    model, preprocessing, classes, _ = load_for_inference(checkpoint)
+    from PIL import Image
+
+    if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)):
+        images = [images]
+    x = read_images(images, preprocessing, invert)
+    scores = predict(model, x, batch_size, preprocessing)
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    probs = np.exp(shifted)
+    probs /= probs.sum(axis=1, keepdims=True)
+    names = classes if classes and len(classes) == probs.shape[1] \
+        else tuple(str(k) for k in range(probs.shape[1]))
+    return Predictions(names, probs)
