@@ -43,3 +43,10 @@ def rng(request):
     """A Generator seeded from the base seed and the test's id, so each test gets its own stream."""
     seed = _base_seed(request.config)
     return np.random.default_rng([seed, zlib.crc32(request.node.nodeid.encode())])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_tmp(tmp_path_factory):
+    """Decoded-folder caches go to a temporary folder, never to the user's ~/.cache."""
+    os.environ["CNNKIT_CACHE"] = str(tmp_path_factory.mktemp("cnnkit-cache"))
+    yield

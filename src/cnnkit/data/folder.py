@@ -172,8 +172,9 @@ def _decode_all(files: list, shape: tuple, out: np.ndarray, skip_bad: bool,
     if progress:
         try:
             from tqdm.auto import tqdm
+            # disable=None: no bar when stderr is not a terminal (a log file, a pipe)
             bar = tqdm(total=len(files), desc=f"decoding {title}", unit="img", leave=False,
-                       dynamic_ncols=True)
+                       dynamic_ncols=True, disable=None)
         except ImportError:
             bar = None
     workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
