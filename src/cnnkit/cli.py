@@ -653,45 +653,34 @@ def _input_option(args):
     return getattr(args, "input", None)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _argument(convert, accept, expected: str):
+    """An argparse type: ``convert(text)``, then ``accept(value)``, else "expected ...".
+
+    NaN fails every ``accept`` written as a comparison that holds, so it is refused too."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+    return parse
 
 
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction, got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
-    return value
+_positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
+_fraction = _argument(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
+_non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
+_count = _argument(int, lambda v: v >= 0, "a count >= 0 or a fraction in [0, 1)")
 
 
 def _count_or_fraction(text):
     """A count (an int >= 0) or a fraction in [0, 1)."""
     try:
-        value = int(text)
+        int(text)
     except ValueError:
         return _fraction(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a count >= 0 or a fraction, got {value}")
-    return value
-
-
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+    return _count(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -266,8 +266,8 @@ class Trainer:
         """Train for the remaining epochs (all of them, or those after a resumed checkpoint).
 
         ``train`` and ``val`` are ``(x, y)`` pairs of arrays (x may be a lazy
-        :class:`cnnkit.data.Images` view, read a batch at a time). Returns the history: per epoch the
-        train loss and accuracy (running, over the epoch's batches in train mode), the
+        :class:`cnnkit.data.Images` view, read a batch at a time). Returns the history: per
+        epoch the train loss and accuracy (running, over the epoch's batches in train mode), the
         validation loss and accuracy (eval mode), the learning rate and the seconds taken.
 
         Raises

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_write_text
+from .._atomic import atomic_path, atomic_write_text
 from .errors import DataError
 from .images import IMAGE_EXTENSIONS, decode_image, natural_channels
 from .source import Dataset, Images, Split, pixel_stats, register_source, stratified_split
@@ -65,14 +65,17 @@ def _image_files(folder: Path) -> list[tuple[str, int, int]]:
 
 
 def _classes(folder: Path, where: str) -> list[str]:
+    """The sorted names of the class subfolders of ``folder``; DataError when there are none."""
     if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder") if folder.exists() else \
-            FileNotFoundError(f"{folder}: no such folder")
+        if folder.exists():
+            raise DataError(f"{folder}: not a folder")
+        raise FileNotFoundError(f"{folder}: no such folder")
     names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and _visible(e.name))
     if not names:
         loose = any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(folder))
-        raise DataError(f"{folder}: no class subfolders{' (the images lie loose in it)' if loose else ''}; "
-                        f"{where} holds one subfolder of images per class")
+        raise DataError(f"{folder}: no class subfolders"
+                        f"{' (the images lie loose in it)' if loose else ''}; {where} holds one "
+                        f"subfolder of images per class")
     return names
 
 
@@ -221,20 +224,12 @@ def _decoded(root: Path, files: list, shape: tuple, *, skip_bad: bool, cache_dir
     except OSError as err:
         raise DataError(f"{cache}: cannot create the cache folder for decoded images ({err}); "
                         f"set CNNKIT_CACHE to a writable folder") from None
-    tmp = array_path.with_name(f".{array_path.name}.{os.getpid()}.tmp")
     start = time.perf_counter()
-    try:
+    with atomic_path(array_path) as tmp:
         images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=full)
         bad = _decode_all(files, shape, images, skip_bad, progress, root.name)
         images.flush()
         del images
-        os.replace(tmp, array_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     record = {"key": key, "root": str(root), "shape": list(full),
               "bad": [[i, message] for i, message in bad], "stats": {}}
     atomic_write_text(record_path, json.dumps(record))

@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from ..functional._utils import check_rng
+from .source import split_indices
 
 __all__ = ["train_val_split", "BatchLoader"]
 
@@ -60,25 +61,7 @@ def train_val_split(x, y, val_size, rng):
     ((8, 3), (2, 3))
     """
     x, y = _check_pair(x, y, "train_val_split")
-    check_rng(rng, "train_val_split")
-    n = len(x)
-    if n == 0:
-        raise ValueError("train_val_split: no examples to split")
-    if isinstance(val_size, (bool, np.bool_)) or not isinstance(val_size, numbers.Real):
-        raise TypeError(f"train_val_split: val_size must be an int count or a float fraction, "
-                        f"got {val_size!r}")
-    if isinstance(val_size, numbers.Integral):
-        v = int(val_size)
-        if not 0 <= v < n:
-            raise ValueError(f"train_val_split: val_size must be in [0, {n - 1}] for {n} "
-                             f"examples (the training part must keep one), got {v}")
-    else:
-        if not 0.0 <= val_size < 1.0:
-            raise ValueError(f"train_val_split: a fractional val_size must be in [0, 1), "
-                             f"got {val_size}")
-        v = min(int(round(val_size * n)), n - 1)
-    perm = rng.permutation(n)
-    train, val = perm[v:], perm[:v]
+    train, val = split_indices(len(x), val_size, rng, "train_val_split")
     return (x[train], y[train]), (x[val], y[val])
 
 

@@ -59,7 +59,11 @@ def load_npz(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):   # a lone .npy array
+            raise DataError(f"{path}: a single array, not an .npz archive of arrays 'x' and "
+                            f"'y' (save them with np.savez(path, x=..., y=...))")
+        with loaded as f:
             names = set(f.files)
             missing = [k for k in ("x", "y") if k not in names]
             if missing:

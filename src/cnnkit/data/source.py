@@ -217,26 +217,36 @@ def check_labels(labels, where: str, num_classes: int | None = None) -> np.ndarr
     return y.astype(np.int64)
 
 
-def split_indices(n: int, val_size, rng) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices of a random hold-out, drawn as ``train_val_split`` draws them:
+def split_indices(n: int, val_size, rng, what: str = "split_indices"):
+    """(train, val) indices of a random hold-out of ``n`` examples:
 
         perm = rng.permutation(n);  val = perm[:V],  train = perm[V:]
 
-    ``val_size`` is a count in [0, n - 1] or a fraction in [0, 1) (V = round(fraction * n),
-    leaving one example to train at least)."""
-    check_rng(rng, "split_indices")
+    ``val_size`` is a count V in [0, n - 1] or a fraction in [0, 1) (V = round(fraction * n),
+    leaving one example to train at least). Errors start with ``what``.
+
+    Raises
+    ------
+    TypeError
+        If ``val_size`` is neither an int nor a float (bools included) or ``rng`` is not a
+        Generator.
+    ValueError
+        If there are no examples or ``val_size`` is out of range.
+    """
+    check_rng(rng, what)
     if n == 0:
-        raise ValueError("no examples to split")
+        raise ValueError(f"{what}: no examples to split")
     if isinstance(val_size, (bool, np.bool_)) or not isinstance(val_size, numbers.Real):
-        raise TypeError(f"val_size must be an int count or a float fraction, got {val_size!r}")
+        raise TypeError(f"{what}: val_size must be an int count or a float fraction, "
+                        f"got {val_size!r}")
     if isinstance(val_size, numbers.Integral):
         v = int(val_size)
         if not 0 <= v < n:
-            raise ValueError(f"val_size must be in [0, {n - 1}] for {n} examples (the training "
-                             f"part must keep one), got {v}")
+            raise ValueError(f"{what}: val_size must be in [0, {n - 1}] for {n} examples (the "
+                             f"training part must keep one), got {v}")
     else:
         if not 0.0 <= val_size < 1.0:
-            raise ValueError(f"a fractional val_size must be in [0, 1), got {val_size}")
+            raise ValueError(f"{what}: a fractional val_size must be in [0, 1), got {val_size}")
         v = min(int(round(val_size * n)), n - 1)
     perm = rng.permutation(n)
     return perm[v:], perm[:v]
