@@ -96,11 +96,27 @@ class Preprocessing:
     def __post_init__(self):
         for name in ("image_shape", "input_shape", "mean", "std"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.image_shape[0] != self.input_shape[0]:
-            raise ValueError(f"the images have {self.image_shape[0]} channels but the net takes "
+        channels = self.image_shape[0]
+        if len(self.image_shape) != 3 or len(self.input_shape) != 3:
+            raise ValueError(f"image_shape and input_shape must be volumes (C, H, W), got "
+                             f"{self.image_shape} and {self.input_shape}")
+        if channels != self.input_shape[0]:
+            raise ValueError(f"the images have {channels} channels but the net takes "
                              f"{self.input_shape[0]}")
+        for name in ("mean", "std"):
+            if len(getattr(self, name)) != channels:
+                raise ValueError(f"{name} must hold one value per channel ({channels}), got "
+                                 f"{getattr(self, name)}")
+        if not all(s > 0 for s in self.std):
+            raise ValueError(f"std must be > 0, got {self.std}")
         if self.fit not in ("none", "centre", "resize"):
             raise ValueError(f"fit must be none, centre or resize, got {self.fit!r}")
+        (h, w), (hh, ww) = self.image_shape[1:], self.input_shape[1:]
+        if self.fit == "none" and (h, w) != (hh, ww):
+            raise ValueError(f"fit 'none' needs images of the net's {hh}x{ww}, not {h}x{w}")
+        if self.fit == "centre" and (h > hh or w > ww):
+            raise ValueError(f"the images are {h}x{w}, larger than the net's {hh}x{ww} input; "
+                             f"they cannot be centred in it")
 
     def __call__(self, images) -> np.ndarray:
         """(N, C, h, w) or (N, h, w) uint8 or float images -> (N, C, H, W) float32."""

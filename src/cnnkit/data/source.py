@@ -59,6 +59,8 @@ class Images:
         return self.base.ndim
 
     def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):      # one image, (C, H, W), as NumPy gives
+            return np.asarray(self.base[self.indices[key]])
         rows = np.atleast_1d(self.indices[key])
         order = np.argsort(rows, kind="stable")
         out = np.empty((len(rows), *self.base.shape[1:]), dtype=self.base.dtype)
@@ -315,7 +317,7 @@ def open_source(text: str, *, channels: int | None = None, size: tuple | None = 
     """
     text = str(text).strip()
     name, sep, argument = text.partition(":")
-    if not sep and text.lower().endswith(".npz"):
+    if name.lower() not in SOURCES and text.lower().endswith(".npz"):   # C:\\x.npz, a:b/x.npz
         name, argument = "npz", text
     name = name.lower()
     if name not in SOURCES:
