@@ -519,3 +519,20 @@ def test_format_layers_and_as_dict(rng):
     assert d["rows"][1]["in_place"] and d["rows"][1]["activations"] == 0
     assert d["im2col"] == {"layer": "0", "rows": 27, "cols": 64}
     assert sum(p["bytes"] for p in d["training"]) == d["training_bytes"] == s.training_bytes
+
+
+def test_images_within_a_budget_counts_activations_and_im2col():
+    from cnnkit.models import build_model
+    from cnnkit.nn import shapes_only
+    from cnnkit.summary import images_within, summarize
+
+    with shapes_only():
+        vgg, shape = build_model("vgg16")
+        lenet, small = build_model("lenet-bn")
+    s = summarize(vgg, shape)
+    per_image = s.forward_bytes + s.im2col[1] * s.im2col[2] * 4
+    assert images_within(vgg, shape, 10 * per_image) == 10
+    assert images_within(vgg, shape, 10 * per_image - 1) == 9
+    assert images_within(vgg, shape, 1) == 1                 # never fewer than one
+    assert images_within(lenet, small, 2 ** 30) == 1000       # never more than `most`
+    assert images_within(lenet, small, 2 ** 30, most=64) == 64

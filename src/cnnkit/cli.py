@@ -192,12 +192,15 @@ def _train_settings(args) -> dict:
 
 def _resumed_settings(meta: dict) -> dict:
     """A checkpoint's run settings, with what runs from before data sources had filled in: they
-    trained on MNIST, shifting digits by up to 2 pixels."""
+    trained on the default source, and their "crop" was its own augmentation."""
+    from .data import DEFAULT_SOURCE
+
     settings = dict(meta["settings"])
     if "data" not in settings:
-        settings.update(data="mnist", input=None, fit="auto", test_size=None, skip_bad=False)
+        settings.update(data=DEFAULT_SOURCE, input=None, fit="auto", test_size=None,
+                        skip_bad=False)
         if settings.get("augment") == "crop":
-            settings["augment"] = "crop:2"
+            settings["augment"] = "auto"
     return settings
 
 
@@ -684,7 +687,7 @@ def _count_or_fraction(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import FITS, source_names
+    from .data import DEFAULT_SOURCE, FITS, source_names
     from .models import DATA_DEFAULTS, MODELS
     from .optim import OPTIMIZERS
 
@@ -706,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model.npz (best validation weights), history.json and "
         "curves.png, then prints the test accuracy.",
     )
-    p.add_argument("--data", default="mnist", metavar="SOURCE",
+    p.add_argument("--data", default=DEFAULT_SOURCE, metavar="SOURCE",
                    help="the images: " + sources + " (default: %(default)s)")
     p.add_argument(
         "--model",
@@ -785,8 +788,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="training-time augmentation, a comma-separated list: crop (random shifts: zero "
         "padding of 1/8 of the side, 4 for 32x32, then a crop of the original size), crop:P "
-        "(padding P), flip (horizontal mirror; not for digits), none (default: the data's: "
-        "crop:2 for MNIST, crop,flip for CIFAR-10, crop otherwise)",
+        "(padding P), flip (horizontal mirror; not for digits), none (default: the data "
+        "source's own, printed when training starts)",
     )
     p.add_argument(
         "--seed",

@@ -20,7 +20,7 @@ Corrupt or wrong files raise :class:`DataError` (a ``ValueError``) naming the fi
 """
 
 from .errors import DataError
-from .source import (SOURCES, Dataset, Images, Split, check_labels, open_source, pixel_stats,
+from .source import (DEFAULT_SOURCE, SOURCES, Dataset, Images, Split, check_labels, open_source, pixel_stats,
                      register_source, source_names, split_indices, stratified_split)
 from .idx import read_idx, read_idx_images, read_idx_labels, write_idx
 from .loader import BatchLoader, train_val_split
@@ -38,6 +38,7 @@ from .npz import load_npz, open_npz
 __all__ = [
     "DataError",
     "Dataset", "Split", "Images", "open_source", "register_source", "source_names", "SOURCES",
+    "DEFAULT_SOURCE",
     "check_labels", "pixel_stats", "split_indices", "stratified_split",
     "Preprocessing", "choose_fit", "FITS", "decode_image", "image_to_array", "IMAGE_EXTENSIONS",
     "read_idx", "read_idx_images", "read_idx_labels", "write_idx",

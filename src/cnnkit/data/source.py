@@ -22,7 +22,7 @@ import numpy as np
 from ..functional._utils import check_rng
 from .errors import DataError
 
-__all__ = ["Images", "Split", "Dataset", "SOURCES", "register_source", "open_source",
+__all__ = ["Images", "Split", "Dataset", "SOURCES", "DEFAULT_SOURCE", "register_source", "open_source",
            "source_names", "check_labels", "stratified_split", "split_indices",
            "pixel_stats", "from_arrays"]
 
@@ -274,6 +274,7 @@ def stratified_split(labels, test_size: float, seed: int) -> tuple[np.ndarray, n
 # ---------------------------------------------------------------------------- the registry
 
 SOURCES: dict[str, Callable] = {}
+DEFAULT_SOURCE = "mnist"    # what `cnnkit train` trains on when no --data is given
 
 
 def register_source(name: str, *, needs_argument: bool, usage: str):
