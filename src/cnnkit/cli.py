@@ -166,6 +166,9 @@ def _train_settings(args) -> dict:
 
     lr = args.lr if args.lr is not None else OPTIMIZERS[args.optimizer].lr
     model = args.model if args.model == "default" else _model_label(args.model)
+    if args.input and len(args.input) != 3:
+        raise CLIError(f"--input takes the net's volume CxHxW, such as 3x32x32, got "
+                       f"{_volume(args.input)}")
     return {
         "data": args.data,
         "model": model,

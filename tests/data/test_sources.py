@@ -669,3 +669,17 @@ def test_a_bare_npz_path_with_a_colon_in_it(tmp_path):
     np.savez(folder / "d.npz", x=np.zeros((4, 5, 5), np.uint8), y=np.array([0, 1, 0, 1]))
     dataset = open_source(str(folder / "d.npz"))
     assert dataset.source == f"npz:{(folder / 'd.npz').resolve()}" and len(dataset.train) == 4
+
+
+def test_a_decompression_bomb_is_a_bad_image_not_a_crash(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cnnkit.data import decode_image
+
+    Image.new("L", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)    # 4096 pixels: over twice the limit
+    with pytest.raises(DataError, match="cannot read image .*big.png"):
+        decode_image(tmp_path / "big.png", 1, (8, 8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)    # over the limit: Pillow only warns
+    with pytest.raises(DataError, match="cannot read image .*big.png"):
+        decode_image(tmp_path / "big.png", 1, (8, 8))
