@@ -350,16 +350,16 @@ def test_folder_test_size(tmp_path, rng):
     assert whole.test is None and len(whole.train) == len(labels)
 
 
-def test_folder_size_and_channels_from_the_first_image(tmp_path, rng):
+def test_folder_size_from_the_first_image_channels_from_all(tmp_path, rng):
     root = tmp_path / "d"
     first = rng.integers(0, 256, (6, 10), dtype=np.uint8)             # L, 6 high, 10 wide
     _save(root / "a" / "0.png", first)
     _save(root / "b" / "0.png", np.full((20, 16, 3), (90, 90, 90), np.uint8))    # RGB, larger
     _save(root / "b" / "1.png", np.full((3, 4), 200, np.uint8))                  # L, smaller
     dataset = _open_folder(root)
-    assert dataset.image_shape == (1, 6, 10)
+    assert dataset.image_shape == (3, 6, 10)         # one image in colour: all decoded to RGB
     out = dataset.train.images[:]
-    np.testing.assert_array_equal(out[0, 0], first)
+    np.testing.assert_array_equal(out[0], np.stack([first] * 3))
     assert (out[1] == 90).all() and (out[2] == 200).all()  # constants survive the resize
 
 
@@ -683,3 +683,17 @@ def test_a_decompression_bomb_is_a_bad_image_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)    # over the limit: Pillow only warns
     with pytest.raises(DataError, match="cannot read image .*big.png"):
         decode_image(tmp_path / "big.png", 1, (8, 8))
+
+
+def test_a_folder_of_mostly_grey_images_with_some_in_colour_decodes_to_rgb(tmp_path):
+    from PIL import Image
+
+    for k, name in enumerate(["a", "b"]):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for i in range(5):
+            colour = k == 1 and i == 4         # the last image of the last class only
+            img = Image.new("RGB", (6, 6), (200, 10, 10)) if colour else Image.new("L", (6, 6), 90)
+            img.save(tmp_path / "d" / name / f"{i}.png")
+    dataset = open_source(f"folder:{tmp_path / 'd'}", cache_dir=tmp_path / "cache")
+    assert dataset.image_shape == (3, 6, 6)
+    np.testing.assert_array_equal(dataset.train.images[0][:, 0, 0], [90, 90, 90])

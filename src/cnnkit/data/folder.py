@@ -6,10 +6,11 @@
 
 Class names are the subfolder names, sorted (class k is the k-th); a class folder's images may sit
 in nested folders; hidden files and files that are not PNG, JPEG, BMP, GIF or WebP are passed
-over. Every image is decoded once by :func:`~cnnkit.data.images.decode_image` (any mode, converted
-to the requested channels and resized to the requested H x W, by default those of the first
-image) into a cache: an ``.npy`` file read back as a memmap, so later runs start in seconds and a
-dataset larger than memory is read a batch at a time. The cache is keyed by the folder, every
+over. Every image is decoded once by :func:`~cnnkit.data.images.decode_image` (any mode,
+converted to the requested channels and resized to the requested H x W; by default 3 channels
+unless the images are grey, and the first image's size) into a cache: an ``.npy`` file read back
+as a memmap, so later runs start in seconds and a dataset larger than memory is read a batch at a
+time. The cache is keyed by the folder, every
 file's path, size and modification time, and the decoded shape; change any and it is rebuilt.
 """
 
@@ -122,20 +123,27 @@ def scan_folder(root) -> dict:
             "split": np.array(split)}
 
 
-def _first_shape(path: str, channels, size) -> tuple[int, int, int]:
-    """(C, H, W) to decode to: the given channels and size, else those of the image at ``path``."""
+def _natural_shape(files: list, channels, size) -> tuple[int, int, int]:
+    """(C, H, W) to decode to: the given channels and size, else 3 channels when any of up to
+    64 images spread over the list is in colour (1 when they are all grey), and the first
+    image's size. Only the files' headers are read."""
     from PIL import Image
 
-    if channels is not None and size is not None:
-        return int(channels), int(size[0]), int(size[1])
-    try:
-        with Image.open(path) as img:
-            c, (w, h) = natural_channels(img), img.size
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"{path}: cannot read the first image, which sets the image size: "
-                        f"{err}") from None
-    return (int(channels) if channels is not None else c,
-            *((int(size[0]), int(size[1])) if size is not None else (h, w)))
+    def header(path):
+        try:
+            with Image.open(path) as img:
+                return natural_channels(img), img.size
+        except (OSError, ValueError, SyntaxError) as err:
+            raise DataError(f"cannot read image {path}, which sets the size the images are "
+                            f"decoded to: {err}") from None
+
+    if channels is None:
+        sample = np.unique(np.linspace(0, len(files) - 1, min(64, len(files))).astype(int))
+        channels = max(header(files[i][0])[0] for i in sample)
+    if size is None:
+        w, h = header(files[0][0])[1]
+        size = (h, w)
+    return int(channels), int(size[0]), int(size[1])
 
 
 def _cache_key(root: Path, shape: tuple, files: list) -> str:
@@ -252,8 +260,8 @@ def open_folder(argument: str, *, channels=None, size=None, test_size=None, seed
     Parameters
     ----------
     argument : the folder
-    channels, size : decode to C channels and (H, W); by default the first image's (1 channel
-        for a grey image, else 3)
+    channels, size : decode to C channels and (H, W); by default 1 channel when the images are
+        grey (judged on up to 64 spread over the folder), else 3, and the first image's size
     test_size : without DIR/train and DIR/test, the fraction of each class held out as the test
         split (seeded by ``seed``); None or 0 keeps every image in train
     skip_bad : skip images that cannot be decoded (they are counted in ``notes``) instead of
@@ -265,7 +273,7 @@ def open_folder(argument: str, *, channels=None, size=None, test_size=None, seed
     layout = scan_folder(root)
     classes, files, labels, split = (layout["classes"], layout["files"], layout["labels"],
                                      layout["split"])
-    shape = _first_shape(files[0][0], channels, size)
+    shape = _natural_shape(files, channels, size)
     notes: list[str] = []
     images, record, record_path = _decoded(root, files, shape, skip_bad=skip_bad,
                                            cache_dir=cache_dir, progress=progress, notes=notes)

@@ -300,8 +300,8 @@ def open_source(text: str, *, channels: int | None = None, size: tuple | None = 
 
     Parameters
     ----------
-    channels, size : what a folder's images are decoded to, (C) and (H, W); by default those of
-        its first image. Sources of fixed arrays ignore them.
+    channels, size : what a folder's images are decoded to, (C) and (H, W); by default 1 channel
+        for grey images, else 3, and the first image's size. Sources of fixed arrays ignore them.
     test_size : fraction of each class held out as the test split (seeded by ``seed``) when the
         source has no test split of its own; None keeps all images in ``train``.
     skip_bad : skip (and count) images that cannot be decoded instead of failing.
