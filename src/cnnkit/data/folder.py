@@ -123,25 +123,29 @@ def scan_folder(root) -> dict:
             "split": np.array(split)}
 
 
-def _natural_shape(files: list, channels, size) -> tuple[int, int, int]:
+def _natural_shape(root: Path, files: list, channels, size) -> tuple[int, int, int]:
     """(C, H, W) to decode to: the given channels and size, else 3 channels when any of up to
-    64 images spread over the list is in colour (1 when they are all grey), and the first
-    image's size. Only the files' headers are read."""
+    64 images spread over the list is in colour (1 when they are all grey), and the size of the
+    first image Pillow can read. Only headers are read; an unreadable image is left for the
+    decoding pass to report (or skip)."""
     from PIL import Image
 
     def header(path):
         try:
             with Image.open(path) as img:
                 return natural_channels(img), img.size
-        except (OSError, ValueError, SyntaxError) as err:
-            raise DataError(f"cannot read image {path}, which sets the size the images are "
-                            f"decoded to: {err}") from None
+        except (OSError, ValueError, SyntaxError):
+            return None
 
     if channels is None:
         sample = np.unique(np.linspace(0, len(files) - 1, min(64, len(files))).astype(int))
-        channels = max(header(files[i][0])[0] for i in sample)
+        found = [h[0] for h in map(header, (files[i][0] for i in sample)) if h is not None]
+        channels = max(found, default=3)
     if size is None:
-        w, h = header(files[0][0])[1]
+        first = next((h for h in map(header, (f[0] for f in files)) if h is not None), None)
+        if first is None:
+            raise DataError(f"{root}: Pillow can read none of its {len(files)} image files")
+        w, h = first[1]
         size = (h, w)
     return int(channels), int(size[0]), int(size[1])
 
@@ -273,7 +277,7 @@ def open_folder(argument: str, *, channels=None, size=None, test_size=None, seed
     layout = scan_folder(root)
     classes, files, labels, split = (layout["classes"], layout["files"], layout["labels"],
                                      layout["split"])
-    shape = _natural_shape(files, channels, size)
+    shape = _natural_shape(root, files, channels, size)
     notes: list[str] = []
     images, record, record_path = _decoded(root, files, shape, skip_bad=skip_bad,
                                            cache_dir=cache_dir, progress=progress, notes=notes)
