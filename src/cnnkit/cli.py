@@ -362,7 +362,7 @@ def _same_classes(dataset, classes) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import open_source
+    from .data import canonical_source, open_source
     from .inference import load_for_inference
     from .train import predict
 
@@ -373,7 +373,7 @@ def cmd_evaluate(args) -> int:
     if not source:
         raise CLIError(f"{args.checkpoint} does not record the data it was trained on; pass "
                        f"--data SOURCE")
-    same = source == recorded
+    same = recorded is not None and canonical_source(source) == canonical_source(recorded)
     channels, size = preprocessing.image_shape[0], tuple(preprocessing.image_shape[1:])
     dataset = open_source(source, channels=channels, size=size,
                           test_size=settings.get("test_size") if same else None,

@@ -20,8 +20,9 @@ Corrupt or wrong files raise :class:`DataError` (a ``ValueError``) naming the fi
 """
 
 from .errors import DataError
-from .source import (DEFAULT_SOURCE, SOURCES, Dataset, Images, Split, check_labels, open_source, pixel_stats,
-                     register_source, source_names, split_indices, stratified_split)
+from .source import (DEFAULT_SOURCE, SOURCES, Dataset, Images, Split, canonical_source,
+                     check_labels, open_source, pixel_stats, register_source, source_names, split_indices,
+                     stratified_split)
 from .idx import read_idx, read_idx_images, read_idx_labels, write_idx
 from .loader import BatchLoader, train_val_split
 from .transforms import (MNIST_MEAN, MNIST_STD, Augment, normalize, random_crop, random_hflip,
@@ -38,7 +39,7 @@ from .npz import load_npz, open_npz
 __all__ = [
     "DataError",
     "Dataset", "Split", "Images", "open_source", "register_source", "source_names", "SOURCES",
-    "DEFAULT_SOURCE",
+    "DEFAULT_SOURCE", "canonical_source",
     "check_labels", "pixel_stats", "split_indices", "stratified_split",
     "Preprocessing", "choose_fit", "FITS", "decode_image", "image_to_array", "IMAGE_EXTENSIONS",
     "read_idx", "read_idx_images", "read_idx_labels", "write_idx",

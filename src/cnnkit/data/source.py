@@ -14,6 +14,7 @@ copy; :class:`~cnnkit.data.Preprocessing` turns each batch into what the net tak
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,8 +23,8 @@ import numpy as np
 from ..functional._utils import check_rng
 from .errors import DataError
 
-__all__ = ["Images", "Split", "Dataset", "SOURCES", "DEFAULT_SOURCE", "register_source", "open_source",
-           "source_names", "check_labels", "stratified_split", "split_indices",
+__all__ = ["Images", "Split", "Dataset", "SOURCES", "DEFAULT_SOURCE", "register_source",
+           "open_source", "canonical_source", "source_names", "check_labels", "stratified_split", "split_indices",
            "pixel_stats", "from_arrays"]
 
 
@@ -279,7 +280,8 @@ DEFAULT_SOURCE = "mnist"    # what `cnnkit train` trains on when no --data is gi
 
 def register_source(name: str, *, needs_argument: bool, usage: str):
     """Register ``open(argument, **options) -> Dataset`` as the source ``name``; ``usage`` (e.g.
-    "folder:DIR") is how help and messages show it."""
+    "folder:DIR") is how help and messages show it. A source that ``needs_argument`` takes a
+    path (a file or a folder) after the colon."""
     def decorate(opener):
         SOURCES[name] = opener
         opener.needs_argument, opener.usage = needs_argument, usage
@@ -316,6 +318,13 @@ def open_source(text: str, *, channels: int | None = None, size: tuple | None = 
     DataError, FileNotFoundError
         From the source, naming the file or folder.
     """
+    name, argument = _parse(text)
+    return SOURCES[name](argument, channels=channels, size=size, test_size=test_size, seed=seed,
+                         skip_bad=skip_bad, cache_dir=cache_dir, progress=progress)
+
+
+def _parse(text) -> tuple[str, str]:
+    """(registered name, argument) of a source's text, checked."""
     text = str(text).strip()
     name, sep, argument = text.partition(":")
     if name.lower() not in SOURCES and text.lower().endswith(".npz"):   # C:\\x.npz, a:b/x.npz
@@ -329,8 +338,14 @@ def open_source(text: str, *, channels: int | None = None, size: tuple | None = 
         raise ValueError(f"data source {name!r} needs a path: {opener.usage}")
     if not opener.needs_argument and argument:
         raise ValueError(f"data source {name!r} takes no path, got {text!r}")
-    return opener(argument, channels=channels, size=size, test_size=test_size, seed=seed,
-                  skip_bad=skip_bad, cache_dir=cache_dir, progress=progress)
+    return name, argument
+
+
+def canonical_source(text) -> str:
+    """The text of a source as a Dataset records it: the name in lower case and the path made
+    absolute ("folder:photos" -> "folder:/home/me/photos"), so two spellings compare equal."""
+    name, argument = _parse(text)
+    return f"{name}:{Path(argument).expanduser().resolve()}" if argument else name
 
 
 def from_arrays(source: str, title: str, classes, x, y, x_test=None, y_test=None, *,
