@@ -24,7 +24,8 @@ from ..functional._utils import check_rng
 from .errors import DataError
 
 __all__ = ["Images", "Split", "Dataset", "SOURCES", "DEFAULT_SOURCE", "register_source",
-           "open_source", "canonical_source", "source_names", "check_labels", "stratified_split", "split_indices",
+           "open_source", "canonical_source", "source_names", "check_labels",
+           "stratified_split", "split_indices",
            "pixel_stats", "from_arrays"]
 
 
