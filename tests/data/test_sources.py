@@ -697,3 +697,29 @@ def test_a_folder_of_mostly_grey_images_with_some_in_colour_decodes_to_rgb(tmp_p
     dataset = open_source(f"folder:{tmp_path / 'd'}", cache_dir=tmp_path / "cache")
     assert dataset.image_shape == (3, 6, 6)
     np.testing.assert_array_equal(dataset.train.images[0][:, 0, 0], [90, 90, 90])
+
+
+def test_a_large_folder_is_decoded_by_worker_processes_to_the_same_arrays(tmp_path, rng,
+                                                                         monkeypatch):
+    from PIL import Image
+
+    from cnnkit.data import folder
+
+    root = tmp_path / "d"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)).save(
+                root / name / f"{i}.png")
+    alone = open_source(f"folder:{root}", cache_dir=tmp_path / "one")
+    monkeypatch.setattr(folder, "_PROCESSES_FROM", 1)      # workers for any folder,
+    monkeypatch.setattr(folder, "_CHUNK", 5)               # three chunks of 5, 5 and 2
+    monkeypatch.setattr(folder.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    pooled = open_source(f"folder:{root}", cache_dir=tmp_path / "two")
+    np.testing.assert_array_equal(pooled.train.images[:], alone.train.images[:])
+    # a bad image in a worker's chunk is the same one-line error, or skipped
+    (root / "b" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DataError, match=r"9\.png.*--skip-bad"):
+        open_source(f"folder:{root}", cache_dir=tmp_path / "three")
+    skipped = open_source(f"folder:{root}", cache_dir=tmp_path / "four", skip_bad=True)
+    assert len(skipped.train) == 12 and "skipped 1" in skipped.notes[-1]

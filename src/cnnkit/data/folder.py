@@ -21,7 +21,6 @@ import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -162,27 +161,51 @@ def _slug(root: Path) -> str:
     return f"{name}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
 
 
-def _decode_all(files: list, shape: tuple, out: np.ndarray, skip_bad: bool,
+_CHUNK = 1024          # images per task of the decoding workers
+_PROCESSES_FROM = 4096  # fewer images than this are decoded in this process: a worker's start
+                        # (importing NumPy and Pillow, about 0.3 s) would cost more than it saves
+
+
+def _ignore_interrupt():
+    """Workers leave Ctrl-C to the main process, which cancels the work and cleans up."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _decode_range(array_path: str, start: int, paths: list, shape: tuple,
+                  skip_bad: bool) -> list[tuple[int, str]]:
+    """Decode ``paths`` into rows ``start, start + 1, ...`` of the .npy file at ``array_path``
+    (opened as a writable memmap, so worker processes share it); the (row, message) of images
+    that failed, with ``skip_bad`` (without it the first failure is raised)."""
+    out = np.load(array_path, mmap_mode="r+", allow_pickle=False)
+    failed = []
+    for i, path in enumerate(paths, start):
+        try:
+            out[i] = decode_image(path, shape[0], shape[1:])
+        except (DataError, OSError) as err:
+            if not skip_bad:
+                raise DataError(f"{err}; pass --skip-bad (skip_bad=True) to skip such "
+                                f"images") from None
+            out[i] = 0
+            failed.append((i, str(err)))
+    out.flush()
+    return failed
+
+
+def _decode_all(files: list, shape: tuple, array_path: Path, skip_bad: bool,
                 progress: bool, title: str) -> list[tuple[int, str]]:
-    """Decode every file into ``out[i]``; returns the (index, message) of images that failed
-    (only with ``skip_bad``; otherwise the first failure is raised)."""
-    channels, size = shape[0], shape[1:]
-    bad: list[tuple[int, str]] = []
-    chunk = 256
+    """Decode every file into its row of the .npy file at ``array_path``, in chunks, by worker
+    processes when the folder is large and there is more than one core (Pillow holds Python's
+    GIL for much of a small image's decoding, so threads would queue behind each other).
+    Returns the (row, message) of images that failed (only with ``skip_bad``)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    def work(start):
-        failed = []
-        for i in range(start, min(start + chunk, len(files))):
-            try:
-                out[i] = decode_image(files[i][0], channels, size)
-            except (DataError, OSError) as err:
-                if not skip_bad:
-                    raise DataError(f"{err}; pass --skip-bad (skip_bad=True) to skip such "
-                                    f"images") from None
-                out[i] = 0
-                failed.append((i, str(err)))
-        return failed, min(start + chunk, len(files)) - start
-
+    chunks = [(start, [f[0] for f in files[start:start + _CHUNK]])
+              for start in range(0, len(files), _CHUNK)]
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count() or 1, len(chunks))
     bar = None
     if progress:
         try:
@@ -192,21 +215,27 @@ def _decode_all(files: list, shape: tuple, out: np.ndarray, skip_bad: bool,
                        dynamic_ncols=True, disable=None)
         except ImportError:
             bar = None
-    workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                  else os.cpu_count() or 1)
+    bad: list[tuple[int, str]] = []
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(work, s) for s in range(0, len(files), chunk)]
-            try:
-                for future in futures:
-                    failed, done = future.result()
-                    bad += failed
-                    if bar is not None:
-                        bar.update(done)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        if workers < 2 or len(files) < _PROCESSES_FROM:
+            for start, paths in chunks:
+                bad += _decode_range(str(array_path), start, paths, shape, skip_bad)
+                if bar is not None:
+                    bar.update(len(paths))
+        else:
+            context = multiprocessing.get_context("spawn")   # no fork of a threaded process
+            with ProcessPoolExecutor(workers, mp_context=context,
+                                     initializer=_ignore_interrupt) as pool:
+                futures = [pool.submit(_decode_range, str(array_path), start, paths, shape,
+                                       skip_bad) for start, paths in chunks]
+                try:
+                    for future, (_, paths) in zip(futures, chunks):
+                        bad += future.result()
+                        if bar is not None:
+                            bar.update(len(paths))
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
     finally:
         if bar is not None:
             bar.close()
@@ -238,10 +267,8 @@ def _decoded(root: Path, files: list, shape: tuple, *, skip_bad: bool, cache_dir
                         f"set CNNKIT_CACHE to a writable folder") from None
     start = time.perf_counter()
     with atomic_path(array_path) as tmp:
-        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=full)
-        bad = _decode_all(files, shape, images, skip_bad, progress, root.name)
-        images.flush()
-        del images
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=full).flush()
+        bad = _decode_all(files, shape, tmp, skip_bad, progress, root.name)
     record = {"key": key, "root": str(root), "shape": list(full),
               "bad": [[i, message] for i, message in bad], "stats": {}}
     atomic_write_text(record_path, json.dumps(record))
