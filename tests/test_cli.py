@@ -146,3 +146,12 @@ def test_gradcheck_prints_a_row_per_parameter(capsys, loss):
                                     "5.weight", "5.bias", "8.weight", "8.bias"]
     assert all(float(r[-1] if "zero" not in " ".join(r) else 0) < 1e-6 for r in rows)
     assert "pass" in out
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    """`cnnkit ... | head`: the broken pipe ends the command quietly. `true` reads nothing and
+    exits before Python has started, so every write meets a closed pipe."""
+    proc = subprocess.run(f"{sys.executable} -m cnnkit.cli summary lenet-bn | true; "
+                          f"echo ${{PIPESTATUS[0]}}", shell=True, executable="/bin/bash",
+                          capture_output=True, text=True)
+    assert proc.stderr == "" and proc.stdout.strip() == "141"

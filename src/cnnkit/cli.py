@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 130, 141
 
 SCHEDULES = ("cosine", "step", "exp", "none")
 
@@ -985,6 +985,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader left (`cnnkit evaluate CKPT | head`): stop quietly, as a shell tool would;
+        # stdout goes to /dev/null so that Python's flush at exit raises nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (CLIError, CheckpointError, ValueError, TypeError, RuntimeError, OSError) as err:
         if os.environ.get("CNNKIT_DEBUG"):
             raise

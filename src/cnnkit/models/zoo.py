@@ -368,9 +368,10 @@ MODELS = {
 DEFAULT_MODEL = "lenet-bn"
 
 # The net `cnnkit train` picks when no --model is given, by the images' volume (C, H, W):
-# LeNet-BN for MNIST-size digits; ResNet-20 for CIFAR-size images (91.25% on CIFAR-10 in He et
-# al. 2016, Table 6, against the course's conv nets' 60-80%, for 0.27M parameters; its training
-# step is measured against the three-layer convnet's in the README).
+# LeNet-BN for MNIST-size digits; ResNet-20 for CIFAR-size images: 91.25% on CIFAR-10 in He et
+# al. 2016 (Table 6) for 0.27M parameters, where the course's three-layer convnet reaches 60-70%.
+# It costs 7x the three-layer net's training step (`cnnkit time`, batch 64, 2 cores: 433 ms
+# against 59 ms, about 5.6 minutes an epoch of CIFAR-10's 50,000 images).
 DATA_DEFAULTS = {(1, 28, 28): "lenet-bn", (3, 32, 32): "resnet20"}
 
 
