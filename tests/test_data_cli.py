@@ -101,6 +101,15 @@ def test_cifar10_round_trips_through_train_evaluate_and_predict(capsys, tmp_path
     assert got.labels == [CIFAR10_CLASSES[k] for k in expected.argmax(axis=1)]
 
 
+def test_cifar10_sample_without_some_classes_trains(capsys, tmp_path, rng):
+    """Three of the ten classes in every batch: the other seven only go untrained."""
+    write_cifar(tmp_path / "cifar", rng, "python", per_batch=3)
+    code, out, err = run(capsys, "train", "--data", f"cifar10:{tmp_path / 'cifar'}",
+                         "--model", "three-layer-convnet", *QUICK, "--out", str(tmp_path))
+    assert code == 0, err
+    assert "test accuracy" in out and "3 images" in out
+
+
 def test_cifar10_folder_missing_a_batch_file(capsys, tmp_path, rng):
     write_cifar(tmp_path / "cifar", rng, "binary", skip=("data_batch_3",))
     code, _, err = run(capsys, "train", "--data", f"cifar10:{tmp_path / 'cifar'}",
@@ -236,7 +245,7 @@ def _npz(path, **arrays):
     ({"x": np.zeros((4, 8, 8), np.uint8), "y": np.array([0, 1, 0.5, 1])},
      ["labels must be integers"]),
     ({"x": np.zeros((4, 8, 8), np.uint8), "y": np.zeros(4, int)},
-     ["1 class", "a classifier needs 2 at least"]),
+     ["hold 1 class (0)", "a classifier needs 2 at least"]),
     ({"x": np.zeros((4, 8, 8), np.uint8), "y": np.array([0, 1, 0, 1]),
       "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.array([0, 2])},
      ["y_test: label 2 is out of range for 2 classes"]),

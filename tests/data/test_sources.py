@@ -259,11 +259,22 @@ def test_check_trainable_needs_two_classes(tmp_path, rng):
         dataset.check_trainable()
 
 
-def test_check_trainable_class_without_training_images(tmp_path, rng):
+def test_check_trainable_a_class_of_neither_split_is_allowed(tmp_path, rng):
     x = rng.integers(0, 256, (4, 4, 4), dtype=np.uint8)
     path = _npz(tmp_path / "d.npz", x=x, y=[0, 2, 0, 2], classes=np.array(["ant", "bee", "cow"]))
+    _open_npz(path).check_trainable()          # "bee" has no images at all: nothing to refuse
+    two_classes = _npz(tmp_path / "e.npz", x=x, y=[1, 1, 1, 1], classes=np.array(["a", "b"]))
+    with pytest.raises(DataError, match=r"hold 1 class \(b\); a classifier needs 2"):
+        _open_npz(two_classes).check_trainable()
+
+
+def test_check_trainable_a_test_class_without_training_images(tmp_path, rng):
+    x = rng.integers(0, 256, (6, 4, 4), dtype=np.uint8)
+    path = _npz(tmp_path / "d.npz", x=x, y=[0, 2, 0, 2, 1, 0])
     dataset = _open_npz(path)
-    with pytest.raises(DataError, match="'bee' has no training images"):
+    dataset.test = dataset.train.subset([4])            # class 1, which training lacks:
+    dataset.train = dataset.train.subset([0, 1, 2, 3])  # as a folder's --skip-bad may leave it
+    with pytest.raises(DataError, match="test split has class '1', which has no training"):
         dataset.check_trainable()
 
 

@@ -148,16 +148,20 @@ class Dataset:
         return float(np.mean(self.channel_stats()[0]))
 
     def check_trainable(self) -> None:
-        """Raise :class:`DataError` unless there are 2 classes at least and each has training
-        images (a test split may hold fewer classes; training needs them all)."""
-        if self.num_classes < 2:
-            raise DataError(f"{self.title}: {self.num_classes} class; a classifier needs 2 at "
-                            f"least")
-        seen = np.zeros(self.num_classes, dtype=bool)
-        seen[np.unique(self.train.labels)] = True
-        if not seen.all():
-            missing = self.classes[int(np.argmin(seen))]
-            raise DataError(f"{self.title}: class {missing!r} has no training images")
+        """Raise :class:`DataError` unless the training images hold 2 classes at least and the
+        test split holds no class the training split lacks. (A class of neither split, say one
+        of CIFAR-10's ten missing from a small sample, only leaves its score untrained.)"""
+        present = np.unique(self.train.labels)
+        if self.num_classes < 2 or len(present) < 2:
+            found = [self.classes[k] for k in present]
+            raise DataError(f"{self.title}: the training images hold {len(present)} class"
+                            f"{'es' if len(present) != 1 else ''} ({', '.join(found) or 'none'}); "
+                            f"a classifier needs 2 at least")
+        if self.test is not None:
+            absent = np.setdiff1d(np.unique(self.test.labels), present)
+            if absent.size:
+                raise DataError(f"{self.title}: the test split has class "
+                                f"{self.classes[int(absent[0])]!r}, which has no training images")
 
     def split(self, name: str) -> Split:
         """"train", "test" or "all" (train and test together; just train when there is no test)."""
