@@ -321,9 +321,19 @@ def test_predict_centres_digits_as_training_did(capsys, tmp_path):
         Image.fromarray(digits[i]).save(paths[-1])
     result = cnnkit.predict_images(ckpt, [*paths, *digits[5:]])     # files and arrays alike
     assert result.labels == [classes[k] for k in scores.argmax(axis=1)]
-    np.testing.assert_allclose(np.log(result.probabilities),
-                               scores - np.log(np.exp(scores).sum(1, keepdims=True)),
-                               rtol=1e-4, atol=1e-5)
+    log_probs = scores - np.log(np.exp(scores).sum(1, keepdims=True))
+    np.testing.assert_allclose(np.log(result.probabilities), log_probs, rtol=1e-4, atol=1e-5)
+    # a batch as the data stores it, (N, H, W) or (N, 1, H, W), goes in as training batches did
+    for batch in (digits, digits[:, None]):
+        np.testing.assert_allclose(np.log(cnnkit.predict_images(ckpt, batch).probabilities),
+                                   log_probs, rtol=1e-4, atol=1e-5)
+    # a channel-first array of another size is an image like any other: decoded to 28x28
+    big = np.kron(digits[0], np.ones((2, 2), np.uint8))[None]          # (1, 56, 56)
+    from_file = cnnkit.predict_images(ckpt, [tmp_path / "d0.png"]).probabilities
+    Image.fromarray(big[0]).save(tmp_path / "big.png")
+    np.testing.assert_array_equal(cnnkit.predict_images(ckpt, [big]).probabilities,
+                                  cnnkit.predict_images(ckpt, [tmp_path / "big.png"]).probabilities)
+    assert from_file.argmax() == scores[0].argmax()
 
 
 def test_resume_of_a_folder_run_reopens_its_data(capsys, tmp_path, rng):

@@ -72,31 +72,56 @@ def load_for_inference(checkpoint):
 
 
 def _as_pil(item):
-    """A NumPy image (H, W) or (H, W, C), uint8 or float in [0, 1], as a Pillow image."""
+    """A NumPy image (H, W), (H, W, C) or (C, H, W) with C 1, 3 or 4, uint8 or floats in [0, 1],
+    as a Pillow image."""
     from PIL import Image
 
     arr = np.asarray(item)
+    if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4) and arr.shape[0] in (1, 3, 4):
+        arr = arr.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise DataError(f"an image array must be (H, W) or (H, W, C) with C 1, 3 or 4 (the "
-                        f"layout of Pillow and matplotlib), got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
-            raise DataError(f"an image array must be uint8 or finite floats in [0, 1], got "
-                            f"{arr.dtype}")
-        scale = 255.0 if arr.dtype.kind == "f" else 1.0
-        arr = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
-    return Image.fromarray(arr)
+        raise DataError(f"an image array must be (H, W), (H, W, C) or (C, H, W) with C 1, 3 or "
+                        f"4, got shape {arr.shape}")
+    return Image.fromarray(_as_uint8(arr))
+
+
+def _as_uint8(arr: np.ndarray) -> np.ndarray:
+    """uint8 as it is; floats in [0, 1] and integers 0..255 rounded and clipped to uint8."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
+        raise DataError(f"an image array must be uint8, integers 0..255 or finite floats in "
+                        f"[0, 1], got {arr.dtype}")
+    scale = 255.0 if arr.dtype.kind == "f" else 1.0
+    return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+
+
+def _stored_batch(images, preprocessing: Preprocessing):
+    """``images`` as a batch in the stored form of the training images, when it is one: an
+    (N, C, H, W) array of the training images' volume, or (N, H, W) for grey ones (MNIST's
+    arrays). Such a batch goes to ``preprocessing`` as training batches did: not decoded, not
+    inverted, floats not rescaled. None for anything else."""
+    if not isinstance(images, np.ndarray):
+        return None
+    shape = tuple(preprocessing.image_shape)
+    if images.ndim == 4 and images.shape[1:] == shape:
+        return images
+    if images.ndim == 3 and shape[0] == 1 and images.shape[1:] == shape[1:]:
+        return images[:, None]
+    return None
 
 
 def read_images(items, preprocessing: Preprocessing, invert: str = "auto") -> np.ndarray:
     """Image files, Pillow images or NumPy arrays as (N, C, h, w) uint8 at the training images'
     channels and size, ready for ``preprocessing``.
 
-    ``invert``: "yes", "no", or "auto": a grey image whose mean brightness is on the other side
-    of one half from the training images' is inverted (dark digits on white paper for a net
-    trained on MNIST's white digits on black).
+    An array of exactly the training images' volume (C, h, w) is taken as it is; any other is an
+    image of any size, (H, W), (H, W, C) or (C, H, W), converted like a file. ``invert``: "yes",
+    "no", or "auto": a grey image whose mean brightness is on the other side of one half from
+    the training images' is inverted (dark digits on white paper for a net trained on MNIST's
+    white digits on black).
     """
     from PIL import Image
 
@@ -107,6 +132,9 @@ def read_images(items, preprocessing: Preprocessing, invert: str = "auto") -> np
     for item in items:
         if isinstance(item, (str, os.PathLike)):
             arr = decode_image(Path(item), channels, size)
+        elif isinstance(item, np.ndarray) and item.shape == tuple(preprocessing.image_shape):
+            out.append(_as_uint8(item))   # already a training image's volume
+            continue
         else:
             arr = image_to_array(item if isinstance(item, Image.Image) else _as_pil(item),
                                  channels, size)
@@ -128,8 +156,10 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
     ----------
     checkpoint : a path to a checkpoint written by ``cnnkit train`` or the Trainer (with the
         metadata of its data), or a loaded :class:`cnnkit.io.Checkpoint`
-    images : a path, a Pillow image or a NumPy array (H, W) / (H, W, C), or a list of them;
-        any size and mode (see :func:`read_images`)
+    images : a path, a Pillow image or a NumPy array (H, W), (H, W, C) or (C, H, W), or a list
+        of them, any size and mode (see :func:`read_images`); or a batch in the training
+        images' stored form, (N, C, H, W) or for grey images (N, H, W), taken as training
+        batches were (no decoding, no inverting)
     invert : "auto", "yes" or "no" (see :func:`read_images`)
     batch_size : images per forward pass
 
@@ -142,14 +172,16 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
     FileNotFoundError, DataError, CheckpointError
         For a missing or unreadable image or checkpoint (the message names it).
     """
+    from PIL import Image
+
     from .train import predict
 
     model, preprocessing, classes, _ = load_for_inference(checkpoint)
-    from PIL import Image
-
-    if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)):
-        images = [images]
-    x = read_images(images, preprocessing, invert)
+    x = _stored_batch(images, preprocessing)
+    if x is None:
+        if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)):
+            images = [images]
+        x = read_images(images, preprocessing, invert)
     scores = predict(model, x, batch_size, preprocessing)
     shifted = scores - scores.max(axis=1, keepdims=True)
     probs = np.exp(shifted)
