@@ -159,6 +159,17 @@ def test_a_folder_with_train_and_test_subfolders(capsys, tmp_path, rng):
     assert "6 images" in out   # the test/ folder: 2 per class
 
 
+def test_a_train_folder_without_a_test_folder_is_split(capsys, tmp_path, rng):
+    root = write_folder(tmp_path / "d" / "train", rng, per_class=8)
+    code, out, err = run(capsys, "train", "--data", f"folder:{tmp_path / 'd'}", "--model",
+                         "CONV3-4 -> RELU -> FC-3", *QUICK, "--out", str(tmp_path),
+                         "--test-size", "0.25", "--name", "t")
+    assert code == 0, err
+    assert "6 images" in out        # 2 of each class's 8 held out to test on
+    assert load_checkpoint(tmp_path / "t" / "model.npz").extra["metadata"]["classes"] == \
+        sorted(p.name for p in root.iterdir())
+
+
 def test_train_without_a_default_net_for_the_images_asks_for_one(capsys, tmp_path, rng):
     root = write_folder(tmp_path / "big", rng, per_class=3, size=(40, 40))
     code, _, err = run(capsys, "train", "--data", f"folder:{root}", "--out", str(tmp_path))

@@ -3,6 +3,7 @@
     DIR/cat/001.png, DIR/cat/002.jpg, DIR/dog/x.webp, ...      split by --test-size (seeded,
                                                                stratified), or
     DIR/train/cat/..., DIR/train/dog/..., DIR/test/cat/...     the two splits as given
+    DIR/train/cat/..., DIR/train/dog/... (no DIR/test)         DIR/train split by --test-size
 
 Class names are the subfolder names, sorted (class k is the k-th); a class folder's images may sit
 in nested folders; hidden files and files that are not PNG, JPEG, BMP, GIF or WebP are passed
@@ -84,7 +85,7 @@ def scan_folder(root) -> dict:
 
     Returns ``{"classes": [...], "files": [(path, size, mtime_ns), ...], "labels": (N,) int64,
     "split": (N,) array of "train"/"test"/"all"}``: the files of DIR/train then DIR/test when both
-    exist, else of DIR's class folders ("all").
+    exist, else of DIR/train's class folders when it exists alone, else of DIR's ("all").
 
     Raises
     ------
@@ -100,7 +101,12 @@ def scan_folder(root) -> dict:
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; folder:DIR names a folder with one subfolder "
                         f"of images per class")
-    parts = ["train", "test"] if (root / "train").is_dir() and (root / "test").is_dir() else [None]
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        parts = ["train", "test"]
+    elif (root / "train").is_dir() and not (root / "test").exists():
+        root, parts = root / "train", [None]    # DIR/train alone: its classes, split as usual
+    else:
+        parts = [None]
     classes = _classes(root / "train" if parts[0] else root, "folder:DIR")
     files, labels, split = [], [], []
     for part in parts:
