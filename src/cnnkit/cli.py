@@ -850,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict",
-        help="top-k classes of image files (PNG, JPEG, BMP, GIF, WebP)",
+        help="top-k classes of image files (PNG, JPEG, BMP, GIF, WebP, TIFF)",
         description="Classify images with a checkpoint: each is decoded to the channels and "
         "size of the training images, then fitted and normalised as in training; prints the "
         "top-k class names with their probabilities.",

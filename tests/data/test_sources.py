@@ -734,3 +734,20 @@ def test_a_large_folder_is_decoded_by_worker_processes_to_the_same_arrays(tmp_pa
         open_source(f"folder:{root}", cache_dir=tmp_path / "three")
     skipped = open_source(f"folder:{root}", cache_dir=tmp_path / "four", skip_bad=True)
     assert len(skipped.train) == 12 and "skipped 1" in skipped.notes[-1]
+
+
+def test_a_rotated_jpeg_is_turned_upright_and_tiff_is_read(tmp_path):
+    from PIL import Image
+
+    from cnnkit.data import decode_image
+
+    pixels = np.zeros((20, 40, 3), np.uint8)     # 20 high, 40 wide, the left half white
+    pixels[:, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6                             # "rotate 90 degrees clockwise to view"
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = decode_image(tmp_path / "phone.jpg", 1, None)
+    assert upright.shape == (1, 40, 20)          # shown portrait: 40 high, 20 wide
+    assert upright[0, :20].mean() > 200 and upright[0, 20:].mean() < 50   # white on top
+    Image.fromarray((np.arange(12, dtype=np.uint16) * 5000).reshape(3, 4)).save(tmp_path / "g.tif")
+    assert decode_image(tmp_path / "g.tif", 1, None)[0, 0, 1] == round(5000 / 257)

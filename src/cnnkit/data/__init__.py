@@ -21,8 +21,8 @@ Corrupt or wrong files raise :class:`DataError` (a ``ValueError``) naming the fi
 
 from .errors import DataError
 from .source import (DEFAULT_SOURCE, SOURCES, Dataset, Images, Split, canonical_source,
-                     check_labels, open_source, pixel_stats, register_source, source_names, split_indices,
-                     stratified_split)
+                     check_labels, open_source, pixel_stats, register_source, source_names,
+                     split_indices, stratified_split)
 from .idx import read_idx, read_idx_images, read_idx_labels, write_idx
 from .loader import BatchLoader, train_val_split
 from .transforms import (MNIST_MEAN, MNIST_STD, Augment, normalize, random_crop, random_hflip,

@@ -6,7 +6,7 @@
     DIR/train/cat/..., DIR/train/dog/... (no DIR/test)         DIR/train split by --test-size
 
 Class names are the subfolder names, sorted (class k is the k-th); a class folder's images may sit
-in nested folders; hidden files and files that are not PNG, JPEG, BMP, GIF or WebP are passed
+in nested folders; hidden files and files that are not PNG, JPEG, BMP, GIF, WebP or TIFF are passed
 over. Every image is decoded once by :func:`~cnnkit.data.images.decode_image` (any mode,
 converted to the requested channels and resized to the requested H x W; by default 3 channels
 unless the images are grey, and the first image's size) into a cache: an ``.npy`` file read back
@@ -120,7 +120,7 @@ def scan_folder(root) -> dict:
             found = _image_files(folder / name)
             if not found:
                 raise DataError(f"{folder / name}: a class folder with no images (PNG, JPEG, "
-                                f"BMP, GIF or WebP)")
+                                f"BMP, GIF, WebP or TIFF)")
             files += found
             labels += [classes.index(name)] * len(found)
             split += [part or "all"] * len(found)

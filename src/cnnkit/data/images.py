@@ -11,7 +11,9 @@ Every image, whatever its file format and mode, becomes a (C, H, W) uint8 array 
 
 then to the requested channels (1: Pillow's luma L = 0.299 R + 0.587 G + 0.114 B; 3: grey
 repeated) and resized to (H, W) with Pillow's antialiased bilinear filter. An animated GIF or
-WebP gives its first frame.
+WebP gives its first frame; a JPEG whose EXIF says it was taken rotated is turned upright first,
+as viewers show it. Files are PNG, JPEG, BMP, GIF, WebP or TIFF (16-bit grey images are often
+TIFFs).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from .errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "decode_image", "natural_channels", "image_to_array"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_ORIENTATION = 0x0112   # the EXIF tag of a JPEG's rotation
 _GREY_MODES = ("1", "L", "LA", "I", "F")
 
 
@@ -84,13 +87,15 @@ def decode_image(path, channels: int, size: tuple[int, int] | None) -> np.ndarra
         If Pillow cannot identify or fully decode it (a truncated or corrupt file, a
         decompression bomb); the message names the file.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()  # decode now, so a truncated file fails here and not later
+                if img.format == "JPEG" and img.getexif().get(_ORIENTATION, 1) != 1:
+                    img = ImageOps.exif_transpose(img)   # a phone's photo, upright as shown
                 return image_to_array(img, channels, size)
     except FileNotFoundError:
         raise FileNotFoundError(f"image not found: {os.fspath(path)}") from None
