@@ -96,6 +96,52 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(tmp_path, mnist_small):
     assert resumed.history["val_acc"] == load_checkpoint(tmp_path / "ref.npz").extra["trainer"]["history"]["val_acc"]
 
 
+@pytest.mark.parametrize("where", ["after the update", "before the update", "in forward"])
+def test_a_second_ctrl_c_inside_a_batch_saves_nothing_and_resume_stays_exact(
+        tmp_path, mnist_small, where):
+    """The second Ctrl-C stops at once. Landing between the optimizer's update and the batch
+    count (or anywhere inside a batch), it must not save that half-made state."""
+    x, y = mnist_small
+    _run(tmp_path, mnist_small, 2, "ref")
+    rng = np.random.default_rng(3)
+    model = nn.Sequential(*lenet_bn(rng=rng), nn.Dropout(0.1, rng=np.random.default_rng(3)))
+    opt = optim.Adam(model.named_parameters(), lr=2e-3)
+    sched = optim.CosineLR(opt, t_max=4)
+    calls = {"n": 0}
+    step, forward = opt.step, model.forward
+
+    def twice():
+        os.kill(os.getpid(), signal.SIGINT)     # "finish the batch, save, stop"
+        os.kill(os.getpid(), signal.SIGINT)     # "stop at once": raises here
+
+    def stepping():
+        calls["n"] += 1
+        if calls["n"] == 13 and where == "before the update":
+            twice()
+        step()
+        if calls["n"] == 13 and where == "after the update":
+            twice()
+
+    def forwarding(xb):
+        out = forward(xb)                      # dropout has drawn from its Generator
+        if calls["n"] == 12 and where == "in forward":
+            twice()
+        return out
+
+    opt.step, model.forward = stepping, forwarding
+    trainer = Trainer(model, opt, scheduler=sched, batch_size=50, epochs=2, seed=3,
+                      checkpoint=tmp_path / "int.npz", progress=False)
+    with pytest.raises(TrainingInterrupted, match="stopped inside a batch"):
+        trainer.fit((x[:500], y[:500]), (x[500:], y[500:]))
+    state = load_checkpoint(tmp_path / "int.npz").extra["trainer"]
+    assert state["epoch"] == 1 and state["batch"] == 0      # the end of epoch 1, untouched
+    _run(tmp_path, mnist_small, 2, "int2", resume_from=tmp_path / "int.npz")
+    a = load_checkpoint(tmp_path / "ref.npz").model_state
+    b = load_checkpoint(tmp_path / "int2.npz").model_state
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mnist_small):
     x, y = mnist_small
     rng = np.random.default_rng(0)

@@ -151,6 +151,7 @@ class Trainer:
         # position inside an interrupted epoch: its batch order, batches done, running sums
         self._order, self._batch, self._sums = None, 0, [0.0, 0, 0]
         self._stop_requested = False
+        self._consistent = True     # the state is that of a batch boundary (safe to save)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -201,7 +202,8 @@ class Trainer:
     # ------------------------------------------------------------------ Ctrl-C
     @contextmanager
     def _deferred_interrupt(self):
-        """First Ctrl-C: finish the current batch, save, stop. Second: stop at once."""
+        """First Ctrl-C: finish the current batch, save, stop. Second: stop at once; a
+        checkpoint is then saved only if the stop fell between two batches (see ``fit``)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -221,7 +223,9 @@ class Trainer:
     def _train_epoch(self, x, y):
         n = len(x)
         if self._order is None:                   # a fresh epoch (not resuming inside one)
+            self._consistent = False
             self._order, self._batch, self._sums = self.rng.permutation(n), 0, [0.0, 0, 0]
+            self._consistent = True
         num_batches = math.ceil(n / self.batch_size)
         bar = _Progress(num_batches, f"epoch {self.epoch + 1}/{self.epochs}", self.progress)
         bar.update(self._batch)
@@ -229,6 +233,9 @@ class Trainer:
         start, images = time.perf_counter(), 0
         try:
             while self._batch < num_batches:
+                # From here until the counters below are advanced, the weights, the optimizer,
+                # the Generators and the position disagree: a stop in between saves nothing.
+                self._consistent = False
                 idx = self._order[self._batch * self.batch_size:(self._batch + 1) * self.batch_size]
                 xb, yb = x[idx], y[idx]
                 if self.preprocess is not None:
@@ -250,6 +257,7 @@ class Trainer:
                 self._sums[0] += loss * len(idx)
                 self._sums[1] += int(np.sum(scores.argmax(axis=1) == yb))
                 self._sums[2] += len(idx)
+                self._consistent = True
                 images += len(idx)
                 rate = images / max(time.perf_counter() - start, 1e-9)
                 bar.update(1, loss=f"{loss:.4f}", acc=f"{self._sums[1] / self._sums[2]:.4f}",
@@ -275,13 +283,15 @@ class Trainer:
         TrainingDiverged
             On a NaN or infinite loss (the checkpoint of the last finished epoch is kept).
         TrainingInterrupted
-            On Ctrl-C, after writing a checkpoint of the state at the last finished batch.
+            On Ctrl-C, after writing a checkpoint of the state at the last finished batch. A
+            second Ctrl-C stops at once; a checkpoint is written then only if training stood
+            between two batches, so a saved state always resumes exactly.
         """
         x, y = train
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"train x and y must be non-empty and of equal length, got "
                              f"{len(x)} and {len(y)}")
-        self._stop_requested = False
+        self._stop_requested, self._consistent = False, True
         with self._deferred_interrupt():
             while self.epoch < self.epochs:
                 t0 = time.perf_counter()
@@ -289,9 +299,15 @@ class Trainer:
                 try:
                     train_loss, train_acc = self._train_epoch(x, y)
                 except KeyboardInterrupt as err:
-                    if self.checkpoint is not None:
+                    if self.checkpoint is None:
+                        where = ""
+                    elif self._consistent:
                         self.save()
-                    where = f"; saved {self.checkpoint}" if self.checkpoint is not None else ""
+                        where = f"; saved {self.checkpoint}"
+                    else:   # a second Ctrl-C inside a batch: the last checkpoint stays as it was
+                        where = (f"; stopped inside a batch, so {self.checkpoint} keeps its "
+                                 f"earlier state" if self.checkpoint.exists() else
+                                 "; stopped inside a batch, before any checkpoint")
                     raise TrainingInterrupted(
                         f"interrupted in epoch {self.epoch + 1} after batch {self._batch}"
                         f"{where}") from err
