@@ -17,7 +17,7 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "gradcheck": "gradcheck", "nn": "nn", "init": "init", "optim": "optim",
                "data": "data", "train": "train", "io": "io", "models": "models", "viz": "viz",
                "summary": "summary", "convert": "convert", "timing": "timing",
-               "inference": "inference"}
+               "inference": "inference", "runs": "runs"}
 __all__ = [*_SUBMODULES, "predict_images"]
 
 

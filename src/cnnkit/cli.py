@@ -219,6 +219,7 @@ def cmd_train(args) -> int:
     from .data import Augment, split_indices
     from .io import load_checkpoint, save_checkpoint
     from .optim import make_optimizer
+    from .runs import claim_run_folder
     from .train import Trainer, TrainingInterrupted, evaluate
     from .viz import plot_history
 
@@ -249,9 +250,6 @@ def cmd_train(args) -> int:
     if settings["augment"] == "auto":
         settings["augment"] = dataset.default_augment
     augment = Augment.parse(settings["augment"], shape[1:])
-    if run_dir is None:
-        name = args.name or time.strftime(f"{_run_prefix(settings['model'])}-%Y%m%d-%H%M%S")
-        run_dir = Path(args.out) / name
 
     rng = np.random.default_rng(settings["seed"])
     train = dataset.train.head(settings["limit"])
@@ -273,74 +271,81 @@ def cmd_train(args) -> int:
     )
     metadata = {"source": dataset.source, "classes": list(dataset.classes),
                 **preprocessing.to_metadata(), "settings": settings}
+    # the run folder is claimed only now that the data and the net are known to work, and before
+    # anything trains: a taken name or an unwritable --out is found at once
+    folder = claim_run_folder(args.out, args.name,
+                              time.strftime(f"{_run_prefix(settings['model'])}-%Y%m%d-%H%M%S"),
+                              overwrite=args.overwrite, resume=run_dir)
+    with folder:
+        run_dir = folder.path
 
-    def after_epoch(trainer):
-        from ._atomic import atomic_write_text
+        def after_epoch(trainer):
+            from ._atomic import atomic_write_text
 
-        atomic_write_text(run_dir / "history.json", json.dumps(trainer.history, indent=1))
-        plot_history(trainer.history, run_dir / "curves.png",
-                     title=f"{settings['model']} on {dataset.title}")
+            atomic_write_text(run_dir / "history.json", json.dumps(trainer.history, indent=1))
+            plot_history(trainer.history, run_dir / "curves.png",
+                         title=f"{settings['model']} on {dataset.title}")
 
-    eval_batch = _eval_batch(model, shape)
-    trainer = Trainer(
-        model,
-        optimizer,
-        loss=settings["loss"],
-        scheduler=scheduler,
-        batch_size=settings["batch_size"],
-        epochs=settings["epochs"],
-        seed=settings["seed"],
-        preprocess=preprocessing,
-        augment=augment,
-        checkpoint=run_dir / "checkpoint.npz",
-        metadata=metadata,
-        progress=progress,
-        log=print,
-        on_epoch_end=after_epoch,
-        eval_batch_size=eval_batch,
-    )
-    if args.resume:
-        trainer.resume(args.resume)
-        trainer.epochs = settings["epochs"]
-        print(f"resuming {args.resume} at epoch {trainer.epoch + 1}/{trainer.epochs}")
-    print(
-        f"training {settings['model']} ({model.num_parameters():,} parameters) on "
-        f"{dataset.title}: {len(train_part)} train / {len(val_part)} val images "
-        f"({_volume(preprocessing.image_shape[:1])}x{preprocessing.describe()}), "
-        f"{settings['optimizer']} lr {settings['lr']:g}, {settings['schedule']} schedule, "
-        f"{settings['epochs']} epochs, augment {settings['augment']}; run folder {run_dir}"
-    )
-    start = time.perf_counter()
-    try:
-        trainer.fit((train_part.images, train_part.labels),
-                    (val_part.images, val_part.labels) if len(val_part) else None)
-    except TrainingInterrupted as err:
-        print(
-            f"cnnkit train: {err}; resume with: cnnkit train --resume "
-            f"{run_dir / 'checkpoint.npz'}",
-            file=sys.stderr,
+        eval_batch = _eval_batch(model, shape)
+        trainer = Trainer(
+            model,
+            optimizer,
+            loss=settings["loss"],
+            scheduler=scheduler,
+            batch_size=settings["batch_size"],
+            epochs=settings["epochs"],
+            seed=settings["seed"],
+            preprocess=preprocessing,
+            augment=augment,
+            checkpoint=run_dir / "checkpoint.npz",
+            metadata=metadata,
+            progress=progress,
+            log=print,
+            on_epoch_end=after_epoch,
+            eval_batch_size=eval_batch,
         )
-        return EXIT_INTERRUPTED
-    train_time = time.perf_counter() - start
-    save_checkpoint(run_dir / "model.npz", model, extra={"metadata": metadata})
-    best = trainer.best
-    if best["epoch"]:
-        print(f"best validation accuracy {best['val_acc']:.4f} (epoch {best['epoch']}); "
-              f"weights in {run_dir / 'model.npz'}")
-    else:
-        print(f"no validation images; weights of the last epoch in {run_dir / 'model.npz'}")
-    if dataset.test is None:
-        print(f"trained in {train_time:.0f} s; {dataset.title} has no test split (give "
-              f"--test-size to hold one out)")
+        if args.resume:
+            trainer.resume(args.resume)
+            trainer.epochs = settings["epochs"]
+            print(f"resuming {args.resume} at epoch {trainer.epoch + 1}/{trainer.epochs}")
+        print(
+            f"training {settings['model']} ({model.num_parameters():,} parameters) on "
+            f"{dataset.title}: {len(train_part)} train / {len(val_part)} val images "
+            f"({_volume(preprocessing.image_shape[:1])}x{preprocessing.describe()}), "
+            f"{settings['optimizer']} lr {settings['lr']:g}, {settings['schedule']} schedule, "
+            f"{settings['epochs']} epochs, augment {settings['augment']}; run folder {run_dir}"
+        )
+        start = time.perf_counter()
+        try:
+            trainer.fit((train_part.images, train_part.labels),
+                        (val_part.images, val_part.labels) if len(val_part) else None)
+        except TrainingInterrupted as err:
+            print(
+                f"cnnkit train: {err}; resume with: cnnkit train --resume "
+                f"{run_dir / 'checkpoint.npz'}",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        train_time = time.perf_counter() - start
+        save_checkpoint(run_dir / "model.npz", model, extra={"metadata": metadata})
+        best = trainer.best
+        if best["epoch"]:
+            print(f"best validation accuracy {best['val_acc']:.4f} (epoch {best['epoch']}); "
+                  f"weights in {run_dir / 'model.npz'}")
+        else:
+            print(f"no validation images; weights of the last epoch in {run_dir / 'model.npz'}")
+        if dataset.test is None:
+            print(f"trained in {train_time:.0f} s; {dataset.title} has no test split (give "
+                  f"--test-size to hold one out)")
+            return 0
+        test = dataset.test.head(settings["limit"])
+        test_loss, test_acc = evaluate(model, test.images, test.labels, settings["loss"],
+                                       eval_batch, preprocessing)
+        print(
+            f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}, {len(test)} images) after "
+            f"{train_time:.0f} s of training"
+        )
         return 0
-    test = dataset.test.head(settings["limit"])
-    test_loss, test_acc = evaluate(model, test.images, test.labels, settings["loss"],
-                                   eval_batch, preprocessing)
-    print(
-        f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}, {len(test)} images) after "
-        f"{train_time:.0f} s of training"
-    )
-    return 0
 
 
 def _spec_without_input(text: str) -> bool:
@@ -816,7 +821,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default="runs", help="parent folder of run folders (default: %(default)s)"
     )
-    p.add_argument("--name", default=None, help="run folder name (default: MODEL-DATE-TIME)")
+    p.add_argument("--name", default=None,
+                   help="run folder name (default: MODEL-DATE-TIME, with -2, -3, ... when taken)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --name replace a run folder that already holds a run")
     start = p.add_mutually_exclusive_group()
     start.add_argument(
         "--resume", metavar="CKPT", help="continue the run saved in CKPT (its folder and settings)"
