@@ -60,7 +60,7 @@ def test_a_live_writer_holds_the_folder_and_a_dead_ones_lock_is_taken_over(tmp_p
     finally:
         sleeper.kill()
         sleeper.wait()
-    with claim_run_folder(tmp_path, None, "x", resume=folder) as claimed:   # pid now gone
+    with claim_run_folder(tmp_path, None, "x", resume=folder):          # its pid is gone now
         assert (folder / LOCK).read_text() == str(os.getpid())
     assert not (folder / LOCK).exists()
 
