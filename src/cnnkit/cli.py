@@ -207,12 +207,33 @@ def _resumed_settings(meta: dict) -> dict:
     return settings
 
 
+def _check_memory(model, shape: tuple, batch: int, label: str, *, dtype="float32",
+                  optimizer="adam", training=True) -> None:
+    """Refuse, before anything runs, a step whose memory (the notes' estimate: activations and
+    their gradients, the data batch, parameters with gradients and optimizer caches, the largest
+    im2col) would exceed the budget; ``training=False`` counts a forward pass only."""
+    from .budget import check_bytes
+    from .summary import summarize
+
+    s = summarize(model, shape, batch=batch, dtype=dtype, optimizer=optimizer)
+    if training:
+        need, what = s.training_bytes, "a training step"
+    else:
+        need = s.forward_bytes * batch + (s.im2col[1] * s.im2col[2] * s.itemsize * batch
+                                          if s.im2col else 0)
+        what = "a forward pass"
+    check_bytes(need, f"{what} of {label} on {batch} x {_volume(shape)} ({dtype})")
+
+
 def _eval_batch(model, shape: tuple) -> int:
     """Images per evaluation pass: up to 1000, as many as keep the forward pass's activations
-    within 256 MB."""
+    within 256 MB (one at least, which must fit the memory budget)."""
     from .summary import images_within
 
-    return images_within(model, shape, 256 * 2 ** 20, most=1000)
+    batch = images_within(model, shape, 256 * 2 ** 20, most=1000)
+    if batch == 1:
+        _check_memory(model, shape, 1, "the net", training=False)
+    return batch
 
 
 def cmd_train(args) -> int:
@@ -269,6 +290,8 @@ def cmd_train(args) -> int:
         settings["step_size"],
         settings["gamma"],
     )
+    _check_memory(model, shape, settings["batch_size"], settings["model"] if len(
+        settings["model"]) < 60 else "the spec", optimizer=settings["optimizer"])
     metadata = {"source": dataset.source, "classes": list(dataset.classes),
                 **preprocessing.to_metadata(), "settings": settings}
     # the run folder is claimed only now that the data and the net are known to work, and before
@@ -434,8 +457,12 @@ def cmd_predict(args) -> int:
 def cmd_gradcheck(args) -> int:
     from .gradcheck import check_model
     from .models import build_model
+    from .nn import shapes_only
 
     rng = np.random.default_rng(args.seed)
+    with shapes_only():
+        sketch, shape = build_model(args.model, _input_option(args))
+    _check_memory(sketch, shape, args.batch, "the net", dtype="float64", optimizer="sgd")
     model, shape = build_model(args.model, _input_option(args), rng=rng)
     model.astype(np.float64)
     if args.eval:
@@ -474,11 +501,18 @@ def cmd_gradcheck(args) -> int:
 # ---------------------------------------------------------------------------- time
 
 
-def _add_threads_option(p) -> None:
+def _add_common_options(p) -> None:
+    """--threads, --memory-budget and --debug, which every command takes."""
     p.add_argument(
         "--threads", type=_positive_int, default=1,
         help="threads of NumPy's BLAS (default: %(default)s; cnnkit's GEMMs are per chunk of a "
         "few samples, too small for BLAS threads to pay off)")
+    p.add_argument(
+        "--memory-budget", type=_size, metavar="SIZE", default=None,
+        help="refuse work estimated to need more memory than this, e.g. 8G (default: "
+        "CNNKIT_MEMORY_BUDGET, else the memory the system reports available)")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an error (as CNNKIT_DEBUG=1 does)")
 
 
 def _limit_blas_threads(threads: int):
@@ -498,11 +532,16 @@ def _blas_threads():
 
 def cmd_time(args) -> int:
     from .models import build_model
+    from .nn import shapes_only
     from .optim import Adam
     from .timing import time_layers
 
     name = _model_label(args.model)
     rng = np.random.default_rng(args.seed)
+    with shapes_only():
+        sketch, shape = build_model(args.model, _input_option(args))
+    _check_memory(sketch, shape, args.batch, name if len(name) < 60 else "the spec",
+                  dtype=args.dtype)
     model, shape = build_model(args.model, _input_option(args), rng=rng)
     model.astype(args.dtype).train()
     x = rng.standard_normal((args.batch, *shape)).astype(args.dtype)
@@ -540,6 +579,15 @@ def cmd_time(args) -> int:
 # ---------------------------------------------------------------------------- summary
 
 
+def _names_a_file(text: str) -> bool:
+    """Whether ``text`` is the path of a file; False for text no path can be (a spec longer
+    than a file name may be, one with a NUL byte)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _model_argument(text: str, input_shape, rng, *, weights: bool = True):
     """MODEL on the command line: a checkpoint (.npz, its architecture and weights), a zoo name or
     a spec. Returns (model, input volume, label, the checkpoint's metadata or {}). With
@@ -548,7 +596,7 @@ def _model_argument(text: str, input_shape, rng, *, weights: bool = True):
     from .models import build_model
     from .nn import shapes_only
 
-    if text.endswith(".npz") or Path(text).is_file():
+    if text.endswith(".npz") or _names_a_file(text):
         from .io import load_checkpoint
 
         ckpt = load_checkpoint(text)
@@ -683,6 +731,15 @@ _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
 _fraction = _argument(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
 _non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
 _count = _argument(int, lambda v: v >= 0, "a count >= 0 or a fraction in [0, 1)")
+
+
+def _size(text):
+    from .budget import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _count_or_fraction(text):
@@ -831,7 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--weights", metavar="CKPT", help="start from the weights in CKPT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_threads_option(p)
+    _add_common_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -853,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip images that cannot be decoded instead of stopping")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while decoding")
-    _add_threads_option(p)
+    _add_common_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -873,7 +930,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="invert grey levels; auto inverts light-background images for "
         "MNIST-style nets (default: %(default)s)",
     )
-    _add_threads_option(p)
+    _add_common_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -907,7 +964,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tol", type=float, default=1e-6, help="pass threshold (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    _add_threads_option(p)
+    _add_common_options(p)
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser(
@@ -933,7 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", action="store_true",
                    help="print the table in the notes' format (INPUT: [224x224x3] memory: ...)")
     p.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH")
-    _add_threads_option(p)
+    _add_common_options(p)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser(
@@ -948,7 +1005,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also give the score map's size on an image of this volume")
     p.add_argument("--output", "-o", metavar="PATH",
                    help="save the converted net (weights included) as a checkpoint")
-    _add_threads_option(p)
+    _add_common_options(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser(
@@ -972,7 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", metavar="PATH", help="also write the table as JSON to PATH")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    _add_threads_option(p)
+    _add_common_options(p)
     p.set_defaults(func=cmd_time)
     return parser
 
@@ -985,9 +1042,12 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     args.epochs_given = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)
+    from .budget import set_memory_budget
     from .io import CheckpointError
 
+    debug = args.debug or bool(os.environ.get("CNNKIT_DEBUG"))
     limit = _limit_blas_threads(args.threads)
+    set_memory_budget(args.memory_budget)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -999,7 +1059,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except (CLIError, CheckpointError, ValueError, TypeError, RuntimeError, OSError) as err:
-        if os.environ.get("CNNKIT_DEBUG"):
+        if debug:
             raise
         from .models.spec import SpecError
 
@@ -1008,8 +1068,22 @@ def main(argv=None) -> int:
         message = "\n".join(lines) if isinstance(err, SpecError) else lines[0]
         print(f"cnnkit {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+    except MemoryError as err:
+        if debug:
+            raise
+        print(f"cnnkit {args.command}: error: out of memory ({err or 'an allocation failed'}); "
+              f"a smaller --batch-size or input would need less", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as err:   # the boundary: whatever escaped is still one line, not a traceback
+        if debug:
+            raise
+        first = (str(err).splitlines() or [""])[0]
+        print(f"cnnkit {args.command}: error: internal error, {type(err).__name__}: {first} "
+              f"(a bug in cnnkit; --debug shows where)", file=sys.stderr)
+        return EXIT_ERROR
     finally:
         limit.restore_original_limits()
+        set_memory_budget(None)
 
 
 if __name__ == "__main__":

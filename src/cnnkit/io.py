@@ -141,11 +141,17 @@ def load_checkpoint(path) -> Checkpoint:
         meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: the checkpoint's metadata is corrupt: {err}") from err
-    if meta.get("format") != FORMAT or not isinstance(meta.get("model"), dict):
-        raise CheckpointError(f"{path} is not a cnnkit checkpoint (format {meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT \
+            or not isinstance(meta.get("model"), dict):
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path} is not a cnnkit checkpoint (format {found!r})")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: the checkpoint's version is {version!r}, not a number")
+    if version > VERSION:
         raise CheckpointError(f"{path} was written by a newer cnnkit (checkpoint version "
                               f"{meta['version']}, this one reads up to {VERSION})")
+    _check_structure(meta, path)
     keys = meta.get("model_keys", [])
     missing = [k for k in keys if f"model/{k}" not in arrays]
     if missing:
@@ -156,6 +162,29 @@ def load_checkpoint(path) -> Checkpoint:
         optimizer=_join_arrays(meta.get("optimizer"), arrays, path),
         scheduler=_join_arrays(meta.get("scheduler"), arrays, path),
         extra=_join_arrays(meta.get("extra", {}), arrays, path), path=path)
+
+
+def _check_structure(meta: dict, path) -> None:
+    """The JSON's sections have the types the rest of cnnkit relies on, or CheckpointError."""
+    keys = meta.get("model_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise CheckpointError(f"{path}: the checkpoint's model_keys is not a list of names")
+    for section in ("optimizer", "scheduler"):
+        if not isinstance(meta.get(section), (dict, type(None))):
+            raise CheckpointError(f"{path}: the checkpoint's {section} state is a "
+                                  f"{type(meta[section]).__name__}, not a dict")
+    extra = meta.get("extra", {})
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: the checkpoint's extra state is a "
+                              f"{type(extra).__name__}, not a dict")
+    for section in ("metadata", "trainer"):
+        if not isinstance(extra.get(section, {}), dict):
+            raise CheckpointError(f"{path}: the checkpoint's {section} is a "
+                                  f"{type(extra[section]).__name__}, not a dict")
+    settings = extra.get("metadata", {}).get("settings", {})
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{path}: the checkpoint's run settings are a "
+                              f"{type(settings).__name__}, not a dict")
 
 
 def load_model(path) -> Module:

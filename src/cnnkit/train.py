@@ -63,6 +63,40 @@ def evaluate(model, x, y: np.ndarray, loss="softmax", batch_size: int = 1000,
     return float(value), float(np.mean(scores.argmax(axis=1) == y))
 
 
+def _check_position(state: dict, path):
+    """(epoch, order, batch, sums) of a checkpoint's trainer state, checked: the history, best
+    and counters have their types, the order is a permutation, the batch lies inside it."""
+    def bad(what):
+        return CheckpointError(f"{path}: the trainer state is damaged: {what}")
+
+    def count(value):
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+
+    for key in ("epoch", "batch", "history", "best", "rng", "model_rngs", "sums", "order"):
+        if key not in state:
+            raise bad(f"no {key!r}")
+    if not count(state["epoch"]) or not count(state["batch"]):
+        raise bad(f"epoch {state['epoch']!r} and batch {state['batch']!r} must be counts")
+    history, best = state["history"], state["best"]
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()) \
+            or not isinstance(best, dict) or not isinstance(best.get("val_acc"), (int, float)):
+        raise bad("its history or best epoch is not what a Trainer writes")
+    sums = state["sums"]
+    if not isinstance(sums, list) or len(sums) != 3 \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sums):
+        raise bad(f"sums {sums!r} must be 3 numbers")
+    order = state["order"]
+    if order is not None:
+        order = np.asarray(order)
+        if order.ndim != 1 or order.dtype.kind not in "iu" \
+                or not np.array_equal(np.sort(order), np.arange(len(order))):
+            raise bad("the epoch's batch order is not a permutation")
+        if state["batch"] > len(order):     # batches of one image at the most
+            raise bad(f"batch {state['batch']} lies past the epoch's {len(order)} images")
+    return int(state["epoch"]), order, int(state["batch"]), \
+        [float(sums[0]), int(sums[1]), int(sums[2])]
+
+
 class _Progress:
     """A tqdm bar over one epoch's batches when tqdm is available and wanted; else silent."""
 
@@ -183,6 +217,7 @@ class Trainer:
         state = ckpt.extra.get("trainer")
         if state is None:
             raise CheckpointError(f"{path} holds no trainer state (not written by Trainer)")
+        position = _check_position(state, path)
         try:
             self.model.load_state_dict(ckpt.model_state)
             if ckpt.optimizer is not None:
@@ -190,13 +225,15 @@ class Trainer:
             if self.scheduler is not None and ckpt.scheduler is not None:
                 self.scheduler.load_state_dict(ckpt.scheduler)
             self.model.set_rng_states(state["model_rngs"])
-        except (ValueError, RuntimeError, KeyError) as err:
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state["rng"]
+        except (ValueError, RuntimeError, KeyError, TypeError, IndexError) as err:
             raise CheckpointError(f"{path} does not fit this model/optimizer: {err}") from err
-        self.rng.bit_generator.state = state["rng"]
-        self.epoch, self.history, self.best = state["epoch"], state["history"], state["best"]
-        self._order, self._batch = state["order"], state["batch"]
-        self._sums = [float(state["sums"][0]), int(state["sums"][1]), int(state["sums"][2])]
-        self.best_state = ckpt.extra.get("best_state")
+        self.rng = rng
+        self.epoch, self._order, self._batch, self._sums = position
+        self.history, self.best = state["history"], state["best"]
+        best_state = ckpt.extra.get("best_state")
+        self.best_state = best_state if isinstance(best_state, dict) else None
         return self
 
     # ------------------------------------------------------------------ Ctrl-C
@@ -222,6 +259,10 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _train_epoch(self, x, y):
         n = len(x)
+        if self._order is not None and len(self._order) != n:
+            raise ValueError(f"the resumed epoch's batch order covers {len(self._order)} images, "
+                             f"but the training data holds {n}: it is not the data the run "
+                             f"was saved with")
         if self._order is None:                   # a fresh epoch (not resuming inside one)
             self._consistent = False
             self._order, self._batch, self._sums = self.rng.permutation(n), 0, [0.0, 0, 0]

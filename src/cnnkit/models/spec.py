@@ -330,7 +330,7 @@ def _expand(nodes, path=()):
     for node in nodes:
         if isinstance(node, Layer):
             yield node, path
-        else:
+        elif _count(node.body):     # [..]*N of an empty body is empty, however large N is
             for r in range(node.count):
                 yield from _expand(node.body, path + ((r + 1, node.count),))
 

@@ -435,13 +435,27 @@ def build_model(name_or_spec: str, input_shape=None, *, num_classes: int | None 
     has); for a zoo model it replaces the designed input (its channels set ``in_channels``).
     ``num_classes`` sets a zoo model's classifier; a spec's last FC fixes its own.
     """
+    from ..budget import check_bytes
+    from ..nn.module import building_shapes_only, shapes_only
     from . import spec
 
-    if spec.is_spec(name_or_spec):
-        parsed = spec.parse(name_or_spec)
-        model = spec.build(parsed, input_shape, rng=rng)
-        shape = parsed.input_shape if parsed.input_shape is not None else input_shape
-        return model, tuple(int(s) for s in shape)
-    name = canonical_name(name_or_spec)
-    shape = MODELS[name][1] if input_shape is None else tuple(int(s) for s in input_shape)
-    return get_model(name, num_classes=num_classes, in_channels=shape[0], rng=rng), shape
+    def make():
+        if spec.is_spec(name_or_spec):
+            parsed = spec.parse(name_or_spec)
+            model = spec.build(parsed, input_shape, rng=rng)
+            shape = parsed.input_shape if parsed.input_shape is not None else input_shape
+            return model, tuple(int(s) for s in shape)
+        name = canonical_name(name_or_spec)
+        shape = MODELS[name][1] if input_shape is None else tuple(int(s) for s in input_shape)
+        return get_model(name, num_classes=num_classes, in_channels=shape[0], rng=rng), shape
+
+    if not building_shapes_only():      # count the weights before drawing them
+        with shapes_only():
+            sketch, _ = make()
+        count = sketch.num_parameters()
+        largest = max((p.size for _, p in sketch.named_parameters()), default=0)
+        # float32 weights and their gradients, and the largest drawn first in float64
+        check_bytes(count * (4 + 4) + largest * 8, f"the {count:,} parameters of "
+                    f"{name_or_spec if len(name_or_spec) < 60 else 'the spec'} (float32, with "
+                    f"their gradients)")
+    return make()

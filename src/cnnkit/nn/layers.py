@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import init as _init
+from ..budget import check_bytes
 from ..functional._utils import (as_float_array, check_count, check_dout, check_real,
                                  check_volume, conv_output_size, pair, window_geometry)
 from .facts import Cost
@@ -63,6 +64,8 @@ def init_weight(shape, fan_in: int, fan_out: int, init: str, weight_scale, rng) 
         raise ValueError(f"weight_scale applies to init='gaussian' only, got init={init!r}")
     if building_shapes_only():
         return Parameter.placeholder(shape)
+    check_bytes(math.prod(shape) * (8 + 4), f"a weight of shape {tuple(shape)} (drawn in "
+                f"float64, kept in float32)")
     rng = np.random.default_rng() if rng is None else rng
     if init == "gaussian":
         data = _init.gaussian(shape, rng, 1e-2 if weight_scale is None else weight_scale)
