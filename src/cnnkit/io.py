@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write_bytes, atomic_write_text
+from ._npz import NpzReadError, read_npz
 from .nn.module import Module, build, shapes_only
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model",
@@ -78,6 +79,22 @@ def _split_arrays(tree, prefix: str, arrays: dict):
     return tree
 
 
+def _references(tree, path):
+    """The array keys a nested dict/list names as {"__array__": key}."""
+    if isinstance(tree, dict):
+        if set(tree) == {"__array__"}:
+            if not isinstance(tree["__array__"], str):
+                raise CheckpointError(f"{path}: an array reference {tree['__array__']!r} is not "
+                                      f"a name")
+            yield tree["__array__"]
+        else:
+            for value in tree.values():
+                yield from _references(value, path)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _references(value, path)
+
+
 def _join_arrays(tree, arrays, path):
     if isinstance(tree, dict):
         if set(tree) == {"__array__"}:
@@ -125,21 +142,18 @@ def load_checkpoint(path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        # Our own file handle, closed even when np.load fails on a corrupt file.
-        with open(path, "rb") as f:
-            npz = np.load(f, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):   # a bare .npy array
-                raise ValueError("it holds a single array (.npy), not an .npz archive")
-            with npz:
-                arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise CheckpointError(f"{path} is not a readable cnnkit checkpoint (corrupt or not an "
-                              f".npz file): {err}") from err
-    if _META not in arrays:
+        meta_bytes = read_npz(path, [_META]).get(_META)
+    except NpzReadError as err:
+        if zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path} is not a readable cnnkit checkpoint: {err}") from err
+        kind = ("a single array (.npy), not an .npz archive"
+                if path.read_bytes()[:6] == b"\x93NUMPY" else "corrupt or not an .npz file")
+        raise CheckpointError(f"{path} is not a readable cnnkit checkpoint ({kind})") from err
+    if meta_bytes is None:
         raise CheckpointError(f"{path} is an .npz file but not a cnnkit checkpoint (no {_META})")
     try:
-        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: the checkpoint's metadata is corrupt: {err}") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT \
             or not isinstance(meta.get("model"), dict):
@@ -153,6 +167,13 @@ def load_checkpoint(path) -> Checkpoint:
                               f"{meta['version']}, this one reads up to {VERSION})")
     _check_structure(meta, path)
     keys = meta.get("model_keys", [])
+    referenced = [f"model/{k}" for k in keys] + [
+        key for section in ("optimizer", "scheduler", "extra")
+        for key in _references(meta.get(section), path)]
+    try:   # only the arrays the metadata names are read, each checked against the budget first
+        arrays = read_npz(path, referenced)
+    except NpzReadError as err:
+        raise CheckpointError(f"{path} is not a readable cnnkit checkpoint: {err}") from err
     missing = [k for k in keys if f"model/{k}" not in arrays]
     if missing:
         raise CheckpointError(f"{path}: model arrays missing from the file: {missing}")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._npz import NpzReadError, npz_headers, read_npz
 from .errors import DataError
 from .source import Dataset, check_labels, from_arrays, register_source
 
@@ -58,25 +59,23 @@ def load_npz(path) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):   # a lone .npy array
+    if not zipfile.is_zipfile(path):
+        if path.read_bytes()[:6] == b"\x93NUMPY":      # a lone .npy array
             raise DataError(f"{path}: a single array, not an .npz archive of arrays 'x' and "
                             f"'y' (save them with np.savez(path, x=..., y=...))")
-        with loaded as f:
-            names = set(f.files)
-            missing = [k for k in ("x", "y") if k not in names]
-            if missing:
-                raise DataError(f"{path}: no array {' or '.join(map(repr, missing))}; an npz "
-                                f"data file holds images 'x' and labels 'y' (found "
-                                f"{', '.join(sorted(names)) or 'no arrays'})")
-            arrays = {k: (f[k] if k in names else None)
-                      for k in ("x", "y", "classes", "x_test", "y_test")}
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"{path}: not a readable .npz data file: {reason}") from None
+        raise DataError(f"{path}: not a readable .npz data file (not a zip archive)")
+    wanted = ("x", "y", "classes", "x_test", "y_test")
+    try:   # headers first: only these members are read, and only within the memory budget
+        found = read_npz(path, wanted, where=str(path))
+    except NpzReadError as err:
+        raise DataError(f"{path}: not a readable .npz data file: {err}") from None
+    missing = [k for k in ("x", "y") if k not in found]
+    if missing:
+        names = npz_headers(path)
+        raise DataError(f"{path}: no array {' or '.join(map(repr, missing))}; an npz "
+                        f"data file holds images 'x' and labels 'y' (found "
+                        f"{', '.join(sorted(names)) or 'no arrays'})")
+    arrays = {k: found.get(k) for k in wanted}
     if (arrays["x_test"] is None) != (arrays["y_test"] is None):
         raise DataError(f"{path}: has one of x_test and y_test but not the other")
     return arrays
