@@ -209,18 +209,18 @@ def test_images_on_a_memmap(tmp_path, rng):
 def test_pixel_stats_uint8(rng):
     x = rng.integers(0, 256, (37, 3, 5, 6), dtype=np.uint8)
     x[:, 1] //= 3    # channels of different statistics
-    mean, std = pixel_stats(x, chunk=8)
+    mean, std = pixel_stats(x, chunk_bytes=720)
     scaled = x / 255.0
     np.testing.assert_allclose(mean, scaled.mean(axis=(0, 2, 3)), rtol=0, atol=1e-12)
     np.testing.assert_allclose(std, scaled.std(axis=(0, 2, 3)), rtol=0, atol=1e-12)
-    assert pixel_stats(x) == pixel_stats(x, chunk=5)
-    assert pixel_stats(Images(x)) == pixel_stats(x, chunk=8)
+    assert pixel_stats(x) == pixel_stats(x, chunk_bytes=450)
+    assert pixel_stats(Images(x)) == pixel_stats(x, chunk_bytes=720)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pixel_stats_float(rng, dtype):
     x = (rng.random((19, 2, 4, 4)) * [[[[1.0]], [[3.0]]]]).astype(dtype)
-    mean, std = pixel_stats(x, chunk=4)
+    mean, std = pixel_stats(x, chunk_bytes=400)
     wide = x.astype(np.float64)
     np.testing.assert_allclose(mean, wide.mean(axis=(0, 2, 3)), rtol=0, atol=1e-12)
     np.testing.assert_allclose(std, wide.std(axis=(0, 2, 3)), rtol=0, atol=1e-12)
@@ -229,7 +229,7 @@ def test_pixel_stats_float(rng, dtype):
 def test_pixel_stats_constant_channel(rng):
     x = rng.integers(0, 256, (6, 2, 3, 3), dtype=np.uint8)
     x[:, 0] = 204
-    mean, std = pixel_stats(x, chunk=4)
+    mean, std = pixel_stats(x, chunk_bytes=400)
     assert mean[0] == pytest.approx(0.8, abs=1e-15) and std[0] == 1.0
     assert 0 < std[1] < 1
     with pytest.raises(DataError, match="no images"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -248,6 +249,24 @@ def _decode_all(files: list, shape: tuple, array_path: Path, skip_bad: bool,
     return bad
 
 
+def _check_room(cache: Path, full: tuple, root: Path) -> None:
+    """Refuse a decode whose one image would not fit the memory budget (Pillow holds it twice
+    while resizing, and float32 per batch later) or whose cache would not fit the disk."""
+    import shutil
+
+    from ..budget import check_bytes, format_size
+
+    per_image = math.prod(full[1:])
+    check_bytes(per_image * (2 + 4), f"decoding one image of {root} at "
+                f"{'x'.join(map(str, full[1:]))}")
+    need, free = math.prod(full), shutil.disk_usage(cache).free
+    if need > free:
+        raise DataError(f"{root}: the decoded images ({full[0]:,} x "
+                        f"{'x'.join(map(str, full[1:]))}) need {format_size(need)} in the cache "
+                        f"{cache}, which has {format_size(free)} free; set CNNKIT_CACHE to a "
+                        f"folder with room, or decode smaller (--input)")
+
+
 def _decoded(root: Path, files: list, shape: tuple, *, skip_bad: bool, cache_dir, progress: bool,
              notes: list) -> tuple[np.ndarray, dict, Path]:
     """The (N, C, H, W) uint8 memmap of every file decoded, its cache record and the record's
@@ -271,6 +290,7 @@ def _decoded(root: Path, files: list, shape: tuple, *, skip_bad: bool, cache_dir
     except OSError as err:
         raise DataError(f"{cache}: cannot create the cache folder for decoded images ({err}); "
                         f"set CNNKIT_CACHE to a writable folder") from None
+    _check_room(cache, full, root)
     start = time.perf_counter()
     with atomic_path(array_path) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=full).flush()

@@ -13,6 +13,7 @@ copy; :class:`~cnnkit.data.Preprocessing` turns each batch into what the net tak
 
 from __future__ import annotations
 
+import math
 import numbers
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -183,20 +184,24 @@ class Dataset:
         raise ValueError(f"split must be train, test or all, got {name!r}")
 
 
-def pixel_stats(images, chunk: int = 4096) -> tuple[tuple, tuple]:
-    """Per-channel mean and (population) standard deviation of (N, C, H, W) images, read in
-    chunks of ``chunk`` images. uint8 images are counted in ``images / 255`` units, with exact
-    integer sums; float images in float64."""
+def pixel_stats(images, chunk_bytes: int = 32 * 2 ** 20) -> tuple[tuple, tuple]:
+    """Per-channel mean and (population) standard deviation of (N, C, H, W) images, read about
+    ``chunk_bytes`` of images at a time (one image at least). uint8 images are counted in
+    ``images / 255`` units, with exact integer sums (squares in uint16, which 255**2 fits); float
+    images in float64."""
     n, c = len(images), images.shape[1]
     if n == 0:
         raise DataError("no images to compute the pixel statistics of")
     integer = images.dtype == np.uint8
     acc = np.int64 if integer else np.float64
+    per_image = max(1, math.prod(images.shape[1:]) * images.dtype.itemsize)
+    chunk = max(1, chunk_bytes // per_image)
     total, squares = np.zeros(c, acc), np.zeros(c, acc)
     for start in range(0, n, chunk):
-        part = np.asarray(images[start:start + chunk]).astype(acc)  # (B, C, H, W)
-        total += part.sum(axis=(0, 2, 3))
-        squares += np.square(part).sum(axis=(0, 2, 3))
+        part = np.asarray(images[start:start + chunk])           # (B, C, H, W)
+        total += part.sum(axis=(0, 2, 3), dtype=acc)
+        square = np.square(part, dtype=np.uint16) if integer else np.square(part, dtype=acc)
+        squares += square.sum(axis=(0, 2, 3), dtype=acc)
     count = n * images.shape[2] * images.shape[3]
     scale = 255.0 if integer else 1.0
     mean = total / count / scale
