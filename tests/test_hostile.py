@@ -214,3 +214,16 @@ def test_labels_as_a_column_and_int32_pixels_give_the_right_accuracy(capsys, tmp
         assert code == 0
         accuracies.append(out.split("accuracy ")[1].split()[0])
     assert accuracies[0] == accuracies[1] and float(accuracies[0]) > 0.2    # chance is 0.1
+
+
+def test_the_fuzz_suite_under_an_address_space_limit():
+    """tests/test_fuzz.py (specs, command lines, checkpoint metadata, data files), run in a child
+    that has 6 GiB of address space: any input that would exhaust memory fails it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           os.path.join(root, "tests", "test_fuzz.py")],
+                          capture_output=True, text=True, timeout=600, cwd=root,
+                          preexec_fn=_limit_address_space,
+                          env={**os.environ, "CNNKIT_FUZZ": "1", "CNNKIT_FUZZ_EXAMPLES": "40"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "6 passed" in proc.stdout, proc.stdout[-2000:]

@@ -730,6 +730,7 @@ def _argument(convert, accept, expected: str):
 _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
 _fraction = _argument(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
 _non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
+_positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a number > 0")
 _count = _argument(int, lambda v: v >= 0, "a count >= 0 or a fraction in [0, 1)")
 
 
@@ -962,7 +963,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval", action="store_true", help="check in eval mode (running statistics, no dropout)"
     )
-    p.add_argument("--tol", type=float, default=1e-6, help="pass threshold (default: %(default)s)")
+    p.add_argument("--tol", type=_positive_float, default=1e-6,
+                   help="pass threshold (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     _add_common_options(p)
     p.set_defaults(func=cmd_gradcheck)
