@@ -52,7 +52,7 @@ def test_console_script_runs_without_traceback():
 
 def test_unknown_option_and_bad_values_exit_2(capsys):
     for argv, fragment in ((["train", "--bogus"], "unrecognized arguments: --bogus"),
-                           (["train", "--epochs", "0"], "expected a positive integer, got 0"),
+                           (["train", "--epochs", "0"], "expected a count from 1 to 100,000, got 0"),
                            (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
                            (["train", "--resume", "a", "--weights", "b"], "not allowed with")):
         with pytest.raises(SystemExit) as exit_info:

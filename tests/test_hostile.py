@@ -227,3 +227,18 @@ def test_the_fuzz_suite_under_an_address_space_limit():
                           env={**os.environ, "CNNKIT_FUZZ": "1", "CNNKIT_FUZZ_EXAMPLES": "40"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "6 passed" in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.parametrize("field, value", [("epochs", "many"), ("batch_size", 0),
+                                          ("optimizer", "lbfgs"), ("model", 5),
+                                          ("input", [1, 2]), ("val_size", -3)])
+def test_damaged_run_settings_are_one_line(capsys, tmp_path, field, value):
+    path = _quick_run(tmp_path)
+    capsys.readouterr()
+
+    def edit(meta):
+        meta["extra"]["metadata"]["settings"][field] = value
+        return meta
+    _rewrite_meta(path, edit)
+    code, _, err = run(capsys, "train", "--resume", str(path), "--no-progress")
+    assert_one_line_error(code, err, str(path), f"run settings are damaged: {field}")

@@ -204,6 +204,53 @@ def _resumed_settings(meta: dict) -> dict:
                         skip_bad=False)
         if settings.get("augment") == "crop":
             settings["augment"] = "auto"
+    return _checked_settings(settings)
+
+
+def _checked_settings(settings: dict) -> dict:
+    """Run settings read from a checkpoint, each checked as the command line checks it."""
+    from .data import FITS
+    from .optim import OPTIMIZERS
+
+    def text(value):
+        if not isinstance(value, str):
+            raise ValueError("not a text")
+        return value
+
+    def number(parse):
+        return lambda value: parse(str(value)) if isinstance(value, (int, float)) \
+            and not isinstance(value, bool) else parse("not a number")
+
+    def optional(check):
+        return lambda value: None if value is None else check(value)
+
+    def one_of(choices):
+        return lambda value: value if value in choices else text(None)
+
+    def volume(value):
+        if not (isinstance(value, list) and len(value) == 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            raise ValueError("not a volume [C, H, W]")
+        return value
+
+    checks = {"data": text, "model": text, "input": optional(volume), "fit": one_of(FITS),
+              "test_size": optional(number(_fraction)), "skip_bad": one_of((True, False)),
+              "epochs": number(_passes), "batch_size": number(_positive_int),
+              "optimizer": one_of(tuple(OPTIMIZERS)), "lr": number(_non_negative_float),
+              "momentum": number(_non_negative_float),
+              "weight_decay": number(_non_negative_float), "schedule": one_of(SCHEDULES),
+              "step_size": number(_positive_int), "gamma": number(_non_negative_float),
+              "seed": number(_count), "val_size": optional(number(_count_or_fraction)),
+              "loss": one_of(("softmax", "svm")), "limit": optional(number(_positive_int)),
+              "augment": text}
+    for key, check in checks.items():
+        if key not in settings:
+            raise CLIError(f"the checkpoint's run settings have no {key!r}")
+        try:
+            settings[key] = check(settings[key])
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
+            raise CLIError(f"the checkpoint's run settings are damaged: {key} = "
+                           f"{settings[key]!r} ({err})") from None
     return settings
 
 
@@ -252,7 +299,10 @@ def cmd_train(args) -> int:
                 f"{args.resume} was not written by `cnnkit train` (no run settings); "
                 f"it cannot be resumed from the command line"
             )
-        settings = _resumed_settings(meta)
+        try:
+            settings = _resumed_settings(meta)
+        except CLIError as err:
+            raise CLIError(f"{args.resume}: {err}") from None
         if args.epochs_given:
             settings["epochs"] = args.epochs
         run_dir = Path(args.resume).resolve().parent
@@ -728,6 +778,9 @@ def _argument(convert, accept, expected: str):
 
 
 _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
+# counts of passes: bounded, so that a typo is an error rather than a run that never ends
+_passes = _argument(int, lambda v: 1 <= v <= 100_000, "a count from 1 to 100,000")
+_warmup = _argument(int, lambda v: 0 <= v <= 100_000, "a count from 0 to 100,000")
 _fraction = _argument(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
 _non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
 _positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a number > 0")
@@ -797,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "held out to test on, seeded by --seed (default: %(default)s)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip (and count) images that cannot be decoded instead of stopping")
-    p.add_argument("--epochs", type=_positive_int, default=5, help="epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=_passes, default=5, help="epochs (default: %(default)s)")
     p.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -1021,10 +1074,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch", type=_positive_int, default=64, help="batch size (default: %(default)s)"
     )
     p.add_argument(
-        "--iterations", type=_positive_int, default=50, help="timed passes (default: %(default)s)"
+        "--iterations", type=_passes, default=50, help="timed passes (default: %(default)s)"
     )
     p.add_argument(
-        "--warmup", type=int, default=1, help="untimed passes first (default: %(default)s)"
+        "--warmup", type=_warmup, default=1, help="untimed passes first (default: %(default)s)"
     )
     p.add_argument(
         "--dtype", choices=("float32", "float64"), default="float32", help="(default: %(default)s)"

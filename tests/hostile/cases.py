@@ -1,0 +1,479 @@
+"""The bad inputs of the hostile-input exercise, written into a temporary folder.
+
+``build_cases(tmp)`` returns (group, name, argv) triples; every file a case needs is created
+under ``tmp`` first. Groups: spec, options, checkpoint, data, folder, image, runs.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# ---------------------------------------------------------------------------- specs
+
+SPECS = {
+    "huge-fc": "INPUT[1x28x28] -> FC-3000000",
+    "huge-fc-train": "INPUT[1x28x28] -> FC-3000000 -> FC-10",
+    "huge-conv": "INPUT[3x32x32] -> CONV3-1000000 -> GAP -> FC-10",
+    "huge-input": "INPUT[3x1000000x1000000] -> CONV3-8 -> GAP -> FC-10",
+    "wide-input": "INPUT[1x1x100000000] -> FC-10",
+    "empty-repeat-huge": "INPUT[1x28x28] -> [[RELU]*0]*" + "9" * 23 + " -> FC-10",
+    "repeat-huge": "INPUT[1x28x28] -> [RELU]*" + "9" * 23,
+    "nested-repeat": "INPUT[1x28x28] -> [[[RELU]*100]*100]*100 -> FC-10",
+    "deep-brackets": "INPUT[1x28x28] -> " + "[" * 500 + "RELU" + "]" * 500 + " -> FC-10",
+    "unbalanced": "INPUT[1x28x28] -> [RELU -> FC-10",
+    "long": "INPUT[1x28x28] -> " + " -> ".join(["RELU"] * 3000) + " -> FC-10",
+    "very-long-text": "INPUT[1x28x28] -> " + "RELU -> " * 12000 + "FC-10",   # 96 KB
+    "zero-channels": "INPUT[0x28x28] -> FC-10",
+    "zero-filters": "INPUT[1x28x28] -> CONV3-0 -> FC-10",
+    "zero-fc": "INPUT[1x28x28] -> FC-0",
+    "kernel-too-big": "INPUT[1x28x28] -> CONV99-8 -> FC-10",
+    "stride-zero": "INPUT[1x28x28] -> CONV3-8/s0 -> FC-10",
+    "pool-zero": "INPUT[1x28x28] -> POOL0 -> FC-10",
+    "bad-size-rule": "INPUT[1x28x28] -> POOL3 -> FC-10",
+    "dropout-1.5": "INPUT[1x28x28] -> DROPOUT1.5 -> FC-10",
+    "dropout-neg": "INPUT[1x28x28] -> DROPOUT-0.5 -> FC-10",
+    "unknown-token": "INPUT[1x28x28] -> BLUR3 -> FC-10",
+    "unicode": "INPUT[1x28x28] → CONV3-8 → FC-10",
+    "nul-byte": "INPUT[1x28x28] -> RELU\x00 -> FC-10",
+    "only-arrows": "-> -> ->",
+    "empty": "",
+    "spaces": "   ",
+    "input-only": "INPUT[1x28x28]",
+    "input-2d": "INPUT[28x28] -> FC-10",
+    "input-negative": "INPUT[-1x28x28] -> FC-10",
+    "input-huge-number": "INPUT[1x" + "9" * 40 + "x28] -> FC-10",
+    "fc-huge-number": "INPUT[1x28x28] -> FC-" + "9" * 40,
+    "conv-huge-number": "INPUT[1x28x28] -> CONV3-" + "9" * 40,
+    "res-mismatch": "INPUT[3x32x32] -> RES-64 -> FC-10",
+    "gap-on-vector": "INPUT[1x28x28] -> FC-10 -> GAP",
+    "conv-after-fc": "INPUT[1x28x28] -> FC-10 -> CONV3-8",
+    "bn-first": "INPUT[1x28x28] -> BN -> FC-10",
+    "star-without-group": "INPUT[1x28x28] -> RELU*2 -> FC-10",
+    "lrn-big": "INPUT[1x28x28] -> LRN999 -> FC-10",
+    "many-fc": "INPUT[1x28x28] -> " + " -> ".join(["FC-4096"] * 2000),
+}
+
+
+def spec_cases():
+    for name, spec in SPECS.items():
+        yield "spec", f"summary/{name}", ["summary", spec]
+        yield "spec", f"summary-input/{name}", ["summary", spec, "--input", "1x28x28"]
+        yield "spec", f"train/{name}", ["train", "--model", spec, "--limit", "20", "--epochs",
+                                        "1", "--no-progress", "--out", "runs-spec"]
+        yield "spec", f"time/{name}", ["time", spec, "--batch", "2", "--iterations", "1"]
+    for name in ("huge-fc", "huge-conv", "huge-input", "nested-repeat", "bad-size-rule"):
+        yield "spec", f"convert/{name}", ["convert", SPECS[name], "--image", "1x512x512"]
+        yield "spec", f"gradcheck/{name}", ["gradcheck", "--model", SPECS[name]]
+
+
+# ---------------------------------------------------------------------------- options
+
+NUMBERS = ["0", "-1", "abc", "1e400", "nan", "inf", "9" * 30, "", "0x10", "1.5"]
+VOLUMES = ["0x0x0", "1x0x28", "3", "1x28", "1x99999x99999", "3x100000x100000", "axbxc",
+           "1x28x28x3", "-1x28x28", "9" * 25 + "x1x1"]
+
+
+def option_cases():
+    for value in NUMBERS:
+        for option in ("--epochs", "--batch-size", "--lr", "--limit", "--val-size",
+                       "--test-size", "--momentum", "--weight-decay", "--seed"):
+            yield "options", f"train{option}={value}", ["train", option, value, "--limit", "20",
+                                                         "--epochs", "1", "--no-progress",
+                                                         "--out", "runs-opt"]
+        for option in ("--batch", "--iterations", "--warmup"):
+            yield "options", f"time{option}={value}", ["time", "lenet-bn", option, value,
+                                                        "--iterations", "1"]
+        for option in ("--batch", "--num-checks", "--tol", "--reg"):
+            yield "options", f"gradcheck{option}={value}", ["gradcheck", option, value]
+        yield "options", f"threads={value}", ["summary", "lenet-bn", "--threads", value]
+        yield "options", f"budget={value}", ["summary", "lenet-bn", "--memory-budget", value]
+    for volume in VOLUMES:
+        yield "options", f"summary--input={volume}", ["summary", "lenet-bn", "--input", volume]
+        yield "options", f"time--input={volume}", ["time", "lenet-bn", "--input", volume,
+                                                    "--iterations", "1"]
+        yield "options", f"gradcheck--input={volume}", ["gradcheck", "--input", volume]
+        yield "options", f"train--input={volume}", ["train", "--input", volume, "--limit", "20",
+                                                     "--epochs", "1", "--no-progress", "--out",
+                                                     "runs-opt"]
+        yield "options", f"convert--image={volume}", ["convert", "vgg16", "--image", volume]
+    for option, value in (("--augment", "blur"), ("--augment", "crop:-3"), ("--augment", ""),
+                          ("--fit", "stretch"), ("--data", "imagenet"), ("--data", ""),
+                          ("--data", "npz:"), ("--data", "folder:"), ("--data", "cifar10:"),
+                          ("--model", "vgg19"), ("--model", ""), ("--optimizer", "lbfgs"),
+                          ("--schedule", "linear"), ("--loss", "hinge")):
+        yield "options", f"train{option}={value}", ["train", option, value, "--limit", "20",
+                                                     "--epochs", "1", "--no-progress", "--out",
+                                                     "runs-opt"]
+    yield "options", "train-batch-huge", ["train", "--batch-size", "100000000", "--limit", "20",
+                                          "--epochs", "1", "--no-progress", "--out", "runs-opt"]
+    yield "options", "time-batch-huge", ["time", "vgg16", "--batch", "100000"]
+    yield "options", "gradcheck-batch-huge", ["gradcheck", "--batch", "100000000"]
+    yield "options", "no-command", []
+    yield "options", "unknown-command", ["fly"]
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+def _savez_with_meta(path, arrays, meta):
+    arrays = dict(arrays)
+    arrays["__meta__.json"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+
+
+def checkpoint_cases(tmp: Path, good: Path):
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("__meta__.json").tobytes())
+    folder = tmp / "ckpt"
+    folder.mkdir()
+    made = {}
+
+    def variant(name, edit=None, raw=None):
+        path = folder / f"{name}.npz"
+        if raw is not None:
+            path.write_bytes(raw)
+        else:
+            m, a = json.loads(json.dumps(meta)), dict(arrays)
+            edit(m, a)
+            _savez_with_meta(path, a, m)
+        made[name] = path
+
+    data = good.read_bytes()
+    variant("empty", raw=b"")
+    variant("garbage", raw=b"garbage" * 100)
+    for cut in (0.1, 0.5, 0.9, 0.99):
+        variant(f"truncated-{cut}", raw=data[:int(len(data) * cut)])
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(3))
+    variant("npy", raw=buffer.getvalue())
+    variant("no-meta", raw=_zip({"x.npy": _npy(np.zeros(3))}))
+    variant("meta-not-json", raw=_zip({"__meta__.json.npy": _npy(np.frombuffer(b"{nope",
+                                                                                np.uint8))}))
+    variant("meta-list", lambda m, a: m.clear() or m.update({"format": ["x"]}))
+    variant("meta-is-list", raw=_zip({"__meta__.json.npy": _npy(np.frombuffer(b"[1, 2]",
+                                                                               np.uint8))}))
+    variant("meta-deep", raw=_zip({"__meta__.json.npy": _npy(np.frombuffer(
+        b"[" * 100000 + b"]" * 100000, np.uint8))}))
+    variant("newer", lambda m, a: m.update(version=99))
+    variant("version-str", lambda m, a: m.update(version="1"))
+    variant("model-missing", lambda m, a: m.pop("model"))
+    variant("model-unknown-type", lambda m, a: m["model"].update(type="Teleport"))
+    variant("model-config-list", lambda m, a: m.update(model=[1, 2]))
+    variant("model-bad-args", lambda m, a: m["model"].update(args={"bogus": 1}))
+    variant("keys-missing-array", lambda m, a: a.pop("model/0.weight"))
+    variant("keys-not-list", lambda m, a: m.update(model_keys="0.weight"))
+    variant("weight-wrong-shape", lambda m, a: a.update({"model/0.weight": np.zeros((2, 2))}))
+    variant("weight-nan", lambda m, a: a.update({"model/0.weight": np.full_like(
+        a["model/0.weight"], np.nan)}))
+    variant("weight-int", lambda m, a: a.update({"model/0.weight": a["model/0.weight"].astype(
+        np.int64)}))
+    variant("extra-list", lambda m, a: m.update(extra=[1]))
+    variant("metadata-str", lambda m, a: m["extra"].update(metadata="x"))
+    variant("input-shape-bad", lambda m, a: m["extra"]["metadata"].update(input_shape=[1, 2]))
+    variant("input-shape-str", lambda m, a: m["extra"]["metadata"].update(input_shape="abc"))
+    variant("input-shape-huge", lambda m, a: m["extra"]["metadata"].update(
+        input_shape=[1, 99999, 99999]))
+    variant("mean-wrong", lambda m, a: m["extra"]["metadata"].update(mean=[1, 2, 3]))
+    variant("std-zero", lambda m, a: m["extra"]["metadata"].update(std=[0.0]))
+    variant("classes-short", lambda m, a: m["extra"]["metadata"].update(classes=["a"]))
+    variant("classes-int", lambda m, a: m["extra"]["metadata"].update(classes=5))
+    variant("source-bad", lambda m, a: m["extra"]["metadata"].update(source="nowhere:x"))
+    variant("settings-list", lambda m, a: m["extra"]["metadata"].update(settings=[1]))
+    variant("settings-epochs-str", lambda m, a: m["extra"]["metadata"]["settings"].update(
+        epochs="many"))
+    variant("settings-batch-zero", lambda m, a: m["extra"]["metadata"]["settings"].update(
+        batch_size=0))
+    variant("settings-model-int", lambda m, a: m["extra"]["metadata"]["settings"].update(
+        model=5))
+    variant("settings-optimizer-bad", lambda m, a: m["extra"]["metadata"]["settings"].update(
+        optimizer="lbfgs"))
+    variant("trainer-epoch-neg", lambda m, a: m["extra"]["trainer"].update(epoch=-3))
+    variant("trainer-order-bad", lambda m, a: m["extra"]["trainer"].update(order=[5, 5]))
+    variant("trainer-rng-bad", lambda m, a: m["extra"]["trainer"].update(rng={"x": 1}))
+    variant("trainer-missing", lambda m, a: m["extra"].pop("trainer"))
+    variant("optimizer-bad", lambda m, a: m.update(optimizer={"lr": "fast"}))
+    variant("array-ref-missing", lambda m, a: m["extra"].update(ghost={"__array__": "nope"}))
+    # a member whose header claims terabytes, and an unreferenced member inflating to 300 MB
+    huge = dict(arrays)
+    raw = _zip({**{f"{k}.npy": _npy(v) for k, v in huge.items()},
+                "__meta__.json.npy": _npy(np.frombuffer(json.dumps(meta).encode(), np.uint8))},
+               override={"model/0.weight.npy": _header_only((10 ** 6, 10 ** 6), "<f8")})
+    variant("header-terabytes", raw=raw)
+    bomb = folder / "bomb.npz"
+    bomb.write_bytes(data)
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("junk.npy", "w", force_zip64=True) as member:
+            member.write(_header_only((300 * 2 ** 17,), "<f8"))
+            for _ in range(300):
+                member.write(bytes(2 ** 20))
+    made["zip-bomb"] = bomb
+    variant("object-member", raw=_zip({**{f"{k}.npy": _npy(v) for k, v in arrays.items()},
+                                       "__meta__.json.npy": _npy(np.frombuffer(
+                                           json.dumps(meta).encode(), np.uint8)),
+                                       "evil.npy": _pickled_object_npy()}))
+    image = tmp / "digit.png"
+    Image.new("L", (28, 28), 30).save(image)
+    for name, path in made.items():
+        yield "checkpoint", f"evaluate/{name}", ["evaluate", str(path), "--no-progress"]
+        yield "checkpoint", f"predict/{name}", ["predict", str(path), str(image)]
+        yield "checkpoint", f"summary/{name}", ["summary", str(path)]
+        yield "checkpoint", f"resume/{name}", ["train", "--resume", str(path), "--epochs", "2",
+                                               "--no-progress"]
+    for name in ("garbage", "weight-wrong-shape", "model-unknown-type"):
+        yield "checkpoint", f"weights/{name}", ["train", "--weights", str(made[name]),
+                                                "--limit", "20", "--epochs", "1",
+                                                "--no-progress", "--out", "runs-w"]
+        yield "checkpoint", f"convert/{name}", ["convert", str(made[name])]
+    yield "checkpoint", "missing", ["evaluate", str(tmp / "none.npz")]
+    yield "checkpoint", "folder", ["evaluate", str(tmp)]
+
+
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def _header_only(shape, descr) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False,
+                                                  "shape": shape})
+    return buffer.getvalue()
+
+
+def _pickled_object_npy() -> bytes:
+    return _npy(np.array([print], dtype=object))
+
+
+def _zip(members: dict, override: dict | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in {**members, **(override or {})}.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------- data files
+
+def npz_cases(tmp: Path):
+    folder = tmp / "npz"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (30, 8, 8), dtype=np.uint8)
+    y = np.arange(30) % 3
+    variants = {
+        "ok": dict(x=x, y=y),
+        "no-x": dict(y=y), "no-y": dict(x=x), "empty": dict(),
+        "y-column": dict(x=x, y=y[:, None]), "y-2d": dict(x=x, y=np.stack([y, y], 1)),
+        "y-float": dict(x=x, y=y + 0.5), "y-neg": dict(x=x, y=y - 1),
+        "y-huge": dict(x=x, y=y * 10 ** 12), "y-str": dict(x=x, y=y.astype(str)),
+        "y-bool": dict(x=x, y=y.astype(bool)), "y-short": dict(x=x, y=y[:10]),
+        "one-class": dict(x=x, y=np.zeros(30, int)),
+        "x-int32": dict(x=x.astype(np.int32), y=y), "x-int-300": dict(x=x.astype(int) + 100,
+                                                                     y=y),
+        "x-float": dict(x=x / 255.0, y=y), "x-nan": dict(x=np.full((30, 8, 8), np.nan), y=y),
+        "x-inf": dict(x=np.full((30, 8, 8), np.inf), y=y), "x-bool": dict(x=x > 3, y=y),
+        "x-complex": dict(x=x.astype(complex), y=y), "x-str": dict(x=x.astype(str), y=y),
+        "x-1d": dict(x=x.reshape(-1), y=y), "x-5d": dict(x=x[:, None, None], y=y),
+        "x-zero-size": dict(x=np.zeros((30, 0, 8), np.uint8), y=y),
+        "x-nhwc": dict(x=np.repeat(x[..., None], 3, -1), y=y),
+        "x-channels-7": dict(x=np.repeat(x[:, None], 7, 1), y=y),
+        "x-huge-image": dict(x=np.zeros((2, 1, 1, 100000), np.uint8), y=np.array([0, 1])),
+        "classes-short": dict(x=x, y=y, classes=np.array(["a", "b"])),
+        "classes-int": dict(x=x, y=y, classes=np.array([1, 2, 3])),
+        "classes-2d": dict(x=x, y=y, classes=np.array([["a"], ["b"], ["c"]])),
+        "test-only-x": dict(x=x, y=y, x_test=x), "test-class-absent": dict(
+            x=x, y=y % 2, x_test=x[:3], y_test=np.array([0, 1, 2]),
+            classes=np.array(["a", "b", "c"])),
+        "test-shape": dict(x=x, y=y, x_test=x[:, :4], y_test=y),
+    }
+    for name, arrays in variants.items():
+        path = folder / f"{name}.npz"
+        np.savez(path, **arrays)
+        yield "data", f"train/{name}", ["train", "--data", f"npz:{path}", "--model", "FC-3",
+                                        "--epochs", "1", "--no-progress", "--out", "runs-npz"]
+    np.savez(folder / "objects.npz", x=np.array([print] * 30, dtype=object), y=y)
+    (folder / "junk.npz").write_bytes(b"PK\x03\x04junk")
+    (folder / "npy.npz").write_bytes(_npy(x))
+    (folder / "header-huge.npz").write_bytes(_zip({"x.npy": _header_only((10 ** 7, 10 ** 6),
+                                                                         "|u1"),
+                                                   "y.npy": _npy(y)}))
+    for name in ("objects", "junk", "npy", "header-huge"):
+        yield "data", f"train/{name}", ["train", "--data", f"npz:{folder / name}.npz",
+                                        "--model", "FC-3", "--epochs", "1", "--no-progress",
+                                        "--out", "runs-npz"]
+    yield "data", "missing-file", ["train", "--data", f"npz:{folder / 'none.npz'}"]
+    # evaluate a digits net on odd arrays
+    yield "data", "evaluate/ok", ["evaluate", str(tmp / "good" / "r" / "model.npz"), "--data",
+                                  str(folder / "ok.npz")]
+
+
+def cifar_cases(tmp: Path):
+    folder = tmp / "cifar"
+    rng = np.random.default_rng(0)
+
+    def batch(n):
+        return rng.integers(0, 256, (n, 3072), dtype=np.uint8), list(np.arange(n) % 10)
+
+    def write(root, skip=(), corrupt=None, evil=False):
+        root.mkdir(parents=True)
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            if name in skip:
+                continue
+            data, labels = batch(10)
+            raw = pickle.dumps({b"data": data, b"labels": labels}, protocol=2)
+            if corrupt == name:
+                raw = raw[:len(raw) // 2]
+            if evil and name == "data_batch_2":
+                raw = b"cos\nsystem\n(S'echo pwned > " + str(root / "pwned").encode() + \
+                    b"'\ntR."
+            (root / name).write_bytes(raw)
+
+    write(folder / "ok")
+    write(folder / "missing", skip=("data_batch_3",))
+    write(folder / "truncated", corrupt="data_batch_4")
+    write(folder / "evil", evil=True)
+    (folder / "binary-bad").mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / "binary-bad" / f"{name}.bin").write_bytes(bytes(3073 * 2 + 5))
+    for name in ("ok", "missing", "truncated", "evil", "binary-bad", "nonexistent"):
+        yield "data", f"cifar/{name}", ["train", "--data", f"cifar10:{folder / name}", "--model",
+                                        "three-layer-convnet", "--epochs", "1",
+                                        "--no-progress", "--out", "runs-cifar"]
+
+
+def folder_cases(tmp: Path):
+    base = tmp / "folders"
+    colours = {"red": (220, 20, 20), "green": (20, 220, 20)}
+
+    def classes(root, n=3, size=(12, 12)):
+        for name, colour in colours.items():
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", size, colour).save(root / name / f"{i}.png")
+        return root
+
+    cases = {}
+    cases["ok"] = classes(base / "ok")
+    (base / "empty").mkdir(parents=True)
+    cases["empty"] = base / "empty"
+    cases["missing"] = base / "missing"
+    (base / "file").write_text("x")
+    cases["file"] = base / "file"
+    loose = base / "loose"
+    loose.mkdir()
+    Image.new("L", (5, 5)).save(loose / "a.png")
+    cases["loose"] = loose
+    cases["empty-class"] = classes(base / "empty-class")
+    (base / "empty-class" / "blue").mkdir()
+    cases["one-class"] = base / "one-class"
+    (base / "one-class" / "a").mkdir(parents=True)
+    Image.new("L", (5, 5)).save(base / "one-class" / "a" / "x.png")
+    cases["truncated"] = classes(base / "truncated")
+    raw = (base / "truncated" / "red" / "0.png").read_bytes()
+    (base / "truncated" / "red" / "0.png").write_bytes(raw[:len(raw) // 2])
+    cases["fake-jpg"] = classes(base / "fake-jpg")
+    (base / "fake-jpg" / "red" / "x.jpg").write_text("not a jpeg")
+    cases["zero-byte"] = classes(base / "zero-byte")
+    (base / "zero-byte" / "red" / "z.png").write_bytes(b"")
+    cases["bomb"] = classes(base / "bomb")
+    Image.new("1", (20000, 20000)).save(base / "bomb" / "red" / "big.png")    # 400M pixels
+    cases["mixed-sizes"] = classes(base / "mixed-sizes")
+    Image.new("RGB", (1, 400), (220, 20, 20)).save(base / "mixed-sizes" / "red" / "thin.png")
+    cases["modes"] = classes(base / "modes")
+    for mode in ("L", "P", "RGBA", "CMYK", "I;16", "1", "LA", "F", "I"):
+        img = Image.new(mode, (9, 9))
+        img.save(base / "modes" / "green" / f"m-{mode.replace(';', '')}."
+                 f"{'tif' if mode in ('F', 'I', 'CMYK') else 'png'}")
+    cases["split-extra-class"] = base / "split-extra-class"
+    classes(base / "split-extra-class" / "train")
+    classes(base / "split-extra-class" / "test")
+    (base / "split-extra-class" / "test" / "blue").mkdir()
+    Image.new("RGB", (12, 12)).save(base / "split-extra-class" / "test" / "blue" / "b.png")
+    cases["symlink-loop"] = classes(base / "symlink-loop")
+    (base / "symlink-loop" / "red" / "loop").symlink_to(base / "symlink-loop" / "red")
+    for name, root in cases.items():
+        yield "folder", f"train/{name}", ["train", "--data", f"folder:{root}", "--model",
+                                          "CONV3-4 -> FC-2", "--epochs", "1", "--no-progress",
+                                          "--out", "runs-folder"]
+    for name in ("truncated", "fake-jpg", "zero-byte", "bomb"):
+        yield "folder", f"skip-bad/{name}", ["train", "--data", f"folder:{cases[name]}",
+                                             "--model", "CONV3-4 -> FC-2", "--epochs", "1",
+                                             "--no-progress", "--skip-bad", "--out",
+                                             "runs-folder"]
+    for volume in ("3x60000x60000", "3x1x1", "1x12x12", "7x12x12"):
+        yield "folder", f"input/{volume}", ["train", "--data", f"folder:{cases['ok']}",
+                                            "--input", volume, "--model", "FC-2", "--epochs",
+                                            "1", "--no-progress", "--out", "runs-folder"]
+
+
+def image_cases(tmp: Path):
+    folder = tmp / "images"
+    folder.mkdir()
+    files = {}
+    Image.new("L", (28, 28), 200).save(folder / "ok.png")
+    files["ok"] = folder / "ok.png"
+    files["missing"] = folder / "none.png"
+    files["folder"] = folder
+    (folder / "text.png").write_text("hello")
+    files["text"] = folder / "text.png"
+    (folder / "zero.png").write_bytes(b"")
+    files["zero"] = folder / "zero.png"
+    raw = files["ok"].read_bytes()
+    (folder / "cut.png").write_bytes(raw[:len(raw) // 2])
+    files["truncated"] = folder / "cut.png"
+    Image.new("1", (20000, 20000)).save(folder / "bomb.png")
+    files["bomb"] = folder / "bomb.png"
+    for mode in ("RGBA", "P", "CMYK", "I;16", "F", "LA"):
+        path = folder / f"m-{mode.replace(';', '')}.{'tif' if mode in ('F', 'CMYK') else 'png'}"
+        Image.new(mode, (30, 30)).save(path)
+        files[f"mode-{mode}"] = path
+    Image.new("RGB", (1, 1)).save(folder / "tiny.png")
+    files["tiny"] = folder / "tiny.png"
+    Image.new("L", (60000, 1)).save(folder / "long.png")
+    files["long"] = folder / "long.png"
+    frames = [Image.new("L", (20, 20), v) for v in (0, 255)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    files["animated"] = folder / "anim.gif"
+    model = tmp / "good" / "r" / "model.npz"
+    for name, path in files.items():
+        for invert in ("auto", "yes"):
+            yield "image", f"predict/{name}/{invert}", ["predict", str(model), str(path),
+                                                        "--invert", invert]
+    yield "image", "predict/top-k-0", ["predict", str(model), str(files["ok"]), "--top-k", "0"]
+    yield "image", "predict/top-k-huge", ["predict", str(model), str(files["ok"]), "--top-k",
+                                          "999999"]
+
+
+def run_cases(tmp: Path):
+    (tmp / "runs-file").write_text("a file where a folder should be")
+    yield "runs", "out-is-file", ["train", "--limit", "20", "--epochs", "1", "--no-progress",
+                                  "--out", str(tmp / "runs-file")]
+    yield "runs", "name-exists", ["train", "--limit", "20", "--epochs", "1", "--no-progress",
+                                  "--out", str(tmp / "good"), "--name", "r"]
+    yield "runs", "name-with-slash", ["train", "--limit", "20", "--epochs", "1",
+                                      "--no-progress", "--out", str(tmp / "x"), "--name",
+                                      "../../escape"]
+    yield "runs", "name-empty", ["train", "--limit", "20", "--epochs", "1", "--no-progress",
+                                 "--out", str(tmp / "x"), "--name", ""]
+    yield "runs", "resume-and-weights", ["train", "--resume", "a", "--weights", "b"]
+
+
+def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
+    from cnnkit.cli import main
+
+    good = tmp / "good"
+    assert main(["train", "--limit", "60", "--epochs", "1", "--no-progress", "--out",
+                 str(good), "--name", "r", "--batch-size", "30"]) == 0
+    return list(itertools.chain(spec_cases(), option_cases(),
+                                checkpoint_cases(tmp, good / "r" / "checkpoint.npz"),
+                                npz_cases(tmp), cifar_cases(tmp), folder_cases(tmp),
+                                image_cases(tmp), run_cases(tmp)))
