@@ -242,3 +242,14 @@ def test_damaged_run_settings_are_one_line(capsys, tmp_path, field, value):
     _rewrite_meta(path, edit)
     code, _, err = run(capsys, "train", "--resume", str(path), "--no-progress")
     assert_one_line_error(code, err, str(path), f"run settings are damaged: {field}")
+
+
+def test_no_command_and_absurd_threads_are_usage_errors(capsys):
+    for argv, fragment in (([], "choose a command: train, evaluate"),
+                           (["summary", "lenet-bn", "--threads", "9" * 30],
+                            "expected a thread count from 1 to 4,096")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and fragment in err.splitlines()[-1]
+        assert "Traceback" not in err

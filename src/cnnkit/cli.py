@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 130, 141
+EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 130, 141
 
 SCHEDULES = ("cosine", "step", "exp", "none")
 
@@ -554,7 +554,7 @@ def cmd_gradcheck(args) -> int:
 def _add_common_options(p) -> None:
     """--threads, --memory-budget and --debug, which every command takes."""
     p.add_argument(
-        "--threads", type=_positive_int, default=1,
+        "--threads", type=_threads, default=1,
         help="threads of NumPy's BLAS (default: %(default)s; cnnkit's GEMMs are per chunk of a "
         "few samples, too small for BLAS threads to pay off)")
     p.add_argument(
@@ -781,6 +781,7 @@ _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
 # counts of passes: bounded, so that a typo is an error rather than a run that never ends
 _passes = _argument(int, lambda v: 1 <= v <= 100_000, "a count from 1 to 100,000")
 _warmup = _argument(int, lambda v: 0 <= v <= 100_000, "a count from 0 to 100,000")
+_threads = _argument(int, lambda v: 1 <= v <= 4096, "a thread count from 1 to 4,096")
 _fraction = _argument(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
 _non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
 _positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a number > 0")
@@ -816,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `cnnkit COMMAND --help` for the options of a command.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = sub.choices     # name -> parser, filled in below
     models = ["default", *MODELS]
     sources = ", ".join(source_names())
     defaults = ", ".join(f"{name} for {_volume(shape)}" for shape, name in DATA_DEFAULTS.items())
@@ -1094,16 +1096,17 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+        parser.error(f"choose a command: {', '.join(parser.commands)} (cnnkit COMMAND --help "
+                     f"for its options)")
     args.epochs_given = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)
     from .budget import set_memory_budget
     from .io import CheckpointError
 
     debug = args.debug or bool(os.environ.get("CNNKIT_DEBUG"))
-    limit = _limit_blas_threads(args.threads)
+    limit = None
     set_memory_budget(args.memory_budget)
     try:
+        limit = _limit_blas_threads(args.threads)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
@@ -1137,7 +1140,8 @@ def main(argv=None) -> int:
               f"(a bug in cnnkit; --debug shows where)", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        limit.restore_original_limits()
+        if limit is not None:
+            limit.restore_original_limits()
         set_memory_budget(None)
 
 

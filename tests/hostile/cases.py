@@ -42,7 +42,6 @@ SPECS = {
     "dropout-neg": "INPUT[1x28x28] -> DROPOUT-0.5 -> FC-10",
     "unknown-token": "INPUT[1x28x28] -> BLUR3 -> FC-10",
     "unicode": "INPUT[1x28x28] → CONV3-8 → FC-10",
-    "nul-byte": "INPUT[1x28x28] -> RELU\x00 -> FC-10",
     "only-arrows": "-> -> ->",
     "empty": "",
     "spaces": "   ",
