@@ -149,7 +149,7 @@ def read_images(items, preprocessing: Preprocessing, invert: str = "auto") -> np
 
 
 def predict_images(checkpoint, images, *, invert: str = "auto",
-                   batch_size: int = 256) -> Predictions:
+                   batch_size: int | None = None) -> Predictions:
     """Class probabilities of images under a trained checkpoint.
 
     Parameters
@@ -161,7 +161,8 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
         images' stored form, (N, C, H, W) or for grey images (N, H, W), taken as training
         batches were (no decoding, no inverting)
     invert : "auto", "yes" or "no" (see :func:`read_images`)
-    batch_size : images per forward pass
+    batch_size : images per forward pass (default: as many as keep its activations within
+        256 MB, at most 256)
 
     Returns
     -------
@@ -182,6 +183,10 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
         if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)):
             images = [images]
         x = read_images(images, preprocessing, invert)
+    if batch_size is None:
+        from .summary import images_within
+
+        batch_size = images_within(model, preprocessing.input_shape, 256 * 2 ** 20, most=256)
     scores = predict(model, x, batch_size, preprocessing)
     shifted = scores - scores.max(axis=1, keepdims=True)
     probs = np.exp(shifted)

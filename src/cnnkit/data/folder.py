@@ -249,6 +249,18 @@ def _decode_all(files: list, shape: tuple, array_path: Path, skip_bad: bool,
     return bad
 
 
+def _remove_stale_temporaries(cache: Path, root: Path, age: float = 3600.0) -> None:
+    """Delete what a decode of this folder killed an hour ago or more left behind (a running
+    decode keeps its temporary file's modification time fresh as it writes)."""
+    now = time.time()
+    for entry in cache.glob(f".{_slug(root)}-*.tmp"):
+        try:
+            if now - entry.stat().st_mtime > age:
+                entry.unlink()
+        except OSError:
+            pass
+
+
 def _check_room(cache: Path, full: tuple, root: Path) -> None:
     """Refuse a decode whose one image would not fit the memory budget (Pillow holds it twice
     while resizing, and float32 per batch later) or whose cache would not fit the disk."""
@@ -290,6 +302,7 @@ def _decoded(root: Path, files: list, shape: tuple, *, skip_bad: bool, cache_dir
     except OSError as err:
         raise DataError(f"{cache}: cannot create the cache folder for decoded images ({err}); "
                         f"set CNNKIT_CACHE to a writable folder") from None
+    _remove_stale_temporaries(cache, root)
     _check_room(cache, full, root)
     start = time.perf_counter()
     with atomic_path(array_path) as tmp:
