@@ -8,11 +8,12 @@ both are made of (``blocks``: ResNet's basic block, GoogLeNet's inception module
 from . import spec
 from .blocks import basic_block, conv_unit, inception
 from .spec import SpecError
-from .zoo import (DATA_DEFAULTS, DEFAULT_MODEL, MODELS, default_model_for, alexnet, build_model, canonical_name, cifar_resnet,
-                  convnet_check, get_model, googlenet, input_shape_of, lenet5, lenet_bn,
-                  model_names, resnet18, resnet20, three_layer_convnet, vgg16, zfnet)
+from .zoo import (DATA_DEFAULTS, DEFAULT_MODEL, MODELS, alexnet, build_model, canonical_name,
+                  cifar_resnet, convnet_check, default_model_for, get_model, googlenet,
+                  input_shape_of, lenet5, lenet_bn, model_names, resnet18, resnet20,
+                  three_layer_convnet, vgg16, zfnet)
 
-__all__ = ["DEFAULT_MODEL", "DATA_DEFAULTS", "default_model_for", "MODELS", "SpecError", "spec", "build_model", "get_model",
-           "canonical_name", "input_shape_of", "model_names", "basic_block", "conv_unit",
+__all__ = ["DEFAULT_MODEL", "DATA_DEFAULTS", "default_model_for", "MODELS", "SpecError", "spec",
+           "build_model", "get_model", "canonical_name", "input_shape_of", "model_names", "basic_block", "conv_unit",
            "inception", "lenet5", "lenet_bn", "three_layer_convnet", "alexnet", "zfnet", "vgg16",
            "googlenet", "resnet18", "resnet20", "cifar_resnet", "convnet_check"]
