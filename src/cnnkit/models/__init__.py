@@ -14,6 +14,7 @@ from .zoo import (DATA_DEFAULTS, DEFAULT_MODEL, MODELS, alexnet, build_model, ca
                   three_layer_convnet, vgg16, zfnet)
 
 __all__ = ["DEFAULT_MODEL", "DATA_DEFAULTS", "default_model_for", "MODELS", "SpecError", "spec",
-           "build_model", "get_model", "canonical_name", "input_shape_of", "model_names", "basic_block", "conv_unit",
+           "build_model", "get_model", "canonical_name", "input_shape_of", "model_names",
+           "basic_block", "conv_unit",
            "inception", "lenet5", "lenet_bn", "three_layer_convnet", "alexnet", "zfnet", "vgg16",
            "googlenet", "resnet18", "resnet20", "cifar_resnet", "convnet_check"]
