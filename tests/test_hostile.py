@@ -253,3 +253,25 @@ def test_no_command_and_absurd_threads_are_usage_errors(capsys):
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and fragment in err.splitlines()[-1]
         assert "Traceback" not in err
+
+
+def test_the_budget_counts_an_address_space_limit():
+    """Under `ulimit -v`, what is left of the limit is the budget: the child refuses a 7.6 GiB
+    step its 6 GiB could not hold, instead of running out of memory midway."""
+    code, _, err = cnnkit("time", "INPUT[3x32x32] -> CONV3-1000000 -> GAP -> FC-10", "--batch",
+                          "2", "--iterations", "1")
+    clean_error(code, err, "would need", "the available memory")
+
+
+def test_class_names_that_do_not_match_the_scores_are_one_line(capsys, checkpoint):
+    _rewrite_meta(checkpoint, lambda m: {**m, "extra": {"metadata": {
+        "input_shape": [1, 28, 28], "classes": ["a"]}}})
+    code, _, err = run(capsys, "predict", str(checkpoint), "x.png")
+    assert_one_line_error(code, err, str(checkpoint), "do not match the net's 10 scores")
+
+
+def test_an_unnamed_label_of_a_trillion_is_a_mistake(capsys, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 0, 10 ** 12]))
+    code, _, err = run(capsys, "train", "--data", f"npz:{tmp_path / 'd.npz'}", "--model", "FC-2",
+                       "--out", str(tmp_path))
+    assert_one_line_error(code, err, "would make 1,000,000,000,001 classes")

@@ -8,7 +8,8 @@ out-of-memory killer end the process (and take memory from everything else on th
 
 The budget is, in order: what :func:`set_memory_budget` set (``--memory-budget`` on the command
 line), the environment variable ``CNNKIT_MEMORY_BUDGET`` (``8G``, ``512M``, ``1.5T``, bytes), or
-the memory the operating system reports available (``MemAvailable`` in ``/proc/meminfo``).
+the memory the operating system reports available to this process (``MemAvailable`` in
+``/proc/meminfo``, a container's cgroup limit, an address-space limit), whichever is least.
 """
 
 from __future__ import annotations
@@ -49,8 +50,16 @@ def format_size(nbytes: float) -> str:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory the operating system says can be allocated without swapping
-    (``MemAvailable``), or None where it does not say."""
+    """Bytes this process can still allocate, as the operating system reports it: the least of
+    the memory available without swapping (``MemAvailable``), what a container's cgroup limit
+    leaves (``memory.max`` less ``memory.current``), and what an address-space limit
+    (``ulimit -v``) leaves of this process's own; None where none of these is known."""
+    limits = [_meminfo_available(), _cgroup_available(), _address_space_available()]
+    known = [x for x in limits if x is not None]
+    return max(0, min(known)) if known else None
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -62,6 +71,31 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _cgroup_available() -> int | None:
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            current = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else int(limit) - current
+
+
+def _address_space_available() -> int | None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (ImportError, OSError, ValueError, StopIteration):
+        return None
+    return soft - size
 
 
 def set_memory_budget(nbytes) -> None:

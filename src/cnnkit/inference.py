@@ -68,6 +68,16 @@ def load_for_inference(checkpoint):
                         f"cannot take images")
     preprocessing = Preprocessing.from_metadata(meta, str(checkpoint))
     classes = meta.get("classes")
+    if classes is not None:
+        try:
+            scores = tuple(model.output_shape(tuple(preprocessing.input_shape)))
+        except ValueError as err:
+            raise DataError(f"{checkpoint}: its net does not take its recorded input "
+                            f"{preprocessing.input_shape}: {err}") from None
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) \
+                or (len(scores) == 1 and len(classes) != scores[0]):
+            raise DataError(f"{checkpoint}: the recorded class names ({classes!r:.60}) do not "
+                            f"match the net's {scores[0] if len(scores) == 1 else scores} scores")
     return model, preprocessing, (tuple(classes) if classes else None), meta
 
 

@@ -10,6 +10,8 @@ classified:
     traceback  a Python traceback on stderr
     hang       still running at the time bound
     killed     ended by a signal (the kernel's out-of-memory killer, a crash)
+    internal   one line, but the error boundary's "internal error": an exception nobody expected
+    unbudgeted one line, but "out of memory": an allocation the budget did not foresee
     messy      a non-zero exit whose error is not one line, or no error line at all
 
 and the counts are printed as a table (tried / clean / defects), with every defect listed.
@@ -44,6 +46,10 @@ def classify(code: int | None, out: str, err: str) -> str:
         return "killed"
     if "Traceback" in err:
         return "traceback"
+    if ": error: internal error" in err:     # caught by the boundary, but a bug all the same
+        return "internal"
+    if ": error: out of memory" in err:      # caught, but allocated past what was estimated
+        return "unbudgeted"
     if code == 0:
         return "clean"
     lines = [line for line in err.strip().splitlines() if line.strip()]
@@ -99,7 +105,7 @@ def main(argv=None) -> int:
                 mark = "." if outcome == "clean" else outcome[0].upper()
                 print(mark, end="" if i % 80 else "\n", flush=True)
         print()
-    kinds = ["clean", "traceback", "hang", "killed", "messy"]
+    kinds = ["clean", "traceback", "internal", "unbudgeted", "hang", "killed", "messy"]
     print(f"{'group':<14}{'tried':>7}" + "".join(f"{k:>11}" for k in kinds))
     for group, c in counts.items():
         print(f"{group:<14}{sum(c.values()):>7}" + "".join(f"{c.get(k, 0):>11}" for k in kinds))

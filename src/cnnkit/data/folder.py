@@ -140,7 +140,7 @@ def _natural_shape(root: Path, files: list, channels, size) -> tuple[int, int, i
         try:
             with Image.open(path) as img:
                 return natural_channels(img), img.size
-        except (OSError, ValueError, SyntaxError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             return None
 
     if channels is None:

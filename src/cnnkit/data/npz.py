@@ -25,6 +25,8 @@ from .source import Dataset, check_labels, from_arrays, register_source
 
 __all__ = ["open_npz", "load_npz"]
 
+_MOST_UNNAMED = 100_000   # classes numbered by labels alone: a larger label is taken as a mistake
+
 
 def _images(x: np.ndarray, where: str) -> np.ndarray:
     """x as (N, C, H, W), uint8 or float32."""
@@ -97,6 +99,10 @@ def open_npz(argument: str, *, test_size=None, seed: int = 0, **options) -> Data
             raise DataError(f"{where}: classes must be a vector of names, found {classes.dtype} "
                             f"of shape {classes.shape}")
         classes = [c.decode() if isinstance(c, bytes) else str(c) for c in classes.tolist()]
+    if classes is None and int(y.max()) >= _MOST_UNNAMED:
+        raise DataError(f"{where}: y: label {int(y.max()):,} would make {int(y.max()) + 1:,} "
+                        f"classes; labels are class indices 0..K-1 (an array 'classes' names "
+                        f"them; without one, K is at most {_MOST_UNNAMED:,})")
     num_classes = len(classes) if classes is not None else int(y.max()) + 1
     check_labels(y, f"{where}: y", num_classes)
     classes = classes or [str(k) for k in range(num_classes)]
