@@ -275,3 +275,13 @@ def test_an_unnamed_label_of_a_trillion_is_a_mistake(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--data", f"npz:{tmp_path / 'd.npz'}", "--model", "FC-2",
                        "--out", str(tmp_path))
     assert_one_line_error(code, err, "would make 1,000,000,000,001 classes")
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("INPUT[1x28x28] -> FC-" + "9" * 40, "is larger than any layer can be"),
+    ("INPUT[1x28x28] -> " + "[" * 60 + "RELU" + "]" * 60 + " -> FC-10", "nested more than 50"),
+    ("INPUT[1x99999999999x2] -> FC-10", "INPUT sizes go up to 2,147,483,647"),
+])
+def test_numbers_and_nesting_past_any_array_are_spec_errors(capsys, spec, fragment):
+    code, _, err = run(capsys, "summary", spec)
+    assert code != 0 and fragment in err.splitlines()[0] and "Traceback" not in err

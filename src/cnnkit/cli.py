@@ -741,6 +741,8 @@ def _volume_arg(text):
         shape = ()
     if len(shape) not in (1, 3) or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"expected a volume CxHxW such as 3x224x224, got {text!r}")
+    if max(shape) > 2 ** 31 - 1:
+        raise argparse.ArgumentTypeError(f"sizes go up to {2 ** 31 - 1:,}, got {text!r}")
     return shape
 
 

@@ -55,6 +55,8 @@ _POOL = r"(\d+)(?:/S?(\d+))?"
 _WORD = re.compile(r"[A-Za-z0-9_.\-/]")
 _STAR = re.compile(r"\*\s*(-?\d*)")
 MAX_LAYERS = 10_000                                       # in the expanded chain
+MAX_NESTING = 50                                          # [ inside [ inside ...
+MAX_SIZE = 2 ** 31 - 1                                    # any number in a token or INPUT
 
 
 class SpecError(ValueError):
@@ -181,7 +183,22 @@ def _decode(text: str, span: tuple) -> Layer:
         example = f", e.g. {token.example}" if token.example else ""
         raise SpecError.at(text, span, where, f"not a valid {name} token; the form is "
                            f"{token.form}{example}")
+    too_big = [a for a in _numbers(args) if a > MAX_SIZE]
+    if too_big:
+        raise SpecError.at(text, span, where, f"{too_big[0]:,} is larger than any layer can be "
+                           f"(sizes go up to {MAX_SIZE:,})")
     return Layer(name, args, span)
+
+
+def _numbers(args):
+    """The ints among a token's read arguments (nested tuples and dicts included)."""
+    values = args.values() if isinstance(args, dict) else args if isinstance(
+        args, (tuple, list)) else [args]
+    for value in values:
+        if isinstance(value, (tuple, list, dict)):
+            yield from _numbers(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            yield value
 
 
 def parse(text: str) -> Spec:
@@ -230,10 +247,13 @@ def _parse_input(text, tokens):
     if len(dims) != 3 or not all(d.isdigit() for d in dims):
         raise SpecError.at(text, span, "", f"INPUT takes the volume as CxHxW in integers "
                            f"(e.g. INPUT[3x32x32]), got {text[tokens[2][1]:tokens[2][2]]!r}")
+    if any(int(d) > MAX_SIZE for d in dims):
+        raise SpecError.at(text, span, "", f"INPUT sizes go up to {MAX_SIZE:,}, got "
+                           f"{text[tokens[2][1]:tokens[2][2]]}")
     return tuple(int(d) for d in dims), span, 4
 
 
-def _parse_chain(text, tokens, pos, opener):
+def _parse_chain(text, tokens, pos, opener, depth=0):
     """Items joined by '->' up to the end (opener None) or the ']' that closes ``opener``."""
     def fail(token, reason):
         raise SpecError.at(text, token[1:], f"at character {token[1] + 1}", reason)
@@ -261,7 +281,9 @@ def _parse_chain(text, tokens, pos, opener):
             nodes.append(_decode(text, (start, end)))
             pos += 1
         else:                                                # "["
-            body, pos = _parse_chain(text, tokens, pos + 1, tokens[pos])
+            if depth >= MAX_NESTING:
+                fail(tokens[pos], f"brackets nested more than {MAX_NESTING} deep")
+            body, pos = _parse_chain(text, tokens, pos + 1, tokens[pos], depth + 1)
             close, count = tokens[pos][2], 1                 # tokens[pos] is its "]"
             pos += 1
             if pos < len(tokens) and tokens[pos][0] == "*":
