@@ -22,12 +22,17 @@ def mnist_small():
     return x, labels[:600]
 
 
-def _run(tmp_path, mnist_small, epochs, name, seed=3, resume_from=None, stop_after=None):
-    x, y = mnist_small
+def _net(seed=3):
+    """LeNet-BN with dropout, Adam and a cosine schedule: (model, optimizer, schedule)."""
     rng = np.random.default_rng(seed)
     model = nn.Sequential(*lenet_bn(rng=rng), nn.Dropout(0.1, rng=np.random.default_rng(seed)))
     opt = optim.Adam(model.named_parameters(), lr=2e-3)
-    sched = optim.CosineLR(opt, t_max=4)
+    return model, opt, optim.CosineLR(opt, t_max=4)
+
+
+def _run(tmp_path, mnist_small, epochs, name, seed=3, resume_from=None, stop_after=None):
+    x, y = mnist_small
+    model, opt, sched = _net(seed)
     trainer = Trainer(model, opt, scheduler=sched, batch_size=50, epochs=epochs, seed=seed,
                       checkpoint=tmp_path / f"{name}.npz", progress=False)
     if resume_from is not None:
@@ -67,11 +72,7 @@ def test_resume_gives_identical_final_weights(tmp_path, mnist_small):
 def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(tmp_path, mnist_small):
     x, y = mnist_small
     _run(tmp_path, mnist_small, 2, "ref")
-
-    rng = np.random.default_rng(3)
-    model = nn.Sequential(*lenet_bn(rng=rng), nn.Dropout(0.1, rng=np.random.default_rng(3)))
-    opt = optim.Adam(model.named_parameters(), lr=2e-3)
-    sched = optim.CosineLR(opt, t_max=4)
+    model, opt, sched = _net()
     calls = {"n": 0}
     original = opt.step
 
@@ -103,10 +104,7 @@ def test_a_second_ctrl_c_inside_a_batch_saves_nothing_and_resume_stays_exact(
     count (or anywhere inside a batch), it must not save that half-made state."""
     x, y = mnist_small
     _run(tmp_path, mnist_small, 2, "ref")
-    rng = np.random.default_rng(3)
-    model = nn.Sequential(*lenet_bn(rng=rng), nn.Dropout(0.1, rng=np.random.default_rng(3)))
-    opt = optim.Adam(model.named_parameters(), lr=2e-3)
-    sched = optim.CosineLR(opt, t_max=4)
+    model, opt, sched = _net()
     calls = {"n": 0}
     step, forward = opt.step, model.forward
 
