@@ -283,6 +283,31 @@ def _eval_batch(model, shape: tuple) -> int:
     return batch
 
 
+def _run_settings(args) -> tuple[dict, Path | None]:
+    """(the run's settings, the folder of the run being resumed or None): from the command line,
+    or from the checkpoint of --resume (checked; --epochs may extend it)."""
+    from .io import load_checkpoint
+
+    if not args.resume:
+        return _train_settings(args), None
+    meta = load_checkpoint(args.resume).extra.get("metadata", {})
+    if "settings" not in meta:
+        raise CLIError(f"{args.resume} was not written by `cnnkit train` (no run settings); it "
+                       f"cannot be resumed from the command line")
+    try:
+        settings = _resumed_settings(meta)
+    except CLIError as err:
+        raise CLIError(f"{args.resume}: {err}") from None
+    if args.epochs_given:
+        settings["epochs"] = args.epochs
+    return settings, Path(args.resume).resolve().parent
+
+
+def _short(text: str) -> str:
+    """A model's name for a message: the spec's text unless it is long."""
+    return text if len(text) < 60 else "the spec"
+
+
 def cmd_train(args) -> int:
     from .data import Augment, split_indices
     from .io import load_checkpoint, save_checkpoint
@@ -291,25 +316,7 @@ def cmd_train(args) -> int:
     from .train import Trainer, TrainingInterrupted, evaluate
     from .viz import plot_history
 
-    if args.resume:
-        ckpt = load_checkpoint(args.resume)
-        meta = ckpt.extra.get("metadata", {})
-        if not isinstance(meta, dict) or "settings" not in meta:
-            raise CLIError(
-                f"{args.resume} was not written by `cnnkit train` (no run settings); "
-                f"it cannot be resumed from the command line"
-            )
-        try:
-            settings = _resumed_settings(meta)
-        except CLIError as err:
-            raise CLIError(f"{args.resume}: {err}") from None
-        if args.epochs_given:
-            settings["epochs"] = args.epochs
-        run_dir = Path(args.resume).resolve().parent
-    else:
-        settings = _train_settings(args)
-        run_dir = None
-
+    settings, run_dir = _run_settings(args)
     progress = not args.no_progress
     dataset, text, shape, preprocessing = _training_data(settings, progress)
     for line in dataset.notes:
@@ -340,8 +347,8 @@ def cmd_train(args) -> int:
         settings["step_size"],
         settings["gamma"],
     )
-    _check_memory(model, shape, settings["batch_size"], settings["model"] if len(
-        settings["model"]) < 60 else "the spec", optimizer=settings["optimizer"])
+    _check_memory(model, shape, settings["batch_size"], _short(settings["model"]),
+                  optimizer=settings["optimizer"])
     metadata = {"source": dataset.source, "classes": list(dataset.classes),
                 **preprocessing.to_metadata(), "settings": settings}
     # the run folder is claimed only now that the data and the net are known to work, and before
@@ -590,8 +597,7 @@ def cmd_time(args) -> int:
     rng = np.random.default_rng(args.seed)
     with shapes_only():
         sketch, shape = build_model(args.model, _input_option(args))
-    _check_memory(sketch, shape, args.batch, name if len(name) < 60 else "the spec",
-                  dtype=args.dtype)
+    _check_memory(sketch, shape, args.batch, _short(name), dtype=args.dtype)
     model, shape = build_model(args.model, _input_option(args), rng=rng)
     model.astype(args.dtype).train()
     x = rng.standard_normal((args.batch, *shape)).astype(args.dtype)
