@@ -285,3 +285,22 @@ def test_an_unnamed_label_of_a_trillion_is_a_mistake(capsys, tmp_path):
 def test_numbers_and_nesting_past_any_array_are_spec_errors(capsys, spec, fragment):
     code, _, err = run(capsys, "summary", spec)
     assert code != 0 and fragment in err.splitlines()[0] and "Traceback" not in err
+
+
+def test_predict_images_refuses_what_is_not_images(tmp_path, checkpoint):
+    import cnnkit
+
+    from cnnkit.data import DataError
+
+    _rewrite_meta(checkpoint, lambda m: {**m, "extra": {"metadata": {"input_shape": [1, 28, 28],
+                                                                      "image_shape": [1, 28, 28],
+                                                                      "mean": [0.1],
+                                                                      "std": [0.3]}}})
+    with pytest.raises(TypeError, match="got NoneType"):
+        cnnkit.predict_images(checkpoint, None)
+    with pytest.raises(DataError, match=r"\(N, 1x28x28\), got shape \(2, 3, 5, 5\)"):
+        cnnkit.predict_images(checkpoint, np.zeros((2, 3, 5, 5)))
+    with pytest.raises(DataError, match="finite floats"):
+        cnnkit.predict_images(checkpoint, [np.full((28, 28), np.nan)])
+    generated = cnnkit.predict_images(checkpoint, (np.zeros((28, 28)) for _ in range(2)))
+    assert generated.probabilities.shape == (2, 10)

@@ -190,8 +190,18 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
     model, preprocessing, classes, _ = load_for_inference(checkpoint)
     x = _stored_batch(images, preprocessing)
     if x is None:
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            raise DataError(f"a batch of images must have the training images' volume, (N, "
+                            f"{'x'.join(map(str, preprocessing.image_shape))}), got shape "
+                            f"{images.shape}; give images of other sizes as a list")
         if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)):
             images = [images]
+        else:
+            try:
+                images = list(images)
+            except TypeError:
+                raise TypeError(f"images must be a path, a Pillow image, a NumPy array or a "
+                                f"list of them, got {type(images).__name__}") from None
         x = read_images(images, preprocessing, invert)
     if batch_size is None:
         from .summary import images_within
