@@ -536,3 +536,18 @@ def test_images_within_a_budget_counts_activations_and_im2col():
     assert images_within(vgg, shape, 1) == 1                 # never fewer than one
     assert images_within(lenet, small, 2 ** 30) == 1000       # never more than `most`
     assert images_within(lenet, small, 2 ** 30, most=64) == 64
+
+
+def test_step_memory_counts_what_a_step_holds():
+    from cnnkit.models import build_model
+    from cnnkit.nn import shapes_only
+    from cnnkit.summary import step_memory, summarize
+
+    with shapes_only():
+        vgg, shape = build_model("vgg16", (1, 224, 224), num_classes=10)
+    s = summarize(vgg, shape, batch=64)
+    need = step_memory(vgg, shape, 64)
+    # more than the parameters with Adam's caches and the kept activations, less than the notes'
+    assert (s.params * 4 + s.activations * 64) * 4 < need < s.training_bytes
+    assert step_memory(vgg, shape, 128) > need                 # grows with the batch
+    assert step_memory(vgg, shape, 64, optimizer="sgd") < need  # and with the optimizer's slots

@@ -256,15 +256,15 @@ def _checked_settings(settings: dict) -> dict:
 
 def _check_memory(model, shape: tuple, batch: int, label: str, *, dtype="float32",
                   optimizer="adam", training=True) -> None:
-    """Refuse, before anything runs, a step whose memory (the notes' estimate: activations and
-    their gradients, the data batch, parameters with gradients and optimizer caches, the largest
-    im2col) would exceed the budget; ``training=False`` counts a forward pass only."""
+    """Refuse, before anything runs, a step whose memory (:func:`cnnkit.summary.step_memory`)
+    would exceed the budget; ``training=False`` counts a forward pass only."""
     from .budget import check_bytes
-    from .summary import summarize
+    from .summary import step_memory, summarize
 
     s = summarize(model, shape, batch=batch, dtype=dtype, optimizer=optimizer)
     if training:
-        need, what = s.training_bytes, "a training step"
+        need = step_memory(model, shape, batch, dtype=dtype, optimizer=optimizer)
+        what = "a training step"
     else:
         need = s.forward_bytes * batch + (s.im2col[1] * s.im2col[2] * s.itemsize * batch
                                           if s.im2col else 0)
