@@ -42,8 +42,8 @@ def _header(stream, name: str, where: str):
 
 
 def npz_headers(path, where: str | None = None) -> dict:
-    """{name: (shape, dtype, nbytes)} of every member, reading headers only. ``name`` is the key
-    ``np.load`` gives (the member's file name less ``.npy``)."""
+    """{name: (shape, dtype, nbytes, zipinfo)} of every member, reading headers only. ``name`` is
+    the key ``np.load`` gives (the member's file name less ``.npy``)."""
     where = where or str(path)
     out = {}
     try:

@@ -261,11 +261,11 @@ def _check_memory(model, shape: tuple, batch: int, label: str, *, dtype="float32
     from .budget import check_bytes
     from .summary import step_memory, summarize
 
-    s = summarize(model, shape, batch=batch, dtype=dtype, optimizer=optimizer)
     if training:
         need = step_memory(model, shape, batch, dtype=dtype, optimizer=optimizer)
         what = "a training step"
     else:
+        s = summarize(model, shape, batch=batch, dtype=dtype)
         need = s.forward_bytes * batch + (s.im2col[1] * s.im2col[2] * s.itemsize * batch
                                           if s.im2col else 0)
         what = "a forward pass"
