@@ -274,23 +274,25 @@ def _check_memory(model, shape: tuple, batch: int, label: str, *, dtype="float32
 
 def _eval_batch(model, shape: tuple) -> int:
     """Images per evaluation pass: up to 1000, as many as keep the forward pass's activations
-    within 256 MB (one at least, which must fit the memory budget)."""
+    within ``summary.EVAL_BYTES`` (one at least, which must fit the memory budget)."""
     from .summary import images_within
 
-    batch = images_within(model, shape, 256 * 2 ** 20, most=1000)
+    batch = images_within(model, shape, most=1000)
     if batch == 1:
         _check_memory(model, shape, 1, "the net", training=False)
     return batch
 
 
-def _run_settings(args) -> tuple[dict, Path | None]:
-    """(the run's settings, the folder of the run being resumed or None): from the command line,
-    or from the checkpoint of --resume (checked; --epochs may extend it)."""
+def _run_settings(args):
+    """(the run's settings, the folder of the run being resumed, its loaded checkpoint): from the
+    command line (the last two None), or from the checkpoint of --resume (its settings checked;
+    --epochs may extend it)."""
     from .io import load_checkpoint
 
     if not args.resume:
-        return _train_settings(args), None
-    meta = load_checkpoint(args.resume).extra.get("metadata", {})
+        return _train_settings(args), None, None
+    ckpt = load_checkpoint(args.resume)
+    meta = ckpt.extra.get("metadata", {})
     if "settings" not in meta:
         raise CLIError(f"{args.resume} was not written by `cnnkit train` (no run settings); it "
                        f"cannot be resumed from the command line")
@@ -300,7 +302,7 @@ def _run_settings(args) -> tuple[dict, Path | None]:
         raise CLIError(f"{args.resume}: {err}") from None
     if args.epochs_given:
         settings["epochs"] = args.epochs
-    return settings, Path(args.resume).resolve().parent
+    return settings, Path(args.resume).resolve().parent, ckpt
 
 
 def _short(text: str) -> str:
@@ -316,7 +318,7 @@ def cmd_train(args) -> int:
     from .train import Trainer, TrainingInterrupted, evaluate
     from .viz import plot_history
 
-    settings, run_dir = _run_settings(args)
+    settings, run_dir, resumed = _run_settings(args)
     progress = not args.no_progress
     dataset, text, shape, preprocessing = _training_data(settings, progress)
     for line in dataset.notes:
@@ -385,7 +387,7 @@ def cmd_train(args) -> int:
             eval_batch_size=eval_batch,
         )
         if args.resume:
-            trainer.resume(args.resume)
+            trainer.resume(resumed)          # the checkpoint read once, by _run_settings
             trainer.epochs = settings["epochs"]
             print(f"resuming {args.resume} at epoch {trainer.epoch + 1}/{trainer.epochs}")
         print(

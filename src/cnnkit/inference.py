@@ -172,7 +172,7 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
         batches were (no decoding, no inverting)
     invert : "auto", "yes" or "no" (see :func:`read_images`)
     batch_size : images per forward pass (default: as many as keep its activations within
-        256 MB, at most 256)
+        ``cnnkit.summary.EVAL_BYTES``, 256 MiB, at most 256)
 
     Returns
     -------
@@ -206,7 +206,7 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
     if batch_size is None:
         from .summary import images_within
 
-        batch_size = images_within(model, preprocessing.input_shape, 256 * 2 ** 20, most=256)
+        batch_size = images_within(model, preprocessing.input_shape, most=256)
     scores = predict(model, x, batch_size, preprocessing)
     shifted = scores - scores.max(axis=1, keepdims=True)
     probs = np.exp(shifted)

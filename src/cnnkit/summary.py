@@ -403,11 +403,16 @@ def format_layers(summary: Summary) -> str:
     return "\n".join(out + _training_lines(s))
 
 
-def images_within(model: Module, input_shape, budget_bytes: int, *, most: int = 1000,
-                  dtype="float32") -> int:
+# What one evaluation or prediction pass may hold in activations: large enough that NumPy's
+# per-call overhead is spread over many images, small beside any machine's memory.
+EVAL_BYTES = 256 * 2 ** 20
+
+
+def images_within(model: Module, input_shape, budget_bytes: int = EVAL_BYTES, *,
+                  most: int = 1000, dtype="float32") -> int:
     """How many images one forward pass may take so that its activations (every layer's output,
-    the input, and the largest conv's im2col columns, per image) stay within ``budget_bytes``:
-    between 1 and ``most``."""
+    the input, and the largest conv's im2col columns, per image) stay within ``budget_bytes``
+    (by default ``EVAL_BYTES``): between 1 and ``most``."""
     s = summarize(model, input_shape, dtype=dtype)
     per_image = s.forward_bytes + (s.im2col[1] * s.im2col[2] * s.itemsize if s.im2col else 0)
     return int(max(1, min(most, budget_bytes // max(per_image, 1))))

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .functional.losses import get_loss
-from .io import CheckpointError, load_checkpoint, save_checkpoint
+from .io import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate", "predict"]
 
@@ -210,10 +210,12 @@ class Trainer:
     def resume(self, path) -> "Trainer":
         """Load a checkpoint written by a Trainer: weights, optimizer, schedule, position, rngs.
 
+        ``path`` is the checkpoint's path, or a :class:`cnnkit.io.Checkpoint` already loaded.
         The model must have the checkpoint's architecture (``load_state_dict`` checks names and
         shapes). Raises ``CheckpointError`` for a checkpoint without trainer state.
         """
-        ckpt = load_checkpoint(path)
+        ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(path)
+        path = ckpt.path
         state = ckpt.extra.get("trainer")
         if state is None:
             raise CheckpointError(f"{path} holds no trainer state (not written by Trainer)")
