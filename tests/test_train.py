@@ -65,8 +65,11 @@ def test_resume_gives_identical_final_weights(tmp_path, mnist_small):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "iterations",
+                "batch_loss"):
         assert full.history[key] == resumed.history[key], key
+    assert full.history["iterations"] == [10, 20, 30, 40]
+    assert full.iteration == resumed.iteration == 40
 
 
 def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(tmp_path, mnist_small):
@@ -94,7 +97,9 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(tmp_path, mnist_small):
     b = load_checkpoint(tmp_path / "int2.npz").model_state
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    assert resumed.history["val_acc"] == load_checkpoint(tmp_path / "ref.npz").extra["trainer"]["history"]["val_acc"]
+    reference = load_checkpoint(tmp_path / "ref.npz").extra["trainer"]["history"]
+    for key in ("val_acc", "batch_loss", "iterations"):     # the 3 batches before Ctrl-C kept
+        assert resumed.history[key] == reference[key], key
 
 
 @pytest.mark.parametrize("where", ["after the update", "before the update", "in forward"])

@@ -5,6 +5,10 @@ schedules, batched accuracy) with its defects fixed: a full permutation per epoc
 Generator, atomic ``.npz`` + JSON checkpoints, exact resume, unknown options rejected (keyword-only
 arguments), a clean stop on a non-finite loss, and Ctrl-C that saves before it exits.
 
+The progress bar, the epoch log line and the checkpoint are callbacks (:mod:`cnnkit.callbacks`)
+built from the Trainer's arguments; a user's own run beside them, at every batch and epoch
+boundary, without touching the Trainer.
+
 Exact resume: the checkpoint holds everything the next batch depends on (weights and buffers,
 optimizer moments, schedule, the shuffling Generator, every dropout Generator, the epoch's batch
 order and how far into it training got), so a resumed run ends with bit-identical weights.
@@ -22,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from .callbacks import (Callback, CallbackList, EpochLog, LambdaCallback, ModelCheckpoint,
+                        ProgressBar, in_notebook)
 from .functional.losses import get_loss
 from .io import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 
@@ -97,30 +103,6 @@ def _check_position(state: dict, path):
         [float(sums[0]), int(sums[1]), int(sums[2])]
 
 
-class _Progress:
-    """A tqdm bar over one epoch's batches when tqdm is available and wanted; else silent."""
-
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:      # the bar is a nicety; training does not depend on it
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False,
-                                dynamic_ncols=True)
-
-    def update(self, n: int, **postfix):
-        if self.bar is not None:
-            self.bar.set_postfix(postfix, refresh=False)
-            self.bar.update(n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
 class Trainer:
     """Train a model with an optimizer on in-memory arrays.
 
@@ -137,11 +119,21 @@ class Trainer:
         validation, before ``augment`` (a :class:`cnnkit.data.Preprocessing`: the stored images
         are then converted a batch at a time, never all at once)
     checkpoint : path of the checkpoint written after every epoch (and on Ctrl-C); None: none
+        (a :class:`cnnkit.callbacks.ModelCheckpoint`)
     metadata : JSON-able dict stored in every checkpoint (dataset, normalisation, classes)
-    progress : show a progress bar (tqdm) with loss, accuracy and images/s
-    log : callable receiving one summary line per epoch (default: none)
+    progress : show a progress bar (tqdm; a widget in a notebook) with loss, accuracy and images/s
+    log : callable receiving one summary line per epoch; "auto" (the default): ``print`` in a
+        notebook, none elsewhere; None: none
     restore_best : at the end of ``fit``, load the weights of the best validation epoch
+    callbacks : :class:`cnnkit.callbacks.Callback` objects run at the batch and epoch boundaries,
+        after the built-in ones (progress bar, log, checkpoint)
     on_epoch_end : optional callable ``(trainer) -> None`` run after each epoch's checkpoint
+        (shorthand for a :class:`cnnkit.callbacks.LambdaCallback`)
+
+    The history (``fit``'s result, also ``trainer.history``) holds per epoch "epoch",
+    "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds" and "iterations" (the
+    mini-batches trained by the end of the epoch), and per iteration "batch_loss" (each
+    mini-batch's loss, the curve the course plots beside the per-epoch one).
 
     Examples
     --------
@@ -159,9 +151,9 @@ class Trainer:
     def __init__(self, model, optimizer, *, loss="softmax", scheduler=None, batch_size: int = 64,
                  epochs: int = 10, seed: int = 0, augment: Callable | None = None,
                  checkpoint=None, metadata: dict | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None, restore_best: bool = True,
+                 log: Callable[[str], None] | str | None = "auto", restore_best: bool = True,
                  eval_batch_size: int = 1000, on_epoch_end: Callable | None = None,
-                 preprocess: Callable | None = None):
+                 preprocess: Callable | None = None, callbacks=()):
         for name, value in (("batch_size", batch_size), ("epochs", epochs),
                             ("eval_batch_size", eval_batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -173,13 +165,29 @@ class Trainer:
         self.augment, self.preprocess = augment, preprocess
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.metadata = dict(metadata or {})
-        self.progress, self.log = progress, log or (lambda line: None)
         self.restore_best, self.eval_batch_size = restore_best, int(eval_batch_size)
-        self.on_epoch_end = on_epoch_end
+        if isinstance(log, str):
+            if log != "auto":
+                raise ValueError(f"Trainer log must be a callable, 'auto' or None, got {log!r}")
+            log = print if in_notebook() else None
+        if log is not None and not callable(log):
+            raise TypeError(f"Trainer log must be a callable, 'auto' or None, got "
+                            f"{type(log).__name__}")
+        if isinstance(callbacks, Callback):
+            callbacks = [callbacks]
+        built_in = ([ProgressBar()] if progress else []) + \
+            ([EpochLog(log)] if log is not None else []) + \
+            ([ModelCheckpoint(self.checkpoint)] if self.checkpoint is not None else [])
+        extra = [LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch_end(self))] \
+            if on_epoch_end is not None else []
+        self.callbacks = CallbackList([*built_in, *callbacks, *extra])
+        self.stop_training = False          # a callback sets it to end fit after this epoch
         self.rng = np.random.default_rng(seed)
         self.epoch = 0                      # completed epochs
+        self.iteration = 0                  # mini-batches trained in the whole run
         self.history = {k: [] for k in ("epoch", "train_loss", "train_acc", "val_loss",
-                                        "val_acc", "lr", "seconds")}
+                                        "val_acc", "lr", "seconds", "iterations",
+                                        "batch_loss")}
         self.best = {"val_acc": -1.0, "epoch": 0}
         self.best_state = None
         # position inside an interrupted epoch: its batch order, batches done, running sums
@@ -195,6 +203,7 @@ class Trainer:
                 "epoch": self.epoch, "history": self.history, "best": self.best,
                 "rng": self.rng.bit_generator.state, "model_rngs": self.model.rng_states(),
                 "order": self._order, "batch": self._batch, "sums": list(self._sums),
+                "iteration": self.iteration,
                 "config": {"loss": self.loss_name, "batch_size": self.batch_size,
                            "epochs": self.epochs, "seed": self.seed},
             },
@@ -234,6 +243,11 @@ class Trainer:
         self.rng = rng
         self.epoch, self._order, self._batch, self._sums = position
         self.history, self.best = state["history"], state["best"]
+        for key in ("iterations", "batch_loss"):     # absent from checkpoints of older runs
+            self.history.setdefault(key, [])
+        iteration = state.get("iteration", len(self.history["batch_loss"]))
+        self.iteration = int(iteration) if isinstance(iteration, (int, np.integer)) \
+            and not isinstance(iteration, bool) and iteration >= 0 else 0
         best_state = ckpt.extra.get("best_state")
         self.best_state = best_state if isinstance(best_state, dict) else None
         return self
@@ -270,45 +284,47 @@ class Trainer:
             self._order, self._batch, self._sums = self.rng.permutation(n), 0, [0.0, 0, 0]
             self._consistent = True
         num_batches = math.ceil(n / self.batch_size)
-        bar = _Progress(num_batches, f"epoch {self.epoch + 1}/{self.epochs}", self.progress)
-        bar.update(self._batch)
+        callbacks = self.callbacks
+        callbacks.epoch_begin(self.epoch, {"num_batches": num_batches, "batch": self._batch})
         self.model.train()
-        start, images = time.perf_counter(), 0
-        try:
-            while self._batch < num_batches:
-                # From here until the counters below are advanced, the weights, the optimizer,
-                # the Generators and the position disagree: a stop in between saves nothing.
-                self._consistent = False
-                idx = self._order[self._batch * self.batch_size:(self._batch + 1) * self.batch_size]
-                xb, yb = x[idx], y[idx]
-                if self.preprocess is not None:
-                    xb = self.preprocess(xb)
-                if self.augment is not None:
-                    xb = self.augment(xb, self.rng)
-                self.optimizer.zero_grad()
-                scores = self.model.forward(xb)
-                loss, dscores = self.loss_fn(scores, yb)
-                if not np.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"the loss became {loss} at epoch {self.epoch + 1}, batch "
-                        f"{self._batch + 1}; try a lower learning rate"
-                        + (f"; the last good checkpoint is {self.checkpoint} (epoch {self.epoch})"
-                           if self.checkpoint is not None and self.checkpoint.exists() else ""))
-                self.model.backward(dscores, input_grad=False)
-                self.optimizer.step()
-                self._batch += 1
-                self._sums[0] += loss * len(idx)
-                self._sums[1] += int(np.sum(scores.argmax(axis=1) == yb))
-                self._sums[2] += len(idx)
-                self._consistent = True
-                images += len(idx)
-                rate = images / max(time.perf_counter() - start, 1e-9)
-                bar.update(1, loss=f"{loss:.4f}", acc=f"{self._sums[1] / self._sums[2]:.4f}",
-                           img_s=f"{rate:.0f}")
-                if self._stop_requested:
-                    raise KeyboardInterrupt
-        finally:
-            bar.close()
+        while self._batch < num_batches:
+            batch = self._batch
+            callbacks.batch_begin(batch, {"iteration": self.iteration + 1,
+                                          "num_batches": num_batches})
+            # From here until the counters below are advanced, the weights, the optimizer,
+            # the Generators and the position disagree: a stop in between saves nothing.
+            self._consistent = False
+            idx = self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
+            xb, yb = x[idx], y[idx]
+            if self.preprocess is not None:
+                xb = self.preprocess(xb)
+            if self.augment is not None:
+                xb = self.augment(xb, self.rng)
+            self.optimizer.zero_grad()
+            scores = self.model.forward(xb)
+            loss, dscores = self.loss_fn(scores, yb)
+            if not np.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {loss} at epoch {self.epoch + 1}, batch "
+                    f"{batch + 1}; try a lower learning rate"
+                    + (f"; the last good checkpoint is {self.checkpoint} (epoch {self.epoch})"
+                       if self.checkpoint is not None and self.checkpoint.exists() else ""))
+            self.model.backward(dscores, input_grad=False)
+            self.optimizer.step()
+            correct = int(np.sum(scores.argmax(axis=1) == yb))
+            loss = float(loss)
+            self._batch += 1
+            self.iteration += 1
+            self.history["batch_loss"].append(loss)
+            self._sums[0] += loss * len(idx)
+            self._sums[1] += correct
+            self._sums[2] += len(idx)
+            self._consistent = True
+            callbacks.batch_end(batch, {"loss": loss, "acc": correct / len(idx),
+                                        "size": len(idx), "iteration": self.iteration,
+                                        "num_batches": num_batches})
+            if self._stop_requested:
+                raise KeyboardInterrupt
         loss_sum, correct, seen = self._sums
         self._order, self._batch, self._sums = None, 0, [0.0, 0, 0]
         return loss_sum / seen, correct / seen
@@ -317,9 +333,10 @@ class Trainer:
         """Train for the remaining epochs (all of them, or those after a resumed checkpoint).
 
         ``train`` and ``val`` are ``(x, y)`` pairs of arrays (x may be a lazy
-        :class:`cnnkit.data.Images` view, read a batch at a time). Returns the history: per
-        epoch the train loss and accuracy (running, over the epoch's batches in train mode), the
-        validation loss and accuracy (eval mode), the learning rate and the seconds taken.
+        :class:`cnnkit.data.Images` view, read a batch at a time). Returns the history (see the
+        class docstring): per epoch the train loss and accuracy (running, over the epoch's
+        batches in train mode), the validation loss and accuracy (eval mode), the learning rate
+        and the seconds taken; per iteration the mini-batch's loss.
 
         Raises
         ------
@@ -334,51 +351,63 @@ class Trainer:
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"train x and y must be non-empty and of equal length, got "
                              f"{len(x)} and {len(y)}")
-        self._stop_requested, self._consistent = False, True
+        self._stop_requested, self._consistent, self.stop_training = False, True, False
+        callbacks = self.callbacks
+        callbacks.set_trainer(self)
+        completed = False
         with self._deferred_interrupt():
-            while self.epoch < self.epochs:
-                t0 = time.perf_counter()
-                lr = self.optimizer.lr
-                try:
-                    train_loss, train_acc = self._train_epoch(x, y)
-                except KeyboardInterrupt as err:
-                    if self.checkpoint is None:
-                        where = ""
-                    elif self._consistent:
-                        self.save()
-                        where = f"; saved {self.checkpoint}"
-                    else:   # a second Ctrl-C inside a batch: the last checkpoint stays as it was
-                        where = (f"; stopped inside a batch, so {self.checkpoint} keeps its "
-                                 f"earlier state" if self.checkpoint.exists() else
-                                 "; stopped inside a batch, before any checkpoint")
-                    raise TrainingInterrupted(
-                        f"interrupted in epoch {self.epoch + 1} after batch {self._batch}"
-                        f"{where}") from err
-                self.epoch += 1
-                h = self.history
-                h["epoch"].append(self.epoch)
-                h["train_loss"].append(train_loss)
-                h["train_acc"].append(train_acc)
-                h["lr"].append(lr)
-                line = (f"epoch {self.epoch}/{self.epochs}  loss {train_loss:.4f}  "
-                        f"acc {train_acc:.4f}")
-                if val is not None:
-                    val_loss, val_acc = evaluate(self.model, val[0], val[1], self.loss_name,
-                                                 self.eval_batch_size, self.preprocess)
-                    h["val_loss"].append(val_loss)
-                    h["val_acc"].append(val_acc)
-                    line += f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}"
-                    if val_acc > self.best["val_acc"]:
-                        self.best = {"val_acc": val_acc, "epoch": self.epoch}
-                        self.best_state = self.model.state_dict()
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                h["seconds"].append(time.perf_counter() - t0)
-                self.log(line + f"  lr {lr:.3g}  {h['seconds'][-1]:.1f}s")
-                if self.checkpoint is not None:
-                    self.save()
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(self)
+            callbacks.train_begin({"epochs": self.epochs})
+            try:
+                while self.epoch < self.epochs and not self.stop_training:
+                    self._fit_epoch(x, y, val)
+                completed = True
+            finally:
+                callbacks.train_end({"epochs": self.epochs, "completed": completed})
         if self.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
+
+    def _fit_epoch(self, x, y, val) -> None:
+        """One epoch: train, validate, step the schedule, record, run the epoch-end callbacks."""
+        t0 = time.perf_counter()
+        lr = self.optimizer.lr
+        try:
+            train_loss, train_acc = self._train_epoch(x, y)
+        except KeyboardInterrupt as err:
+            done = self.callbacks.interrupt(self._consistent)
+            raise TrainingInterrupted(
+                f"interrupted in epoch {self.epoch + 1} after batch {self._batch}"
+                + "".join(f"; {d}" for d in done)) from err
+        self.epoch += 1
+        logs = {"train_loss": train_loss, "train_acc": train_acc}
+        if val is not None:
+            logs["val_loss"], logs["val_acc"] = evaluate(
+                self.model, val[0], val[1], self.loss_name, self.eval_batch_size,
+                self.preprocess)
+            if logs["val_acc"] > self.best["val_acc"]:
+                self.best = {"val_acc": logs["val_acc"], "epoch": self.epoch}
+                self.best_state = self.model.state_dict()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        logs["lr"], logs["seconds"] = lr, time.perf_counter() - t0
+        h = self.history
+        h["epoch"].append(self.epoch)
+        for key, value in logs.items():
+            h[key].append(value)
+        h["iterations"].append(self.iteration)
+        self.callbacks.epoch_end(self.epoch - 1, logs)
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        model = self.model
+        layers = sum(1 for _ in model.named_modules()) - 1
+        where = f"epoch {self.epoch}/{self.epochs}"
+        if self._order is not None:
+            where += f" (+{self._batch} batches)"
+        if self.best.get("epoch"):
+            where += f", best val_acc {self.best['val_acc']:.4f} at epoch {self.best['epoch']}"
+        names = ", ".join(repr(cb) for cb in self.callbacks) or "none"
+        return (f"Trainer({type(model).__name__} of {layers} modules, "
+                f"{model.num_parameters():,} parameters; {self.optimizer!r}; "
+                f"{self.loss_name} loss, batch {self.batch_size}; {where}; "
+                f"callbacks: {names})")

@@ -1,0 +1,329 @@
+"""Training callbacks: code that runs at the Trainer's batch and epoch boundaries.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs (Keras' shape)::
+
+    on_train_begin(logs)             on_train_end(logs)
+    on_epoch_begin(epoch, logs)      on_epoch_end(epoch, logs)
+    on_batch_begin(batch, logs)      on_batch_end(batch, logs)
+    on_interrupt(consistent)         Ctrl-C: may save, returns what it did (a phrase) or None
+
+The Trainer sets ``callback.trainer`` (and ``callback.model``) before training starts. ``epoch``
+and ``batch`` count from 0 (within the run and within the epoch). The logs are plain dicts:
+
+- batch: ``loss`` (this mini-batch's), ``acc`` (its accuracy), ``size``, ``iteration`` (mini-batches
+  trained so far in the whole run, this one included), ``num_batches`` (in this epoch);
+- epoch: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (when there is validation
+  data), ``lr``, ``seconds``;
+- train begin/end: ``epochs``; at the end also ``completed`` (False when an exception ends ``fit``).
+
+A callback stops training after the current epoch by setting ``trainer.stop_training = True``.
+
+The Trainer's own conveniences are callbacks built from its arguments, so they run in this
+order: the progress bar (``progress``), the epoch log line (``log``), the checkpoint
+(``checkpoint``), then the user's ``callbacks`` in the order given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+
+__all__ = ["Callback", "CallbackList", "EarlyStopping", "EpochLog", "HistoryWriter",
+           "LambdaCallback", "ModelCheckpoint", "ProgressBar", "in_notebook"]
+
+
+class Callback:
+    """Base class: every hook does nothing; override the ones you need."""
+
+    trainer = None
+    model = None
+
+    def set_trainer(self, trainer) -> None:
+        self.trainer, self.model = trainer, trainer.model
+
+    def on_train_begin(self, logs: dict) -> None:
+        pass
+
+    def on_train_end(self, logs: dict) -> None:
+        pass
+
+    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        pass
+
+    def on_batch_begin(self, batch: int, logs: dict) -> None:
+        pass
+
+    def on_batch_end(self, batch: int, logs: dict) -> None:
+        pass
+
+    def on_interrupt(self, consistent: bool) -> str | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _overrides(callback: Callback, hook: str) -> bool:
+    """Whether the callback does something at ``hook`` (its class or the instance defines it)."""
+    return hook in vars(callback) or getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """The callbacks of a Trainer, called in order. Each batch hook is called only on the
+    callbacks that override it, so a Trainer with no per-batch callbacks pays one empty loop
+    per batch."""
+
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"a callback must be a cnnkit.callbacks.Callback, got "
+                                f"{type(cb).__name__} (wrap a function in LambdaCallback)")
+        self._batch_begin = [cb for cb in self.callbacks if _overrides(cb, "on_batch_begin")]
+        self._batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def __len__(self) -> int:
+        return len(self.callbacks)
+
+    def set_trainer(self, trainer) -> None:
+        for cb in self.callbacks:
+            cb.set_trainer(trainer)
+
+    def train_begin(self, logs):
+        for cb in self.callbacks:
+            cb.on_train_begin(logs)
+
+    def train_end(self, logs):
+        for cb in self.callbacks:
+            cb.on_train_end(logs)
+
+    def epoch_begin(self, epoch, logs):
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+
+    def epoch_end(self, epoch, logs):
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def batch_begin(self, batch, logs):
+        for cb in self._batch_begin:
+            cb.on_batch_begin(batch, logs)
+
+    def batch_end(self, batch, logs):
+        for cb in self._batch_end:
+            cb.on_batch_end(batch, logs)
+
+    def interrupt(self, consistent: bool) -> list[str]:
+        """What each callback did on Ctrl-C (the phrases they returned)."""
+        return [done for cb in self.callbacks if (done := cb.on_interrupt(consistent))]
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter (IPython kernel) session."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:     # an IPython too old or too odd to ask: treat it as not a notebook
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over each epoch's mini-batches with the running loss, accuracy and images/s;
+    a notebook widget in Jupyter (``tqdm.auto``). Silent when tqdm is not installed."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:       # the bar is a nicety; training does not depend on it
+            return
+        self.bar = tqdm(total=logs["num_batches"], initial=logs["batch"],
+                        desc=f"epoch {epoch + 1}/{self.trainer.epochs}", unit="batch",
+                        leave=False, dynamic_ncols=True)
+        self._start, self._images = time.perf_counter(), 0
+        self._loss, self._correct, self._seen = 0.0, 0.0, 0
+
+    def on_batch_end(self, batch, logs):
+        if self.bar is None:
+            return
+        n = logs["size"]
+        self._images += n
+        self._loss += logs["loss"] * n
+        self._correct += logs["acc"] * n
+        self._seen += n
+        rate = self._images / max(time.perf_counter() - self._start, 1e-9)
+        self.bar.set_postfix(loss=f"{self._loss / self._seen:.4f}",
+                             acc=f"{self._correct / self._seen:.4f}", img_s=f"{rate:.0f}",
+                             refresh=False)
+        self.bar.update(1)
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_epoch_end(self, epoch, logs):
+        self._close()
+
+    def on_train_end(self, logs):
+        self._close()
+
+
+def format_epoch(epoch: int, epochs: int, logs: dict) -> str:
+    """The one-line summary of an epoch: ``epoch 3/10  loss 0.1234  acc 0.9612  val_loss ...``."""
+    line = f"epoch {epoch + 1}/{epochs}  loss {logs['train_loss']:.4f}  acc {logs['train_acc']:.4f}"
+    if "val_acc" in logs:
+        line += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_acc']:.4f}"
+    return line + f"  lr {logs['lr']:.3g}  {logs['seconds']:.1f}s"
+
+
+class EpochLog(Callback):
+    """Hands one summary line per epoch to ``log`` (``print`` by default)."""
+
+    def __init__(self, log: Callable[[str], None] = print):
+        self.log = log
+
+    def on_epoch_end(self, epoch, logs):
+        self.log(format_epoch(epoch, self.trainer.epochs, logs))
+
+    def __repr__(self):
+        return f"EpochLog({getattr(self.log, '__name__', type(self.log).__name__)})"
+
+
+class ModelCheckpoint(Callback):
+    """Writes the Trainer's checkpoint (weights, optimizer, schedule, position, generators:
+    everything exact resume needs) to ``path`` after every epoch, atomically, and on Ctrl-C
+    when training stood between two batches."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs):
+        self.trainer.save(self.path)
+
+    def on_interrupt(self, consistent):
+        if consistent:
+            self.trainer.save(self.path)
+            return f"saved {self.path}"
+        # a second Ctrl-C inside a batch: the last checkpoint stays as it was
+        return (f"stopped inside a batch, so {self.path} keeps its earlier state"
+                if self.path.exists() else "stopped inside a batch, before any checkpoint")
+
+    def __repr__(self):
+        return f"ModelCheckpoint({str(self.path)!r})"
+
+
+class HistoryWriter(Callback):
+    """After every epoch, writes the history as JSON to ``json_path`` and, when ``plot_path``
+    is given, its curves (:func:`cnnkit.viz.plot_history`) as a PNG; both atomically."""
+
+    def __init__(self, json_path=None, plot_path=None, title: str | None = None):
+        self.json_path = None if json_path is None else Path(json_path)
+        self.plot_path = None if plot_path is None else Path(plot_path)
+        self.title = title
+
+    def on_epoch_end(self, epoch, logs):
+        from ._atomic import atomic_write_text
+
+        if self.json_path is not None:
+            atomic_write_text(self.json_path, json.dumps(self.trainer.history, indent=1))
+        if self.plot_path is not None:
+            from .viz import close, plot_history
+
+            close(plot_history(self.trainer.history, self.plot_path, title=self.title))
+
+    def __repr__(self):
+        return f"HistoryWriter({str(self.json_path)!r}, {str(self.plot_path)!r})"
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda epoch, logs:
+    print(logs["val_acc"]))``; each takes the arguments of the hook of its name."""
+
+    _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+              "on_batch_begin", "on_batch_end", "on_interrupt")
+
+    def __init__(self, **hooks):
+        for name, fn in hooks.items():
+            if name not in self._HOOKS:
+                raise TypeError(f"LambdaCallback: unknown hook {name!r}; the hooks are "
+                                f"{', '.join(self._HOOKS)}")
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback: {name} must be callable, got "
+                                f"{type(fn).__name__}")
+        self.hooks = hooks
+        # only the hooks given run (and the batch ones cost nothing when absent)
+        for name in self._HOOKS:
+            if name in hooks:
+                setattr(self, name, hooks[name])
+
+    def __repr__(self):
+        return f"LambdaCallback({', '.join(self.hooks)})"
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` (an epoch log: "val_loss", "val_acc", "train_loss", ...) has not
+    improved by more than ``min_delta`` for ``patience`` epochs. ``mode`` "min" or "max"; "auto"
+    picks "max" for accuracies, "min" otherwise. With ``restore_best`` the weights of the best
+    epoch are loaded when training stops (the Trainer's own ``restore_best`` follows its
+    validation accuracy instead)."""
+
+    def __init__(self, monitor: str = "val_loss", *, patience: int = 3, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best: bool = False):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"EarlyStopping mode must be auto, min or max, got {mode!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping patience must be an int >= 0, got {patience!r}")
+        if not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"EarlyStopping min_delta must be finite and >= 0, got {min_delta!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.restore_best = restore_best
+        self.best, self.best_epoch, self.wait, self.stopped_epoch = None, None, 0, None
+        self._best_state = None
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return (value < self.best - self.min_delta if self.mode == "min"
+                else value > self.best + self.min_delta)
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which the epoch logs "
+                             f"lack (they have {', '.join(logs)}); pass validation data to fit "
+                             f"or monitor another")
+        value = float(logs[self.monitor])
+        if self._better(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self._best_state = self.model.state_dict()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.trainer.stop_training = True
+
+    def on_train_end(self, logs):
+        if self.restore_best and self._best_state is not None and self.stopped_epoch is not None:
+            self.model.load_state_dict(self._best_state)
+
+    def __repr__(self):
+        return f"EarlyStopping({self.monitor!r}, patience={self.patience}, mode={self.mode!r})"
+

@@ -1,0 +1,102 @@
+"""Per-layer statistics over training (a :class:`cnnkit.monitor.LayerStats`'s records)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._figure import finish, new_figure
+
+RULE_OF_THUMB = 1e-3     # the course's update/weight ratio
+
+
+def _colours(count: int):
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(count - 1, 1) * 0.9) for i in range(count)]
+
+
+def _legend(ax, count: int) -> None:
+    if count:
+        ax.legend(fontsize=7, ncol=1 if count <= 8 else 2, title="layer (input to output)",
+                  title_fontsize=7)
+
+
+def plot_layer_stats(stats, path=None, title: str | None = None):
+    """Four panels on how each layer behaves over training; returns the Figure.
+
+    - Activations by layer: the 15th-85th percentile range of each watched layer's output, its
+      median and its standard deviation, at the first and the last recorded iteration.
+    - Activation standard deviation of each layer against the iteration.
+    - ``||dL/dW||`` of each weight (biases and batch norm's beta left out) against the iteration,
+      log scale: vanishing gradients show as the first layers' lines far below the last's.
+    - ``||delta W|| / ||W||`` of each weight against the iteration, log scale, with the course's
+      1e-3 rule of thumb drawn.
+
+    ``stats`` is a :class:`cnnkit.monitor.LayerStats` (or its ``to_dict()``).
+    """
+    from .. import monitor
+
+    if isinstance(stats, dict):
+        stats = monitor.LayerStats.from_dict(stats)
+    if not stats.iterations:
+        raise ValueError("LayerStats has no records yet: train with it first")
+    iterations = np.asarray(stats.iterations)
+    layers = list(stats.layers)
+    weights = [n for n, rec in stats.params.items()
+               if n.endswith("weight") and np.isfinite(rec["grad_norm"]).any()]
+
+    fig = new_figure(12, 8)
+    (ax_by, ax_std), (ax_grad, ax_ratio) = fig.subplots(2, 2)
+
+    positions = np.arange(len(layers))
+    for k, (label, colour, shift) in enumerate(((f"iteration {iterations[0]}", "tab:gray", -0.15),
+                                                (f"iteration {iterations[-1]}", "tab:red", 0.15))):
+        if k == 1 and len(iterations) == 1:
+            break
+        at = 0 if k == 0 else -1
+        p15 = np.array([stats.layers[n]["act_p15"][at] for n in layers], dtype=float)
+        p50 = np.array([stats.layers[n]["act_p50"][at] for n in layers], dtype=float)
+        p85 = np.array([stats.layers[n]["act_p85"][at] for n in layers], dtype=float)
+        std = np.array([stats.layers[n]["act_std"][at] for n in layers], dtype=float)
+        ax_by.errorbar(positions + shift, p50, yerr=[p50 - p15, p85 - p50], fmt="o",
+                       color=colour, capsize=3, markersize=4,
+                       label=f"{label}: median, 15th-85th percentile")
+        ax_by.plot(positions + shift, std, "x", color=colour, label=f"{label}: std")
+    ax_by.set_xticks(positions)
+    ax_by.set_xticklabels([f"{n}\n{stats.layers[n]['type']}" for n in layers], fontsize=7,
+                          rotation=0 if len(layers) <= 8 else 90)
+    ax_by.set_xlabel("layer")
+    ax_by.set_ylabel("activation value")
+    ax_by.set_title("Activations by layer")
+    ax_by.legend(fontsize=7)
+
+    for name, colour in zip(layers, _colours(len(layers))):
+        ax_std.plot(iterations, stats.layers[name]["act_std"], "-", color=colour,
+                    label=f"{name} {stats.layers[name]['type']}", marker="." if
+                    len(iterations) < 30 else None)
+    ax_std.set_xlabel("iteration (mini-batches)")
+    ax_std.set_ylabel("standard deviation of the output")
+    ax_std.set_title("Activation spread over training")
+    _legend(ax_std, len(layers))
+
+    for name, colour in zip(weights, _colours(len(weights))):
+        record = stats.params[name]
+        ax_grad.plot(iterations, record["grad_norm"], "-", color=colour, label=name)
+        ax_ratio.plot(iterations, record["update_ratio"], "-", color=colour, label=name)
+    ax_grad.set_ylabel("||dL/dW|| (L2 norm)")
+    ax_grad.set_title("Weight gradient norms")
+    ax_ratio.axhline(RULE_OF_THUMB, color="black", linestyle="--", linewidth=1,
+                     label="1e-3 rule of thumb")
+    ax_ratio.set_ylabel("||update|| / ||W||")
+    ax_ratio.set_title("Update / weight ratio")
+    for ax in (ax_grad, ax_ratio):
+        ax.set_xlabel("iteration (mini-batches)")
+        if any(np.nanmax(np.asarray(line.get_ydata(), dtype=float), initial=0) > 0
+               for line in ax.get_lines()):
+            ax.set_yscale("log")
+        _legend(ax, len(weights))
+    for ax in (ax_by, ax_std, ax_grad, ax_ratio):
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title or "Per-layer statistics over training")
+    return finish(fig, path)

@@ -1,0 +1,373 @@
+"""Trainer callbacks: the hooks' order and logs, stopping, the built-in callbacks, LayerStats'
+numbers against direct computation, and the figures' rules (returned, saved only when asked,
+the user's matplotlib backend left alone)."""
+
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from cnnkit import nn, optim
+from cnnkit.callbacks import (Callback, EarlyStopping, EpochLog, HistoryWriter, LambdaCallback,
+                              ModelCheckpoint, ProgressBar)
+from cnnkit.monitor import LayerStats, default_layers
+from cnnkit.train import Trainer
+
+
+def _data(rng, n=40, d=6, k=3):
+    x = rng.standard_normal((n, d))
+    y = rng.integers(0, k, n)
+    return x, y
+
+
+def _mlp(rng, d=6, k=3, act=nn.ReLU):
+    return nn.Sequential(nn.Linear(d, 8, rng=rng), act(), nn.Linear(8, k, rng=rng)).astype(
+        np.float64)
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, logs):
+        self.calls.append(("train_begin", dict(logs)))
+
+    def on_train_end(self, logs):
+        self.calls.append(("train_end", dict(logs)))
+
+    def on_epoch_begin(self, epoch, logs):
+        self.calls.append(("epoch_begin", epoch, dict(logs)))
+
+    def on_epoch_end(self, epoch, logs):
+        self.calls.append(("epoch_end", epoch, dict(logs)))
+
+    def on_batch_begin(self, batch, logs):
+        self.calls.append(("batch_begin", batch, dict(logs)))
+
+    def on_batch_end(self, batch, logs):
+        self.calls.append(("batch_end", batch, dict(logs)))
+
+
+def test_hooks_run_in_keras_order_with_their_logs(rng):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    rec = Recorder()
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16,
+                      epochs=2, progress=False, callbacks=[rec])
+    history = trainer.fit((x, y), (x, y))
+    assert rec.trainer is trainer and rec.model is model
+    kinds = [c[0] for c in rec.calls]
+    per_epoch = ["epoch_begin"] + ["batch_begin", "batch_end"] * 3 + ["epoch_end"]
+    assert kinds == ["train_begin", *per_epoch, *per_epoch, "train_end"]
+    assert rec.calls[-1][1] == {"epochs": 2, "completed": True}
+    assert rec.calls[1][2] == {"num_batches": 3, "batch": 0}
+    ends = [c for c in rec.calls if c[0] == "batch_end"]
+    assert [c[1] for c in ends] == [0, 1, 2, 0, 1, 2]
+    assert [c[2]["iteration"] for c in ends] == [1, 2, 3, 4, 5, 6]
+    assert [c[2]["size"] for c in ends] == [16, 16, 8] * 2
+    assert [c[2]["loss"] for c in ends] == history["batch_loss"]
+    epoch_logs = [c[2] for c in rec.calls if c[0] == "epoch_end"]
+    assert set(epoch_logs[0]) == {"train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                                  "seconds"}
+    # the epoch's train loss is the size-weighted mean of its mini-batches' losses
+    first = ends[:3]
+    weighted = sum(c[2]["loss"] * c[2]["size"] for c in first) / 40
+    assert epoch_logs[0]["train_loss"] == pytest.approx(weighted, rel=1e-12)
+    assert epoch_logs[0]["train_acc"] == pytest.approx(
+        sum(c[2]["acc"] * c[2]["size"] for c in first) / 40, rel=1e-12)
+    assert history["iterations"] == [3, 6]
+    assert [e["val_acc"] for e in epoch_logs] == history["val_acc"]
+
+
+def test_an_exception_still_ends_training_with_completed_false(rng):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    rec = Recorder()
+
+    class Boom(Callback):
+        def on_batch_end(self, batch, logs):
+            if logs["iteration"] == 2:
+                raise RuntimeError("boom")
+
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16,
+                      epochs=2, progress=False, callbacks=[rec, Boom()])
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit((x, y))
+    assert rec.calls[-1] == ("train_end", {"epochs": 2, "completed": False})
+
+
+def test_a_callback_stops_training_after_the_epoch(rng):
+    x, y = _data(rng)
+    model = _mlp(rng)
+
+    class StopAfterTwo(Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 1:
+                self.trainer.stop_training = True
+
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16,
+                      epochs=10, progress=False, callbacks=StopAfterTwo())
+    assert trainer.fit((x, y))["epoch"] == [1, 2]
+    assert trainer.epoch == 2
+
+
+def test_early_stopping_waits_patience_epochs_and_restores_the_best(rng):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    stop = EarlyStopping("val_loss", patience=2, restore_best=True)
+    # a learning rate far too high makes the validation loss climb after the first epochs
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=50.0), batch_size=8,
+                      epochs=30, progress=False, callbacks=[stop], restore_best=False)
+    history = trainer.fit((x, y), (x, y))
+    losses = history["val_loss"]
+    best = int(np.argmin(losses))
+    assert stop.best_epoch == best and stop.best == losses[best]
+    assert len(losses) == best + 3                    # two epochs without improvement
+    assert stop.stopped_epoch == best + 2
+
+
+def test_early_stopping_names_a_missing_log(rng):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16,
+                      epochs=2, progress=False, callbacks=[EarlyStopping("val_acc")])
+    with pytest.raises(ValueError, match="val_acc.*pass validation data"):
+        trainer.fit((x, y))
+
+
+def test_callback_arguments_are_checked():
+    with pytest.raises(TypeError, match="unknown hook 'on_step'"):
+        LambdaCallback(on_step=print)
+    with pytest.raises(TypeError, match="must be callable"):
+        LambdaCallback(on_epoch_end=3)
+    model = _mlp(np.random.default_rng(0))
+    opt = optim.SGD(model.named_parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="LambdaCallback"):
+        Trainer(model, opt, callbacks=[print])
+    with pytest.raises(ValueError, match="'loud'"):
+        Trainer(model, opt, log="loud")
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStopping(patience=-1)
+
+
+def test_lambda_callback_and_on_epoch_end_shorthand(rng):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    seen, old_style = [], []
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16,
+                      epochs=2, progress=False,
+                      callbacks=[LambdaCallback(on_batch_end=lambda b, logs: seen.append(b))],
+                      on_epoch_end=lambda t: old_style.append(t.epoch))
+    trainer.fit((x, y))
+    assert seen == [0, 1, 2, 0, 1, 2] and old_style == [1, 2]
+
+
+def test_built_in_callbacks_follow_the_trainer_arguments(tmp_path, rng):
+    model = _mlp(rng)
+    opt = optim.SGD(model.named_parameters(), lr=0.1)
+    mine = Recorder()
+    trainer = Trainer(model, opt, checkpoint=tmp_path / "c.npz", log=print, callbacks=[mine])
+    kinds = [type(cb) for cb in trainer.callbacks]
+    assert kinds == [ProgressBar, EpochLog, ModelCheckpoint, Recorder]
+    quiet = Trainer(model, opt, progress=False)
+    assert len(quiet.callbacks) == 0       # outside a notebook, log="auto" prints nothing
+
+
+def test_log_auto_prints_one_line_per_epoch_in_a_notebook(rng, monkeypatch, capsys):
+    class ZMQInteractiveShell:
+        pass
+
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: ZMQInteractiveShell()
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    x, y = _data(rng)
+    model = _mlp(rng)
+    Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16, epochs=2,
+            progress=False).fit((x, y), (x, y))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith("epoch 2/2  loss ") and "val_acc" in lines[1]
+
+
+def test_the_progress_bar_shows_each_epoch(rng, capsys):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16, epochs=2,
+            log=None).fit((x, y))
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err and "batch/s" in err
+
+
+def test_repr_says_model_optimizer_position_and_callbacks(rng, tmp_path):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    trainer = Trainer(model, optim.Adam(model.named_parameters(), lr=1e-3), batch_size=16,
+                      epochs=3, progress=False, checkpoint=tmp_path / "c.npz")
+    trainer.fit((x, y), (x, y))
+    text = repr(trainer)
+    assert text.startswith("Trainer(Sequential of 3 modules, 83 parameters; Adam(lr=0.001")
+    assert "softmax loss, batch 16; epoch 3/3, best val_acc" in text
+    assert f"callbacks: ModelCheckpoint({str(tmp_path / 'c.npz')!r})" in text
+
+
+def test_history_writer_writes_json_and_curves(tmp_path, rng):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    writer = HistoryWriter(tmp_path / "h.json", tmp_path / "curves.png", title="t")
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16,
+                      epochs=2, progress=False, callbacks=[writer])
+    trainer.fit((x, y), (x, y))
+    saved = json.loads((tmp_path / "h.json").read_text())
+    assert saved["batch_loss"] == trainer.history["batch_loss"] and len(saved["batch_loss"]) == 6
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------- LayerStats
+
+
+def test_layer_stats_match_direct_computation(rng):
+    """Activations and gradients against hooks of the test's own; the update ratio of plain
+    SGD is lr * ||dW|| / ||W|| exactly."""
+    x, y = _data(rng, n=48)
+    model = _mlp(rng, act=nn.Sigmoid)
+    lr = 0.3
+    stats = LayerStats(every=2, max_values=10**6)
+    captured = {}
+    modules = dict(model.named_modules())
+    first = modules["0"]
+    weights_before = []
+
+    class Capture(Callback):          # runs after LayerStats: sees the same batch
+        def on_batch_begin(self, batch, logs):
+            if logs["iteration"] == 2:
+                weights_before.append(first.weight.data.copy())
+                captured["h"] = first.register_forward_hook(
+                    lambda m, x, out: captured.setdefault("out", out.copy()))
+                captured["g"] = first.register_backward_hook(
+                    lambda m, dout, dx: captured.setdefault("dout", dout.copy()))
+
+        def on_batch_end(self, batch, logs):
+            if logs["iteration"] == 2:
+                captured["h"].remove()
+                captured["g"].remove()
+                captured["grad"] = first.weight.grad.copy()
+
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=lr), batch_size=16,
+                      epochs=2, progress=False, callbacks=[stats, Capture()])
+    trainer.fit((x, y))
+    assert stats.iterations == [1, 2, 4, 6]
+    assert default_layers(model) == ["0", "1", "2"]
+    assert set(stats.params) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    at = 1                                                   # iteration 2
+    out = captured["out"]
+    layer = stats.layers["0"]
+    assert layer["type"] == "Linear"
+    assert layer["act_mean"][at] == pytest.approx(out.mean(), rel=1e-12)
+    assert layer["act_std"][at] == pytest.approx(out.std(), rel=1e-12)
+    for q in (15, 50, 85):
+        assert layer[f"act_p{q}"][at] == pytest.approx(np.percentile(out, q), rel=1e-12)
+    assert layer["out_grad_norm"][at] == pytest.approx(np.linalg.norm(captured["dout"]),
+                                                       rel=1e-12)
+    record = stats.params["0.weight"]
+    grad_norm, weight_norm = np.linalg.norm(captured["grad"]), np.linalg.norm(weights_before[0])
+    assert record["grad_norm"][at] == pytest.approx(grad_norm, rel=1e-12)
+    assert record["weight_norm"][at] == pytest.approx(weight_norm, rel=1e-12)
+    assert record["update_ratio"][at] == pytest.approx(lr * grad_norm / weight_norm, rel=1e-9)
+    # sigmoid outputs lie in (0, 1)
+    assert 0 < stats.layers["1"]["act_p15"][0] < stats.layers["1"]["act_p85"][0] < 1
+    # the hooks are gone after training
+    assert all(not m._forward_hooks and not m._backward_hooks for _, m in model.named_modules())
+
+
+def test_layer_stats_round_trip_and_bad_names(tmp_path, rng):
+    x, y = _data(rng)
+    model = _mlp(rng)
+    stats = LayerStats(every=1, layers=["2"])
+    Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16, epochs=1,
+            progress=False, callbacks=[stats]).fit((x, y))
+    # the first layer gets no input gradient in training, the last its dscores: all finite
+    assert list(stats.layers) == ["2"] and len(stats.iterations) == 3
+    stats.params["2.bias"]["update_ratio"][0] = float("nan")
+    stats.save(tmp_path / "s.json")
+    assert "NaN" not in (tmp_path / "s.json").read_text()
+    back = LayerStats.load(tmp_path / "s.json")
+    assert back.iterations == stats.iterations
+    np.testing.assert_array_equal(back.params["2.bias"]["update_ratio"],
+                                  stats.params["2.bias"]["update_ratio"])
+    bad = LayerStats(layers=["7"])
+    with pytest.raises(ValueError, match="no layer '7'"):
+        Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), progress=False,
+                callbacks=[bad]).fit((x, y))
+    with pytest.raises(ValueError, match="every"):
+        LayerStats(every=0)
+    with pytest.raises(ValueError, match="LayerStats"):
+        LayerStats.load(tmp_path / "missing.json")
+
+
+def test_plot_layer_stats_shows_vanishing_gradients_of_a_sigmoid_net(tmp_path, rng):
+    from cnnkit.viz import plot_layer_stats
+
+    d, layers = 20, []
+    for _ in range(6):
+        layers += [nn.Linear(d, 20, rng=rng), nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.Linear(20, 3, rng=rng)).astype(np.float64)
+    x, y = _data(rng, n=64, d=20)
+    stats = LayerStats(every=2)
+    Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16, epochs=2,
+            progress=False, callbacks=[stats]).fit((x, y))
+    first, last = stats.params["0.weight"]["grad_norm"][0], stats.params["12.weight"][
+        "grad_norm"][0]
+    assert first < last / 100
+    fig = plot_layer_stats(stats.to_dict(), tmp_path / "stats.png")
+    assert len(fig.axes) == 4 and all(ax.get_title() for ax in fig.axes)
+    assert fig.axes[2].get_yscale() == "log"
+    assert (tmp_path / "stats.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="no records"):
+        plot_layer_stats(LayerStats())
+
+
+# ---------------------------------------------------------------------------- figure rules
+
+
+_FIGURE_RULES = r"""
+import sys, numpy as np, matplotlib
+matplotlib.use("{backend}")
+{pyplot}
+from cnnkit.viz import plot_history
+h = {{"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_acc": [0.5, 0.7], "val_loss": [0.9, 0.6],
+     "val_acc": [0.6, 0.7], "batch_loss": [1.2, 0.9, 0.6, 0.4], "iterations": [2, 4]}}
+fig = plot_history(h)
+print(type(fig).__name__, matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules,
+      len(fig.axes))
+if "matplotlib.pyplot" in sys.modules:
+    import matplotlib.pyplot as plt
+    print(fig.number in plt.get_fignums())
+"""
+
+
+@pytest.mark.parametrize("pyplot", [False, True])
+def test_figures_leave_the_backend_alone(pyplot):
+    code = _FIGURE_RULES.format(backend="svg",
+                                pyplot="import matplotlib.pyplot as plt" if pyplot else "")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[:4] == ["Figure", "svg", str(pyplot), "2"]
+    if pyplot:            # made through pyplot, so plt.show() and notebooks see it
+        assert out[4] == "True"
+
+
+def test_plot_history_saves_only_when_given_a_path(tmp_path, monkeypatch):
+    from cnnkit.viz import plot_history
+
+    monkeypatch.chdir(tmp_path)
+    history = {"epoch": [1], "train_loss": [0.5], "train_acc": [0.8], "val_loss": [],
+               "val_acc": []}
+    fig = plot_history(history)
+    assert list(tmp_path.iterdir()) == []
+    assert fig.axes[0].get_xlabel() == "epoch"          # no per-iteration losses recorded
+    plot_history({**history, "batch_loss": [0.7, 0.4], "iterations": [2]},
+                 tmp_path / "sub" / "c.png", title="run")
+    assert (tmp_path / "sub" / "c.png").exists()
