@@ -1,0 +1,111 @@
+"""Image-specific class saliency (Simonyan, Vedaldi and Zisserman, 2014, "Deep Inside
+Convolutional Networks"): which pixels the class score is most sensitive to."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._figure import finish, new_figure
+from ._images import as_displayable, class_name, evaluating, net_input, single_input
+
+
+def saliency(model, x, target: int | None = None) -> np.ndarray:
+    """The saliency map of one net input: how much the class score moves per unit change of
+    each pixel.
+
+        M[i, j] = max_c | dS_target / dx[c, i, j] |
+
+    where ``S_target`` is the score of class ``target`` before the softmax (by default the
+    class the net predicts), found by the model's own backward from a one-hot upstream
+    gradient; the maximum runs over the input channels.
+
+    Parameters
+    ----------
+    model : a Module giving (N, K) class scores
+    x : one input as the net takes it (already preprocessed), (C, H, W) or (1, C, H, W)
+    target : class index 0..K-1, or None for the predicted class
+
+    Returns
+    -------
+    (H, W) array in x's float dtype
+
+    The model runs one forward and one backward in eval mode. Every parameter's ``.grad`` is
+    left as it was (saved and written back), every module gets its own mode back, and no
+    forward cache is kept.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not one input, the net does not give a vector of scores, or ``target`` is
+        out of range.
+    """
+    x = single_input(x, "saliency")
+    params = [p for p in model.parameters() if not p.is_placeholder]
+    saved = [p.grad.copy() for p in params]
+    try:
+        with evaluating(model):
+            scores = model.forward(x)
+            if np.ndim(scores) != 2:
+                raise ValueError(f"saliency: the net must give a vector of class scores per "
+                                 f"image, got output shape {np.shape(scores)}")
+            k = scores.shape[1]
+            target = int(np.argmax(scores[0])) if target is None else _checked(target, k)
+            dscores = np.zeros_like(scores)
+            dscores[0, target] = 1.0
+            dx = model.backward(dscores)
+    finally:
+        for p, g in zip(params, saved):
+            p.grad[...] = g
+    return np.abs(dx[0]).max(axis=0)
+
+
+def _checked(target, k: int) -> int:
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+        raise ValueError(f"saliency: target must be a class index, got {target!r}")
+    if not 0 <= target < k:
+        raise ValueError(f"saliency: target class {target} is out of range for a net with {k} "
+                         f"classes (0..{k - 1})")
+    return int(target)
+
+
+def plot_saliency(model, image, path=None, *, target: int | None = None, classes=None,
+                  preprocess=None, title: str | None = None):
+    """An image beside its saliency map (:func:`saliency`); returns the Figure (a PNG at
+    ``path`` if given).
+
+    ``image`` is a stored image (C, h, w) or (h, w) given to ``preprocess`` (a
+    :class:`cnnkit.data.Preprocessing`), or, without ``preprocess``, the net's input itself.
+    The titles name the predicted class with its softmax probability and the class the map is
+    for; ``classes`` gives the class names. The map has the net input's size (after any
+    centring or resizing by ``preprocess``).
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    x = net_input(image, preprocess, "plot_saliency")
+    with evaluating(model):
+        scores = np.asarray(model.forward(x), dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"plot_saliency: the net must give a vector of class scores per image, "
+                         f"got output shape {scores.shape}")
+    probs = np.exp(scores[0] - scores[0].max())
+    probs /= probs.sum()
+    predicted = int(probs.argmax())
+    target = predicted if target is None else _checked(target, len(probs))
+    smap = saliency(model, x, target)
+    fig = new_figure(8.5, 4.2)
+    ax_img, ax_map = fig.subplots(1, 2)
+    shown, cmap = as_displayable(image if preprocess is not None else x[0], "plot_saliency")
+    ax_img.imshow(shown, cmap=cmap, interpolation="nearest")
+    ax_img.set_title(f"input; predicted {class_name(classes, predicted)} "
+                     f"(p = {probs[predicted]:.2f})", fontsize=10)
+    im = ax_map.imshow(smap, cmap="hot", vmin=0.0, interpolation="nearest")
+    ax_map.set_title(f"saliency for class {class_name(classes, target)}", fontsize=10)
+    fig.colorbar(im, ax=ax_map, label="max over channels of |d score / d input|", shrink=0.85)
+    for ax, shape in ((ax_img, np.shape(shown)), (ax_map, smap.shape)):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(f"x (pixels, {shape[1]} wide)")
+        ax.set_ylabel(f"y (pixels, {shape[0]} high)")
+    fig.suptitle(title or "Saliency: the class score's gradient with respect to the input "
+                          "pixels (brighter = more influence)", fontsize=10)
+    return finish(fig, path)
