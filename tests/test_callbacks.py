@@ -303,8 +303,11 @@ def test_layer_stats_round_trip_and_bad_names(tmp_path, rng):
                 callbacks=[bad]).fit((x, y))
     with pytest.raises(ValueError, match="every"):
         LayerStats(every=0)
-    with pytest.raises(ValueError, match="LayerStats"):
+    with pytest.raises(ValueError, match="missing.json is damaged or unreadable"):
         LayerStats.load(tmp_path / "missing.json")
+    (tmp_path / "short.json").write_text(json.dumps({**back.to_dict(), "iterations": [1]}))
+    with pytest.raises(ValueError, match="3 values of act_mean for 1 iterations"):
+        LayerStats.load(tmp_path / "short.json")
 
 
 def test_plot_layer_stats_shows_vanishing_gradients_of_a_sigmoid_net(tmp_path, rng):

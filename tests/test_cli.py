@@ -63,10 +63,12 @@ def test_unknown_option_and_bad_values_exit_2(capsys):
 
 
 def test_train_writes_the_run_folder(trained):
-    for name in ("checkpoint.npz", "model.npz", "history.json", "curves.png"):
+    for name in ("checkpoint.npz", "model.npz", "history.json", "curves.png",
+                 "layer_stats.json", "layer_stats.png"):
         assert (trained / name).is_file(), name
     history = json.loads((trained / "history.json").read_text())
     assert history["epoch"] == [1] and len(history["val_acc"]) == 1
+    assert len(history["batch_loss"]) == history["iterations"][0] == 8     # 500 images / 64
     assert (trained / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -79,6 +81,24 @@ def test_train_prints_test_accuracy_and_resumes(capsys, tmp_path):
     assert code == 0 and "resuming" in out and "epoch 2/2" in out
     history = json.loads((tmp_path / "r" / "history.json").read_text())
     assert history["epoch"] == [1, 2]
+    assert history["iterations"] == [5, 10] and len(history["batch_loss"]) == 10
+    # the layer statistics continue the first run's records (every 50 iterations and the 1st)
+    stats = json.loads((tmp_path / "r" / "layer_stats.json").read_text())
+    assert stats["iterations"] == [1]
+    code, out, _ = run(capsys, "train", "--limit", "300", "--val-size", "50", "--epochs", "1",
+                       "--out", str(tmp_path), "--name", "s", "--no-progress", "--batch-size",
+                       "50", "--layer-stats", "3")
+    stats = json.loads((tmp_path / "s" / "layer_stats.json").read_text())
+    assert stats["iterations"] == [1, 3]
+    code, out, _ = run(capsys, "train", "--resume", str(tmp_path / "s" / "checkpoint.npz"),
+                       "--epochs", "2", "--no-progress")
+    stats = json.loads((tmp_path / "s" / "layer_stats.json").read_text())
+    assert stats["iterations"] == [1, 3, 6, 9]
+    assert (tmp_path / "s" / "layer_stats.png").is_file()
+    code, out, _ = run(capsys, "train", "--limit", "300", "--val-size", "50", "--epochs", "1",
+                       "--out", str(tmp_path), "--name", "none", "--no-progress",
+                       "--layer-stats", "0")
+    assert code == 0 and not list((tmp_path / "none").glob("layer_stats*"))
 
 
 def test_evaluate_reports_accuracy_per_class_and_confusion(capsys, trained):

@@ -2,12 +2,14 @@
 
 ``cnnkit.functional`` (also ``cnnkit.F``) holds the kernels, ``cnnkit.reference`` their naive
 loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn`` the modules,
-``cnnkit.optim`` the optimizers and schedules, ``cnnkit.data`` MNIST and CIFAR-10,
-``cnnkit.train`` the Trainer, ``cnnkit.io`` checkpoints, ``cnnkit.models`` the model zoo and the
-pattern spec, ``cnnkit.summary`` the memory and parameter table, ``cnnkit.convert`` FC -> conv
-conversion, ``cnnkit.timing`` per-layer timing, ``cnnkit.viz`` plots and ``cnnkit.inference`` (also
-``cnnkit.predict_images``) classifies image files with a trained checkpoint. Submodules load on
-first use, so ``import cnnkit`` stays cheap.
+``cnnkit.optim`` the optimizers and schedules, ``cnnkit.data`` the data sources,
+``cnnkit.train`` the Trainer and ``cnnkit.callbacks`` what runs at its batch and epoch ends
+(``cnnkit.monitor.LayerStats`` among them), ``cnnkit.io`` checkpoints, ``cnnkit.models`` the
+model zoo and the pattern spec, ``cnnkit.summary`` the memory and parameter table,
+``cnnkit.convert`` FC -> conv conversion, ``cnnkit.timing`` per-layer timing, ``cnnkit.viz``
+pictures of what a net does, ``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
+run's HTML page, and ``cnnkit.inference`` (also ``cnnkit.predict_images``) classifies image
+files with a trained checkpoint. Submodules load on first use, so ``import cnnkit`` stays cheap.
 """
 
 import importlib
@@ -17,7 +19,8 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "gradcheck": "gradcheck", "nn": "nn", "init": "init", "optim": "optim",
                "data": "data", "train": "train", "io": "io", "models": "models", "viz": "viz",
                "summary": "summary", "convert": "convert", "timing": "timing",
-               "inference": "inference", "runs": "runs"}
+               "inference": "inference", "runs": "runs", "callbacks": "callbacks",
+               "monitor": "monitor", "experiments": "experiments", "report": "report"}
 __all__ = [*_SUBMODULES, "predict_images"]
 
 

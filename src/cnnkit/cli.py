@@ -190,6 +190,7 @@ def _train_settings(args) -> dict:
         "loss": args.loss,
         "limit": args.limit,
         "augment": args.augment,
+        "layer_stats": args.layer_stats,
     }
 
 
@@ -204,6 +205,7 @@ def _resumed_settings(meta: dict) -> dict:
                         skip_bad=False)
         if settings.get("augment") == "crop":
             settings["augment"] = "auto"
+    settings.setdefault("layer_stats", 0)      # runs from before LayerStats recorded none
     return _checked_settings(settings)
 
 
@@ -242,7 +244,7 @@ def _checked_settings(settings: dict) -> dict:
               "step_size": number(_positive_int), "gamma": number(_non_negative_float),
               "seed": number(_count), "val_size": optional(number(_count_or_fraction)),
               "loss": one_of(("softmax", "svm")), "limit": optional(number(_positive_int)),
-              "augment": text}
+              "augment": text, "layer_stats": number(_every)}
     for key, check in checks.items():
         if key not in settings:
             raise CLIError(f"the checkpoint's run settings have no {key!r}")
@@ -315,8 +317,8 @@ def cmd_train(args) -> int:
     from .io import load_checkpoint, save_checkpoint
     from .optim import make_optimizer
     from .runs import claim_run_folder
+    from .callbacks import HistoryWriter
     from .train import Trainer, TrainingInterrupted, evaluate
-    from .viz import plot_history
 
     settings, run_dir, resumed = _run_settings(args)
     progress = not args.no_progress
@@ -361,13 +363,12 @@ def cmd_train(args) -> int:
     with folder:
         run_dir = folder.path
 
-        def after_epoch(trainer):
-            from ._atomic import atomic_write_text
-
-            atomic_write_text(run_dir / "history.json", json.dumps(trainer.history, indent=1))
-            plot_history(trainer.history, run_dir / "curves.png",
-                         title=f"{settings['model']} on {dataset.title}")
-
+        title = f"{_short(settings['model'])} on {dataset.title}"
+        callbacks = [HistoryWriter(run_dir / "history.json", run_dir / "curves.png",
+                                   title=title)]
+        if settings["layer_stats"]:
+            callbacks.extend(_layer_stats_callback(run_dir, settings["layer_stats"], title,
+                                                   resumed=args.resume is not None))
         eval_batch = _eval_batch(model, shape)
         trainer = Trainer(
             model,
@@ -383,7 +384,7 @@ def cmd_train(args) -> int:
             metadata=metadata,
             progress=progress,
             log=print,
-            on_epoch_end=after_epoch,
+            callbacks=callbacks,
             eval_batch_size=eval_batch,
         )
         if args.resume:
@@ -419,15 +420,43 @@ def cmd_train(args) -> int:
         if dataset.test is None:
             print(f"trained in {train_time:.0f} s; {dataset.title} has no test split (give "
                   f"--test-size to hold one out)")
-            return 0
-        test = dataset.test.head(settings["limit"])
-        test_loss, test_acc = evaluate(model, test.images, test.labels, settings["loss"],
-                                       eval_batch, preprocessing)
-        print(
-            f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}, {len(test)} images) after "
-            f"{train_time:.0f} s of training"
-        )
+        else:
+            test = dataset.test.head(settings["limit"])
+            test_loss, test_acc = evaluate(model, test.images, test.labels, settings["loss"],
+                                           eval_batch, preprocessing)
+            print(
+                f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}, {len(test)} images) "
+                f"after {train_time:.0f} s of training"
+            )
+        if args.report:
+            from .report import write_report
+
+            print(f"wrote {write_report(run_dir, progress=progress)}")
         return 0
+
+
+def _layer_stats_callback(run_dir: Path, every: int, title: str, resumed: bool):
+    """LayerStats every ``every`` iterations, saved after every epoch (layer_stats.json) and
+    drawn when training ends or is interrupted (layer_stats.png: the figure takes about a
+    second, too long to redraw every epoch); a resumed run continues the saved records."""
+    from .callbacks import LambdaCallback
+    from .monitor import LayerStats
+    from .viz import close, plot_layer_stats
+
+    path = run_dir / "layer_stats.json"
+    stats = LayerStats.load(path) if resumed and path.exists() else LayerStats(every)
+
+    def save(*_):
+        stats.save(path)
+
+    def save_and_draw(*_):
+        save()
+        if stats.iterations:
+            close(plot_layer_stats(stats, run_dir / "layer_stats.png",
+                                   title=f"Per-layer statistics: {title}"))
+
+    return [stats, LambdaCallback(on_epoch_end=save, on_train_end=save_and_draw,
+                                  on_interrupt=lambda consistent: save_and_draw())]
 
 
 def _spec_without_input(text: str) -> bool:
@@ -449,22 +478,15 @@ def _same_classes(dataset, classes) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import canonical_source, open_source
-    from .inference import load_for_inference
+    from .inference import load_for_inference, recorded_source, reopen_data
     from .train import predict
+    from .viz import confusion_matrix, per_class_accuracy
 
     model, preprocessing, classes, meta = load_for_inference(args.checkpoint)
-    settings = meta.get("settings") or {}
-    recorded = meta.get("source") or meta.get("dataset")
-    source = args.data or recorded
-    if not source:
+    if not (args.data or recorded_source(meta)):
         raise CLIError(f"{args.checkpoint} does not record the data it was trained on; pass "
                        f"--data SOURCE")
-    same = recorded is not None and canonical_source(source) == canonical_source(recorded)
-    channels, size = preprocessing.image_shape[0], tuple(preprocessing.image_shape[1:])
-    dataset = open_source(source, channels=channels, size=size,
-                          test_size=settings.get("test_size") if same else None,
-                          seed=settings.get("seed", 0), skip_bad=args.skip_bad,
+    dataset = reopen_data(meta, preprocessing, args.data, skip_bad=args.skip_bad,
                           progress=not args.no_progress)
     for line in dataset.notes:
         print(line)
@@ -479,18 +501,15 @@ def cmd_evaluate(args) -> int:
         raise CLIError(f"{dataset.title}: label {labels.max()} is out of range for a net with "
                        f"{num_classes} classes")
     pred = scores.argmax(axis=1)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, pred), 1)
+    confusion = confusion_matrix(labels, pred, num_classes)
     names = classes or [str(i) for i in range(num_classes)]
     width = max(5, len(str(confusion.max())) + 1, *(len(n) + 1 for n in names))
     label_width = max(4, *(len(n) for n in names))
     print(f"{dataset.title} {split_name}: {len(labels)} images, accuracy "
           f"{np.mean(pred == labels):.4f}")
     print("per-class accuracy:")
-    for c in range(num_classes):
-        total = confusion[c].sum()
-        acc = confusion[c, c] / total if total else float("nan")
-        print(f"  {names[c]:>{label_width}}  {acc:.4f}  ({confusion[c, c]}/{total})")
+    for c, acc in enumerate(per_class_accuracy(confusion)):
+        print(f"  {names[c]:>{label_width}}  {acc:.4f}  ({confusion[c, c]}/{confusion[c].sum()})")
     print("confusion matrix (rows: true class, columns: predicted):")
     print(" " * (label_width + 3) + "".join(f"{names[c]:>{width}}" for c in range(num_classes)))
     for c in range(num_classes):
@@ -587,6 +606,22 @@ def _blas_threads():
 
     counts = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
     return counts[0] if len(counts) == 1 else (counts or None)
+
+
+def cmd_experiment(args) -> int:
+    from .experiments import run_experiment
+
+    run_experiment(args.experiment, out=args.out, name=args.name, overwrite=args.overwrite,
+                   full=args.full, seed=args.seed, progress=not args.no_progress, log=print)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.run_dir, args.output, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
 
 
 def cmd_time(args) -> int:
@@ -796,6 +831,8 @@ _fraction = _argument(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
 _non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
 _positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a number > 0")
 _count = _argument(int, lambda v: v >= 0, "a count >= 0 or a fraction in [0, 1)")
+_every = _argument(int, lambda v: 0 <= v <= 10**9, "a number of iterations from 0 (never) to "
+                   "10^9")
 
 
 def _size(text):
@@ -953,6 +990,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="CKPT", help="continue the run saved in CKPT (its folder and settings)"
     )
     start.add_argument("--weights", metavar="CKPT", help="start from the weights in CKPT")
+    p.add_argument("--layer-stats", type=_every, default=50, metavar="N",
+                   help="every N iterations record each layer's activation percentiles, "
+                   "gradient norms and update/weight ratio to layer_stats.json and .png; 0: "
+                   "none (default: %(default)s)")
+    p.add_argument("--report", action="store_true",
+                   help="at the end, write report.html in the run folder (see `cnnkit report`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common_options(p)
     p.set_defaults(func=cmd_train)
@@ -1098,6 +1141,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     _add_common_options(p)
     p.set_defaults(func=cmd_time)
+
+    from .experiments import EXPERIMENTS
+
+    p = sub.add_parser(
+        "experiment",
+        help="run one of the notes' experiments: " + ", ".join(EXPERIMENTS),
+        description="Run one of the notes' experiments and write its figures (PNG) and numbers "
+        "(JSON) to OUT/NAME, then print a short table. "
+        + " ".join(f"{name}: {e.summary}." for name, e in EXPERIMENTS.items()),
+    )
+    p.add_argument("experiment", choices=list(EXPERIMENTS), metavar="NAME",
+                   help="one of: " + ", ".join(EXPERIMENTS))
+    p.add_argument("--full", action="store_true",
+                   help="the published scale (longer) instead of the few-minute default")
+    p.add_argument("--out", default="experiments",
+                   help="parent folder of the results folder (default: %(default)s)")
+    p.add_argument("--name", default=None,
+                   help="the results folder's name (default: the experiment's, with -2, -3, ... "
+                   "when taken)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --name replace a folder that already holds results")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common_options(p)
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser(
+        "report",
+        help="write RUN_DIR/report.html: one self-contained page on a training run",
+        description="Write one self-contained HTML page (images inlined, nothing fetched) on a "
+        "run folder of `cnnkit train`: the settings, the model summary, the curves, the "
+        "confusion matrix and per-class accuracy, misclassified test images, the first layer's "
+        "filters, activation maps and a saliency map of a test image, and per-layer times.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnkit train`")
+    p.add_argument("--output", "-o", metavar="PATH",
+                   help="where to write the page (default: RUN_DIR/report.html)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common_options(p)
+    p.set_defaults(func=cmd_report)
     return parser
 
 

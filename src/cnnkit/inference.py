@@ -20,7 +20,8 @@ import numpy as np
 
 from .data import DataError, Preprocessing, decode_image, image_to_array
 
-__all__ = ["Predictions", "load_for_inference", "predict_images", "read_images"]
+__all__ = ["Predictions", "load_for_inference", "predict_images", "read_images",
+           "recorded_source", "reopen_data"]
 
 
 @dataclass
@@ -79,6 +80,42 @@ def load_for_inference(checkpoint):
             raise DataError(f"{checkpoint}: the recorded class names ({classes!r:.60}) do not "
                             f"match the net's {scores[0] if len(scores) == 1 else scores} scores")
     return model, preprocessing, (tuple(classes) if classes else None), meta
+
+
+def recorded_source(meta: dict) -> str | None:
+    """The data source a checkpoint's metadata records it was trained on, e.g. "mnist" (None
+    when it records none)."""
+    return meta.get("source") or meta.get("dataset")
+
+
+def reopen_data(meta: dict, preprocessing: Preprocessing, source: str | None = None, *,
+                skip_bad: bool = False, progress: bool = False):
+    """The data a checkpoint was trained on, opened again as its run opened it: a
+    :class:`cnnkit.data.Dataset`.
+
+    ``source`` (default: the recorded one, :func:`recorded_source`) is decoded to the
+    checkpoint's channels and image size. When it is the recorded source, the test split the
+    run held out (its settings' ``test_size`` and ``seed``) is held out again, so that
+    ``dataset.test`` holds exactly the images the run never trained on; another source is
+    opened without holding anything out.
+
+    Raises
+    ------
+    DataError
+        When no ``source`` is given and the checkpoint records none; and as ``open_source``.
+    """
+    from .data import canonical_source, open_source
+
+    settings = meta.get("settings") or {}
+    recorded = recorded_source(meta)
+    source = source or recorded
+    if not source:
+        raise DataError("the checkpoint does not record the data it was trained on")
+    same = recorded is not None and canonical_source(source) == canonical_source(recorded)
+    channels, size = preprocessing.image_shape[0], tuple(preprocessing.image_shape[1:])
+    return open_source(source, channels=channels, size=size,
+                       test_size=settings.get("test_size") if same else None,
+                       seed=settings.get("seed", 0), skip_bad=skip_bad, progress=progress)
 
 
 def _as_pil(item):

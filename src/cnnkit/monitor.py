@@ -11,11 +11,12 @@ The course's checks of a healthy net, recorded every ``every`` iterations by a c
   weights, which the course advises to keep near 1e-3 (far below: the learning rate is too low;
   far above: too high).
 
-    >>> from cnnkit.monitor import LayerStats                          # doctest: +SKIP
-    >>> stats = LayerStats(every=20)
-    >>> Trainer(model, opt, callbacks=[stats]).fit(train, val)
-    >>> stats.layers["2"]["act_std"][-1], stats.params["0.weight"]["update_ratio"][-1]
-    >>> cnnkit.viz.plot_layer_stats(stats, "layer_stats.png")
+For example::
+
+    stats = LayerStats(every=20)
+    Trainer(model, optimizer, callbacks=[stats]).fit(train, val)
+    stats.layers["2"]["act_std"][-1], stats.params["0.weight"]["update_ratio"][-1]
+    cnnkit.viz.plot_layer_stats(stats, "layer_stats.png")
 
 On the iterations it samples, the callback registers forward and backward hooks before the batch
 and takes them off after it, and keeps a copy of the monitored weights for the update ratio; on
@@ -98,6 +99,15 @@ class LayerStats(Callback):
             raise ValueError(f"LayerStats: the model has no layer {unknown[0]!r} (its layers: "
                              f"{', '.join(n for n in modules if n) or 'none'})")
         self._watched = [(n, modules[n]) for n in names]
+        # records of iterations the trainer has not reached came from a run that stopped
+        # inside a batch and resumed from the checkpoint before it: they are redone
+        keep = sum(1 for i in self.iterations if i <= trainer.iteration)
+        if keep < len(self.iterations):
+            del self.iterations[keep:]
+            for record in (*self.layers.values(), *self.params.values()):
+                for key, values in record.items():
+                    if key != "type":
+                        del values[keep:]
         for name, module in self._watched:
             self.layers.setdefault(name, {"type": type(module).__name__,
                                           **{k: [] for k in _ACTIVATION_STATS}})
@@ -182,6 +192,11 @@ class LayerStats(Callback):
             stats.iterations = [int(i) for i in data["iterations"]]
             stats.layers = {str(k): numbers(v) for k, v in data["layers"].items()}
             stats.params = {str(k): numbers(v) for k, v in data["params"].items()}
+            for name, record in (*stats.layers.items(), *stats.params.items()):
+                for key, values in record.items():
+                    if key != "type" and len(values) != len(stats.iterations):
+                        raise ValueError(f"{name} has {len(values)} values of {key} for "
+                                         f"{len(stats.iterations)} iterations")
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"not LayerStats records: {err}") from None
         return stats
@@ -195,10 +210,9 @@ class LayerStats(Callback):
     @classmethod
     def load(cls, path) -> "LayerStats":
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: cannot read LayerStats records: {err}") from None
-        return cls.from_dict(data)
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, RecursionError) as err:
+            raise ValueError(f"{path} is damaged or unreadable: {err}") from None
 
     def __repr__(self):
         return f"LayerStats(every={self.every}, {len(self.iterations)} records)"

@@ -83,7 +83,7 @@ VOLUMES = ["0x0x0", "1x0x28", "3", "1x28", "1x99999x99999", "3x100000x100000", "
 def option_cases():
     for value in NUMBERS:
         for option in ("--epochs", "--batch-size", "--lr", "--limit", "--val-size",
-                       "--test-size", "--momentum", "--weight-decay", "--seed"):
+                       "--test-size", "--momentum", "--weight-decay", "--seed", "--layer-stats"):
             yield "options", f"train{option}={value}", ["train", option, value, "--limit", "20",
                                                          "--epochs", "1", "--no-progress",
                                                          "--out", "runs-opt"]
@@ -233,6 +233,12 @@ def checkpoint_cases(tmp: Path, good: Path):
         yield "checkpoint", f"convert/{name}", ["convert", str(made[name])]
     yield "checkpoint", "missing", ["evaluate", str(tmp / "none.npz")]
     yield "checkpoint", "folder", ["evaluate", str(tmp)]
+    # each damaged checkpoint as the model.npz of a run folder under `cnnkit report`
+    for name, path in made.items():
+        run = tmp / "report-runs" / name
+        run.mkdir(parents=True)
+        (run / "model.npz").write_bytes(path.read_bytes())
+        yield "checkpoint", f"report/{name}", ["report", str(run), "--no-progress"]
 
 
 def _npy(array) -> bytes:
@@ -464,6 +470,35 @@ def run_cases(tmp: Path):
     yield "runs", "name-empty", ["train", "--limit", "20", "--epochs", "1", "--no-progress",
                                  "--out", str(tmp / "x"), "--name", ""]
     yield "runs", "resume-and-weights", ["train", "--resume", "a", "--weights", "b"]
+    # report: folders that are not runs, and a good run's side files damaged
+    yield "runs", "report-missing", ["report", str(tmp / "no-such-run")]
+    yield "runs", "report-file", ["report", str(tmp / "runs-file")]
+    (tmp / "empty-run").mkdir()
+    yield "runs", "report-empty", ["report", str(tmp / "empty-run")]
+    good = tmp / "good" / "r"
+    damaged = [("history.json", b"{not json"), ("history.json", b"[1, 2]"),
+               ("history.json", b'{"epoch": "x"}'), ("history.json", b"\xff\xfe"),
+               ("history.json", b"[" * 100000), ("layer_stats.json", b"{nope"),
+               ("layer_stats.json", b'{"every": 1, "iterations": [1], "layers": 3, '
+                                    b'"params": {}}'),
+               ("layer_stats.json", b'{"every": 1, "iterations": [1], "layers": {}, '
+                                    b'"params": {"w": {"grad_norm": ["x"]}}}')]
+    for k, (side, content) in enumerate(damaged):
+        run = tmp / "report-side" / f"{side}-{k}"
+        run.mkdir(parents=True)
+        for member in ("model.npz", "checkpoint.npz", "history.json"):
+            (run / member).write_bytes((good / member).read_bytes())
+        (run / side).write_bytes(content)
+        yield "runs", f"report-{run.name}", ["report", str(run), "--no-progress"]
+    yield "runs", "report-output-is-folder", ["report", str(good), "-o", str(tmp),
+                                              "--no-progress"]
+    # experiment: an unknown name, a results folder that cannot be made or is taken
+    yield "runs", "experiment-unknown", ["experiment", "dropout"]
+    yield "runs", "experiment-out-is-file", ["experiment", "dropout-modes", "--out",
+                                             str(tmp / "runs-file"), "--no-progress"]
+    yield "runs", "experiment-name-slash", ["experiment", "dropout-modes", "--out",
+                                            str(tmp / "exp"), "--name", "../../escape",
+                                            "--no-progress"]
 
 
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:

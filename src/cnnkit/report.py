@@ -1,0 +1,507 @@
+"""One self-contained HTML page on a training run: what ``cnnkit report RUN_DIR`` writes.
+
+    >>> write_report("runs/lenet-bn-20261130-101500")          # doctest: +SKIP
+    PosixPath('runs/lenet-bn-20261130-101500/report.html')
+
+The page holds the run's settings, the model's layer table, the training curves, the confusion
+matrix and per-class accuracy on the test split the run held out, misclassified test images,
+the first layer's filters, the activation maps and saliency map of a test image, and per-layer
+times. Every picture is a PNG inlined as a ``data:`` URI and the stylesheet is inline: the page
+fetches nothing, so it can be mailed or archived as one file.
+
+A run folder of ``cnnkit train`` holds ``model.npz`` (the best weights, with the run's metadata),
+``checkpoint.npz`` (the trainer's state after the last epoch), ``history.json`` and
+``curves.png``. A run still training has no ``model.npz`` yet: the page then shows the weights
+of ``checkpoint.npz``, and says so; without ``history.json`` it has no curves.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_report", "report_html", "TEST_IMAGES"]
+
+# The most test images the page evaluates (spread evenly over the split when it holds more):
+# TEST_IMAGES, or fewer for a large net, so that their forward passes cost about TEST_MACS
+# multiply-adds (seconds in NumPy), but MIN_TEST_IMAGES at least.
+TEST_IMAGES = 10_000
+TEST_MACS = 10 ** 11
+MIN_TEST_IMAGES = 100
+# Per-layer times: a batch of TIMING_BATCH (fewer for a large net) and as many passes, up to
+# 20, as fit in about TIMING_SECONDS.
+TIMING_BATCH = 16
+TIMING_SECONDS = 2.0
+# A history.json larger than this is not read (a run's history is a few MB at most).
+HISTORY_BYTES = 256 * 2 ** 20
+
+
+def write_report(run_dir, output=None, progress: bool = True) -> Path:
+    """Write the page on the run in ``run_dir`` to ``output`` (default
+    ``RUN_DIR/report.html``), atomically; returns its path.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir`` is not a folder.
+    cnnkit.io.CheckpointError
+        If it holds neither ``model.npz`` nor ``checkpoint.npz``, or they are damaged or were
+        not written by ``cnnkit train`` (the message names the file).
+    ValueError
+        If ``history.json`` is damaged (the message names it).
+    """
+    from ._atomic import atomic_write_text
+
+    run_dir = Path(run_dir)
+    text = report_html(run_dir, progress=progress)
+    return atomic_write_text(Path(output) if output is not None else run_dir / "report.html",
+                             text)
+
+
+def report_html(run_dir, progress: bool = False) -> str:
+    """The page on the run in ``run_dir``, as HTML text (see :func:`write_report`)."""
+    start = time.perf_counter()
+    run = _Run(Path(run_dir), progress)
+    steps = [_settings_section, _summary_section, _curves_section, _layer_stats_section,
+             _evaluation_section, _filters_section, _image_section, _timing_section]
+    bar = _bar(len(steps), progress)
+    sections = []
+    try:
+        for step in steps:
+            bar.set_description(f"report: {step.__name__.strip('_').replace('_section', '')}")
+            sections.append(step(run))
+            bar.update()
+    finally:
+        bar.close()
+    return _page(run, sections, time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------- the run
+
+class _Run:
+    """What the sections read: the model and its metadata, the history, and the test data."""
+
+    def __init__(self, run_dir: Path, progress: bool = False):
+        from .inference import load_for_inference
+        from .io import CheckpointError, load_checkpoint
+
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"run folder not found: {run_dir}")
+        self.dir, self.progress = run_dir, progress
+        self.notes = []
+        weights = run_dir / "model.npz"
+        if not weights.is_file():
+            weights = run_dir / "checkpoint.npz"
+            if not weights.is_file():
+                raise CheckpointError(f"{run_dir} holds no model.npz (nor checkpoint.npz): not a "
+                                      f"run folder of `cnnkit train`, or one that has not "
+                                      f"finished an epoch")
+            self.notes.append("model.npz is not written yet (the run is still training, or "
+                              "stopped early): the weights shown are the last epoch's, from "
+                              "checkpoint.npz.")
+        self.weights = weights
+        ckpt = load_checkpoint(weights)
+        meta = ckpt.extra.get("metadata")
+        if not isinstance(meta, dict) or not isinstance(meta.get("settings"), dict):
+            raise CheckpointError(f"{weights} was not written by `cnnkit train` (it records no "
+                                  f"run settings)")
+        self.model, self.preprocessing, self.classes, self.meta = load_for_inference(ckpt)
+        self.settings = meta["settings"]
+        self.history = _read_history(run_dir / "history.json")
+        self.dataset, self.data_error = None, None
+        self._test = False
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.preprocessing.input_shape)
+
+    def test_cap(self) -> int:
+        """How many test images the page evaluates at most (see TEST_IMAGES)."""
+        from .summary import summarize
+
+        macs = summarize(self.model, self.input_shape).macs
+        return int(min(TEST_IMAGES, max(MIN_TEST_IMAGES, TEST_MACS // max(macs, 1))))
+
+    def class_names(self, k: int) -> list[str]:
+        return list(self.classes) if self.classes and len(self.classes) == k \
+            else [str(i) for i in range(k)]
+
+    def test(self):
+        """(split, how it was chosen) of the images to evaluate, or (None, why there are
+        none). The data is opened once, on first use."""
+        if self._test is not False:
+            return self._test
+        from .data import DataError
+        from .inference import reopen_data
+
+        try:
+            self.dataset = reopen_data(self.meta, self.preprocessing, progress=self.progress)
+        except (DataError, OSError, ValueError) as err:
+            self._test = None, f"the run's data could not be opened again: {err}"
+            return self._test
+        title = self.dataset.title
+        if self.dataset.test is None:
+            self._test = None, (f"{title} has no test split, and the run held none out "
+                                f"(train with --test-size to hold one out)")
+            return self._test
+        split, how = self.dataset.test, f"the test split of {title}"
+        limit = self.settings.get("limit")
+        if isinstance(limit, int) and limit < len(split):
+            split = split.head(limit)
+            how += f", its first {limit:,} images (as the run's --limit {limit} had it)"
+        cap = self.test_cap()
+        if len(split) > cap:
+            picked = np.linspace(0, len(split) - 1, cap).round().astype(np.int64)
+            how += (f"; {cap:,} of its {len(split):,} images, evenly spaced (the report "
+                    f"evaluates {cap:,} at most for this net)")
+            split = split.subset(picked)
+        self._test = split, how
+        return self._test
+
+
+def _read_history(path: Path) -> dict | None:
+    """The run's history.json (None when there is none yet); ValueError if it is damaged."""
+    if not path.is_file():
+        return None
+    if path.stat().st_size > HISTORY_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size:,} bytes, more than a run's history "
+                         f"can be ({HISTORY_BYTES:,}); not reading it")
+    try:
+        history = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{path} is damaged (not JSON: {err})") from None
+    if not isinstance(history, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                        for x in v)
+            for v in history.values()):
+        raise ValueError(f"{path} is damaged (not a history: lists of numbers by name)")
+    return history
+
+
+def _bar(total: int, progress: bool):
+    """A tqdm bar over the sections (a silent stand-in without progress or tqdm)."""
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+            return tqdm(total=total, leave=False, unit="section")
+        except ImportError:
+            pass
+
+    class Silent:
+        def set_description(self, _):
+            pass
+
+        def update(self):
+            pass
+
+        def close(self):
+            pass
+
+    return Silent()
+
+
+# ---------------------------------------------------------------------------- HTML pieces
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _figure(fig, alt: str, caption: str = "") -> str:
+    """A matplotlib figure as an inlined PNG, closed afterwards."""
+    from .viz import close, png_bytes
+
+    try:
+        data = base64.b64encode(png_bytes(fig)).decode("ascii")
+    finally:
+        close(fig)
+    cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">{cap}'
+            f"</figure>")
+
+
+def _table(head, rows, numeric=(), code=(), cls: str = "") -> str:
+    """An HTML table; ``numeric`` are the indices of the right-aligned columns, ``code`` those
+    in a monospace font."""
+    def cells(tag, row):
+        return "".join(f'<{tag}{_class(i, numeric, code)}>{_e(v)}</{tag}>'
+                       for i, v in enumerate(row))
+    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
+    klass = f' class="{cls}"' if cls else ""
+    return f"<table{klass}><thead><tr>{cells('th', head)}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _class(i: int, numeric, code) -> str:
+    names = [n for n, cols in (("num", numeric), ("code", code)) if i in cols]
+    return f' class="{" ".join(names)}"' if names else ""
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _section(key: str, title: str, body: str) -> tuple[str, str, str]:
+    return key, title, body
+
+
+def _value(value) -> str:
+    """A setting as the page shows it: text as it is, None as "none", the rest as JSON."""
+    return value if isinstance(value, str) else "none" if value is None else json.dumps(value)
+
+
+# ---------------------------------------------------------------------------- sections
+
+def _settings_section(run: _Run):
+    from .inference import recorded_source
+
+    p = run.preprocessing
+    facts = [("run folder", str(run.dir.resolve())),
+             ("weights", run.weights.name),
+             ("data source", recorded_source(run.meta) or "not recorded"),
+             ("classes", ", ".join(run.classes) if run.classes else "not recorded"),
+             ("images", f"{p.image_shape[0]} channel{'s' if p.image_shape[0] > 1 else ''}, "
+                        f"{p.describe()}"),
+             ("normalisation", "mean " + ", ".join(f"{m:.4f}" for m in p.mean) + "; std "
+              + ", ".join(f"{s:.4f}" for s in p.std) + " (in units of pixel / 255)"),
+             ("parameters", f"{run.model.num_parameters():,}")]
+    body = "".join(_note(n) for n in run.notes)
+    body += "<h3>Run</h3>" + _table(("", ""), facts, cls="kv")
+    body += "<h3>Settings</h3>" + _table(
+        ("setting", "value"), [(k, _value(v)) for k, v in run.settings.items()], cls="kv")
+    return _section("settings", "Settings", body)
+
+
+def _summary_section(run: _Run):
+    from .nn import brief
+    from .summary import abbreviate, format_bytes, summarize
+
+    s = summarize(run.model, run.input_shape)
+    rows = [("input", "INPUT", "x".join(map(str, s.input_shape)), f"{s.input_activations:,}",
+             "0", "0")]
+    for row in s.rows:
+        rows.append(("\u00a0\u00a0" * max(row.depth - 1, 0) + (row.name or "(model)"),
+                     brief(row.module) if row.module is not None else row.label,
+                     "x".join(map(str, row.out_shape)),
+                     "in place" if row.in_place else f"{row.activations:,}",
+                     f"{row.params:,}", f"{row.macs:,}" if row.counted else "?"))
+    table = _table(("layer", "description", "output (CxHxW)", "activations", "params", "MACs"),
+                   rows, numeric=(3, 4, 5), code=(1,), cls="layers")
+    totals = (f"{s.params:,} parameters; {s.activations:,} activations per image (input "
+              f"included), {format_bytes(s.forward_bytes)} forward in {s.dtype}; "
+              f"{abbreviate(s.macs, 3)} MACs per image.")
+    return _section("model", "Model", f"<p>{_e(run.settings.get('model', ''))}</p>{table}"
+                                      f"<p>{_e(totals)}</p>")
+
+
+def _curves_section(run: _Run):
+    from .viz import plot_history
+
+    h = run.history
+    if h is None:
+        return _section("curves", "Training curves",
+                        _note("No history.json yet: the run has not finished an epoch."))
+    if not h.get("epoch"):
+        return _section("curves", "Training curves", _note("history.json holds no epoch yet."))
+    rows = []
+    for i, epoch in enumerate(h["epoch"]):
+        rows.append((epoch, *(_at(h.get(k), i) for k in
+                              ("train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                               "seconds"))))
+    fig = plot_history(h, title=f"{run.settings.get('model', '')}")
+    table = _table(("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"),
+                   rows[-20:], numeric=range(7), cls="layers")
+    more = f" (the last 20 of {len(rows)})" if len(rows) > 20 else ""
+    val = h.get("val_acc") or []
+    best = (f"Best validation accuracy {max(val):.4f} at epoch {h['epoch'][int(np.argmax(val))]}."
+            if val else "No validation images.")
+    return _section("curves", "Training curves",
+                    _figure(fig, "training loss and accuracy curves") +
+                    f"<p>{_e(best)}</p><h3>Per epoch{_e(more)}</h3>{table}")
+
+
+def _layer_stats_section(run: _Run):
+    from .monitor import LayerStats
+    from .viz import plot_layer_stats
+
+    path = run.dir / "layer_stats.json"
+    if not path.is_file():
+        return _section("layers", "Inside the layers", _note(
+            "No layer_stats.json: the run recorded no per-layer statistics (cnnkit train "
+            "--layer-stats N records them every N iterations)."))
+    if path.stat().st_size > HISTORY_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size:,} bytes, more than a run's layer "
+                         f"statistics can be ({HISTORY_BYTES:,}); not reading it")
+    stats = LayerStats.load(path)          # a damaged file: ValueError naming it
+    if not stats.iterations:
+        return _section("layers", "Inside the layers",
+                        _note("layer_stats.json holds no record yet."))
+    rows = []
+    for name, record in stats.params.items():
+        if name.endswith("weight"):
+            ratio, grad = record["update_ratio"][-1], record["grad_norm"][-1]
+            rows.append((name, f"{grad:.3g}", f"{ratio:.2g}",
+                         "about right" if 1e-4 <= ratio <= 1e-2 else
+                         "low: the learning rate may be too small" if ratio < 1e-4 else
+                         "high: the learning rate may be too large" if ratio > 1e-2 else "?"))
+    table = _table(("weight", "||dL/dW||", "||update|| / ||W||", "against the ~1e-3 rule"),
+                   rows, numeric=(1, 2), code=(0,), cls="layers")
+    return _section("layers", "Inside the layers", (
+        f"<p>Every {stats.every} iterations (and the first): each layer's activation "
+        f"percentiles and spread, its weights' gradient norms, and the size of each update "
+        f"against the weights.</p>"
+        + _figure(plot_layer_stats(stats), "per-layer statistics over training")
+        + f"<h3>At iteration {stats.iterations[-1]}</h3>{table}"))
+
+
+def _at(values, i) -> str:
+    if not values or i >= len(values):
+        return ""
+    v = values[i]
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _evaluation_section(run: _Run):
+    from .summary import images_within
+    from .train import predict
+    from .viz import (confusion_matrix, per_class_accuracy, plot_confusion_matrix,
+                      plot_misclassified)
+
+    split, how = run.test()
+    if split is None:
+        return _section("test", "Test accuracy", _note(f"Not evaluated: {how}."))
+    batch = images_within(run.model, run.input_shape, most=1000)
+    scores = predict(run.model, split.images, batch, run.preprocessing)
+    k = scores.shape[1]
+    pred = scores.argmax(axis=1)
+    cm = confusion_matrix(split.labels, pred, k)
+    names = run.class_names(k)
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    accuracy = float(np.mean(pred == split.labels)) if len(pred) else float("nan")
+    acc = per_class_accuracy(cm)
+    rows = [(names[c], "n/a" if np.isnan(acc[c]) else f"{acc[c]:.4f}", f"{cm[c, c]:,}",
+             f"{cm[c].sum():,}") for c in range(k)]
+    body = (f"<p>Evaluated on {_e(how)}: <strong>accuracy {accuracy:.4f}</strong> "
+            f"({int(np.trace(cm)):,} of {len(pred):,} images).</p>")
+    body += _figure(plot_confusion_matrix(cm, names), "confusion matrix")
+    body += "<h3>Per-class accuracy</h3>" + _table(
+        ("class", "accuracy", "correct", "images"), rows, numeric=(1, 2, 3), cls="layers")
+    body += "<h3>Misclassified test images</h3>" + _figure(
+        plot_misclassified(split.images, split.labels, pred, classes=names, probabilities=probs),
+        "misclassified test images")
+    return _section("test", "Test accuracy", body)
+
+
+def _filters_section(run: _Run):
+    from .viz import plot_filters
+    from .viz._images import conv_layers
+
+    if not conv_layers(run.model):
+        return _section("filters", "First-layer filters",
+                        _note("The net has no convolution, so no filters to show."))
+    return _section("filters", "First-layer filters",
+                    _figure(plot_filters(run.model), "filters of the first conv layer"))
+
+
+def _image_section(run: _Run):
+    from .viz import plot_activations, plot_saliency
+    from .viz._images import conv_layers
+
+    split, _ = run.test()
+    source = "test"
+    if split is None or not len(split):
+        if run.dataset is None or not len(run.dataset.train):
+            return _section("image", "One image through the net",
+                            _note("No image to show: the run's data could not be opened."))
+        split, source = run.dataset.train, "training"
+    image = split.images[0]
+    names = run.class_names(run.model.output_shape(run.input_shape)[0])
+    label = names[int(split.labels[0])] if int(split.labels[0]) < len(names) else "?"
+    body = f"<p>The first {source} image (true class {_e(label)}).</p>"
+    if conv_layers(run.model):
+        body += "<h3>Activation maps</h3>" + _figure(
+            plot_activations(run.model, image, preprocess=run.preprocessing),
+            "activation maps of each conv layer")
+    else:
+        body += _note("The net has no convolution, so no activation maps.")
+    body += "<h3>Saliency</h3>" + _figure(
+        plot_saliency(run.model, image, classes=names, preprocess=run.preprocessing),
+        "saliency map")
+    return _section("image", "One image through the net", body)
+
+
+def _timing_section(run: _Run):
+    from .summary import images_within
+    from .timing import time_layers
+
+    model = run.model.copy().train()
+    batch = min(TIMING_BATCH, images_within(model, run.input_shape, most=TIMING_BATCH))
+    x = np.random.default_rng(0).standard_normal((batch, *run.input_shape)).astype(np.float32)
+    # one image first, so that a large net is timed on a batch that takes seconds, not minutes
+    one = time_layers(model, x[:1], iterations=1, warmup=0, input_grad=False)
+    batch = int(max(1, min(batch, TIMING_SECONDS * 1e3 / 4 / max(one.step_ms, 1e-3))))
+    x = x[:batch]
+    prof = time_layers(model, x, iterations=1, warmup=1, input_grad=False)
+    passes = int(max(1, min(20, TIMING_SECONDS * 1e3 / max(prof.step_ms, 1e-3))))
+    if passes > 1:
+        prof = time_layers(model, x, iterations=passes, warmup=0, input_grad=False)
+    rows = [(r.index, r.name, r.layer, "x".join(map(str, r.output_shape)),
+             f"{r.forward_ms:.3f}", f"{r.backward_ms:.3f}") for r in prof.rows]
+    rows.append(("", "total", "", "", f"{prof.forward_ms:.3f}", f"{prof.backward_ms:.3f}"))
+    table = _table(("#", "name", "layer", "output (NxCxHxW)", "forward ms", "backward ms"),
+                   rows, numeric=(0, 4, 5), code=(2,), cls="layers")
+    return _section("timing", "Per-layer time", (
+        f"<p>One training step's forward and backward (train mode, float32) on a batch of "
+        f"{batch} random inputs, median of {passes} pass{'es' if passes > 1 else ''} on this "
+        f"machine: {prof.step_ms:.2f} ms a step, about {batch / (prof.step_ms * 1e-3):,.0f} "
+        f"images/s.</p>{table}"))
+
+
+# ---------------------------------------------------------------------------- the page
+
+_STYLE = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
+       background: #fafafa; margin: 0; }
+main { max-width: 1100px; margin: 0 auto; padding: 1rem 1.5rem 3rem; background: #fff; }
+h1 { font-size: 1.6rem; margin: 0.5rem 0 0.2rem; }
+h2 { font-size: 1.3rem; border-bottom: 2px solid #ddd; padding-bottom: 0.2rem;
+     margin-top: 2.2rem; }
+h3 { font-size: 1.05rem; margin: 1.2rem 0 0.4rem; }
+nav a { margin-right: 1rem; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ddd; padding: 0.2rem 0.6rem; text-align: left;
+         vertical-align: top; }
+th { background: #f0f0f0; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.kv td:first-child { font-weight: 600; white-space: nowrap; }
+table.kv thead { display: none; }
+td.code { font-family: ui-monospace, Menlo, Consolas, monospace; }
+figure { margin: 0.8rem 0; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.4rem 0.8rem; }
+.sub { color: #666; }
+footer { color: #666; font-size: 0.85rem; margin-top: 2rem; }
+"""
+
+
+def _page(run: _Run, sections, seconds: float) -> str:
+    from .inference import recorded_source
+
+    title = f"cnnkit report: {run.dir.resolve().name}"
+    nav = " ".join(f'<a href="#{key}">{_e(name)}</a>' for key, name, _ in sections)
+    body = "\n".join(f'<section id="{key}"><h2>{_e(name)}</h2>\n{content}\n</section>'
+                     for key, name, content in sections)
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{_e(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
+            f"<h1>{_e(title)}</h1>\n"
+            f'<p class="sub">{_e(run.settings.get("model", ""))} on '
+            f'{_e(recorded_source(run.meta) or "unrecorded data")}</p>\n'
+            f"<nav>{nav}</nav>\n{body}\n"
+            f"<footer>Written by <code>cnnkit report</code> on {_e(when)} in "
+            f"{seconds:.1f} s.</footer>\n</main>\n</body>\n</html>\n")

@@ -1,0 +1,224 @@
+"""`cnnkit report RUN_DIR`: one self-contained page on a real (tiny) training run, checked as
+text and as headless Chromium renders it."""
+
+import base64
+import html
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+from cnnkit.cli import main
+from cnnkit.report import write_report
+
+SPEC = "CONV3-4 -> RELU -> POOL2 -> FC-10"
+SECTIONS = ("settings", "model", "curves", "layers", "test", "filters", "image", "timing")
+VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run of `cnnkit train --report`: one epoch of a tiny net on 600 MNIST images (about a
+    second), its report written at the end."""
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--limit", "600", "--epochs", "1", "--out", str(out), "--name", "r",
+                 "--model", SPEC, "--no-progress", "--layer-stats", "3", "--report"]) == 0
+    return out / "r"
+
+
+def test_cnnkit_report_writes_the_page_where_asked(capsys, run_dir, tmp_path):
+    assert main(["report", str(run_dir), "-o", str(tmp_path / "page.html"),
+                 "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'page.html'}"
+    again = (tmp_path / "page.html").read_text(encoding="utf-8")
+    first = (run_dir / "report.html").read_text(encoding="utf-8")
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in again and f'<section id="{key}">' in first
+    # the layer statistics: every 3 iterations of 9, a row per weight against the 1e-3 rule
+    assert "Every 3 iterations" in again and "At iteration 9" in again
+    assert "against the ~1e-3 rule" in again
+
+
+@pytest.fixture(scope="module")
+def page(run_dir):
+    return (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+class _Balance(HTMLParser):
+    """Checks that every non-void element is closed in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.problems = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def test_the_page_holds_every_section_with_its_pictures(page):
+    assert page.startswith("<!DOCTYPE html>")
+    assert re.search(r"<title>cnnkit report: r</title>", page)
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in page, key
+    checker = _Balance()
+    checker.feed(page)
+    assert checker.problems == [] and checker.stack == []
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    # curves, layer statistics, confusion matrix, misclassified, filters, activation maps,
+    # saliency
+    assert len(sources) == 7
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert img.format == "PNG" and img.size[0] > 200
+    # nothing is fetched: every src and href is inline or a link within the page
+    assert re.findall(r'(?:src|href)="(?!data:|#)[^"]*"', page) == []
+    assert "<script" not in page and "<link" not in page
+
+
+def test_the_page_shows_the_settings_model_accuracy_and_times(page, run_dir):
+    settings = _settings(run_dir)
+    assert "INPUT[1x28x28] -&gt; CONV3-4 -&gt; RELU -&gt; POOL2 -&gt; FC-10" in page  # escaped
+    for key in ("optimizer", "batch_size", "limit", "augment"):
+        assert f"<td>{key}</td><td>{settings[key]}</td>" in page, key
+    assert "Conv2d(1, 4, kernel_size=(3, 3), padding=(1, 1))" in page
+    assert re.search(r"accuracy 0\.\d{4}</strong> \(\d+ of 600 images\)", page)
+    assert "its first 600 images" in page
+    assert re.search(r"median of \d+ pass", page) and "forward ms" in page
+
+
+def _settings(run_dir):
+    from cnnkit.io import load_checkpoint
+
+    return load_checkpoint(run_dir / "model.npz").extra["metadata"]["settings"]
+
+
+def test_a_run_still_training_renders_what_it_can(run_dir, tmp_path):
+    """No model.npz and no history.json yet: the last epoch's weights, no curves."""
+    shutil.copy(run_dir / "checkpoint.npz", tmp_path / "checkpoint.npz")
+    path = write_report(tmp_path, tmp_path / "out" / "page.html", progress=False)
+    page = path.read_text(encoding="utf-8")
+    assert "model.npz is not written yet" in page
+    assert "No history.json yet" in page
+    assert len(re.findall(r"<img ", page)) == 5
+    assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("setup, fragments", [
+    ("missing", ["run folder not found", "nowhere"]),
+    ("empty", ["holds no model.npz", "not a run folder of `cnnkit train`"]),
+    ("history", ["history.json is damaged"]),
+    ("model", ["model.npz", "not a readable cnnkit checkpoint"]),
+])
+def test_a_broken_run_folder_is_one_error_line(capsys, run_dir, tmp_path, setup, fragments):
+    folder = tmp_path / "run"
+    if setup != "missing":
+        folder.mkdir()
+    if setup == "history":
+        shutil.copy(run_dir / "model.npz", folder / "model.npz")
+        (folder / "history.json").write_text('{"epoch": [1, ')
+    if setup == "model":
+        (folder / "model.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    code = main(["report", str(tmp_path / "nowhere" if setup == "missing" else folder),
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert not (folder / "report.html").exists()
+
+
+# ---------------------------------------------------------------------------- in a browser
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = _chromium()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("headless Chromium is required under CI (.ci/run installs the Debian "
+                        "package chromium) but neither chromium nor chromium-browser is on PATH")
+        pytest.skip("headless Chromium is not installed (Debian package chromium)")
+    return path
+
+
+# Runs first in <head>: records script errors, failed loads and console.error calls, and on
+# load writes what it found into <pre id="check"> for --dump-dom to carry out.
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error", function (e) {
+  window.__errors.push(String(e.message || (e.target && (e.target.src || "").slice(0, 40))));
+}, true);
+var _consoleError = console.error;
+console.error = function () {
+  window.__errors.push(Array.prototype.join.call(arguments, " "));
+  _consoleError.apply(console, arguments);
+};
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var pre = document.createElement("pre");
+  pre.id = "check";
+  pre.textContent = JSON.stringify({
+    images: imgs.length,
+    decoded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
+    errors: window.__errors, title: document.title,
+    sections: document.querySelectorAll("section h2").length,
+    overflow: document.documentElement.scrollWidth > window.innerWidth + 1
+  });
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _browse(chromium, tmp_path, *args):
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+           "--no-first-run", "--disable-extensions", "--disable-dev-shm-usage",
+           f"--user-data-dir={tmp_path / 'profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_chromium_renders_the_page_with_every_image_and_no_error(chromium, page, tmp_path):
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("<head>", "<head>\n" + PROBE, 1), encoding="utf-8")
+    result = _browse(chromium, tmp_path, "--virtual-time-budget=10000", "--dump-dom",
+                     "--window-size=1200,900", probed.as_uri())
+    found = re.search(r'<pre id="check">(.*?)</pre>', result.stdout, re.S)
+    assert found, f"no check in the dumped DOM (rc {result.returncode}): {result.stderr[-800:]}"
+    check = json.loads(html.unescape(found.group(1)))
+    assert check["title"] == "cnnkit report: r"
+    assert check["errors"] == []
+    assert check["images"] == 7 and check["decoded"] == 7
+    assert check["sections"] == len(SECTIONS)
+    assert not check["overflow"], "the page is wider than a 1200-pixel window"
+
+
+def test_chromium_screenshot_is_not_blank(chromium, run_dir, tmp_path):
+    shot = tmp_path / "shot.png"
+    result = _browse(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1200,6000",
+                     (run_dir / "report.html").as_uri())
+    assert shot.is_file(), f"no screenshot (rc {result.returncode}): {result.stderr[-800:]}"
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1200, 6000)
+    colours = img.getcolors(maxcolors=1 << 24)
+    assert len(colours) > 500                      # text, tables and plots, not a blank page
+    # the page is mostly white paper; at least some percent of it must be ink and pictures
+    ink = sum(n for n, rgb in colours if min(rgb) < 200)
+    assert ink > 0.03 * img.size[0] * img.size[1]
