@@ -77,7 +77,7 @@ class LayerStats(Callback):
     params : parameter name -> {lists "weight_norm", "grad_norm", "update_ratio"}
     """
 
-    def __init__(self, every: int = 50, *, layers=None, max_values: int = 100_000):
+    def __init__(self, every: int = 50, *, layers=None, max_values: int = 20_000):
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
             raise ValueError(f"LayerStats every must be a positive int, got {every!r}")
         if isinstance(max_values, bool) or not isinstance(max_values, (int, np.integer)) \
