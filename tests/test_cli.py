@@ -35,7 +35,8 @@ def trained(tmp_path_factory):
     return out / "quick"
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["gradcheck"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["gradcheck"],
+                                     ["experiment"], ["report"]])
 def test_help_of_every_command(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -104,6 +105,17 @@ def _settings(run_dir):
     from cnnkit.io import load_checkpoint
 
     return load_checkpoint(run_dir / "model.npz").extra["metadata"]["settings"]
+
+
+def test_a_net_with_nan_weights_is_reported_as_such(run_dir, tmp_path):
+    from cnnkit.io import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(run_dir / "model.npz")
+    model = ckpt.build_model()
+    model.parameters()[0].data[0, 0, 0, 0] = np.nan
+    save_checkpoint(tmp_path / "model.npz", model, extra=ckpt.extra)
+    page = write_report(tmp_path, progress=False).read_text(encoding="utf-8")
+    assert "holds NaN or infinite weights (0.weight)" in page
 
 
 def test_a_run_still_training_renders_what_it_can(run_dir, tmp_path):

@@ -62,6 +62,7 @@ def load_for_inference(checkpoint):
 
     ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) \
         else checkpoint
+    checkpoint = ckpt.path or "the checkpoint"     # what the messages name: not the object
     model = ckpt.build_model().eval()
     meta = ckpt.extra.get("metadata", {})
     if not isinstance(meta, dict) or "input_shape" not in meta:

@@ -111,6 +111,11 @@ class _Run:
             raise CheckpointError(f"{weights} was not written by `cnnkit train` (it records no "
                                   f"run settings)")
         self.model, self.preprocessing, self.classes, self.meta = load_for_inference(ckpt)
+        broken = [name for name, p in self.model.named_parameters()
+                  if not np.isfinite(p.data).all()]
+        if broken:
+            self.notes.append(f"{weights.name} holds NaN or infinite weights ({', '.join(broken)}"
+                              f"): the net's scores, accuracy and pictures below are meaningless.")
         self.settings = meta["settings"]
         self.history = _read_history(run_dir / "history.json")
         self.dataset, self.data_error = None, None
