@@ -17,9 +17,10 @@ def _colours(count: int):
 
 
 def _legend(ax, count: int) -> None:
+    """The layers' legend, beside the axes (inside it would hide the lines it names)."""
     if count:
-        ax.legend(fontsize=7, ncol=1 if count <= 8 else 2, title="layer (input to output)",
-                  title_fontsize=7)
+        ax.legend(fontsize=7, ncol=1 if count <= 14 else 2, title="layer (input to output)",
+                  title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def plot_layer_stats(stats, path=None, title: str | None = None):
@@ -46,7 +47,7 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
     weights = [n for n, rec in stats.params.items()
                if n.endswith("weight") and np.isfinite(rec["grad_norm"]).any()]
 
-    fig = new_figure(12, 8)
+    fig = new_figure(14, 8)
     (ax_by, ax_std), (ax_grad, ax_ratio) = fig.subplots(2, 2)
 
     positions = np.arange(len(layers))
