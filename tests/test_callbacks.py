@@ -374,3 +374,23 @@ def test_plot_history_saves_only_when_given_a_path(tmp_path, monkeypatch):
     plot_history({**history, "batch_loss": [0.7, 0.4], "iterations": [2]},
                  tmp_path / "sub" / "c.png", title="run")
     assert (tmp_path / "sub" / "c.png").exists()
+
+
+def test_plot_layer_stats_of_a_deep_net_keys_lines_by_a_colour_bar():
+    """Beyond 14 lines a legend would cover the figure: a colour bar of depth replaces it."""
+    from cnnkit.viz import plot_layer_stats
+
+    rng = np.random.default_rng(0)
+    names = [str(i) for i in range(20)]
+    series = {k: list(rng.random(3)) for k in ("act_mean", "act_std", "act_p15", "act_p50",
+                                                "act_p85", "out_grad_norm")}
+    data = {"every": 5, "iterations": [1, 5, 10],
+            "layers": {n: {"type": "Conv2d", **series} for n in names},
+            "params": {f"{n}.weight": {k: list(rng.random(3) + 0.1) for k in
+                                       ("weight_norm", "grad_norm", "update_ratio")}
+                       for n in names}}
+    fig = plot_layer_stats(data)
+    plots = [ax for ax in fig.axes if ax.get_title()]
+    assert len(plots) == 4 and len(fig.axes) == 7          # 3 colour bars
+    assert all(ax.get_legend() is None for ax in plots[1:])
+    assert "0 = '0' to 19 = '19'" in plots[0].get_xlabel()

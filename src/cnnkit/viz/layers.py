@@ -9,18 +9,39 @@ from ._figure import finish, new_figure
 RULE_OF_THUMB = 1e-3     # the course's update/weight ratio
 
 
-def _colours(count: int):
+MOST_NAMED = 14          # more lines than this: a colour bar of layer depth, not a legend
+
+
+def _colour_map():
+    """viridis without its palest yellow, which vanishes on white."""
     from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
 
-    cmap = colormaps["viridis"]
-    return [cmap(i / max(count - 1, 1) * 0.9) for i in range(count)]
+    return ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))
 
 
-def _legend(ax, count: int) -> None:
-    """The layers' legend, beside the axes (inside it would hide the lines it names)."""
-    if count:
-        ax.legend(fontsize=7, ncol=1 if count <= 14 else 2, title="layer (input to output)",
-                  title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+def _colours(count: int):
+    cmap = _colour_map()
+    return [cmap(i / max(count - 1, 1)) for i in range(count)]
+
+
+def _key(fig, ax, names: list[str]) -> None:
+    """Which line is which layer: a legend beside the axes (inside it would hide the lines),
+    or, for a deep net, a colour bar from the first layer to the last."""
+    if not names:
+        return
+    if len(names) <= MOST_NAMED:
+        ax.legend(fontsize=7, title="layer (input to output)", title_fontsize=7,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        return
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(0, len(names) - 1), _colour_map()), ax=ax,
+                       pad=0.02)
+    bar.set_label(f"line's layer: 0 = '{names[0]}' to {len(names) - 1} = '{names[-1]}'",
+                  fontsize=7)
+    bar.ax.tick_params(labelsize=7)
 
 
 def plot_layer_stats(stats, path=None, title: str | None = None):
@@ -60,14 +81,20 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
         p50 = np.array([stats.layers[n]["act_p50"][at] for n in layers], dtype=float)
         p85 = np.array([stats.layers[n]["act_p85"][at] for n in layers], dtype=float)
         std = np.array([stats.layers[n]["act_std"][at] for n in layers], dtype=float)
-        ax_by.errorbar(positions + shift, p50, yerr=[p50 - p15, p85 - p50], fmt="o",
+        ax_by.errorbar(positions + shift, p50, yerr=np.clip([p50 - p15, p85 - p50], 0, None), fmt="o",
                        color=colour, capsize=3, markersize=4,
                        label=f"{label}: median, 15th-85th percentile")
         ax_by.plot(positions + shift, std, "x", color=colour, label=f"{label}: std")
-    ax_by.set_xticks(positions)
-    ax_by.set_xticklabels([f"{n}\n{stats.layers[n]['type']}" for n in layers], fontsize=7,
-                          rotation=0 if len(layers) <= 8 else 90)
-    ax_by.set_xlabel("layer")
+    if len(layers) <= MOST_NAMED:
+        ax_by.set_xticks(positions)
+        ax_by.set_xticklabels([f"{n}\n{stats.layers[n]['type']}" for n in layers], fontsize=7,
+                              rotation=0 if len(layers) <= 8 else 90)
+        ax_by.set_xlabel("layer")
+    else:       # a deep net: every k-th layer named by its index in the watched list
+        step = -(-len(layers) // MOST_NAMED)
+        ax_by.set_xticks(positions[::step])
+        ax_by.set_xlabel(f"watched layer: 0 = '{layers[0]}' to {len(layers) - 1} = "
+                         f"'{layers[-1]}'")
     ax_by.set_ylabel("activation value")
     ax_by.set_title("Activations by layer")
     ax_by.legend(fontsize=7)
@@ -79,7 +106,7 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
     ax_std.set_xlabel("iteration (mini-batches)")
     ax_std.set_ylabel("standard deviation of the output")
     ax_std.set_title("Activation spread over training")
-    _legend(ax_std, len(layers))
+    _key(fig, ax_std, layers)
 
     for name, colour in zip(weights, _colours(len(weights))):
         record = stats.params[name]
@@ -89,6 +116,8 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
     ax_grad.set_title("Weight gradient norms")
     ax_ratio.axhline(RULE_OF_THUMB, color="black", linestyle="--", linewidth=1,
                      label="1e-3 rule of thumb")
+    ax_ratio.annotate("1e-3 rule of thumb", (0.01, RULE_OF_THUMB), xycoords=("axes fraction",
+                      "data"), xytext=(0, 3), textcoords="offset points", fontsize=7)
     ax_ratio.set_ylabel("||update|| / ||W||")
     ax_ratio.set_title("Update / weight ratio")
     for ax in (ax_grad, ax_ratio):
@@ -96,7 +125,11 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
         if any(np.nanmax(np.asarray(line.get_ydata(), dtype=float), initial=0) > 0
                for line in ax.get_lines()):
             ax.set_yscale("log")
-        _legend(ax, len(weights))
+        _key(fig, ax, weights)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_std, ax_grad, ax_ratio):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax_by, ax_std, ax_grad, ax_ratio):
         ax.grid(True, alpha=0.3)
     fig.suptitle(title or "Per-layer statistics over training")
