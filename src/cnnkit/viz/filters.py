@@ -66,8 +66,8 @@ def plot_filters(layer_or_weight, path=None, *, title: str | None = None,
         fig, ax = _canvas(rows, cols, kh, kw, colorbar=False)
         ax.imshow(image, interpolation="nearest")
         _grid_ticks(ax, f, cols, kh, kw)
-        ax.set_xlabel("filter number in each tile's corner; each filter scaled to its own "
-                      "min..max;\nRGB = input channels 0, 1, 2", fontsize=9)
+        ax.set_xlabel(ax.get_xlabel() + "; each filter scaled to its own min..max;\nRGB = "
+                      "input channels 0, 1, 2", fontsize=9)
     elif c_all == 1:
         rows, cols = grid_shape(f, kw / kh)
         image = mosaic(w[:, 0], rows, cols)
@@ -76,7 +76,6 @@ def plot_filters(layer_or_weight, path=None, *, title: str | None = None,
         im = ax.imshow(image, cmap=_with_bad("gray", "#9ecae1"), vmin=-bound, vmax=bound,
                        interpolation="nearest")
         _grid_ticks(ax, f, cols, kh, kw)
-        ax.set_xlabel("filter number in each tile's corner", fontsize=9)
         fig.colorbar(im, ax=ax, label="weight (grey = 0)", shrink=0.8)
     else:
         c = min(c_all, max_channels)
@@ -116,9 +115,14 @@ def _canvas(rows: int, cols: int, kh: int, kw: int, *, colorbar: bool):
 
 
 def _grid_ticks(ax, count: int, cols: int, kh: int, kw: int) -> None:
-    """No axes ticks (pixel positions mean nothing here); each tile numbered in its corner."""
+    """No axes ticks (pixel positions mean nothing here); each tile numbered in its corner,
+    and the caption says how to read the grid (a number would hide most of a 3x3 tile)."""
     ax.set_xticks([])
     ax.set_yticks([])
+    if min(kh, kw) < 5:
+        ax.set_xlabel(f"filters 0 to {count - 1} row by row, {cols} to a row", fontsize=9)
+        return
+    ax.set_xlabel("filter number in each tile's corner", fontsize=9)
     size = 7 if count <= 36 else 5
     for t in range(count):
         r, c = divmod(t, cols)
