@@ -163,6 +163,13 @@ def test_lambda_callback_and_on_epoch_end_shorthand(rng):
                       on_epoch_end=lambda t: old_style.append(t.epoch))
     trainer.fit((x, y))
     assert seen == [0, 1, 2, 0, 1, 2] and old_style == [1, 2]
+    later = []                  # a callback added between two fits runs in the next
+    trainer.callbacks.append(LambdaCallback(on_batch_begin=lambda b, logs: later.append(b)))
+    trainer.epochs = 3
+    trainer.fit((x, y))
+    assert later == [0, 1, 2] and len(seen) == 9
+    with pytest.raises(TypeError, match="LambdaCallback"):
+        trainer.callbacks.append(print)
 
 
 def test_built_in_callbacks_follow_the_trainer_arguments(tmp_path, rng):

@@ -82,13 +82,20 @@ class CallbackList:
     per batch."""
 
     def __init__(self, callbacks):
-        self.callbacks = list(callbacks)
-        for cb in self.callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"a callback must be a cnnkit.callbacks.Callback, got "
-                                f"{type(cb).__name__} (wrap a function in LambdaCallback)")
-        self._batch_begin = [cb for cb in self.callbacks if _overrides(cb, "on_batch_begin")]
-        self._batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
+        self.callbacks, self._batch_begin, self._batch_end = [], [], []
+        for cb in callbacks:
+            self.append(cb)
+
+    def append(self, callback: Callback) -> None:
+        """Add a callback after the others (between two ``fit`` calls)."""
+        if not isinstance(callback, Callback):
+            raise TypeError(f"a callback must be a cnnkit.callbacks.Callback, got "
+                            f"{type(callback).__name__} (wrap a function in LambdaCallback)")
+        self.callbacks.append(callback)
+        if _overrides(callback, "on_batch_begin"):
+            self._batch_begin.append(callback)
+        if _overrides(callback, "on_batch_end"):
+            self._batch_end.append(callback)
 
     def __iter__(self):
         return iter(self.callbacks)
