@@ -3,10 +3,10 @@
 Each experiment is a module here holding a ``Config`` dataclass (defaults: minutes on 2 cores;
 ``Config.full()``: the published scale) and ``run(config, folder, rng, progress)``:
 
-    vanishing-gradients   vanishing.py       notes 002: sigmoid vs ReLU, gradient per layer
-    covariate-shift       covariate.py       notes 003: the batch-norm paper's Figure 1
+    vanishing-gradients   vanishing.py       sigmoid vs ReLU, gradient per layer
+    covariate-shift       covariate.py       the batch-norm paper's Figure 1
     bn-init               bn_init.py         CS231n assignment 2: batch norm vs weight scale
-    dropout-modes         dropout_modes.py   notes 002: upscale_in_train vs downscale_in_infer
+    dropout-modes         dropout_modes.py   upscale_in_train vs downscale_in_infer
     fc-to-conv            fc_to_conv.py      ConvNet notes: an FC net slid over a larger image
 
 :func:`run_experiment` claims the results folder ``OUT/NAME`` (``-2``, ``-3``, ... when taken;

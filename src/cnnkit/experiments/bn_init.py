@@ -1,5 +1,5 @@
 """bn-init: batch norm makes a deep net far less sensitive to the weight-init scale (CS231n
-assignment 2, "Batch normalization and initialization"; notes 000 and 003).
+assignment 2, "Batch normalization and initialization"; the course notes on batch norm).
 
 For each weight scale s in a log-spaced sweep, two ReLU nets of ``depth`` hidden layers of
 ``width`` units, every weight drawn as ``s * randn`` (init "gaussian"), one with BatchNorm1d

@@ -1,4 +1,5 @@
-"""covariate-shift: the batch-norm paper's Figure 1 on MNIST (notes 003).
+"""covariate-shift: the batch-norm paper's Figure 1 on MNIST (internal covariate shift, as the
+batch-norm notes tell it).
 
 Ioffe & Szegedy (2015), section 4.1: a net of 3 fully connected hidden layers of 100 sigmoid units
 and a softmax output, trained with plain SGD on mini-batches of 60, without and with batch norm

@@ -1,5 +1,5 @@
 """dropout-modes: both of the notes' dropout modes keep the expected training output equal to the
-test output (notes 002).
+test output (the notes on dropout).
 
     mode                  training                     test (eval)
     upscale_in_train      x * keep / (1 - p)           x

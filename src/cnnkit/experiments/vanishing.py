@@ -1,5 +1,5 @@
 """vanishing-gradients: a deep sigmoid net's first layers get almost no gradient; ReLU's do
-(notes 002).
+(the notes on ReLU against sigmoid).
 
 Two fully connected nets of ``depth`` hidden layers of ``width`` units on MNIST, one with sigmoid,
 one with ReLU, each initialised as its activation wants: Glorot/Xavier normal for sigmoid
