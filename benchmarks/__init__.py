@@ -20,7 +20,9 @@ Modules, each holding one thing:
 - ``machine``: CPU, library versions, BLAS and environment, for the JSON;
 - ``report``: the printed tables and the JSON file;
 - ``suite``: which cases run, in what order and with what settings;
-- ``__main__``: the command line.
+- ``__main__``: the command line;
+- ``trainer``: ``python -m benchmarks.trainer``, what the Trainer's loop and its callbacks cost
+  over a hand-written loop (cnnkit against itself, outside the ratio tables).
 
 This package imports nothing heavy itself, so ``__main__`` can change the environment before
 NumPy is loaded.

@@ -136,3 +136,21 @@ def test_the_timer_and_the_doctests():
         timing.measure(lambda: None, repeats=0)
     for module in (timing, guard):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_the_trainer_benchmark_times_every_variant(capsys):
+    from benchmarks.trainer import main, measure_epochs
+
+    assert main(["--images", "64", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for variant in ("bare", "trainer", "layer stats", "progress bar"):
+        assert out.count(f"  {variant} ") == 2, variant
+    rng = np.random.default_rng(0)
+    from cnnkit import nn
+
+    samples = measure_epochs(lambda: nn.Sequential(nn.Linear(4, 3, rng=rng)),
+                             rng.standard_normal((40, 4)).astype(np.float32),
+                             rng.integers(0, 3, 40), batch=8, repeats=2)
+    assert {k: len(v) for k, v in samples.items()} == {"bare": 2, "trainer": 2,
+                                                      "layer stats": 2, "progress bar": 2}
+    assert all(t > 0 for v in samples.values() for t in v)
