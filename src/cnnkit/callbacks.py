@@ -150,19 +150,16 @@ def in_notebook() -> bool:
 
 class ProgressBar(Callback):
     """A tqdm bar over each epoch's mini-batches with the running loss, accuracy and images/s;
-    a notebook widget in Jupyter (``tqdm.auto``). Silent when tqdm is not installed."""
+    a notebook widget in Jupyter (:class:`cnnkit._progress.Bar`)."""
 
     def __init__(self):
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs):
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:       # the bar is a nicety; training does not depend on it
-            return
-        self.bar = tqdm(total=logs["num_batches"], initial=logs["batch"],
-                        desc=f"epoch {epoch + 1}/{self.trainer.epochs}", unit="batch",
-                        leave=False, dynamic_ncols=True)
+        from ._progress import Bar
+
+        self.bar = Bar(logs["num_batches"], f"epoch {epoch + 1}/{self.trainer.epochs}",
+                       unit="batch", initial=logs["batch"])
         self._start, self._images = time.perf_counter(), 0
         self._loss, self._correct, self._seen = 0.0, 0.0, 0
 
@@ -176,8 +173,7 @@ class ProgressBar(Callback):
         self._seen += n
         rate = self._images / max(time.perf_counter() - self._start, 1e-9)
         self.bar.set_postfix(loss=f"{self._loss / self._seen:.4f}",
-                             acc=f"{self._correct / self._seen:.4f}", img_s=f"{rate:.0f}",
-                             refresh=False)
+                             acc=f"{self._correct / self._seen:.4f}", img_s=f"{rate:.0f}")
         self.bar.update(1)
 
     def _close(self):

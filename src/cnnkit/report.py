@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import Bar
+
 __all__ = ["write_report", "report_html", "TEST_IMAGES"]
 
 # The most test images the page evaluates (spread evenly over the split when it holds more):
@@ -69,7 +71,7 @@ def report_html(run_dir, progress: bool = False) -> str:
     run = _Run(Path(run_dir), progress)
     steps = [_settings_section, _summary_section, _curves_section, _layer_stats_section,
              _evaluation_section, _filters_section, _image_section, _timing_section]
-    bar = _bar(len(steps), progress)
+    bar = Bar(len(steps), enabled=progress, unit="section")
     sections = []
     try:
         for step in steps:
@@ -186,28 +188,6 @@ def _read_history(path: Path) -> dict | None:
             for v in history.values()):
         raise ValueError(f"{path} is damaged (not a history: lists of numbers by name)")
     return history
-
-
-def _bar(total: int, progress: bool):
-    """A tqdm bar over the sections (a silent stand-in without progress or tqdm)."""
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            return tqdm(total=total, leave=False, unit="section")
-        except ImportError:
-            pass
-
-    class Silent:
-        def set_description(self, _):
-            pass
-
-        def update(self):
-            pass
-
-        def close(self):
-            pass
-
-    return Silent()
 
 
 # ---------------------------------------------------------------------------- HTML pieces

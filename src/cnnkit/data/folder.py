@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, atomic_write_text
+from .._progress import Bar
 from .errors import DataError
 from .images import IMAGE_EXTENSIONS, decode_image, natural_channels
 from .source import Dataset, Images, Split, pixel_stats, register_source, stratified_split
@@ -213,22 +214,14 @@ def _decode_all(files: list, shape: tuple, array_path: Path, skip_bad: bool,
               for start in range(0, len(files), _CHUNK)]
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count() or 1, len(chunks))
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            # disable=None: no bar when stderr is not a terminal (a log file, a pipe)
-            bar = tqdm(total=len(files), desc=f"decoding {title}", unit="img", leave=False,
-                       dynamic_ncols=True, disable=None)
-        except ImportError:
-            bar = None
+    bar = Bar(len(files), f"decoding {title}", enabled=progress, unit="img",
+              only_on_terminal=True)
     bad: list[tuple[int, str]] = []
     try:
         if workers < 2 or len(files) < _PROCESSES_FROM:
             for start, paths in chunks:
                 bad += _decode_range(str(array_path), start, paths, shape, skip_bad)
-                if bar is not None:
-                    bar.update(len(paths))
+                bar.update(len(paths))
         else:
             context = multiprocessing.get_context("spawn")   # no fork of a threaded process
             with ProcessPoolExecutor(workers, mp_context=context,
@@ -238,14 +231,12 @@ def _decode_all(files: list, shape: tuple, array_path: Path, skip_bad: bool,
                 try:
                     for future, (_, paths) in zip(futures, chunks):
                         bad += future.result()
-                        if bar is not None:
-                            bar.update(len(paths))
+                        bar.update(len(paths))
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return bad
 
 

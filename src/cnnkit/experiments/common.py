@@ -106,32 +106,12 @@ def accuracy(model, x, y, batch_size: int = 2000) -> float:
     return float(np.mean(predict(model, x, batch_size).argmax(axis=1) == y))
 
 
-class _Bar:
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:      # the bar is a nicety
-                return
-            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-    def update(self, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def progress_bar(total: int, desc: str, enabled: bool) -> _Bar:
-    """A tqdm bar over ``total`` steps (``with progress_bar(...) as bar: bar.update()``); silent
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A bar over ``total`` steps (``with progress_bar(...) as bar: bar.update()``); silent
     when not ``enabled`` or tqdm is missing."""
-    return _Bar(total, desc, enabled)
+    from .._progress import Bar
+
+    return Bar(total, desc, enabled=enabled)
 
 
 def jsonable(value):
