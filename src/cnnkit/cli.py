@@ -449,11 +449,14 @@ def _layer_stats_callback(run_dir: Path, every: int, title: str, resumed: bool):
     def save(*_):
         stats.save(path)
 
+    drawn = [-1]                # the record count last drawn: Ctrl-C draws, then train end
+
     def save_and_draw(*_):
         save()
-        if stats.iterations:
+        if stats.iterations and drawn[0] != len(stats.iterations):
             close(plot_layer_stats(stats, run_dir / "layer_stats.png",
                                    title=f"Per-layer statistics: {title}"))
+            drawn[0] = len(stats.iterations)
 
     return [stats, LambdaCallback(on_epoch_end=save, on_train_end=save_and_draw,
                                   on_interrupt=lambda consistent: save_and_draw())]
