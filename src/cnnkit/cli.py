@@ -437,8 +437,8 @@ def cmd_train(args) -> int:
 
 def _layer_stats_callback(run_dir: Path, every: int, title: str, resumed: bool):
     """LayerStats every ``every`` iterations, saved after every epoch (layer_stats.json) and
-    drawn when training ends or is interrupted (layer_stats.png: the figure takes about a
-    second, too long to redraw every epoch); a resumed run continues the saved records."""
+    drawn when training ends, finished or interrupted (layer_stats.png: the figure takes about
+    a second, too long to redraw every epoch); a resumed run continues the saved records."""
     from .callbacks import LambdaCallback
     from .monitor import LayerStats
     from .viz import close, plot_layer_stats
@@ -449,17 +449,14 @@ def _layer_stats_callback(run_dir: Path, every: int, title: str, resumed: bool):
     def save(*_):
         stats.save(path)
 
-    drawn = [-1]                # the record count last drawn: Ctrl-C draws, then train end
-
-    def save_and_draw(*_):
+    def save_and_draw(logs):
         save()
-        if stats.iterations and drawn[0] != len(stats.iterations):
+        if stats.iterations:
             close(plot_layer_stats(stats, run_dir / "layer_stats.png",
                                    title=f"Per-layer statistics: {title}"))
-            drawn[0] = len(stats.iterations)
 
-    return [stats, LambdaCallback(on_epoch_end=save, on_train_end=save_and_draw,
-                                  on_interrupt=lambda consistent: save_and_draw())]
+    # on_train_end runs however fit ends, Ctrl-C included, so it needs no on_interrupt twin
+    return [stats, LambdaCallback(on_epoch_end=save, on_train_end=save_and_draw)]
 
 
 def _spec_without_input(text: str) -> bool:
