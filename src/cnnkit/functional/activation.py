@@ -1,13 +1,15 @@
 """Element-wise activations: ReLU, leaky ReLU, PReLU, sigmoid, tanh. Any input shape.
 
 Each backward is the local derivative times ``dout``; the caches hold what that derivative
-needs (the input for the piecewise-linear ones, the output for sigmoid and tanh).
+needs (the input for the piecewise-linear ones, the output for sigmoid and tanh). Each runs on
+cnnkit's threads in cache-sized runs (``cnnkit.parallel.elementwise``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..parallel import elementwise
 from ._utils import as_float_array, check_param, check_real
 
 __all__ = ["relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
@@ -34,7 +36,9 @@ def relu_forward(x):
     array([0., 2.])
     """
     x = as_float_array(x, "relu x")
-    return np.maximum(x, x.dtype.type(0)), x
+    zero = x.dtype.type(0)
+    return elementwise(lambda out, a: np.maximum(a, zero, out=out), np.empty(x.shape, x.dtype),
+                       x), x
 
 
 def relu_backward(dout, cache):
@@ -45,7 +49,9 @@ def relu_backward(dout, cache):
     unit that is off (0 * inf = NaN); such a dout has already ruined the step.
     """
     x = cache
-    return np.multiply(dout, x > 0, dtype=np.result_type(dout, x))
+    dout = np.asarray(dout)
+    dx = np.empty(np.broadcast_shapes(dout.shape, x.shape), np.result_type(dout, x))
+    return elementwise(lambda out, d, a: np.multiply(d, a > 0, out=out), dx, dout, x)
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
@@ -136,16 +142,21 @@ def sigmoid_forward(x):
     """
     x = as_float_array(x, "sigmoid x")
     # exp of a non-positive number only: exp(-|x|) in (0, 1] never overflows.
+    return (out := elementwise(_sigmoid, np.empty(x.shape, x.dtype), x)), out
+
+
+def _sigmoid(out, x):
     e = np.exp(-np.abs(x))
-    out = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-    return out, out
+    out[...] = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def sigmoid_backward(dout, cache):
     """``dx = dout * s * (1 - s)`` with ``s`` the forward output; at most dout/4, the vanishing
     gradient of the notes. Shape of x."""
     out = cache
-    return dout * out * (1 - out)
+    dout = np.asarray(dout)
+    dx = np.empty(np.broadcast_shapes(dout.shape, out.shape), np.result_type(dout, out))
+    return elementwise(lambda dx, d, s: np.multiply(d * s, 1 - s, out=dx), dx, dout, out)
 
 
 def tanh_forward(x):
@@ -161,11 +172,13 @@ def tanh_forward(x):
     cache : for ``tanh_backward``
     """
     x = as_float_array(x, "tanh x")
-    out = np.tanh(x)
+    out = elementwise(lambda out, a: np.tanh(a, out=out), np.empty(x.shape, x.dtype), x)
     return out, out
 
 
 def tanh_backward(dout, cache):
     """``dx = dout * (1 - tanh(x)**2)``; shape of x."""
     out = cache
-    return dout * (1 - out * out)
+    dout = np.asarray(dout)
+    dx = np.empty(np.broadcast_shapes(dout.shape, out.shape), np.result_type(dout, out))
+    return elementwise(lambda dx, d, t: np.multiply(d, 1 - t * t, out=dx), dx, dout, out)

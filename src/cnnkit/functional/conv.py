@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from ._utils import (as_float_array, check_count, check_dout, check_ndim, check_param,
                      match_dtype, window_geometry)
 from .im2col import ColumnBuffers, batch_chunks, row_length
@@ -130,18 +131,29 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, groups=1, stric
 
 def _forward_into(out, x, w, b, win) -> None:
     """The ungrouped conv of x (N, C, H, W) with w (F, C, KH, KW) and b (F,) or None, written
-    into out (N, F, L): the whole output, or one group's channel slice of it."""
+    into out (N, F, L): the whole output, or one group's channel slice of it. Each batch chunk
+    is one task of the worker pool (:mod:`cnnkit.parallel`) and writes its own rows of out."""
     n, c = x.shape[:2]
     f = w.shape[0]
     w2 = w.reshape(f, -1)                                                  # (F, K)
     if _is_pointwise(win):
-        np.matmul(w2, x.reshape(n, c, -1), out=out)                        # x (N, C, L) is cols
-        if b is not None:
-            out += b[:, None]
+        x3 = x.reshape(n, c, -1)                                           # (N, C, L) is cols
+        chunks = list(batch_chunks(n, x3[0].nbytes))
+
+        def pointwise(i, slot):
+            lo, hi = chunks[i]
+            np.matmul(w2, x3[lo:hi], out=out[lo:hi])                       # (m, F, L)
+            if b is not None:
+                out[lo:hi] += b[:, None]
+
+        parallel.for_each(len(chunks), pointwise)
         return
-    bufs, chunks = _column_plan(x, w2.shape[1], win)
+    plan = ColumnPlan(x, w2.shape[1], win)
     out4 = out.reshape(n, f, win.h_out, win.w_out)                         # a view: L splits
-    for lo, hi in chunks:
+
+    def chunk(i, slot):
+        lo, hi = plan.chunks[i]
+        bufs = plan.buffers(slot)
         cols = bufs.gather(x[lo:hi])                                       # (K, m*P), in cache
         if hi - lo == 1 and not bufs.wide:
             np.matmul(w2, cols, out=out[lo])                               # (F, L)
@@ -149,6 +161,8 @@ def _forward_into(out, x, w, b, win) -> None:
             bufs.to_output(w2 @ cols, out4[lo:hi])                         # (F, m*P) -> (m, F, ..)
         if b is not None:
             out[lo:hi] += b[:, None]                                       # while it is in cache
+
+    parallel.for_each(len(plan.chunks), chunk)
 
 
 def conv2d_backward(dout, cache, *, input_grad=True):
@@ -170,7 +184,7 @@ def conv2d_backward(dout, cache, *, input_grad=True):
     n, f = x.shape[0], w.shape[0]
     dout = check_dout(dout, (n, f, win.h_out, win.w_out), "conv2d_backward")
     dout = dout.astype(x.dtype, copy=False)
-    db = dout.sum(axis=(0, 2, 3)) if has_bias else None                    # (F,)
+    db = _bias_grad(dout) if has_bias else None                            # (F,)
     dx = np.empty(x.shape, x.dtype) if input_grad else None                # C order (N, C, H, W)
     if groups == 1:
         return dx, _grads_into(dx, x, w, dout, win), db
@@ -181,9 +195,28 @@ def conv2d_backward(dout, cache, *, input_grad=True):
     return dx, dw, db
 
 
+def _bias_grad(dout):
+    """``db[f] = sum_{n, i, j} dout[n, f, i, j]``: each batch chunk sums its (n, f) planes, then
+    the (N, F) plane sums are added over n in float64 (in batch order, on any thread count)."""
+    n, f = dout.shape[:2]
+    d3 = dout.reshape(n, f, -1)                                            # (N, F, L)
+    rows = np.empty((n, f), dout.dtype)                                    # (N, F)
+    chunks = parallel.split(n, d3[0].nbytes)
+
+    def plane_sums(i, slot):
+        lo, hi = chunks[i]
+        np.sum(d3[lo:hi], axis=2, out=rows[lo:hi])
+
+    parallel.for_each(len(chunks), plane_sums, work_bytes=dout.nbytes)
+    return rows.sum(axis=0, dtype=np.float64).astype(dout.dtype)
+
+
 def _grads_into(dx, x, w, dout, win):
     """The ungrouped conv's gradients: returns dw (F, C, KH, KW) and writes dx (N, C, H, W) (the
-    whole gradient or one group's channel slice of a C-ordered one; None skips it)."""
+    whole gradient or one group's channel slice of a C-ordered one; None skips it).
+
+    Each batch chunk is one task: it rebuilds its columns, writes its rows of dx and returns its
+    term of dw, and :func:`cnnkit.parallel.ordered_sum` adds the terms in chunk order."""
     n, c = x.shape[:2]
     f = w.shape[0]
     n_pos = win.h_out * win.w_out
@@ -191,22 +224,35 @@ def _grads_into(dx, x, w, dout, win):
     if _is_pointwise(win):
         d2 = dout.reshape(n, f, n_pos)                                     # (N, F, L)
         x3 = x.reshape(n, c, n_pos)                                        # (N, C, L)
-        dw = np.matmul(d2, x3.transpose(0, 2, 1)).sum(axis=0)              # (F, C)
-        if dx is not None:
-            # a view, as dx's H and W axes are contiguous (C order), so matmul writes into dx
-            np.matmul(w2.T, d2, out=dx.reshape(n, c, n_pos))               # (N, C, L)
-        return dw.reshape(w.shape)
+        # a view, as dx's H and W axes are contiguous (C order), so matmul writes into dx
+        dx3 = None if dx is None else dx.reshape(n, c, n_pos)              # (N, C, L)
+        chunks = list(batch_chunks(n, x3[0].nbytes))
+
+        def pointwise(i, slot):
+            lo, hi = chunks[i]
+            if dx3 is not None:
+                np.matmul(w2.T, d2[lo:hi], out=dx3[lo:hi])                 # (m, C, L)
+            return np.matmul(d2[lo:hi], x3[lo:hi].transpose(0, 2, 1)).sum(axis=0)  # (F, C)
+
+        return parallel.ordered_sum(len(chunks), pointwise).reshape(w.shape)
     # dw is accumulated transposed: BLAS ran cols (K, m*P) @ d.T (m*P, F) 1.3x faster than
     # d (F, m*P) @ cols.T (m*P, K) at the benchmark's 3x3 shape.
-    dw_t = np.zeros((w2.shape[1], f), x.dtype)                             # (K, F)
-    dw_chunk = np.empty_like(dw_t)
-    bufs, chunks = _column_plan(x, w2.shape[1], win)
-    for lo, hi in chunks:
+    plan = ColumnPlan(x, w2.shape[1], win)
+    terms = [None] * parallel.get_num_threads()                            # (K, F) per slot
+
+    def chunk(i, slot):
+        lo, hi = plan.chunks[i]
+        bufs = plan.buffers(slot)
         cols = bufs.gather(x[lo:hi])                                       # (K, m*P), rebuilt
         d_chunk = bufs.dout_matrix(dout[lo:hi])                            # (F, m*P)
-        dw_t += np.matmul(cols, d_chunk.T, out=dw_chunk)                   # (K, F)
+        if terms[slot] is None:
+            terms[slot] = np.empty((w2.shape[1], f), x.dtype)
+        np.matmul(cols, d_chunk.T, out=terms[slot])                        # (K, F)
         if dx is not None:
             bufs.input_gradient(w, d_chunk, dx[lo:hi])                     # col2im(w.T @ d)
+        return terms[slot]
+
+    dw_t = parallel.ordered_sum(len(plan.chunks), chunk)
     return dw_t.T.reshape(w.shape)
 
 
@@ -222,10 +268,20 @@ def _use_wide(win) -> bool:
     return (win.sh, win.sw) == (1, 1) and 2 * (win.kw - 1) * win.dw <= win.w_out
 
 
-def _column_plan(x, k: int, win):
-    """Chunks of the batch whose (K, m*P) columns fit the cache budget, and their buffers."""
-    wide = _use_wide(win)
-    n_pos = win.h_out * row_length(win, wide)
-    chunks = list(batch_chunks(x.shape[0], k * n_pos * x.itemsize))
-    lo, hi = chunks[0]
-    return ColumnBuffers(hi - lo, x.shape, win, x.dtype, wide=wide), chunks
+class ColumnPlan:
+    """Chunks of the batch whose (K, m*P) columns fit the cache budget (the same for any thread
+    count), and each thread slot's own column buffers, made on its first chunk."""
+
+    def __init__(self, x, k: int, win):
+        self.wide = _use_wide(win)
+        n_pos = win.h_out * row_length(win, self.wide)
+        self.chunks = list(batch_chunks(x.shape[0], k * n_pos * x.itemsize))
+        lo, hi = self.chunks[0]
+        self.size, self.x_shape, self.win, self.dtype = hi - lo, x.shape, win, x.dtype
+        self._buffers = {}
+
+    def buffers(self, slot: int) -> ColumnBuffers:
+        if slot not in self._buffers:
+            self._buffers[slot] = ColumnBuffers(self.size, self.x_shape, self.win, self.dtype,
+                                                wide=self.wide)
+        return self._buffers[slot]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..parallel import elementwise
+
 from ._utils import as_float_array, check_dout, check_real, check_rng
 
 __all__ = ["dropout_forward", "dropout_backward"]
@@ -80,18 +82,31 @@ def dropout_forward(x, p, rng, *, mode="upscale_in_train", training=True):
         factor = dtype(1.0 if mode == "upscale_in_train" else 1.0 - p)
         return x * factor, factor
 
-    keep = rng.random(x.shape) >= p                          # shape of x, bool
+    # The uniforms are drawn on this thread, in one call, so that a seed gives the same mask
+    # on any thread count; the threads make the mask and the product from them.
+    uniforms = rng.random(x.shape)                           # shape of x, float64 in [0, 1)
     if mode == "upscale_in_train":
         # p == 1 keeps nothing, so 0 * anything is the right answer; 1/(1-p) would be inf.
-        scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
+        scale = dtype(0.0 if p == 1 else 1.0 / (1.0 - p))
     else:
-        scale = 1.0
-    mask = keep.astype(x.dtype) * dtype(scale)               # 0 or scale, dtype of x
-    return x * mask, mask
+        scale = dtype(1.0)
+    mask = np.empty(x.shape, x.dtype)                        # 0 or scale, dtype of x
+    out = np.empty(x.shape, x.dtype)
+
+    def apply(out, mask, x, u):
+        np.multiply(u >= p, scale, out=mask)
+        np.multiply(x, mask, out=out)
+
+    elementwise(apply, out, mask, x, uniforms)
+    return out, mask
 
 
 def dropout_backward(dout, cache):
     """``dx = dout * cache`` (the scaled mask, or the eval factor); shape of x."""
     if isinstance(cache, np.ndarray) and cache.ndim:
         dout = check_dout(dout, cache.shape, "dropout_backward")
-    return dout * cache
+    dout = np.asarray(dout)
+    if not (isinstance(cache, np.ndarray) and cache.ndim):
+        return dout * cache
+    dx = np.empty(np.broadcast_shapes(dout.shape, cache.shape), np.result_type(dout, cache))
+    return elementwise(lambda dx, d, mask: np.multiply(d, mask, out=dx), dx, dout, cache)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..parallel import split
 from ._utils import Window
 
 #: Bytes of im2col columns the conv builds at a time. One sample's columns of a 3x3 conv with 32
@@ -70,13 +71,11 @@ def col2im(cols: np.ndarray, x_shape: tuple, win: Window) -> np.ndarray:
     return dx_pad[:, :, win.ph:win.ph + h, win.pw:win.pw + w]
 
 
-def batch_chunks(n: int, sample_bytes: int, budget: int | None = None):
-    """Yield ``(lo, hi)`` slices of a batch of n samples, each at most ``budget`` bytes of
-    columns (default ``CHUNK_BYTES``), and at least one sample however large its columns are."""
-    budget = CHUNK_BYTES if budget is None else budget
-    step = max(1, min(n, budget // max(1, sample_bytes)))
-    for lo in range(0, n, step):
-        yield lo, min(n, lo + step)
+def batch_chunks(n: int, sample_bytes: int, budget: int | None = None) -> list[tuple[int, int]]:
+    """``(lo, hi)`` slices of a batch of n samples, each at most ``budget`` bytes of columns
+    (default ``CHUNK_BYTES``), and at least one sample however large its columns are. The plan
+    depends on the shapes alone, never on the thread count (see :mod:`cnnkit.parallel`)."""
+    return split(n, sample_bytes, CHUNK_BYTES if budget is None else budget)
 
 
 def row_length(win: Window, wide: bool) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..parallel import single_thread_blas
 from ._utils import (as_float_array, check_dout, check_ndim, check_param, match_dtype,
                      window_geometry)
 from .im2col import col2im, im2col
@@ -53,6 +54,7 @@ def check_local_args(x, w, b, stride, pad, dilation, strict):
     return x, w, b, win
 
 
+@single_thread_blas          # one batched GEMM per call: BLAS at 1 thread, as in every kernel
 def locally_connected2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, strict=True):
     """Locally connected layer: a convolution whose filters differ at every output position.
 
@@ -113,6 +115,7 @@ def locally_connected2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, st
     return out, (x.shape, w, b is not None, win, cols)
 
 
+@single_thread_blas
 def locally_connected2d_backward(dout, cache):
     """Gradients: dx (N, C, H, W), dw (H_out, W_out, F, C, KH, KW), db (F, H_out, W_out) or None.
 

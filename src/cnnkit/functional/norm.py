@@ -6,6 +6,12 @@ Both layouts are viewed, without a copy, as (N, K, L): L = 1 for (N, K) input, a
 features with L = H*W for (N, C, H, W) input. The statistics of feature k are taken over its
 m = N*L values ``x3[:, k, :]``, so one kernel serves both layouts and m is N or N*H*W. (CS231n
 transposes to (N*H*W, C) instead; the two transposes measured more than half of the layer's time.)
+
+Every pass runs over chunks of samples, one task each for cnnkit's threads (:mod:`cnnkit.parallel`).
+A statistic is a two-phase reduction: each chunk writes its samples' row sums ``rows[n, k] =
+sum_l a[n, k, l]`` (N, K), then the rows are added over n in float64, in sample order. The chunks
+depend on the shape alone and the combine on nothing else, so the statistics, outputs and
+gradients are the same bits on any number of threads.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import parallel
 from ._utils import as_float_array, check_dout, check_ndim, check_param, check_real
 
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_eval_forward",
@@ -56,25 +63,51 @@ def _per_feature(v: np.ndarray) -> np.ndarray:
     return v[:, None]
 
 
-def _feature_sum(a3: np.ndarray) -> np.ndarray:
-    """``sum_{n, l} a3[n, k, l]`` -> (K,), in a's dtype.
-
-    Each (n, k) row is summed by SIMD lanes (einsum), then the N partial sums are added in
-    float64: a float32 running sum over all m = N*H*W values (131072 for a 128 x 32 x 32 batch)
-    would lose up to ~m * 6e-8 of its value.
-    """
-    rows = a3[:, :, 0] if a3.shape[2] == 1 else np.einsum("nkl->nk", a3)   # (N, K)
-    return rows.sum(axis=0, dtype=np.float64).astype(a3.dtype, copy=False)
+def _chunks(a3: np.ndarray) -> list[tuple[int, int]]:
+    """Batch chunks of an (N, K, L) array, about ``TASK_BYTES`` each: the tasks of every pass
+    below, the same on any thread count."""
+    return parallel.split(a3.shape[0], a3[0].nbytes)
 
 
-def _feature_dot(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
-    """``sum_{n, l} a3[n, k, l] * b3[n, k, l]`` -> (K,), without the (N, K, L) product array."""
+def _per_chunk(a3: np.ndarray, task) -> None:
+    """``task(lo, hi)`` for each batch chunk of a3 (N, K, L), on cnnkit's threads."""
+    plan = _chunks(a3)
+    parallel.for_each(len(plan), lambda i, slot: task(*plan[i]), work_bytes=a3.nbytes)
+
+
+def _row_sums(a3: np.ndarray, rows: np.ndarray) -> None:
+    """``rows[n, k] = sum_l a3[n, k, l]`` for a chunk a3 (m, K, L) into rows (m, K), by SIMD
+    lanes."""
     if a3.shape[2] == 1:
-        rows = a3[:, :, 0] * b3[:, :, 0]                                    # (N, K)
+        rows[...] = a3[:, :, 0]
     else:
-        # one dot product per (n, k) row: (N, K, 1, L) @ (N, K, L, 1) (np.vecdot needs NumPy 2)
-        rows = np.matmul(a3[:, :, None, :], b3[:, :, :, None])[:, :, 0, 0]  # (N, K)
-    return rows.sum(axis=0, dtype=np.float64).astype(a3.dtype, copy=False)
+        np.einsum("nkl->nk", a3, out=rows)
+
+
+def _row_dots(a3: np.ndarray, b3: np.ndarray, rows: np.ndarray) -> None:
+    """``rows[n, k] = sum_l a3[n, k, l] * b3[n, k, l]`` for a chunk (m, K, L) into rows (m, K),
+    without the product array."""
+    if a3.shape[2] == 1:
+        np.multiply(a3[:, :, 0], b3[:, :, 0], out=rows)
+    else:
+        # one dot product per (n, k) row: (m, K, 1, L) @ (m, K, L, 1) (np.vecdot needs NumPy 2)
+        np.matmul(a3[:, :, None, :], b3[:, :, :, None], out=rows[:, :, None, None])
+
+
+def _combine(rows: np.ndarray) -> np.ndarray:
+    """The second phase of a feature sum: the (N, K) per-sample sums added over n in float64
+    (in sample order, so on any thread count the same), back in rows' dtype.
+
+    A float32 running sum over all m = N*H*W values (131072 for a 128 x 32 x 32 batch) would
+    lose up to ~m * 6e-8 of its value; per-row SIMD sums, then float64, do not."""
+    return rows.sum(axis=0, dtype=np.float64).astype(rows.dtype, copy=False)
+
+
+def _feature_sum(a3: np.ndarray) -> np.ndarray:
+    """``sum_{n, l} a3[n, k, l]`` -> (K,), in a's dtype: per-chunk row sums, then combined."""
+    rows = np.empty(a3.shape[:2], a3.dtype)                                 # (N, K)
+    _per_chunk(a3, lambda lo, hi: _row_sums(a3[lo:hi], rows[lo:hi]))
+    return _combine(rows)
 
 
 def _check_eps(eps, what: str) -> float:
@@ -108,14 +141,29 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
                          f"{'feature' if x.ndim == 2 else 'channel'} when training, got x of "
                          f"shape {x.shape} (m = {per} = {m}); the biased variance of one value "
                          f"is 0. Use a larger batch or the eval kernel with running statistics")
+    # Two phases per statistic (see the module docstring): each chunk of samples sums its rows,
+    # then the rows are combined. The centring and the variance's rows share one pass.
     mean = _feature_sum(x3) / m                              # (K,)
-    xc = x3 - _per_feature(mean)                             # (N, K, L)
-    var = _feature_dot(xc, xc) / m                           # (K,) biased: divides by m
+    xc = np.empty(x3.shape, x3.dtype)                        # (N, K, L)
+    rows = np.empty(x3.shape[:2], x3.dtype)                  # (N, K)
+
+    def centre(lo, hi):
+        np.subtract(x3[lo:hi], _per_feature(mean), out=xc[lo:hi])
+        _row_dots(xc[lo:hi], xc[lo:hi], rows[lo:hi])
+
+    _per_chunk(x3, centre)
+    var = _combine(rows) / m                                 # (K,) biased: divides by m
     invstd = 1.0 / np.sqrt(var + eps)                        # (K,)
     # out = gamma * xhat + beta with xhat = xc * invstd folded into one scale per feature; the
     # cache keeps xc, and the backward folds invstd in the same way, so xhat is never stored.
-    out = xc * _per_feature(gamma * invstd)
-    out += _per_feature(beta)
+    scale, shift = _per_feature(gamma * invstd), _per_feature(beta)
+    out = np.empty(x3.shape, x3.dtype)
+
+    def normalise(lo, hi):
+        np.multiply(xc[lo:hi], scale, out=out[lo:hi])
+        out[lo:hi] += shift
+
+    _per_chunk(x3, normalise)
     return out.reshape(x.shape), BatchNormCache(mean, var, m, xc, gamma, invstd, x.shape)
 
 
@@ -163,8 +211,15 @@ def batchnorm_backward(dout, cache):
     xc, gamma, invstd, m, x_shape = (cache.xc, cache.gamma, cache.invstd, cache.count,
                                      cache.x_shape)
     dout3 = _as_nkl(check_dout(dout, x_shape, "batchnorm_backward")).astype(xc.dtype, copy=False)
-    dbeta = _feature_sum(dout3)                                          # (K,)
-    dgamma = _feature_dot(dout3, xc) * invstd                            # (K,) sum(dout * xhat)
+    sums, dots = np.empty(xc.shape[:2], xc.dtype), np.empty(xc.shape[:2], xc.dtype)  # (N, K)
+
+    def reduce(lo, hi):                                                  # one pass, two sums
+        _row_sums(dout3[lo:hi], sums[lo:hi])
+        _row_dots(dout3[lo:hi], xc[lo:hi], dots[lo:hi])
+
+    _per_chunk(xc, reduce)
+    dbeta = _combine(sums)                                               # (K,)
+    dgamma = _combine(dots) * invstd                                     # (K,) sum(dout * xhat)
     # Why the compact formula equals the staged chain rule (cnnkit.reference.norm walks it):
     #   dxhat = gamma * dout
     #   dvar  = sum(dxhat * (x - mean)) * (-1/2) * invstd**3
@@ -178,10 +233,17 @@ def batchnorm_backward(dout, cache):
     #   dx = a * dout - (a/m * dgamma) * xhat - a/m * dbeta,   a = gamma * invstd (per feature)
     # with xhat = xc * invstd.
     a = gamma * invstd                                                   # (K,)
-    correction = xc * _per_feature(a * dgamma * invstd / m)              # (N, K, L)
-    correction += _per_feature(a * dbeta / m)
-    dx = dout3 * _per_feature(a)
-    dx -= correction
+    k_xhat = _per_feature(a * dgamma * invstd / m)                       # (K, 1)
+    k_const, k_dout = _per_feature(a * dbeta / m), _per_feature(a)
+    dx = np.empty(xc.shape, xc.dtype)                                    # (N, K, L)
+
+    def gradient(lo, hi):
+        correction = xc[lo:hi] * k_xhat                                  # (m, K, L)
+        correction += k_const
+        np.multiply(dout3[lo:hi], k_dout, out=dx[lo:hi])
+        dx[lo:hi] -= correction
+
+    _per_chunk(xc, gradient)
     return dx.reshape(x_shape), dgamma, dbeta
 
 
@@ -198,8 +260,14 @@ def _eval_forward(x, gamma, beta, running_mean, running_var, eps, what, ranks):
     invstd = 1.0 / np.sqrt(running_var + eps)                # (K,)
     # One affine map per feature: gamma * (x - mean) * invstd + beta = x * scale + shift.
     scale = gamma * invstd
-    out = _as_nkl(x) * _per_feature(scale)                   # (N, K, L)
-    out += _per_feature(beta - running_mean * scale)
+    x3, k_scale, k_shift = _as_nkl(x), _per_feature(scale), _per_feature(beta - running_mean * scale)
+    out = np.empty(x3.shape, x.dtype)                        # (N, K, L)
+
+    def affine(lo, hi):
+        np.multiply(x3[lo:hi], k_scale, out=out[lo:hi])
+        out[lo:hi] += k_shift
+
+    _per_chunk(x3, affine)
     return out.reshape(x.shape), BatchNormEvalCache(x, gamma, running_mean, invstd)
 
 
@@ -248,9 +316,18 @@ def batchnorm_eval_backward(dout, cache):
     x, gamma, mean, invstd = cache
     dout3 = _as_nkl(check_dout(dout, x.shape, "batchnorm_eval_backward")).astype(x.dtype,
                                                                                  copy=False)
-    xhat = (_as_nkl(x) - _per_feature(mean)) * _per_feature(invstd)     # (N, K, L)
-    dx = dout3 * _per_feature(gamma * invstd)
-    return dx.reshape(x.shape), _feature_dot(dout3, xhat), _feature_sum(dout3)
+    x3, k_dx = _as_nkl(x), _per_feature(gamma * invstd)
+    dx = np.empty(x3.shape, x.dtype)                                     # (N, K, L)
+    sums, dots = np.empty(x3.shape[:2], x.dtype), np.empty(x3.shape[:2], x.dtype)  # (N, K)
+
+    def chunk(lo, hi):
+        xhat = (x3[lo:hi] - _per_feature(mean)) * _per_feature(invstd)  # (m, K, L)
+        np.multiply(dout3[lo:hi], k_dx, out=dx[lo:hi])
+        _row_dots(dout3[lo:hi], xhat, dots[lo:hi])
+        _row_sums(dout3[lo:hi], sums[lo:hi])
+
+    _per_chunk(x3, chunk)
+    return dx.reshape(x.shape), _combine(dots), _combine(sums)
 
 
 # ----------------------------------------------------------------------------- spatial names

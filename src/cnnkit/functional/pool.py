@@ -5,6 +5,9 @@ Python over N, C or output positions. The backwards scatter through col2im (one 
 per kernel offset, summing where windows overlap), except max pooling whose windows tile the
 input, which needs no adds at all (see ``max_pool2d_forward``).
 
+Every kernel works on chunks of the batch (:func:`chunks`), one task each for cnnkit's threads
+(:mod:`cnnkit.parallel`); samples are independent, so each chunk writes its own rows.
+
 Letters: N batch, C channels, H/W input size, KH/KW kernel, SH/SW stride, PH/PW padding,
 H_out/W_out output size, K = KH*KW pixels in one window.
 """
@@ -15,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import parallel
 from ._utils import Window, as_float_array, check_dout, check_ndim, pair, window_geometry
 from .im2col import col2im, im2col
 
@@ -45,6 +49,19 @@ def pool_geometry(x, kernel, stride, pad, what: str, strict: bool):
     win = window_geometry(x.shape, (kh, kw), (kh, kw) if stride is None else stride, (ph, pw), 1,
                           what, strict)
     return x, win
+
+
+def chunks(shape: tuple, itemsize: int) -> list[tuple[int, int]]:
+    """The batch chunks of a pooling kernel on x of this shape: about ``TASK_BYTES`` of x each,
+    whatever the thread count."""
+    return parallel.split(shape[0], int(np.prod(shape[1:])) * itemsize)
+
+
+def for_chunks(shape: tuple, itemsize: int, task) -> None:
+    """``task(lo, hi)`` for every batch chunk of x of this shape, on cnnkit's threads."""
+    plan = chunks(shape, itemsize)
+    parallel.for_each(len(plan), lambda i, slot: task(*plan[i]),
+                      work_bytes=int(np.prod(shape)) * itemsize)
 
 
 def _window_sum(windows: np.ndarray) -> np.ndarray:
@@ -132,12 +149,21 @@ def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
     ((2, 3, 16, 16), 'reshape')
     """
     x, win = pool_geometry(x, kernel, stride, pad, "max_pool2d", strict)
-    h, w = x.shape[2:]
+    n, c, h, w = x.shape
     tiles = ((win.sh, win.sw) == (win.kh, win.kw) and win.ph == win.pw == 0
              and (win.kh * win.h_out, win.kw * win.w_out) == (h, w))
-    windows = im2col(x, win, pad_value=-np.inf)            # (N, C, KH, KW, H_out, W_out) view
-    out = windows[:, :, 0, 0].copy()                        # (N, C, H_out, W_out)
-    switches = np.zeros(out.shape, _switch_dtype(win))
+    out = np.empty((n, c, win.h_out, win.w_out), x.dtype)
+    switches = np.empty(out.shape, _switch_dtype(win))
+    for_chunks(x.shape, x.itemsize,
+               lambda lo, hi: _max_pool_into(x[lo:hi], win, out[lo:hi], switches[lo:hi]))
+    return out, MaxPoolCache(x.shape, x.dtype, win, switches, "reshape" if tiles else "strided")
+
+
+def _max_pool_into(x, win, out, switches) -> None:
+    """The forward on one chunk: the maxima into out and their offsets into switches."""
+    windows = im2col(x, win, pad_value=-np.inf)            # (m, C, KH, KW, H_out, W_out) view
+    out[...] = windows[:, :, 0, 0]                          # (m, C, H_out, W_out)
+    switches.fill(0)
     greater = np.empty(out.shape, bool)
     offset_if_greater = np.empty_like(switches)
     for k in range(1, win.kh * win.kw):
@@ -149,10 +175,9 @@ def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
     if np.isnan(out).any():
         # Comparisons are all False against NaN; let argmax (which stops at the first NaN)
         # place the switches of this rare input.
-        switches = _argmax_switches(windows).astype(switches.dtype)
-        out = np.take_along_axis(_window_last(windows), switches[..., None].astype(np.intp),
-                                 axis=-1)[..., 0]
-    return out, MaxPoolCache(x.shape, x.dtype, win, switches, "reshape" if tiles else "strided")
+        switches[...] = _argmax_switches(windows)
+        out[...] = np.take_along_axis(_window_last(windows),
+                                      switches[..., None].astype(np.intp), axis=-1)[..., 0]
 
 
 def _switch_dtype(win: Window) -> np.dtype:
@@ -176,24 +201,34 @@ def max_pool2d_backward(dout, cache):
     x_shape, dtype, win, switches, path = cache
     n, c, h, w = x_shape
     dout = check_dout(dout, switches.shape, "max_pool2d_backward").astype(dtype, copy=False)
+    dx = np.empty(x_shape, dtype)
+    for_chunks(x_shape, np.dtype(dtype).itemsize,
+               lambda lo, hi: _max_unpool_into(dout[lo:hi], switches[lo:hi], win, path,
+                                               dx[lo:hi]))
+    return dx
+
+
+def _max_unpool_into(dout, switches, win, path, dx) -> None:
+    """The backward on one chunk: dout routed to the switches, written into dx (m, C, H, W)."""
+    m, c, h, w = dx.shape
     hit = np.empty(switches.shape, bool)
     if path == "reshape":
         # Tiling windows: x row i*KH + p belongs to window row i alone, so every pixel is written
         # exactly once, by the offset (p, q) it sits at.
-        dx = np.empty((n, c, win.h_out, win.kh, win.w_out, win.kw), dtype)
+        tiles = dx.reshape(m, c, win.h_out, win.kh, win.w_out, win.kw)
         for k in range(win.kh * win.kw):
             np.equal(switches, k, out=hit)
-            np.multiply(dout, hit, out=dx[:, :, :, k // win.kw, :, k % win.kw])
-        return dx.reshape(x_shape)
-    dx_pad = np.zeros((n, c, h + 2 * win.ph, w + 2 * win.pw), dtype)
-    routed = np.empty(switches.shape, dtype)
+            np.multiply(dout, hit, out=tiles[:, :, :, k // win.kw, :, k % win.kw])
+        return
+    dx_pad = np.zeros((m, c, h + 2 * win.ph, w + 2 * win.pw), dx.dtype)
+    routed = np.empty(switches.shape, dx.dtype)
     for k in range(win.kh * win.kw):
         p, q = divmod(k, win.kw)
         np.equal(switches, k, out=hit)
         np.multiply(dout, hit, out=routed)
         dx_pad[:, :, p:p + win.sh * (win.h_out - 1) + 1:win.sh,
                q:q + win.sw * (win.w_out - 1) + 1:win.sw] += routed
-    return dx_pad[:, :, win.ph:win.ph + h, win.pw:win.pw + w]
+    dx[...] = dx_pad[:, :, win.ph:win.ph + h, win.pw:win.pw + w]
 
 
 def avg_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
@@ -234,7 +269,12 @@ def avg_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
     (2, 3, 4, 4)
     """
     x, win = pool_geometry(x, kernel, stride, pad, "avg_pool2d", strict)
-    out = _window_sum(im2col(x, win)) / (win.kh * win.kw)   # (N, C, H_out, W_out)
+    out = np.empty(x.shape[:2] + (win.h_out, win.w_out), x.dtype)     # (N, C, H_out, W_out)
+
+    def average(lo, hi):
+        np.divide(_window_sum(im2col(x[lo:hi], win)), win.kh * win.kw, out=out[lo:hi])
+
+    for_chunks(x.shape, x.itemsize, average)
     return out, (x.shape, x.dtype, win)
 
 
@@ -243,10 +283,17 @@ def avg_pool2d_backward(dout, cache):
     x_shape, dtype, win = cache
     n, c = x_shape[:2]
     dout = check_dout(dout, (n, c, win.h_out, win.w_out), "avg_pool2d_backward")
-    share = dout.astype(dtype, copy=False) / (win.kh * win.kw)      # (N, C, H_out, W_out)
-    dwin = np.broadcast_to(share[:, :, None, None],        # (N, C, KH, KW, H_out, W_out) view
-                           (n, c, win.kh, win.kw, win.h_out, win.w_out))
-    return col2im(dwin, x_shape, win)
+    dout = dout.astype(dtype, copy=False)
+    dx = np.empty(x_shape, dtype)
+
+    def spread(lo, hi):
+        share = dout[lo:hi] / (win.kh * win.kw)             # (m, C, H_out, W_out)
+        dwin = np.broadcast_to(share[:, :, None, None],    # (m, C, KH, KW, H_out, W_out) view
+                               (hi - lo, c, win.kh, win.kw, win.h_out, win.w_out))
+        dx[lo:hi] = col2im(dwin, (hi - lo,) + tuple(x_shape[1:]), win)
+
+    for_chunks(x_shape, np.dtype(dtype).itemsize, spread)
+    return dx
 
 
 def l2_pool2d_forward(x, kernel, stride=None, *, strict=True):
@@ -286,8 +333,13 @@ def l2_pool2d_forward(x, kernel, stride=None, *, strict=True):
     (1, 2, 2, 3)
     """
     x, win = pool_geometry(x, kernel, stride, 0, "l2_pool2d", strict)
-    # Square once (x's size) and window-sum the squares, rather than square K-fold window copies.
-    out = np.sqrt(_window_sum(im2col(x * x, win)))          # (N, C, H_out, W_out)
+    out = np.empty(x.shape[:2] + (win.h_out, win.w_out), x.dtype)     # (N, C, H_out, W_out)
+
+    def norm(lo, hi):
+        # Square once (x's size) and window-sum the squares, not K-fold window copies.
+        np.sqrt(_window_sum(im2col(x[lo:hi] * x[lo:hi], win)), out=out[lo:hi])
+
+    for_chunks(x.shape, x.itemsize, norm)
     return out, (x, win, out)
 
 
@@ -298,12 +350,18 @@ def l2_pool2d_backward(dout, cache):
     dout = check_dout(dout, out.shape, "l2_pool2d_backward").astype(x.dtype, copy=False)
     # d out[i, j] / d x[r, s] = x[r, s] / out[i, j] for every window (i, j) holding (r, s): the
     # factor dout / out is per window, so scatter it with col2im and multiply by x once.
-    ratio = np.zeros_like(out)
-    np.divide(dout, out, out=ratio, where=out > 0)          # (N, C, H_out, W_out)
-    n, c = x.shape[:2]
-    dwin = np.broadcast_to(ratio[:, :, None, None],        # (N, C, KH, KW, H_out, W_out) view
-                           (n, c, win.kh, win.kw, win.h_out, win.w_out))
-    return x * col2im(dwin, x.shape, win)
+    c = x.shape[1]
+    dx = np.empty(x.shape, x.dtype)
+
+    def chunk(lo, hi):
+        ratio = np.zeros_like(out[lo:hi])
+        np.divide(dout[lo:hi], out[lo:hi], out=ratio, where=out[lo:hi] > 0)  # (m, C, H_out, W_out)
+        dwin = np.broadcast_to(ratio[:, :, None, None],    # (m, C, KH, KW, H_out, W_out) view
+                               (hi - lo, c, win.kh, win.kw, win.h_out, win.w_out))
+        np.multiply(x[lo:hi], col2im(dwin, x[lo:hi].shape, win), out=dx[lo:hi])
+
+    for_chunks(x.shape, x.itemsize, chunk)
+    return dx
 
 
 def global_avg_pool2d_forward(x):
@@ -341,7 +399,11 @@ def global_avg_pool2d_forward(x):
     if min(x.shape) < 1:
         raise ValueError(f"global_avg_pool2d: every size of x must be positive, "
                          f"got shape {x.shape}")
-    return x.mean(axis=(2, 3), keepdims=True), (x.shape, x.dtype)
+    n, c, h, w = x.shape
+    out = np.empty((n, c, 1, 1), x.dtype)
+    x3, out2 = x.reshape(n, c, h * w), out.reshape(n, c)                    # (N, C, L), (N, C)
+    for_chunks(x.shape, x.itemsize, lambda lo, hi: np.mean(x3[lo:hi], axis=2, out=out2[lo:hi]))
+    return out, (x.shape, x.dtype)
 
 
 def global_avg_pool2d_backward(dout, cache):
@@ -350,5 +412,10 @@ def global_avg_pool2d_backward(dout, cache):
     n, c, h, w = x_shape
     dout = check_dout(dout, (n, c, 1, 1), "global_avg_pool2d_backward")
     dx = np.empty(x_shape, dtype)
-    dx[...] = dout.astype(dtype, copy=False) / (h * w)     # (N, C, 1, 1) broadcast to (N, C, H, W)
+    share = dout.astype(dtype, copy=False) / (h * w)        # (N, C, 1, 1)
+
+    def spread(lo, hi):
+        dx[lo:hi] = share[lo:hi]                            # broadcast to (m, C, H, W)
+
+    for_chunks(x_shape, np.dtype(dtype).itemsize, spread)
     return dx

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from ..parallel import single_thread_blas
 from .facts import Cost, LayerError, Step, brief, join_name, last_out
 from .module import Module, build, register_module
 
@@ -77,6 +78,7 @@ class Sequential(Module):
             return Sequential(*layers[index])
         return layers[index]
 
+    @single_thread_blas          # once for all the layers' kernels (see cnnkit.parallel)
     def forward(self, x):
         for i, layer in enumerate(self):
             try:
@@ -85,6 +87,7 @@ class Sequential(Module):
                 raise ValueError(f"layer {i} {brief(layer)}: {err}") from err
         return x
 
+    @single_thread_blas
     def backward(self, dout, *, input_grad=True):
         layers = list(self)
         for i in reversed(range(len(layers))):

@@ -24,6 +24,7 @@ import numbers
 
 import numpy as np
 
+from .. import parallel
 from ..nn.module import Parameter
 from .rules import adagrad_step, adam_step, rmsprop_step, sgd_step
 
@@ -177,12 +178,19 @@ class Optimizer:
             coef = self.max_grad_norm / (self.last_grad_norm + _CLIP_EPS)
             if coef < 1.0:
                 grads = {k: g * g.dtype.type(coef) for k, g in grads.items()}
-        for name, p in self.params.items():
-            g = grads[name]
+        names = list(self.params)
+
+        def update(i, slot):                      # one parameter: its own arrays only
+            name = names[i]
+            p, g = self.params[name], grads[name]
             if self.weight_decay and p.data.ndim >= 2:
                 g = g + self.weight_decay * p.data
             new_w, self.state[name] = self._rule(p.data, g, self.state[name])
             p.data[...] = new_w
+
+        # The parameters are independent, so cnnkit's threads update them in any order.
+        parallel.for_each(len(names), update,
+                          work_bytes=sum(p.data.nbytes for p in self.params.values()))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

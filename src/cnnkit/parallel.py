@@ -1,0 +1,394 @@
+"""cnnkit's threads: a worker pool that takes the chunks of a batch the kernels already plan.
+
+A kernel splits its work into tasks by a plan that depends on shapes and the cache budget only
+(a conv's batch chunks whose columns fit in L2, element-wise runs of ``TASK_BYTES``), never on
+the thread count. ``for_each(n, task)`` runs ``task(i, slot)`` for i = 0 .. n-1 on up to
+``get_num_threads()`` threads: the calling thread and the pool's workers pull the next index
+until none is left. Each task writes its own slice of the output, and partial results (a
+conv's dw, batch norm's sums) are added by :func:`ordered_sum` in task order, so every output
+and gradient is bit-identical for 1, 2, 3 or 64 threads.
+
+The workers are Python threads. That is enough because NumPy releases the GIL inside copies,
+ufunc loops and matmul, which is where a kernel spends its time; the Python between two NumPy
+calls is short. ``slot`` (0 for the calling thread, 1 .. T-1 for the workers taking part)
+names a thread's own scratch: a task uses ``scratch[slot]`` and no other thread touches it
+during the call.
+
+BLAS: inside cnnkit's calls NumPy's BLAS runs at one thread (:func:`blas_single_thread`, set
+on entry and restored on exit). cnnkit's threads already split the work, a chunk's GEMM is too
+small for BLAS threads to pay, and BLAS threads under each of ours would oversubscribe the cores.
+
+Small work stays on the calling thread: waking a worker costs tens of microseconds, so a call
+whose work is under :data:`MIN_PARALLEL_BYTES` (or that has one task) runs its tasks in a loop.
+A task that itself calls a parallel kernel (a nested call, from a worker) runs it serially.
+
+Settings: ``set_num_threads(n)`` / ``get_num_threads()``; the default is the number of cores this
+process may use (``os.sched_getaffinity``), or ``CNNKIT_NUM_THREADS`` when it is set.
+``with num_threads(n):`` sets a count for a block. The command line's ``--threads`` sets it too.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from contextlib import contextmanager
+from functools import wraps
+
+import numpy as np
+
+__all__ = ["get_num_threads", "set_num_threads", "num_threads", "default_num_threads",
+           "for_each", "ordered_sum", "elementwise", "split", "worth_parallel", "blas_single_thread",
+           "single_thread_blas", "TASK_BYTES", "MIN_PARALLEL_BYTES", "MAX_THREADS"]
+
+#: The most threads ``set_num_threads`` accepts (OpenBLAS's own limit in NumPy's wheels is 64;
+#: cnnkit's threads are not BLAS threads, but more than this is a typo).
+MAX_THREADS = 1024
+
+#: Bytes of one element-wise task: 256 KiB of each operand (64 Ki float32), so a task's
+#: operands and temporaries stay in a core's L2 cache, and a 64 x 64 x 32 x 32 float32 batch
+#: (16 MiB) makes 64 tasks, enough for 64 cores.
+TASK_BYTES = 1 << 18
+
+#: Below this many bytes of work a kernel runs on the calling thread. Measured on the 2-core
+#: machine (``python -m benchmarks.pool``): waking the workers and handing out tasks costs about
+#: 30 us, what NumPy needs for a float32 ReLU of ~128 KiB; at 512 KiB two threads were already
+#: 1.5x faster than one.
+MIN_PARALLEL_BYTES = 1 << 19
+
+_ENV = "CNNKIT_NUM_THREADS"
+_state_lock = threading.Lock()
+_threads: int | None = None          # None: not yet resolved from the environment
+_local = threading.local()           # .busy: this thread is inside a parallel call
+
+
+# ----------------------------------------------------------------------------- the count
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):            # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_count(n, what: str) -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, got {n!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"{what} must be from 1 to {MAX_THREADS:,}, got {n}")
+    return int(n)
+
+
+def default_num_threads() -> int:
+    """``CNNKIT_NUM_THREADS`` if set, else the cores this process may use.
+
+    Raises ``ValueError`` (one line, naming the variable) if the variable is not a count.
+    """
+    text = os.environ.get(_ENV)
+    if text is None or not text.strip():
+        return _available_cores()
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{_ENV} must be a thread count from 1 to {MAX_THREADS:,}, "
+                         f"got {text!r}") from None
+    return _check_count(value, _ENV)
+
+
+def get_num_threads() -> int:
+    """The number of threads cnnkit's kernels use (the calling thread included)."""
+    global _threads
+    if _threads is None:
+        with _state_lock:
+            if _threads is None:
+                _threads = default_num_threads()
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use n threads (the calling thread and n - 1 workers) in cnnkit's kernels from now on.
+
+    Results do not depend on n: only the speed does. Raises ``TypeError``/``ValueError`` for
+    anything but an int from 1 to :data:`MAX_THREADS`.
+    """
+    global _threads
+    n = _check_count(n, "cnnkit.set_num_threads: the thread count")
+    with _state_lock:
+        _threads = n
+
+
+@contextmanager
+def num_threads(n: int):
+    """``with num_threads(n):`` run the block's kernels on n threads, then restore the count."""
+    before = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield n
+    finally:
+        set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- BLAS at 1 thread
+_blas_lock = threading.Lock()
+_blas_depth = 0
+_blas_saved: list | None = None      # [(library controller, its thread count before)]
+_blas_libraries: list | None = None  # threadpoolctl's controllers of the loaded BLAS libraries
+
+
+def _blas_controllers() -> list:
+    """threadpoolctl's controllers for the BLAS libraries loaded now (found once)."""
+    global _blas_libraries
+    if _blas_libraries is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:                       # then BLAS keeps its own threads
+            _blas_libraries = []
+        else:
+            _blas_libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return _blas_libraries
+
+
+@contextmanager
+def blas_single_thread():
+    """Within the block NumPy's BLAS runs at one thread; the count it had is restored after.
+
+    Re-entrant and shared by threads: the outermost entry sets the count, the last exit restores
+    it, so a model's forward limits BLAS once for all its layers' kernels.
+    """
+    global _blas_depth, _blas_saved
+    with _blas_lock:
+        if _blas_depth == 0:
+            saved = []
+            for lib in _blas_controllers():
+                before = lib.get_num_threads()
+                if before != 1:
+                    lib.set_num_threads(1)
+                    saved.append((lib, before))
+            _blas_saved = saved
+        _blas_depth += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                for lib, before in _blas_saved:
+                    lib.set_num_threads(before)
+                _blas_saved = None
+
+
+def single_thread_blas(function):
+    """Decorator: run ``function`` inside :func:`blas_single_thread`."""
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        with blas_single_thread():
+            return function(*args, **kwargs)
+    return wrapper
+
+
+# ----------------------------------------------------------------------------- the plan
+def split(n: int, item_bytes: int, budget: int = TASK_BYTES) -> list[tuple[int, int]]:
+    """``(lo, hi)`` slices of n items, each holding at most ``budget`` bytes (at least one item):
+    the task plan of a kernel over a batch or a flat array. It depends on n, the item size and
+    the budget, never on the thread count."""
+    step = max(1, min(n, budget // max(1, item_bytes))) if n else 1
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+def worth_parallel(work_bytes: int) -> bool:
+    """Whether work of this many bytes goes to the workers (else it stays on this thread)."""
+    return work_bytes >= MIN_PARALLEL_BYTES and get_num_threads() > 1
+
+
+# ----------------------------------------------------------------------------- the pool
+class _Call:
+    """One parallel call: the next task index, the workers taking part, the first error."""
+
+    def __init__(self, n: int, task, workers: int):
+        self.n, self.task = n, task
+        self.lock = threading.Lock()
+        self.next = 0
+        self.error: BaseException | None = None
+        self.pending = workers            # worker jobs that started and have not finished
+        self.waiting = workers            # worker jobs not yet picked up by a thread
+        self.closed = False               # the caller gave up on the jobs still waiting
+        self.done = threading.Event()
+
+    def take(self) -> int | None:
+        with self.lock:
+            if self.next >= self.n or self.error is not None:
+                return None
+            i, self.next = self.next, self.next + 1
+            return i
+
+    def drain(self, slot: int) -> None:
+        """Run tasks on this thread until none is left (or one failed)."""
+        _local.busy = True
+        try:
+            while (i := self.take()) is not None:
+                try:
+                    self.task(i, slot)
+                except BaseException as err:      # noqa: BLE001 (re-raised by the caller)
+                    with self.lock:
+                        if self.error is None:
+                            self.error = err
+        finally:
+            _local.busy = False
+
+    def work(self, slot: int) -> None:
+        """A worker's job: drain, unless the caller finished without waiting for this job."""
+        with self.lock:
+            if self.closed:
+                return
+            self.waiting -= 1
+        try:
+            self.drain(slot)
+        finally:
+            with self.lock:
+                self.pending -= 1
+                if self.pending == 0:
+                    self.done.set()
+
+    def close(self) -> bool:
+        """Called by the caller when it ran out of tasks: jobs no worker has picked up yet are
+        dropped (waking a thread costs more than the work left, which is none). Returns whether
+        a worker is still running a task (then wait for ``done``)."""
+        with self.lock:
+            self.closed = True
+            self.pending -= self.waiting
+            self.waiting = 0
+            if self.pending == 0:
+                self.done.set()
+            return self.pending > 0
+
+    def stop(self) -> None:
+        """No more tasks are handed out (after an error or Ctrl-C in the caller)."""
+        with self.lock:
+            self.next = self.n
+
+
+class _Pool:
+    """Daemon threads, each waiting on one shared queue for jobs."""
+
+    def __init__(self):
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def ensure(self, workers: int) -> None:
+        with self.lock:
+            while self.size < workers:
+                thread = threading.Thread(target=self._loop, name=f"cnnkit-{self.size + 1}",
+                                          daemon=True)
+                thread.start()
+                self.size += 1
+
+    def _loop(self) -> None:
+        while True:
+            call, slot = self.jobs.get()
+            call.work(slot)
+
+
+_pool: _Pool | None = None
+
+
+def _reset_after_fork() -> None:
+    """Threads do not survive fork: a child starts with no pool (and BLAS bookkeeping)."""
+    global _pool, _blas_depth, _blas_saved
+    _pool, _blas_depth, _blas_saved = None, 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def for_each(n: int, task, *, work_bytes: int | None = None) -> None:
+    """Run ``task(i, slot)`` for every i in range(n), on up to ``get_num_threads()`` threads.
+
+    ``slot`` in [0, threads) names the thread's scratch (see the module docstring). Tasks must
+    write disjoint outputs. ``work_bytes`` (default: large) below :data:`MIN_PARALLEL_BYTES`
+    keeps the call on this thread. The first exception a task raises is re-raised here once
+    every thread has stopped; Ctrl-C in the caller also waits for the workers' current tasks,
+    so no worker writes after this function returns.
+    """
+    global _pool
+    threads = min(get_num_threads(), n)
+    small = work_bytes is not None and work_bytes < MIN_PARALLEL_BYTES
+    if threads <= 1 or small or getattr(_local, "busy", False):
+        with blas_single_thread():
+            for i in range(n):
+                task(i, 0)
+        return
+    workers = threads - 1
+    if _pool is None:
+        _pool = _Pool()
+    _pool.ensure(workers)
+    call = _Call(n, task, workers)
+    with blas_single_thread():
+        for slot in range(1, threads):
+            _pool.jobs.put((call, slot))
+        try:
+            call.drain(0)
+            if call.close():
+                call.done.wait()
+        except BaseException:
+            call.stop()
+            call.close()
+            while not call.done.wait(0.1):        # let started tasks finish, then re-raise
+                pass
+            raise
+    if call.error is not None:
+        raise call.error
+
+
+def ordered_sum(n: int, task, *, work_bytes: int | None = None):
+    """``task(0, slot) + task(1, slot) + ... + task(n-1, slot)``, added left to right in task
+    order whatever thread computed each term, so the bits do not depend on the thread count.
+
+    Terms are added as soon as all earlier ones are in, so only the few that finish out of
+    order wait in memory (as copies). A task may return its slot's scratch array: it is added
+    or copied before the slot's next task starts.
+    """
+    total = None
+    waiting: dict[int, np.ndarray] = {}
+    next_term = 0
+    lock = threading.Lock()
+
+    def run(i, slot):
+        nonlocal total, next_term
+        term = task(i, slot)
+        with lock:
+            waiting[i] = term if i == next_term else np.array(term, copy=True)
+            while next_term in waiting:
+                term = waiting.pop(next_term)
+                if total is None:
+                    total = np.array(term, copy=True)
+                else:
+                    total += term
+                next_term += 1
+
+    for_each(n, run, work_bytes=work_bytes)
+    return total
+
+
+def elementwise(function, out: np.ndarray, *inputs: np.ndarray) -> np.ndarray:
+    """``function(out, *inputs)`` (which writes its result into out) applied run by run.
+
+    The arrays are cut into runs of :data:`TASK_BYTES` of out along their flattened C order, one
+    task each, so each run's temporaries stay in cache. Arrays that are not all C-contiguous
+    and of out's shape (broadcasting, strided views) are handed to ``function`` whole. Element-
+    wise results do not depend on the cut. Returns out.
+    """
+    arrays = (out,) + inputs
+    if out.ndim == 0 or any(a.shape != out.shape or not a.flags.c_contiguous for a in arrays):
+        with blas_single_thread():
+            function(out, *inputs)
+        return out
+    flat = [a.reshape(-1) for a in arrays]
+    runs = split(out.size, out.itemsize)
+
+    def run(i, slot):
+        lo, hi = runs[i]
+        function(*(a[lo:hi] for a in flat))
+
+    for_each(len(runs), run, work_bytes=sum(a.nbytes for a in arrays))
+    return out
