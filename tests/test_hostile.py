@@ -247,7 +247,7 @@ def test_damaged_run_settings_are_one_line(capsys, tmp_path, field, value):
 def test_no_command_and_absurd_threads_are_usage_errors(capsys):
     for argv, fragment in (([], "choose a command: train, evaluate"),
                            (["summary", "lenet-bn", "--threads", "9" * 30],
-                            "expected a thread count from 1 to 4,096")):
+                            "expected a thread count from 1 to 1,024")):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         err = capsys.readouterr().err

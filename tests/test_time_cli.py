@@ -46,19 +46,32 @@ def _blas_threads():
     return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 def test_time_runs_with_the_threads_asked_and_restores_them(threads, capsys):
-    before = _blas_threads()
+    from cnnkit import parallel
+
+    before, cnnkit_before = _blas_threads(), parallel.get_num_threads()
     assert main(["time", "default", "--batch", "1", "--iterations", "1", "--warmup", "0",
                  "--dtype", "float64", "--threads", str(threads)]) == 0
     header = capsys.readouterr().out.splitlines()[0]
-    assert "lenet-bn" in header and "float64" in header and f"BLAS threads {threads}" in header
-    assert _blas_threads() == before
+    assert "lenet-bn" in header and "float64" in header
+    assert f"; {threads} thread{'s' if threads > 1 else ''} (BLAS 1 inside the kernels)" in header
+    assert _blas_threads() == before and parallel.get_num_threads() == cnnkit_before
 
 
-def test_commands_default_to_one_blas_thread(capsys):
+def test_commands_default_to_cnnkit_threads_and_one_blas_thread(capsys, monkeypatch):
+    from cnnkit import parallel
+
+    monkeypatch.setattr(parallel, "_threads", None)        # the default is read again
+    monkeypatch.setenv("CNNKIT_NUM_THREADS", "3")
     assert main(["time", "default", "--batch", "1", "--iterations", "1", "--warmup", "0"]) == 0
-    assert "BLAS threads 1" in capsys.readouterr().out.splitlines()[0]
+    assert "; 3 threads (BLAS 1 inside the kernels)" in capsys.readouterr().out.splitlines()[0]
+    monkeypatch.setattr(parallel, "_threads", None)
+    monkeypatch.setenv("CNNKIT_NUM_THREADS", "lots")
+    assert main(["time", "default", "--batch", "1", "--iterations", "1", "--warmup", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CNNKIT_NUM_THREADS must be a thread count" in err
+    monkeypatch.setattr(parallel, "_threads", None)
 
 
 def test_unknown_model_is_one_line_and_bad_batch_exits_2(capsys):

@@ -582,22 +582,16 @@ def cmd_gradcheck(args) -> int:
 def _add_common_options(p) -> None:
     """--threads, --memory-budget and --debug, which every command takes."""
     p.add_argument(
-        "--threads", type=_threads, default=1,
-        help="threads of NumPy's BLAS (default: %(default)s; cnnkit's GEMMs are per chunk of a "
-        "few samples, too small for BLAS threads to pay off)")
+        "--threads", type=_threads, default=None,
+        help="threads for cnnkit's kernels (default: CNNKIT_NUM_THREADS, else the cores this "
+        "process may use); results are the same on any count. NumPy's BLAS runs at 1 thread "
+        "inside them")
     p.add_argument(
         "--memory-budget", type=_size, metavar="SIZE", default=None,
         help="refuse work estimated to need more memory than this, e.g. 8G (default: "
         "CNNKIT_MEMORY_BUDGET, else the memory the system reports available)")
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of an error (as CNNKIT_DEBUG=1 does)")
-
-
-def _limit_blas_threads(threads: int):
-    """Limit NumPy's BLAS to ``threads`` for the rest of the command (threadpoolctl)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def _blas_threads():
@@ -625,6 +619,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_time(args) -> int:
+    from . import parallel
     from .models import build_model
     from .nn import shapes_only
     from .optim import Adam
@@ -639,13 +634,14 @@ def cmd_time(args) -> int:
     model.astype(args.dtype).train()
     x = rng.standard_normal((args.batch, *shape)).astype(args.dtype)
     optimizer = Adam(model.named_parameters(), lr=1e-3)
-    threads = _blas_threads()
+    threads, blas = parallel.get_num_threads(), _blas_threads()
     prof = time_layers(model, x, iterations=args.iterations, warmup=args.warmup,
                        optimizer=optimizer, rng=rng, input_grad=False)
     print(
         f"cnnkit time {name}: batch {args.batch} x {'x'.join(map(str, shape))}, {args.dtype}, "
         f"{model.num_parameters():,} parameters; median of {args.iterations} passes after "
-        f"{args.warmup} warm-up, BLAS threads {'unknown' if threads is None else threads}"
+        f"{args.warmup} warm-up; {threads} thread{'s' if threads != 1 else ''} (BLAS "
+        f"{'unknown' if blas is None else blas} inside the kernels)"
     )
     width = max(len(r.layer) for r in prof.rows)
     name_width = max(4, *(len(r.name) for r in prof.rows))
@@ -663,6 +659,7 @@ def cmd_time(args) -> int:
         from ._atomic import atomic_write_text
 
         report = {"model": name, "batch": args.batch, "dtype": args.dtype, "threads": threads,
+                  "blas_threads": blas,
                   "parameters": model.num_parameters(), **prof.to_dict()}
         path = atomic_write_text(args.json, json.dumps(report, indent=1))
         print(f"wrote {path}")
@@ -826,7 +823,7 @@ _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
 # counts of passes: bounded, so that a typo is an error rather than a run that never ends
 _passes = _argument(int, lambda v: 1 <= v <= 100_000, "a count from 1 to 100,000")
 _warmup = _argument(int, lambda v: 0 <= v <= 100_000, "a count from 0 to 100,000")
-_threads = _argument(int, lambda v: 1 <= v <= 4096, "a thread count from 1 to 4,096")
+_threads = _argument(int, lambda v: 1 <= v <= 1024, "a thread count from 1 to 1,024")
 _fraction = _argument(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
 _non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
 _positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a number > 0")
@@ -1195,12 +1192,19 @@ def main(argv=None) -> int:
     from .budget import set_memory_budget
     from .io import CheckpointError
 
+    from . import parallel
+
     debug = args.debug or bool(os.environ.get("CNNKIT_DEBUG"))
-    limit = None
+    threads_before = None
     set_memory_budget(args.memory_budget)
     try:
-        limit = _limit_blas_threads(args.threads)
-        return args.func(args)
+        # --threads, else the default, which reads CNNKIT_NUM_THREADS (and says so if it is not
+        # a count); restored on return, for callers of main() such as the tests
+        threads_before = parallel.get_num_threads()
+        if args.threads is not None:
+            parallel.set_num_threads(args.threads)
+        with parallel.blas_single_thread():    # cnnkit's threads split the work, not BLAS's
+            return args.func(args)
     except KeyboardInterrupt:
         print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -1233,8 +1237,8 @@ def main(argv=None) -> int:
               f"(a bug in cnnkit; --debug shows where)", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        if limit is not None:
-            limit.restore_original_limits()
+        if threads_before is not None:
+            parallel.set_num_threads(threads_before)
         set_memory_budget(None)
 
 
