@@ -2,14 +2,16 @@
 
 Run from the repository root::
 
-    python -m benchmarks                  # everything, 1 thread, table + JSON
+    python -m benchmarks                  # everything at 1 thread, all cores, the defaults
     python -m benchmarks --quick          # a smoke run: few repeats, small time budget
-    python -m benchmarks --only conv --threads 2
+    python -m benchmarks --only conv --threads 2      # one configuration: 2 threads
+    python -m benchmarks --threads 1,4                # 1 and 4 threads, the defaults, speed-ups
 
 Modules, each holding one thing:
 
 - ``timing``: the timer (warm-up, then the median of repeats, within a time budget);
-- ``threads``: one thread count for NumPy's BLAS (threadpoolctl) and for PyTorch;
+- ``threads``: one thread count for cnnkit, NumPy's BLAS (threadpoolctl) and PyTorch, or each
+  library's defaults;
 - ``guard``: the correctness check run once before a case is timed;
 - ``cases``: the kernel cases (conv, pooling, batch norm, ReLU, linear), one table entry each;
 - ``kernels``: timing one kernel case on cnnkit and PyTorch (NCHW and channels_last);
@@ -18,8 +20,8 @@ Modules, each holding one thing:
 - ``memory``: peak memory of one training step, in a fresh subprocess per framework;
 - ``sgemm``: this machine's float32 GEMM rate, the peak the convolutions are compared with;
 - ``machine``: CPU, library versions, BLAS and environment, for the JSON;
-- ``report``: the printed tables and the JSON file;
-- ``suite``: which cases run, in what order and with what settings;
+- ``report``: the printed tables (one per thread configuration, the speed-ups) and the JSON;
+- ``suite``: which cases run, in what order, at which thread counts and with what settings;
 - ``__main__``: the command line;
 - ``trainer``: ``python -m benchmarks.trainer``, what the Trainer's loop and its callbacks cost
   over a hand-written loop (cnnkit against itself, outside the ratio tables).

@@ -1,5 +1,10 @@
 """``python -m benchmarks``: time cnnkit against PyTorch on the CPU, print tables, write JSON.
 
+``--threads`` takes one count or a comma list (default: 1 and all cores). Each count is one
+configuration in which cnnkit's threads, NumPy's BLAS and PyTorch all use it; with several, the
+library defaults' configuration and the speed-up table from the lowest to the highest count are
+added (see :mod:`benchmarks.suite`). A single count runs that configuration alone.
+
 OpenBLAS reads ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` once, when NumPy loads it; they
 can make it pick kernels for another core than the one it runs on. So that the measurement shows
 this machine's own BLAS, this entry point, before importing NumPy, re-executes itself once with
@@ -45,6 +50,28 @@ def _count(minimum: int):
     return parse
 
 
+def thread_counts(text: str) -> tuple[int, ...]:
+    """``--threads``: one count ("2") or a comma list ("1,2"); ascending, without repeats.
+
+    Raises ``argparse.ArgumentTypeError`` for anything but counts from 1 to cnnkit's
+    ``MAX_THREADS``.
+    """
+    from cnnkit.parallel import MAX_THREADS
+
+    counts = set()
+    for part in text.split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a thread count or a comma list of them (1,2), got {text!r}") from None
+        if not 1 <= value <= MAX_THREADS:
+            raise argparse.ArgumentTypeError(
+                f"thread counts must be from 1 to {MAX_THREADS:,}, got {value}")
+        counts.add(value)
+    return tuple(sorted(counts))
+
+
 def _seconds(text):
     try:
         value = float(text)
@@ -56,17 +83,22 @@ def _seconds(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .suite import QUICK, Settings, case_names
+    from .suite import QUICK, Settings, case_names, default_thread_counts
 
     defaults = Settings()
+    all_counts = ",".join(map(str, default_thread_counts()))
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Time cnnkit's kernels, training steps and inference against PyTorch (CPU, "
-                    "float32, NCHW and channels_last) in one process with the same thread "
-                    "count; print the tables and write them as JSON.",
+                    "float32, NCHW and channels_last) in one process, at 1 thread, at all "
+                    "cores and at each library's defaults; print the tables and the 1 -> N "
+                    "speed-ups and write them as JSON.",
         epilog="cases: " + ", ".join(case_names()))
-    parser.add_argument("--threads", type=_count(1), default=defaults.threads,
-                        help="threads for NumPy's BLAS and PyTorch (default: %(default)s)")
+    parser.add_argument("--threads", type=thread_counts, default=None, metavar="N[,M...]",
+                        help="thread counts for cnnkit, NumPy's BLAS and PyTorch, one "
+                             "configuration each; with several, the library defaults and the "
+                             "speed-up from the lowest to the highest count are added; a single "
+                             f"count runs that configuration alone (default: {all_counts})")
     parser.add_argument("--repeats", type=_count(1), default=None,
                         help=f"timed calls per measurement (default: {defaults.repeats})")
     parser.add_argument("--warmup", type=_count(0), default=None,
@@ -87,13 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_from(args: argparse.Namespace):
+    """The :class:`benchmarks.suite.Settings` of parsed arguments: ``--quick``'s values unless
+    given; the thread counts of ``--threads``, with the library defaults' configuration unless it
+    named a single count (no ``--threads``: 1 and all cores, and the defaults)."""
+    from .suite import QUICK, Settings
+
+    base = dict(QUICK) if args.quick else {}
+    given = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup),
+                               ("budget", args.budget)) if v is not None}
+    threads = {} if args.threads is None else {"threads": args.threads,
+                                               "defaults": len(args.threads) > 1}
+    return Settings(only=args.only, **threads, **{**base, **given})
+
+
 def main(argv=None) -> int:
     import re
     from pathlib import Path
 
     from .guard import KernelMismatch
     from .report import write_json
-    from .suite import QUICK, Settings, case_names, run, selected
+    from .suite import case_names, run, selected
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -104,10 +150,7 @@ def main(argv=None) -> int:
             parser.error(f"--only: not a regular expression: {err}")
         if not any(selected(name, args.only) for name in case_names()):
             parser.error(f"--only {args.only!r} matches no case; cases: {', '.join(case_names())}")
-    base = dict(QUICK) if args.quick else {}
-    given = {k: v for k, v in (("repeats", args.repeats), ("warmup", args.warmup),
-                               ("budget", args.budget)) if v is not None}
-    settings = Settings(threads=args.threads, only=args.only, **{**base, **given})
+    settings = settings_from(args)
     try:
         payload = run(settings)
     except KernelMismatch as err:

@@ -25,7 +25,10 @@ its own library (the cnnkit process never imports torch). The parent sets
 keeps them on its heap, and a step after warm-up would reuse resident pages and show almost no
 growth. Where ``/proc`` or ``clear_refs`` is missing (not Linux), the RSS values are None.
 
-The child prints one line of JSON; :func:`measure_memory` runs it and parses that line.
+The child runs at ``--threads`` (cnnkit's threads, NumPy's BLAS and PyTorch alike, through
+:func:`benchmarks.threads.thread_count`); ``python -m benchmarks`` passes the first of its thread
+counts, so memory is measured once, not per configuration. The child prints one line of JSON;
+:func:`measure_memory` runs it and parses that line.
 """
 
 from __future__ import annotations

@@ -2,8 +2,14 @@
 
 A row holds the median times of cnnkit, PyTorch NCHW and PyTorch channels_last, the ratios
 ``cnnkit / torch`` (above 1: cnnkit is slower by that factor), and, for the GEMM-shaped kernels,
-the rate in GFLOP/s as a fraction of the measured SGEMM peak; an inference row adds images/s. The
-printed tables and the JSON come from the same rows.
+the rate in GFLOP/s as a fraction of the measured SGEMM peak; an inference row adds images/s.
+Each thread configuration has its own rows and its own table.
+
+A speed-up row (:func:`speedup_rows`) pairs one case and pass at a low and a high thread count
+(1 and all cores): cnnkit's two times, each side's speed-up ``ms at low / ms at high`` (2.0 on
+2 threads: the work split perfectly; 1.0: the extra threads did nothing), and the ratios
+``cnnkit / torch`` at the high count. It shows whether cnnkit gains from threads as PyTorch does,
+which a ratio at one count cannot. The printed tables and the JSON come from the same rows.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 from .sgemm import fraction_of_peak, gflops
 
 __all__ = ["SIDES", "make_row", "table_header", "format_row", "throughput_table",
-           "memory_table", "write_json"]
+           "threads_label", "speedup_rows", "speedup_table", "memory_table", "write_json"]
 
 SIDES = ("cnnkit", "torch_nchw", "torch_channels_last")
 
@@ -88,6 +94,57 @@ def throughput_table(rows: list[dict]) -> list[str]:
                      f"{_num(ips['cnnkit'], ',.0f', 14)}{_num(ips['torch_nchw'], ',.0f', 14)}"
                      f"{_num(ips['torch_channels_last'], ',.0f', 14)}"
                      f"{_num(row['ratio']['nchw'], '.2f', 10, 'x')}")
+    return lines
+
+
+def threads_label(threads: dict) -> str:
+    """The counts in force, as the table headers name them: "cnnkit 2, NumPy BLAS 2, PyTorch 2"."""
+    return (f"cnnkit {threads.get('cnnkit')}, NumPy BLAS {threads.get('numpy_blas')}, "
+            f"PyTorch {threads.get('torch')}")
+
+
+def _speedup(ms_low, ms_high):
+    return ms_low / ms_high if ms_low and ms_high else None
+
+
+def speedup_rows(low_rows: list[dict], high_rows: list[dict], low: int, high: int) -> list[dict]:
+    """One speed-up row per (case, pass) measured at both ``low`` and ``high`` threads, in the
+    order of ``low_rows`` (see the module docstring)."""
+    high_by_key = {(r["case"], r["pass"]): r for r in high_rows}
+    result = []
+    for lo in low_rows:
+        hi = high_by_key.get((lo["case"], lo["pass"]))
+        if hi is None:
+            continue
+        result.append({
+            "case": lo["case"], "pass": lo["pass"], "group": lo["group"],
+            "from_threads": low, "to_threads": high,
+            "cnnkit_ms": [lo["ms"]["cnnkit"], hi["ms"]["cnnkit"]],
+            "speedup": {side: _speedup(lo["ms"][side], hi["ms"][side]) for side in SIDES},
+            "ratio_at_to_threads": dict(hi["ratio"]),
+        })
+    return result
+
+
+def speedup_table(speedups: list[dict], low: int, high: int) -> list[str]:
+    """Lines of the speed-up table from :func:`speedup_rows` (header first)."""
+    arrow = f"{low}->{high}"
+    columns = (("case", 16), ("pass", 9), (f"ck {low}t ms", 10), (f"ck {high}t ms", 10),
+               (f"ck {arrow}", 9), (f"NCHW {arrow}", 10), (f"CL {arrow}", 9),
+               (f"ck/NCHW@{high}", 10), (f"ck/CL@{high}", 8))
+    widths = [max(w, len(name)) for name, w in columns]
+    lines = ["  ".join(f"{name:<{w}}" if i < 2 else f"{name:>{w}}"
+                       for i, ((name, _), w) in enumerate(zip(columns, widths)))]
+    for s in speedups:
+        ms, up, ratio = s["cnnkit_ms"], s["speedup"], s["ratio_at_to_threads"]
+        lines.append("  ".join([
+            f"{s['case']:<{widths[0]}}", f"{s['pass']:<{widths[1]}}",
+            _num(ms[0], ".2f", widths[2]), _num(ms[1], ".2f", widths[3]),
+            _num(up["cnnkit"], ".2f", widths[4], "x"),
+            _num(up["torch_nchw"], ".2f", widths[5], "x"),
+            _num(up["torch_channels_last"], ".2f", widths[6], "x"),
+            _num(ratio["nchw"], ".2f", widths[7], "x"),
+            _num(ratio["channels_last"], ".2f", widths[8], "x")]))
     return lines
 
 

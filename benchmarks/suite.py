@@ -1,9 +1,25 @@
-"""The whole benchmark: which cases run, in what order, at what settings; the JSON payload.
+"""The whole benchmark: which cases run, in what order, at what thread counts; the JSON payload.
 
-Order: the SGEMM peak, the kernel cases (forward, then forward+backward), the training steps,
-inference, then the memory measurements (subprocesses, after the timings so they do not compete
-with them). Every timing runs inside one :func:`benchmarks.threads.thread_count` block, so cnnkit
-and PyTorch use the same number of threads throughout. Rows are printed as they are measured.
+Thread configurations. Every timed case runs once per configuration:
+
+- each count of ``Settings.threads`` (by default 1 and all the cores this process may use),
+  inside :func:`benchmarks.threads.thread_count`, so cnnkit's threads, NumPy's BLAS and PyTorch
+  all use that count: the ratio at 1 thread compares the kernels' code, the ratio at all cores
+  what each library does with the machine;
+- the library defaults (``Settings.defaults``), inside
+  :func:`benchmarks.threads.library_defaults`: cnnkit at its default thread count, NumPy's BLAS
+  as it was, PyTorch at the count it had when the run started, which is what a user who
+  configures nothing gets. When those counts equal one of the measured configurations' exactly,
+  that table already is the defaults comparison and it is not measured twice (a line says so).
+
+Then, with at least two counts, the speed-up table (:func:`benchmarks.report.speedup_rows`):
+each side's time at the lowest count over its time at the highest, so cnnkit's gain from threads
+stands beside PyTorch's.
+
+Order within a configuration: the SGEMM peak (at that configuration's threads), the kernel cases
+(forward, then forward+backward), the training steps, inference. The memory measurements
+(subprocesses, at the first count) come last, after the timings so they do not compete with them.
+Rows are printed as they are measured.
 
 Case names, for ``--only`` (a regular expression searched in each name): the kernel cases of
 :data:`benchmarks.cases.CASES`, ``train-mnist``, ``train-cifar``, ``infer-mnist-b1``,
@@ -15,30 +31,41 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .cases import CASES
 from .kernels import time_case
 from .machine import cpu_model, machine_info, openblas_env
 from .memory import measure_memory
 from .nets import NETS
-from .report import format_row, make_row, memory_table, table_header, throughput_table
+from .report import (format_row, make_row, memory_table, speedup_rows, speedup_table,
+                     table_header, threads_label, throughput_table)
 from .sgemm import sgemm_gflops
 from .steps import INFERENCE_BATCHES, time_inference, time_training
-from .threads import thread_count
+from .threads import all_cores, describe_threads, library_defaults, thread_count
 
-__all__ = ["Settings", "QUICK", "case_names", "selected", "kernel_rows", "run"]
+__all__ = ["Settings", "QUICK", "default_thread_counts", "case_names", "selected",
+           "kernel_rows", "defaults_same_as", "run"]
 
 INFERENCE_NET = "mnist"
 MEMORY_SIDES = (("cnnkit", "nchw"), ("torch", "nchw"), ("torch", "channels_last"))
+DEFAULTS = "defaults"
+
+
+def default_thread_counts() -> tuple[int, ...]:
+    """1 and all cores (one count on a one-core machine)."""
+    return tuple(sorted({1, all_cores()}))
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How to measure: threads, repeats and warm-up calls per measurement, the time budget (s) of
-    one measurement's samples, the ``--only`` pattern, the SGEMM size and repeats."""
+    """How to measure: the thread counts (one configuration each, ascending, no repeats), whether
+    to add the library defaults' configuration, repeats and warm-up calls per measurement, the
+    time budget (s) of one measurement's samples, the ``--only`` pattern, the SGEMM size and
+    repeats. A single int for ``threads`` means that one count."""
 
-    threads: int = 1
+    threads: tuple[int, ...] = field(default_factory=default_thread_counts)
+    defaults: bool = True
     repeats: int = 20
     warmup: int = 3
     budget: float = 10.0
@@ -46,6 +73,12 @@ class Settings:
     sgemm_n: int = 2048
     sgemm_repeats: int = 5
     quick: bool = False
+
+    def __post_init__(self):
+        counts = (self.threads,) if isinstance(self.threads, int) else tuple(self.threads)
+        if not counts or any(not isinstance(n, int) or n < 1 for n in counts):
+            raise ValueError(f"thread counts must be ints >= 1, got {self.threads!r}")
+        object.__setattr__(self, "threads", tuple(sorted(set(counts))))
 
     @property
     def timed(self) -> dict:
@@ -75,15 +108,33 @@ def kernel_rows(case, settings: Settings, peak_gflops: float | None) -> list[dic
             for pass_, factor in (("fwd", 1), ("fwd+bwd", 3))]
 
 
-def _header(settings: Settings, threads: dict, torch) -> list[str]:
+def _count_name(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def defaults_same_as(defaults: dict, counts) -> int | None:
+    """The count n of ``counts`` whose configuration (cnnkit, NumPy's BLAS and PyTorch all at n)
+    equals the library defaults ``defaults`` (``{"cnnkit", "numpy_blas", "torch"}``), else None.
+    A BLAS count of None (no BLAS pool found) matches any n."""
+    for n in counts:
+        if (defaults["cnnkit"] == n and defaults["numpy_blas"] in (n, None)
+                and defaults["torch"] == n):
+            return n
+    return None
+
+
+def _preamble(settings: Settings, torch, timed_any: bool) -> list[str]:
     env = openblas_env()
     unset = [f"{k} (was {v['at_start']!r})" for k, v in env.items() if v["unset_by_benchmark"]]
     kept = [f"{k}={v['in_effect']!r}" for k, v in env.items() if v["in_effect"] is not None]
-    return [
+    cores = all_cores()
+    configurations = [_count_name(n) + (" (all cores)" if n == cores and n > 1 else "")
+                      for n in settings.threads] + (["library defaults"] if settings.defaults
+                                                    else [])
+    lines = [
         f"cnnkit vs PyTorch {torch.__version__} on {cpu_model()}, float32",
-        f"threads: {settings.threads} (NumPy BLAS {threads['numpy_blas']}, PyTorch "
-        f"{threads['torch']})" + ("; the default, change with --threads N"
-                                  if settings.threads == 1 else ""),
+        f"configurations: {', '.join(configurations)}; at a count, cnnkit's threads, NumPy's "
+        f"BLAS and PyTorch all use it (change with --threads N or --threads 1,N)",
         f"each time: median of up to {settings.repeats} calls after {settings.warmup} warm-up "
         f"call(s), at most {settings.budget:g} s of samples per measurement"
         + (" (--quick: a smoke run, not a measurement)" if settings.quick else ""),
@@ -92,64 +143,114 @@ def _header(settings: Settings, threads: dict, torch) -> list[str]:
             + ([f"kept {', '.join(kept)}"] if kept else [])) or "OPENBLAS_CORETYPE and "
             "OPENBLAS_L2_SIZE not set"),
     ]
+    if timed_any:
+        lines.append("ratio = cnnkit ms / torch ms (above 1: cnnkit slower); CL = channels_last; "
+                     "%pk = GFLOP/s as % of the SGEMM peak")
+    return lines
 
 
-def run(settings: Settings, emit=print) -> dict:
-    """Run the selected cases, emitting lines as they come; return the JSON payload."""
-    import torch
-
-    start = time.time()
+def _measure(settings: Settings, torch, threads: dict, title: str, emit) -> tuple[dict, list]:
+    """Every selected timed case at the thread counts in force: (SGEMM result, rows)."""
     cases = [c for c in CASES if selected(c.name, settings.only)]
     rows, sgemm = [], None
-    with thread_count(settings.threads, torch) as threads:
-        for line in _header(settings, threads, torch):
-            emit(line)
-        if any(c.flops is not None for c in cases):
-            sgemm = sgemm_gflops(settings.sgemm_n, repeats=settings.sgemm_repeats, torch=torch)
-            emit(f"SGEMM peak: {sgemm['gflops']:.1f} GFLOP/s (NumPy, float32 "
-                 f"{sgemm['n']}x{sgemm['n']} @ {sgemm['n']}x{sgemm['n']}, median); PyTorch's "
-                 f"matmul: {sgemm['torch_gflops']:.1f} GFLOP/s")
-        if any(selected(name, settings.only) for name in case_names()
-               if not name.startswith("memory-")):
-            emit("ratio = cnnkit ms / torch ms (above 1: cnnkit slower); CL = channels_last; "
-                 "%pk = GFLOP/s as % of the SGEMM peak")
-            emit("")
-            emit(table_header())
-        peak = None if sgemm is None else sgemm["gflops"]
-        for case in cases:
-            for row in kernel_rows(case, settings, peak):
-                rows.append(row)
-                emit(format_row(row))
-        for net in NETS:
-            if selected(f"train-{net}", settings.only):
-                n, shape = NETS[net]
-                rows.append(make_row(f"train-{net}", "step", "train",
-                                     f"batch {n} x {'x'.join(map(str, shape))}, forward + "
-                                     f"loss + backward + Adam",
-                                     time_training(net, **settings.timed)))
-                emit(format_row(rows[-1]))
-        for b in INFERENCE_BATCHES:
-            name = f"infer-{INFERENCE_NET}-b{b}"
-            if selected(name, settings.only):
-                rows.append(make_row(name, "eval fwd", "inference",
-                                     f"{INFERENCE_NET} net, eval mode, batch {b}",
-                                     time_inference(INFERENCE_NET, b, **settings.timed),
-                                     batch=b))
-                emit(format_row(rows[-1]))
-        machine = machine_info(torch)
-    memory = [measure_memory(framework, net, layout, settings.threads)
-              for net in NETS if selected(f"memory-{net}", settings.only)
-              for framework, layout in MEMORY_SIDES]
+    emit("")
+    emit(f"threads: {title} ({threads_label(threads)})")
+    if any(c.flops is not None for c in cases):
+        sgemm = sgemm_gflops(settings.sgemm_n, repeats=settings.sgemm_repeats, torch=torch)
+        emit(f"SGEMM peak: {sgemm['gflops']:.1f} GFLOP/s (NumPy, float32 "
+             f"{sgemm['n']}x{sgemm['n']} @ {sgemm['n']}x{sgemm['n']}, median); PyTorch's "
+             f"matmul: {sgemm['torch_gflops']:.1f} GFLOP/s")
+    emit(table_header())
+    peak = None if sgemm is None else sgemm["gflops"]
+    for case in cases:
+        for row in kernel_rows(case, settings, peak):
+            rows.append(row)
+            emit(format_row(row))
+    for net in NETS:
+        if selected(f"train-{net}", settings.only):
+            n, shape = NETS[net]
+            rows.append(make_row(f"train-{net}", "step", "train",
+                                 f"batch {n} x {'x'.join(map(str, shape))}, forward + "
+                                 f"loss + backward + Adam",
+                                 time_training(net, **settings.timed)))
+            emit(format_row(rows[-1]))
+    for b in INFERENCE_BATCHES:
+        name = f"infer-{INFERENCE_NET}-b{b}"
+        if selected(name, settings.only):
+            rows.append(make_row(name, "eval fwd", "inference",
+                                 f"{INFERENCE_NET} net, eval mode, batch {b}",
+                                 time_inference(INFERENCE_NET, b, **settings.timed), batch=b))
+            emit(format_row(rows[-1]))
     inference = [r for r in rows if r["group"] == "inference"]
     if inference:
         emit("")
         for line in throughput_table(inference):
             emit(line)
+    return sgemm, rows
+
+
+def run(settings: Settings, emit=print) -> dict:
+    """Run the selected cases in every configuration, emitting lines as they come; return the
+    JSON payload (schema 2: one entry of ``runs`` per configuration, then ``speedups``)."""
+    import torch
+
+    from cnnkit import parallel
+
+    start = time.time()
+    at_start = describe_threads(torch)             # before any configuration changes a count
+    defaults = {"cnnkit": parallel.default_num_threads(),
+                "numpy_blas": at_start["numpy_blas"], "torch": at_start["torch"]}
+    machine = machine_info(torch)
+    timed_any = any(selected(name, settings.only) for name in case_names()
+                    if not name.startswith("memory-"))
+    for line in _preamble(settings, torch, timed_any):
+        emit(line)
+
+    runs = []
+    if timed_any:
+        for n in settings.threads:
+            with thread_count(n, torch) as threads:
+                sgemm, rows = _measure(settings, torch, threads, str(n), emit)
+            runs.append({"name": _count_name(n), "requested_threads": n, "threads": threads,
+                         "sgemm": sgemm, "rows": rows})
+    defaults_info = None
+    if settings.defaults and timed_any:
+        same = defaults_same_as(defaults, settings.threads)
+        defaults_info = {"counts": defaults, "measured": same is None,
+                         "same_as": None if same is None else _count_name(same)}
+        if same is None:
+            with library_defaults(torch, defaults["torch"]) as threads:
+                sgemm, rows = _measure(settings, torch, threads, "library defaults", emit)
+            runs.append({"name": DEFAULTS, "requested_threads": None, "threads": threads,
+                         "sgemm": sgemm, "rows": rows})
+        else:
+            emit("")
+            emit(f"library defaults ({threads_label(defaults)}) are the {same}-thread "
+                 f"configuration exactly: the {same}-thread table IS the defaults comparison, "
+                 f"not measured again")
+
+    speedups = []
+    counted = [r for r in runs if r["requested_threads"] is not None]
+    if len(counted) >= 2:
+        low, high = counted[0], counted[-1]
+        lo, hi = low["requested_threads"], high["requested_threads"]
+        speedups = speedup_rows(low["rows"], high["rows"], lo, hi)
+        emit("")
+        emit(f"speed-up from {lo} to {hi} threads = each side's ms at {lo} / its ms at {hi} "
+             f"({hi:.1f}x would be perfect); ck/NCHW and ck/CL: the ratios at {hi} threads")
+        for line in speedup_table(speedups, lo, hi):
+            emit(line)
+
+    memory = [measure_memory(framework, net, layout, settings.threads[0])
+              for net in NETS if selected(f"memory-{net}", settings.only)
+              for framework, layout in MEMORY_SIDES]
     if memory:
         emit("")
+        emit(f"memory: each step in a fresh process at {_count_name(settings.threads[0])}")
         for line in memory_table(memory):
             emit(line)
-    return {"schema": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start)),
+    return {"schema": 2, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start)),
             "duration_s": round(time.time() - start, 1),
-            "settings": {**asdict(settings), "dtype": "float32"}, "threads": threads,
-            "machine": machine, "sgemm": sgemm, "rows": rows, "memory": memory}
+            "settings": {**asdict(settings), "dtype": "float32"},
+            "threads_at_start": at_start, "defaults": defaults_info, "machine": machine,
+            "runs": runs, "speedups": speedups, "memory": memory}

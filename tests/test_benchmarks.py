@@ -2,6 +2,7 @@
 wrong kernel, and its JSON is valid. Nothing here asserts on speed: every measurement is one
 call on small arrays."""
 
+import argparse
 import dataclasses
 import doctest
 import json
@@ -18,8 +19,9 @@ from benchmarks.guard import KernelMismatch  # noqa: E402
 from benchmarks.kernels import check_case, time_case  # noqa: E402
 from benchmarks.nets import NETS, cnnkit_net, torch_net  # noqa: E402
 from benchmarks.steps import check_nets  # noqa: E402
-from benchmarks.threads import thread_count  # noqa: E402
+from benchmarks.threads import library_defaults, thread_count  # noqa: E402
 from cnnkit import functional as F  # noqa: E402
+from cnnkit import parallel  # noqa: E402
 
 ONCE = dict(repeats=1, warmup=0, budget=0.0)
 TINY_CONV = conv_case("tiny-conv", 2, 3, 6, 4, 3, stride=2, pad=1)   # floored: strict=False
@@ -45,7 +47,7 @@ def test_the_case_table():
 
 def test_one_kernel_case_gives_two_rows_with_ratios_and_peak_fractions():
     with thread_count(1, torch) as threads:
-        assert threads["numpy_blas"] == 1 and threads["torch"] == 1
+        assert threads["numpy_blas"] == 1 and threads["torch"] == 1 and threads["cnnkit"] == 1
         rows = suite.kernel_rows(TINY_CONV, suite.Settings(**ONCE), peak_gflops=100.0)
     assert [r["pass"] for r in rows] == ["fwd", "fwd+bwd"]
     assert rows[1]["flops"] == 3 * rows[0]["flops"] == 3 * 2 * 2 * 4 * 3 * 9 * 3 * 3
@@ -104,20 +106,151 @@ def test_the_torch_nets_match_the_cnnkit_nets(rng):
                        x, y, layout)
 
 
-def test_the_suite_runs_one_case_and_writes_json(tmp_path, monkeypatch):
+def _tiny_relu(monkeypatch):
     relu = next(c for c in CASES if c.name == "relu")
     monkeypatch.setattr(suite, "CASES", [dataclasses.replace(relu, setup=lambda rng: {
         "x": rng.standard_normal((2, 3, 4, 4), dtype=np.float32)})])
+
+
+def test_the_suite_runs_one_case_and_writes_json(tmp_path, monkeypatch):
+    _tiny_relu(monkeypatch)
     lines = []
-    payload = suite.run(suite.Settings(only="^relu$", **ONCE), emit=lines.append)
-    assert any(line.startswith("threads: 1 (NumPy BLAS 1, PyTorch 1)") for line in lines)
-    assert [r["case"] for r in payload["rows"]] == ["relu", "relu"]
-    assert payload["memory"] == [] and payload["sgemm"] is None
+    payload = suite.run(suite.Settings(threads=1, defaults=False, only="^relu$", **ONCE),
+                        emit=lines.append)
+    assert "threads: 1 (cnnkit 1, NumPy BLAS 1, PyTorch 1)" in lines
+    assert payload["schema"] == 2 and len(payload["runs"]) == 1
+    assert [r["case"] for r in payload["runs"][0]["rows"]] == ["relu", "relu"]
+    assert payload["runs"][0]["threads"]["cnnkit"] == 1 and payload["runs"][0]["sgemm"] is None
+    assert payload["memory"] == [] and payload["speedups"] == [] and payload["defaults"] is None
+    assert not any("speed-up" in line or "defaults" in line for line in lines)
     path = report.write_json(tmp_path / "results" / "run.json", payload)
     loaded = json.loads(path.read_text())
-    assert loaded["rows"][1]["pass"] == "fwd+bwd"
+    assert loaded["runs"][0]["rows"][1]["pass"] == "fwd+bwd"
+    assert loaded["settings"]["threads"] == [1]
     assert loaded["machine"]["numpy"] == np.__version__
     assert set(loaded["machine"]["openblas_env"]) == {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
+
+
+@pytest.mark.parametrize("default_count", [3, 2])
+def test_the_suite_at_two_counts_adds_the_defaults_and_the_speedups(monkeypatch, default_count):
+    """cnnkit's default count 3 is no measured configuration, so the defaults run; 2 (with
+    NumPy's BLAS and PyTorch at 2 too) is the 2-thread configuration, so they are not rerun."""
+    _tiny_relu(monkeypatch)
+    monkeypatch.setattr(parallel, "default_num_threads", lambda: default_count)
+    torch_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with thread_count(2):                    # NumPy's BLAS at 2 when the run starts
+            lines = []
+            payload = suite.run(suite.Settings(threads=(2, 1), only="^relu$", **ONCE),
+                                emit=lines.append)
+            assert parallel.get_num_threads() == 2 and torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(torch_before)
+    names = [r["name"] for r in payload["runs"]]
+    assert "threads: 1 (cnnkit 1, NumPy BLAS 1, PyTorch 1)" in lines
+    assert "threads: 2 (cnnkit 2, NumPy BLAS 2, PyTorch 2)" in lines
+    defaults = payload["defaults"]
+    assert defaults["counts"] == {"cnnkit": default_count, "numpy_blas": 2, "torch": 2}
+    if default_count == 3:
+        assert names == ["1 thread", "2 threads", "defaults"] and defaults["measured"]
+        assert "threads: library defaults (cnnkit 3, NumPy BLAS 2, PyTorch 2)" in lines
+        assert payload["runs"][2]["threads"]["cnnkit"] == 3
+    else:
+        assert names == ["1 thread", "2 threads"] and not defaults["measured"]
+        assert defaults["same_as"] == "2 threads"
+        assert any("the 2-thread table IS the defaults comparison" in line for line in lines)
+    assert [(s["case"], s["pass"], s["from_threads"], s["to_threads"])
+            for s in payload["speedups"]] == [("relu", "fwd", 1, 2), ("relu", "fwd+bwd", 1, 2)]
+    header = lines.index(next(line for line in lines if line.startswith("speed-up from 1 to 2")))
+    assert lines[header + 1].split()[:4] == ["case", "pass", "ck", "1t"]
+    json.dumps(payload)
+
+
+def test_defaults_same_as():
+    same = suite.defaults_same_as
+    assert same({"cnnkit": 2, "numpy_blas": 2, "torch": 2}, (1, 2)) == 2
+    assert same({"cnnkit": 2, "numpy_blas": None, "torch": 2}, (1, 2)) == 2
+    assert same({"cnnkit": 2, "numpy_blas": 1, "torch": 2}, (1, 2)) is None
+    assert same({"cnnkit": 2, "numpy_blas": [1, 2], "torch": 2}, (1, 2)) is None
+    assert same({"cnnkit": 4, "numpy_blas": 4, "torch": 2}, (1, 4)) is None
+    assert same({"cnnkit": 1, "numpy_blas": 1, "torch": 1}, (1,)) == 1
+
+
+def test_thread_count_sets_cnnkit_blas_and_torch_and_restores_them():
+    parallel.set_num_threads(2)
+    torch_before = torch.get_num_threads()
+    try:
+        with thread_count(3, torch) as threads:
+            assert parallel.get_num_threads() == 3 and torch.get_num_threads() == 3
+            assert threads["cnnkit"] == 3 and threads["torch"] == 3
+            assert threads["numpy_blas"] in (3, None)
+        assert parallel.get_num_threads() == 2 and torch.get_num_threads() == torch_before
+        with pytest.raises(KeyError), thread_count(1):
+            assert parallel.get_num_threads() == 1
+            raise KeyError("a case failed")
+        assert parallel.get_num_threads() == 2
+        with library_defaults(torch, torch_before) as threads:
+            assert threads["cnnkit"] == parallel.default_num_threads()
+            assert threads["torch"] == torch_before
+        assert parallel.get_num_threads() == 2
+    finally:
+        parallel.set_num_threads(parallel.default_num_threads())
+
+
+def _fake_row(case, pass_, cnnkit_ms, nchw_ms, cl_ms):
+    timings = {side: None if ms is None else timing.Timing((ms / 1e3,))
+               for side, ms in zip(report.SIDES, (cnnkit_ms, nchw_ms, cl_ms))}
+    return report.make_row(case, pass_, "kernel", "", timings)
+
+
+def test_the_speedup_rows_and_table_from_fake_rows():
+    low = [_fake_row("conv", "fwd", 10.0, 8.0, 6.0), _fake_row("linear", "fwd", 4.0, 2.0, None),
+           _fake_row("only-low", "fwd", 1.0, 1.0, 1.0)]
+    high = [_fake_row("linear", "fwd", 4.0, 1.0, None), _fake_row("conv", "fwd", 5.0, 2.0, 4.0)]
+    rows = report.speedup_rows(low, high, 1, 2)
+    assert [(r["case"], r["pass"]) for r in rows] == [("conv", "fwd"), ("linear", "fwd")]
+    conv, linear = rows
+    assert conv["cnnkit_ms"] == [10.0, 5.0] and (conv["from_threads"], conv["to_threads"]) == (1, 2)
+    assert conv["speedup"] == pytest.approx({"cnnkit": 2.0, "torch_nchw": 4.0,
+                                             "torch_channels_last": 1.5})
+    assert conv["ratio_at_to_threads"] == pytest.approx({"nchw": 2.5, "channels_last": 1.25})
+    assert linear["speedup"]["torch_channels_last"] is None
+    assert linear["ratio_at_to_threads"]["channels_last"] is None
+    lines = report.speedup_table(rows, 1, 2)
+    assert lines[0].split() == ["case", "pass", "ck", "1t", "ms", "ck", "2t", "ms", "ck", "1->2",
+                                "NCHW", "1->2", "CL", "1->2", "ck/NCHW@2", "ck/CL@2"]
+    assert lines[1].split() == ["conv", "fwd", "10.00", "5.00", "2.00x", "4.00x", "1.50x",
+                                "2.50x", "1.25x"]
+    assert lines[2].split() == ["linear", "fwd", "4.00", "4.00", "1.00x", "2.00x", "-",
+                                "4.00x", "-"]
+    assert len({len(line) for line in lines}) == 1                  # the columns line up
+    assert report.threads_label({"cnnkit": 2, "numpy_blas": 2, "torch": 1}) == \
+        "cnnkit 2, NumPy BLAS 2, PyTorch 1"
+
+
+def test_the_threads_option_and_the_settings_it_makes():
+    from benchmarks.__main__ import build_parser, settings_from, thread_counts
+
+    assert thread_counts("1,2") == (1, 2)
+    assert thread_counts(" 4, 1,4 ") == (1, 4)
+    assert thread_counts("2") == (2,)
+    for bad in ("0", "1,,2", "two", "1,0", "", f"{parallel.MAX_THREADS + 1}"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            thread_counts(bad)
+    parser = build_parser()
+    default = settings_from(parser.parse_args([]))
+    assert default.threads == suite.default_thread_counts() and default.defaults
+    assert default.threads[0] == 1 and default.threads[-1] == suite.all_cores()
+    listed = settings_from(parser.parse_args(["--threads", "2,1", "--quick"]))
+    assert listed.threads == (1, 2) and listed.defaults and listed.repeats == suite.QUICK["repeats"]
+    single = settings_from(parser.parse_args(["--threads", "2", "--repeats", "7"]))
+    assert single.threads == (2,) and not single.defaults and single.repeats == 7
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threads", "1,x"])
+    assert suite.Settings(threads=3).threads == (3,)
+    with pytest.raises(ValueError):
+        suite.Settings(threads=())
 
 
 def test_memory_of_a_step_in_a_subprocess():
@@ -154,3 +287,16 @@ def test_the_trainer_benchmark_times_every_variant(capsys):
     assert {k: len(v) for k, v in samples.items()} == {"bare": 2, "trainer": 2,
                                                       "layer stats": 2, "progress bar": 2}
     assert all(t > 0 for v in samples.values() for t in v)
+
+
+def test_memory_alone_runs_no_configuration_and_uses_the_first_count(monkeypatch):
+    calls = []
+    monkeypatch.setattr(suite, "measure_memory", lambda framework, net, layout, threads: (
+        calls.append(threads) or {"framework": framework, "net": net, "layout": layout,
+                                  "threads": threads, "rss_baseline_mib": 1.0,
+                                  "rss_peak_delta_mib": 1.0, "tracemalloc_peak_mib": None}))
+    lines = []
+    payload = suite.run(suite.Settings(threads=(3, 2), only="^memory-mnist$"), emit=lines.append)
+    assert calls == [2, 2, 2] and payload["runs"] == [] and payload["speedups"] == []
+    assert payload["defaults"] is None and not any(line.startswith("threads:") for line in lines)
+    assert "memory: each step in a fresh process at 2 threads" in lines
