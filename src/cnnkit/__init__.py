@@ -9,7 +9,10 @@ model zoo and the pattern spec, ``cnnkit.summary`` the memory and parameter tabl
 ``cnnkit.convert`` FC -> conv conversion, ``cnnkit.timing`` per-layer timing, ``cnnkit.viz``
 pictures of what a net does, ``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
 run's HTML page, and ``cnnkit.inference`` (also ``cnnkit.predict_images``) classifies image
-files with a trained checkpoint. Submodules load on first use, so ``import cnnkit`` stays cheap.
+files with a trained checkpoint. ``cnnkit.set_num_threads(n)`` / ``cnnkit.get_num_threads()``
+(from ``cnnkit.parallel``) set and read the threads the kernels use: by default the cores this
+process may use, or ``CNNKIT_NUM_THREADS``; results are the same bits on any count. Submodules
+load on first use, so ``import cnnkit`` stays cheap.
 """
 
 import importlib
@@ -20,8 +23,10 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "data": "data", "train": "train", "io": "io", "models": "models", "viz": "viz",
                "summary": "summary", "convert": "convert", "timing": "timing",
                "inference": "inference", "runs": "runs", "callbacks": "callbacks",
-               "monitor": "monitor", "experiments": "experiments", "report": "report"}
-__all__ = [*_SUBMODULES, "predict_images"]
+               "monitor": "monitor", "experiments": "experiments", "report": "report",
+               "parallel": "parallel"}
+_THREAD_NAMES = ("set_num_threads", "get_num_threads", "num_threads")
+__all__ = [*_SUBMODULES, "predict_images", *_THREAD_NAMES]
 
 
 def __getattr__(name):
@@ -29,6 +34,8 @@ def __getattr__(name):
         module = importlib.import_module(f".{_SUBMODULES[name]}", __name__)
         globals()[name] = module
         return module
+    if name in _THREAD_NAMES:
+        return getattr(importlib.import_module(".parallel", __name__), name)
     if name == "predict_images":
         from .inference import predict_images
         return predict_images

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from contextlib import contextmanager
 from functools import wraps
@@ -38,23 +39,24 @@ from functools import wraps
 import numpy as np
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads", "default_num_threads",
-           "for_each", "ordered_sum", "elementwise", "split", "worth_parallel", "blas_single_thread",
+           "for_each", "ordered_sum", "elementwise", "split", "blas_single_thread",
            "single_thread_blas", "TASK_BYTES", "MIN_PARALLEL_BYTES", "MAX_THREADS"]
 
 #: The most threads ``set_num_threads`` accepts (OpenBLAS's own limit in NumPy's wheels is 64;
 #: cnnkit's threads are not BLAS threads, but more than this is a typo).
 MAX_THREADS = 1024
 
-#: Bytes of one element-wise task: 256 KiB of each operand (64 Ki float32), so a task's
-#: operands and temporaries stay in a core's L2 cache, and a 64 x 64 x 32 x 32 float32 batch
-#: (16 MiB) makes 64 tasks, enough for 64 cores.
-TASK_BYTES = 1 << 18
+#: Bytes of one task of the element-wise, pooling and batch-norm kernels: 1 MiB of the input.
+#: Smaller tasks mean more NumPy calls, and each one ends by taking the interpreter lock back;
+#: on the 2-core machine 256 KiB tasks lost a third of the second thread's gain to that. A
+#: 64 x 64 x 32 x 32 float32 batch (16 MiB) makes 16 tasks.
+TASK_BYTES = 1 << 20
 
-#: Below this many bytes of work a kernel runs on the calling thread. Measured on the 2-core
-#: machine (``python -m benchmarks.pool``): waking the workers and handing out tasks costs about
-#: 30 us, what NumPy needs for a float32 ReLU of ~128 KiB; at 512 KiB two threads were already
-#: 1.5x faster than one.
-MIN_PARALLEL_BYTES = 1 << 19
+#: Below this many bytes of input a kernel runs on the calling thread. Measured on the 2-core
+#: machine with ``python -m benchmarks.pool``: an empty parallel call costs about 30 us, and a
+#: float32 ReLU forward + backward ran 0.96-1.04x as fast on two threads as on one up to 2 MiB of
+#: input (two tasks), 1.2x at 3 MiB and 1.8x at 16 MiB.
+MIN_PARALLEL_BYTES = 2 << 20
 
 _ENV = "CNNKIT_NUM_THREADS"
 _state_lock = threading.Lock()
@@ -185,18 +187,54 @@ def single_thread_blas(function):
     return wrapper
 
 
+# ----------------------------------------------------------------------------- the GIL
+#: The interpreter's switch interval (seconds) while cnnkit's threads run. A thread that comes
+#: back from a NumPy call and finds the GIL taken waits until its holder lets go; when the holder
+#: makes many short NumPy calls it takes the GIL straight back each time, and the waiter gets
+#: it only when its wait times out, after the switch interval: 5 ms by default, longer than
+#: most tasks. Measured on the 2-core machine: at 5 ms the second thread gained nothing on batch
+#: norm and max pooling (0.74-1.24x); at 0.5 ms they ran 1.3-1.8x faster than on one thread.
+SWITCH_INTERVAL = 5e-4
+
+_switch_lock = threading.Lock()
+_switch_depth = 0
+_switch_saved: float | None = None
+
+
+@contextmanager
+def _short_switch_interval():
+    """Within the block the switch interval is at most SWITCH_INTERVAL (restored after; shared
+    by concurrent and nested parallel calls, like :func:`blas_single_thread`)."""
+    global _switch_depth, _switch_saved
+    with _switch_lock:
+        if _switch_depth == 0:
+            _switch_saved = sys.getswitchinterval()
+            if _switch_saved > SWITCH_INTERVAL:
+                sys.setswitchinterval(SWITCH_INTERVAL)
+        _switch_depth += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_depth -= 1
+            if _switch_depth == 0:
+                sys.setswitchinterval(_switch_saved)
+
+
 # ----------------------------------------------------------------------------- the plan
-def split(n: int, item_bytes: int, budget: int = TASK_BYTES) -> list[tuple[int, int]]:
-    """``(lo, hi)`` slices of n items, each holding at most ``budget`` bytes (at least one item):
-    the task plan of a kernel over a batch or a flat array. It depends on n, the item size and
-    the budget, never on the thread count."""
-    step = max(1, min(n, budget // max(1, item_bytes))) if n else 1
-    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
-
-
-def worth_parallel(work_bytes: int) -> bool:
-    """Whether work of this many bytes goes to the workers (else it stays on this thread)."""
-    return work_bytes >= MIN_PARALLEL_BYTES and get_num_threads() > 1
+def split(n: int, item_bytes: int, budget: int | None = None) -> list[tuple[int, int]]:
+    """``(lo, hi)`` slices of n items, each holding at most ``budget`` bytes (default
+    :data:`TASK_BYTES`; at least one item), as few as that allows and of sizes within one item
+    of each other (64 samples of which 55 fit are two tasks of 32, not 55 and 9): the task plan
+    of a kernel over a batch or a flat array. It depends on n, the item size and the budget,
+    never on the thread count."""
+    budget = TASK_BYTES if budget is None else budget
+    if n <= 0:
+        return []
+    per_task = max(1, min(n, budget // max(1, item_bytes)))
+    count = -(-n // per_task)                     # as few tasks as the budget allows,
+    bounds = [n * i // count for i in range(count + 1)]   # their sizes within one item
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 # ----------------------------------------------------------------------------- the pool
@@ -293,26 +331,27 @@ _pool: _Pool | None = None
 
 def _reset_after_fork() -> None:
     """Threads do not survive fork: a child starts with no pool (and BLAS bookkeeping)."""
-    global _pool, _blas_depth, _blas_saved
-    _pool, _blas_depth, _blas_saved = None, 0, None
+    global _pool, _blas_depth, _blas_saved, _switch_depth
+    _pool, _blas_depth, _blas_saved, _switch_depth = None, 0, None, 0
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def for_each(n: int, task, *, work_bytes: int | None = None) -> None:
+def for_each(n: int, task, *, work_bytes: int | None = None, serial: bool = False) -> None:
     """Run ``task(i, slot)`` for every i in range(n), on up to ``get_num_threads()`` threads.
 
     ``slot`` in [0, threads) names the thread's scratch (see the module docstring). Tasks must
-    write disjoint outputs. ``work_bytes`` (default: large) below :data:`MIN_PARALLEL_BYTES`
-    keeps the call on this thread. The first exception a task raises is re-raised here once
+    write disjoint outputs. ``work_bytes``, the bytes of the kernel's input (default: large),
+    below :data:`MIN_PARALLEL_BYTES`, or ``serial=True`` (a kernel's own judgement of its
+    work), keeps the call on this thread. The first exception a task raises is re-raised here once
     every thread has stopped; Ctrl-C in the caller also waits for the workers' current tasks,
     so no worker writes after this function returns.
     """
     global _pool
     threads = min(get_num_threads(), n)
-    small = work_bytes is not None and work_bytes < MIN_PARALLEL_BYTES
+    small = serial or (work_bytes is not None and work_bytes < MIN_PARALLEL_BYTES)
     if threads <= 1 or small or getattr(_local, "busy", False):
         with blas_single_thread():
             for i in range(n):
@@ -323,7 +362,7 @@ def for_each(n: int, task, *, work_bytes: int | None = None) -> None:
         _pool = _Pool()
     _pool.ensure(workers)
     call = _Call(n, task, workers)
-    with blas_single_thread():
+    with blas_single_thread(), _short_switch_interval():
         for slot in range(1, threads):
             _pool.jobs.put((call, slot))
         try:
@@ -340,7 +379,7 @@ def for_each(n: int, task, *, work_bytes: int | None = None) -> None:
         raise call.error
 
 
-def ordered_sum(n: int, task, *, work_bytes: int | None = None):
+def ordered_sum(n: int, task, *, work_bytes: int | None = None, serial: bool = False):
     """``task(0, slot) + task(1, slot) + ... + task(n-1, slot)``, added left to right in task
     order whatever thread computed each term, so the bits do not depend on the thread count.
 
@@ -366,7 +405,7 @@ def ordered_sum(n: int, task, *, work_bytes: int | None = None):
                     total += term
                 next_term += 1
 
-    for_each(n, run, work_bytes=work_bytes)
+    for_each(n, run, work_bytes=work_bytes, serial=serial)
     return total
 
 
@@ -390,5 +429,5 @@ def elementwise(function, out: np.ndarray, *inputs: np.ndarray) -> np.ndarray:
         lo, hi = runs[i]
         function(*(a[lo:hi] for a in flat))
 
-    for_each(len(runs), run, work_bytes=sum(a.nbytes for a in arrays))
+    for_each(len(runs), run, work_bytes=out.nbytes)
     return out

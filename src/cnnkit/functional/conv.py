@@ -146,7 +146,7 @@ def _forward_into(out, x, w, b, win) -> None:
             if b is not None:
                 out[lo:hi] += b[:, None]
 
-        parallel.for_each(len(chunks), pointwise)
+        parallel.for_each(len(chunks), pointwise, serial=_small(x, w, win))
         return
     plan = ColumnPlan(x, w2.shape[1], win)
     out4 = out.reshape(n, f, win.h_out, win.w_out)                         # a view: L splits
@@ -162,7 +162,7 @@ def _forward_into(out, x, w, b, win) -> None:
         if b is not None:
             out[lo:hi] += b[:, None]                                       # while it is in cache
 
-    parallel.for_each(len(plan.chunks), chunk)
+    parallel.for_each(len(plan.chunks), chunk, serial=_small(x, w, win))
 
 
 def conv2d_backward(dout, cache, *, input_grad=True):
@@ -234,7 +234,8 @@ def _grads_into(dx, x, w, dout, win):
                 np.matmul(w2.T, d2[lo:hi], out=dx3[lo:hi])                 # (m, C, L)
             return np.matmul(d2[lo:hi], x3[lo:hi].transpose(0, 2, 1)).sum(axis=0)  # (F, C)
 
-        return parallel.ordered_sum(len(chunks), pointwise).reshape(w.shape)
+        return parallel.ordered_sum(len(chunks), pointwise,
+                                    serial=_small(x, w, win)).reshape(w.shape)
     # dw is accumulated transposed: BLAS ran cols (K, m*P) @ d.T (m*P, F) 1.3x faster than
     # d (F, m*P) @ cols.T (m*P, K) at the benchmark's 3x3 shape.
     plan = ColumnPlan(x, w2.shape[1], win)
@@ -252,8 +253,21 @@ def _grads_into(dx, x, w, dout, win):
             bufs.input_gradient(w, d_chunk, dx[lo:hi])                     # col2im(w.T @ d)
         return terms[slot]
 
-    dw_t = parallel.ordered_sum(len(plan.chunks), chunk)
+    dw_t = parallel.ordered_sum(len(plan.chunks), chunk, serial=_small(x, w, win))
     return dw_t.T.reshape(w.shape)
+
+
+#: Multiply-adds (x2) of a conv's forward below which it runs on the calling thread. The MNIST
+#: net's convs (15 and 31 MFLOP, under a millisecond) ran no faster on two threads of the 2-core
+#: machine than on one: their chunks' data moved between the cores' caches and each parallel
+#: call waits for a thread to wake. The CIFAR-size net's (151-226 MFLOP) ran 1.6-1.9x faster.
+PARALLEL_FLOPS = 1 << 26
+
+
+def _small(x, w, win) -> bool:
+    """Whether a conv of x with w is too small to split across threads (``PARALLEL_FLOPS``)."""
+    flops = 2 * x.shape[0] * w.shape[0] * w[0].size * win.h_out * win.w_out
+    return flops < PARALLEL_FLOPS
 
 
 def _is_pointwise(win) -> bool:
@@ -276,8 +290,8 @@ class ColumnPlan:
         self.wide = _use_wide(win)
         n_pos = win.h_out * row_length(win, self.wide)
         self.chunks = list(batch_chunks(x.shape[0], k * n_pos * x.itemsize))
-        lo, hi = self.chunks[0]
-        self.size, self.x_shape, self.win, self.dtype = hi - lo, x.shape, win, x.dtype
+        self.size = max(hi - lo for lo, hi in self.chunks)                 # buffers' samples
+        self.x_shape, self.win, self.dtype = x.shape, win, x.dtype
         self._buffers = {}
 
     def buffers(self, slot: int) -> ColumnBuffers:

@@ -122,8 +122,9 @@ class ColumnBuffers:
             self.pad = np.zeros((m, c, self.hp, self.wp), dtype)
         else:
             self.pad = None
-        self.cols = np.empty((c, win.kh, win.kw, m, self.n_pos), dtype)
-        self.grad_pad = self.dout = self.dx_rows = self.dx_flat = None  # on first use
+        self.cols = np.empty(c * win.kh * win.kw * m * self.n_pos, dtype)  # flat: any m <= max
+        self.grad_pad = self.dout = self.dx_flat = None                  # on first use
+        self.dx_rows = {}                     # per chunk size m: rows whose tails stay zero
 
     # ------------------------------------------------------------------ padded input
     def _interior(self, buf: np.ndarray) -> np.ndarray:
@@ -134,10 +135,11 @@ class ColumnBuffers:
         return buf[:, :, win.ph:win.ph + self.h, win.pw:win.pw + self.w]
 
     def _cols(self, m: int) -> np.ndarray:
-        """Buffer for m samples' columns, (C, KH, KW, m, P), contiguous."""
-        if m == self.cols.shape[3]:
-            return self.cols
-        return np.empty(self.cols.shape[:3] + (m, self.n_pos), self.cols.dtype)
+        """Buffer for m samples' columns, (C, KH, KW, m, P), contiguous (the front of the flat
+        buffer, so chunks of any size up to the largest share it)."""
+        win = self.win
+        return self.cols[:self.c * win.kh * win.kw * m * self.n_pos].reshape(
+            self.c, win.kh, win.kw, m, self.n_pos)
 
     def _runs(self, flat: np.ndarray) -> np.ndarray:
         """Wide layout: (C, KH, KW, m, P) view of the flat planes (m, C, plane); entry
@@ -198,19 +200,20 @@ class ColumnBuffers:
         """
         m, win, c = out.shape[0], self.win, self.c
         f = w.shape[0]
-        if self.dx_rows is None or self.dx_rows.shape[3] != m:
-            self.dx_rows = np.zeros((win.kh, win.kw, c, m, self.plane), d.dtype)
-        rows = self.dx_rows.reshape(-1, m, self.plane)                # (KH*KW*C, m, plane)
+        if m not in self.dx_rows:
+            self.dx_rows[m] = np.zeros((win.kh, win.kw, c, m, self.plane), d.dtype)
+        rows = self.dx_rows[m].reshape(-1, m, self.plane)             # (KH*KW*C, m, plane)
         w_rows = w.transpose(2, 3, 1, 0).reshape(-1, f)               # (KH*KW*C, F)
-        for i in range(m):
-            np.matmul(w_rows, d[:, i * self.n_pos:(i + 1) * self.n_pos],
-                      out=rows[:, i, :self.n_pos])
+        # one stacked product over the m samples (one NumPy call: BLAS per sample, strided
+        # operands): (KH*KW*C, F) @ (m, F, P) -> (m, KH*KW*C, P), written into the rows
+        np.matmul(w_rows, d.reshape(f, m, self.n_pos).transpose(1, 0, 2),
+                  out=rows.transpose(1, 0, 2)[:, :, :self.n_pos])
         run = c * m * self.plane
         if self.dx_flat is None or self.dx_flat.size < run + self.plane:
             self.dx_flat = np.empty(run + self.plane, d.dtype)
         flat = self.dx_flat[:run + self.plane]
         flat.fill(0)
-        blocks = self.dx_rows.reshape(win.kh, win.kw, run)
+        blocks = self.dx_rows[m].reshape(win.kh, win.kw, run)
         for p in range(win.kh):
             for q in range(win.kw):
                 start = p * win.dh * self.wp + q * win.dw

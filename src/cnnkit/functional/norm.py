@@ -58,9 +58,20 @@ def _as_nkl(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], a.shape[1], -1)
 
 
-def _per_feature(v: np.ndarray) -> np.ndarray:
-    """(K,) -> (K, 1), to broadcast over the (N, K, L) layout."""
-    return v[:, None]
+#: Largest (K, L) plane of a per-feature value that ``_per_feature`` writes out in full.
+PLANE_BYTES = 1 << 18
+
+
+def _per_feature(v: np.ndarray, positions: int = 1) -> np.ndarray:
+    """(K,) -> an operand that broadcasts over the (N, K, L) layout: (K, L) with each value
+    repeated along its row when that plane is small (``PLANE_BYTES``), else (K, 1).
+
+    NumPy's inner loop over L runs with SIMD on two contiguous rows, but not against a value
+    broadcast with stride 0: on a 64 x 64 x 32 x 32 batch ``x - mean`` measured 1.7 ms with
+    (K, 1) and 1.3 ms with the (K, L) plane. The values are the same either way."""
+    if positions == 1 or v.shape[0] * positions * v.itemsize > PLANE_BYTES:
+        return v[:, None]
+    return np.repeat(v[:, None], positions, axis=1)                      # (K, L)
 
 
 def _chunks(a3: np.ndarray) -> list[tuple[int, int]]:
@@ -146,9 +157,10 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
     mean = _feature_sum(x3) / m                              # (K,)
     xc = np.empty(x3.shape, x3.dtype)                        # (N, K, L)
     rows = np.empty(x3.shape[:2], x3.dtype)                  # (N, K)
+    k_mean = _per_feature(mean, x3.shape[2])
 
     def centre(lo, hi):
-        np.subtract(x3[lo:hi], _per_feature(mean), out=xc[lo:hi])
+        np.subtract(x3[lo:hi], k_mean, out=xc[lo:hi])
         _row_dots(xc[lo:hi], xc[lo:hi], rows[lo:hi])
 
     _per_chunk(x3, centre)
@@ -156,7 +168,7 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
     invstd = 1.0 / np.sqrt(var + eps)                        # (K,)
     # out = gamma * xhat + beta with xhat = xc * invstd folded into one scale per feature; the
     # cache keeps xc, and the backward folds invstd in the same way, so xhat is never stored.
-    scale, shift = _per_feature(gamma * invstd), _per_feature(beta)
+    scale, shift = (_per_feature(v, x3.shape[2]) for v in (gamma * invstd, beta))
     out = np.empty(x3.shape, x3.dtype)
 
     def normalise(lo, hi):
@@ -233,8 +245,8 @@ def batchnorm_backward(dout, cache):
     #   dx = a * dout - (a/m * dgamma) * xhat - a/m * dbeta,   a = gamma * invstd (per feature)
     # with xhat = xc * invstd.
     a = gamma * invstd                                                   # (K,)
-    k_xhat = _per_feature(a * dgamma * invstd / m)                       # (K, 1)
-    k_const, k_dout = _per_feature(a * dbeta / m), _per_feature(a)
+    k_xhat, k_const, k_dout = (_per_feature(v, xc.shape[2])             # (K, L) or (K, 1)
+                               for v in (a * dgamma * invstd / m, a * dbeta / m, a))
     dx = np.empty(xc.shape, xc.dtype)                                    # (N, K, L)
 
     def gradient(lo, hi):
@@ -260,7 +272,8 @@ def _eval_forward(x, gamma, beta, running_mean, running_var, eps, what, ranks):
     invstd = 1.0 / np.sqrt(running_var + eps)                # (K,)
     # One affine map per feature: gamma * (x - mean) * invstd + beta = x * scale + shift.
     scale = gamma * invstd
-    x3, k_scale, k_shift = _as_nkl(x), _per_feature(scale), _per_feature(beta - running_mean * scale)
+    x3 = _as_nkl(x)
+    k_scale, k_shift = (_per_feature(v, x3.shape[2]) for v in (scale, beta - running_mean * scale))
     out = np.empty(x3.shape, x.dtype)                        # (N, K, L)
 
     def affine(lo, hi):
@@ -316,12 +329,13 @@ def batchnorm_eval_backward(dout, cache):
     x, gamma, mean, invstd = cache
     dout3 = _as_nkl(check_dout(dout, x.shape, "batchnorm_eval_backward")).astype(x.dtype,
                                                                                  copy=False)
-    x3, k_dx = _as_nkl(x), _per_feature(gamma * invstd)
+    x3 = _as_nkl(x)
+    k_dx, k_mean, k_invstd = (_per_feature(v, x3.shape[2]) for v in (gamma * invstd, mean, invstd))
     dx = np.empty(x3.shape, x.dtype)                                     # (N, K, L)
     sums, dots = np.empty(x3.shape[:2], x.dtype), np.empty(x3.shape[:2], x.dtype)  # (N, K)
 
     def chunk(lo, hi):
-        xhat = (x3[lo:hi] - _per_feature(mean)) * _per_feature(invstd)  # (m, K, L)
+        xhat = (x3[lo:hi] - k_mean) * k_invstd                          # (m, K, L)
         np.multiply(dout3[lo:hi], k_dx, out=dx[lo:hi])
         _row_dots(dout3[lo:hi], xhat, dots[lo:hi])
         _row_sums(dout3[lo:hi], sums[lo:hi])
