@@ -129,10 +129,40 @@ def num_threads(n: int):
         set_num_threads(before)
 
 
-# ----------------------------------------------------------------------------- BLAS at 1 thread
-_blas_lock = threading.Lock()
-_blas_depth = 0
-_blas_saved: list | None = None      # [(library controller, its thread count before)]
+# ----------------------------------------------------------------------------- scoped settings
+class _Scoped:
+    """A process-wide setting held while any thread is inside a block: the first entry applies
+    it, the last exit restores what was there (re-entrant and shared by threads, so a model's
+    forward sets it once for all its layers' kernels). A class rather than a generator-based
+    context manager: it is entered around every kernel call, and this costs a third as much."""
+
+    def __init__(self, apply, restore):
+        self._apply, self._restore = apply, restore
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                self._saved = self._apply()
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                self._restore(self._saved)
+                self._saved = None
+
+    def reset(self) -> None:
+        """Forget every entry (a forked child: the threads that entered are gone)."""
+        self._lock = threading.Lock()
+        self._depth, self._saved = 0, None
+
+
+# BLAS at one thread ------------------------------------------------------------------------
 _blas_libraries: list | None = None  # threadpoolctl's controllers of the loaded BLAS libraries
 
 
@@ -149,45 +179,40 @@ def _blas_controllers() -> list:
     return _blas_libraries
 
 
-@contextmanager
-def blas_single_thread():
-    """Within the block NumPy's BLAS runs at one thread; the count it had is restored after.
+def _blas_to_one() -> list:
+    saved = []
+    for lib in _blas_controllers():
+        before = lib.get_num_threads()
+        if before != 1:
+            lib.set_num_threads(1)
+            saved.append((lib, before))
+    return saved
 
-    Re-entrant and shared by threads: the outermost entry sets the count, the last exit restores
-    it, so a model's forward limits BLAS once for all its layers' kernels.
-    """
-    global _blas_depth, _blas_saved
-    with _blas_lock:
-        if _blas_depth == 0:
-            saved = []
-            for lib in _blas_controllers():
-                before = lib.get_num_threads()
-                if before != 1:
-                    lib.set_num_threads(1)
-                    saved.append((lib, before))
-            _blas_saved = saved
-        _blas_depth += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_depth -= 1
-            if _blas_depth == 0:
-                for lib, before in _blas_saved:
-                    lib.set_num_threads(before)
-                _blas_saved = None
+
+def _blas_restore(saved: list) -> None:
+    for lib, before in saved:
+        lib.set_num_threads(before)
+
+
+_blas_scope = _Scoped(_blas_to_one, _blas_restore)
+
+
+def blas_single_thread() -> _Scoped:
+    """``with blas_single_thread():`` NumPy's BLAS runs at one thread within the block, and the
+    count it had is restored after (re-entrant and shared by threads, see ``_Scoped``)."""
+    return _blas_scope
 
 
 def single_thread_blas(function):
     """Decorator: run ``function`` inside :func:`blas_single_thread`."""
     @wraps(function)
     def wrapper(*args, **kwargs):
-        with blas_single_thread():
+        with _blas_scope:
             return function(*args, **kwargs)
     return wrapper
 
 
-# ----------------------------------------------------------------------------- the GIL
+# A short switch interval --------------------------------------------------------------------
 #: The interpreter's switch interval (seconds) while cnnkit's threads run. A thread that comes
 #: back from a NumPy call and finds the GIL taken waits until its holder lets go; when the holder
 #: makes many short NumPy calls it takes the GIL straight back each time, and the waiter gets
@@ -196,29 +221,15 @@ def single_thread_blas(function):
 #: norm and max pooling (0.74-1.24x); at 0.5 ms they ran 1.3-1.8x faster than on one thread.
 SWITCH_INTERVAL = 5e-4
 
-_switch_lock = threading.Lock()
-_switch_depth = 0
-_switch_saved: float | None = None
+
+def _switch_shorten() -> float:
+    before = sys.getswitchinterval()
+    if before > SWITCH_INTERVAL:
+        sys.setswitchinterval(SWITCH_INTERVAL)
+    return before
 
 
-@contextmanager
-def _short_switch_interval():
-    """Within the block the switch interval is at most SWITCH_INTERVAL (restored after; shared
-    by concurrent and nested parallel calls, like :func:`blas_single_thread`)."""
-    global _switch_depth, _switch_saved
-    with _switch_lock:
-        if _switch_depth == 0:
-            _switch_saved = sys.getswitchinterval()
-            if _switch_saved > SWITCH_INTERVAL:
-                sys.setswitchinterval(SWITCH_INTERVAL)
-        _switch_depth += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _switch_depth -= 1
-            if _switch_depth == 0:
-                sys.setswitchinterval(_switch_saved)
+_switch_scope = _Scoped(_switch_shorten, sys.setswitchinterval)
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -232,6 +243,8 @@ def split(n: int, item_bytes: int, budget: int | None = None) -> list[tuple[int,
     if n <= 0:
         return []
     per_task = max(1, min(n, budget // max(1, item_bytes)))
+    if per_task == n:
+        return [(0, n)]
     count = -(-n // per_task)                     # as few tasks as the budget allows,
     bounds = [n * i // count for i in range(count + 1)]   # their sizes within one item
     return list(zip(bounds[:-1], bounds[1:]))
@@ -330,9 +343,11 @@ _pool: _Pool | None = None
 
 
 def _reset_after_fork() -> None:
-    """Threads do not survive fork: a child starts with no pool (and BLAS bookkeeping)."""
-    global _pool, _blas_depth, _blas_saved, _switch_depth
-    _pool, _blas_depth, _blas_saved, _switch_depth = None, 0, None, 0
+    """Threads do not survive fork: a child starts with no pool and no scopes held."""
+    global _pool
+    _pool = None
+    _blas_scope.reset()
+    _switch_scope.reset()
 
 
 if hasattr(os, "register_at_fork"):
@@ -353,7 +368,7 @@ def for_each(n: int, task, *, work_bytes: int | None = None, serial: bool = Fals
     threads = min(get_num_threads(), n)
     small = serial or (work_bytes is not None and work_bytes < MIN_PARALLEL_BYTES)
     if threads <= 1 or small or getattr(_local, "busy", False):
-        with blas_single_thread():
+        with _blas_scope:
             for i in range(n):
                 task(i, 0)
         return
@@ -362,7 +377,7 @@ def for_each(n: int, task, *, work_bytes: int | None = None, serial: bool = Fals
         _pool = _Pool()
     _pool.ensure(workers)
     call = _Call(n, task, workers)
-    with blas_single_thread(), _short_switch_interval():
+    with _blas_scope, _switch_scope:
         for slot in range(1, threads):
             _pool.jobs.put((call, slot))
         try:
@@ -413,14 +428,15 @@ def elementwise(function, out: np.ndarray, *inputs: np.ndarray) -> np.ndarray:
     """``function(out, *inputs)`` (which writes its result into out) applied run by run.
 
     The arrays are cut into runs of :data:`TASK_BYTES` of out along their flattened C order, one
-    task each, so each run's temporaries stay in cache. Arrays that are not all C-contiguous
-    and of out's shape (broadcasting, strided views) are handed to ``function`` whole. Element-
-    wise results do not depend on the cut. Returns out.
+    task each, so each run's temporaries stay in cache. Small arrays (under
+    :data:`MIN_PARALLEL_BYTES`) and arrays that are not all C-contiguous and of out's shape
+    (broadcasting, strided views) are handed to ``function`` whole. Element-wise results do not
+    depend on the cut. Returns out.
     """
     arrays = (out,) + inputs
-    if out.ndim == 0 or any(a.shape != out.shape or not a.flags.c_contiguous for a in arrays):
-        with blas_single_thread():
-            function(out, *inputs)
+    if (out.nbytes < MIN_PARALLEL_BYTES
+            or any(a.shape != out.shape or not a.flags.c_contiguous for a in arrays)):
+        function(out, *inputs)                   # element-wise: no BLAS
         return out
     flat = [a.reshape(-1) for a in arrays]
     runs = split(out.size, out.itemsize)

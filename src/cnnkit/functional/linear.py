@@ -35,6 +35,9 @@ def _product(a, b, out, axis: int) -> np.ndarray:
     """``out = a @ b`` by blocks of out's ``axis`` (1: columns, from b's columns; 0: rows, from
     a's rows), one task each."""
     plan = blocks(out.shape[axis], 2 * a.shape[0] * a.shape[1] * b.shape[1])
+    if len(plan) == 1:
+        with parallel.blas_single_thread():
+            return np.matmul(a, b, out=out)
     if axis == 1:
         task = lambda lo, hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])   # noqa: E731
     else:

@@ -14,6 +14,7 @@ H_out/W_out output size, K = KH*KW pixels in one window.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -54,14 +55,17 @@ def pool_geometry(x, kernel, stride, pad, what: str, strict: bool):
 def chunks(shape: tuple, itemsize: int) -> list[tuple[int, int]]:
     """The batch chunks of a pooling kernel on x of this shape: about ``TASK_BYTES`` of x each,
     whatever the thread count."""
-    return parallel.split(shape[0], int(np.prod(shape[1:])) * itemsize)
+    return parallel.split(shape[0], math.prod(shape[1:]) * itemsize)
 
 
 def for_chunks(shape: tuple, itemsize: int, task) -> None:
     """``task(lo, hi)`` for every batch chunk of x of this shape, on cnnkit's threads."""
     plan = chunks(shape, itemsize)
+    if len(plan) == 1:
+        task(0, shape[0])
+        return
     parallel.for_each(len(plan), lambda i, slot: task(*plan[i]),
-                      work_bytes=int(np.prod(shape)) * itemsize)
+                      work_bytes=math.prod(shape) * itemsize)
 
 
 def _window_sum(windows: np.ndarray) -> np.ndarray:
