@@ -46,16 +46,17 @@ __all__ = ["get_num_threads", "set_num_threads", "num_threads", "default_num_thr
 #: cnnkit's threads are not BLAS threads, but more than this is a typo).
 MAX_THREADS = 1024
 
-#: Bytes of one task of the element-wise, pooling and batch-norm kernels: 1 MiB of the input.
-#: Smaller tasks mean more NumPy calls, and each one ends by taking the interpreter lock back;
-#: on the 2-core machine 256 KiB tasks lost a third of the second thread's gain to that. A
-#: 64 x 64 x 32 x 32 float32 batch (16 MiB) makes 16 tasks.
-TASK_BYTES = 1 << 20
+#: Bytes of one task of the element-wise, pooling and batch-norm kernels: 2 MiB of the input.
+#: Smaller tasks mean more NumPy calls, each with its own start-up cost and each ending by taking
+#: the interpreter lock back; larger ones leave cores idle. On the 2-core machine 256 KiB tasks
+#: lost a third of the second thread's gain, and 2 MiB ran max pooling and batch norm as fast as
+#: 1 MiB or faster on one thread and on two. A 64 x 64 x 32 x 32 float32 batch (16 MiB) makes 8.
+TASK_BYTES = 2 << 20
 
 #: Below this many bytes of input a kernel runs on the calling thread. Measured on the 2-core
-#: machine with ``python -m benchmarks.pool``: an empty parallel call costs about 30 us, and a
-#: float32 ReLU forward + backward ran 0.96-1.04x as fast on two threads as on one up to 2 MiB of
-#: input (two tasks), 1.2x at 3 MiB and 1.8x at 16 MiB.
+#: machine with ``python -m benchmarks.pool``: an empty parallel call costs about 30 us; a
+#: float32 ReLU forward + backward of 2 MiB (one task) ran at 1.0x on two threads, of 3 MiB (two
+#: tasks) at 1.24x and of 16 MiB at 1.56-1.79x.
 MIN_PARALLEL_BYTES = 2 << 20
 
 _ENV = "CNNKIT_NUM_THREADS"

@@ -22,7 +22,7 @@ __all__ = ["affine_forward", "affine_backward"]
 SPLIT_FLOPS = 1 << 23
 
 #: Columns of a block: wide enough for BLAS to run at full speed on each.
-BLOCK = 128
+BLOCK = 256
 
 
 def blocks(size: int, flops: int) -> list[tuple[int, int]]:
