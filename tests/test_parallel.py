@@ -752,7 +752,9 @@ def _affine(x, w, b, dout, input_grad):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_affine_same_bits_on_any_thread_count(rng, spy, dtype):
+def test_affine_same_bits_on_any_thread_count(rng, spy, dtype, monkeypatch):
+    # blocks of 64 columns, so that every product here has three or more (real ones: 256)
+    monkeypatch.setattr(importlib.import_module("cnnkit.functional.linear"), "BLOCK", 64)
     r = _draw(rng)
     cases = [((64, 8, 8, 8), 300), ((64, 512), 300), ((r(40, 90), 512), r(260, 400)),
              ((r(2, 9), r(3, 40)), r(2, 20))]                # the last one under SPLIT_FLOPS
