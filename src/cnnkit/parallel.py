@@ -355,6 +355,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+def _threads_for(n: int, work_bytes: int | None, serial: bool) -> int:
+    """The threads a call of n tasks gets: 1 for small work, a nested call or one task."""
+    if serial or n <= 1 or (work_bytes is not None and work_bytes < MIN_PARALLEL_BYTES):
+        return 1
+    if getattr(_local, "busy", False):
+        return 1
+    return min(get_num_threads(), n)
+
+
 def for_each(n: int, task, *, work_bytes: int | None = None, serial: bool = False) -> None:
     """Run ``task(i, slot)`` for every i in range(n), on up to ``get_num_threads()`` threads.
 
@@ -366,9 +375,8 @@ def for_each(n: int, task, *, work_bytes: int | None = None, serial: bool = Fals
     so no worker writes after this function returns.
     """
     global _pool
-    threads = min(get_num_threads(), n)
-    small = serial or (work_bytes is not None and work_bytes < MIN_PARALLEL_BYTES)
-    if threads <= 1 or small or getattr(_local, "busy", False):
+    threads = _threads_for(n, work_bytes, serial)
+    if threads == 1:
         with _blas_scope:
             for i in range(n):
                 task(i, 0)
@@ -403,6 +411,16 @@ def ordered_sum(n: int, task, *, work_bytes: int | None = None, serial: bool = F
     order wait in memory (as copies). A task may return its slot's scratch array: it is added
     or copied before the slot's next task starts.
     """
+    if _threads_for(n, work_bytes, serial) == 1:           # the same sum, in a plain loop
+        total = None
+        with _blas_scope:
+            for i in range(n):
+                term = task(i, 0)
+                if total is None:
+                    total = np.array(term, copy=True)
+                else:
+                    total += term
+        return total
     total = None
     waiting: dict[int, np.ndarray] = {}
     next_term = 0
