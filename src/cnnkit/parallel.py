@@ -4,9 +4,10 @@ A kernel splits its work into tasks by a plan that depends on shapes and the cac
 (a conv's batch chunks whose columns fit in L2, element-wise runs of ``TASK_BYTES``), never on
 the thread count. ``for_each(n, task)`` runs ``task(i, slot)`` for i = 0 .. n-1 on up to
 ``get_num_threads()`` threads: the calling thread and the pool's workers pull the next index
-until none is left. Each task writes its own slice of the output, and partial results (a
-conv's dw, batch norm's sums) are added by :func:`ordered_sum` in task order, so every output
-and gradient is bit-identical for 1, 2, 3 or 64 threads.
+until none is left. Each task writes its own slice of the output, and partial results are
+combined in a fixed order: a conv's dw terms by :func:`ordered_sum` in task order, batch norm's
+and a conv's bias sums as per-sample rows added over the batch afterwards. So every output and
+gradient is bit-identical for 1, 2, 3 or 64 threads.
 
 The workers are Python threads. That is enough because NumPy releases the GIL inside copies,
 ufunc loops and matmul, which is where a kernel spends its time; the Python between two NumPy
@@ -17,6 +18,10 @@ during the call.
 BLAS: inside cnnkit's calls NumPy's BLAS runs at one thread (:func:`blas_single_thread`, set
 on entry and restored on exit). cnnkit's threads already split the work, a chunk's GEMM is too
 small for BLAS threads to pay, and BLAS threads under each of ours would oversubscribe the cores.
+
+While the workers run, the interpreter's switch interval is 0.5 ms instead of 5 ms
+(:data:`SWITCH_INTERVAL`, restored after): a thread coming back from NumPy otherwise waits up to
+5 ms for the GIL while another makes short NumPy calls, and two threads gained nothing.
 
 Small work stays on the calling thread: waking a worker costs tens of microseconds, so a call
 whose work is under :data:`MIN_PARALLEL_BYTES` (or that has one task) runs its tasks in a loop.
