@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .parallel import MAX_THREADS
+
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 130, 141
 
 SCHEDULES = ("cosine", "step", "exp", "none")
@@ -823,7 +825,8 @@ _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
 # counts of passes: bounded, so that a typo is an error rather than a run that never ends
 _passes = _argument(int, lambda v: 1 <= v <= 100_000, "a count from 1 to 100,000")
 _warmup = _argument(int, lambda v: 0 <= v <= 100_000, "a count from 0 to 100,000")
-_threads = _argument(int, lambda v: 1 <= v <= 1024, "a thread count from 1 to 1,024")
+_threads = _argument(int, lambda v: 1 <= v <= MAX_THREADS,
+                     f"a thread count from 1 to {MAX_THREADS:,}")
 _fraction = _argument(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
 _non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
 _positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a number > 0")

@@ -44,7 +44,7 @@ from functools import wraps
 import numpy as np
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads", "default_num_threads",
-           "for_each", "ordered_sum", "elementwise", "split", "blas_single_thread",
+           "for_each", "ordered_sum", "over_batch", "elementwise", "split", "blas_single_thread",
            "single_thread_blas", "TASK_BYTES", "MIN_PARALLEL_BYTES", "MAX_THREADS"]
 
 #: The most threads ``set_num_threads`` accepts (OpenBLAS's own limit in NumPy's wheels is 64;
@@ -446,6 +446,19 @@ def ordered_sum(n: int, task, *, work_bytes: int | None = None, serial: bool = F
 
     for_each(n, run, work_bytes=work_bytes, serial=serial)
     return total
+
+
+def over_batch(array: np.ndarray, task) -> None:
+    """``task(lo, hi)`` for each batch slice of ``array`` that :func:`split` plans (about
+    :data:`TASK_BYTES` of it each), on cnnkit's threads: the loop of every kernel whose samples
+    are independent (pooling, batch norm's passes, a conv's bias sums). Each task writes the
+    rows lo:hi of its outputs."""
+    n = array.shape[0]
+    plan = split(n, array.nbytes // max(1, n))
+    if len(plan) == 1:
+        task(0, n)
+        return
+    for_each(len(plan), lambda i, slot: task(*plan[i]), work_bytes=array.nbytes)
 
 
 def elementwise(function, out: np.ndarray, *inputs: np.ndarray) -> np.ndarray:

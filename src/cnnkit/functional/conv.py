@@ -201,13 +201,7 @@ def _bias_grad(dout):
     n, f = dout.shape[:2]
     d3 = dout.reshape(n, f, -1)                                            # (N, F, L)
     rows = np.empty((n, f), dout.dtype)                                    # (N, F)
-    chunks = parallel.split(n, d3[0].nbytes)
-
-    def plane_sums(i, slot):
-        lo, hi = chunks[i]
-        np.sum(d3[lo:hi], axis=2, out=rows[lo:hi])
-
-    parallel.for_each(len(chunks), plane_sums, work_bytes=dout.nbytes)
+    parallel.over_batch(d3, lambda lo, hi: np.sum(d3[lo:hi], axis=2, out=rows[lo:hi]))
     return rows.sum(axis=0, dtype=np.float64).astype(dout.dtype)
 
 

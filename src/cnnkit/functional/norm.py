@@ -76,21 +76,6 @@ def _per_feature(v: np.ndarray, a3_shape: tuple = (1, 1, 1)) -> np.ndarray:
     return np.repeat(v[:, None], positions, axis=1)                      # (K, L)
 
 
-def _chunks(a3: np.ndarray) -> list[tuple[int, int]]:
-    """Batch chunks of an (N, K, L) array, about ``TASK_BYTES`` each: the tasks of every pass
-    below, the same on any thread count."""
-    return parallel.split(a3.shape[0], a3[0].nbytes)
-
-
-def _per_chunk(a3: np.ndarray, task) -> None:
-    """``task(lo, hi)`` for each batch chunk of a3 (N, K, L), on cnnkit's threads."""
-    plan = _chunks(a3)
-    if len(plan) == 1:
-        task(0, a3.shape[0])
-        return
-    parallel.for_each(len(plan), lambda i, slot: task(*plan[i]), work_bytes=a3.nbytes)
-
-
 def _row_sums(a3: np.ndarray, rows: np.ndarray) -> None:
     """``rows[n, k] = sum_l a3[n, k, l]`` for a chunk a3 (m, K, L) into rows (m, K), by SIMD
     lanes."""
@@ -122,7 +107,7 @@ def _combine(rows: np.ndarray) -> np.ndarray:
 def _feature_sum(a3: np.ndarray) -> np.ndarray:
     """``sum_{n, l} a3[n, k, l]`` -> (K,), in a's dtype: per-chunk row sums, then combined."""
     rows = np.empty(a3.shape[:2], a3.dtype)                                 # (N, K)
-    _per_chunk(a3, lambda lo, hi: _row_sums(a3[lo:hi], rows[lo:hi]))
+    parallel.over_batch(a3, lambda lo, hi: _row_sums(a3[lo:hi], rows[lo:hi]))
     return _combine(rows)
 
 
@@ -168,7 +153,7 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
         np.subtract(x3[lo:hi], k_mean, out=xc[lo:hi])
         _row_dots(xc[lo:hi], xc[lo:hi], rows[lo:hi])
 
-    _per_chunk(x3, centre)
+    parallel.over_batch(x3, centre)
     var = _combine(rows) / m                                 # (K,) biased: divides by m
     invstd = 1.0 / np.sqrt(var + eps)                        # (K,)
     # out = gamma * xhat + beta with xhat = xc * invstd folded into one scale per feature; the
@@ -180,7 +165,7 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
         np.multiply(xc[lo:hi], scale, out=out[lo:hi])
         out[lo:hi] += shift
 
-    _per_chunk(x3, normalise)
+    parallel.over_batch(x3, normalise)
     return out.reshape(x.shape), BatchNormCache(mean, var, m, xc, gamma, invstd, x.shape)
 
 
@@ -234,7 +219,7 @@ def batchnorm_backward(dout, cache):
         _row_sums(dout3[lo:hi], sums[lo:hi])
         _row_dots(dout3[lo:hi], xc[lo:hi], dots[lo:hi])
 
-    _per_chunk(xc, reduce)
+    parallel.over_batch(xc, reduce)
     dbeta = _combine(sums)                                               # (K,)
     dgamma = _combine(dots) * invstd                                     # (K,) sum(dout * xhat)
     # Why the compact formula equals the staged chain rule (cnnkit.reference.norm walks it):
@@ -260,7 +245,7 @@ def batchnorm_backward(dout, cache):
         np.multiply(dout3[lo:hi], k_dout, out=dx[lo:hi])
         dx[lo:hi] -= correction
 
-    _per_chunk(xc, gradient)
+    parallel.over_batch(xc, gradient)
     return dx.reshape(x_shape), dgamma, dbeta
 
 
@@ -285,7 +270,7 @@ def _eval_forward(x, gamma, beta, running_mean, running_var, eps, what, ranks):
         np.multiply(x3[lo:hi], k_scale, out=out[lo:hi])
         out[lo:hi] += k_shift
 
-    _per_chunk(x3, affine)
+    parallel.over_batch(x3, affine)
     return out.reshape(x.shape), BatchNormEvalCache(x, gamma, running_mean, invstd)
 
 
@@ -345,7 +330,7 @@ def batchnorm_eval_backward(dout, cache):
         _row_dots(dout3[lo:hi], xhat, dots[lo:hi])
         _row_sums(dout3[lo:hi], sums[lo:hi])
 
-    _per_chunk(x3, chunk)
+    parallel.over_batch(x3, chunk)
     return dx.reshape(x.shape), _combine(dots), _combine(sums)
 
 

@@ -5,8 +5,8 @@ Python over N, C or output positions. The backwards scatter through col2im (one 
 per kernel offset, summing where windows overlap), except max pooling whose windows tile the
 input, which needs no adds at all (see ``max_pool2d_forward``).
 
-Every kernel works on chunks of the batch (:func:`chunks`), one task each for cnnkit's threads
-(:mod:`cnnkit.parallel`); samples are independent, so each chunk writes its own rows.
+Every kernel works on chunks of the batch, one task each for cnnkit's threads
+(:func:`cnnkit.parallel.over_batch`); samples are independent, so each chunk writes its own rows.
 
 Letters: N batch, C channels, H/W input size, KH/KW kernel, SH/SW stride, PH/PW padding,
 H_out/W_out output size, K = KH*KW pixels in one window.
@@ -14,7 +14,6 @@ H_out/W_out output size, K = KH*KW pixels in one window.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -50,22 +49,6 @@ def pool_geometry(x, kernel, stride, pad, what: str, strict: bool):
     win = window_geometry(x.shape, (kh, kw), (kh, kw) if stride is None else stride, (ph, pw), 1,
                           what, strict)
     return x, win
-
-
-def chunks(shape: tuple, itemsize: int) -> list[tuple[int, int]]:
-    """The batch chunks of a pooling kernel on x of this shape: about ``TASK_BYTES`` of x each,
-    whatever the thread count."""
-    return parallel.split(shape[0], math.prod(shape[1:]) * itemsize)
-
-
-def for_chunks(shape: tuple, itemsize: int, task) -> None:
-    """``task(lo, hi)`` for every batch chunk of x of this shape, on cnnkit's threads."""
-    plan = chunks(shape, itemsize)
-    if len(plan) == 1:
-        task(0, shape[0])
-        return
-    parallel.for_each(len(plan), lambda i, slot: task(*plan[i]),
-                      work_bytes=math.prod(shape) * itemsize)
 
 
 def _window_sum(windows: np.ndarray) -> np.ndarray:
@@ -158,8 +141,8 @@ def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
              and (win.kh * win.h_out, win.kw * win.w_out) == (h, w))
     out = np.empty((n, c, win.h_out, win.w_out), x.dtype)
     switches = np.empty(out.shape, _switch_dtype(win))
-    for_chunks(x.shape, x.itemsize,
-               lambda lo, hi: _max_pool_into(x[lo:hi], win, out[lo:hi], switches[lo:hi]))
+    parallel.over_batch(x, lambda lo, hi: _max_pool_into(x[lo:hi], win, out[lo:hi],
+                                                         switches[lo:hi]))
     return out, MaxPoolCache(x.shape, x.dtype, win, switches, "reshape" if tiles else "strided")
 
 
@@ -206,9 +189,8 @@ def max_pool2d_backward(dout, cache):
     n, c, h, w = x_shape
     dout = check_dout(dout, switches.shape, "max_pool2d_backward").astype(dtype, copy=False)
     dx = np.empty(x_shape, dtype)
-    for_chunks(x_shape, np.dtype(dtype).itemsize,
-               lambda lo, hi: _max_unpool_into(dout[lo:hi], switches[lo:hi], win, path,
-                                               dx[lo:hi]))
+    parallel.over_batch(dx, lambda lo, hi: _max_unpool_into(dout[lo:hi], switches[lo:hi], win,
+                                                            path, dx[lo:hi]))
     return dx
 
 
@@ -278,7 +260,7 @@ def avg_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
     def average(lo, hi):
         np.divide(_window_sum(im2col(x[lo:hi], win)), win.kh * win.kw, out=out[lo:hi])
 
-    for_chunks(x.shape, x.itemsize, average)
+    parallel.over_batch(x, average)
     return out, (x.shape, x.dtype, win)
 
 
@@ -296,7 +278,7 @@ def avg_pool2d_backward(dout, cache):
                                (hi - lo, c, win.kh, win.kw, win.h_out, win.w_out))
         dx[lo:hi] = col2im(dwin, (hi - lo,) + tuple(x_shape[1:]), win)
 
-    for_chunks(x_shape, np.dtype(dtype).itemsize, spread)
+    parallel.over_batch(dx, spread)
     return dx
 
 
@@ -343,7 +325,7 @@ def l2_pool2d_forward(x, kernel, stride=None, *, strict=True):
         # Square once (x's size) and window-sum the squares, not K-fold window copies.
         np.sqrt(_window_sum(im2col(x[lo:hi] * x[lo:hi], win)), out=out[lo:hi])
 
-    for_chunks(x.shape, x.itemsize, norm)
+    parallel.over_batch(x, norm)
     return out, (x, win, out)
 
 
@@ -364,7 +346,7 @@ def l2_pool2d_backward(dout, cache):
                                (hi - lo, c, win.kh, win.kw, win.h_out, win.w_out))
         np.multiply(x[lo:hi], col2im(dwin, x[lo:hi].shape, win), out=dx[lo:hi])
 
-    for_chunks(x.shape, x.itemsize, chunk)
+    parallel.over_batch(x, chunk)
     return dx
 
 
@@ -406,7 +388,7 @@ def global_avg_pool2d_forward(x):
     n, c, h, w = x.shape
     out = np.empty((n, c, 1, 1), x.dtype)
     x3, out2 = x.reshape(n, c, h * w), out.reshape(n, c)                    # (N, C, L), (N, C)
-    for_chunks(x.shape, x.itemsize, lambda lo, hi: np.mean(x3[lo:hi], axis=2, out=out2[lo:hi]))
+    parallel.over_batch(x, lambda lo, hi: np.mean(x3[lo:hi], axis=2, out=out2[lo:hi]))
     return out, (x.shape, x.dtype)
 
 
@@ -421,5 +403,5 @@ def global_avg_pool2d_backward(dout, cache):
     def spread(lo, hi):
         dx[lo:hi] = share[lo:hi]                            # broadcast to (m, C, H, W)
 
-    for_chunks(x_shape, np.dtype(dtype).itemsize, spread)
+    parallel.over_batch(dx, spread)
     return dx
