@@ -44,8 +44,9 @@ from functools import wraps
 import numpy as np
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads", "default_num_threads",
-           "for_each", "ordered_sum", "over_batch", "elementwise", "split", "blas_single_thread",
-           "single_thread_blas", "TASK_BYTES", "MIN_PARALLEL_BYTES", "MAX_THREADS"]
+           "for_each", "ordered_sum", "over_batch", "elementwise", "empty_result", "split",
+           "blas_single_thread", "single_thread_blas", "TASK_BYTES", "MIN_PARALLEL_BYTES",
+           "MAX_THREADS"]
 
 #: The most threads ``set_num_threads`` accepts (OpenBLAS's own limit in NumPy's wheels is 64;
 #: cnnkit's threads are not BLAS threads, but more than this is a typo).
@@ -470,6 +471,7 @@ def elementwise(function, out: np.ndarray, *inputs: np.ndarray) -> np.ndarray:
     (broadcasting, strided views) are handed to ``function`` whole. Element-wise results do not
     depend on the cut. Returns out.
     """
+    inputs = tuple(np.asarray(a) for a in inputs)
     arrays = (out,) + inputs
     if (out.nbytes < MIN_PARALLEL_BYTES
             or any(a.shape != out.shape or not a.flags.c_contiguous for a in arrays)):
@@ -484,3 +486,10 @@ def elementwise(function, out: np.ndarray, *inputs: np.ndarray) -> np.ndarray:
 
     for_each(len(runs), run, work_bytes=out.nbytes)
     return out
+
+
+def empty_result(*arrays) -> np.ndarray:
+    """An empty array for an element-wise result of ``arrays``: their broadcast shape and the
+    dtype NumPy's arithmetic would give (a float64 dout with a float32 cache gives float64)."""
+    arrays = [np.asarray(a) for a in arrays]
+    return np.empty(np.broadcast_shapes(*(a.shape for a in arrays)), np.result_type(*arrays))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..parallel import elementwise
+from ..parallel import elementwise, empty_result
 from ._utils import as_float_array, check_param, check_real
 
 __all__ = ["relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
@@ -49,9 +49,8 @@ def relu_backward(dout, cache):
     unit that is off (0 * inf = NaN); such a dout has already ruined the step.
     """
     x = cache
-    dout = np.asarray(dout)
-    dx = np.empty(np.broadcast_shapes(dout.shape, x.shape), np.result_type(dout, x))
-    return elementwise(lambda out, d, a: np.multiply(d, a > 0, out=out), dx, dout, x)
+    return elementwise(lambda out, d, a: np.multiply(d, a > 0, out=out), empty_result(dout, x),
+                       dout, x)
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
@@ -154,9 +153,8 @@ def sigmoid_backward(dout, cache):
     """``dx = dout * s * (1 - s)`` with ``s`` the forward output; at most dout/4, the vanishing
     gradient of the notes. Shape of x."""
     out = cache
-    dout = np.asarray(dout)
-    dx = np.empty(np.broadcast_shapes(dout.shape, out.shape), np.result_type(dout, out))
-    return elementwise(lambda dx, d, s: np.multiply(d * s, 1 - s, out=dx), dx, dout, out)
+    return elementwise(lambda dx, d, s: np.multiply(d * s, 1 - s, out=dx),
+                       empty_result(dout, out), dout, out)
 
 
 def tanh_forward(x):
@@ -179,6 +177,5 @@ def tanh_forward(x):
 def tanh_backward(dout, cache):
     """``dx = dout * (1 - tanh(x)**2)``; shape of x."""
     out = cache
-    dout = np.asarray(dout)
-    dx = np.empty(np.broadcast_shapes(dout.shape, out.shape), np.result_type(dout, out))
-    return elementwise(lambda dx, d, t: np.multiply(d, 1 - t * t, out=dx), dx, dout, out)
+    return elementwise(lambda dx, d, t: np.multiply(d, 1 - t * t, out=dx),
+                       empty_result(dout, out), dout, out)

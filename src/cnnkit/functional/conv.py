@@ -24,6 +24,7 @@ from .. import parallel
 from ._utils import (as_float_array, check_count, check_dout, check_ndim, check_param,
                      match_dtype, window_geometry)
 from .im2col import ColumnBuffers, batch_chunks, row_length
+from .norm import feature_sum
 
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
@@ -184,7 +185,8 @@ def conv2d_backward(dout, cache, *, input_grad=True):
     n, f = x.shape[0], w.shape[0]
     dout = check_dout(dout, (n, f, win.h_out, win.w_out), "conv2d_backward")
     dout = dout.astype(x.dtype, copy=False)
-    db = _bias_grad(dout) if has_bias else None                            # (F,)
+    # db[f] = sum_{n, i, j} dout[n, f, i, j]: batch norm's two-phase feature sum on (N, F, L)
+    db = feature_sum(dout.reshape(n, f, -1)) if has_bias else None         # (F,)
     dx = np.empty(x.shape, x.dtype) if input_grad else None                # C order (N, C, H, W)
     if groups == 1:
         return dx, _grads_into(dx, x, w, dout, win), db
@@ -193,16 +195,6 @@ def conv2d_backward(dout, cache, *, input_grad=True):
         dw[fs] = _grads_into(None if dx is None else dx[:, cs], x[:, cs], w[fs], dout[:, fs],
                              win)
     return dx, dw, db
-
-
-def _bias_grad(dout):
-    """``db[f] = sum_{n, i, j} dout[n, f, i, j]``: each batch chunk sums its (n, f) planes, then
-    the (N, F) plane sums are added over n in float64 (in batch order, on any thread count)."""
-    n, f = dout.shape[:2]
-    d3 = dout.reshape(n, f, -1)                                            # (N, F, L)
-    rows = np.empty((n, f), dout.dtype)                                    # (N, F)
-    parallel.over_batch(d3, lambda lo, hi: np.sum(d3[lo:hi], axis=2, out=rows[lo:hi]))
-    return rows.sum(axis=0, dtype=np.float64).astype(dout.dtype)
 
 
 def _grads_into(dx, x, w, dout, win):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..parallel import elementwise
+from ..parallel import elementwise, empty_result
 
 from ._utils import as_float_array, check_dout, check_real, check_rng
 
@@ -103,10 +103,8 @@ def dropout_forward(x, p, rng, *, mode="upscale_in_train", training=True):
 
 def dropout_backward(dout, cache):
     """``dx = dout * cache`` (the scaled mask, or the eval factor); shape of x."""
-    if isinstance(cache, np.ndarray) and cache.ndim:
-        dout = check_dout(dout, cache.shape, "dropout_backward")
-    dout = np.asarray(dout)
     if not (isinstance(cache, np.ndarray) and cache.ndim):
-        return dout * cache
-    dx = np.empty(np.broadcast_shapes(dout.shape, cache.shape), np.result_type(dout, cache))
-    return elementwise(lambda dx, d, mask: np.multiply(d, mask, out=dx), dx, dout, cache)
+        return dout * cache                                   # eval: one factor
+    dout = check_dout(dout, cache.shape, "dropout_backward")
+    return elementwise(lambda dx, d, mask: np.multiply(d, mask, out=dx),
+                       empty_result(dout, cache), dout, cache)

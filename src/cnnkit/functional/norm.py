@@ -104,8 +104,9 @@ def _combine(rows: np.ndarray) -> np.ndarray:
     return rows.sum(axis=0, dtype=np.float64).astype(rows.dtype, copy=False)
 
 
-def _feature_sum(a3: np.ndarray) -> np.ndarray:
-    """``sum_{n, l} a3[n, k, l]`` -> (K,), in a's dtype: per-chunk row sums, then combined."""
+def feature_sum(a3: np.ndarray) -> np.ndarray:
+    """``sum_{n, l} a3[n, k, l]`` -> (K,), in a's dtype: per-chunk row sums, then combined
+    (batch norm's mean and dbeta, and a conv's bias gradient)."""
     rows = np.empty(a3.shape[:2], a3.dtype)                                 # (N, K)
     parallel.over_batch(a3, lambda lo, hi: _row_sums(a3[lo:hi], rows[lo:hi]))
     return _combine(rows)
@@ -144,7 +145,7 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
                          f"is 0. Use a larger batch or the eval kernel with running statistics")
     # Two phases per statistic (see the module docstring): each chunk of samples sums its rows,
     # then the rows are combined. The centring and the variance's rows share one pass.
-    mean = _feature_sum(x3) / m                              # (K,)
+    mean = feature_sum(x3) / m                              # (K,)
     xc = np.empty(x3.shape, x3.dtype)                        # (N, K, L)
     rows = np.empty(x3.shape[:2], x3.dtype)                  # (N, K)
     k_mean = _per_feature(mean, x3.shape)
