@@ -32,3 +32,19 @@ def away_from_zero(rng, shape, margin=1e-3, dtype=np.float64):
         x[bad] = rng.standard_normal(int(bad.sum()))
         bad = np.abs(x) < margin
     return x.astype(dtype)
+
+
+def require(module: str):
+    """Import an optional test dependency (onnx, onnxruntime, safetensors): skip without it
+    locally, fail under CI, where ``pip install -e ".[test]"`` installs it."""
+    import importlib
+    import os
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail(f"{module} is required under CI (the test extras install it)")
+        pytest.skip(f"{module} is not installed (pip install -e \".[test]\")")

@@ -680,15 +680,18 @@ def _names_a_file(text: str) -> bool:
         return False
 
 
-def _model_argument(text: str, input_shape, rng, *, weights: bool = True):
+def _model_argument(text: str, input_shape, rng, *, weights: bool = True,
+                    num_classes: int | None = None):
     """MODEL on the command line: a checkpoint (.npz, its architecture and weights), a zoo name or
     a spec. Returns (model, input volume, label, the checkpoint's metadata or {}). With
     ``weights=False`` a zoo model or spec is built without drawing weights (``nn.shapes_only``):
-    enough for everything but running it."""
-    from .models import build_model
+    enough for everything but running it. ``num_classes`` sets a zoo model's classifier."""
+    from .models import build_model, spec
     from .nn import shapes_only
 
-    if text.endswith(".npz") or _names_a_file(text):
+    if _model_is_checkpoint(text):
+        if num_classes is not None:
+            raise CLIError("--num-classes applies to a zoo model, not a checkpoint")
         from .io import load_checkpoint
 
         ckpt = load_checkpoint(text)
@@ -698,9 +701,15 @@ def _model_argument(text: str, input_shape, rng, *, weights: bool = True):
         if shape is None:
             raise CLIError(f"{text} does not record its input volume; pass --input CxHxW")
         return ckpt.build_model(), tuple(shape), text, metadata
+    if num_classes is not None and spec.is_spec(text):
+        raise CLIError("--num-classes applies to a zoo model; a spec's last FC-n sets its own")
     with shapes_only() if not weights else contextlib.nullcontext():
-        model, shape = build_model(text, input_shape, rng=rng)
+        model, shape = build_model(text, input_shape, rng=rng, num_classes=num_classes)
     return model, shape, _model_label(text), {}
+
+
+def _model_is_checkpoint(text: str) -> bool:
+    return text.endswith(".npz") or _names_a_file(text)
 
 
 def cmd_summary(args) -> int:
@@ -765,6 +774,62 @@ def cmd_convert(args) -> int:
         path = save_checkpoint(args.output, converted, extra={"metadata": metadata})
         print(f"wrote {path}")
     return 0
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def _export_metadata(metadata: dict) -> dict:
+    """What an exported file records of a checkpoint's metadata, for whoever serves it: the
+    class names and the preprocessing (the mean and std to normalise with, the image size)."""
+    kept = {}
+    if metadata.get("classes"):
+        kept["cnnkit.classes"] = metadata["classes"]
+    fields = ("image_shape", "input_shape", "mean", "std", "fit")
+    if all(k in metadata for k in ("mean", "std", "input_shape")):
+        kept["cnnkit.preprocessing"] = {k: metadata[k] for k in fields if k in metadata}
+    return kept
+
+
+def cmd_export(args) -> int:
+    model, shape, label, metadata = _model_argument(args.model, _input_option(args),
+                                                    np.random.default_rng(args.seed),
+                                                    num_classes=args.num_classes)
+    model.eval()
+    output = Path(args.output)
+    out_shape = _output_shape(model, shape)
+    if output.suffix.lower() == ".onnx":
+        from .export import to_onnx
+
+        to_onnx(model, shape, output, opset=args.opset, batch=args.batch,
+                metadata=_export_metadata(metadata), doc=f"{label}, exported by cnnkit")
+        batch = "N" if args.batch == "dynamic" else str(args.batch)
+        print(f"wrote {output}: ONNX opset {args.opset}, input \"input\" "
+              f"{batch}x{_volume(shape)}, output \"output\" {batch}x{_volume(out_shape)}, "
+              f"{model.num_parameters():,} parameters")
+    elif output.suffix.lower() == ".safetensors":
+        from .io import save_safetensors
+
+        if args.batch != "dynamic" or args.opset != _DEFAULT_OPSET:
+            raise CLIError("--batch and --opset apply to an .onnx file, not to .safetensors")
+        save_safetensors(model, output)
+        print(f"wrote {output}: {len(model.state_dict())} tensors under PyTorch's names "
+              f"(safetensors.torch.load_file reads them)")
+    else:
+        raise CLIError(f"-o {args.output}: the file must end in .onnx (the net) or "
+                       f".safetensors (its weights)")
+    if not _model_is_checkpoint(args.model):
+        print(f"note: {label} is built here with freshly drawn weights (seed {args.seed}), not "
+              f"trained ones; export a checkpoint for those")
+    return 0
+
+
+def _batch_arg(text):
+    """--batch: "dynamic" or a positive int."""
+    return text if text == "dynamic" else _positive_int(text)
+
+
+_DEFAULT_OPSET = 17       # cnnkit.export.DEFAULT_OPSET, without importing it at start-up
 
 
 # ---------------------------------------------------------------------------- parser
@@ -1117,6 +1182,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the converted net (weights included) as a checkpoint")
     _add_common_options(p)
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
+        "export",
+        help="write a net as ONNX (for onnxruntime and other servers) or its weights as "
+        "safetensors",
+        description="Write a checkpoint's net (or a zoo model or spec, with fresh weights) as an "
+        "ONNX model of its eval forward, input \"input\" and output \"output\", checked by "
+        "onnx.checker; or, for -o *.safetensors, its weights under PyTorch's names. ONNX needs "
+        "the onnx package (pip install \"cnnkit[onnx]\").",
+    )
+    _add_model_argument(p, models, checkpoint=True)
+    p.add_argument("--output", "-o", metavar="PATH", required=True,
+                   help="the file to write: *.onnx or *.safetensors")
+    p.add_argument("--batch", type=_batch_arg, default="dynamic", metavar="dynamic|N",
+                   help="the batch axis: any size (default) or a fixed N")
+    p.add_argument("--opset", type=_argument(int, lambda v: v >= 1, "an opset number"),
+                   default=_DEFAULT_OPSET, help="ONNX opset (default: %(default)s)")
+    p.add_argument("--num-classes", type=_positive_int, default=None,
+                   help="a zoo model's number of classes (default: its own)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of a zoo model's or spec's fresh weights (default: %(default)s)")
+    _add_common_options(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "time",

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import functional as F
 from ..functional._utils import check_count, check_dout, check_real
-from .facts import Cost
+from .facts import Cost, join_name
 from .module import Module, Parameter, register_module
 
 __all__ = ["ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh"]
@@ -26,6 +26,7 @@ class _Elementwise(Module):
     frameworks run it in place, and it applies value by value to any rank."""
 
     _label, _flops = "", 1
+    _onnx_op = ""                         # the ONNX operator of the same name and formula
     in_place = position_wise = True
 
     def _forward(self, x):
@@ -50,6 +51,12 @@ class _Elementwise(Module):
     def label(self, in_shape):
         return self._label
 
+    def _onnx_attributes(self) -> dict:
+        return {}
+
+    def to_onnx(self, graph, x, in_shape, name):
+        return graph.node(self._onnx_op, [x], name=name, **self._onnx_attributes())
+
 
 @register_module
 class ReLU(_Elementwise):
@@ -61,7 +68,7 @@ class ReLU(_Elementwise):
     array([[0., 2.]])
     """
 
-    _label, _flops = "RELU", 1
+    _label, _flops, _onnx_op = "RELU", 1, "Relu"
     _forward = staticmethod(F.relu_forward)
     _backward = staticmethod(F.relu_backward)
 
@@ -77,7 +84,7 @@ class LeakyReLU(_Elementwise):
     array([[-0.1,  2. ]])
     """
 
-    _label, _flops = "LRELU", 2           # compare, multiply
+    _label, _flops, _onnx_op = "LRELU", 2, "LeakyRelu"      # compare, multiply
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -87,6 +94,9 @@ class LeakyReLU(_Elementwise):
         return F.leaky_relu_forward(x, self.negative_slope)
 
     _backward = staticmethod(F.leaky_relu_backward)
+
+    def _onnx_attributes(self):
+        return {"alpha": self.negative_slope}
 
     def get_config(self):
         return {"negative_slope": self.negative_slope}
@@ -143,6 +153,12 @@ class PReLU(Module):
     def label(self, in_shape):
         return "PRELU"
 
+    def to_onnx(self, graph, x, in_shape, name):
+        """``PRelu`` with the slopes shaped to broadcast along axis 1: (C, 1, ..., 1)."""
+        shape = (self.num_slopes,) + (1,) * (len(in_shape) - 1 if self.num_slopes > 1 else 0)
+        slope = graph.initializer(join_name(name, "weight"), self.weight.data.reshape(shape))
+        return graph.node("PRelu", [x, slope], name=name)
+
     def get_config(self):
         return {"num_parameters": self.num_slopes, "init": self.init}
 
@@ -160,7 +176,7 @@ class Sigmoid(_Elementwise):
     array([[0.5, 0.5]])
     """
 
-    _label, _flops = "SIGMOID", 3         # exp, add, divide
+    _label, _flops, _onnx_op = "SIGMOID", 3, "Sigmoid"      # exp, add, divide
     _forward = staticmethod(F.sigmoid_forward)
     _backward = staticmethod(F.sigmoid_backward)
 
@@ -175,6 +191,6 @@ class Tanh(_Elementwise):
     array([[0., 0.]])
     """
 
-    _label, _flops = "TANH", 1            # one elementary function
+    _label, _flops, _onnx_op = "TANH", 1, "Tanh"            # one elementary function
     _forward = staticmethod(F.tanh_forward)
     _backward = staticmethod(F.tanh_backward)

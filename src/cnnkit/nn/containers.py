@@ -124,6 +124,13 @@ class Sequential(Module):
         for i, layer in enumerate(self):
             yield from layer.named_chain(join_name(prefix, str(i)))
 
+    def to_onnx(self, graph, x, in_shape, name):
+        shape = tuple(in_shape)
+        for i, layer in enumerate(self):
+            x = graph.add(layer, x, shape, join_name(name, str(i)))
+            shape = tuple(layer.output_shape(shape))
+        return x
+
     def get_config(self):
         return {"layers": [layer.config() for layer in self]}
 
@@ -222,6 +229,13 @@ class Residual(Module):
 
     def output_stride(self, in_shape):
         return self.body.output_stride(in_shape)
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """The body's operators and the shortcut's on the same input, then ``Add``."""
+        body = graph.add(self.body, x, in_shape, join_name(name, "body"))
+        short = x if self.shortcut is None else graph.add(self.shortcut, x, in_shape,
+                                                          join_name(name, "shortcut"))
+        return graph.node("Add", [body, short], name=join_name(name, "add"))
 
     def get_config(self):
         return {"body": self.body.config(),
@@ -344,6 +358,12 @@ class Concat(Module):
         if len(set(strides)) > 1:
             raise ValueError(f"Concat: its branches have strides {strides}; they must agree")
         return strides[0]
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """Every branch's operators on the same input, then ``Concat`` on axis 1."""
+        outs = [graph.add(branch, x, in_shape, join_name(name, str(i)))
+                for i, branch in enumerate(self)]
+        return graph.node("Concat", outs, name=join_name(name, "concat"), axis=1)
 
     def get_config(self):
         return {"branches": [branch.config() for branch in self]}

@@ -9,7 +9,7 @@ import numpy as np
 from .. import functional as F
 from ..functional._utils import check_real, check_rng
 from ..functional.dropout import MODES
-from .facts import Cost
+from .facts import Cost, join_name
 from .module import Module, register_module
 
 __all__ = ["Dropout"]
@@ -77,6 +77,14 @@ class Dropout(Module):
 
     def training_effect(self):
         return "random masks" if self.p > 0 else None
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """Its eval form: ``Identity`` (upscale_in_train), or ``Mul`` by 1 - p
+        (downscale_in_infer)."""
+        if self.mode == "upscale_in_train":
+            return graph.node("Identity", [x], name=name)
+        keep = graph.constant(1.0 - self.p, join_name(name, "keep"), np.float32)
+        return graph.node("Mul", [x, keep], name=name)
 
     def get_config(self):
         return {"p": self.p, "mode": self.mode}

@@ -13,6 +13,9 @@ axis: (C, H, W) or (D,)), without touching its weights:
     output_stride(in_shape)     how far apart, in input pixels, its output positions are
     training_effect()           what training mode changes in its output ("batch statistics",
                                 "random masks"), or None
+    to_onnx(graph, x, in_shape, name)
+                                the ONNX operators of its eval forward, added to an
+                                :class:`cnnkit.export.OnnxGraph`; the output tensor's name
     in_place                    it adds no volume of its own (ReLU, Dropout, a Flatten view)
     position_wise               it applies unchanged to any rank, value by value or position by
                                 position (activations, dropout): a map of scores as well as a
@@ -162,6 +165,18 @@ class LayerFacts:
             raise LayerError(prefix, self, err) from err
         yield Step(prefix, self, in_shape, out)
 
+    def to_onnx(self, graph, x: str, in_shape: tuple, name: str) -> str:
+        """Add the ONNX operators of this layer's eval forward to ``graph`` (a
+        :class:`cnnkit.export.OnnxGraph`), reading the tensor named ``x`` of per-example shape
+        ``in_shape``, and return the name of the output tensor. ``name`` is the layer's dotted
+        name: its weights become initializers under their state-dict names (``3.weight``).
+
+        This default refuses: a module of unknown type has no ONNX form.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no ONNX form (a layer of a type "
+                                  f"cnnkit's exporter does not know; give its class a to_onnx "
+                                  f"method)")
+
     def named_chain(self, prefix: str = "") -> Iterator[tuple[str, object]]:
         """``(dotted name, layer)`` of the layers this module runs one after another: a
         Sequential's layers with nested Sequentials expanded; any other module is one layer."""
@@ -171,7 +186,7 @@ class LayerFacts:
 # The answers a class gives about its own forward; Module.__init_subclass__ drops the inherited
 # ones of a class that overrides forward() without answering output_shape() itself.
 FACTS = ("output_shape", "cost", "label", "weight_formula", "im2col_shape", "output_stride",
-         "training_effect", "walk_shapes", "named_chain", "in_place", "position_wise")
+         "training_effect", "walk_shapes", "named_chain", "to_onnx", "in_place", "position_wise")
 
 
 def last_out(steps, in_shape: tuple) -> tuple:

@@ -23,7 +23,7 @@ from .. import init as _init
 from ..budget import check_bytes
 from ..functional._utils import (as_float_array, check_count, check_dout, check_real,
                                  check_volume, conv_output_size, pair, window_geometry)
-from .facts import Cost
+from .facts import Cost, join_name
 from .module import Module, Parameter, building_shapes_only, register_module
 
 __all__ = ["Linear", "Conv2d", "LocallyConnected2d", "Flatten", "ZeroPadShortcut"]
@@ -53,6 +53,18 @@ def check_channels(c: int, expected: int, what: str) -> None:
     if c != expected:
         raise ValueError(f"{what}: the input has C = {c} channels but the layer expects "
                          f"{expected}")
+
+
+def onnx_window(kernel_size, stride, padding, dilation=None) -> dict:
+    """The attributes of an ONNX Conv or pooling node: kernel_shape, strides, pads as
+    [top, left, bottom, right] (cnnkit pads both sides alike) and dilations when given. ONNX
+    floors the size rule, as cnnkit's ``strict=False`` does; a strict layer's geometry divides."""
+    (ph, pw) = padding
+    attrs = {"kernel_shape": list(kernel_size), "strides": list(stride),
+             "pads": [ph, pw, ph, pw]}
+    if dilation is not None:
+        attrs["dilations"] = list(dilation)
+    return attrs
 
 
 def init_weight(shape, fan_in: int, fan_out: int, init: str, weight_scale, rng) -> Parameter:
@@ -160,6 +172,15 @@ class Linear(_Weighted):
 
     def label(self, in_shape):
         return "FC"
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """``Gemm(x, weight, bias, transB=1)``, after a ``Flatten`` when x is not (N, D)."""
+        if len(in_shape) != 1:
+            x = graph.node("Flatten", [x], name=join_name(name, "flatten"), axis=1)
+        inputs = [x, graph.initializer(join_name(name, "weight"), self.weight.data)]
+        if self.bias is not None:
+            inputs.append(graph.initializer(join_name(name, "bias"), self.bias.data))
+        return graph.node("Gemm", inputs, name=name, transB=1)
 
     def weight_formula(self, in_shape):
         """D*F, or H*W*C*F for an input volume (the notes write a volume H*W*C)."""
@@ -333,6 +354,16 @@ class Conv2d(_Window):
         c = f"{self.in_channels}/{self.groups}" if self.groups != 1 else f"{self.in_channels}"
         return f"({kh}*{kw}*{c})*{self.out_channels}"
 
+    def to_onnx(self, graph, x, in_shape, name):
+        """ONNX ``Conv`` with the same weight (F, C/G, KH, KW), strides, pads, dilations and
+        group."""
+        inputs = [x, graph.initializer(join_name(name, "weight"), self.weight.data)]
+        if self.bias is not None:
+            inputs.append(graph.initializer(join_name(name, "bias"), self.bias.data))
+        return graph.node("Conv", inputs, name=name, group=self.groups,
+                          **onnx_window(self.kernel_size, self.stride, self.padding,
+                                        self.dilation))
+
     def get_config(self):
         return {**self._geometry_config(), "groups": self.groups, **self._init_config()}
 
@@ -408,6 +439,30 @@ class LocallyConnected2d(_Window):
         (h, w), (kh, kw) = self.output_size, self.kernel_size
         return f"{h}*{w}*({kh}*{kw}*{self.in_channels})*{self.out_channels}"
 
+    def to_onnx(self, graph, x, in_shape, name):
+        """Two operators: a ``Conv`` with one-hot filters that copies each window into the
+        channels (im2col: K = C*KH*KW channels of (H_out, W_out), channel c*KH*KW + i*KW + j
+        holding x[c, i, j] of every window, the order of the weight's last three axes), then
+        ``Einsum("nkhw,hwfk->nfhw")`` with the weight (H_out, W_out, F, K), and the bias."""
+        c, (kh, kw) = self.in_channels, self.kernel_size
+        k = c * kh * kw
+        picks = np.zeros((k, 1, kh, kw), np.float32)
+        picks[np.arange(k), 0, np.tile(np.repeat(np.arange(kh), kw), c),
+              np.tile(np.arange(kw), c * kh)] = 1
+        windows = graph.node(
+            "Conv", [x, graph.initializer(join_name(name, "im2col"), picks)],
+            name=join_name(name, "im2col"), group=c,
+            **onnx_window(self.kernel_size, self.stride, self.padding, self.dilation))
+        h_out, w_out = self.output_size
+        weight = graph.initializer(join_name(name, "weight"),
+                                   self.weight.data.reshape(h_out, w_out, self.out_channels, k))
+        out = graph.node("Einsum", [windows, weight], name=name, equation="nkhw,hwfk->nfhw")
+        if self.bias is None:
+            return out
+        return graph.node("Add", [out, graph.initializer(join_name(name, "bias"),
+                                                          self.bias.data)],
+                          name=join_name(name, "add_bias"))
+
     def get_config(self):
         return {**self._geometry_config(), "input_size": jsonable(self.input_size),
                 **self._init_config()}
@@ -451,6 +506,9 @@ class Flatten(Module):
 
     def label(self, in_shape):
         return "FLATTEN"
+
+    def to_onnx(self, graph, x, in_shape, name):
+        return graph.node("Flatten", [x], name=name, axis=1)
 
 
 @register_module
@@ -512,6 +570,22 @@ class ZeroPadShortcut(Module):
 
     def label(self, in_shape):
         return f"ZEROPAD-{self.out_channels}"
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """``Slice`` with steps S on H and W (the subsampling), then ``Pad`` with zero channels
+        after the input's."""
+        s = self.stride
+        if s != 1:
+            x = graph.node("Slice", [x, graph.constant([0, 0], "starts"),
+                                     graph.constant([2 ** 62, 2 ** 62], "ends"),
+                                     graph.constant([2, 3], "axes"),
+                                     graph.constant([s, s], "steps")],
+                           name=join_name(name, "subsample"))
+        extra = self.out_channels - self.in_channels
+        if extra == 0:
+            return x if s != 1 else graph.node("Identity", [x], name=name)
+        return graph.node("Pad", [x, graph.constant([0, 0, 0, 0, 0, extra, 0, 0], "pads")],
+                          name=name, mode="constant")
 
     def output_stride(self, in_shape):
         return (self.stride, self.stride)

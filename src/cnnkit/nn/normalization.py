@@ -15,7 +15,7 @@ from .. import functional as F
 from .. import init as _init
 from ..functional._utils import VolumeError, as_float_array, check_count, check_real
 from ..functional.lrn import check_lrn_args
-from .facts import Cost
+from .facts import Cost, join_name
 from .layers import check_channels
 from .module import Module, Parameter, register_module
 
@@ -98,6 +98,13 @@ class _BatchNorm(Module):
 
     def training_effect(self):
         return "batch statistics"
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """``BatchNormalization`` in inference form: the running statistics, not the batch's."""
+        inputs = [x] + [graph.initializer(join_name(name, key), getattr(self, key).data
+                                          if key in ("weight", "bias") else getattr(self, key))
+                        for key in ("weight", "bias", "running_mean", "running_var")]
+        return graph.node("BatchNormalization", inputs, name=name, epsilon=self.eps)
 
     def get_config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
@@ -205,6 +212,34 @@ class LocalResponseNorm(Module):
 
     def label(self, in_shape):
         return "LRN"
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """ONNX ``LRN`` (the same formula) for an odd ``size`` on (N, C, H, W). ONNX's window
+        leans the other way for an even size (c - (size-2)/2 .. c + size/2), and onnxruntime
+        takes 4-D input only, so otherwise the formula is written out: the squares summed over
+        the window by a ``Conv`` of ones along the channels (padded size//2 before, (size-1)//2
+        after), then ``x / (k + alpha/size * sum)^beta``."""
+        if self.size % 2 == 1 and len(in_shape) == 3:
+            return graph.node("LRN", [x], name=name, size=self.size, alpha=self.alpha,
+                              beta=self.beta, bias=self.k)
+        c, rest = in_shape[0], math.prod(in_shape[1:])
+        square = graph.node("Mul", [x, x], name=join_name(name, "square"))
+        column = graph.node("Reshape", [square, graph.constant([0, 1, c, rest], "shape")],
+                            name=join_name(name, "to_column"))
+        ones = graph.initializer(join_name(name, "window"), np.ones((1, 1, self.size, 1)))
+        total = graph.node("Conv", [column, ones], name=join_name(name, "window_sum"),
+                           kernel_shape=[self.size, 1],
+                           pads=[self.size // 2, 0, (self.size - 1) // 2, 0])
+        total = graph.node("Reshape", [total, graph.constant([0, *in_shape], "shape")],
+                           name=join_name(name, "from_column"))
+        scaled = graph.node("Mul", [total, graph.constant(self.alpha / self.size, "alpha",
+                                                          np.float32)],
+                            name=join_name(name, "scale"))
+        shifted = graph.node("Add", [scaled, graph.constant(self.k, "k", np.float32)],
+                             name=join_name(name, "shift"))
+        power = graph.node("Pow", [shifted, graph.constant(self.beta, "beta", np.float32)],
+                           name=join_name(name, "power"))
+        return graph.node("Div", [x, power], name=name)
 
     def get_config(self):
         return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}

@@ -12,7 +12,7 @@ import math
 from .. import functional as F
 from ..functional._utils import check_volume, pair, window_geometry
 from .facts import Cost
-from .layers import flag, jsonable, side
+from .layers import flag, jsonable, onnx_window, side
 from .module import Module, register_module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "L2Pool2d", "GlobalAvgPool2d"]
@@ -24,6 +24,7 @@ class _Pool2d(Module):
 
     _forward = _backward = None
     _kernel, _label = "", ""
+    _onnx_op, _onnx_attributes = "", {}
 
     def __init__(self, kernel_size, stride=None, padding=0, *, strict=True):
         super().__init__()
@@ -71,6 +72,10 @@ class _Pool2d(Module):
     def output_stride(self, in_shape):
         return self.stride
 
+    def to_onnx(self, graph, x, in_shape, name):
+        return graph.node(self._onnx_op, [x], name=name, **self._onnx_attributes,
+                          **onnx_window(self.kernel_size, self.stride, self.padding))
+
     def get_config(self):
         return {"kernel_size": jsonable(self.kernel_size), "stride": jsonable(self.stride),
                 "padding": jsonable(self.padding), "strict": self.strict}
@@ -101,6 +106,7 @@ class MaxPool2d(_Pool2d):
     _forward = staticmethod(F.max_pool2d_forward)
     _backward = staticmethod(F.max_pool2d_backward)
     _kernel, _label = "max_pool2d", "POOL"
+    _onnx_op = "MaxPool"              # ONNX's padding never wins a max, as -inf
 
     def _flops_per_window(self, k):
         return k - 1
@@ -122,6 +128,7 @@ class AvgPool2d(_Pool2d):
     _forward = staticmethod(F.avg_pool2d_forward)
     _backward = staticmethod(F.avg_pool2d_backward)
     _kernel, _label = "avg_pool2d", "AVGPOOL"
+    _onnx_op, _onnx_attributes = "AveragePool", {"count_include_pad": 1}
 
     def _flops_per_window(self, k):
         return k
@@ -149,6 +156,7 @@ class L2Pool2d(_Pool2d):
 
     _backward = staticmethod(F.l2_pool2d_backward)
     _kernel, _label = "l2_pool2d", "L2POOL"
+    _onnx_op, _onnx_attributes = "LpPool", {"p": 2}
 
     def _flops_per_window(self, k):
         return 2 * k
@@ -192,3 +200,6 @@ class GlobalAvgPool2d(Module):
     def output_stride(self, in_shape):
         """None: it averages over the whole map, so its one output position has no stride."""
         return None
+
+    def to_onnx(self, graph, x, in_shape, name):
+        return graph.node("GlobalAveragePool", [x], name=name)

@@ -1,0 +1,260 @@
+"""ONNX export: a cnnkit net as an ONNX model that onnxruntime (and every other ONNX server)
+runs.
+
+    >>> from cnnkit.export import to_onnx                                 # doctest: +SKIP
+    >>> to_onnx(model, (1, 28, 28), "lenet.onnx")                        # doctest: +SKIP
+
+How it is built:
+
+- **Each layer writes its own operators.** ``Module.to_onnx(graph, x, in_shape, name)`` lives
+  with the layer's forward (:mod:`cnnkit.nn`), as its shape rule does; a container calls
+  :meth:`OnnxGraph.add` on its children and joins their outputs (Residual: ``Add``; Concat:
+  ``Concat`` on axis 1). This module knows no layer by name.
+- **The graph is plain Python** (:class:`OnnxGraph`: nodes, initializers, names) so the layers
+  need nothing but NumPy; :func:`to_onnx` turns it into an ``onnx.ModelProto`` with the ``onnx``
+  package's helpers, then runs ``onnx.checker`` with full checking and strict shape inference,
+  and compares the inferred output shape with the net's own shape rule.
+- **The graph is the eval forward**: batch norm with its running statistics, dropout as the
+  identity (``upscale_in_train``) or a multiply by 1 - p (``downscale_in_infer``). Weights are
+  float32 initializers under their state-dict names (``3.weight``, ``4.0.body.1.running_var``);
+  nodes are named after their layer's dotted name.
+- **One input, one output**, named ``input`` and ``output`` by default, of shape
+  ``(batch, *in_shape)`` and ``(batch, *out_shape)``; ``batch="dynamic"`` makes the batch axis
+  a symbol (``N``) so the model takes any batch size, an int fixes it.
+
+The ``onnx`` package is an optional extra (``pip install "cnnkit[onnx]"``); nothing else in
+cnnkit imports it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .nn.facts import LayerError, brief
+from .nn.module import Module
+
+__all__ = ["ExportError", "OnnxGraph", "to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13          # the operators' signatures used here (Slice/Pad inputs, ...) since 13
+PROTOBUF_LIMIT = 2 ** 31 - 1 - 2 ** 24    # a ModelProto must serialise below 2 GiB
+
+
+class ExportError(ValueError):
+    """The net cannot be written as ONNX (a layer without an ONNX form, placeholder weights, a
+    missing package, a bad argument); one line naming the layer or the problem."""
+
+
+class OnnxGraph:
+    """The graph a net's layers fill while they are exported: operators and named weights, in
+    plain Python and NumPy (the ``onnx`` package is needed only by :func:`to_onnx`).
+
+    A layer's ``to_onnx`` calls :meth:`initializer` for its weights, :meth:`constant` for
+    shape arguments, :meth:`node` for each operator, and :meth:`add` for a child module.
+    Every name it hands out is unique in the graph.
+    """
+
+    def __init__(self):
+        # (op, inputs, outputs, node name, attributes), in execution order
+        self.nodes: list[tuple[str, list[str], list[str], str, dict]] = []
+        self.initializers: dict[str, np.ndarray] = {}
+        self._names: set[str] = set()
+
+    def fresh(self, hint: str) -> str:
+        """A tensor or node name not used yet: ``hint``, else ``hint_1``, ``hint_2``, ..."""
+        hint = hint or "t"
+        name, k = hint, 0
+        while name in self._names:
+            k += 1
+            name = f"{hint}_{k}"
+        self._names.add(name)
+        return name
+
+    def initializer(self, name: str, array, dtype=np.float32) -> str:
+        """A weight: ``array`` as a ``dtype`` initializer named ``name`` (a state-dict name)."""
+        array = np.asarray(array)
+        if array.dtype != dtype:
+            array = array.astype(dtype)
+        name = self.fresh(name)
+        self.initializers[name] = np.ascontiguousarray(array)
+        return name
+
+    def constant(self, values, hint: str = "const", dtype=np.int64) -> str:
+        """A small constant input (shapes, pads, axes: int64 by default)."""
+        return self.initializer(hint, np.asarray(values, dtype=dtype), dtype)
+
+    def node(self, op: str, inputs: list[str], *, name: str, **attrs) -> str:
+        """Add operator ``op`` (its ONNX name) on ``inputs`` with attributes ``attrs``; returns
+        its output tensor's name. ``name`` (the layer's dotted name) names the node."""
+        node_name = self.fresh(name or op)
+        output = node_name if node_name not in self.initializers else self.fresh(node_name)
+        self.nodes.append((op, list(inputs), [output], node_name, attrs))
+        return output
+
+    def add(self, module: Module, x: str, in_shape: tuple, name: str) -> str:
+        """Export ``module`` (a layer, or a container's child) on tensor ``x``: its own
+        ``to_onnx``, with the shape rule checked first. A layer that has no ONNX form or does
+        not fit ``in_shape`` raises :class:`ExportError` naming it."""
+        try:
+            module.output_shape(tuple(in_shape))
+            return module.to_onnx(self, x, tuple(in_shape), name)
+        except (ExportError, LayerError):
+            raise
+        except (NotImplementedError, ValueError) as err:
+            where = f"layer {name} {brief(module)}" if name else brief(module)
+            raise ExportError(f"{where}: {err}") from err
+
+    def rename_output(self, old: str, new: str) -> None:
+        """Give the tensor ``old`` (a node's output) the name ``new`` (the graph's output)."""
+        for op, inputs, outputs, node_name, attrs in self.nodes:
+            outputs[:] = [new if o == old else o for o in outputs]
+            inputs[:] = [new if i == old else i for i in inputs]
+        self._names.add(new)
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx package: pip install \"cnnkit[onnx]\" "
+                          "(or pip install onnx)") from None
+    return onnx
+
+
+def _check_arguments(model, input_shape, opset, batch, input_name, output_name, onnx):
+    if not isinstance(model, Module):
+        raise ExportError(f"to_onnx takes a cnnkit.nn.Module, got {type(model).__name__}")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if not shape or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                            and s >= 1 for s in shape):
+        raise ExportError(f"input_shape must be the per-example shape, positive ints such as "
+                          f"(3, 32, 32) (no batch axis), got {input_shape!r}")
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, (int, np.integer)) or isinstance(opset, bool) \
+            or not MIN_OPSET <= opset <= newest:
+        raise ExportError(f"opset must be an int from {MIN_OPSET} to {newest} (the newest this "
+                          f"onnx package knows), got {opset!r}")
+    if batch != "dynamic" and not (isinstance(batch, (int, np.integer))
+                                   and not isinstance(batch, bool) and batch >= 1):
+        raise ExportError(f"batch must be \"dynamic\" or a positive int, got {batch!r}")
+    for what, value in (("input_name", input_name), ("output_name", output_name)):
+        if not isinstance(value, str) or not value:
+            raise ExportError(f"{what} must be a non-empty string, got {value!r}")
+    if input_name == output_name:
+        raise ExportError(f"input_name and output_name are both {input_name!r}; they must differ")
+    placeholders = [n for n, p in model.named_parameters() if p.is_placeholder]
+    if placeholders:
+        raise ExportError(f"{placeholders[0]} has no values (the net was built with "
+                          f"shapes_only()); load weights into it first")
+    return tuple(int(s) for s in shape)
+
+
+def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET,
+            batch="dynamic", input_name: str = "input", output_name: str = "output",
+            metadata: dict | None = None, doc: str = ""):
+    """Write ``model``'s eval forward as an ONNX model; returns the ``onnx.ModelProto``.
+
+    Parameters
+    ----------
+    model : a cnnkit Module (its train/eval flag is not changed: the graph is the eval forward)
+    input_shape : the per-example input shape, (C, H, W) or (D,)
+    path : where to write the ``.onnx`` file (atomically); None writes nothing
+    opset : the ONNX opset, from 13 to the newest the installed ``onnx`` knows (default 17)
+    batch : "dynamic" (any batch size, the axis named ``N``) or a fixed positive int
+    input_name, output_name : the graph's input and output names
+    metadata : extra ``metadata_props`` (str -> str, or JSON-able values, written as JSON);
+        the net's config is always recorded under ``cnnkit.model``
+    doc : the model's ``doc_string``
+
+    Raises
+    ------
+    ExportError
+        If a layer has no ONNX form (naming it), the shapes do not fit, a weight is a
+        placeholder, an argument is bad, the model would exceed protobuf's 2 GiB, or the
+        ``onnx`` package is missing; the checker's complaint if the model does not pass
+        ``onnx.checker.check_model(full_check=True)`` (a bug in cnnkit).
+    """
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    from . import __version__
+    from .budget import check_bytes
+
+    shape = _check_arguments(model, input_shape, opset, batch, input_name, output_name, onnx)
+    try:
+        out_shape = tuple(model.output_shape(shape))
+    except ValueError as err:
+        raise ExportError(str(err)) from err
+    weight_bytes = sum(p.size for p in model.parameters()) * 4
+    if weight_bytes > PROTOBUF_LIMIT:
+        raise ExportError(f"the net's weights take {weight_bytes / 2**30:.1f} GiB in float32; an "
+                          f"ONNX file (a protobuf) holds at most 2 GiB")
+    # the weights as float32 initializers, their protobuf copies and the serialised bytes
+    check_bytes(3 * weight_bytes, f"exporting {weight_bytes / 2**20:.0f} MiB of weights to ONNX")
+
+    graph = OnnxGraph()
+    graph.fresh(input_name)
+    out = graph.add(model, input_name, shape, "")
+    if out == input_name or out in graph.initializers:
+        out = graph.node("Identity", [out], name="output")
+    graph.rename_output(out, output_name)
+
+    batch_dim = "N" if batch == "dynamic" else int(batch)
+    nodes = [helper.make_node(op, inputs, outputs, name=name, **attrs)
+             for op, inputs, outputs, name, attrs in graph.nodes]
+    initializers = [numpy_helper.from_array(array, name)
+                    for name, array in graph.initializers.items()]
+    onnx_graph = helper.make_graph(
+        nodes, _graph_name(model),
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch_dim, *shape])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch_dim, *out_shape])],
+        initializers)
+    proto = helper.make_model(onnx_graph, producer_name="cnnkit", producer_version=__version__,
+                              opset_imports=[helper.make_opsetid("", int(opset))],
+                              doc_string=doc)
+    # the IR version this opset was released with, so older runtimes accept the file
+    proto.ir_version = min(proto.ir_version, _ir_version_for(onnx, int(opset)))
+    props = {"cnnkit.model": json.dumps(model.config()),
+             "cnnkit.input_shape": json.dumps(list(shape))}
+    for key, value in (metadata or {}).items():
+        props[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    helper.set_model_props(proto, props)
+    _check(onnx, proto, output_name, [batch_dim, *out_shape])
+    if path is not None:
+        from ._atomic import atomic_write_bytes
+
+        data = proto.SerializeToString()
+        atomic_write_bytes(path, lambda f: f.write(data))
+    return proto
+
+
+def _graph_name(model: Module) -> str:
+    return type(model).__name__.lower()
+
+
+def _ir_version_for(onnx, opset: int) -> int:
+    """The IR version of the release that introduced ``opset`` (onnx's own table)."""
+    # VERSION_TABLE rows: (release, IR version, ai.onnx opset, ai.onnx.ml opset[, ...])
+    versions = [row[1] for row in onnx.helper.VERSION_TABLE if row[2] == opset]
+    return min(versions) if versions else onnx.IR_VERSION
+
+
+def _check(onnx, proto, output_name: str, expected: list) -> None:
+    """onnx.checker with full checking (strict shape inference), then the inferred output
+    shape against the net's own shape rule."""
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        first = (str(err).strip().splitlines() or ["?"])[0]
+        raise ExportError(f"the exported model does not pass onnx.checker (a bug in cnnkit's "
+                          f"exporter): {first}") from err
+    dims = []
+    for value in inferred.graph.output:
+        if value.name == output_name:
+            dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    if dims != expected:
+        raise ExportError(f"ONNX shape inference gives the output {dims}, the net's shape rule "
+                          f"{expected} (a bug in cnnkit's exporter)")
