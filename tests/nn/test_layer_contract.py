@@ -1,7 +1,8 @@
 """The contract every layer keeps, checked on each entry of ``tests.cases.LAYER_CASES``: PyTorch's
 answer forward and backward (float64), centred differences, the facts (shape, cost, label, stride)
 against a real forward, a config that rebuilds it, shapes-only building, dtypes, hooks, and the
-spec token that builds it. A registered layer type without an entry fails the first test."""
+spec token that builds it, and its ONNX form run by onnxruntime. A registered layer type without
+an entry fails the first test."""
 
 import json
 import math
@@ -15,7 +16,7 @@ from cnnkit.gradcheck import numerical_gradient_array, rel_error
 from cnnkit.models import spec
 from cnnkit.nn.module import _REGISTRY
 from tests.cases import LAYER_CASES
-from tests.helpers import assert_close, away_from_zero, distinct
+from tests.helpers import assert_close, away_from_zero, distinct, require
 from tests.nn.torch_models import perturb
 
 CONTAINERS = (nn.Sequential, nn.Residual, nn.Concat)
@@ -190,3 +191,20 @@ def test_its_spec_token_builds_it(case, rng):
     assert type(built[-1]) is type(LAYER_CASES[case].build(rng)), text
     input_shape = spec.parse(text).input_shape
     assert spec.trace(text)[-1].output == built.output_shape(input_shape)
+
+
+@pytest.mark.parametrize("case", LAYER_CASES)
+def test_its_onnx_form_matches_onnxruntime(case, rng):
+    """Its eval forward in float32, exported with a dynamic batch, against onnxruntime."""
+    from cnnkit.export import to_onnx
+
+    ort = require("onnxruntime")
+    layer, x = make(case, rng, np.float32)
+    layer.eval()
+    proto = to_onnx(layer, x.shape[1:])
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    for batch in (x, x[:1]):
+        expected = layer(batch)
+        (got,) = session.run(None, {"input": batch})
+        assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max(), case
