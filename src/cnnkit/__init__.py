@@ -24,7 +24,7 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "summary": "summary", "convert": "convert", "timing": "timing",
                "inference": "inference", "runs": "runs", "callbacks": "callbacks",
                "monitor": "monitor", "experiments": "experiments", "report": "report",
-               "parallel": "parallel"}
+               "parallel": "parallel", "export": "export", "weights": "weights"}
 _THREAD_NAMES = ("set_num_threads", "get_num_threads", "num_threads")
 __all__ = [*_SUBMODULES, "predict_images", *_THREAD_NAMES]
 

@@ -11,6 +11,11 @@ without the code that built it. Optimizer, schedule and trainer state are nested
 arrays are stored beside the JSON. A write goes to a temporary file in the same folder, is
 flushed to disk and then renamed over the target, so a crash never leaves a half-written
 checkpoint where a good one was.
+
+Weights in other frameworks' files live in :mod:`cnnkit.weights`; the calls most scripts need
+are re-exported here: :func:`save_safetensors` / :func:`load_safetensors` (a model's state dict
+under PyTorch's names, loadable by ``safetensors.torch``) and :func:`load_torch_state_dict` (the
+arrays of a PyTorch ``.pt``/``.pth``/``.bin`` file, read without torch and without unpickling).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from ._npz import NpzReadError, read_npz
 from .nn.module import Module, build, shapes_only
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model",
-           "atomic_write_bytes", "atomic_write_text"]
+           "atomic_write_bytes", "atomic_write_text", "save_safetensors", "load_safetensors",
+           "load_torch_state_dict"]
 
 FORMAT, VERSION = "cnnkit-checkpoint", 1
 _META = "__meta__.json"
@@ -211,3 +217,33 @@ def _check_structure(meta: dict, path) -> None:
 def load_model(path) -> Module:
     """The network saved in a checkpoint, rebuilt and loaded, in eval mode."""
     return load_checkpoint(path).build_model().eval()
+
+
+# ---------------------------------------------------------------------------- other formats
+# Thin wrappers that import on call: cnnkit.io stays importable (and cheap) whatever state the
+# readers of cnnkit.weights are in.
+
+def save_safetensors(model: Module, path, *, metadata: dict | None = None) -> Path:
+    """Write ``model.state_dict()`` as safetensors under PyTorch's names, with the architecture
+    in the metadata; see :func:`cnnkit.weights.transfer.save_safetensors`."""
+    from .weights.transfer import save_safetensors as save
+
+    return save(model, path, metadata=metadata)
+
+
+def load_safetensors(model: Module, path, *, strict: bool = True, by: str = "name"):
+    """Load a safetensors file into ``model`` (by name, or ``by="order"``) and return the
+    :class:`~cnnkit.weights.transfer.Match`; nothing changes unless it fits. See
+    :func:`cnnkit.weights.transfer.load_safetensors`."""
+    from .weights.transfer import load_safetensors as load
+
+    return load(model, path, strict=strict, by=by)
+
+
+def load_torch_state_dict(path) -> dict:
+    """``{name: ndarray}`` of the state dict in a PyTorch ``.pt``/``.pth``/``.bin`` file (zip or
+    legacy format), read without torch and without unpickling arbitrary objects; see
+    :func:`cnnkit.weights.torchfile.load_torch_state_dict`."""
+    from .weights.torchfile import load_torch_state_dict as load
+
+    return load(path)
