@@ -824,6 +824,61 @@ def cmd_export(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- import
+
+
+def cmd_import(args) -> int:
+    from .io import save_checkpoint
+    from .weights import WeightsError, load_weights
+
+    if _model_is_checkpoint(args.model):
+        raise CLIError(f"--model {args.model}: give the architecture (a zoo name or a spec) the "
+                       f"weights are for, not a checkpoint")
+    output = Path(args.output)
+    if output.suffix.lower() != ".npz":
+        raise CLIError(f"-o {args.output}: a cnnkit checkpoint is an .npz file")
+    if output.exists() and not args.overwrite:
+        raise CLIError(f"{output} exists; pass --overwrite to replace it")
+    # without --partial every weight comes from the file, so none is drawn
+    model, shape, label, _ = _model_argument(args.model, _input_option(args),
+                                             np.random.default_rng(args.seed),
+                                             weights=args.partial, num_classes=args.num_classes)
+    for option in ("mean", "std"):
+        values = getattr(args, option)
+        if values is not None and len(values) != shape[0]:
+            raise CLIError(f"--{option} gives {len(values)} values; the net takes {shape[0]} "
+                           f"channel{'s' if shape[0] > 1 else ''}")
+    try:
+        match = load_weights(model, args.file, by=args.by, strict=not args.partial)
+    except WeightsError as err:
+        if err.match is not None and not err.match.ok:
+            print(err.match.problems())     # the listing on stdout; stderr has the one line
+        raise
+    print(match.describe())
+    if not match.ok:                 # --partial: say what was left alone
+        print(match.problems())
+    metadata = {"input_shape": list(shape), "imported_from": str(args.file), "model": label}
+    if args.mean is not None or args.std is not None:
+        metadata["mean"] = list(args.mean or [0.0] * shape[0])
+        metadata["std"] = list(args.std or [1.0] * shape[0])
+    path = save_checkpoint(output, model.eval(), extra={"metadata": metadata})
+    print(f"wrote {path}: {label} on {_volume(shape)} input, {model.num_parameters():,} "
+          f"parameters")
+    return 0
+
+
+def _floats(text):
+    """--mean/--std: comma-separated numbers, one per channel."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, such as "
+                                         f"0.485,0.456,0.406, got {text!r}") from None
+    if not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
 def _batch_arg(text):
     """--batch: "dynamic" or a positive int."""
     return text if text == "dynamic" else _positive_int(text)
@@ -1205,6 +1260,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of a zoo model's or spec's fresh weights (default: %(default)s)")
     _add_common_options(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "import",
+        help="load a PyTorch .pt/.pth or a .safetensors file into a net and save a checkpoint",
+        description="Build MODEL (a zoo name or a spec) without drawing weights, fill it from "
+        "FILE (a PyTorch state dict saved with torch.save, read without torch and without "
+        "unpickling anything but tensors; a .safetensors file; or another checkpoint), checking "
+        "every name and shape, and save it as a cnnkit checkpoint. Missing, unexpected and "
+        "mismatched arrays are listed, and refused unless --partial.",
+    )
+    p.add_argument("file", metavar="FILE", help="the weights: .pt, .pth, .bin or .safetensors")
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help=_MODEL_HELP + ", ".join(models))
+    _add_input_option(p)
+    p.add_argument("--output", "-o", metavar="PATH", required=True,
+                   help="the checkpoint to write (.npz)")
+    p.add_argument("--num-classes", type=_positive_int, default=None,
+                   help="a zoo model's number of classes (default: its own)")
+    p.add_argument("--by", choices=("name", "order"), default="name",
+                   help="pair the file's arrays with the net's by name (PyTorch's names, the "
+                   "default) or by position (a net whose modules are named differently, such "
+                   "as torchvision's resnet18)")
+    p.add_argument("--partial", action="store_true",
+                   help="load what matches and keep fresh weights for the rest")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the fresh weights with --partial (default: %(default)s)")
+    p.add_argument("--mean", type=_floats, default=None, metavar="M1,M2,...",
+                   help="per-channel mean the net's training normalised with (pixels in [0, 1]),"
+                   " recorded for predict and evaluate (default: 0)")
+    p.add_argument("--std", type=_floats, default=None, metavar="S1,S2,...",
+                   help="per-channel standard deviation, likewise (default: 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    _add_common_options(p)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
         "time",

@@ -260,8 +260,8 @@ def match_state(model, state: dict, *, by: str = "name") -> Match:
     ``num_batches_tracked`` the file lacks is not missing (PyTorch before 0.4.1 did not save
     it; the model keeps its own). ``by="order"``: the i-th file array goes to the i-th model
     entry, for nets whose names differ but whose layers come in the same order; the counts must
-    agree (when the file has no ``num_batches_tracked`` at all, the model's are left out of the
-    count). Either way each pair must agree in shape, and its dtypes must convert (floats into
+    agree (when the file has no ``num_batches_tracked``, by its count or its names, the model's
+    are left out). Either way each pair must agree in shape, and its dtypes must convert (floats into
     floats, integers into integers); the arrays in ``Match.state`` are cast to the model's
     dtypes. Nothing in the model changes.
 
@@ -282,8 +282,13 @@ def match_state(model, state: dict, *, by: str = "name") -> Match:
     match = Match(by=by, file_count=len(file_keys), model_count=len(slots),
                   _file_keys=file_keys, _sorted_names=_alphabetical(state))
     model_keys = list(slots)
-    if not any(k.rsplit(".", 1)[-1] == _NBT for k in file_keys):
-        model_keys = [k for k in model_keys if not _is_step_count(k, slots)]
+    without_counts = [k for k in model_keys if not _is_step_count(k, slots)]
+    # the file has no step counts when its count says so, or, if the count fits neither, when
+    # none of its names is one
+    if len(file_keys) != len(model_keys) and (
+            len(file_keys) == len(without_counts)
+            or not any(k.rsplit(".", 1)[-1] == _NBT for k in file_keys)):
+        model_keys = without_counts
     match._order_count = len(model_keys)
     if by == "name":
         pairs = [(k, k) for k in slots if k in state]

@@ -1,0 +1,161 @@
+"""`cnnkit import` and `cnnkit export -o *.safetensors`: PyTorch's weights in and out through the
+command line, every name and shape checked, bad input one line on stderr."""
+
+import numpy as np
+import pytest
+import torch
+
+from cnnkit.cli import main
+from cnnkit.io import load_model
+from cnnkit.models import build_model
+from tests.twins import randomize_torch, relative_error, torch_twin
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err, *fragments):
+    assert code == 1, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+@pytest.fixture
+def resnet20_pt(tmp_path):
+    """A PyTorch twin of resnet20 with random weights and statistics, saved by torch.save."""
+    model, shape = build_model("resnet20", rng=np.random.default_rng(0))
+    twin = randomize_torch(torch_twin(model), seed=1)
+    path = tmp_path / "resnet20.pt"
+    torch.save(twin.state_dict(), path)
+    return twin, path, shape
+
+
+def test_a_pt_file_becomes_a_checkpoint_with_pytorchs_logits(tmp_path, capsys, rng,
+                                                             resnet20_pt):
+    twin, path, shape = resnet20_pt
+    out_path = tmp_path / "r20.npz"
+    code, out, err = run(capsys, "import", path, "--model", "resnet20", "-o", out_path)
+    assert code == 0, err
+    assert "all 116 arrays fit" in out and f"wrote {out_path}" in out
+    model = load_model(out_path)
+    x = rng.standard_normal((3, *shape)).astype(np.float32)
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(x)).numpy()
+    assert relative_error(model.forward(x), expected) <= 1e-5
+    # and back out: the checkpoint's weights as safetensors, read by PyTorch
+    st = tmp_path / "r20.safetensors"
+    code, out, err = run(capsys, "export", out_path, "-o", st)
+    assert code == 0 and "freshly drawn" not in out, err
+    from safetensors.torch import load_file
+
+    twin2 = torch_twin(model).eval()
+    twin2.load_state_dict(load_file(st), strict=True)
+    with torch.no_grad():
+        assert relative_error(twin2(torch.from_numpy(x)).numpy(), expected) <= 1e-5
+    # exported to ONNX, the imported net is what PyTorch computes
+    ort = pytest.importorskip("onnxruntime")
+    onnx_path = tmp_path / "r20.onnx"
+    assert run(capsys, "export", out_path, "-o", onnx_path)[0] == 0
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert relative_error(session.run(None, {"input": x})[0], expected) <= 1e-4
+
+
+def test_a_mismatch_is_listed_on_stdout_and_refused_in_one_line(tmp_path, capsys,
+                                                                  resnet20_pt):
+    twin, path, _ = resnet20_pt
+    state = twin.state_dict()
+    state.pop("0.weight")
+    state["head.weight"] = torch.zeros(3)
+    state["1.bias"] = torch.zeros(5)
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    out_path = tmp_path / "x.npz"
+    code, out, err = run(capsys, "import", bad, "--model", "resnet20", "-o", out_path)
+    one_line_error(code, err, "missing", "unexpected", str(bad))
+    assert "0.weight" in out and "head.weight" in out and "1.bias" in out
+    assert not out_path.exists()
+
+
+def test_the_classifier_size_says_which_num_classes(tmp_path, capsys, resnet20_pt):
+    _, path, _ = resnet20_pt
+    code, _, err = run(capsys, "import", path, "--model", "resnet20", "--num-classes", "7",
+                       "-o", tmp_path / "x.npz")
+    one_line_error(code, err, "num_classes=10")
+
+
+def test_by_order_and_partial(tmp_path, capsys, resnet20_pt):
+    twin, path, _ = resnet20_pt
+    renamed = {f"layer{i}": v for i, v in enumerate(twin.state_dict().values())}
+    other = tmp_path / "renamed.pt"
+    torch.save(renamed, other)
+    code, _, err = run(capsys, "import", other, "--model", "resnet20", "-o", tmp_path / "a.npz")
+    one_line_error(code, err, "order")             # no shared names: the line suggests --by order
+    code, out, err = run(capsys, "import", other, "--model", "resnet20", "--by", "order",
+                         "-o", tmp_path / "a.npz")
+    assert code == 0, err
+    loaded = load_model(tmp_path / "a.npz").state_dict()
+    for (name, value), expected in zip(loaded.items(), twin.state_dict().values()):
+        np.testing.assert_array_equal(value, expected.numpy(), err_msg=name)
+    partial = {k: v for k, v in twin.state_dict().items() if not k.startswith("14.")}
+    torch.save(partial, tmp_path / "partial.pt")
+    code, out, err = run(capsys, "import", tmp_path / "partial.pt", "--model", "resnet20",
+                         "--partial", "-o", tmp_path / "p.npz")
+    assert code == 0, err
+    assert "14.weight" in out                       # what was left to fresh weights is said
+
+
+def test_a_malicious_pt_runs_nothing(tmp_path, capsys):
+    import os
+    import zipfile
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    import pickle
+
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data.pkl", pickle.dumps({"0.weight": Payload()}, protocol=2))
+        archive.writestr("evil/version", "3\n")
+    code, _, err = run(capsys, "import", path, "--model", "resnet20", "-o", tmp_path / "x.npz")
+    one_line_error(code, err, "refuses to unpickle", "system")
+    assert not marker.exists()
+
+
+def test_bad_arguments_are_one_line(tmp_path, capsys, resnet20_pt):
+    _, path, _ = resnet20_pt
+    taken = tmp_path / "taken.npz"
+    taken.write_bytes(b"mine")
+    for argv, fragment in (
+            ([path, "--model", "resnet20", "-o", taken], "--overwrite"),
+            ([path, "--model", "resnet20", "-o", tmp_path / "x.pt"], ".npz"),
+            ([path, "--model", taken, "-o", tmp_path / "y.npz"], "not a checkpoint"),
+            ([path, "--model", "resnet20", "--mean", "0.5", "-o", tmp_path / "y.npz"],
+             "3 channels"),
+            ([tmp_path / "missing.pt", "--model", "resnet20", "-o", tmp_path / "y.npz"],
+             "missing.pt"),
+            ([taken, "--model", "resnet20", "-o", tmp_path / "y.npz"], "taken.npz")):
+        code, _, err = run(capsys, "import", *argv)
+        one_line_error(code, err, fragment)
+    assert taken.read_bytes() == b"mine"
+    assert not (tmp_path / "y.npz").exists()
+
+
+def test_mean_and_std_are_recorded_for_predict(tmp_path, capsys, resnet20_pt):
+    from cnnkit.io import load_checkpoint
+
+    _, path, _ = resnet20_pt
+    out_path = tmp_path / "r.npz"
+    code, _, err = run(capsys, "import", path, "--model", "resnet20", "--mean",
+                       "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "-o", out_path)
+    assert code == 0, err
+    meta = load_checkpoint(out_path).extra["metadata"]
+    assert meta["mean"] == [0.485, 0.456, 0.406] and meta["std"] == [0.229, 0.224, 0.225]
+    assert meta["input_shape"] == [3, 32, 32] and meta["imported_from"] == str(path)
