@@ -261,9 +261,9 @@ def match_state(model, state: dict, *, by: str = "name") -> Match:
     it; the model keeps its own). ``by="order"``: the i-th file array goes to the i-th model
     entry, for nets whose names differ but whose layers come in the same order; the counts must
     agree (when the file has no ``num_batches_tracked``, by its count or its names, the model's
-    are left out). Either way each pair must agree in shape, and its dtypes must convert (floats into
-    floats, integers into integers); the arrays in ``Match.state`` are cast to the model's
-    dtypes. Nothing in the model changes.
+    are left out). Either way each pair must agree in shape, and its dtypes must convert
+    (floats into floats, integers into integers); the arrays in ``Match.state`` are cast to the
+    model's dtypes. Nothing in the model changes.
 
     Raises
     ------
