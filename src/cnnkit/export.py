@@ -38,7 +38,7 @@ from .nn.module import Module
 __all__ = ["ExportError", "OnnxGraph", "to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
 
 DEFAULT_OPSET = 17
-MIN_OPSET = 13          # the operators' signatures used here (Slice/Pad inputs, ...) since 13
+MIN_OPSET = 11          # Pad's pads and Gemm's optional bias as used here; Einsum needs 12
 PROTOBUF_LIMIT = 2 ** 31 - 1 - 2 ** 24    # a ModelProto must serialise below 2 GiB
 
 
@@ -53,10 +53,12 @@ class OnnxGraph:
 
     A layer's ``to_onnx`` calls :meth:`initializer` for its weights, :meth:`constant` for
     shape arguments, :meth:`node` for each operator, and :meth:`add` for a child module.
-    Every name it hands out is unique in the graph.
+    Every name it hands out is unique in the graph; ``opset`` is the opset being written, for
+    a layer whose operators need a newer one.
     """
 
-    def __init__(self):
+    def __init__(self, opset: int = DEFAULT_OPSET):
+        self.opset = opset
         # (op, inputs, outputs, node name, attributes), in execution order
         self.nodes: list[tuple[str, list[str], list[str], str, dict]] = []
         self.initializers: dict[str, np.ndarray] = {}
@@ -159,9 +161,11 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     Parameters
     ----------
     model : a cnnkit Module (its train/eval flag is not changed: the graph is the eval forward)
-    input_shape : the per-example input shape, (C, H, W) or (D,)
+    input_shape : the per-example input shape, (C, H, W) or (D,); a shape with a batch axis in
+        front, (N, C, H, W), is taken as the same when the net does not take it whole
     path : where to write the ``.onnx`` file (atomically); None writes nothing
-    opset : the ONNX opset, from 13 to the newest the installed ``onnx`` knows (default 17)
+    opset : the ONNX opset, from 11 to the newest the installed ``onnx`` knows (default 17; the
+        locally connected layer needs 12)
     batch : "dynamic" (any batch size, the axis named ``N``) or a fixed positive int
     input_name, output_name : the graph's input and output names
     metadata : extra ``metadata_props`` (str -> str, or JSON-able values, written as JSON);
@@ -186,7 +190,7 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     try:
         out_shape = tuple(model.output_shape(shape))
     except ValueError as err:
-        raise ExportError(str(err)) from err
+        shape, out_shape = _without_batch_axis(model, shape, err)
     weight_bytes = sum(p.size for p in model.parameters()) * 4
     if weight_bytes > PROTOBUF_LIMIT:
         raise ExportError(f"the net's weights take {weight_bytes / 2**30:.1f} GiB in float32; an "
@@ -194,7 +198,7 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     # the weights as float32 initializers, their protobuf copies and the serialised bytes
     check_bytes(3 * weight_bytes, f"exporting {weight_bytes / 2**20:.0f} MiB of weights to ONNX")
 
-    graph = OnnxGraph()
+    graph = OnnxGraph(int(opset))
     graph.fresh(input_name)
     out = graph.add(model, input_name, shape, "")
     if out == input_name or out in graph.initializers:
@@ -228,6 +232,17 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
         data = proto.SerializeToString()
         atomic_write_bytes(path, lambda f: f.write(data))
     return proto
+
+
+def _without_batch_axis(model: Module, shape: tuple, err: ValueError) -> tuple:
+    """(shape[1:], its output shape) when the net takes ``shape`` less a leading batch axis
+    (PyTorch's exporter is given an example batch); else ``err``, the whole shape's error."""
+    if len(shape) >= 2:
+        try:
+            return shape[1:], tuple(model.output_shape(shape[1:]))
+        except ValueError:
+            pass
+    raise ExportError(str(err)) from err
 
 
 def _graph_name(model: Module) -> str:

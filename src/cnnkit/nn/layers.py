@@ -444,6 +444,9 @@ class LocallyConnected2d(_Window):
         channels (im2col: K = C*KH*KW channels of (H_out, W_out), channel c*KH*KW + i*KW + j
         holding x[c, i, j] of every window, the order of the weight's last three axes), then
         ``Einsum("nkhw,hwfk->nfhw")`` with the weight (H_out, W_out, F, K), and the bias."""
+        if graph.opset < 12:
+            raise NotImplementedError(f"the locally connected layer is written with Einsum, "
+                                      f"which needs opset 12 or later, not {graph.opset}")
         c, (kh, kw) = self.in_channels, self.kernel_size
         k = c * kh * kw
         picks = np.zeros((k, 1, kh, kw), np.float32)

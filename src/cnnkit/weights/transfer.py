@@ -134,6 +134,16 @@ class Match:
     _order_count: int = field(default=0, repr=False)    # the model's count by="order" uses
 
     @property
+    def missing_keys(self) -> list:
+        """``missing`` under the name of PyTorch's ``load_state_dict`` result."""
+        return self.missing
+
+    @property
+    def unexpected_keys(self) -> list:
+        """``unexpected`` under the name of PyTorch's ``load_state_dict`` result."""
+        return self.unexpected
+
+    @property
     def ok(self) -> bool:
         """Every model array has its file array, of the same shape and a dtype that converts,
         and the file has nothing else."""
