@@ -881,7 +881,10 @@ def _floats(text):
 
 def _batch_arg(text):
     """--batch: "dynamic" or a positive int."""
-    return text if text == "dynamic" else _positive_int(text)
+    if text == "dynamic":
+        return text
+    return _argument(int, lambda v: 1 <= v <= 2 ** 31 - 1,
+                     "\"dynamic\" or a batch size from 1 to 2,147,483,647")(text)
 
 
 _DEFAULT_OPSET = 17       # cnnkit.export.DEFAULT_OPSET, without importing it at start-up

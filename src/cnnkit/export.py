@@ -40,6 +40,7 @@ __all__ = ["ExportError", "OnnxGraph", "to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
 DEFAULT_OPSET = 17
 MIN_OPSET = 11          # Pad's pads and Gemm's optional bias as used here; Einsum needs 12
 PROTOBUF_LIMIT = 2 ** 31 - 1 - 2 ** 24    # a ModelProto must serialise below 2 GiB
+MAX_DIM = 2 ** 31 - 1                     # a size the runtimes index with 32 bits
 
 
 class ExportError(ValueError):
@@ -130,7 +131,7 @@ def _check_arguments(model, input_shape, opset, batch, input_name, output_name, 
         raise ExportError(f"to_onnx takes a cnnkit.nn.Module, got {type(model).__name__}")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
     if not shape or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                            and s >= 1 for s in shape):
+                            and 1 <= s <= MAX_DIM for s in shape):
         raise ExportError(f"input_shape must be the per-example shape, positive ints such as "
                           f"(3, 32, 32) (no batch axis), got {input_shape!r}")
     newest = onnx.defs.onnx_opset_version()
@@ -139,8 +140,9 @@ def _check_arguments(model, input_shape, opset, batch, input_name, output_name, 
         raise ExportError(f"opset must be an int from {MIN_OPSET} to {newest} (the newest this "
                           f"onnx package knows), got {opset!r}")
     if batch != "dynamic" and not (isinstance(batch, (int, np.integer))
-                                   and not isinstance(batch, bool) and batch >= 1):
-        raise ExportError(f"batch must be \"dynamic\" or a positive int, got {batch!r}")
+                                   and not isinstance(batch, bool) and 1 <= batch <= MAX_DIM):
+        raise ExportError(f"batch must be \"dynamic\" or an int from 1 to {MAX_DIM:,}, got "
+                          f"{batch!r}")
     for what, value in (("input_name", input_name), ("output_name", output_name)):
         if not isinstance(value, str) or not value:
             raise ExportError(f"{what} must be a non-empty string, got {value!r}")

@@ -1,7 +1,7 @@
 """The bad inputs of the hostile-input exercise, written into a temporary folder.
 
 ``build_cases(tmp)`` returns (group, name, argv) triples; every file a case needs is created
-under ``tmp`` first. Groups: spec, options, checkpoint, data, folder, image, runs.
+under ``tmp`` first. Groups: spec, options, checkpoint, data, folder, image, runs, weights (export and import).
 """
 
 from __future__ import annotations
@@ -501,6 +501,89 @@ def run_cases(tmp: Path):
                                             "--no-progress"]
 
 
+class _System:
+    """Unpickles as ``os.system(touch <marker>)``: what a malicious .pt runs under torch.load."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _safetensors(header, data=b"", length=None) -> bytes:
+    raw = json.dumps(header).encode() if not isinstance(header, bytes) else header
+    return (len(raw) if length is None else length).to_bytes(8, "little") + raw + data
+
+
+def weights_cases(tmp: Path, good: Path):
+    """`cnnkit export` options and `cnnkit import` of damaged and malicious weight files."""
+    folder = tmp / "weights"
+    folder.mkdir()
+    for value in ("0", "-1", "abc", "1e9", "99999999999999999999"):
+        yield "weights", f"export--batch={value}", ["export", "lenet-bn", "-o",
+                                                    str(folder / "b.onnx"), "--batch", value]
+    for value in ("0", "10", "999", "abc", "-17"):
+        yield "weights", f"export--opset={value}", ["export", "lenet-bn", "-o",
+                                                    str(folder / "o.onnx"), "--opset", value]
+    for name, argv in (
+            ("to-folder", ["export", "lenet-bn", "-o", str(folder)]),
+            ("to-proc", ["export", "lenet-bn", "-o", "/proc/cnnkit.onnx"]),
+            ("no-suffix", ["export", "lenet-bn", "-o", str(folder / "net")]),
+            ("huge-spec", ["export", SPECS["huge-fc"], "-o", str(folder / "h.onnx")]),
+            ("local-opset-11", ["export", "INPUT[3x8x8] -> LC3-4 -> FC-2", "-o",
+                                str(folder / "l.onnx"), "--opset", "11"]),
+            ("checkpoint", ["export", str(good), "-o", str(folder / "good.onnx")]),
+            ("checkpoint-safetensors", ["export", str(good), "-o", str(folder / "g.safetensors")]),
+            ("safetensors-with-opset", ["export", "lenet-bn", "-o", str(folder / "x.safetensors"),
+                                        "--opset", "13"])):
+        yield "weights", f"export-{name}", argv
+    marker = folder / "ran"
+    files = {
+        "empty.pt": b"",
+        "random.pt": bytes(range(256)) * 40,
+        "text.pt": b"not a state dict",
+        "zip-junk.pt": b"PK\x03\x04junk",
+        "pickle-system.pt": pickle.dumps({"0.weight": _System(marker)}, protocol=2),
+        "zip-system.pt": _zip({"a/data.pkl": pickle.dumps({"w": _System(marker)}, protocol=2),
+                               "a/version": b"3\n"}),
+        "zip-eval.pt": _zip({"a/data.pkl": b"\x80\x02cbuiltins\neval\nX\x04\x00\x00\x001+1"
+                                           b"q\x00\x85q\x01Rq\x02."}),
+        "zip-deep-tuples.pt": _zip({"a/data.pkl": b"\x80\x02" + b")" + b"\x85" * 200000 + b"."}),
+        "zip-no-pickle.pt": _zip({"a/version": b"3\n"}),
+        "zip-list.pt": _zip({"a/data.pkl": pickle.dumps([1, 2, 3], protocol=2)}),
+        "zip-only-storage.pt": _zip({"a/data/0": b"\0" * 64}),
+        "st-huge-header.safetensors": _safetensors(b"{}", length=2 ** 62),
+        "st-list.safetensors": _safetensors([1, 2]),
+        "st-past-end.safetensors": _safetensors({"w": {"dtype": "F32", "shape": [4],
+                                                       "data_offsets": [0, 16]}}, b"\0" * 8),
+        "st-huge-shape.safetensors": _safetensors({"w": {"dtype": "F32", "shape": [2 ** 40, 2 ** 40],
+                                                         "data_offsets": [0, 8]}}, b"\0" * 8),
+        "st-negative.safetensors": _safetensors({"w": {"dtype": "F32", "shape": [-2],
+                                                       "data_offsets": [0, 8]}}, b"\0" * 8),
+        "st-fp8.safetensors": _safetensors({"w": {"dtype": "F8_E4M3", "shape": [8],
+                                                  "data_offsets": [0, 8]}}, b"\0" * 8),
+    }
+    for name, content in files.items():
+        path = folder / name
+        path.write_bytes(content)
+        yield "weights", f"import-{name}", ["import", str(path), "--model", "lenet-bn", "-o",
+                                            str(folder / f"{name}.npz")]
+    (folder / "dir.pt").mkdir()
+    for name, argv in (
+            ("folder", [str(folder / "dir.pt"), "--model", "lenet-bn"]),
+            ("missing", [str(folder / "missing.pt"), "--model", "lenet-bn"]),
+            ("checkpoint-into-wrong-net", [str(good), "--model", "resnet20"]),
+            ("checkpoint-as-model", [str(good), "--model", str(good)]),
+            ("huge-spec", [str(good), "--model", SPECS["huge-fc"]]),
+            ("mean-nan", [str(good), "--model", "lenet-bn", "--mean", "nan"]),
+            ("mean-count", [str(good), "--model", "lenet-bn", "--mean", "1,2,3"]),
+            ("by-bogus", [str(good), "--model", "lenet-bn", "--by", "size"])):
+        yield "weights", f"import-{name}", ["import", *argv, "-o", str(folder / f"{name}.npz")]
+
+
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     from cnnkit.cli import main
 
@@ -510,4 +593,5 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     return list(itertools.chain(spec_cases(), option_cases(),
                                 checkpoint_cases(tmp, good / "r" / "checkpoint.npz"),
                                 npz_cases(tmp), cifar_cases(tmp), folder_cases(tmp),
-                                image_cases(tmp), run_cases(tmp)))
+                                image_cases(tmp), run_cases(tmp),
+                                weights_cases(tmp, good / "r" / "model.npz")))
