@@ -302,6 +302,32 @@ def test_a_layer_without_an_onnx_form_is_refused_naming_it(rng):
     assert "layer 1 ConvTwice" in one_line(err)
 
 
+class Softsign(nn.Module):
+    """A user's layer that writes its own ONNX form."""
+
+    def forward(self, x):
+        return x / (1 + np.abs(x))
+
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def to_onnx(self, graph, x, in_shape, name):
+        return graph.node("Softsign", [x], name=name)
+
+
+class BrokenSoftsign(Softsign):
+    def to_onnx(self, graph, x, in_shape, name):
+        return graph.node("Softsign", [x, x], name=name)       # one input too many
+
+
+def test_a_users_layer_with_its_own_to_onnx_exports_and_a_wrong_one_is_caught(rng):
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, rng=rng), Softsign(), nn.Flatten())
+    assert_matches(net, (2, 5, 5), rng)
+    with pytest.raises(ExportError) as err:
+        to_onnx(nn.Sequential(nn.ReLU(), BrokenSoftsign()), (3,))
+    assert "to_onnx" in one_line(err) and "Softsign" in one_line(err)
+
+
 def test_bad_arguments_are_one_line(rng):
     model, shape = build_model("lenet-bn", rng=rng)
     for kwargs, fragment in ((dict(opset=10), "opset must be an int from 11"),

@@ -40,6 +40,7 @@ __all__ = ["ExportError", "OnnxGraph", "to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
 DEFAULT_OPSET = 17
 MIN_OPSET = 11          # Pad's pads and Gemm's optional bias as used here; Einsum needs 12
 PROTOBUF_LIMIT = 2 ** 31 - 1 - 2 ** 24    # a ModelProto must serialise below 2 GiB
+_BUG = "a bug in cnnkit's exporter or in a layer's to_onnx"
 MAX_DIM = 2 ** 31 - 1                     # a size the runtimes index with 32 bits
 
 
@@ -180,7 +181,8 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
         If a layer has no ONNX form (naming it), the shapes do not fit, a weight is a
         placeholder, an argument is bad, the model would exceed protobuf's 2 GiB, or the
         ``onnx`` package is missing; the checker's complaint if the model does not pass
-        ``onnx.checker.check_model(full_check=True)`` (a bug in cnnkit).
+        ``onnx.checker.check_model(full_check=True)`` (a bug in cnnkit, or in a user's layer's
+        ``to_onnx``).
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -210,13 +212,10 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     batch_dim = "N" if batch == "dynamic" else int(batch)
     nodes = [helper.make_node(op, inputs, outputs, name=name, **attrs)
              for op, inputs, outputs, name, attrs in graph.nodes]
-    initializers = [numpy_helper.from_array(array, name)
-                    for name, array in graph.initializers.items()]
     onnx_graph = helper.make_graph(
         nodes, _graph_name(model),
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch_dim, *shape])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch_dim, *out_shape])],
-        initializers)
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch_dim, *out_shape])])
     proto = helper.make_model(onnx_graph, producer_name="cnnkit", producer_version=__version__,
                               opset_imports=[helper.make_opsetid("", int(opset))],
                               doc_string=doc)
@@ -227,11 +226,14 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     for key, value in (metadata or {}).items():
         props[str(key)] = value if isinstance(value, str) else json.dumps(value)
     helper.set_model_props(proto, props)
-    _check(onnx, proto, output_name, [batch_dim, *out_shape])
+    _check_output_shape(onnx, proto, graph, output_name, [batch_dim, *out_shape])
+    proto.graph.initializer.extend(numpy_helper.from_array(array, name)
+                                   for name, array in graph.initializers.items())
+    data = proto.SerializeToString()          # once: the checker reads these bytes too
+    _validate(onnx, data)
     if path is not None:
         from ._atomic import atomic_write_bytes
 
-        data = proto.SerializeToString()
         atomic_write_bytes(path, lambda f: f.write(data))
     return proto
 
@@ -258,20 +260,40 @@ def _ir_version_for(onnx, opset: int) -> int:
     return min(versions) if versions else onnx.IR_VERSION
 
 
-def _check(onnx, proto, output_name: str, expected: list) -> None:
-    """onnx.checker with full checking (strict shape inference), then the inferred output
-    shape against the net's own shape rule."""
+def _validate(onnx, data: bytes) -> None:
+    """onnx.checker with full checking (strict shape inference) on the serialised model."""
     try:
-        onnx.checker.check_model(proto, full_check=True)
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        onnx.checker.check_model(data, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        first = (str(err).strip().splitlines() or ["?"])[0]
-        raise ExportError(f"the exported model does not pass onnx.checker (a bug in cnnkit's "
-                          f"exporter): {first}") from err
+        raise ExportError(f"the exported model does not pass onnx.checker ({_BUG}): "
+                          f"{_first_line(err)}") from err
+
+
+def _first_line(err) -> str:
+    return (str(err).strip().splitlines() or ["?"])[0]
+
+
+def _check_output_shape(onnx, proto, graph: OnnxGraph, output_name: str, expected: list):
+    """The output shape ONNX's strict shape inference gives against the net's own shape rule.
+    Run before the weights are added, on a copy that declares them as inputs (their shapes
+    without their values), so hundreds of MB are not copied for it."""
+    from onnx import helper
+
+    light = onnx.ModelProto()
+    light.CopyFrom(proto)
+    light.graph.input.extend(
+        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype),
+                                      list(array.shape))
+        for name, array in graph.initializers.items())
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light, strict_mode=True)
+    except onnx.shape_inference.InferenceError as err:
+        raise ExportError(f"ONNX shape inference fails on the exported model ({_BUG}): "
+                          f"{_first_line(err)}") from err
     dims = []
     for value in inferred.graph.output:
         if value.name == output_name:
             dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
     if dims != expected:
         raise ExportError(f"ONNX shape inference gives the output {dims}, the net's shape rule "
-                          f"{expected} (a bug in cnnkit's exporter)")
+                          f"{expected} ({_BUG})")
