@@ -479,10 +479,15 @@ def test_torchvision_names_load_by_order(tmp_path, rng):
     assert 'by="order"' in match.describe() and "\n" not in match.describe()
     path = write_safetensors(tmp_path / "tv.safetensors", state)    # keeps the order
     with pytest.raises(WeightsError, match='by="order"'):
-        load_weights(model, path)
+        load_weights(model, path, by="name")
     match = load_weights(model, path, by="order")
     assert match.ok and match.file_names["4.0.body.0.weight"] == "layer1.0.conv1.weight"
     _logits_agree(model, twin, shape, rng, "torchvision names by order")
+    # the default pairs by position when no name is shared, and says so
+    fresh, _ = _net("resnet18", rng)
+    match = load_weights(fresh, path)
+    assert match.ok and match.by == "order" and "paired by position" in match.describe()
+    _logits_agree(fresh, twin, shape, rng, "torchvision names, by=auto")
 
 
 @needs_torchfile
@@ -528,7 +533,8 @@ def test_by_order_without_step_counts_in_the_file(rng):
     state = {k: v for k, v in _torchvision_state(twin).items()
              if not k.endswith("num_batches_tracked")}
     before = model.state_dict()
-    assert 'by="order"' in match_state(model, state).describe()
+    assert 'by="order"' in match_state(model, state, by="name").describe()
+    assert match_state(model, state).by == "order"              # what by="auto" falls back to
     match = match_state(model, state, by="order")
     assert match.ok and match.model_count == len(state) == 102
     model.load_state_dict(match.state, strict=False)
@@ -640,7 +646,7 @@ def test_a_state_dict_without_step_counts_is_complete(rng):
 def test_a_wrapper_prefix_is_pointed_out(rng):
     model, _ = _net("lenet-bn", rng)
     state = {f"module.{k}": v for k, v in _torch_state(_twin(model, rng)).items()}
-    assert "starts with 'module.'" in match_state(model, state).describe()
+    assert "starts with 'module.'" in match_state(model, state, by="name").describe()
 
 
 def test_match_state_refuses_bad_arguments(rng):

@@ -1281,10 +1281,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the checkpoint to write (.npz)")
     p.add_argument("--num-classes", type=_positive_int, default=None,
                    help="a zoo model's number of classes (default: its own)")
-    p.add_argument("--by", choices=("name", "order"), default="name",
-                   help="pair the file's arrays with the net's by name (PyTorch's names, the "
-                   "default) or by position (a net whose modules are named differently, such "
-                   "as torchvision's resnet18)")
+    p.add_argument("--by", choices=("auto", "name", "order"), default="auto",
+                   help="pair the file's arrays with the net's by name (PyTorch's names) or by "
+                   "position (a net whose modules are named differently, such as torchvision's "
+                   "resnet18); auto (the default): by name when any name is shared, else by "
+                   "position when every pair agrees in shape")
     p.add_argument("--partial", action="store_true",
                    help="load what matches and keep fresh weights for the rest")
     p.add_argument("--seed", type=int, default=0,

@@ -231,8 +231,9 @@ def save_safetensors(model: Module, path, *, metadata: dict | None = None) -> Pa
     return save(model, path, metadata=metadata)
 
 
-def load_safetensors(model: Module, path, *, strict: bool = True, by: str = "name"):
-    """Load a safetensors file into ``model`` (by name, or ``by="order"``) and return the
+def load_safetensors(model: Module, path, *, strict: bool = True, by: str = "auto"):
+    """Load a safetensors file into ``model`` (by name, by position, or ``"auto"``: by name
+    unless no name is shared) and return the
     :class:`~cnnkit.weights.transfer.Match`; nothing changes unless it fits. See
     :func:`cnnkit.weights.transfer.load_safetensors`."""
     from .weights.transfer import load_safetensors as load

@@ -6,7 +6,10 @@ by name. A net whose names differ but whose layers come in the same order (torch
 ``resnet18``: ``conv1.weight``, ``bn1.*``, ``layer1.0.conv1.weight``, ..., ``fc.weight``
 against cnnkit's ``0.weight``, ``1.*``, ``4.0.body.0.weight``, ..., ``14.weight``) loads by
 position (``by="order"``): a PyTorch state dict lists each module's parameters, then its
-buffers, then its children's, as cnnkit's does.
+buffers, then its children's, as cnnkit's does. The default, ``by="auto"``, pairs by name when
+the file shares any name with the model, and by position only when it shares none and every
+pair then agrees in shape (Keras' ``load_weights`` pairs by position too); the :class:`Match`
+says which, and so does its :meth:`~Match.describe`.
 
 :func:`match_state` pairs the file's arrays with the model's and says what is missing,
 unexpected, of another shape or of a dtype that does not convert, before anything changes;
@@ -33,7 +36,7 @@ from .safetensors import MAX_HEADER_BYTES, read_safetensors, write_safetensors
 __all__ = ["Match", "match_state", "load_weights", "read_weights", "weights_format",
            "save_safetensors", "load_safetensors"]
 
-BY = ("name", "order")
+BY = ("auto", "name", "order")
 _LIST_LIMIT = 10            # entries per list in Match.problems()
 _NBT = "num_batches_tracked"
 
@@ -165,6 +168,10 @@ class Match:
     def describe(self) -> str:
         """One line: what fits, or the first of what does not, and what to do about it."""
         src = self.source
+        if self.ok and self.by == "order" and any(k != v for k, v in self.file_names.items()):
+            first = next(iter(self.file_names))
+            return (f"{src}: all {self.model_count} arrays fit the model, paired by position "
+                    f"(the file's {self.file_names[first]} is the model's {first}, and so on)")
         if self.ok:
             return f"{src}: all {self.model_count} arrays fit the model"
         if self.num_classes is not None:
@@ -263,7 +270,7 @@ def _first(names: list, count: int = 3) -> str:
     return shown + (", ..." if len(names) > count else "")
 
 
-def match_state(model, state: dict, *, by: str = "name") -> Match:
+def match_state(model, state: dict, *, by: str = "auto") -> Match:
     """Pair the arrays of ``state`` (a file's, under its own names) with ``model``'s state dict.
 
     ``by="name"``: a file array goes to the model entry of the same name. A batch norm's
@@ -273,17 +280,25 @@ def match_state(model, state: dict, *, by: str = "name") -> Match:
     agree (when the file has no ``num_batches_tracked``, by its count or its names, the model's
     are left out). Either way each pair must agree in shape, and its dtypes must convert
     (floats into floats, integers into integers); the arrays in ``Match.state`` are cast to the
-    model's dtypes. Nothing in the model changes.
+    model's dtypes. ``by="auto"`` (the default) is by name when the file shares any name with
+    the model, else by position when that pairs every array (``Match.by`` says which). Nothing
+    in the model changes.
 
     Raises
     ------
     ValueError
-        If ``by`` is neither "name" nor "order".
+        If ``by`` is not "auto", "name" or "order".
     TypeError
         If a key of ``state`` is not a string.
     """
     if by not in BY:
         raise ValueError(f"match_state: by must be one of {BY}, got {by!r}")
+    if by == "auto":
+        named = match_state(model, state, by="name")
+        if named.state or not state:           # a shared name: the names decide
+            return named
+        ordered = match_state(model, state, by="order")
+        return ordered if ordered.ok else named
     for key in state:
         if not isinstance(key, str):
             raise TypeError(f"match_state: state dict keys must be strings, got {key!r}")
@@ -496,7 +511,7 @@ def _is_placeholder(model, name: str) -> bool:
     return False
 
 
-def load_weights(model, path, *, by: str = "name", strict: bool = True):
+def load_weights(model, path, *, by: str = "auto", strict: bool = True):
     """Load a weights file into ``model`` (in place) and return the :class:`Match`.
 
     The file's kind comes from its content (:func:`weights_format`): ``.safetensors``,
@@ -520,7 +535,7 @@ def load_weights(model, path, *, by: str = "name", strict: bool = True):
     return _load(model, state, str(path), by, strict)
 
 
-def load_safetensors(model, path, *, strict: bool = True, by: str = "name"):
+def load_safetensors(model, path, *, strict: bool = True, by: str = "auto"):
     """Load a safetensors file into ``model`` (in place): :func:`load_weights` for a file that
     must be safetensors whatever its content. Returns the :class:`Match`."""
     state, _ = read_safetensors(path)
