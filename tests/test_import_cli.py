@@ -159,3 +159,26 @@ def test_mean_and_std_are_recorded_for_predict(tmp_path, capsys, resnet20_pt):
     meta = load_checkpoint(out_path).extra["metadata"]
     assert meta["mean"] == [0.485, 0.456, 0.406] and meta["std"] == [0.229, 0.224, 0.225]
     assert meta["input_shape"] == [3, 32, 32] and meta["imported_from"] == str(path)
+
+
+def test_a_whole_pickled_model_is_refused_with_what_to_save_instead(tmp_path, capsys):
+    path = tmp_path / "whole.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(3, 2)), path)
+    code, _, err = run(capsys, "import", path, "--model", "INPUT[3x1x1] -> FC-2", "-o",
+                       tmp_path / "x.npz")
+    one_line_error(code, err, "torch.nn.modules.container.Sequential", "model.state_dict()")
+
+
+def test_a_training_checkpoint_gives_its_state_dict(tmp_path, capsys, rng):
+    linear = torch.nn.Linear(3, 2)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "model_state_dict": linear.state_dict(),
+                "optimizer": torch.optim.SGD(linear.parameters(), 0.1).state_dict()}, path)
+    code, out, err = run(capsys, "import", path, "--model", "INPUT[3x1x1] -> FC-2", "-o",
+                         tmp_path / "x.npz")
+    assert code == 0, err
+    model = load_model(tmp_path / "x.npz")
+    x = rng.standard_normal((4, 3, 1, 1)).astype(np.float32)
+    with torch.no_grad():
+        expected = linear(torch.from_numpy(x.reshape(4, 3))).numpy()
+    assert relative_error(model.forward(x), expected) <= 1e-6

@@ -389,7 +389,9 @@ def _admitted_global(module: str, name: str):
     but in the table."""
     found = _ADMITTED.get((_RENAMED.get(module, module), name))
     if found is None:
-        raise _Refused(f"refuses to unpickle {_clean(module)}.{_clean(name)}: {_REFUSAL}")
+        hint = ("; the file holds a whole pickled model, which only its code can rebuild: save "
+                "model.state_dict() instead" if module.startswith("torch.nn.") else "")
+        raise _Refused(f"refuses to unpickle {_clean(module)}.{_clean(name)}: {_REFUSAL}{hint}")
     return found
 
 
