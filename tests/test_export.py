@@ -7,6 +7,8 @@ forward being the reference (the issue's target); most layers agree to ~1e-6.
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from cnnkit import nn
 from cnnkit.export import ExportError, to_onnx
@@ -203,6 +205,33 @@ def test_a_spec_with_every_layer_kind(rng):
                  "INPUT[1x13x13] -> CONV5-6/s1p0 -> RELU -> POOL3/2 -> RES-12/s2 -> GAP -> FC-3"):
         model, shape = build_model(spec, rng=rng)
         assert_matches(randomise_buffers(model, rng), shape, rng)
+
+
+TOKENS = ["CONV{k}-{n}", "CONV{k}-{n}/s2p0", "CONV3-{n}/d2p2", "POOL2", "POOL3/2", "AVGPOOL2",
+          "L2POOL2", "RELU", "PRELU", "SIGMOID", "TANH", "BN", "DROPOUT0.3", "LRN{k}", "LRN4",
+          "RES-{n}", "LC{k}-{n}", "GAP"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_random_specs_match_onnxruntime(data):
+    """Nets of random layers on random input sizes (the spec grammar rejects what does not
+    fit; hypothesis draws again)."""
+    from cnnkit.models.spec import SpecError
+
+    c, h, w = (data.draw(st.integers(1, 3)), data.draw(st.integers(5, 12)),
+               data.draw(st.integers(5, 12)))
+    tokens = [data.draw(st.sampled_from(TOKENS)).format(k=data.draw(st.sampled_from([1, 3])),
+                                                        n=data.draw(st.integers(1, 4)))
+              for _ in range(data.draw(st.integers(1, 5)))]
+    head = data.draw(st.sampled_from(["", " -> FC-3", " -> FC-5 -> RELU -> FC-2"]))
+    text = f"INPUT[{c}x{h}x{w}] -> " + " -> ".join(tokens) + head
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+    try:
+        model, shape = build_model(text, rng=rng)
+    except (SpecError, ValueError):
+        assume(False)
+    assert_matches(randomise_buffers(model, rng), shape, rng, batches=(2,))
 
 
 # ---------------------------------------------------------------------------- the graph
