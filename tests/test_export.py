@@ -289,6 +289,48 @@ def test_an_input_shape_with_a_batch_axis_is_taken_as_pytorchs_example_batch(rng
     assert [d.dim_value for d in relu.graph.input[0].type.tensor_type.shape.dim][1:] == [5, 3]
 
 
+def test_external_data_beside_the_file_and_a_rewrite_keeps_the_pair_whole(tmp_path, rng):
+    model, shape = build_model("resnet20", rng=rng)
+    randomise_buffers(model, rng).eval()
+    path = tmp_path / "net [1].onnx"                   # glob characters in the name
+    (tmp_path / "net [1].onnx.backup.data").write_bytes(b"the user's")
+    to_onnx(model, shape, path, external_data=True)
+    first = sorted(p.name for p in tmp_path.glob("*.data") if "backup" not in p.name)
+    assert len(first) == 1 and path.stat().st_size < 100_000       # the weights are beside it
+    onnx.checker.check_model(str(path), full_check=True)
+    x = rng.standard_normal((3, *shape)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = model.forward(x)
+    assert np.abs(sess.run(None, {"input": x})[0] - ref).max() <= RTOL * np.abs(ref).max()
+    to_onnx(model, shape, path, external_data=True)     # again: a new data file, the old gone
+    second = sorted(p.name for p in tmp_path.glob("*.data") if "backup" not in p.name)
+    assert len(second) == 1 and second != first
+    assert (tmp_path / "net [1].onnx.backup.data").read_bytes() == b"the user's"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert np.abs(sess.run(None, {"input": x})[0] - ref).max() <= RTOL * np.abs(ref).max()
+    with pytest.raises(ExportError) as err:
+        to_onnx(model, shape, external_data=True)
+    assert "give a path" in one_line(err)
+
+
+def test_weights_past_protobufs_limit_go_beside_the_file_by_themselves(tmp_path, rng,
+                                                                        monkeypatch, capsys):
+    import cnnkit.export as export
+    from cnnkit.cli import main
+
+    monkeypatch.setattr(export, "PROTOBUF_LIMIT", 10_000)       # lenet-bn's 247 KB exceeds it
+    model, shape = build_model("lenet-bn", rng=rng)
+    to_onnx(model, shape, tmp_path / "a.onnx")
+    assert len(list(tmp_path.glob("a.onnx.*.data"))) == 1
+    with pytest.raises(ExportError) as err:
+        to_onnx(model, shape)
+    assert "more than an ONNX protobuf holds; give a path" in one_line(err)
+    monkeypatch.undo()
+    assert main(["export", "lenet-bn", "-o", str(tmp_path / "b.onnx"), "--external-data"]) == 0
+    assert len(list(tmp_path.glob("b.onnx.*.data"))) == 1
+    capsys.readouterr()
+
+
 def test_a_fixed_batch(rng):
     model, shape = build_model("lenet5", rng=rng)
     proto = to_onnx(model, shape, batch=4)

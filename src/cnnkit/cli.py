@@ -802,7 +802,8 @@ def cmd_export(args) -> int:
         from .export import to_onnx
 
         to_onnx(model, shape, output, opset=args.opset, batch=args.batch,
-                metadata=_export_metadata(metadata), doc=f"{label}, exported by cnnkit")
+                metadata=_export_metadata(metadata), doc=f"{label}, exported by cnnkit",
+                external_data=args.external_data or None)
         batch = "N" if args.batch == "dynamic" else str(args.batch)
         print(f"wrote {output}: ONNX opset {args.opset}, input \"input\" "
               f"{batch}x{_volume(shape)}, output \"output\" {batch}x{_volume(out_shape)}, "
@@ -810,8 +811,9 @@ def cmd_export(args) -> int:
     elif output.suffix.lower() == ".safetensors":
         from .io import save_safetensors
 
-        if args.batch != "dynamic" or args.opset != _DEFAULT_OPSET:
-            raise CLIError("--batch and --opset apply to an .onnx file, not to .safetensors")
+        if args.batch != "dynamic" or args.opset != _DEFAULT_OPSET or args.external_data:
+            raise CLIError("--batch, --opset and --external-data apply to an .onnx file, not "
+                           "to .safetensors")
         save_safetensors(model, output)
         print(f"wrote {output}: {len(model.state_dict())} tensors under PyTorch's names "
               f"(safetensors.torch.load_file reads them)")
@@ -1257,6 +1259,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the batch axis: any size (default) or a fixed N")
     p.add_argument("--opset", type=_argument(int, lambda v: v >= 1, "an opset number"),
                    default=_DEFAULT_OPSET, help="ONNX opset (default: %(default)s)")
+    p.add_argument("--external-data", action="store_true",
+                   help="keep the weights in a file beside the .onnx (ONNX's external data; "
+                   "always so above 2 GiB)")
     p.add_argument("--num-classes", type=_positive_int, default=None,
                    help="a zoo model's number of classes (default: its own)")
     p.add_argument("--seed", type=int, default=0,

@@ -29,6 +29,8 @@ cnnkit imports it.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +44,7 @@ MIN_OPSET = 11          # Pad's pads and Gemm's optional bias as used here; Eins
 PROTOBUF_LIMIT = 2 ** 31 - 1 - 2 ** 24    # a ModelProto must serialise below 2 GiB
 _BUG = "a bug in cnnkit's exporter or in a layer's to_onnx"
 MAX_DIM = 2 ** 31 - 1                     # a size the runtimes index with 32 bits
+INLINE_BYTES = 1024       # smaller initializers stay in an external-data model, as onnx's do
 
 
 class ExportError(ValueError):
@@ -158,7 +161,7 @@ def _check_arguments(model, input_shape, opset, batch, input_name, output_name, 
 
 def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET,
             batch="dynamic", input_name: str = "input", output_name: str = "output",
-            metadata: dict | None = None, doc: str = ""):
+            metadata: dict | None = None, doc: str = "", external_data: bool | None = None):
     """Write ``model``'s eval forward as an ONNX model; returns the ``onnx.ModelProto``.
 
     Parameters
@@ -174,15 +177,21 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     metadata : extra ``metadata_props`` (str -> str, or JSON-able values, written as JSON);
         the net's config is always recorded under ``cnnkit.model``
     doc : the model's ``doc_string``
+    external_data : keep the weights in a file beside ``path`` (``<name>.<id>.data``, which the
+        ``.onnx`` file names; ONNX's external data), not inside it. None (the default) does so
+        exactly when they exceed the 2 GiB a protobuf holds. The returned proto then holds the
+        references, not the values. A rewrite of ``path`` writes a new data file and removes
+        the old one only after the new ``.onnx`` is in place, so the pair on disk is always
+        whole.
 
     Raises
     ------
     ExportError
         If a layer has no ONNX form (naming it), the shapes do not fit, a weight is a
-        placeholder, an argument is bad, the model would exceed protobuf's 2 GiB, or the
-        ``onnx`` package is missing; the checker's complaint if the model does not pass
-        ``onnx.checker.check_model(full_check=True)`` (a bug in cnnkit, or in a user's layer's
-        ``to_onnx``).
+        placeholder, an argument is bad, the weights exceed 2 GiB without a ``path`` to keep
+        them beside, or the ``onnx`` package is missing; the checker's complaint if the model
+        does not pass ``onnx.checker.check_model(full_check=True)`` (a bug in cnnkit, or in a
+        user's layer's ``to_onnx``).
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -196,11 +205,18 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     except ValueError as err:
         shape, out_shape = _without_batch_axis(model, shape, err)
     weight_bytes = sum(p.size for p in model.parameters()) * 4
-    if weight_bytes > PROTOBUF_LIMIT:
-        raise ExportError(f"the net's weights take {weight_bytes / 2**30:.1f} GiB in float32; an "
-                          f"ONNX file (a protobuf) holds at most 2 GiB")
-    # the weights as float32 initializers, their protobuf copies and the serialised bytes
-    check_bytes(3 * weight_bytes, f"exporting {weight_bytes / 2**20:.0f} MiB of weights to ONNX")
+    if external_data is None:
+        external_data = weight_bytes > PROTOBUF_LIMIT
+    if external_data and path is None:
+        raise ExportError(f"the net's weights take {weight_bytes / 2**30:.1f} GiB in float32, "
+                          f"more than an ONNX protobuf holds; give a path, to keep them in a "
+                          f"file beside it (external data)" if weight_bytes > PROTOBUF_LIMIT
+                          else "external_data=True keeps the weights beside the file: give a "
+                          "path")
+    # the weights as float32 initializers, and their protobuf copies and serialised bytes
+    # unless they go to a file of their own
+    check_bytes((1 if external_data else 3) * weight_bytes,
+                f"exporting {weight_bytes / 2**20:.0f} MiB of weights to ONNX")
 
     graph = OnnxGraph(int(opset))
     graph.fresh(input_name)
@@ -227,6 +243,9 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
         props[str(key)] = value if isinstance(value, str) else json.dumps(value)
     helper.set_model_props(proto, props)
     _check_output_shape(onnx, proto, graph, output_name, [batch_dim, *out_shape])
+    if external_data:
+        _write_external(onnx, proto, graph, Path(path))
+        return proto
     proto.graph.initializer.extend(numpy_helper.from_array(array, name)
                                    for name, array in graph.initializers.items())
     data = proto.SerializeToString()          # once: the checker reads these bytes too
@@ -236,6 +255,46 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
 
         atomic_write_bytes(path, lambda f: f.write(data))
     return proto
+
+
+def _write_external(onnx, proto, graph: OnnxGraph, path: Path) -> None:
+    """The weights to ``<name>.<id>.data`` beside ``path`` (each initializer's bytes at an
+    offset the proto records; those under 1 KiB, such as shape arguments, stay inline), the
+    proto to ``path``, each atomically and checked by onnx.checker from the files before the
+    ``.onnx`` takes its name; then the data files of earlier writes of ``path`` are removed."""
+    import uuid
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ._atomic import atomic_path
+
+    data_name = f"{path.name}.{uuid.uuid4().hex[:12]}.data"
+    with atomic_path(path.parent / data_name) as tmp, open(tmp, "wb") as f:
+        for name, array in graph.initializers.items():
+            if array.nbytes < INLINE_BYTES:     # shape arguments: shape inference reads them
+                proto.graph.initializer.append(numpy_helper.from_array(array, name))
+                continue
+            offset = -f.tell() % 64 + f.tell()            # 64-byte aligned, for mapping
+            f.seek(offset)
+            f.write(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
+            tensor = TensorProto(name=name, dims=list(array.shape),
+                                 data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
+            for key, value in (("location", data_name), ("offset", offset),
+                               ("length", array.nbytes)):
+                tensor.external_data.add(key=key, value=str(value))
+            tensor.data_location = TensorProto.EXTERNAL
+            proto.graph.initializer.append(tensor)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(proto.SerializeToString())
+            _validate(onnx, str(tmp))
+    except BaseException:
+        (path.parent / data_name).unlink(missing_ok=True)
+        raise
+    earlier = re.compile(re.escape(path.name) + r"\.[0-9a-f]{12}\.data")
+    for old in path.parent.iterdir():
+        if earlier.fullmatch(old.name) and old.name != data_name:
+            old.unlink(missing_ok=True)
 
 
 def _without_batch_axis(model: Module, shape: tuple, err: ValueError) -> tuple:
@@ -260,8 +319,9 @@ def _ir_version_for(onnx, opset: int) -> int:
     return min(versions) if versions else onnx.IR_VERSION
 
 
-def _validate(onnx, data: bytes) -> None:
-    """onnx.checker with full checking (strict shape inference) on the serialised model."""
+def _validate(onnx, data) -> None:
+    """onnx.checker with full checking (strict shape inference) on the serialised model (or
+    its file, whose external data the checker reads beside it)."""
     try:
         onnx.checker.check_model(data, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
