@@ -182,3 +182,38 @@ def test_a_training_checkpoint_gives_its_state_dict(tmp_path, capsys, rng):
     with torch.no_grad():
         expected = linear(torch.from_numpy(x.reshape(4, 3))).numpy()
     assert relative_error(model.forward(x), expected) <= 1e-6
+
+
+def test_a_cnnkit_round_trip_through_safetensors_keeps_the_preprocessing(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "--limit", "300", "--val-size", "50", "--epochs", "1", "--out",
+                 str(runs), "--name", "q", "--no-progress"]) == 0
+    ckpt, weights, back = runs / "q" / "model.npz", tmp_path / "w.safetensors", tmp_path / "b.npz"
+    assert run(capsys, "export", ckpt, "-o", weights)[0] == 0
+    code, out, err = run(capsys, "import", weights, "--model", "lenet-bn", "-o", back)
+    assert code == 0 and "note:" not in out, err
+    accuracy = []
+    for path in (ckpt, back):
+        code, out, err = run(capsys, "evaluate", path, "--data", "mnist", "--no-progress")
+        assert code == 0, err
+        accuracy.append(next(line for line in out.splitlines() if "accuracy" in line))
+    assert accuracy[0] == accuracy[1]
+
+
+def test_without_its_normalisation_an_import_is_refused_by_predict_and_evaluate(
+        tmp_path, capsys, resnet20_pt):
+    _, path, _ = resnet20_pt
+    out_path = tmp_path / "r.npz"
+    code, out, _ = run(capsys, "import", path, "--model", "resnet20", "-o", out_path)
+    assert code == 0 and "--mean and --std" in out
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    code, _, err = run(capsys, "predict", out_path, image)
+    one_line_error(code, err, "without the normalisation", "--mean and --std")
+    code, _, err = run(capsys, "import", path, "--model", "resnet20", "--mean", "0,0,0", "--std",
+                       "1,1,1", "-o", out_path, "--overwrite")
+    assert code == 0, err
+    code, out, err = run(capsys, "predict", out_path, image)
+    assert code == 0 and str(image) in out, err

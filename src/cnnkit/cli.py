@@ -814,7 +814,8 @@ def cmd_export(args) -> int:
         if args.batch != "dynamic" or args.opset != _DEFAULT_OPSET or args.external_data:
             raise CLIError("--batch, --opset and --external-data apply to an .onnx file, not "
                            "to .safetensors")
-        save_safetensors(model, output)
+        save_safetensors(model, output, metadata={
+            key: json.dumps(value) for key, value in _export_metadata(metadata).items()})
         print(f"wrote {output}: {len(model.state_dict())} tensors under PyTorch's names "
               f"(safetensors.torch.load_file reads them)")
     else:
@@ -830,6 +831,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from .inference import UNKNOWN_NORMALISATION
     from .io import save_checkpoint
     from .weights import WeightsError, load_weights
 
@@ -859,14 +861,47 @@ def cmd_import(args) -> int:
     print(match.describe())
     if not match.ok:                 # --partial: say what was left alone
         print(match.problems())
-    metadata = {"input_shape": list(shape), "imported_from": str(args.file), "model": label}
+    metadata = {"input_shape": list(shape), "imported_from": str(args.file), "model": label,
+                **_recorded_preprocessing(args.file, shape)}
     if args.mean is not None or args.std is not None:
-        metadata["mean"] = list(args.mean or [0.0] * shape[0])
-        metadata["std"] = list(args.std or [1.0] * shape[0])
+        metadata.update(mean=list(args.mean or [0.0] * shape[0]),
+                        std=list(args.std or [1.0] * shape[0]))
+        metadata.pop(UNKNOWN_NORMALISATION, None)
     path = save_checkpoint(output, model.eval(), extra={"metadata": metadata})
     print(f"wrote {path}: {label} on {_volume(shape)} input, {model.num_parameters():,} "
           f"parameters")
+    if metadata.get(UNKNOWN_NORMALISATION):
+        print("note: the file does not say how its net's inputs were normalised; predict and "
+              "evaluate refuse this checkpoint until you import with --mean and --std")
     return 0
+
+
+def _recorded_preprocessing(weights_file, shape: tuple) -> dict:
+    """The class names and preprocessing a file exported by cnnkit records (`cnnkit export -o
+    *.safetensors`), when it is for this input volume; else the mark that the normalisation
+    is unknown, which predict and evaluate refuse rather than guess."""
+    from .inference import UNKNOWN_NORMALISATION
+    from .weights import WeightsError, safetensors_header, weights_format
+
+    recorded = {}
+    try:
+        if weights_format(weights_file) == "safetensors":
+            recorded = safetensors_header(weights_file)[1]
+    except WeightsError:
+        pass
+    kept = {}
+    try:
+        preprocessing = json.loads(recorded.get("cnnkit.preprocessing", "null"))
+        classes = json.loads(recorded.get("cnnkit.classes", "null"))
+    except (json.JSONDecodeError, RecursionError):
+        preprocessing = classes = None
+    if isinstance(preprocessing, dict) and preprocessing.get("input_shape") == list(shape):
+        kept.update(preprocessing)
+    else:
+        kept[UNKNOWN_NORMALISATION] = True
+    if isinstance(classes, list) and all(isinstance(c, str) for c in classes):
+        kept["classes"] = classes
+    return kept
 
 
 def _floats(text):

@@ -20,6 +20,10 @@ import numpy as np
 
 from .data import DataError, Preprocessing, decode_image, image_to_array
 
+# a checkpoint's metadata flag: weights imported from a file that does not say how its net's
+# inputs were normalised (`cnnkit import` without --mean/--std)
+UNKNOWN_NORMALISATION = "normalisation_unknown"
+
 __all__ = ["Predictions", "load_for_inference", "predict_images", "read_images",
            "recorded_source", "reopen_data"]
 
@@ -68,6 +72,10 @@ def load_for_inference(checkpoint):
     if not isinstance(meta, dict) or "input_shape" not in meta:
         raise DataError(f"{checkpoint} does not record the input its net was trained on; it "
                         f"cannot take images")
+    if meta.get(UNKNOWN_NORMALISATION):
+        raise DataError(f"{checkpoint} holds imported weights without the normalisation their "
+                        f"net was trained with; import them again with --mean and --std (0 "
+                        f"and 1 for pixels in [0, 1] as they are)")
     preprocessing = Preprocessing.from_metadata(meta, str(checkpoint))
     classes = meta.get("classes")
     if classes is not None:
