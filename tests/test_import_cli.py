@@ -217,3 +217,20 @@ def test_without_its_normalisation_an_import_is_refused_by_predict_and_evaluate(
     assert code == 0, err
     code, out, err = run(capsys, "predict", out_path, image)
     assert code == 0 and str(image) in out, err
+
+
+def test_training_starts_from_pytorch_weights(tmp_path, capsys):
+    model, _ = build_model("lenet-bn", rng=np.random.default_rng(0))
+    twin = randomize_torch(torch_twin(model), seed=2)
+    path = tmp_path / "lenet.pt"
+    torch.save(twin.state_dict(), path)
+    code, out, err = run(capsys, "train", "--weights", path, "--limit", "200", "--val-size", "40",
+                         "--epochs", "1", "--out", tmp_path / "runs", "--name", "ft",
+                         "--no-progress")
+    assert code == 0, err
+    state = twin.state_dict()
+    state["0.weight"] = torch.zeros(7)
+    torch.save(state, path)
+    code, _, err = run(capsys, "train", "--weights", path, "--limit", "200", "--epochs", "1",
+                       "--out", tmp_path / "runs", "--name", "bad", "--no-progress")
+    one_line_error(code, err, "0.weight", str(path))

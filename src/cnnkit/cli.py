@@ -316,7 +316,7 @@ def _short(text: str) -> str:
 
 def cmd_train(args) -> int:
     from .data import Augment, split_indices
-    from .io import load_checkpoint, save_checkpoint
+    from .io import save_checkpoint
     from .optim import make_optimizer
     from .runs import claim_run_folder
     from .callbacks import HistoryWriter
@@ -341,8 +341,10 @@ def cmd_train(args) -> int:
     train_idx, val_idx = split_indices(len(train), val_count, rng)
     train_part, val_part = train.subset(train_idx), train.subset(val_idx)
     model = _build_for(settings["model"], shape, dataset.num_classes, dataset.title, rng)
-    if args.weights:
-        model.load_state_dict(load_checkpoint(args.weights).model_state)
+    if args.weights:      # a checkpoint, or PyTorch's .pt or a .safetensors under its names
+        from .weights import load_weights
+
+        load_weights(model, args.weights)
     optimizer = make_optimizer(settings["optimizer"], model.named_parameters(),
                                lr=settings["lr"], momentum=settings["momentum"],
                                weight_decay=settings["weight_decay"])
@@ -1149,7 +1151,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--resume", metavar="CKPT", help="continue the run saved in CKPT (its folder and settings)"
     )
-    start.add_argument("--weights", metavar="CKPT", help="start from the weights in CKPT")
+    start.add_argument("--weights", metavar="FILE",
+                       help="start from the weights in FILE: a checkpoint, or a PyTorch .pt or "
+                       ".safetensors state dict of the same net")
     p.add_argument("--layer-stats", type=_every, default=50, metavar="N",
                    help="every N iterations record each layer's activation percentiles, "
                    "gradient norms and update/weight ratio to layer_stats.json and .png; 0: "
