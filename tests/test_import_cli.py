@@ -8,6 +8,7 @@ import torch
 from cnnkit.cli import main
 from cnnkit.io import load_model
 from cnnkit.models import build_model
+from tests.test_cli import assert_one_line_error
 from tests.twins import randomize_torch, relative_error, torch_twin
 
 
@@ -15,13 +16,6 @@ def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def one_line_error(code, err, *fragments):
-    assert code == 1, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
 
 
 @pytest.fixture
@@ -75,7 +69,7 @@ def test_a_mismatch_is_listed_on_stdout_and_refused_in_one_line(tmp_path, capsys
     torch.save(state, bad)
     out_path = tmp_path / "x.npz"
     code, out, err = run(capsys, "import", bad, "--model", "resnet20", "-o", out_path)
-    one_line_error(code, err, "missing", "unexpected", str(bad))
+    assert_one_line_error(code, err, "missing", "unexpected", str(bad))
     assert "0.weight" in out and "head.weight" in out and "1.bias" in out
     assert not out_path.exists()
 
@@ -84,7 +78,7 @@ def test_the_classifier_size_says_which_num_classes(tmp_path, capsys, resnet20_p
     _, path, _ = resnet20_pt
     code, _, err = run(capsys, "import", path, "--model", "resnet20", "--num-classes", "7",
                        "-o", tmp_path / "x.npz")
-    one_line_error(code, err, "num_classes=10")
+    assert_one_line_error(code, err, "num_classes=10")
 
 
 def test_by_order_and_partial(tmp_path, capsys, resnet20_pt):
@@ -94,7 +88,7 @@ def test_by_order_and_partial(tmp_path, capsys, resnet20_pt):
     torch.save(renamed, other)
     code, _, err = run(capsys, "import", other, "--model", "resnet20", "--by", "name", "-o",
                        tmp_path / "a.npz")
-    one_line_error(code, err, "order")             # no shared names: the line suggests --by order
+    assert_one_line_error(code, err, "order")     # no shared name: the line suggests --by order
     code, out, err = run(capsys, "import", other, "--model", "resnet20", "-o", tmp_path / "a.npz")
     assert code == 0 and "paired by position" in out, err     # what --by auto falls back to
     loaded = load_model(tmp_path / "a.npz").state_dict()
@@ -125,7 +119,7 @@ def test_a_malicious_pt_runs_nothing(tmp_path, capsys):
         archive.writestr("evil/data.pkl", pickle.dumps({"0.weight": Payload()}, protocol=2))
         archive.writestr("evil/version", "3\n")
     code, _, err = run(capsys, "import", path, "--model", "resnet20", "-o", tmp_path / "x.npz")
-    one_line_error(code, err, "refuses to unpickle", "system")
+    assert_one_line_error(code, err, "refuses to unpickle", "system")
     assert not marker.exists()
 
 
@@ -143,7 +137,7 @@ def test_bad_arguments_are_one_line(tmp_path, capsys, resnet20_pt):
              "missing.pt"),
             ([taken, "--model", "resnet20", "-o", tmp_path / "y.npz"], "taken.npz")):
         code, _, err = run(capsys, "import", *argv)
-        one_line_error(code, err, fragment)
+        assert_one_line_error(code, err, fragment)
     assert taken.read_bytes() == b"mine"
     assert not (tmp_path / "y.npz").exists()
 
@@ -166,7 +160,7 @@ def test_a_whole_pickled_model_is_refused_with_what_to_save_instead(tmp_path, ca
     torch.save(torch.nn.Sequential(torch.nn.Linear(3, 2)), path)
     code, _, err = run(capsys, "import", path, "--model", "INPUT[3x1x1] -> FC-2", "-o",
                        tmp_path / "x.npz")
-    one_line_error(code, err, "torch.nn.modules.container.Sequential", "model.state_dict()")
+    assert_one_line_error(code, err, "torch.nn.modules.container.Sequential", "model.state_dict()")
 
 
 def test_a_training_checkpoint_gives_its_state_dict(tmp_path, capsys, rng):
@@ -211,7 +205,7 @@ def test_without_its_normalisation_an_import_is_refused_by_predict_and_evaluate(
 
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
     code, _, err = run(capsys, "predict", out_path, image)
-    one_line_error(code, err, "without the normalisation", "--mean and --std")
+    assert_one_line_error(code, err, "without the normalisation", "--mean and --std")
     code, _, err = run(capsys, "import", path, "--model", "resnet20", "--mean", "0,0,0", "--std",
                        "1,1,1", "-o", out_path, "--overwrite")
     assert code == 0, err
@@ -233,4 +227,4 @@ def test_training_starts_from_pytorch_weights(tmp_path, capsys):
     torch.save(state, path)
     code, _, err = run(capsys, "train", "--weights", path, "--limit", "200", "--epochs", "1",
                        "--out", tmp_path / "runs", "--name", "bad", "--no-progress")
-    one_line_error(code, err, "0.weight", str(path))
+    assert_one_line_error(code, err, "0.weight", str(path))

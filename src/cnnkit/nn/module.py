@@ -399,22 +399,32 @@ class Module(LayerFacts):
         return self
 
     # ------------------------------------------------------------------ state
+    def state_entries(self) -> Iterator[tuple[str, "Module", "Parameter | np.ndarray"]]:
+        """``(dotted_name, owning module, Parameter or buffer)`` of every entry of
+        :meth:`state_dict`, in its order (PyTorch's: a module's parameters, then its buffers,
+        then its children's), placeholders included; nothing is copied."""
+        for mod_name, m in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            for k, p in m._parameters.items():
+                if p is not None:
+                    yield prefix + k, m, p
+            for k, b in m._buffers.items():
+                yield prefix + k, m, b
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Flat ``{dotted_name: array copy}`` of parameters and buffers (PyTorch's names).
 
         Raises ``RuntimeError`` if a weight is still a placeholder (:func:`shapes_only`): it has
         no values to save."""
         sd = {}
-        for mod_name, m in self.named_modules():      # PyTorch's order: own params, buffers, children
-            prefix = f"{mod_name}." if mod_name else ""
-            for k, p in m._parameters.items():
-                if p is not None:
-                    if p.is_placeholder:
-                        raise RuntimeError(f"{prefix}{k} is a placeholder without values (the "
-                                           f"net was built with shapes_only()); load weights "
-                                           f"into it first")
-                    sd[prefix + k] = p.data.copy()
-            sd.update({prefix + k: np.array(b, copy=True) for k, b in m._buffers.items()})
+        for name, _, value in self.state_entries():
+            if isinstance(value, Parameter):
+                if value.is_placeholder:
+                    raise RuntimeError(f"{name} is a placeholder without values (the net was "
+                                       f"built with shapes_only()); load weights into it first")
+                sd[name] = value.data.copy()
+            else:
+                sd[name] = np.array(value, copy=True)
         return sd
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
@@ -425,14 +435,8 @@ class Module(LayerFacts):
         (:func:`shapes_only`) gets real values and a gradient of zeros.
         """
         # name -> (owning module, attribute name, is_parameter)
-        slots = {}
-        for mod_name, m in self.named_modules():
-            prefix = f"{mod_name}." if mod_name else ""
-            for pname, p in m._parameters.items():
-                if p is not None:
-                    slots[prefix + pname] = (m, pname, True)
-            for bname in m._buffers:
-                slots[prefix + bname] = (m, bname, False)
+        slots = {name: (m, name.rsplit(".", 1)[-1], isinstance(value, Parameter))
+                 for name, m, value in self.state_entries()}
 
         def current(name):
             m, attr, is_param = slots[name]

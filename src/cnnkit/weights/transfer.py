@@ -47,15 +47,8 @@ def _slots(model) -> dict[str, tuple[tuple, np.dtype, object]]:
     """``{name: (shape, dtype, owning module)}`` of the model's parameters and buffers, in
     ``state_dict()`` order, without copying anything (placeholders of :func:`shapes_only`
     included)."""
-    slots = {}
-    for mod_name, m in model.named_modules():
-        prefix = f"{mod_name}." if mod_name else ""
-        for name, p in m._parameters.items():
-            if p is not None:
-                slots[prefix + name] = (tuple(p.shape), p.dtype, m)
-        for name, b in m._buffers.items():
-            slots[prefix + name] = (tuple(np.shape(b)), np.asarray(b).dtype, m)
-    return slots
+    return {name: (tuple(value.shape), value.dtype, module)       # a Parameter or an array
+            for name, module, value in model.state_entries()}
 
 
 def _is_step_count(name: str, slots: dict) -> bool:
