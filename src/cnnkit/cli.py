@@ -787,20 +787,28 @@ def _export_metadata(metadata: dict) -> dict:
     kept = {}
     if metadata.get("classes"):
         kept["cnnkit.classes"] = metadata["classes"]
-    fields = ("image_shape", "input_shape", "mean", "std", "fit")
+    fields = ("image_shape", "input_shape", "mean", "std", "fit", "brightness")
     if all(k in metadata for k in ("mean", "std", "input_shape")):
         kept["cnnkit.preprocessing"] = {k: metadata[k] for k in fields if k in metadata}
     return kept
 
 
 def cmd_export(args) -> int:
+    output = Path(args.output)
+    kind = output.suffix.lower()
+    if kind not in (".onnx", ".safetensors"):
+        raise CLIError(f"-o {args.output}: the file must end in .onnx (the net) or "
+                       f".safetensors (its weights)")
+    if kind == ".safetensors" and (args.batch != "dynamic" or args.opset != _DEFAULT_OPSET
+                                   or args.external_data):
+        raise CLIError("--batch, --opset and --external-data apply to an .onnx file, not to "
+                       ".safetensors")
     model, shape, label, metadata = _model_argument(args.model, _input_option(args),
                                                     np.random.default_rng(args.seed),
                                                     num_classes=args.num_classes)
     model.eval()
-    output = Path(args.output)
     out_shape = _output_shape(model, shape)
-    if output.suffix.lower() == ".onnx":
+    if kind == ".onnx":
         from .export import to_onnx
 
         to_onnx(model, shape, output, opset=args.opset, batch=args.batch,
@@ -810,19 +818,13 @@ def cmd_export(args) -> int:
         print(f"wrote {output}: ONNX opset {args.opset}, input \"input\" "
               f"{batch}x{_volume(shape)}, output \"output\" {batch}x{_volume(out_shape)}, "
               f"{model.num_parameters():,} parameters")
-    elif output.suffix.lower() == ".safetensors":
+    else:
         from .io import save_safetensors
 
-        if args.batch != "dynamic" or args.opset != _DEFAULT_OPSET or args.external_data:
-            raise CLIError("--batch, --opset and --external-data apply to an .onnx file, not "
-                           "to .safetensors")
         save_safetensors(model, output, metadata={
             key: json.dumps(value) for key, value in _export_metadata(metadata).items()})
         print(f"wrote {output}: {len(model.state_dict())} tensors under PyTorch's names "
               f"(safetensors.torch.load_file reads them)")
-    else:
-        raise CLIError(f"-o {args.output}: the file must end in .onnx (the net) or "
-                       f".safetensors (its weights)")
     if not _model_is_checkpoint(args.model):
         print(f"note: {label} is built here with freshly drawn weights (seed {args.seed}), not "
               f"trained ones; export a checkpoint for those")
