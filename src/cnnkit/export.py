@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .nn.facts import LayerError, brief
+from .nn.facts import LayerError
 from .nn.module import Module
 
 __all__ = ["ExportError", "OnnxGraph", "to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
@@ -95,23 +95,20 @@ class OnnxGraph:
     def node(self, op: str, inputs: list[str], *, name: str, **attrs) -> str:
         """Add operator ``op`` (its ONNX name) on ``inputs`` with attributes ``attrs``; returns
         its output tensor's name. ``name`` (the layer's dotted name) names the node."""
-        node_name = self.fresh(name or op)
-        output = node_name if node_name not in self.initializers else self.fresh(node_name)
-        self.nodes.append((op, list(inputs), [output], node_name, attrs))
-        return output
+        node_name = self.fresh(name or op)      # unique among tensors too: the output's name
+        self.nodes.append((op, list(inputs), [node_name], node_name, attrs))
+        return node_name
 
     def add(self, module: Module, x: str, in_shape: tuple, name: str) -> str:
         """Export ``module`` (a layer, or a container's child) on tensor ``x``: its own
-        ``to_onnx``, with the shape rule checked first. A layer that has no ONNX form or does
-        not fit ``in_shape`` raises :class:`ExportError` naming it."""
+        ``to_onnx`` (:func:`to_onnx` has checked the whole net's shapes first). A layer that
+        has no ONNX form raises :class:`ExportError` naming it."""
         try:
-            module.output_shape(tuple(in_shape))
             return module.to_onnx(self, x, tuple(in_shape), name)
-        except (ExportError, LayerError):
+        except ExportError:
             raise
         except (NotImplementedError, ValueError) as err:
-            where = f"layer {name} {brief(module)}" if name else brief(module)
-            raise ExportError(f"{where}: {err}") from err
+            raise ExportError(str(LayerError(name, module, err))) from err
 
     def rename_output(self, old: str, new: str) -> None:
         """Give the tensor ``old`` (a node's output) the name ``new`` (the graph's output)."""
@@ -229,7 +226,7 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     nodes = [helper.make_node(op, inputs, outputs, name=name, **attrs)
              for op, inputs, outputs, name, attrs in graph.nodes]
     onnx_graph = helper.make_graph(
-        nodes, _graph_name(model),
+        nodes, type(model).__name__.lower(),
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch_dim, *shape])],
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch_dim, *out_shape])])
     proto = helper.make_model(onnx_graph, producer_name="cnnkit", producer_version=__version__,
@@ -306,10 +303,6 @@ def _without_batch_axis(model: Module, shape: tuple, err: ValueError) -> tuple:
         except ValueError:
             pass
     raise ExportError(str(err)) from err
-
-
-def _graph_name(model: Module) -> str:
-    return type(model).__name__.lower()
 
 
 def _ir_version_for(onnx, opset: int) -> int:

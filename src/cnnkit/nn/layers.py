@@ -97,6 +97,14 @@ class _Weighted(Module):
         self.weight_scale = None if weight_scale is None else check_real(weight_scale,
                                                                          "weight_scale")
 
+    def _onnx_inputs(self, graph, x: str, name: str) -> list[str]:
+        """[x, weight, bias] (bias only when the layer has one) for an ONNX Gemm or Conv, the
+        weights as initializers under their state-dict names."""
+        inputs = [x, graph.initializer(join_name(name, "weight"), self.weight.data)]
+        if self.bias is not None:
+            inputs.append(graph.initializer(join_name(name, "bias"), self.bias.data))
+        return inputs
+
     def _init_config(self) -> dict:
         cfg = {"init": self.init}
         if self.weight_scale is not None:
@@ -177,10 +185,7 @@ class Linear(_Weighted):
         """``Gemm(x, weight, bias, transB=1)``, after a ``Flatten`` when x is not (N, D)."""
         if len(in_shape) != 1:
             x = graph.node("Flatten", [x], name=join_name(name, "flatten"), axis=1)
-        inputs = [x, graph.initializer(join_name(name, "weight"), self.weight.data)]
-        if self.bias is not None:
-            inputs.append(graph.initializer(join_name(name, "bias"), self.bias.data))
-        return graph.node("Gemm", inputs, name=name, transB=1)
+        return graph.node("Gemm", self._onnx_inputs(graph, x, name), name=name, transB=1)
 
     def weight_formula(self, in_shape):
         """D*F, or H*W*C*F for an input volume (the notes write a volume H*W*C)."""
@@ -357,10 +362,7 @@ class Conv2d(_Window):
     def to_onnx(self, graph, x, in_shape, name):
         """ONNX ``Conv`` with the same weight (F, C/G, KH, KW), strides, pads, dilations and
         group."""
-        inputs = [x, graph.initializer(join_name(name, "weight"), self.weight.data)]
-        if self.bias is not None:
-            inputs.append(graph.initializer(join_name(name, "bias"), self.bias.data))
-        return graph.node("Conv", inputs, name=name, group=self.groups,
+        return graph.node("Conv", self._onnx_inputs(graph, x, name), name=name, group=self.groups,
                           **onnx_window(self.kernel_size, self.stride, self.padding,
                                         self.dilation))
 
