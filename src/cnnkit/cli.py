@@ -314,17 +314,62 @@ def _short(text: str) -> str:
     return text if len(text) < 60 else "the spec"
 
 
+def _train_comm(args):
+    """The MPI communicator when this `cnnkit train` is one rank of several (under mpiexec),
+    else None; ``args.comm`` set by a caller (``cnnkit search`` sets None) decides instead."""
+    comm = getattr(args, "comm", "auto")
+    if comm != "auto":
+        return comm
+    from . import distributed, parallel
+
+    comm = distributed.world(args.timeout or distributed.DEFAULT_TIMEOUT)
+    if comm is not None and args.threads is None and "CNNKIT_NUM_THREADS" not in os.environ:
+        # the cores are shared by the ranks on this machine
+        local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get(
+            "OMPI_COMM_WORLD_LOCAL_SIZE") or str(comm.size)
+        parallel.set_num_threads(max(1, parallel.default_num_threads() // max(1, int(local))))
+    return comm
+
+
 def cmd_train(args) -> int:
+    comm = _train_comm(args)
+    if comm is None:
+        return _train(args, None)
+    args.active_comm = comm           # the error boundary (main) tells the other ranks
+    if comm.is_root:
+        return _train(args, comm)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        return _train(args, comm)     # rank 0 alone prints
+
+
+def _train(args, comm) -> int:
+    """`cnnkit train` in one process, or as one rank of ``comm``: every rank builds the same
+    data, net and optimizer; rank 0 alone claims the run folder, shows progress and writes."""
     from .data import Augment, split_indices
     from .io import save_checkpoint
     from .optim import make_optimizer
     from .runs import claim_run_folder
     from .callbacks import HistoryWriter
+    from .parallel import get_num_threads as parallel_threads
     from .train import Trainer, TrainingInterrupted, evaluate
 
-    settings, run_dir, resumed = _run_settings(args)
-    progress = not args.no_progress
-    dataset, text, shape, preprocessing = _training_data(settings, progress)
+    root = comm is None or comm.is_root
+    if comm is None:
+        def step(what, fn, ranks=None):
+            return fn()
+    else:
+        from .distributed import together
+
+        def step(what, fn, ranks=None):
+            return together(comm, what, fn, ranks=ranks)
+
+    settings, run_dir, resumed = step("reading the run's settings", lambda: _run_settings(args))
+    progress = not args.no_progress and root
+    # rank 0 first: a folder source is decoded once, into the cache the others then read
+    opened = step("opening the data", lambda: _training_data(settings, progress), ranks={0})
+    if comm is not None:
+        opened = step("opening the data", lambda: opened or _training_data(settings, False))
+    dataset, text, shape, preprocessing = opened
     for line in dataset.notes:
         print(line)
     if settings["model"] == "default":
@@ -340,40 +385,48 @@ def cmd_train(args) -> int:
     val_count = _val_count(settings["val_size"], len(train))
     train_idx, val_idx = split_indices(len(train), val_count, rng)
     train_part, val_part = train.subset(train_idx), train.subset(val_idx)
-    model = _build_for(settings["model"], shape, dataset.num_classes, dataset.title, rng)
-    if args.weights:      # a checkpoint, or PyTorch's .pt or a .safetensors under its names
-        from .weights import load_weights
 
-        load_weights(model, args.weights)
-    optimizer = make_optimizer(settings["optimizer"], model.named_parameters(),
-                               lr=settings["lr"], momentum=settings["momentum"],
-                               weight_decay=settings["weight_decay"])
-    scheduler = _schedule(
-        optimizer,
-        settings["schedule"],
-        settings["epochs"],
-        settings["step_size"],
-        settings["gamma"],
-    )
-    _check_memory(model, shape, settings["batch_size"], _short(settings["model"]),
-                  optimizer=settings["optimizer"])
+    def build():
+        model = _build_for(settings["model"], shape, dataset.num_classes, dataset.title, rng)
+        if args.weights:      # a checkpoint, or PyTorch's .pt or a .safetensors under its names
+            from .weights import load_weights
+
+            load_weights(model, args.weights)
+        optimizer = make_optimizer(settings["optimizer"], model.named_parameters(),
+                                   lr=settings["lr"], momentum=settings["momentum"],
+                                   weight_decay=settings["weight_decay"])
+        scheduler = _schedule(optimizer, settings["schedule"], settings["epochs"],
+                              settings["step_size"], settings["gamma"])
+        shard = settings["batch_size"] // (1 if comm is None else comm.size)
+        _check_memory(model, shape, max(1, shard), _short(settings["model"]),
+                      optimizer=settings["optimizer"])
+        data_parallel = None
+        if comm is not None:
+            from .distributed import DataParallel
+
+            data_parallel = DataParallel(comm, sync_bn=args.sync_bn)
+            data_parallel.check_batch(settings["batch_size"])
+        return model, optimizer, scheduler, data_parallel, _eval_batch(model, shape)
+
+    model, optimizer, scheduler, data_parallel, eval_batch = step("building the net", build)
     metadata = {"source": dataset.source, "classes": list(dataset.classes),
                 **preprocessing.to_metadata(), "settings": settings}
     # the run folder is claimed only now that the data and the net are known to work, and before
-    # anything trains: a taken name or an unwritable --out is found at once
-    folder = claim_run_folder(args.out, args.name,
-                              time.strftime(f"{_run_prefix(settings['model'])}-%Y%m%d-%H%M%S"),
-                              overwrite=args.overwrite, resume=run_dir)
-    with folder:
-        run_dir = folder.path
-
-        title = f"{_short(settings['model'])} on {dataset.title}"
-        callbacks = [HistoryWriter(run_dir / "history.json", run_dir / "curves.png",
-                                   title=title)]
-        if settings["layer_stats"]:
-            callbacks.extend(_layer_stats_callback(run_dir, settings["layer_stats"], title,
-                                                   resumed=args.resume is not None))
-        eval_batch = _eval_batch(model, shape)
+    # anything trains: a taken name or an unwritable --out is found at once (by rank 0)
+    folder = step("claiming the run folder", lambda: claim_run_folder(
+        args.out, args.name,
+        time.strftime(f"{_run_prefix(settings['model'])}-%Y%m%d-%H%M%S"),
+        overwrite=args.overwrite, resume=run_dir), ranks={0})
+    with folder or contextlib.nullcontext():
+        run_dir = folder.path if root else None
+        callbacks = []
+        if root:
+            title = f"{_short(settings['model'])} on {dataset.title}"
+            callbacks.append(HistoryWriter(run_dir / "history.json", run_dir / "curves.png",
+                                           title=title))
+            if settings["layer_stats"]:
+                callbacks.extend(_layer_stats_callback(run_dir, settings["layer_stats"], title,
+                                                       resumed=args.resume is not None))
         trainer = Trainer(
             model,
             optimizer,
@@ -384,36 +437,50 @@ def cmd_train(args) -> int:
             seed=settings["seed"],
             preprocess=preprocessing,
             augment=augment,
-            checkpoint=run_dir / "checkpoint.npz",
+            checkpoint=run_dir / "checkpoint.npz" if root else None,
             metadata=metadata,
             progress=progress,
-            log=print,
+            log=print if root else None,
             callbacks=callbacks,
             eval_batch_size=eval_batch,
+            distributed=data_parallel,
         )
         if args.resume:
             trainer.resume(resumed)          # the checkpoint read once, by _run_settings
             trainer.epochs = settings["epochs"]
             print(f"resuming {args.resume} at epoch {trainer.epoch + 1}/{trainer.epochs}")
+        ranks = "" if comm is None else (
+            f" on {comm.size} ranks x {parallel_threads()} thread"
+            f"{'s' if parallel_threads() > 1 else ''} (batch {settings['batch_size']} = "
+            f"{comm.size} x {settings['batch_size'] // comm.size}"
+            f"{', synchronised batch norm' if args.sync_bn else ''})")
         print(
             f"training {settings['model']} ({model.num_parameters():,} parameters) on "
             f"{dataset.title}: {len(train_part)} train / {len(val_part)} val images "
             f"({_volume(preprocessing.image_shape[:1])}x{preprocessing.describe()}), "
             f"{settings['optimizer']} lr {settings['lr']:g}, {settings['schedule']} schedule, "
-            f"{settings['epochs']} epochs, augment {settings['augment']}; run folder {run_dir}"
+            f"{settings['epochs']} epochs, augment {settings['augment']}{ranks}; run folder "
+            f"{run_dir}"
         )
         start = time.perf_counter()
         try:
             trainer.fit((train_part.images, train_part.labels),
                         (val_part.images, val_part.labels) if len(val_part) else None)
         except TrainingInterrupted as err:
-            print(
-                f"cnnkit train: {err}; resume with: cnnkit train --resume "
-                f"{run_dir / 'checkpoint.npz'}",
-                file=sys.stderr,
-            )
+            if root:
+                print(
+                    f"cnnkit train: {err}; resume with: cnnkit train --resume "
+                    f"{run_dir / 'checkpoint.npz'}",
+                    file=sys.stderr,
+                )
             return EXIT_INTERRUPTED
         train_time = time.perf_counter() - start
+        if not root:
+            return 0                         # rank 0 saves, tests and reports
+        if comm is not None:
+            share = data_parallel.reduce_seconds / max(train_time, 1e-9)
+            print(f"{data_parallel.steps} steps on {comm.size} ranks; the gradient allreduce "
+                  f"took {data_parallel.reduce_seconds:.1f} s ({share:.1%} of training)")
         save_checkpoint(run_dir / "model.npz", model, extra={"metadata": metadata})
         best = trainer.best
         if best["epoch"]:
@@ -999,6 +1066,27 @@ _every = _argument(int, lambda v: 0 <= v <= 10**9, "a number of iterations from 
                    "10^9")
 
 
+def _workers_arg(text):
+    from .distributed.launch import MAX_WORKERS
+
+    value = _positive_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_WORKERS} ranks on one machine, got "
+                                         f"{value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") \
+            from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _size(text):
     from .budget import parse_size
 
@@ -1163,6 +1251,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true",
                    help="at the end, write report.html in the run folder (see `cnnkit report`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parallel_options = p.add_argument_group(
+        "data-parallel training (MPI)",
+        "Under `mpiexec -n P cnnkit train ...` each of the P ranks trains on batch/P images of "
+        "every batch and one allreduce per step sums the gradients; the weights are those of "
+        "one process training on the same batches. Needs `pip install \"cnnkit[mpi]\"`.")
+    parallel_options.add_argument(
+        "--workers", type=_workers_arg, default=None, metavar="P",
+        help="start P ranks on this machine (runs mpiexec -n P for you); each gets "
+        "cores/P threads unless --threads says")
+    parallel_options.add_argument(
+        "--sync-bn", action="store_true",
+        help="batch norm normalises with the statistics of the whole batch, summed over the "
+        "ranks (default: each rank's own shard, as PyTorch's DistributedDataParallel)")
+    parallel_options.add_argument(
+        "--timeout", type=_positive_float, default=None, metavar="SECONDS",
+        help="how long a rank waits for the others at a step before it names the ranks "
+        "missing and stops the job (default: 600)")
     _add_common_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -1433,11 +1538,12 @@ def main(argv=None) -> int:
         threads_before = parallel.get_num_threads()
         if args.threads is not None:
             parallel.set_num_threads(args.threads)
+        if getattr(args, "workers", None) and args.workers > 1:
+            return _launch_workers(argv, args)
         with parallel.blas_single_thread():    # cnnkit's threads split the work, not BLAS's
             return args.func(args)
-    except KeyboardInterrupt:
-        print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as err:
+        return _error_exit(args, "interrupted", EXIT_INTERRUPTED, err, prefix="")
     except BrokenPipeError:
         # the reader left (`cnnkit evaluate CKPT | head`): stop quietly, as a shell tool would;
         # stdout goes to /dev/null so that Python's flush at exit raises nothing more
@@ -1451,25 +1557,65 @@ def main(argv=None) -> int:
         # A spec error's later lines echo the spec with a caret under the offending token.
         lines = str(err).splitlines() or [type(err).__name__]
         message = "\n".join(lines) if isinstance(err, SpecError) else lines[0]
-        print(f"cnnkit {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        return _error_exit(args, message, EXIT_ERROR, err)
     except MemoryError as err:
         if debug:
             raise
-        print(f"cnnkit {args.command}: error: out of memory ({err or 'an allocation failed'}); "
-              f"a smaller --batch-size or input would need less", file=sys.stderr)
-        return EXIT_ERROR
+        return _error_exit(args, f"out of memory ({err or 'an allocation failed'}); a smaller "
+                           f"--batch-size or input would need less", EXIT_ERROR, err)
     except Exception as err:   # the boundary: whatever escaped is still one line, not a traceback
         if debug:
             raise
         first = (str(err).splitlines() or [""])[0]
-        print(f"cnnkit {args.command}: error: internal error, {type(err).__name__}: {first} "
-              f"(a bug in cnnkit; --debug shows where)", file=sys.stderr)
-        return EXIT_ERROR
+        return _error_exit(args, f"internal error, {type(err).__name__}: {first} (a bug in "
+                           f"cnnkit; --debug shows where)", EXIT_ERROR, err)
     finally:
         if threads_before is not None:
             parallel.set_num_threads(threads_before)
         set_memory_budget(None)
+
+
+def _launch_workers(argv, args) -> int:
+    """``cnnkit train --workers P``: check what can be checked here, then start the P ranks."""
+    from .distributed import job_size
+    from .distributed.launch import launch
+
+    if job_size() > 1:
+        raise CLIError("--workers starts its own MPI ranks; under mpiexec leave it out")
+    if not args.resume and args.batch_size % args.workers:
+        raise CLIError(f"--batch-size {args.batch_size} does not split over --workers "
+                       f"{args.workers} (each rank trains batch/ranks images); give a batch "
+                       f"that is a multiple of {args.workers}")
+    return launch(argv, args.workers, args.threads)
+
+
+def _error_exit(args, message: str, code: int, err: BaseException, *,
+                prefix: str = "error: ") -> int:
+    """Print ``cnnkit COMMAND: error: MESSAGE`` and return ``code``; as one rank of several,
+    print it only where it should appear once, tell the other ranks, and leave at once."""
+    comm = getattr(args, "active_comm", None)
+    if comm is None:
+        if getattr(err, "report", True):
+            print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr)
+        return code
+    from .distributed import DistributedError, exit_now
+    from .train import TrainingDiverged
+
+    if isinstance(err, DistributedError):              # a peer failed, or a timeout
+        report = err.report
+    elif hasattr(err, "cnnkit_report"):               # agreed on in a set-up step
+        report = err.cnnkit_report
+        if getattr(err, "cnnkit_rank", None) is not None:
+            message = f"rank {err.cnnkit_rank}: {message}"
+    elif isinstance(err, (TrainingDiverged, KeyboardInterrupt)):
+        report = comm.is_root                          # every rank met it at the same step
+    else:                                             # this rank alone failed
+        message, report = f"rank {comm.rank}: {message}", True
+        comm.fail(message)
+    if report:
+        print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr)
+    exit_now(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -129,6 +129,11 @@ class Trainer:
         after the built-in ones (progress bar, log, checkpoint)
     on_epoch_end : optional callable ``(trainer) -> None`` run after each epoch's checkpoint
         (shorthand for a :class:`cnnkit.callbacks.LambdaCallback`)
+    distributed : optional :class:`cnnkit.distributed.DataParallel`: this process is one of
+        several MPI ranks that train the model together, each on its shard of every batch of
+        ``batch_size`` (which the ranks must divide), with the gradients, the epoch's loss and
+        accuracy and the validation summed over the ranks. Give the progress bar, the log and
+        the checkpoint to one rank (rank 0).
 
     The history (``fit``'s result, also ``trainer.history``) holds per epoch "epoch",
     "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds" and "iterations" (the
@@ -153,11 +158,14 @@ class Trainer:
                  checkpoint=None, metadata: dict | None = None, progress: bool = True,
                  log: Callable[[str], None] | str | None = "auto", restore_best: bool = True,
                  eval_batch_size: int = 1000, on_epoch_end: Callable | None = None,
-                 preprocess: Callable | None = None, callbacks=()):
+                 preprocess: Callable | None = None, callbacks=(), distributed=None):
         for name, value in (("batch_size", batch_size), ("epochs", epochs),
                             ("eval_batch_size", eval_batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Trainer {name} must be a positive int, got {value!r}")
+        self.distributed = distributed
+        if distributed is not None:
+            distributed.check_batch(int(batch_size))
         self.loss_name = loss
         self.loss_fn = get_loss(loss)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
@@ -193,6 +201,7 @@ class Trainer:
         # position inside an interrupted epoch: its batch order, batches done, running sums
         self._order, self._batch, self._sums = None, 0, [0.0, 0, 0]
         self._stop_requested = False
+        self._agreed_stop = False   # data-parallel: the ranks agreed to stop after this batch
         self._consistent = True     # the state is that of a batch boundary (safe to save)
 
     # ------------------------------------------------------------------ checkpoints
@@ -301,17 +310,15 @@ class Trainer:
             if self.augment is not None:
                 xb = self.augment(xb, self.rng)
             self.optimizer.zero_grad()
-            scores = self.model.forward(xb)
-            loss, dscores = self.loss_fn(scores, yb)
-            if not np.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at epoch {self.epoch + 1}, batch "
-                    f"{batch + 1}; try a lower learning rate"
-                    + (f"; the last good checkpoint is {self.checkpoint} (epoch {self.epoch})"
-                       if self.checkpoint is not None and self.checkpoint.exists() else ""))
-            self.model.backward(dscores, input_grad=False)
+            if self.distributed is None:
+                scores = self.model.forward(xb)
+                loss, dscores = self.loss_fn(scores, yb)
+                self._check_finite(loss, batch)
+                self.model.backward(dscores, input_grad=False)
+                correct = int(np.sum(scores.argmax(axis=1) == yb))
+            else:
+                loss, correct = self._distributed_step(xb, yb, batch)
             self.optimizer.step()
-            correct = int(np.sum(scores.argmax(axis=1) == yb))
             loss = float(loss)
             self._batch += 1
             self.iteration += 1
@@ -323,11 +330,60 @@ class Trainer:
             callbacks.batch_end(batch, {"loss": loss, "acc": correct / len(idx),
                                         "size": len(idx), "iteration": self.iteration,
                                         "num_batches": num_batches})
-            if self._stop_requested:
+            # ranks stop together, after the batch whose allreduce carried a rank's request
+            if self._agreed_stop if self.distributed is not None else self._stop_requested:
                 raise KeyboardInterrupt
         loss_sum, correct, seen = self._sums
         self._order, self._batch, self._sums = None, 0, [0.0, 0, 0]
         return loss_sum / seen, correct / seen
+
+    def _check_finite(self, loss, batch) -> None:
+        if not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"the loss became {loss} at epoch {self.epoch + 1}, batch "
+                f"{batch + 1}; try a lower learning rate"
+                + (f"; the last good checkpoint is {self.checkpoint} (epoch {self.epoch})"
+                   if self.checkpoint is not None and self.checkpoint.exists() else ""))
+
+    def _distributed_step(self, xb, yb, batch):
+        """Forward and backward on this rank's rows of the batch, then the one allreduce:
+        returns the global batch's mean loss and correct count, the gradients summed in place.
+
+        Each rank scales its loss gradient by n_r / n, so the sum over the ranks is the
+        gradient of the global batch's mean loss. A rank with no row of a short last batch
+        trains one row with weight 0 (so that it takes part in every collective)."""
+        dp, n = self.distributed, len(yb)
+        lo, hi = dp.shard(n)
+        mine = slice(lo, hi) if hi > lo else slice(0, 1)
+        with dp.step(lo, hi, n):
+            scores = self.model.forward(xb[mine])
+            loss, dscores = self.loss_fn(scores, yb[mine])
+            count = hi - lo
+            self.model.backward(dscores * dscores.dtype.type(count / n), input_grad=False)
+        correct = int(np.sum(scores.argmax(axis=1) == yb[mine])) if count else 0
+        loss_sum, correct, stop = dp.reduce(float(loss) * count, correct,
+                                            self._stop_requested)
+        self._agreed_stop = stop
+        loss = loss_sum / n
+        self._check_finite(loss, batch)        # on every rank alike: the loss is the global one
+        return loss, correct
+
+    def _evaluate(self, val) -> tuple[float, float]:
+        """Validation loss and accuracy; over the ranks, each evaluating its share."""
+        x, y = val
+        dp = self.distributed
+        if dp is None:
+            return evaluate(self.model, x, y, self.loss_name, self.eval_batch_size,
+                            self.preprocess)
+        dp.sync_buffers()
+        lo, hi = dp.shard(len(y))
+        loss = accuracy = 0.0
+        if hi > lo:
+            loss, accuracy = evaluate(self.model, x[lo:hi], y[lo:hi], self.loss_name,
+                                      self.eval_batch_size, self.preprocess)
+        loss_sum, correct, count = dp.evaluate_sums(loss * (hi - lo),
+                                                    round(accuracy * (hi - lo)), hi - lo)
+        return loss_sum / count, correct / count
 
     def fit(self, train, val=None) -> dict:
         """Train for the remaining epochs (all of them, or those after a resumed checkpoint).
@@ -352,6 +408,9 @@ class Trainer:
             raise ValueError(f"train x and y must be non-empty and of equal length, got "
                              f"{len(x)} and {len(y)}")
         self._stop_requested, self._consistent, self.stop_training = False, True, False
+        self._agreed_stop = False
+        if self.distributed is not None:
+            self.distributed.attach(self.model)
         callbacks = self.callbacks
         callbacks.set_trainer(self)
         completed = False
@@ -374,16 +433,18 @@ class Trainer:
         try:
             train_loss, train_acc = self._train_epoch(x, y)
         except KeyboardInterrupt as err:
+            if self.distributed is not None and self._consistent and self._agreed_stop:
+                self.distributed.sync_buffers()      # every rank stopped after the same batch
             done = self.callbacks.interrupt(self._consistent)
             raise TrainingInterrupted(
                 f"interrupted in epoch {self.epoch + 1} after batch {self._batch}"
                 + "".join(f"; {d}" for d in done)) from err
         self.epoch += 1
         logs = {"train_loss": train_loss, "train_acc": train_acc}
+        if self.distributed is not None and val is None:
+            self.distributed.sync_buffers()       # the checkpoint holds the ranks' average
         if val is not None:
-            logs["val_loss"], logs["val_acc"] = evaluate(
-                self.model, val[0], val[1], self.loss_name, self.eval_batch_size,
-                self.preprocess)
+            logs["val_loss"], logs["val_acc"] = self._evaluate(val)
             if logs["val_acc"] > self.best["val_acc"]:
                 self.best = {"val_acc": logs["val_acc"], "epoch": self.epoch}
                 self.best_state = self.model.state_dict()
@@ -396,6 +457,9 @@ class Trainer:
             h[key].append(value)
         h["iterations"].append(self.iteration)
         self.callbacks.epoch_end(self.epoch - 1, logs)
+        if self.distributed is not None:       # a callback on one rank may have said stop
+            self.stop_training = self.distributed.agree(self.stop_training,
+                                                        "the epoch's stop decision")
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:

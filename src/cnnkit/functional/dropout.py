@@ -24,7 +24,7 @@ __all__ = ["dropout_forward", "dropout_backward"]
 MODES = ("upscale_in_train", "downscale_in_infer")
 
 
-def dropout_forward(x, p, rng, *, mode="upscale_in_train", training=True):
+def dropout_forward(x, p, rng, *, mode="upscale_in_train", training=True, rows=None):
     """Drop each unit with probability p in training; rescale so that E[out] matches eval.
 
         keep = rng.random(x.shape) >= p                 (each unit kept with probability 1 - p)
@@ -43,6 +43,11 @@ def dropout_forward(x, p, rng, *, mode="upscale_in_train", training=True):
         ``training=False``, but required all the same
     mode : "upscale_in_train" (default) or "downscale_in_infer"
     training : bool. False gives the deterministic eval behaviour of ``mode``.
+    rows : optional ``(start, total)``: x holds rows ``start : start + N`` of a batch of
+        ``total`` rows (one rank's shard in data-parallel training). The uniforms are drawn for
+        the whole (total, ...) batch and x's rows taken from them, so each row gets the mask one
+        process training on the whole batch would give it, and ``rng`` advances as it would
+        there.
 
     Returns
     -------
@@ -53,7 +58,8 @@ def dropout_forward(x, p, rng, *, mode="upscale_in_train", training=True):
     Raises
     ------
     ValueError
-        If p is outside [0, 1] or mode is not one of the two.
+        If p is outside [0, 1], mode is not one of the two, or ``rows`` does not lie inside
+        its batch.
     TypeError
         If x is not floating point, p is not a real number, rng is not a
         ``numpy.random.Generator`` (a seed or the ``np.random`` module is not), or training is
@@ -84,7 +90,14 @@ def dropout_forward(x, p, rng, *, mode="upscale_in_train", training=True):
 
     # The uniforms are drawn on this thread, in one call, so that a seed gives the same mask
     # on any thread count; the threads make the mask and the product from them.
-    uniforms = rng.random(x.shape)                           # shape of x, float64 in [0, 1)
+    if rows is None:
+        uniforms = rng.random(x.shape)                       # shape of x, float64 in [0, 1)
+    else:
+        start, total = rows
+        if not 0 <= start <= start + len(x) <= total:
+            raise ValueError(f"dropout rows: x's {len(x)} rows from {start} do not lie inside "
+                             f"a batch of {total}")
+        uniforms = rng.random((total, *x.shape[1:]))[start:start + len(x)]
     if mode == "upscale_in_train":
         # p == 1 keeps nothing, so 0 * anything is the right answer; 1/(1-p) would be inf.
         scale = dtype(0.0 if p == 1 else 1.0 / (1.0 - p))

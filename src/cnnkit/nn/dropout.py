@@ -47,6 +47,9 @@ class Dropout(Module):
             raise ValueError(f"Dropout mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         self.rng = check_rng(np.random.default_rng() if rng is None else rng, "Dropout")
+        # (start, total) while this process trains rows start: of a batch of total
+        # (data-parallel training, cnnkit.distributed); see F.dropout_forward's ``rows``
+        self.batch_rows = None
 
     @classmethod
     def seeded_from(cls, p, rng, mode="upscale_in_train") -> "Dropout":
@@ -56,7 +59,7 @@ class Dropout(Module):
 
     def forward(self, x):
         out, self._cache = F.dropout_forward(x, self.p, self.rng, mode=self.mode,
-                                             training=self.training)
+                                             training=self.training, rows=self.batch_rows)
         return out
 
     def backward(self, dout, *, input_grad=True):

@@ -1,0 +1,287 @@
+"""The communicator: MPI's collectives with a deadline, and a way to say that a rank failed.
+
+Every collective cnnkit makes goes through :class:`Comm`: the gradient allreduce of each step,
+synchronised batch norm's sums, the evaluation counts, the start-up checks. Each is MPI's
+non-blocking form (``Iallreduce``, ``Ibcast``), then a wait that polls the request, so that a
+rank can notice, while it waits, what a blocking call would hang on:
+
+* a peer that raised. A failing rank sends one line (tag :data:`TAG_ERROR`, UTF-8 bytes through
+  the buffer interface: nothing is pickled) to every other rank and prints it; a rank waiting in
+  a collective receives it and stops quietly (:class:`PeerFailed`), so the job ends with that one
+  line instead of a hang.
+* a peer that never arrives (stopped, deadlocked, dead under a launcher that does not clean up).
+  After ``timeout`` seconds the waiting ranks tell each other they are alive (tag
+  :data:`TAG_ALIVE`), wait a grace period, and name the ranks that did not answer
+  (:class:`CollectiveTimeout`).
+
+A rank killed outright (SIGKILL, the out-of-memory killer) is seen by the launcher: MPICH's
+``mpiexec`` stops the other ranks at once, and ``cnnkit train --workers`` names the rank
+(:mod:`cnnkit.distributed.launch`).
+
+``world()`` decides from the environment alone whether this process is one of several MPI ranks
+(``mpiexec`` sets ``PMI_SIZE``, Open MPI ``OMPI_COMM_WORLD_SIZE``); a plain process never imports
+mpi4py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["Comm", "DistributedError", "PeerFailed", "CollectiveTimeout", "world",
+           "job_size", "exit_now", "together", "DEFAULT_TIMEOUT", "TAG_ERROR", "TAG_ALIVE", "MPI_MISSING"]
+
+#: Seconds a rank waits in a collective before it asks which ranks are missing. Generous: rank 0
+#: writes checkpoints while the others wait at the next collective.
+DEFAULT_TIMEOUT = 600.0
+
+TAG_ERROR = 7301     # a rank failed: "<rank>\0<one line>"
+TAG_ALIVE = 7302     # "I waited out the timeout at collective <n>"
+
+#: The one line printed when a multi-rank job finds no mpi4py.
+MPI_MISSING = 'running on several MPI ranks needs mpi4py: pip install "cnnkit[mpi]"'
+
+#: Environment variables in which MPI launchers announce the job's size.
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+
+
+class DistributedError(RuntimeError):
+    """A collective could not complete; the message names the rank(s) at fault."""
+
+    #: whether this rank should print the message (one rank prints, so the job says it once)
+    report = True
+
+
+class PeerFailed(DistributedError):
+    """Another rank raised; it printed its own error, so this one stops without a word."""
+
+    report = False
+
+    def __init__(self, rank: int, message: str):
+        super().__init__(f"rank {rank} failed: {message}")
+        self.rank, self.message = rank, message
+
+
+class CollectiveTimeout(DistributedError):
+    """Some ranks did not reach a collective within the timeout."""
+
+    def __init__(self, message: str, missing: list[int], report: bool):
+        super().__init__(message)
+        self.missing, self.report = missing, report
+
+
+def job_size() -> int:
+    """The number of ranks the launcher started, read from the environment (1 outside MPI)."""
+    for name in _SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 1:
+            return int(value)
+    return 1
+
+
+def world(timeout: float = DEFAULT_TIMEOUT) -> "Comm | None":
+    """The job's communicator when this process is one of several MPI ranks, else None.
+
+    Raises :class:`DistributedError` when the launcher started several ranks but mpi4py cannot
+    be imported."""
+    if job_size() == 1:
+        return None
+    try:
+        import mpi4py
+        mpi4py.rc.thread_level = "funneled"     # only the main thread calls MPI
+        from mpi4py import MPI
+    except ImportError:
+        error = DistributedError(MPI_MISSING)
+        error.report = _launcher_rank() == 0          # every rank meets it: one says it
+        raise error from None
+    if MPI.COMM_WORLD.Get_size() == 1:
+        return None
+    comm = Comm(MPI.COMM_WORLD, timeout)
+    _stop_peers_on_uncaught(comm)
+    folder = os.environ.get("CNNKIT_RANK_DIR")
+    if folder:                   # `cnnkit train --workers` names a rank that dies by its pid
+        try:
+            with open(os.path.join(folder, f"rank-{comm.rank}"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            pass
+    return comm
+
+
+def _stop_peers_on_uncaught(comm: Comm) -> None:
+    """An exception nobody catches (a script of the user's) tells the other ranks before this
+    one exits, rather than leaving them in a collective until the timeout."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        previous(kind, value, tb)
+        if not isinstance(value, (DistributedError, KeyboardInterrupt)):
+            first = (str(value).splitlines() or [""])[0]
+            comm.fail(f"{kind.__name__}: {first}")
+        exit_now(1)
+
+    sys.excepthook = hook
+
+
+def _launcher_rank() -> int:
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+class Comm:
+    """A communicator whose collectives time out and notice failed peers.
+
+    ``rank`` and ``size`` are MPI's; ``timeout`` the seconds a collective may wait. The methods
+    take NumPy arrays and work in place through mpi4py's buffer interface (no pickling).
+    """
+
+    def __init__(self, comm, timeout: float = DEFAULT_TIMEOUT):
+        from mpi4py import MPI
+
+        self._mpi, self._comm = MPI, comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        if not timeout > 0:
+            raise ValueError(f"the collective timeout must be > 0 seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self.calls = 0              # collectives made, so a timeout can say which one
+        self.wait_seconds = 0.0     # time spent inside collectives (the allreduce's share)
+
+    def __repr__(self):
+        return f"Comm(rank {self.rank} of {self.size}, timeout {self.timeout:g} s)"
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ collectives
+    def allreduce(self, buf: np.ndarray, what: str = "an allreduce", op: str = "sum"):
+        """Sum (or ``op="max"``) ``buf`` over the ranks, in place; returns ``buf``."""
+        mpi_op = {"sum": self._mpi.SUM, "max": self._mpi.MAX}[op]
+        buf = np.ascontiguousarray(buf)
+        return self._wait(self._comm.Iallreduce(self._mpi.IN_PLACE, buf, op=mpi_op), what, buf)
+
+    def bcast(self, buf: np.ndarray, root: int = 0, what: str = "a broadcast"):
+        """Rank ``root``'s ``buf`` into every rank's ``buf`` (same shape and dtype), in place."""
+        return self._wait(self._comm.Ibcast(buf, root=root), what, buf)
+
+    def barrier(self, what: str = "a barrier", timeout: float | None = None) -> None:
+        """Wait until every rank arrives; ``timeout`` overrides the communicator's (``math.inf``:
+        wait as long as it takes, still watching for a failed peer)."""
+        self._wait(self._comm.Ibarrier(), what, timeout=timeout)
+
+    def agree(self, failed: bool, what: str) -> list[int]:
+        """Every rank says whether its part of ``what`` failed; returns the ranks that did (the
+        same list on every rank)."""
+        flags = np.zeros(self.size, np.int32)
+        flags[self.rank] = int(bool(failed))
+        self.allreduce(flags, what)
+        return [int(r) for r in np.flatnonzero(flags)]
+
+    def _wait(self, request, what: str, result=None, timeout: float | None = None):
+        """Poll ``request`` until it completes; meanwhile watch for a failed peer and the
+        deadline. Short sleeps rather than a spin: a rank waiting on a slower one gives the
+        core back (on a machine with more ranks than cores the slower one may need it)."""
+        self.calls += 1
+        start = time.perf_counter()
+        deadline = start + (self.timeout if timeout is None else timeout)
+        pause = 0.0
+        while not request.Test():
+            self._check_peers()
+            now = time.perf_counter()
+            if now > deadline:
+                self._timed_out(what)
+            time.sleep(pause)
+            pause = min(2e-3, pause * 2 + 2e-5)
+        self.wait_seconds += time.perf_counter() - start
+        return result
+
+    # ------------------------------------------------------------------ failures
+    def _check_peers(self) -> None:
+        status = self._mpi.Status()
+        if self._comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_ERROR, status=status):
+            data = bytearray(status.Get_count(self._mpi.BYTE))
+            self._comm.Recv([data, self._mpi.BYTE], source=status.Get_source(), tag=TAG_ERROR)
+            rank, _, message = bytes(data).decode("utf-8", "replace").partition("\0")
+            raise PeerFailed(int(rank), message)
+
+    def fail(self, message: str) -> None:
+        """Tell every other rank that this one failed with ``message`` (one line). They stop at
+        their next collective (:class:`PeerFailed`)."""
+        data = bytearray(f"{self.rank}\0{message}".encode("utf-8"))
+        requests = [self._comm.Isend([data, self._mpi.BYTE], dest=r, tag=TAG_ERROR)
+                    for r in range(self.size) if r != self.rank]
+        # small messages leave at once; give larger ones a moment, never long
+        deadline = time.perf_counter() + 2.0
+        while not self._mpi.Request.Testall(requests) and time.perf_counter() < deadline:
+            time.sleep(1e-3)
+
+    def _timed_out(self, what: str) -> None:
+        """The deadline passed in collective number ``calls``: find out which ranks are alive
+        and waiting too, and raise a :class:`CollectiveTimeout` naming the others."""
+        mpi = self._mpi
+        note = np.array([self.calls], np.int64)
+        requests = [self._comm.Isend([note, mpi.INT64_T], dest=r, tag=TAG_ALIVE)
+                    for r in range(self.size) if r != self.rank]
+        alive = {self.rank}
+        grace = min(10.0, max(1.0, self.timeout / 10))
+        deadline = time.perf_counter() + grace
+        status, got = mpi.Status(), np.zeros(1, np.int64)
+        while time.perf_counter() < deadline and len(alive) < self.size:
+            self._check_peers()
+            while self._comm.Iprobe(source=mpi.ANY_SOURCE, tag=TAG_ALIVE, status=status):
+                self._comm.Recv([got, mpi.INT64_T], source=status.Get_source(), tag=TAG_ALIVE)
+                alive.add(status.Get_source())
+            time.sleep(5e-3)
+        for request in requests:
+            if not request.Test():
+                request.Cancel()
+        missing = sorted(set(range(self.size)) - alive)
+        who = (f"rank {missing[0]}" if len(missing) == 1 else
+               "ranks " + ", ".join(map(str, missing))) if missing else "a rank"
+        raise CollectiveTimeout(
+            f"{who} did not reach {what} within {self.timeout:g} s (stopped, hung or dead); "
+            f"the other ranks stop too", missing, report=self.rank == min(alive))
+
+
+def exit_now(code: int) -> None:
+    """Leave the process at once, output flushed, without MPI's finalisation (which would wait
+    for the ranks that failed or hang); the launcher then stops the others."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def together(comm: Comm, what: str, fn, *, ranks=None):
+    """Run ``fn()`` on ``ranks`` (every rank by default), then agree whether it failed anywhere.
+
+    Returns ``fn()``'s result (None on the ranks that did not run it) when it succeeded
+    everywhere. Otherwise the lowest failing rank re-raises its error, marked so that the
+    command line prints it once (``cnnkit_report``), with the rank when some ranks succeeded and
+    it is not rank 0 (``cnnkit_rank``); every other rank raises a silent :class:`PeerFailed`.
+    Set-up steps run this way, so that an error every rank meets (a missing data file) is one
+    line, not one per rank.
+    """
+    error, result = None, None
+    if ranks is None or comm.rank in ranks:
+        try:
+            result = fn()
+        except Exception as err:  # noqa: BLE001 - re-raised below, on one rank or as PeerFailed
+            error = err
+    failed = comm.agree(error is not None, what)
+    if not failed:
+        return result
+    if error is not None and comm.rank == failed[0]:
+        error.cnnkit_report = True
+        everyone = len(failed) == (comm.size if ranks is None else len(ranks))
+        error.cnnkit_rank = None if everyone or comm.rank == 0 else comm.rank
+        raise error
+    raise PeerFailed(failed[0], what)

@@ -1,0 +1,148 @@
+"""``cnnkit train --workers P``: start P ranks on this machine with the MPI launcher.
+
+The command is re-run as ``mpiexec -n P python -m cnnkit.cli train ...`` (``--workers``
+removed), each rank with cores/P threads unless ``--threads`` says otherwise. The launcher
+passes the ranks' output through, with one change: when a rank dies outright (killed, out of
+memory), MPICH's ``mpiexec`` stops the others and prints a banner naming a process id; the ranks
+wrote their process ids at start (``CNNKIT_RANK_DIR``), so the launcher turns the banner into
+one line naming the rank.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from .comm import MPI_MISSING, DistributedError
+
+__all__ = ["launch", "find_mpiexec", "without_workers", "MAX_WORKERS"]
+
+#: The most ranks ``--workers`` starts on one machine (a typo guard; mpiexec takes more).
+MAX_WORKERS = 256
+
+_BANNER = re.compile(r"^(=+|\s*=\s+.*|YOUR APPLICATION TERMINATED.*|This typically refers.*|"
+                     r"Please see the FAQ page.*)$")
+
+
+def find_mpiexec() -> str:
+    """The ``mpiexec`` beside this Python (the ``mpich`` wheel installs it in the venv), else
+    the one on PATH."""
+    here = Path(sys.executable).parent / "mpiexec"
+    if here.exists():
+        return str(here)
+    found = shutil.which("mpiexec")
+    if found is None or importlib.util.find_spec("mpi4py") is None:
+        raise DistributedError(MPI_MISSING)
+    return found
+
+
+def without_workers(argv: list[str]) -> list[str]:
+    """``argv`` less its ``--workers P`` / ``--workers=P``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
+def launch(argv: list[str], workers: int, threads: int | None) -> int:
+    """Run ``cnnkit`` with ``argv`` (its ``--workers`` removed) on ``workers`` MPI ranks and
+    return the job's exit status."""
+    if importlib.util.find_spec("mpi4py") is None:
+        raise DistributedError(MPI_MISSING)
+    mpiexec = find_mpiexec()
+    from ..parallel import default_num_threads
+
+    env = dict(os.environ)
+    if threads is None and "CNNKIT_NUM_THREADS" not in env:
+        env["CNNKIT_NUM_THREADS"] = str(max(1, default_num_threads() // workers))
+    with tempfile.TemporaryDirectory(prefix="cnnkit-ranks-") as folder:
+        env["CNNKIT_RANK_DIR"] = folder
+        command = [mpiexec, "-n", str(workers), sys.executable, "-m", "cnnkit.cli",
+                   *without_workers(argv)]
+        # Ctrl-C reaches every process of the terminal's group: the ranks agree to stop after
+        # the same batch and rank 0 saves; the launcher waits for them rather than dying first
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE)
+            deaths: list[str] = []
+            pumps = [threading.Thread(target=_pump, args=(stream, out, deaths), daemon=True)
+                     for stream, out in ((process.stdout, sys.stdout), (process.stderr,
+                                                                         sys.stderr))]
+            for pump in pumps:
+                pump.start()
+            code = process.wait()
+            for pump in pumps:
+                pump.join()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if deaths:
+            ranks = _ranks_by_pid(folder)
+            pid, how = deaths[0].split(" ", 1)
+            who = f"rank {ranks[pid]} (pid {pid})" if pid in ranks else f"the rank of pid {pid}"
+            print(f"cnnkit train: error: {who} died ({how}); mpiexec stopped the other ranks",
+                  file=sys.stderr)
+            return code or 1
+    return code
+
+
+def _ranks_by_pid(folder: str) -> dict[str, int]:
+    ranks = {}
+    for path in Path(folder).glob("rank-*"):
+        try:
+            ranks[path.read_text().strip()] = int(path.name.split("-", 1)[1])
+        except (OSError, ValueError):
+            pass
+    return ranks
+
+
+def _pump(stream, out, deaths: list[str]) -> None:
+    """Copy a rank stream to ``out`` as it comes (a progress bar's carriage returns too), but
+    hold back MPICH's termination banner and note the pid and exit code it names."""
+    pending = b""
+    pid = None
+    while True:
+        chunk = os.read(stream.fileno(), 65536)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            if _BANNER.match(line.rstrip("\r")):
+                found = re.search(r"PID (\d+)", line)
+                pid = found.group(1) if found else pid
+                code = re.search(r"EXIT CODE: (\d+)", line)
+                if code and pid:
+                    number = int(code.group(1))
+                    how = f"killed by signal {number}" if number in (6, 9, 11, 15) else \
+                        f"exit status {number}"
+                    deaths.append(f"{pid} {how}")
+                continue
+            _write(out, raw + b"\n")
+        if pending and not pending.lstrip().startswith((b"=", b"YOUR", b"This", b"Please")):
+            _write(out, pending)
+            pending = b""
+    if pending:
+        _write(out, pending)
+
+
+def _write(out, data: bytes) -> None:
+    try:
+        out.buffer.write(data)
+        out.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
