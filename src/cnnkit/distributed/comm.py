@@ -117,10 +117,14 @@ def _stop_peers_on_uncaught(comm: Comm) -> None:
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        previous(kind, value, tb)
-        if not isinstance(value, (DistributedError, KeyboardInterrupt)):
-            first = (str(value).splitlines() or [""])[0]
-            comm.fail(f"{kind.__name__}: {first}")
+        if isinstance(value, DistributedError):     # said once, by the rank that reports
+            if value.report:
+                print(f"rank {comm.rank}: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, tb)
+            if not isinstance(value, KeyboardInterrupt):
+                first = (str(value).splitlines() or [""])[0]
+                comm.fail(f"{kind.__name__}: {first}")
         exit_now(1)
 
     sys.excepthook = hook

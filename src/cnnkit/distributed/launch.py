@@ -28,8 +28,10 @@ __all__ = ["launch", "find_mpiexec", "without_workers", "MAX_WORKERS"]
 #: The most ranks ``--workers`` starts on one machine (a typo guard; mpiexec takes more).
 MAX_WORKERS = 256
 
+#: MPICH's lines about the job rather than the ranks' output: its termination banner, and
+#: "[mpiexec@host] Sending Ctrl-C to processes as requested" (cnnkit says what happened itself)
 _BANNER = re.compile(r"^(=+|\s*=\s+.*|YOUR APPLICATION TERMINATED.*|This typically refers.*|"
-                     r"Please see the FAQ page.*)$")
+                     r"Please see the FAQ page.*|\[mpiexec@.*|\[proxy:.*)$")
 
 
 def find_mpiexec() -> str:
@@ -133,7 +135,8 @@ def _pump(stream, out, deaths: list[str]) -> None:
                     deaths.append(f"{pid} {how}")
                 continue
             _write(out, raw + b"\n")
-        if pending and not pending.lstrip().startswith((b"=", b"YOUR", b"This", b"Please")):
+        if pending and not pending.lstrip().startswith((b"=", b"YOUR", b"This", b"Please",
+                                                         b"[")):
             _write(out, pending)
             pending = b""
     if pending:

@@ -123,7 +123,10 @@ def sync_batchnorm_kernels(comm, state):
             np.multiply(dout3[lo:hi], k_dout, out=dx[lo:hi])
             dx[lo:hi] -= correction
 
-        parallel.over_batch(xc, gradient)
+        if state.active:
+            parallel.over_batch(xc, gradient)
+        else:            # a stand-in row is no part of the batch: nothing flows back from it
+            dx[...] = 0
         return dx.reshape(x_shape), (dot_r * invstd).astype(xc.dtype), dbeta_r
 
     return forward, backward
