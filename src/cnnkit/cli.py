@@ -1513,6 +1513,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common_options(p)
     p.set_defaults(func=cmd_report)
+    from .search import add_search_parser    # search
+    add_search_parser(sub)                   # search
     return parser
 
 
@@ -1610,8 +1612,10 @@ def _error_exit(args, message: str, code: int, err: BaseException, *,
     elif isinstance(err, (TrainingDiverged, KeyboardInterrupt)):
         report = comm.is_root                          # every rank met it at the same step
     else:                                             # this rank alone failed
-        message, report = f"rank {comm.rank}: {message}", True
-        comm.fail(message)
+        message = f"rank {comm.rank}: {message}"
+        print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr, flush=True)
+        comm.fail(message)          # after the line is out: the others' exit ends the job
+        exit_now(code)
     if report:
         print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr)
     exit_now(code)

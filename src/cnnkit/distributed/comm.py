@@ -246,11 +246,16 @@ class Comm:
             if not request.Test():
                 request.Cancel()
         missing = sorted(set(range(self.size)) - alive)
+        report = self.rank == min(alive)
+        if not report:
+            # the reporting rank may still be in its grace period; leaving now would have the
+            # launcher stop it before it says what happened
+            time.sleep(grace + 1.0)
         who = (f"rank {missing[0]}" if len(missing) == 1 else
                "ranks " + ", ".join(map(str, missing))) if missing else "a rank"
         raise CollectiveTimeout(
             f"{who} did not reach {what} within {self.timeout:g} s (stopped, hung or dead); "
-            f"the other ranks stop too", missing, report=self.rank == min(alive))
+            f"the other ranks stop too", missing, report=report)
 
 
 def exit_now(code: int) -> None:
