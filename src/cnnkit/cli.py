@@ -1601,6 +1601,7 @@ def _error_exit(args, message: str, code: int, err: BaseException, *,
             print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr)
         return code
     from .distributed import DistributedError, exit_now
+    from .distributed.comm import QUIET_EXIT_DELAY
     from .train import TrainingDiverged
 
     if isinstance(err, DistributedError):              # a peer failed, or a timeout
@@ -1611,13 +1612,13 @@ def _error_exit(args, message: str, code: int, err: BaseException, *,
             message = f"rank {err.cnnkit_rank}: {message}"
     elif isinstance(err, (TrainingDiverged, KeyboardInterrupt)):
         report = comm.is_root                          # every rank met it at the same step
-    else:                                             # this rank alone failed
+    else:                              # this rank failed: the lowest rank that did says so
         message = f"rank {comm.rank}: {message}"
-        print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr, flush=True)
-        comm.fail(message)          # after the line is out: the others' exit ends the job
-        exit_now(code)
+        report = comm.fail(message)
     if report:
         print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr)
+    else:
+        time.sleep(QUIET_EXIT_DELAY)     # let the rank that reports finish its line first
     exit_now(code)
     return code
 

@@ -38,6 +38,10 @@ __all__ = ["Comm", "DistributedError", "PeerFailed", "CollectiveTimeout", "world
 #: writes checkpoints while the others wait at the next collective.
 DEFAULT_TIMEOUT = 600.0
 
+#: Seconds a rank that stops without a word waits before it leaves: the launcher stops the whole
+#: job when one rank leaves, and the rank that reports may still be writing its line.
+QUIET_EXIT_DELAY = 2.0
+
 TAG_ERROR = 7301     # a rank failed: "<rank>\0<one line>"
 TAG_ALIVE = 7302     # "I waited out the timeout at collective <n>"
 
@@ -56,7 +60,8 @@ class DistributedError(RuntimeError):
 
 
 class PeerFailed(DistributedError):
-    """Another rank raised; it printed its own error, so this one stops without a word."""
+    """Another rank raised; it prints its own error, so this one stops without a word (after
+    :data:`QUIET_EXIT_DELAY` seconds, so that its leaving does not cut the other short)."""
 
     report = False
 
@@ -120,6 +125,8 @@ def _stop_peers_on_uncaught(comm: Comm) -> None:
         if isinstance(value, DistributedError):     # said once, by the rank that reports
             if value.report:
                 print(f"rank {comm.rank}: {value}", file=sys.stderr)
+            else:
+                time.sleep(QUIET_EXIT_DELAY)
         else:
             previous(kind, value, tb)
             if not isinstance(value, KeyboardInterrupt):
@@ -214,16 +221,25 @@ class Comm:
             rank, _, message = bytes(data).decode("utf-8", "replace").partition("\0")
             raise PeerFailed(int(rank), message)
 
-    def fail(self, message: str) -> None:
-        """Tell every other rank that this one failed with ``message`` (one line). They stop at
-        their next collective (:class:`PeerFailed`)."""
+    def fail(self, message: str, settle: float = 0.5) -> bool:
+        """Tell every other rank that this one failed with ``message`` (one line); they stop at
+        their next collective (:class:`PeerFailed`). Returns whether this rank should print it:
+        True unless a lower rank's failure arrives within ``settle`` seconds (every rank meeting
+        the same error at the same step then says it once)."""
         data = bytearray(f"{self.rank}\0{message}".encode("utf-8"))
         requests = [self._comm.Isend([data, self._mpi.BYTE], dest=r, tag=TAG_ERROR)
                     for r in range(self.size) if r != self.rank]
-        # small messages leave at once; give larger ones a moment, never long
-        deadline = time.perf_counter() + 2.0
-        while not self._mpi.Request.Testall(requests) and time.perf_counter() < deadline:
+        deadline = time.perf_counter() + settle
+        lowest = self.rank
+        while time.perf_counter() < deadline:
+            try:
+                self._check_peers()
+            except PeerFailed as other:
+                lowest = min(lowest, other.rank)
+            time.sleep(2e-3)
+        while not self._mpi.Request.Testall(requests) and time.perf_counter() < deadline + 2:
             time.sleep(1e-3)
+        return lowest == self.rank
 
     def _timed_out(self, what: str) -> None:
         """The deadline passed in collective number ``calls``: find out which ranks are alive
