@@ -1604,22 +1604,27 @@ def _error_exit(args, message: str, code: int, err: BaseException, *,
     from .distributed.comm import QUIET_EXIT_DELAY
     from .train import TrainingDiverged
 
-    if isinstance(err, DistributedError):              # a peer failed, or a timeout
-        report = err.report
-    elif hasattr(err, "cnnkit_report"):               # agreed on in a set-up step
+    # Errors every rank knows of at the same point leave no collective pending: the ranks then
+    # end the ordinary way (MPI finalised, the same exit status), and mpiexec ends quietly.
+    together = True
+    if hasattr(err, "cnnkit_report"):                 # agreed on in a set-up step
         report = err.cnnkit_report
         if getattr(err, "cnnkit_rank", None) is not None:
             message = f"rank {err.cnnkit_rank}: {message}"
+    elif isinstance(err, DistributedError):           # a peer failed, or a timeout
+        report, together = err.report, getattr(err, "agreed", False)
     elif isinstance(err, (TrainingDiverged, KeyboardInterrupt)):
         report = comm.is_root                          # every rank met it at the same step
     else:                              # this rank failed: the lowest rank that did says so
         message = f"rank {comm.rank}: {message}"
-        report = comm.fail(message)
+        report, together = comm.fail(message), False
     if report:
         print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr)
-    else:
-        time.sleep(QUIET_EXIT_DELAY)     # let the rank that reports finish its line first
-    exit_now(code)
+    if together:
+        return code
+    if not report:                      # the rank that reports ends the job when it has spoken
+        time.sleep(QUIET_EXIT_DELAY)
+    exit_now(code, comm)
     return code
 
 

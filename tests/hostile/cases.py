@@ -1,7 +1,8 @@
 """The bad inputs of the hostile-input exercise, written into a temporary folder.
 
 ``build_cases(tmp)`` returns (group, name, argv) triples; every file a case needs is created
-under ``tmp`` first. Groups: spec, options, checkpoint, data, folder, image, runs, weights (export and import).
+under ``tmp`` first. Groups: spec, options, checkpoint, data, folder, image, runs, weights (export
+and import), distributed (``train --workers``).
 """
 
 from __future__ import annotations
@@ -584,6 +585,34 @@ def weights_cases(tmp: Path, good: Path):
         yield "weights", f"import-{name}", ["import", *argv, "-o", str(folder / f"{name}.npz")]
 
 
+def distributed_cases(tmp: Path, good: Path):
+    """`cnnkit train --workers P` with bad counts, batches, timeouts and nets (MPI ranks)."""
+    quick = ["--limit", "60", "--epochs", "1", "--no-progress", "--layer-stats", "0",
+             "--out", str(tmp / "distributed")]
+    for value in ("0", "-1", "abc", "1e9", "100000", "2.5", ""):
+        yield "distributed", f"workers={value!r}", ["train", "--workers", value, *quick]
+    for value in ("0", "-5", "nan", "inf", "abc"):
+        yield "distributed", f"timeout={value}", ["train", "--workers", "2", "--timeout", value,
+                                                  *quick]
+    yield "distributed", "batch-not-divided", ["train", "--workers", "3", "--batch-size", "64",
+                                               *quick]
+    yield "distributed", "resume-batch-not-divided", ["train", "--workers", "4", "--resume",
+                                                      str(good), "--no-progress"]
+    yield "distributed", "shard-of-one-with-batchnorm", [
+        "train", "--workers", "2", "--batch-size", "2", *quick, "--model",
+        "INPUT[1x28x28] -> FC-20 -> BN -> RELU -> FC-10"]
+    yield "distributed", "more-ranks-than-images", ["train", "--workers", "4", "--batch-size",
+                                                    "4", "--limit", "3", "--epochs", "1",
+                                                    "--no-progress", "--out",
+                                                    str(tmp / "distributed")]
+    yield "distributed", "sync-bn-without-bn", ["train", "--workers", "2", "--sync-bn", *quick,
+                                                "--model", "INPUT[1x28x28] -> FC-10"]
+    yield "distributed", "missing-data", ["train", "--workers", "2", "--data",
+                                          f"folder:{tmp / 'no-such-folder'}", *quick]
+    yield "distributed", "huge-net", ["train", "--workers", "2", *quick, "--model",
+                                      SPECS["huge-fc-train"]]
+
+
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     from cnnkit.cli import main
 
@@ -594,4 +623,5 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                                 checkpoint_cases(tmp, good / "r" / "checkpoint.npz"),
                                 npz_cases(tmp), cifar_cases(tmp), folder_cases(tmp),
                                 image_cases(tmp), run_cases(tmp),
-                                weights_cases(tmp, good / "r" / "model.npz")))
+                                weights_cases(tmp, good / "r" / "model.npz"),
+                                distributed_cases(tmp, good / "r" / "checkpoint.npz")))

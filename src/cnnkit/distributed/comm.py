@@ -64,6 +64,7 @@ class PeerFailed(DistributedError):
     :data:`QUIET_EXIT_DELAY` seconds, so that its leaving does not cut the other short)."""
 
     report = False
+    agreed = False     # raised by `together`: no collective is pending anywhere
 
     def __init__(self, rank: int, message: str):
         super().__init__(f"rank {rank} failed: {message}")
@@ -132,7 +133,7 @@ def _stop_peers_on_uncaught(comm: Comm) -> None:
             if not isinstance(value, KeyboardInterrupt):
                 first = (str(value).splitlines() or [""])[0]
                 comm.fail(f"{kind.__name__}: {first}")
-        exit_now(1)
+        exit_now(1, comm)
 
     sys.excepthook = hook
 
@@ -274,14 +275,23 @@ class Comm:
             f"the other ranks stop too", missing, report=report)
 
 
-def exit_now(code: int) -> None:
+def exit_now(code: int, comm: "Comm | None" = None) -> None:
     """Leave the process at once, output flushed, without MPI's finalisation (which would wait
-    for the ranks that failed or hang); the launcher then stops the others."""
+    for the ranks that failed or hang). With ``comm``, end the whole job: ``MPI_Abort`` stops
+    every rank at once, with this exit status, and without the banner ``mpiexec`` prints when a
+    rank it did not expect to end is killed (its own line about the abort is not shown: this
+    process has said what happened)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
+    if comm is not None:
+        time.sleep(0.5)         # mpiexec forwards what the line wrote before it stops the job
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 1)
+        os.dup2(quiet, 2)
+        comm._comm.Abort(code)
     os._exit(code)
 
 
@@ -309,4 +319,6 @@ def together(comm: Comm, what: str, fn, *, ranks=None):
         everyone = len(failed) == (comm.size if ranks is None else len(ranks))
         error.cnnkit_rank = None if everyone or comm.rank == 0 else comm.rank
         raise error
-    raise PeerFailed(failed[0], what)
+    error = PeerFailed(failed[0], what)
+    error.agreed = True            # every rank knows: they can all leave the ordinary way
+    raise error

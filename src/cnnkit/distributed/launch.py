@@ -81,7 +81,9 @@ def launch(argv: list[str], workers: int, threads: int | None) -> int:
             process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE)
             deaths: list[str] = []
-            pumps = [threading.Thread(target=_pump, args=(stream, out, deaths), daemon=True)
+            reported: list[str] = []
+            pumps = [threading.Thread(target=_pump, args=(stream, out, deaths, reported),
+                                      daemon=True)
                      for stream, out in ((process.stdout, sys.stdout), (process.stderr,
                                                                          sys.stderr))]
             for pump in pumps:
@@ -91,7 +93,7 @@ def launch(argv: list[str], workers: int, threads: int | None) -> int:
                 pump.join()
         finally:
             signal.signal(signal.SIGINT, previous)
-        if deaths:
+        if deaths and not reported:     # after a rank's own error line, deaths are cleanup
             ranks = _ranks_by_pid(folder)
             pid, how = deaths[0].split(" ", 1)
             who = f"rank {ranks[pid]} (pid {pid})" if pid in ranks else f"the rank of pid {pid}"
@@ -111,9 +113,10 @@ def _ranks_by_pid(folder: str) -> dict[str, int]:
     return ranks
 
 
-def _pump(stream, out, deaths: list[str]) -> None:
+def _pump(stream, out, deaths: list[str], reported: list | None = None) -> None:
     """Copy a rank stream to ``out`` as it comes (a progress bar's carriage returns too), but
-    hold back MPICH's termination banner and note the pid and exit code it names."""
+    hold back MPICH's termination banner and note the pid and exit code it names; note in
+    ``reported`` the error lines the ranks print."""
     pending = b""
     pid = None
     while True:
@@ -134,6 +137,9 @@ def _pump(stream, out, deaths: list[str]) -> None:
                         f"exit status {number}"
                     deaths.append(f"{pid} {how}")
                 continue
+            if reported is not None and line.startswith("cnnkit ") and (
+                    ": error: " in line or ": interrupted" in line):
+                reported.append(line)
             _write(out, raw + b"\n")
         if pending and not pending.lstrip().startswith((b"=", b"YOUR", b"This", b"Please",
                                                          b"[")):
