@@ -6,9 +6,10 @@ non-blocking form (``Iallreduce``, ``Ibcast``), then a wait that polls the reque
 rank can notice, while it waits, what a blocking call would hang on:
 
 * a peer that raised. A failing rank sends one line (tag :data:`TAG_ERROR`, UTF-8 bytes through
-  the buffer interface: nothing is pickled) to every other rank and prints it; a rank waiting in
-  a collective receives it and stops quietly (:class:`PeerFailed`), so the job ends with that one
-  line instead of a hang.
+  the buffer interface: nothing is pickled) to every other rank and prints it (the lowest rank
+  does, when several fail at once), then ends the job with ``MPI_Abort``; a rank waiting in a
+  collective receives the line and stops quietly (:class:`PeerFailed`). The job ends with that
+  one line instead of a hang.
 * a peer that never arrives (stopped, deadlocked, dead under a launcher that does not clean up).
   After ``timeout`` seconds the waiting ranks tell each other they are alive (tag
   :data:`TAG_ALIVE`), wait a grace period, and name the ranks that did not answer
@@ -32,7 +33,8 @@ import time
 import numpy as np
 
 __all__ = ["Comm", "DistributedError", "PeerFailed", "CollectiveTimeout", "world",
-           "job_size", "exit_now", "together", "DEFAULT_TIMEOUT", "TAG_ERROR", "TAG_ALIVE", "MPI_MISSING"]
+           "job_size", "exit_now", "together", "DEFAULT_TIMEOUT", "QUIET_EXIT_DELAY",
+           "TAG_ERROR", "TAG_ALIVE", "MPI_MISSING"]
 
 #: Seconds a rank waits in a collective before it asks which ranks are missing. Generous: rank 0
 #: writes checkpoints while the others wait at the next collective.

@@ -144,6 +144,12 @@ class DataParallel:
         try:
             with sync:
                 yield
+        except ValueError as err:
+            if self.sync_bn or "more than 1 value per" not in str(err):
+                raise
+            raise ValueError(f"{err}; each rank normalises its {hi - lo} example(s) of the "
+                             f"batch alone: --sync-bn (sync_bn=True) normalises over the whole "
+                             f"batch") from err
         finally:
             for m in drops:
                 m.batch_rows = None
