@@ -320,14 +320,10 @@ def _train_comm(args):
     comm = getattr(args, "comm", "auto")
     if comm != "auto":
         return comm
-    from . import distributed, parallel
+    from . import distributed
 
     comm = distributed.world(args.timeout or distributed.DEFAULT_TIMEOUT)
-    if comm is not None and args.threads is None and "CNNKIT_NUM_THREADS" not in os.environ:
-        # the cores are shared by the ranks on this machine
-        local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get(
-            "OMPI_COMM_WORLD_LOCAL_SIZE") or str(comm.size)
-        parallel.set_num_threads(max(1, parallel.default_num_threads() // max(1, int(local))))
+    distributed.share_cores(comm, args.threads)
     return comm
 
 
@@ -353,15 +349,12 @@ def _train(args, comm) -> int:
     from .parallel import get_num_threads as parallel_threads
     from .train import Trainer, TrainingInterrupted, evaluate
 
-    root = comm is None or comm.is_root
-    if comm is None:
-        def step(what, fn, ranks=None):
-            return fn()
-    else:
-        from .distributed import together
+    from .distributed import together
 
-        def step(what, fn, ranks=None):
-            return together(comm, what, fn, ranks=ranks)
+    root = comm is None or comm.is_root
+
+    def step(what, fn, ranks=None):
+        return together(comm, what, fn, ranks=ranks)
 
     settings, run_dir, resumed = step("reading the run's settings", lambda: _run_settings(args))
     progress = not args.no_progress and root

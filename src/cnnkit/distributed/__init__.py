@@ -19,8 +19,8 @@ From Python, run under ``mpiexec``::
 """
 
 from .comm import (DEFAULT_TIMEOUT, CollectiveTimeout, Comm, DistributedError, PeerFailed,
-                   exit_now, job_size, together, world)
+                   exit_now, job_size, share_cores, together, world)
 from .data_parallel import DataParallel
 
 __all__ = ["Comm", "DataParallel", "DistributedError", "PeerFailed", "CollectiveTimeout",
-           "DEFAULT_TIMEOUT", "world", "job_size", "exit_now", "together"]
+           "DEFAULT_TIMEOUT", "world", "job_size", "exit_now", "together", "share_cores"]

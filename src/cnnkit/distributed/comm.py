@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 __all__ = ["Comm", "DistributedError", "PeerFailed", "CollectiveTimeout", "world",
-           "job_size", "exit_now", "together", "DEFAULT_TIMEOUT", "QUIET_EXIT_DELAY",
+           "job_size", "exit_now", "together", "share_cores", "DEFAULT_TIMEOUT", "QUIET_EXIT_DELAY",
            "TAG_ERROR", "TAG_ALIVE", "MPI_MISSING"]
 
 #: Seconds a rank waits in a collective before it asks which ranks are missing. Generous: rank 0
@@ -140,6 +140,19 @@ def _stop_peers_on_uncaught(comm: Comm) -> None:
     sys.excepthook = hook
 
 
+def share_cores(comm: "Comm | None", threads: int | None) -> None:
+    """As one of several ranks, without ``--threads`` (``threads``) or CNNKIT_NUM_THREADS: take
+    this machine's cores divided by the ranks on it (MPICH and Open MPI say how many), so that
+    the ranks do not oversubscribe the cores with cnnkit's threads."""
+    from .. import parallel
+
+    if comm is None or threads is not None or "CNNKIT_NUM_THREADS" in os.environ:
+        return
+    local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    ranks = int(local) if local and local.isdigit() and int(local) >= 1 else comm.size
+    parallel.set_num_threads(max(1, parallel.default_num_threads() // ranks))
+
+
 def _launcher_rank() -> int:
     for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):
         value = os.environ.get(name, "")
@@ -174,11 +187,15 @@ class Comm:
         return self.rank == 0
 
     # ------------------------------------------------------------------ collectives
-    def allreduce(self, buf: np.ndarray, what: str = "an allreduce", op: str = "sum"):
-        """Sum (or ``op="max"``) ``buf`` over the ranks, in place; returns ``buf``."""
+    def allreduce(self, buf: np.ndarray, what: str = "an allreduce", op: str = "sum",
+                  timeout: float | None = None):
+        """Sum (or ``op="max"``) ``buf`` over the ranks, in place; returns ``buf``. ``timeout``
+        overrides the communicator's (``math.inf``: as long as it takes, still watching for a
+        failed peer)."""
         mpi_op = {"sum": self._mpi.SUM, "max": self._mpi.MAX}[op]
         buf = np.ascontiguousarray(buf)
-        return self._wait(self._comm.Iallreduce(self._mpi.IN_PLACE, buf, op=mpi_op), what, buf)
+        return self._wait(self._comm.Iallreduce(self._mpi.IN_PLACE, buf, op=mpi_op), what, buf,
+                          timeout)
 
     def bcast(self, buf: np.ndarray, root: int = 0, what: str = "a broadcast"):
         """Rank ``root``'s ``buf`` into every rank's ``buf`` (same shape and dtype), in place."""
@@ -189,13 +206,12 @@ class Comm:
         wait as long as it takes, still watching for a failed peer)."""
         self._wait(self._comm.Ibarrier(), what, timeout=timeout)
 
-    def agree(self, failed: bool, what: str) -> list[int]:
-        """Every rank says whether its part of ``what`` failed; returns the ranks that did (the
-        same list on every rank)."""
-        flags = np.zeros(self.size, np.int32)
-        flags[self.rank] = int(bool(failed))
-        self.allreduce(flags, what)
-        return [int(r) for r in np.flatnonzero(flags)]
+    def agree(self, failed: int, what: str, timeout: float | None = None) -> np.ndarray:
+        """Every rank says how its part of ``what`` went (0 well, else a code); returns every
+        rank's code, the same array on every rank."""
+        codes = np.zeros(self.size, np.int32)
+        codes[self.rank] = int(failed)
+        return self.allreduce(codes, what, timeout=timeout)
 
     def _wait(self, request, what: str, result=None, timeout: float | None = None):
         """Poll ``request`` until it completes; meanwhile watch for a failed peer and the
@@ -297,24 +313,32 @@ def exit_now(code: int, comm: "Comm | None" = None) -> None:
     os._exit(code)
 
 
-def together(comm: Comm, what: str, fn, *, ranks=None):
+def together(comm: Comm | None, what: str, fn, *, ranks=None, timeout: float | None = None):
     """Run ``fn()`` on ``ranks`` (every rank by default), then agree whether it failed anywhere.
 
     Returns ``fn()``'s result (None on the ranks that did not run it) when it succeeded
     everywhere. Otherwise the lowest failing rank re-raises its error, marked so that the
     command line prints it once (``cnnkit_report``), with the rank when some ranks succeeded and
     it is not rank 0 (``cnnkit_rank``); every other rank raises a silent :class:`PeerFailed`.
-    Set-up steps run this way, so that an error every rank meets (a missing data file) is one
-    line, not one per rank.
+    When ranks were only interrupted (Ctrl-C), every rank raises KeyboardInterrupt. Set-up steps
+    run this way, so that an error every rank meets (a missing data file) is one line, not one
+    per rank; ``timeout`` is the wait for the slowest rank (``math.inf`` for long steps, such as
+    a search's trials). Without ``comm`` it is ``fn()``.
     """
+    if comm is None:
+        return fn()
     error, result = None, None
     if ranks is None or comm.rank in ranks:
         try:
             result = fn()
-        except Exception as err:  # noqa: BLE001 - re-raised below, on one rank or as PeerFailed
+        except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - re-raised below
             error = err
-    failed = comm.agree(error is not None, what)
+    codes = comm.agree(0 if error is None else 2 if isinstance(error, KeyboardInterrupt)
+                       else 1, what, timeout)
+    failed = [int(r) for r in np.flatnonzero(codes == 1)]
     if not failed:
+        if codes.any():
+            raise KeyboardInterrupt
         return result
     if error is not None and comm.rank == failed[0]:
         error.cnnkit_report = True
