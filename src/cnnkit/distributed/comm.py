@@ -44,6 +44,9 @@ DEFAULT_TIMEOUT = 600.0
 #: job when one rank leaves, and the rank that reports may still be writing its line.
 QUIET_EXIT_DELAY = 2.0
 
+#: Seconds a collective is polled without pause before the polls are spaced by sleeps.
+SPIN_SECONDS = 2e-3
+
 TAG_ERROR = 7301     # a rank failed: "<rank>\0<one line>"
 TAG_ALIVE = 7302     # "I waited out the timeout at collective <n>"
 
@@ -215,19 +218,26 @@ class Comm:
 
     def _wait(self, request, what: str, result=None, timeout: float | None = None):
         """Poll ``request`` until it completes; meanwhile watch for a failed peer and the
-        deadline. Short sleeps rather than a spin: a rank waiting on a slower one gives the
-        core back (on a machine with more ranks than cores the slower one may need it)."""
+        deadline.
+
+        A non-blocking collective moves on only while its ranks poll it, so the first
+        :data:`SPIN_SECONDS` poll without a pause: a 0.4 MB allreduce between two ranks takes
+        0.09 ms so, against 1 ms with a sleep between polls. After that the polls are spaced
+        by short sleeps (up to 1 ms): a rank waiting on a slower one gives the core back, which
+        the slower one may need where there are more ranks than cores."""
         self.calls += 1
         start = time.perf_counter()
         deadline = start + (self.timeout if timeout is None else timeout)
+        spin_until = start + SPIN_SECONDS
         pause = 0.0
         while not request.Test():
             self._check_peers()
             now = time.perf_counter()
             if now > deadline:
                 self._timed_out(what)
-            time.sleep(pause)
-            pause = min(2e-3, pause * 2 + 2e-5)
+            if now > spin_until:
+                time.sleep(pause)
+                pause = min(1e-3, pause * 2 + 2e-5)
         self.wait_seconds += time.perf_counter() - start
         return result
 
