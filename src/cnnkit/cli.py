@@ -1514,7 +1514,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    from .distributed.comm import job_rank, job_size
+
+    if job_size() > 1 and job_rank() != 0:
+        # every rank of an mpiexec job parses the same words: rank 0 alone says what is wrong
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet), \
+                contextlib.redirect_stdout(quiet):
+            args = parser.parse_args(argv)
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.error(f"choose a command: {', '.join(parser.commands)} (cnnkit COMMAND --help "
                      f"for its options)")

@@ -54,6 +54,15 @@ def test_under_mpiexec_a_bad_batch_is_said_once_not_once_per_rank(tmp_path):
     assert not any(tmp_path.iterdir())           # no run folder was claimed
 
 
+def test_under_mpiexec_a_bad_option_is_said_once():
+    done, _ = mpi.run(3, ["-m", "cnnkit.cli", "train", "--epochs", "-1"])
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if ": error: " in line]
+    assert errors == ["cnnkit train: error: argument --epochs: expected a count from 1 to "
+                      "100,000, got -1"]
+    assert done.stderr.count("usage:") == 1
+
+
 def test_workers_with_sync_bn_train_the_one_process_net_and_resume_with_another_count(tmp_path):
     """Float32 on MNIST: --workers 2 --sync-bn ends within float32 rounding of one process; a
     run of 1 epoch on 2 ranks resumed for a second on 3 ends where one process resumed ends."""

@@ -33,8 +33,8 @@ import time
 import numpy as np
 
 __all__ = ["Comm", "DistributedError", "PeerFailed", "CollectiveTimeout", "world",
-           "job_size", "exit_now", "together", "share_cores", "DEFAULT_TIMEOUT", "QUIET_EXIT_DELAY",
-           "TAG_ERROR", "TAG_ALIVE", "MPI_MISSING"]
+           "job_size", "job_rank", "exit_now", "together", "share_cores", "DEFAULT_TIMEOUT",
+           "QUIET_EXIT_DELAY", "TAG_ERROR", "TAG_ALIVE", "MPI_MISSING"]
 
 #: Seconds a rank waits in a collective before it asks which ranks are missing. Generous: rank 0
 #: writes checkpoints while the others wait at the next collective.
@@ -106,7 +106,7 @@ def world(timeout: float = DEFAULT_TIMEOUT) -> "Comm | None":
         from mpi4py import MPI
     except ImportError:
         error = DistributedError(MPI_MISSING)
-        error.report = _launcher_rank() == 0          # every rank meets it: one says it
+        error.report = job_rank() == 0          # every rank meets it: one says it
         raise error from None
     if MPI.COMM_WORLD.Get_size() == 1:
         return None
@@ -156,7 +156,7 @@ def share_cores(comm: "Comm | None", threads: int | None) -> None:
     parallel.set_num_threads(max(1, parallel.default_num_threads() // ranks))
 
 
-def _launcher_rank() -> int:
+def job_rank() -> int:
     for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):
         value = os.environ.get(name, "")
         if value.isdigit():

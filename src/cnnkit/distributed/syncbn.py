@@ -6,9 +6,10 @@ make the result that of one process normalising the whole batch, with two small 
 layer and step. Per feature k, with m_r = n_r * L values on rank r and m = sum_r m_r:
 
 forward, one allreduce of (K + K + 1) numbers
-    rank r sends   S_r = sum_i x_i,   Q_r = sum_i (x_i - mean_r)**2 + m_r * mean_r**2,   m_r
-    (Q_r is sum_i x_i**2, computed about the shard's own mean, which keeps the float32 sums
-    exact where x's mean is large against its spread), then every rank takes
+    rank r sends   S_r = sum_i x_i,   Q_r = sum_i x_i**2,   m_r
+    (Q_r computed about the shard's own mean c_r, as sum_i (x_i - c_r)**2 + 2 c_r (S_r - m_r c_r)
+    + m_r c_r**2, which keeps the float32 squares exact where x's mean is large against its
+    spread), then every rank takes
     mean = S / m,   var = Q / m - mean**2   (biased, as the single-process kernel)
     and normalises its shard with them.
 
@@ -52,10 +53,13 @@ def sync_batchnorm_kernels(comm, state):
         x3 = _norm._as_nkl(x)                                         # (N, K, L)
         n, k, positions = x3.shape
         m_local = n * positions if state.active else 0
-        # this shard's mean, then its squares about that mean, as the one-process kernel does
-        mean_r = _norm.feature_sum(x3) / (n * positions)               # (K,)
+        # this shard's sum and mean, then its squares about that mean, as the one-process
+        # kernel takes them (per-sample rows, added in float64)
+        rows = np.empty(x3.shape[:2], x3.dtype)                        # (N, K)
+        parallel.over_batch(x3, lambda lo, hi: _norm._row_sums(x3[lo:hi], rows[lo:hi]))
+        sum64 = rows.sum(axis=0, dtype=np.float64)                       # (K,)
+        mean_r = (sum64 / (n * positions)).astype(x3.dtype)
         xc = np.empty(x3.shape, x3.dtype)
-        rows = np.empty(x3.shape[:2], x3.dtype)
         k_mean = _norm._per_feature(mean_r, x3.shape)
 
         def centre(lo, hi):
@@ -65,9 +69,12 @@ def sync_batchnorm_kernels(comm, state):
         parallel.over_batch(x3, centre)
         stats = np.zeros(2 * k + 1, np.float64)
         if m_local:
-            mean64 = mean_r.astype(np.float64)
-            stats[:k] = mean64 * m_local
-            stats[k:2 * k] = rows.sum(axis=0, dtype=np.float64) + m_local * mean64 ** 2
+            # sum x**2 = sum (x - c)**2 + 2c sum (x - c) + m c**2 for the rounded mean c; the
+            # middle term is small but not 0, and leaving it out would bias the variance
+            c = mean_r.astype(np.float64)
+            stats[:k] = sum64
+            stats[k:2 * k] = (rows.sum(axis=0, dtype=np.float64)
+                              + 2 * c * (sum64 - m_local * c) + m_local * c ** 2)
             stats[2 * k] = m_local
         comm.allreduce(stats, f"{what}'s forward sums")
         m = int(stats[2 * k])
