@@ -643,6 +643,17 @@ def cmd_gradcheck(args) -> int:
 # ---------------------------------------------------------------------------- time
 
 
+def add_folder_options(p, out: str, folder: str, default_name: str, holds: str) -> None:
+    """``--out``, ``--name`` and ``--overwrite``: where a command writes its ``folder`` (a run
+    folder, a results folder), never over one that ``holds`` something unless asked."""
+    p.add_argument("--out", default=out,
+                   help=f"parent folder of {folder}s (default: %(default)s)")
+    p.add_argument("--name", default=None,
+                   help=f"{folder} name (default: {default_name}, with -2, -3, ... when taken)")
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"let --name replace a {folder} that already holds {holds}")
+
+
 def _add_common_options(p) -> None:
     """--threads, --memory-budget and --debug, which every command takes."""
     p.add_argument(
@@ -1223,13 +1234,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="use only the first N training images and the first N test images (quick runs)",
     )
-    p.add_argument(
-        "--out", default="runs", help="parent folder of run folders (default: %(default)s)"
-    )
-    p.add_argument("--name", default=None,
-                   help="run folder name (default: MODEL-DATE-TIME, with -2, -3, ... when taken)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="let --name replace a run folder that already holds a run")
+    add_folder_options(p, "runs", "run folder", "MODEL-DATE-TIME", "a run")
     start = p.add_mutually_exclusive_group()
     start.add_argument(
         "--resume", metavar="CKPT", help="continue the run saved in CKPT (its folder and settings)"
@@ -1480,13 +1485,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one of: " + ", ".join(EXPERIMENTS))
     p.add_argument("--full", action="store_true",
                    help="the published scale (longer) instead of the few-minute default")
-    p.add_argument("--out", default="experiments",
-                   help="parent folder of the results folder (default: %(default)s)")
-    p.add_argument("--name", default=None,
-                   help="the results folder's name (default: the experiment's, with -2, -3, ... "
-                   "when taken)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="let --name replace a folder that already holds results")
+    add_folder_options(p, "experiments", "results folder", "the experiment's", "results")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common_options(p)

@@ -137,7 +137,7 @@ def _shown(lo: float, hi: float) -> str:
 def add_search_parser(sub) -> None:
     """Add the ``search`` command to the subparsers ``sub``, after ``train`` (whose options it
     passes through to every trial, copied with their types, defaults and help)."""
-    from .cli import _add_common_options, _argument, _passes
+    from .cli import _add_common_options, _argument, _passes, add_folder_options
 
     train = sub.choices.get("train")
     if train is None:
@@ -170,13 +170,7 @@ def add_search_parser(sub) -> None:
     p.add_argument("--seed", type=_argument(int, lambda v: v >= 0, "a seed >= 0"), default=0,
                    help="seeds every trial's initialisation and split, and the sampling "
                    "(default: %(default)s)")
-    p.add_argument("--out", default="searches",
-                   help="parent folder of search folders (default: %(default)s)")
-    p.add_argument("--name", default=None,
-                   help="search folder name (default: search-DATE-TIME, with -2, -3, ... when "
-                   "taken)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="let --name replace a folder that already holds a search or run")
+    add_folder_options(p, "searches", "search folder", "search-DATE-TIME", "a search or run")
     actions = {action.dest: action for action in train._actions}
     for dest in PASS_THROUGH:
         action = actions[dest]
