@@ -353,15 +353,15 @@ def _train(args, comm) -> int:
 
     root = comm is None or comm.is_root
 
-    def step(what, fn, ranks=None):
-        return together(comm, what, fn, ranks=ranks)
-
-    settings, run_dir, resumed = step("reading the run's settings", lambda: _run_settings(args))
+    settings, run_dir, resumed = together(comm, "reading the run's settings",
+                                          lambda: _run_settings(args))
     progress = not args.no_progress and root
     # rank 0 first: a folder source is decoded once, into the cache the others then read
-    opened = step("opening the data", lambda: _training_data(settings, progress), ranks={0})
+    opened = together(comm, "opening the data", lambda: _training_data(settings, progress),
+                      ranks={0})
     if comm is not None:
-        opened = step("opening the data", lambda: opened or _training_data(settings, False))
+        opened = together(comm, "opening the data",
+                          lambda: opened or _training_data(settings, False))
     dataset, text, shape, preprocessing = opened
     for line in dataset.notes:
         print(line)
@@ -401,12 +401,13 @@ def _train(args, comm) -> int:
             data_parallel.check_batch(settings["batch_size"])
         return model, optimizer, scheduler, data_parallel, _eval_batch(model, shape)
 
-    model, optimizer, scheduler, data_parallel, eval_batch = step("building the net", build)
+    model, optimizer, scheduler, data_parallel, eval_batch = together(comm, "building the net",
+                                                                      build)
     metadata = {"source": dataset.source, "classes": list(dataset.classes),
                 **preprocessing.to_metadata(), "settings": settings}
     # the run folder is claimed only now that the data and the net are known to work, and before
     # anything trains: a taken name or an unwritable --out is found at once (by rank 0)
-    folder = step("claiming the run folder", lambda: claim_run_folder(
+    folder = together(comm, "claiming the run folder", lambda: claim_run_folder(
         args.out, args.name,
         time.strftime(f"{_run_prefix(settings['model'])}-%Y%m%d-%H%M%S"),
         overwrite=args.overwrite, resume=run_dir), ranks={0})

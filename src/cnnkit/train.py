@@ -375,7 +375,6 @@ class Trainer:
         if dp is None:
             return evaluate(self.model, x, y, self.loss_name, self.eval_batch_size,
                             self.preprocess)
-        dp.sync_buffers()
         lo, hi = dp.shard(len(y))
         loss = accuracy = 0.0
         if hi > lo:
@@ -441,8 +440,8 @@ class Trainer:
                 + "".join(f"; {d}" for d in done)) from err
         self.epoch += 1
         logs = {"train_loss": train_loss, "train_acc": train_acc}
-        if self.distributed is not None and val is None:
-            self.distributed.sync_buffers()       # the checkpoint holds the ranks' average
+        if self.distributed is not None:
+            self.distributed.sync_buffers()   # validation and the checkpoint see the average
         if val is not None:
             logs["val_loss"], logs["val_acc"] = self._evaluate(val)
             if logs["val_acc"] > self.best["val_acc"]:
@@ -458,8 +457,8 @@ class Trainer:
         h["iterations"].append(self.iteration)
         self.callbacks.epoch_end(self.epoch - 1, logs)
         if self.distributed is not None:       # a callback on one rank may have said stop
-            self.stop_training = self.distributed.agree(self.stop_training,
-                                                        "the epoch's stop decision")
+            self.stop_training = bool(self.distributed.comm.agree(
+                self.stop_training, "the epoch's stop decision").any())
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:

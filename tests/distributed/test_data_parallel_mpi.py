@@ -53,7 +53,7 @@ def _ghost_batch_train(ranks: int, n_train: int = nets.N_EVEN, epochs: int = 2, 
     (x, y), _ = nets.data(n_train)
     layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     drops = [m for m in model.modules() if isinstance(m, Dropout)]
-    copies = [[{k: getattr(m, k).copy() for k in m._buffers} for m in layers]
+    copies = [[{k: b.copy() for k, b in m.named_buffers()} for m in layers]
               for _ in range(ranks)]
     trainer = Trainer(model, opt, batch_size=batch, epochs=1)     # its loss and shuffling
     rng = np.random.default_rng(0)
@@ -77,12 +77,12 @@ def _ghost_batch_train(ranks: int, n_train: int = nets.N_EVEN, epochs: int = 2, 
                 scores = model.forward(x[idx[lo:hi]])
                 _, dscores = trainer.loss_fn(scores, y[idx[lo:hi]])
                 model.backward(dscores * ((hi - lo) / n), input_grad=False)
-                copies[r] = [{k: getattr(m, k).copy() for k in m._buffers} for m in layers]
+                copies[r] = [{k: b.copy() for k, b in m.named_buffers()} for m in layers]
             for d in drops:
                 d.batch_rows = None
             opt.step()
         for i, m in enumerate(layers):          # the epoch's end: the copies averaged
-            for k in m._buffers:
+            for k, _ in m.named_buffers():
                 values = [c[i][k] for c in copies]
                 mean = np.mean(values, axis=0) if values[0].dtype.kind == "f" else values[0]
                 for c in copies:

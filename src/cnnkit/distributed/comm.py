@@ -55,6 +55,7 @@ MPI_MISSING = 'running on several MPI ranks needs mpi4py: pip install "cnnkit[mp
 
 #: Environment variables in which MPI launchers announce the job's size.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 
 
 class DistributedError(RuntimeError):
@@ -157,7 +158,8 @@ def share_cores(comm: "Comm | None", threads: int | None) -> None:
 
 
 def job_rank() -> int:
-    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):
+    """This process's rank as the launcher announced it in the environment (0 outside MPI)."""
+    for name in _RANK_VARIABLES:
         value = os.environ.get(name, "")
         if value.isdigit():
             return int(value)

@@ -137,7 +137,7 @@ class DataParallel:
             m.batch_rows = (lo if active else 0, n)
         saved = None
         if not active and not self.sync_bn:
-            saved = [(m, {k: getattr(m, k).copy() for k in m._buffers})
+            saved = [(m, {k: b.copy() for k, b in m.named_buffers()})
                      for m in self.model.modules() if isinstance(m, _BatchNorm)]
         sync = synchronised(self.model, self.comm, self._state) if self.sync_bn \
             else nullcontext()
@@ -188,13 +188,10 @@ class DataParallel:
         groups: dict = {}
         for a in arrays:
             groups.setdefault(a.dtype, []).append(a)
-        for dtype, group in groups.items():
-            flat = np.concatenate([a.ravel() for a in group]) if group else np.zeros(0, dtype)
+        for group in groups.values():
+            flat = np.concatenate([a.ravel() for a in group])
             self.comm.bcast(flat, 0, what)
-            offset = 0
-            for a in group:
-                a[...] = flat[offset:offset + a.size].reshape(a.shape)
-                offset += a.size
+            _unpack(flat, group)
 
     def sync_buffers(self) -> None:
         """Before an evaluation or a checkpoint: average the batch-norm running statistics over
@@ -205,21 +202,20 @@ class DataParallel:
             if floats:
                 flat = np.concatenate([b.ravel().astype(np.float64) for b in floats])
                 self.comm.allreduce(flat, "the running statistics' average")
-                flat /= self.size
-                offset = 0
-                for b in floats:
-                    b[...] = flat[offset:offset + b.size].reshape(b.shape)
-                    offset += b.size
+                _unpack(flat / self.size, floats)
         self.broadcast_weights()
-
-    def agree(self, flag: bool, what: str) -> bool:
-        """True on every rank when ``flag`` is True on any (a callback's stop_training)."""
-        value = np.array([float(flag)])
-        self.comm.allreduce(value, what, op="max")
-        return bool(value[0])
 
     def evaluate_sums(self, loss_sum: float, correct: int, count: int) -> tuple[float, int, int]:
         """An evaluation's per-rank sums, summed over the ranks."""
         sums = np.array([loss_sum, correct, count], np.float64)
         self.comm.allreduce(sums, "the evaluation's sums")
         return float(sums[0]), int(round(sums[1])), int(round(sums[2]))
+
+
+def _unpack(flat: np.ndarray, arrays) -> None:
+    """Write the consecutive slices of ``flat`` back into ``arrays``, in place and in order
+    (the inverse of concatenating their ravelled values)."""
+    offset = 0
+    for a in arrays:
+        a[...] = flat[offset:offset + a.size].reshape(a.shape)
+        offset += a.size
