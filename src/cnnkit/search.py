@@ -287,8 +287,8 @@ def _run_trial(trial: dict, base, folder: Path) -> dict:
     seconds = time.perf_counter() - start
     if code == EXIT_INTERRUPTED:
         raise KeyboardInterrupt
-    diverged = code is None or (code != 0 and "the loss became" in log_path.read_text())
-    if code not in (0, None) and not diverged:
+    diverged = code is None             # cmd_train raises on a divergence, caught above
+    if code not in (0, None):
         raise SearchError(f"{trial['folder']} failed (exit {code}); its output is in {log_path}")
     val_acc, epoch = (None, None) if diverged else _best_epoch(run_dir / "history.json")
     result = {**trial, "val_acc": val_acc, "epoch": epoch, "seconds": round(seconds, 3),
