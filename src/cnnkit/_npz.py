@@ -16,11 +16,12 @@ import zipfile
 import numpy as np
 
 from .budget import check_bytes
+from .errors import CnnkitError
 
 __all__ = ["NpzReadError", "npz_headers", "read_npz"]
 
 
-class NpzReadError(ValueError):
+class NpzReadError(CnnkitError, ValueError):
     """The archive or one of its members is not a readable array."""
 
 

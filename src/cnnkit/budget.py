@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import re
 
+from .errors import CnnkitError
+
 __all__ = ["BudgetError", "available_memory", "memory_budget", "set_memory_budget",
            "check_bytes", "parse_size", "format_size"]
 
@@ -24,7 +26,7 @@ _UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 _budget: int | None = None
 
 
-class BudgetError(ValueError):
+class BudgetError(CnnkitError, ValueError):
     """An allocation would exceed the memory budget; the message names it, its size and the
     budget, and how to raise the budget."""
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CnnkitError
 from .nn.facts import LayerError
 from .nn.module import Module
 
@@ -47,7 +48,7 @@ MAX_DIM = 2 ** 31 - 1                     # a size the runtimes index with 32 bi
 INLINE_BYTES = 1024       # smaller initializers stay in an external-data model, as onnx's do
 
 
-class ExportError(ValueError):
+class ExportError(CnnkitError, ValueError):
     """The net cannot be written as ONNX (a layer without an ONNX form, placeholder weights, a
     missing package, a bad argument); one line naming the layer or the problem."""
 

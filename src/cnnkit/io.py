@@ -29,6 +29,7 @@ import numpy as np
 
 from ._atomic import atomic_write_bytes, atomic_write_text
 from ._npz import NpzReadError, read_npz
+from .errors import CnnkitError
 from .nn.module import Module, build, shapes_only
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model",
@@ -39,7 +40,7 @@ FORMAT, VERSION = "cnnkit-checkpoint", 1
 _META = "__meta__.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CnnkitError, ValueError):
     """A checkpoint file is missing, corrupt, or not a cnnkit checkpoint."""
 
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import CnnkitError
+
 __all__ = ["RunFolderError", "RunFolder", "claim_run_folder"]
 
 LOCK = ".cnnkit-train.lock"
 
 
-class RunFolderError(OSError):
+class RunFolderError(CnnkitError, OSError):
     """A run folder cannot be used: it holds another run, another process writes it, or it cannot
     be written."""
 

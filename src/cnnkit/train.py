@@ -28,13 +28,14 @@ import numpy as np
 
 from .callbacks import (Callback, CallbackList, EpochLog, LambdaCallback, ModelCheckpoint,
                         ProgressBar, in_notebook)
+from .errors import CnnkitError
 from .functional.losses import get_loss
 from .io import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate", "predict"]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(CnnkitError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 

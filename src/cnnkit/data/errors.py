@@ -1,9 +1,11 @@
 """The one exception type of ``cnnkit.data``."""
 
+from ..errors import CnnkitError
+
 __all__ = ["DataError"]
 
 
-class DataError(ValueError):
+class DataError(CnnkitError, ValueError):
     """A data file is corrupt, truncated, or not the kind of file asked for.
 
     The message names the file and the problem. A subclass of ``ValueError``, as

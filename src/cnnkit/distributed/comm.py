@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 
+from ..errors import CnnkitError
+
 __all__ = ["Comm", "DistributedError", "PeerFailed", "CollectiveTimeout", "world",
            "job_size", "job_rank", "exit_now", "together", "share_cores", "DEFAULT_TIMEOUT",
            "QUIET_EXIT_DELAY", "TAG_ERROR", "TAG_ALIVE", "MPI_MISSING"]
@@ -58,7 +60,7 @@ _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "P
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(CnnkitError, RuntimeError):
     """A collective could not complete; the message names the rank(s) at fault."""
 
     #: whether this rank should print the message (one rank prints, so the job says it once)

@@ -44,6 +44,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .. import nn
+from ..errors import CnnkitError
 from ..functional._utils import SizeRuleError, VolumeError, check_volume
 from .blocks import basic_block
 
@@ -59,7 +60,7 @@ MAX_NESTING = 50                                          # [ inside [ inside ..
 MAX_SIZE = 2 ** 31 - 1                                    # any number in a token or INPUT
 
 
-class SpecError(ValueError):
+class SpecError(CnnkitError, ValueError):
     """A spec that does not parse or does not build. ``str(err)`` is three lines: what and why, the
     spec, and a caret line under the offending token. ``err.span`` is the token's (start, end) in
     ``err.text``; ``err.reason`` the why alone."""

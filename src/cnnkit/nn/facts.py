@@ -39,6 +39,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ..errors import CnnkitError
 from ..functional._utils import pair
 
 __all__ = ["Cost", "Step", "LayerError", "LayerFacts", "FACTS", "brief", "join_name",
@@ -80,7 +81,7 @@ def join_name(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-class LayerError(ValueError):
+class LayerError(CnnkitError, ValueError):
     """A layer of a walked tree does not fit the shape it gets. The message names it,
     ``layer 3.body.0 Conv2d(...): <the layer's own message>``; ``reason`` is the layer's own
     exception (a :class:`~cnnkit.functional._utils.SizeRuleError`, say)."""
