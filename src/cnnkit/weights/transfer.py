@@ -30,6 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._npz import NpzReadError, read_npz
+from ..budget import BudgetError
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..nn.layers import Linear
 from .errors import WeightsError
 from .safetensors import MAX_HEADER_BYTES, read_safetensors, write_safetensors
 
@@ -72,8 +76,6 @@ def _converts(file_dtype: np.dtype, model_dtype: np.dtype) -> bool:
 
 def _last_linear(model):
     """(name, Linear) of the model's last Linear layer, or None."""
-    from ..nn.layers import Linear
-
     found = None
     for name, m in model.named_modules():
         if isinstance(m, Linear):
@@ -451,6 +453,8 @@ def read_weights(path) -> dict[str, np.ndarray]:
     if kind == "safetensors":
         return read_safetensors(path)[0]
     if kind in ("torch-zip", "torch-legacy"):
+        # the PyTorch-file reader loads on first use (see the package docstring): it keeps
+        # `import cnnkit.weights` cheap
         from .torchfile import load_torch_state_dict
 
         try:
@@ -458,22 +462,16 @@ def read_weights(path) -> dict[str, np.ndarray]:
         except WeightsError:
             raise
         except ValueError as err:        # TorchFileError, one line naming the file
-            from ..budget import BudgetError
-
             if isinstance(err, BudgetError):
                 raise
             message = str(err)
             raise WeightsError(message if str(path) in message else f"{path}: {message}") \
                 from err
     if kind == "checkpoint":
-        from ..io import CheckpointError, load_checkpoint
-
         try:
             return load_checkpoint(path).model_state
         except CheckpointError as err:
             raise WeightsError(str(err)) from err
-    from .._npz import NpzReadError, read_npz
-
     try:
         return read_npz(path)
     except NpzReadError as err:
