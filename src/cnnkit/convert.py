@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from . import nn
-from .functional._utils import as_float_array, check_example_shape
+from .checks import as_float_array, check_example_shape
 from .nn import brief
 from .nn.facts import last_out
 

@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from .functional._utils import check_count, check_real, check_rng
+from .checks import check_count, check_real, check_rng
 
 __all__ = ["gaussian", "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "zeros"]
 

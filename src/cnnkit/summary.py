@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .functional._utils import check_count, check_example_shape
+from .checks import check_count, check_example_shape
 from .nn import Module, brief
 from .optim import OPTIMIZERS
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from cnnkit import functional as F
 from cnnkit import reference as R
+from cnnkit.geometry import window_geometry
 from cnnkit.gradcheck import check_kernel
 from tests import oracle
 from tests.cases import CONV2D_CASES
@@ -253,7 +254,7 @@ def test_input_gradient_is_the_adjoint_of_the_column_product(wide, geom, seed):
     x_shape, w_shape, stride, pad, dilation = _stride_one(geom) if wide else geom
     g = np.random.default_rng(seed)
     x, w = g.standard_normal(x_shape), g.standard_normal(w_shape)
-    win = F._utils.window_geometry(x_shape, w_shape[2:], stride, pad, dilation, "t")
+    win = window_geometry(x_shape, w_shape[2:], stride, pad, dilation, "t")
     bufs = im2col_module.ColumnBuffers(x_shape[0], x_shape, win, x.dtype, wide=wide)
     product = w.reshape(w.shape[0], -1) @ bufs.gather(x)
     d = g.standard_normal(product.shape).reshape(-1, x_shape[0], win.h_out, bufs.row)
@@ -264,7 +265,7 @@ def test_input_gradient_is_the_adjoint_of_the_column_product(wide, geom, seed):
 
 
 def test_wide_layout_refuses_a_stride():
-    win = F._utils.window_geometry((1, 1, 5, 5), (3, 3), 2, 0, 1, "t")
+    win = window_geometry((1, 1, 5, 5), (3, 3), 2, 0, 1, "t")
     with pytest.raises(ValueError, match="stride 1"):
         im2col_module.ColumnBuffers(1, (1, 1, 5, 5), win, np.float64, wide=True)
 

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from ..functional._utils import check_rng
+from ..checks import check_rng
 from .source import split_indices
 
 __all__ = ["train_val_split", "BatchLoader"]

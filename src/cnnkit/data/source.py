@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..functional._utils import check_rng
+from ..checks import check_rng
 from .errors import DataError
 
 __all__ = ["Images", "Split", "Dataset", "SOURCES", "DEFAULT_SOURCE", "register_source",

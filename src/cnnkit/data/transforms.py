@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..functional._utils import as_float_array, check_ndim, check_real, check_rng, pair
+from ..checks import as_float_array, check_ndim, check_real, check_rng, pair
 
 __all__ = ["to_float", "normalize", "random_crop", "random_hflip", "Augment",
            "MNIST_MEAN", "MNIST_STD"]

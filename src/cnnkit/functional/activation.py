@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import as_float_array, check_param, check_real
 from ..parallel import elementwise, empty_result
-from ._utils import as_float_array, check_param, check_real
 
 __all__ = ["relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
            "prelu_forward", "prelu_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward",

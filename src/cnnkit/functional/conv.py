@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import parallel
-from ._utils import (as_float_array, check_count, check_dout, check_ndim, check_param,
-                     match_dtype, window_geometry)
+from ..checks import as_float_array, check_count, check_dout, check_ndim, check_param, match_dtype
+from ..geometry import window_geometry
 from .im2col import ColumnBuffers, batch_chunks, row_length
 from .norm import feature_sum
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import as_float_array, check_dout, check_real, check_rng
 from ..parallel import elementwise, empty_result
-
-from ._utils import as_float_array, check_dout, check_real, check_rng
 
 __all__ = ["dropout_forward", "dropout_backward"]
 

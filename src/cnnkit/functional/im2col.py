@@ -2,7 +2,7 @@
 
 ``im2col`` / ``col2im`` serve pooling and the locally connected layer; ``ColumnBuffers`` is the
 convolution's chunked, cache-sized version of the same two maps. ``win`` is the
-:class:`~cnnkit.functional._utils.Window` geometry from ``window_geometry``.
+:class:`~cnnkit.geometry.Window` geometry from ``window_geometry``.
 
 Letters: N batch, C channels, H/W input size, Hp/Wp padded size, KH/KW kernel,
 H_out/W_out output size, S stride, P padding, D dilation.
@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..geometry import Window
 from ..parallel import split
-from ._utils import Window
 
 #: Bytes of im2col columns the conv builds at a time. One sample's columns of a 3x3 conv with 32
 #: channels on 32x32 are 1.2 MB; keeping the working set near a core's L2 (1 MB here) made that

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import parallel
-from ._utils import as_float_array, check_param, match_dtype
+from ..checks import as_float_array, check_param, match_dtype
 
 __all__ = ["affine_forward", "affine_backward"]
 

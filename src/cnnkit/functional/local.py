@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import as_float_array, check_dout, check_ndim, check_param, match_dtype
+from ..geometry import window_geometry
 from ..parallel import single_thread_blas
-from ._utils import (as_float_array, check_dout, check_ndim, check_param, match_dtype,
-                     window_geometry)
 from .im2col import col2im, im2col
 
 __all__ = ["locally_connected2d_forward", "locally_connected2d_backward"]

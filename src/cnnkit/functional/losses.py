@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import as_float_array, check_ndim, check_real
+from ..checks import as_float_array, check_ndim, check_real
 
 __all__ = ["softmax_loss", "svm_loss", "l2_regularization", "get_loss"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import as_float_array, check_count, check_dout, check_real
+from ..checks import as_float_array, check_count, check_dout, check_real
 
 __all__ = ["lrn_forward", "lrn_backward"]
 

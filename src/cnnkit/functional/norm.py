@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import parallel
-from ._utils import as_float_array, check_dout, check_ndim, check_param, check_real
+from ..checks import as_float_array, check_dout, check_ndim, check_param, check_real
 
 __all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_eval_forward",
            "batchnorm_eval_backward", "spatial_batchnorm_forward", "spatial_batchnorm_backward",

@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import parallel
-from ._utils import Window, as_float_array, check_dout, check_ndim, pair, window_geometry
+from ..checks import as_float_array, check_dout, check_ndim, pair
+from ..geometry import Window, window_geometry
 from .im2col import col2im, im2col
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",

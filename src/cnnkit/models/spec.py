@@ -45,7 +45,7 @@ import numpy as np
 
 from .. import nn
 from ..errors import CnnkitError
-from ..functional._utils import SizeRuleError, VolumeError, check_volume
+from ..geometry import SizeRuleError, VolumeError, check_volume
 from .blocks import basic_block
 
 __all__ = ["SpecError", "Layer", "Repeat", "Spec", "Step", "LAYERS", "parse", "build", "trace",

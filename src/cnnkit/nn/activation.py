@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..functional._utils import check_count, check_dout, check_real
+from ..checks import check_count, check_dout, check_real
 from .facts import Cost, join_name
 from .module import Module, Parameter, register_module
 

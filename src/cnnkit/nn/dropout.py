@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..functional._utils import check_real, check_rng
+from ..checks import check_real, check_rng
 from ..functional.dropout import MODES
 from .facts import Cost, join_name
 from .module import Module, register_module

@@ -39,8 +39,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ..checks import pair
 from ..errors import CnnkitError
-from ..functional._utils import pair
 
 __all__ = ["Cost", "Step", "LayerError", "LayerFacts", "FACTS", "brief", "join_name",
            "last_out"]
@@ -84,7 +84,7 @@ def join_name(prefix: str, name: str) -> str:
 class LayerError(CnnkitError, ValueError):
     """A layer of a walked tree does not fit the shape it gets. The message names it,
     ``layer 3.body.0 Conv2d(...): <the layer's own message>``; ``reason`` is the layer's own
-    exception (a :class:`~cnnkit.functional._utils.SizeRuleError`, say)."""
+    exception (a :class:`~cnnkit.geometry.SizeRuleError`, say)."""
 
     def __init__(self, name: str, module, reason: Exception | str):
         where = f"layer {name} {brief(module)}" if name else brief(module)

@@ -21,8 +21,8 @@ import numpy as np
 from .. import functional as F
 from .. import init as _init
 from ..budget import check_bytes
-from ..functional._utils import (as_float_array, check_count, check_dout, check_real,
-                                 check_volume, conv_output_size, pair, window_geometry)
+from ..checks import as_float_array, check_count, check_dout, check_real, pair
+from ..geometry import check_volume, conv_output_size, window_geometry
 from .facts import Cost, join_name
 from .module import Module, Parameter, building_shapes_only, register_module
 

@@ -13,8 +13,9 @@ import numpy as np
 
 from .. import functional as F
 from .. import init as _init
-from ..functional._utils import VolumeError, as_float_array, check_count, check_real
+from ..checks import as_float_array, check_count, check_real
 from ..functional.lrn import check_lrn_args
+from ..geometry import VolumeError
 from .facts import Cost, join_name
 from .layers import check_channels
 from .module import Module, Parameter, register_module

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 from .. import functional as F
-from ..functional._utils import check_volume, pair, window_geometry
+from ..checks import pair
+from ..geometry import check_volume, window_geometry
 from .facts import Cost
 from .layers import flag, jsonable, onnx_window, side
 from .module import Module, register_module

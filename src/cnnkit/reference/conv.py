@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional._utils import check_dout
+from ..checks import check_dout
 from ..functional.conv import check_conv_args
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..functional._utils import as_float_array, check_ndim
+from ..checks import as_float_array, check_ndim
 
 
 class NaiveBatchNormCache(NamedTuple):
