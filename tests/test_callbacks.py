@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from cnnkit import nn, optim
-from cnnkit.callbacks import (Callback, EarlyStopping, EpochLog, HistoryWriter, LambdaCallback,
+from cnnkit.callbacks import (Callback, EarlyStopping, EpochLog, LambdaCallback,
                               ModelCheckpoint, ProgressBar)
 from cnnkit.monitor import LayerStats, default_layers
 from cnnkit.train import Trainer
+from cnnkit.writers import HistoryWriter
 
 
 def _data(rng, n=40, d=6, k=3):

@@ -4,7 +4,8 @@
 loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn`` the modules,
 ``cnnkit.optim`` the optimizers and schedules, ``cnnkit.data`` the data sources,
 ``cnnkit.train`` the Trainer and ``cnnkit.callbacks`` what runs at its batch and epoch ends
-(``cnnkit.monitor.LayerStats`` among them), ``cnnkit.io`` checkpoints, ``cnnkit.models`` the
+(``cnnkit.monitor.LayerStats`` among them; ``cnnkit.writers`` those that write a run's
+history and curves), ``cnnkit.io`` checkpoints and weights files, ``cnnkit.models`` the
 model zoo and the pattern spec, ``cnnkit.summary`` the memory and parameter table,
 ``cnnkit.convert`` FC -> conv conversion, ``cnnkit.timing`` per-layer timing, ``cnnkit.viz``
 pictures of what a net does, ``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
@@ -24,7 +25,8 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "summary": "summary", "convert": "convert", "timing": "timing",
                "inference": "inference", "runs": "runs", "callbacks": "callbacks",
                "monitor": "monitor", "experiments": "experiments", "report": "report",
-               "parallel": "parallel", "export": "export", "weights": "weights"}
+               "parallel": "parallel", "export": "export", "weights": "weights",
+               "checkpoint": "checkpoint", "writers": "writers"}
 _THREAD_NAMES = ("set_num_threads", "get_num_threads", "num_threads")
 __all__ = [*_SUBMODULES, "predict_images", *_THREAD_NAMES]
 
@@ -37,6 +39,6 @@ def __getattr__(name):
     if name in _THREAD_NAMES:
         return getattr(importlib.import_module(".parallel", __name__), name)
     if name == "predict_images":
-        from .inference import predict_images
+        from .inference import predict_images  # on first use: keeps `import cnnkit` cheap
         return predict_images
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")

@@ -25,16 +25,16 @@ order: the progress bar (``progress``), the epoch log line (``log``), the checkp
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
+from ._progress import Bar
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "EpochLog", "HistoryWriter",
-           "LambdaCallback", "ModelCheckpoint", "ProgressBar", "in_notebook"]
+__all__ = ["Callback", "CallbackList", "EarlyStopping", "EpochLog", "LambdaCallback",
+           "ModelCheckpoint", "ProgressBar", "in_notebook"]
 
 
 class Callback:
@@ -156,8 +156,6 @@ class ProgressBar(Callback):
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs):
-        from ._progress import Bar
-
         self.bar = Bar(logs["num_batches"], f"epoch {epoch + 1}/{self.trainer.epochs}",
                        unit="batch", initial=logs["batch"])
         self._start, self._images = time.perf_counter(), 0
@@ -230,29 +228,6 @@ class ModelCheckpoint(Callback):
 
     def __repr__(self):
         return f"ModelCheckpoint({str(self.path)!r})"
-
-
-class HistoryWriter(Callback):
-    """After every epoch, writes the history as JSON to ``json_path`` and, when ``plot_path``
-    is given, its curves (:func:`cnnkit.viz.plot_history`) as a PNG; both atomically."""
-
-    def __init__(self, json_path=None, plot_path=None, title: str | None = None):
-        self.json_path = None if json_path is None else Path(json_path)
-        self.plot_path = None if plot_path is None else Path(plot_path)
-        self.title = title
-
-    def on_epoch_end(self, epoch, logs):
-        from ._atomic import atomic_write_text
-
-        if self.json_path is not None:
-            atomic_write_text(self.json_path, json.dumps(self.trainer.history, indent=1))
-        if self.plot_path is not None:
-            from .viz import close, plot_history
-
-            close(plot_history(self.trainer.history, self.plot_path, title=self.title))
-
-    def __repr__(self):
-        return f"HistoryWriter({str(self.json_path)!r}, {str(self.plot_path)!r})"
 
 
 class LambdaCallback(Callback):

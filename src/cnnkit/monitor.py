@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write_text
 from .callbacks import Callback
 from .nn import activation as _activation
 
@@ -203,8 +204,6 @@ class LayerStats(Callback):
 
     def save(self, path) -> Path:
         """Write :meth:`to_dict` as JSON, atomically."""
-        from ._atomic import atomic_write_text
-
         return atomic_write_text(path, json.dumps(self.to_dict(), allow_nan=False))
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..monitor import LayerStats
 from ._figure import finish, new_figure
 
 RULE_OF_THUMB = 1e-3     # the course's update/weight ratio
@@ -57,10 +58,8 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
 
     ``stats`` is a :class:`cnnkit.monitor.LayerStats` (or its ``to_dict()``).
     """
-    from .. import monitor
-
     if isinstance(stats, dict):
-        stats = monitor.LayerStats.from_dict(stats)
+        stats = LayerStats.from_dict(stats)
     if not stats.iterations:
         raise ValueError("LayerStats has no records yet: train with it first")
     iterations = np.asarray(stats.iterations)
