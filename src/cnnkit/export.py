@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
+from ._atomic import atomic_path, atomic_write_bytes
+from .budget import check_bytes
 from .errors import CnnkitError
 from .nn.facts import LayerError
 from .nn.module import Module
@@ -194,9 +197,6 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    from . import __version__
-    from .budget import check_bytes
-
     shape = _check_arguments(model, input_shape, opset, batch, input_name, output_name, onnx)
     try:
         out_shape = tuple(model.output_shape(shape))
@@ -249,8 +249,6 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     data = proto.SerializeToString()          # once: the checker reads these bytes too
     _validate(onnx, data)
     if path is not None:
-        from ._atomic import atomic_write_bytes
-
         atomic_write_bytes(path, lambda f: f.write(data))
     return proto
 
@@ -263,8 +261,6 @@ def _write_external(onnx, proto, graph: OnnxGraph, path: Path) -> None:
     import uuid
 
     from onnx import TensorProto, helper, numpy_helper
-
-    from ._atomic import atomic_path
 
     data_name = f"{path.name}.{uuid.uuid4().hex[:12]}.data"
     with atomic_path(path.parent / data_name) as tmp, open(tmp, "wb") as f:

@@ -15,6 +15,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .functional.losses import get_loss
+
 __all__ = ["numerical_gradient", "numerical_gradient_array", "rel_error", "check_kernel",
            "check_loss", "check_model"]
 
@@ -205,7 +207,6 @@ def check_model(model, x: np.ndarray, y: np.ndarray, loss="softmax", *, reg: flo
     -------
     ``{parameter_name: rel_error}`` in the model's parameter order.
     """
-    from .functional.losses import get_loss
     loss_fn = get_loss(loss)
     params = list(model.named_parameters())
     for name, p in params:

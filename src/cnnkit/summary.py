@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checks import check_count, check_example_shape
+from .functional.im2col import CHUNK_BYTES
 from .nn import Module, brief
 from .optim import OPTIMIZERS
 
@@ -435,8 +436,6 @@ def step_memory(model: Module, input_shape, batch: int, *, dtype="float32",
     for 8.0, ZFNet 2.9 for 2.0, AlexNet 2.2 for 2.0, ResNet-18 2.5 for 1.9, GoogLeNet 2.6 for
     2.4; the notes' count gives 16.1 GB for VGG-16.
     """
-    from .functional.im2col import CHUNK_BYTES
-
     s = summarize(model, input_shape, batch=batch, dtype=dtype, optimizer=optimizer)
     largest = max((r.activations for r in s.rows if not r.in_place), default=0)
     largest_param = max((p.size for _, p in model.named_parameters()), default=0)

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._atomic import atomic_path, atomic_write_text
 from .._progress import Bar
+from ..budget import check_bytes, format_size
 from .errors import DataError
 from .images import IMAGE_EXTENSIONS, decode_image, natural_channels
 from .source import Dataset, Images, Split, pixel_stats, register_source, stratified_split
@@ -256,8 +257,6 @@ def _check_room(cache: Path, full: tuple, root: Path) -> None:
     """Refuse a decode whose one image would not fit the memory budget (Pillow holds it twice
     while resizing, and float32 per batch later) or whose cache would not fit the disk."""
     import shutil
-
-    from ..budget import check_bytes, format_size
 
     per_image = math.prod(full[1:])
     check_bytes(per_image * (2 + 4), f"decoding one image of {root} at "

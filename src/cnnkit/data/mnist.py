@@ -17,6 +17,7 @@ import numpy as np
 from .errors import DataError
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, _decompress, _parse
 from .source import Dataset, from_arrays, register_source
+from .transforms import MNIST_MEAN, MNIST_STD
 
 __all__ = ["load_mnist", "open_mnist", "MNIST_FILES", "SHA256"]
 
@@ -112,8 +113,6 @@ def open_mnist(argument: str = "", **options) -> Dataset:
     """The shipped MNIST as a :class:`Dataset`: 60,000 training and 10,000 test digits (1x28x28
     uint8), classes "0".."9", the published pixel statistics, shifts of up to 2 pixels as the
     default augmentation (no flips: a mirrored digit is no digit)."""
-    from .transforms import MNIST_MEAN, MNIST_STD
-
     x, y = load_mnist("train")
     x_test, y_test = load_mnist("test")
     return from_arrays("mnist", "MNIST", [str(d) for d in range(10)], x[:, None], y,

@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from .. import parallel
 from ..errors import CnnkitError
 
 __all__ = ["Comm", "DistributedError", "PeerFailed", "CollectiveTimeout", "world",
@@ -150,8 +151,6 @@ def share_cores(comm: "Comm | None", threads: int | None) -> None:
     """As one of several ranks, without ``--threads`` (``threads``) or CNNKIT_NUM_THREADS: take
     this machine's cores divided by the ranks on it (MPICH and Open MPI say how many), so that
     the ranks do not oversubscribe the cores with cnnkit's threads."""
-    from .. import parallel
-
     if comm is None or threads is not None or "CNNKIT_NUM_THREADS" in os.environ:
         return
     local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")

@@ -21,6 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ..parallel import default_num_threads
 from .comm import MPI_MISSING, DistributedError
 
 __all__ = ["launch", "find_mpiexec", "without_workers", "MAX_WORKERS"]
@@ -65,8 +66,6 @@ def launch(argv: list[str], workers: int, threads: int | None) -> int:
     if importlib.util.find_spec("mpi4py") is None:
         raise DistributedError(MPI_MISSING)
     mpiexec = find_mpiexec()
-    from ..parallel import default_num_threads
-
     env = dict(os.environ)
     if threads is None and "CNNKIT_NUM_THREADS" not in env:
         env["CNNKIT_NUM_THREADS"] = str(max(1, default_num_threads() // workers))

@@ -19,6 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
+from ..budget import check_bytes
+from ..nn.module import building_shapes_only, shapes_only
+from . import spec
 from .blocks import basic_block, conv_unit, inception
 
 __all__ = ["lenet5", "lenet_bn", "three_layer_convnet", "alexnet", "zfnet", "vgg16", "googlenet",
@@ -435,10 +438,6 @@ def build_model(name_or_spec: str, input_shape=None, *, num_classes: int | None 
     has); for a zoo model it replaces the designed input (its channels set ``in_channels``).
     ``num_classes`` sets a zoo model's classifier; a spec's last FC fixes its own.
     """
-    from ..budget import check_bytes
-    from ..nn.module import building_shapes_only, shapes_only
-    from . import spec
-
     def make():
         if spec.is_spec(name_or_spec):
             parsed = spec.parse(name_or_spec)

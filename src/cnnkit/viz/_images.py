@@ -8,12 +8,12 @@ import math
 
 import numpy as np
 
+from ..nn import Conv2d
+
 
 def conv_layers(model) -> list[tuple[str, object]]:
     """``(dotted name, Conv2d)`` of every convolution in ``model``, in the order of
     ``named_modules`` (the forward order of a Sequential); a lone Conv2d is named "conv"."""
-    from ..nn import Conv2d
-
     if isinstance(model, Conv2d):
         return [("conv", model)]
     return [(name or "conv", m) for name, m in model.named_modules() if isinstance(m, Conv2d)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn import Module
 from ._figure import finish, new_figure
 from ._images import first_conv, grid_shape, mosaic
 
@@ -11,8 +12,6 @@ from ._images import first_conv, grid_shape, mosaic
 def _weight_of(layer_or_weight) -> tuple[np.ndarray, str]:
     """(F, C, KH, KW) weights and how to name them: of a Conv2d, of a model's first Conv2d, or
     an array."""
-    from ..nn import Module
-
     if isinstance(layer_or_weight, Module):
         name, conv = first_conv(layer_or_weight, "plot_filters")
         label = "conv" if name == "conv" else f"layer {name}"
