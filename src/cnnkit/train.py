@@ -16,7 +16,6 @@ order and how far into it training got), so a resumed run ends with bit-identica
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -28,6 +27,7 @@ import numpy as np
 
 from .callbacks import (Callback, CallbackList, EpochLog, LambdaCallback, ModelCheckpoint,
                         ProgressBar, in_notebook)
+from .data.loader import BatchOrder
 from .errors import CnnkitError
 from .functional.losses import get_loss
 from .io import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
@@ -289,11 +289,16 @@ class Trainer:
             raise ValueError(f"the resumed epoch's batch order covers {len(self._order)} images, "
                              f"but the training data holds {n}: it is not the data the run "
                              f"was saved with")
+        # The epoch's order and position; self._order and self._batch hold the position at the
+        # last batch boundary, which is what a checkpoint saves.
+        batches = BatchOrder(n, self.batch_size, self.rng, what="Trainer")
         if self._order is None:                   # a fresh epoch (not resuming inside one)
             self._consistent = False
-            self._order, self._batch, self._sums = self.rng.permutation(n), 0, [0.0, 0, 0]
+            self._order, self._batch, self._sums = batches.start_epoch(), 0, [0.0, 0, 0]
             self._consistent = True
-        num_batches = math.ceil(n / self.batch_size)
+        else:
+            batches.load_state_dict({"order": self._order, "batch": self._batch})
+        num_batches = len(batches)
         callbacks = self.callbacks
         callbacks.epoch_begin(self.epoch, {"num_batches": num_batches, "batch": self._batch})
         self.model.train()
@@ -304,7 +309,7 @@ class Trainer:
             # From here until the counters below are advanced, the weights, the optimizer,
             # the Generators and the position disagree: a stop in between saves nothing.
             self._consistent = False
-            idx = self._order[batch * self.batch_size:(batch + 1) * self.batch_size]
+            idx = next(batches)                   # batch `batch` of the epoch's order
             xb, yb = x[idx], y[idx]
             if self.preprocess is not None:
                 xb = self.preprocess(xb)
@@ -321,7 +326,7 @@ class Trainer:
                 loss, correct = self._distributed_step(xb, yb, batch)
             self.optimizer.step()
             loss = float(loss)
-            self._batch += 1
+            self._batch = batches.batch
             self.iteration += 1
             self.history["batch_loss"].append(loss)
             self._sums[0] += loss * len(idx)

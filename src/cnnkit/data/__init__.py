@@ -11,7 +11,8 @@
     preprocess.py   Preprocessing: a batch of stored images -> the net's normalised input
     idx.py          read_idx, read_idx_images, read_idx_labels, write_idx (the IDX format)
     transforms.py   to_float, normalize, random_crop, random_hflip, Augment, MNIST_MEAN/STD
-    loader.py       train_val_split, BatchLoader (a full permutation per epoch)
+    loader.py       train_val_split, BatchOrder (the one batching path: a full permutation per
+                    epoch and the position in it), BatchLoader
 
 A new source is one module defining ``open_NAME(argument, **options) -> Dataset`` under
 ``@register_source("NAME", ...)``, and one import line below.
@@ -24,7 +25,7 @@ from .source import (DEFAULT_SOURCE, SOURCES, Dataset, Images, Split, canonical_
                      check_labels, open_source, pixel_stats, register_source, source_names,
                      split_indices, stratified_split)
 from .idx import read_idx, read_idx_images, read_idx_labels, write_idx
-from .loader import BatchLoader, train_val_split
+from .loader import BatchLoader, BatchOrder, train_val_split
 from .transforms import (MNIST_MEAN, MNIST_STD, Augment, normalize, random_crop, random_hflip,
                          to_float)
 from .preprocess import FITS, Preprocessing, choose_fit
@@ -48,5 +49,5 @@ __all__ = [
     "RestrictedUnpickler", "CIFAR10_CLASSES",
     "open_folder", "scan_folder", "open_npz", "load_npz",
     "to_float", "normalize", "random_crop", "random_hflip", "Augment", "MNIST_MEAN", "MNIST_STD",
-    "train_val_split", "BatchLoader",
+    "train_val_split", "BatchOrder", "BatchLoader",
 ]
