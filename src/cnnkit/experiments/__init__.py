@@ -23,6 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._atomic import atomic_write_text
+from ..runs import LOCK, RunFolderError, claim_run_folder
+
 __all__ = ["EXPERIMENTS", "Experiment", "run_experiment"]
 
 
@@ -87,11 +90,11 @@ def run_experiment(experiment, *, out="experiments", name=None, overwrite=False,
     OSError
         The results folder cannot be claimed or written (:class:`cnnkit.runs.RunFolderError`).
     """
+    # Imported at a run, not at the top: `cnnkit --help` lists EXPERIMENTS from this module, and
+    # its start-up stays cheap without NumPy and what common imports (the Trainer, the data).
     import numpy as np
 
-    from .._atomic import atomic_write_text
-    from ..runs import LOCK, RunFolderError, claim_run_folder
-    from .common import format_table, jsonable, to_json
+    from .common import format_table, jsonable, to_json  # cheap start-up, as above
 
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of "

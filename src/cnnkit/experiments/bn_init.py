@@ -18,8 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import (Outcome, accuracy, batches, check_config, fmt, mnist, progress_bar,
-                     train_step)
+from .. import nn
+from ..data import BatchOrder
+from ..optim import Adam
+from ..viz._figure import close, finish, new_figure
+from .common import Outcome, accuracy, check_config, fmt, mnist, progress_bar, train_step
 
 FIGURES = ("accuracy_vs_weight_scale.png",)
 LABELS = {"plain": "without BN", "bn": "with BN"}
@@ -66,8 +69,6 @@ class Config:
 
 def build(with_bn: bool, scale: float, config: Config, rng):
     """[Linear -> (BatchNorm1d) -> ReLU] * depth -> Linear(width, 10), weights scale * randn."""
-    from .. import nn
-
     layers, d = [], 784
     for _ in range(config.depth):
         layers.append(nn.Linear(d, config.width, init="gaussian", weight_scale=scale, rng=rng))
@@ -80,12 +81,10 @@ def build(with_bn: bool, scale: float, config: Config, rng):
 
 def _train(model, config: Config, data, rng, bar) -> dict:
     """Train ``model``; per-epoch accuracies and the last epoch's mean loss (NaN once diverged)."""
-    from ..optim import Adam
-
     x_train, y_train, x_val, y_val = data
     optimizer = Adam(model.named_parameters(), lr=config.lr)
-    order = batches(len(x_train), config.batch_size, rng)
-    per_epoch = len(x_train) // config.batch_size
+    order = BatchOrder(len(x_train), config.batch_size, rng, drop_last=True)
+    per_epoch = len(order)                  # whole batches; the last N % B are skipped
     train_acc, val_acc, loss = [], [], math.nan
     with np.errstate(all="ignore"):         # a huge init overflows; the loss then says so
         for _ in range(config.epochs):
@@ -154,8 +153,6 @@ def _targets(numbers: dict) -> list:
 
 
 def _plot(numbers: dict, config: Config, path) -> None:
-    from ..viz._figure import close, finish, new_figure
-
     fig = new_figure(13, 4.3)
     axes = fig.subplots(1, 3)
     scales = np.asarray(numbers["weight_scales"])

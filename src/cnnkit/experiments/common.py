@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Outcome", "check_config", "mnist", "batches", "train_step", "accuracy", "progress_bar",
+from .._progress import Bar
+from ..data import open_source
+from ..functional import softmax_loss
+from ..train import predict
+
+__all__ = ["Outcome", "check_config", "mnist", "train_step", "accuracy", "progress_bar",
            "jsonable", "format_table", "fmt"]
 
 
@@ -61,8 +66,6 @@ def check_config(config, *, counts=(), positives=(), fractions=()) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _mnist():
-    from ..data import open_source
-
     return open_source("mnist")
 
 
@@ -80,18 +83,8 @@ def mnist(split: str, n: int | None = None, *, flat: bool = True):
     return (x.reshape(len(x), -1) if flat else x), np.asarray(part.labels)
 
 
-def batches(n: int, batch_size: int, rng):
-    """Endless mini-batches of indices into ``n`` examples: a fresh permutation every epoch."""
-    while True:
-        order = rng.permutation(n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield order[start:start + batch_size]
-
-
 def train_step(model, optimizer, x, y) -> float:
     """One SGD step on the softmax loss of (x, y); returns the loss."""
-    from ..functional import softmax_loss
-
     optimizer.zero_grad()
     loss, dscores = softmax_loss(model.forward(x), y)
     model.backward(dscores, input_grad=False)
@@ -101,16 +94,12 @@ def train_step(model, optimizer, x, y) -> float:
 
 def accuracy(model, x, y, batch_size: int = 2000) -> float:
     """Fraction of (x, y) classified right, in eval mode."""
-    from ..train import predict
-
     return float(np.mean(predict(model, x, batch_size).argmax(axis=1) == y))
 
 
 def progress_bar(total: int, desc: str, enabled: bool):
     """A bar over ``total`` steps (``with progress_bar(...) as bar: bar.update()``); silent
     when not ``enabled`` or tqdm is missing."""
-    from .._progress import Bar
-
     return Bar(total, desc, enabled=enabled)
 
 

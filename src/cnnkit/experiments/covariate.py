@@ -33,7 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import Outcome, batches, check_config, fmt, mnist, progress_bar, train_step
+from .. import nn
+from ..data import BatchOrder
+from ..optim import SGD
+from ..viz._figure import close, finish, new_figure
+from .common import Outcome, check_config, fmt, mnist, progress_bar, train_step
 
 FIGURES = ("accuracy.png", "sigmoid_input_percentiles.png")
 PERCENTILES = (15, 50, 85)
@@ -78,8 +82,6 @@ class Config:
 
 def build(with_bn: bool, config: Config, rng):
     """[Linear -> (BatchNorm1d) -> Sigmoid] * depth -> Linear(hidden, 10)."""
-    from .. import nn
-
     layers, d = [], 784
     for _ in range(config.depth):
         layers.append(nn.Linear(d, config.hidden, init="xavier", rng=rng))
@@ -114,9 +116,6 @@ def drift(percentiles: np.ndarray, t0: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(config: Config, folder, rng, progress: bool) -> Outcome:
-    from .. import nn
-    from ..optim import SGD
-
     config.check()
     x_train, y_train = mnist("train", config.train_size)
     x_test, y_test = mnist("test", config.test_size)
@@ -130,7 +129,7 @@ def run(config: Config, folder, rng, progress: bool) -> Outcome:
         model = build(key == "bn", config, net_rng)
         last_sigmoid = [m for m in model if isinstance(m, nn.Sigmoid)][-1]
         optimizer = SGD(model.named_parameters(), lr=config.lr)
-        order = batches(len(x_train), config.batch_size, net_rng)
+        order = BatchOrder(len(x_train), config.batch_size, net_rng, drop_last=True)
         acc, pct = [], []
         start = time.perf_counter()
         with progress_bar(config.steps, f"{LABELS[key]}", progress) as bar:
@@ -222,8 +221,6 @@ COLORS = {"plain": "tab:red", "bn": "tab:blue"}
 
 
 def _plot_accuracy(numbers: dict, config: Config, path) -> None:
-    from ..viz._figure import close, finish, new_figure
-
     fig = new_figure(7, 4.5)
     ax = fig.subplots()
     steps = np.asarray(numbers["steps"])
@@ -248,8 +245,6 @@ def _plot_accuracy(numbers: dict, config: Config, path) -> None:
 def _plot_percentiles(numbers: dict, config: Config, path) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-
-    from ..viz._figure import close, finish, new_figure
 
     fig = new_figure(11, 4.8)
     axes = fig.subplots(1, 2, sharey=True)

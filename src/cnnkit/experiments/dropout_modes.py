@@ -25,8 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import (Outcome, accuracy, batches, check_config, fmt, mnist, progress_bar,
-                     train_step)
+from .. import nn
+from ..data import BatchOrder
+from ..optim import Adam
+from ..viz._figure import close, finish, new_figure
+from .common import Outcome, accuracy, check_config, fmt, mnist, progress_bar, train_step
 
 FIGURES = ("expectation_per_unit.png", "trained_nets.png")
 MODES = ("upscale_in_train", "downscale_in_infer")
@@ -69,8 +72,6 @@ class Config:
 def expectation(x: np.ndarray, p: float, mode: str, masks: int, rng) -> dict:
     """Training outputs of ``Dropout(p, mode)`` on ``x`` (units,) under ``masks`` masks against
     its test output: per-unit mean, standard error, z, and the test output."""
-    from .. import nn
-
     drop = nn.Dropout(p, mode, rng=rng)
     out = drop.forward(np.broadcast_to(x, (masks, len(x)))).astype(np.float64)   # (masks, units)
     mean = out.mean(axis=0)
@@ -84,8 +85,6 @@ def expectation(x: np.ndarray, p: float, mode: str, masks: int, rng) -> dict:
 
 def build(mode: str, config: Config, rng):
     """Sequential(features = Sequential(Linear, ReLU), Dropout, Linear)."""
-    from .. import nn
-
     features = nn.Sequential(nn.Linear(784, config.hidden, rng=rng), nn.ReLU())
     return nn.Sequential(features, nn.Dropout(config.p, mode, rng=rng),
                          nn.Linear(config.hidden, 10, init="xavier", rng=rng))
@@ -112,8 +111,6 @@ def _scores_over_masks(model, x, masks: int, rng) -> dict:
 
 
 def run(config: Config, folder, rng, progress: bool) -> Outcome:
-    from ..optim import Adam
-
     config.check()
     x = rng.uniform(0.5, 2.0, config.units).astype(np.float32)
     seed = rng.integers(2**63)
@@ -137,8 +134,8 @@ def run(config: Config, folder, rng, progress: bool) -> Outcome:
                 model = build(mode, config, np.random.default_rng(init_seed))
                 model[1].rng = np.random.default_rng(mask_seed)
                 optimizer = Adam(model.named_parameters(), lr=config.lr)
-                order = batches(len(x_train), config.batch_size,
-                                np.random.default_rng(order_seed))
+                order = BatchOrder(len(x_train), config.batch_size,
+                                   np.random.default_rng(order_seed), drop_last=True)
                 for _ in range(config.steps):
                     idx = next(order)
                     train_step(model, optimizer, x_train[idx], y_train[idx])
@@ -222,8 +219,6 @@ COLORS = {"upscale_in_train": "tab:blue", "downscale_in_infer": "tab:orange"}
 
 
 def _plot_units(numbers: dict, config: Config, path) -> None:
-    from ..viz._figure import close, finish, new_figure
-
     fig = new_figure(12, 4.5)
     axes = fig.subplots(1, 2, sharey=True)
     x = np.asarray(numbers["input"])
@@ -253,8 +248,6 @@ def _plot_units(numbers: dict, config: Config, path) -> None:
 
 
 def _plot_nets(nets: dict, config: Config, path) -> None:
-    from ..viz._figure import close, finish, new_figure
-
     fig = new_figure(11, 4.8)
     axes = fig.subplots(1, 2)
     for ax, mode in zip(axes, MODES):

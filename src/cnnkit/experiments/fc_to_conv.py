@@ -25,8 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import (Outcome, accuracy, batches, check_config, fmt, mnist, progress_bar,
-                     train_step)
+from .. import nn
+from ..convert import fully_convolutional, output_stride, sliding_scores
+from ..data import BatchOrder
+from ..optim import Adam
+from ..viz._figure import close, finish, new_figure
+from .common import Outcome, accuracy, check_config, fmt, mnist, progress_bar, train_step
 
 FIGURES = ("score_map.png",)
 SIZE = 28
@@ -55,8 +59,6 @@ class Config:
 
 def build(rng):
     """The net of the module docstring, for (N, 1, 28, 28) input."""
-    from .. import nn
-
     return nn.Sequential(
         nn.Conv2d(1, 8, 5, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(8, 16, 5, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
@@ -75,15 +77,12 @@ def _best_time(fn, repeats: int):
 
 
 def run(config: Config, folder, rng, progress: bool) -> Outcome:
-    from ..convert import fully_convolutional, output_stride, sliding_scores
-    from ..optim import Adam
-
     config.check()
     x_train, y_train = mnist("train", flat=False)
     x_test, y_test = mnist("test", flat=False)
     model = build(rng)
     optimizer = Adam(model.named_parameters(), lr=config.lr)
-    order = batches(len(x_train), config.batch_size, rng)
+    order = BatchOrder(len(x_train), config.batch_size, rng, drop_last=True)
     start = time.perf_counter()
     with progress_bar(config.steps, "training", progress) as bar:
         for _ in range(config.steps):
@@ -150,8 +149,6 @@ def run(config: Config, folder, rng, progress: bool) -> Outcome:
 def _plot(numbers: dict, canvas: np.ndarray, scores: np.ndarray, config: Config, path) -> None:
     from matplotlib import colormaps
     from matplotlib.colors import BoundaryNorm
-
-    from ..viz._figure import close, finish, new_figure
 
     sh, sw = numbers["output_stride"]
     predicted = np.asarray(numbers["predicted_map"])

@@ -23,8 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import (Outcome, accuracy, batches, check_config, fmt, mnist, progress_bar,
-                     train_step)
+from .. import nn
+from ..data import BatchOrder
+from ..functional import softmax_loss
+from ..optim import SGD
+from ..viz._figure import close, finish, new_figure
+from .common import Outcome, accuracy, check_config, fmt, mnist, progress_bar, train_step
 
 FIGURES = ("gradients_at_init.png", "gradients_in_training.png")
 NETS = {"sigmoid": "xavier", "relu": "he"}         # activation -> the init it is given
@@ -61,8 +65,6 @@ class Config:
 
 def build(activation: str, config: Config, rng):
     """The net: [Linear -> activation] * depth -> Linear(width, 10)."""
-    from .. import nn
-
     act, init = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}[activation], NETS[activation]
     layers, d = [], 784
     for _ in range(config.depth):
@@ -74,9 +76,6 @@ def build(activation: str, config: Config, rng):
 def gradient_norms(model, x, y) -> tuple[list, list]:
     """``(weight_norms, input_norms)``: ``||dL/dW||_F`` and ``||dL/dx||_F`` of every Linear of
     ``model`` for the mean softmax loss of (x, y), first layer first. Leaves ``.grad`` zeroed."""
-    from .. import nn
-    from ..functional import softmax_loss
-
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     input_norms = {}
     handles = [m.register_backward_hook(
@@ -95,8 +94,6 @@ def gradient_norms(model, x, y) -> tuple[list, list]:
 
 
 def run(config: Config, folder, rng, progress: bool) -> Outcome:
-    from ..optim import SGD
-
     config.check()
     x_train, y_train = mnist("train", config.train_size)
     x_test, y_test = mnist("test", config.test_size)
@@ -109,7 +106,7 @@ def run(config: Config, folder, rng, progress: bool) -> Outcome:
         net_rng = np.random.default_rng(rng.integers(2**63))
         model = build(activation, config, net_rng)
         optimizer = SGD(model.named_parameters(), lr=config.lr, momentum=config.momentum)
-        order = batches(len(x_train), config.batch_size, net_rng)
+        order = BatchOrder(len(x_train), config.batch_size, net_rng, drop_last=True)
         record = {"step": [], "weight_grad_norm": [], "input_grad_norm": [], "test_acc": [],
                   "train_loss": []}
         losses = []
@@ -167,8 +164,6 @@ STYLE = {"sigmoid": ("tab:red", "o", "sigmoid, Xavier init"),
 
 
 def _plot_init(nets: dict, config: Config, path) -> None:
-    from ..viz._figure import close, finish, new_figure
-
     fig = new_figure(10, 4.2)
     axes = fig.subplots(1, 2)
     layers = np.arange(1, config.depth + 2)
@@ -192,8 +187,6 @@ def _plot_training(nets: dict, config: Config, path) -> None:
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
-
-    from ..viz._figure import close, finish, new_figure
 
     fig = new_figure(11, 8)
     axes = fig.subplots(2, 2)
