@@ -272,7 +272,7 @@ def test_residual_and_concat_rows_follow_their_children(rng):
         ("0.body.0", "CONV3-8/s2", (8, 5, 5)), ("0.body.1", "BN", (8, 5, 5)),
         ("0.body.2", "RELU", (8, 5, 5)), ("0.body.3", "CONV3-8", (8, 5, 5)),
         ("0.shortcut.0", "CONV1-8/s2", (8, 5, 5)), ("0.shortcut.1", "BN", (8, 5, 5)),
-        ("0", "RES-8", (8, 5, 5)), ("1", "RELU", (8, 5, 5)),
+        ("0", "RES-8/s2", (8, 5, 5)), ("1", "RELU", (8, 5, 5)),
         ("2.0", "CONV1-3", (3, 5, 5)), ("2.1", "POOL3/1p1", (8, 5, 5)),
         ("2", "CONCAT-11", (11, 5, 5))]
     assert model(rng.standard_normal((2, 4, 9, 9))).shape[1:] == rows[-1].out_shape

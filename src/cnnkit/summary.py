@@ -347,18 +347,20 @@ def format_notes(summary: Summary) -> str:
         TOTAL memory: 15.2M * 4 bytes ~= 58MB / image (only forward! ~*2 for bwd)
         TOTAL params: 138M parameters
 
-    Layers run in place are left out, as the notes leave out ReLU. Volumes are HxWxC; memory
-    uses ``abbreviate`` (2 significant figures); weights exclude biases, as the notes list them;
-    TOTAL params counts every parameter. TOTAL memory is the sum of the rows printed: for VGG-16
-    that is 15,237,608 values (~15.2M, 58MB in float32), not the notes' "24M * 4 bytes ~= 93MB",
-    a known slip in the CS231n notes (cs231n.github.io issue #88) that their own rows do not add
-    up to.
+    Layers run in place are left out, as the notes leave out ReLU. A row names its layer by its
+    label, but an FC without its width (``FC``, not ``FC-4096``), as the notes' table does: the
+    volume beside it gives the width. Volumes are HxWxC; memory uses ``abbreviate`` (2
+    significant figures); weights exclude biases, as the notes list them; TOTAL params counts
+    every parameter. TOTAL memory is the sum of the rows printed: for VGG-16 that is 15,237,608
+    values (~15.2M, 58MB in float32), not the notes' "24M * 4 bytes ~= 93MB", a known slip in
+    the CS231n notes (cs231n.github.io issue #88) that their own rows do not add up to.
     """
     s = summary
     lines = [f"INPUT: [{_hwc(s.input_shape)}] memory: {_memory(s.input_shape)} weights: 0"]
     for row in s.rows:
         if not row.in_place:
-            lines.append(f"{row.label}: [{_hwc(row.out_shape)}] memory: {_memory(row.out_shape)} "
+            name = "FC" if row.label.startswith("FC-") else row.label
+            lines.append(f"{name}: [{_hwc(row.out_shape)}] memory: {_memory(row.out_shape)} "
                          f"weights: {_weights(row)}")
     lines.append(f"TOTAL memory: {abbreviate(s.activations, 3)} * {s.itemsize} bytes ~= "
                  f"{format_bytes(s.forward_bytes)} / image (only forward! ~*2 for bwd)")

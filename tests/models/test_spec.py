@@ -244,7 +244,11 @@ def test_parse_gives_the_tree_with_token_spans():
     assert text[slice(*rep.span)] == "[CONV3-16/s2 -> RELU]*2"
     assert [text[slice(*n.span)] for n in rep.body] == ["CONV3-16/s2", "RELU"]
     assert rep.body[0] == Layer("CONV", {"kernel": 3, "filters": 16, "stride": 2,
-                                         "padding": None, "dilation": 1}, rep.body[0].span)
+                                         "padding": None, "dilation": 1, "groups": 1},
+                                rep.body[0].span)
+    assert parse("CONV3x1-8/s2x1p1x0").nodes[0].args == {
+        "kernel": (3, 1), "filters": 8, "stride": (2, 1), "padding": (1, 0), "dilation": 1,
+        "groups": 1}
     assert isinstance(once, Repeat) and once.count == 1 and text[slice(*once.span)] == "[BN]"
     assert fc.kind == "FC" and fc.args == {"features": 10} and text[slice(*fc.span)] == "FC-10"
     assert parse("FC-3").input_shape is None
@@ -264,6 +268,10 @@ def test_parse_gives_the_tree_with_token_spans():
     ("res-64/s1 -> RES-128/2 -> lrn5 -> lrn3 -> gap", "RES-64 -> RES-128/s2 -> LRN -> LRN3 -> GAP"),
     ("[[relu]*0]*3", "[[RELU]*0]*3"),
     ("FC-010", "FC-10"),
+    ("conv3x3-8/P1X1g1 -> conv3x1-8/p1x0 -> CONV2x3-8/d1x2p1x2",
+     "CONV3-8 -> CONV3x1-8 -> CONV2x3-8/p1x2d1x2"),
+    ("CONV3-8/g2s2 -> pool3/s2p1 -> AVGPOOL2P0 -> avgpool3/1p1",
+     "CONV3-8/s2g2 -> POOL3/2p1 -> AVGPOOL2 -> AVGPOOL3/1p1"),
 ])
 def test_describe_prints_canonical_text(text, canonical):
     assert describe(text) == canonical
@@ -389,13 +397,19 @@ SYNTAX = [
     ("INPUT[3x8x8] -> POLL2", "POLL2", 0, "unknown layer POLL; did you mean POOL?"),
     ("INPUT[3x8x8] -> L2POLL2", "L2POLL2", 0, "unknown layer L2POLL; did you mean L2POOL?"),
     ("INPUT[3x8x8] -> SOFTMAXX", "SOFTMAXX", 0, "unknown layer SOFTMAXX; known layers: "
-     "CONVk-n[/sSpPdD], LCk-n[/sSpPdD], POOLk[/S]"),
-    ("CONV3", "CONV3", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdD], e.g. CONV3-64"),
+     "CONVk-n[/sSpPdDgG], LCk-n[/sSpPdD], POOLk[/S][pP]"),
+    ("CONV3", "CONV3", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdDgG], e.g. "
+     "CONV3-64"),
+    ("CONV3-4/g2x1", "CONV3-4/g2x1", 0, "not a valid CONV token"),
+    ("CONV3x-4", "CONV3x-4", 0, "not a valid CONV token"),
+    ("LC3-4/g2", "LC3-4/g2", 0, "not a valid LC token; the form is LCk-n[/sSpPdD]"),
+    ("L2POOL2p1", "L2POOL2p1", 0, "not a valid L2POOL token; the form is L2POOLk[/S], e.g."),
+    ("POOL3/p1", "POOL3/p1", 0, "not a valid POOL token; the form is POOLk[/S][pP]"),
     ("CONV3-4/x2", "CONV3-4/x2", 0, "not a valid CONV token"),
     ("CONV3-4/s2s1", "CONV3-4/s2s1", 0, "not a valid CONV token"),
     ("LC3-", "LC3-", 0, "not a valid LC token; the form is LCk-n[/sSpPdD]"),
     ("FC10", "FC10", 0, "not a valid FC token; the form is FC-n, e.g. FC-10"),
-    ("POOL", "POOL", 0, "not a valid POOL token; the form is POOLk[/S]"),
+    ("POOL", "POOL", 0, "not a valid POOL token; the form is POOLk[/S][pP]"),
     ("RELU2", "RELU2", 0, "not a valid RELU token; the form is RELU"),
     ("DROPOUT-0.5", "DROPOUT-0.5", 0, "not a valid DROPOUT token"),
     ("RES-8/p1", "RES-8/p1", 0, "not a valid RES token; the form is RES-n[/sS]"),

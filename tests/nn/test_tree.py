@@ -197,7 +197,7 @@ def test_container_facts_compose_their_childrens(rng):
         ("1.0", (4, 5, 5), True), ("1.1", (2, 5, 5), True), ("1", (6, 5, 5), False)]
     assert net.output_shape((2, 9, 9)) == net(np.zeros((1, 2, 9, 9), np.float32)).shape[1:]
     assert net.output_stride((2, 9, 9)) == (2, 2)
-    assert (block.label((2, 9, 9)), net[1].label((4, 5, 5))) == ("RES-4", "CONCAT-6")
+    assert (block.label((2, 9, 9)), net[1].label((4, 5, 5))) == ("RES-4/s2", "CONCAT-6")
     assert [name for name, _ in net.named_chain()] == ["0", "1"]
     with pytest.raises(nn.LayerError, match=r"^layer 0\.body\.0 Conv2d\(2, 4, .*the input has "
                                             r"C = 3 channels but the layer expects 2"):

@@ -12,11 +12,14 @@ Grammar (case-insensitive; whitespace is free between items, a layer token is wr
 
 Layers (``LAYERS`` lists the forms). Volumes are written CxHxW throughout (the notes write HxWxC):
 
-    CONVk-n[/sSpPdD]  Conv2d k x k, n filters, stride S (1), dilation D (1), padding P (default
+    CONVk-n[/sSpPdDgG]
+                      Conv2d k x k, n filters, stride S (1), dilation D (1), padding P (default
                       D*(k-1)/2, which keeps H and W at stride 1; a window with an even span needs
-                      an explicit P). No bias when a BN follows: BN's beta is the bias.
-    LCk-n[/sSpPdD]    LocallyConnected2d, the same options and default padding
-    POOLk[/S]         max pooling, window k, stride S (default k); AVGPOOL, L2POOL likewise
+                      an explicit P), G groups (1). No bias when a BN follows: BN's beta is the
+                      bias.
+    LCk-n[/sSpPdD]    LocallyConnected2d, the same options but groups, and the same default padding
+    POOLk[/S][pP]     max pooling, window k, stride S (default k), padding P (0); AVGPOOL likewise,
+                      L2POOL too but without padding
     FC-n              Linear to n outputs; a Flatten goes in first when the input is a volume
     RELU SIGMOID TANH the activations; BN: BatchNorm2d on a volume, BatchNorm1d on a vector
     PRELU             PReLU with a learned slope per channel (or per feature of a vector)
@@ -25,6 +28,10 @@ Layers (``LAYERS`` lists the forms). Volumes are written CxHxW throughout (the n
                       (:func:`cnnkit.models.blocks.basic_block`)
     GAP               GlobalAvgPool2d and a Flatten: the volume becomes a vector of C
     LRN[n]            LocalResponseNorm(n), n = 5 by default, PyTorch's alpha, beta and k
+
+k, S, P and D may differ between the axes, written HxW, height first (CONV3x1-64/p1x0). The
+canonical text of a token (:func:`describe`) is what :mod:`cnnkit.notation` writes, which is
+also the label of the layer it builds (``Module.label``).
 
 Convolutions and hidden FCs get He initialisation; the last FC (the classifier) starts with
 ``0.01 * randn`` weights, as in :func:`cnnkit.models.zoo.lenet_bn`.
@@ -43,7 +50,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .. import nn
+from .. import nn, notation
 from ..errors import CnnkitError
 from ..geometry import SizeRuleError, VolumeError, check_volume
 from .blocks import basic_block
@@ -51,8 +58,9 @@ from .blocks import basic_block
 __all__ = ["SpecError", "Layer", "Repeat", "Spec", "Step", "LAYERS", "parse", "build", "trace",
            "describe", "is_spec"]
 
-_WINDOW = r"(\d+)-(\d+)(?:/([A-Z0-9]+))?"
-_POOL = r"(\d+)(?:/S?(\d+))?"
+_SIZE = r"\d+(?:X\d+)?"                                 # k, or HxW when the axes differ
+_WINDOW = rf"({_SIZE})-(\d+)(?:/([A-Z0-9]+))?"
+_POOL = rf"({_SIZE})(?:/S?({_SIZE}))?"                 # + (?:P({_SIZE}))? where padded
 _WORD = re.compile(r"[A-Za-z0-9_.\-/]")
 _STAR = re.compile(r"\*\s*(-?\d*)")
 MAX_LAYERS = 10_000                                       # in the expanded chain
@@ -328,10 +336,12 @@ def describe(text_or_spec) -> str:
 
 
 def _canonical(node) -> str:
+    """A node's text; a layer's is written by :mod:`cnnkit.notation`, as its label is."""
     if isinstance(node, Repeat):
         inner = " -> ".join(_canonical(n) for n in node.body)
         return f"[{inner}]" + ("" if node.count == 1 else f"*{node.count}")
-    return node.kind + TOKENS[node.kind].write(node.args)
+    write = TOKENS[node.kind].write
+    return node.kind if write is None else write(node.args)
 
 
 def is_spec(text) -> bool:
@@ -504,9 +514,11 @@ class Token:
 
     ``form`` shows it in messages; ``pattern`` matches what follows the name (groups are passed
     to ``read``, which returns its numbers with the defaults filled in, or None when they do
-    not parse); ``write`` gives the canonical text after the name; ``build(args, shape, *,
-    fail, rng, bias, classifier)`` returns its modules for an input ``shape`` (``fail(reason)``
-    rejects a number; ``bias`` is False before a BN; ``classifier`` marks the last FC);
+    not parse); ``write`` gives the canonical token, name included, through
+    :mod:`cnnkit.notation`, the writer of the layers' labels too (None: the bare name);
+    ``build(args, shape, *, fail, rng, bias, classifier)`` returns its modules for an input
+    ``shape`` (``fail(reason)`` rejects a number; ``bias`` is False before a BN; ``classifier``
+    marks the last FC);
     ``what`` and ``hint`` word a size-rule error the grammar's way.
     """
 
@@ -514,40 +526,60 @@ class Token:
     build: Callable[..., list]
     pattern: str = ""
     read: Callable[..., dict | None] = lambda: {}
-    write: Callable[[dict], str] = lambda args: ""
+    write: Callable[[dict], str] | None = None
     example: str = ""
     what: str = ""
     hint: str = ""
 
 
 def _at_least(fail, value, minimum, what):
-    if value < minimum:
-        fail(f"{what} must be >= {minimum}, got {value}")
+    """``value`` an int or an (h, w) pair, each at least ``minimum``."""
+    if min(value if isinstance(value, tuple) else (value,)) < minimum:
+        fail(f"{what} must be >= {minimum}, got {notation.size(value)}")
 
 
-def _window_options(opts: str) -> dict | None:
-    """``S2P0D2`` (any order, each once) -> {"S": 2, "P": 0, "D": 2}; None when malformed."""
-    pairs = re.findall(r"([SPD])(\d+)", opts)
+def _size(text: str | None, default=None):
+    """A size as written: ``3`` -> 3, ``3X2`` -> (3, 2) (height first); None or "" (not
+    written) -> ``default``."""
+    if not text:
+        return default
+    h, _, w = text.partition("X")
+    return (int(h), int(w)) if w else int(h)
+
+
+def _window_options(opts: str, letters: str) -> dict | None:
+    """``S2P0D2`` (any order, each once, each of ``letters``) -> {"S": "2", "P": "0", "D": "2"};
+    None when malformed."""
+    pairs = re.findall(rf"([{letters}])({_SIZE})", opts)
     if "".join(k + v for k, v in pairs) != opts or len({k for k, _ in pairs}) != len(pairs):
         return None
-    return {k: int(v) for k, v in pairs}
+    return dict(pairs)
 
 
-def _read_window(k, n, opts):
-    """``CONVk-n/s2p0d2`` -> its numbers; padding stays None when not written."""
-    given = _window_options(opts or "")
-    if given is None:
-        return None
-    return {"kernel": int(k), "filters": int(n), "stride": given.get("S", 1),
-            "padding": given.get("P"), "dilation": given.get("D", 1)}
+def _read_window(local: bool):
+    def read(k, n, opts):
+        """``CONVk-n/s2p0d2g2`` -> its numbers; padding stays None when not written."""
+        given = _window_options(opts or "", "SPD" if local else "SPDG")
+        if given is None:
+            return None
+        args = {"kernel": _size(k), "filters": int(n), "stride": _size(given.get("S"), 1),
+                "padding": _size(given.get("P")), "dilation": _size(given.get("D"), 1)}
+        if not local:
+            args["groups"] = _size(given.get("G"), 1)
+            if isinstance(args["groups"], tuple):
+                return None                   # groups are one number
+        return args
+    return read
 
 
-def _write_window(a):
-    defaults = {"S": 1, "P": a["dilation"] * (a["kernel"] - 1) / 2, "D": 1}
-    given = {"S": a["stride"], "P": a["padding"], "D": a["dilation"]}
-    opts = "".join(f"{key.lower()}{v}" for key, v in given.items()
-                   if v is not None and v != defaults[key])
-    return f"{a['kernel']}-{a['filters']}" + (f"/{opts}" if opts else "")
+def _two(value) -> tuple:
+    """An int or an (h, w) pair as a pair."""
+    return value if isinstance(value, tuple) else (value, value)
+
+
+def _write_window(name: str):
+    return lambda a: notation.window(name, a["kernel"], a["filters"], a["stride"], a["padding"],
+                                     a["dilation"], a.get("groups", 1))
 
 
 def _window(local: bool):
@@ -558,33 +590,43 @@ def _window(local: bool):
         for value, what in ((k, "the kernel size k"), (n, "the number of filters n"),
                             (s, "the stride"), (d, "the dilation")):
             _at_least(fail, value, 1, what)
+        if not local:
+            _at_least(fail, args["groups"], 1, "the number of groups g")
         if p is None:                         # the grammar's default: padding that keeps H x W
-            if d * (k - 1) % 2:
-                fail(f"the window spans D*(k-1)+1 = {d * (k - 1) + 1}, an even number, so no "
-                     f"padding centres it; give one, e.g. {name}{k}-{n}/p{d * (k - 1) // 2}")
-            p = d * (k - 1) // 2
+            p = notation.same_padding(k, d)
+            if p is None:
+                spans = [dd * (kk - 1) for kk, dd in zip(_two(k), _two(d))]
+                even = "an even number" + ("" if spans[0] == spans[1] else " on an axis")
+                fail(f"the window spans D*(k-1)+1 = {notation.size([s + 1 for s in spans])}, "
+                     f"{even}, so no padding centres it; give one, e.g. "
+                     f"{name}{notation.size(k)}-{n}/p{notation.size([s // 2 for s in spans])}")
         if local:
             return [nn.LocallyConnected2d(shape[0], n, k, check_volume(shape, name)[1:],
                                           stride=s, padding=p, dilation=d, rng=rng)]
-        return [nn.Conv2d(shape[0], n, k, stride=s, padding=p, dilation=d, bias=bias, rng=rng)]
+        return [nn.Conv2d(shape[0], n, k, stride=s, padding=p, dilation=d, groups=args["groups"],
+                          bias=bias, rng=rng)]
     return build
 
 
-def _pool(cls):
+def _pool(cls, padded: bool):
     def build(args, shape, *, fail, **_):
         _at_least(fail, args["kernel"], 1, "the pooling window k")
         _at_least(fail, args["stride"], 1, "the stride")
-        return [cls(args["kernel"], stride=args["stride"])]
+        padding = {"padding": args["padding"]} if padded else {}
+        return [cls(args["kernel"], stride=args["stride"], **padding)]
     return build
 
 
-def _pool_token(name, cls):
-    return Token(f"{name}k[/S]", _pool(cls), _POOL,
-                 lambda k, s: {"kernel": int(k), "stride": int(k) if s is None else int(s)},
-                 lambda a: f"{a['kernel']}" + (f"/{a['stride']}" if a["stride"] != a["kernel"]
-                                               else ""),
+def _pool_token(name, cls, padded=True):
+    """POOL and AVGPOOL take a padding (pP); L2POOL has none."""
+    return Token(f"{name}k[/S]" + ("[pP]" if padded else ""), _pool(cls, padded),
+                 _POOL + (rf"(?:P({_SIZE}))?" if padded else "()"),
+                 lambda k, s, p: {"kernel": _size(k), "stride": _size(s, _size(k)),
+                                  "padding": _size(p, 0)},
+                 lambda a: notation.pool(name, a["kernel"], a["stride"], a["padding"]),
                  f"{name}2" + (" or POOL3/2" if name == "POOL" else ""), name.lower(),
-                 "the window or the stride (POOLk/s)")
+                 "the window, the stride or the padding (POOLk/SpP)" if padded
+                 else "the window or the stride (POOLk/S)")
 
 
 def _fc(args, shape, *, fail, rng, classifier, **_):
@@ -618,16 +660,17 @@ def _plain(make):
 
 
 TOKENS = {
-    "CONV": Token("CONVk-n[/sSpPdD]", _window(local=False), _WINDOW, _read_window, _write_window,
-                  "CONV3-64 or CONV7-64/s2p3", "conv", "the stride or the padding (CONVk-n/sNpM)"),
-    "LC": Token("LCk-n[/sSpPdD]", _window(local=True), _WINDOW, _read_window, _write_window,
-                "LC3-16 or LC3-16/s2", "locally connected",
+    "CONV": Token("CONVk-n[/sSpPdDgG]", _window(local=False), _WINDOW, _read_window(local=False),
+                  _write_window("CONV"), "CONV3-64 or CONV7-64/s2p3", "conv",
+                  "the stride or the padding (CONVk-n/sNpM)"),
+    "LC": Token("LCk-n[/sSpPdD]", _window(local=True), _WINDOW, _read_window(local=True),
+                _write_window("LC"), "LC3-16 or LC3-16/s2", "locally connected",
                 "the stride or the padding (CONVk-n/sNpM)"),
     "POOL": _pool_token("POOL", nn.MaxPool2d),
     "AVGPOOL": _pool_token("AVGPOOL", nn.AvgPool2d),
-    "L2POOL": _pool_token("L2POOL", nn.L2Pool2d),
+    "L2POOL": _pool_token("L2POOL", nn.L2Pool2d, padded=False),
     "FC": Token("FC-n", _fc, r"-(\d+)", lambda n: {"features": int(n)},
-                lambda a: f"-{a['features']}", "FC-10"),
+                lambda a: notation.fc(a["features"]), "FC-10"),
     "RELU": Token("RELU", _plain(nn.ReLU)),
     "PRELU": Token("PRELU", lambda args, shape, **_: [nn.PReLU(shape[0])]),
     "SIGMOID": Token("SIGMOID", _plain(nn.Sigmoid)),
@@ -635,16 +678,17 @@ TOKENS = {
     "BN": Token("BN", lambda args, shape, **_: [
         (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0])]),
     "DROPOUT": Token("DROPOUT[p]", _dropout, r"(\d*\.?\d+|\d+\.)?",
-                     lambda p: {"p": 0.5 if p is None else float(p)},
-                     lambda a: np.format_float_positional(a["p"], trim="-"),
+                     lambda p: {"p": notation.DROPOUT_P if p is None else float(p)},
+                     lambda a: notation.dropout(a["p"]),
                      "DROPOUT or DROPOUT0.3"),
     "RES": Token("RES-n[/sS]", _res, r"-(\d+)(?:/S?(\d+))?",
                  lambda n, s: {"channels": int(n), "stride": 1 if s is None else int(s)},
-                 lambda a: f"-{a['channels']}" + (f"/s{a['stride']}" if a["stride"] != 1 else ""),
+                 lambda a: notation.res(a["channels"], a["stride"]),
                  "RES-64 or RES-128/s2"),
     "GAP": Token("GAP", lambda args, shape, **_: [nn.GlobalAvgPool2d(), nn.Flatten()]),
-    "LRN": Token("LRN[n]", _lrn, r"(\d+)?", lambda n: {"size": 5 if n is None else int(n)},
-                 lambda a: str(a["size"]) if a["size"] != 5 else "", "LRN5"),
+    "LRN": Token("LRN[n]", _lrn, r"(\d+)?",
+                 lambda n: {"size": notation.LRN_SIZE if n is None else int(n)},
+                 lambda a: notation.lrn(a["size"]), "LRN5"),
 }
 LAYERS = {name: token.form for name, token in TOKENS.items()}      # name -> its form
 _BY_LENGTH = sorted(TOKENS, key=len, reverse=True)                  # L2POOL before POOL

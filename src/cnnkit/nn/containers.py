@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from .. import notation
 from ..parallel import single_thread_blas
 from .facts import Cost, LayerError, Step, brief, join_name, last_out
 from .module import Module, build, register_module
@@ -225,7 +226,9 @@ class Residual(Module):
         return Cost(0, math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
-        return f"RES-{self.output_shape(in_shape)[0]}"
+        """RES-n, with /sS when the block subsamples (:func:`cnnkit.notation.res`): the token of
+        a basic block (:func:`cnnkit.models.blocks.basic_block`) that builds it."""
+        return notation.res(self.output_shape(in_shape)[0], self.output_stride(in_shape) or 1)
 
     def output_stride(self, in_shape):
         return self.body.output_stride(in_shape)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from .. import notation
 from ..checks import check_real, check_rng
 from ..functional.dropout import MODES
 from .facts import Cost, join_name
@@ -76,7 +77,7 @@ class Dropout(Module):
         return Cost(0, (self.mode == "downscale_in_infer") * math.prod(in_shape))
 
     def label(self, in_shape):
-        return f"DROPOUT{self.p:g}"
+        return notation.dropout(self.p)
 
     def training_effect(self):
         return "random masks" if self.p > 0 else None

@@ -7,7 +7,9 @@ axis: (C, H, W) or (D,)), without touching its weights:
     output_shape(in_shape)      the per-example output shape; ValueError with the numbers when
                                 the input does not fit (a size rule's is the kernel's own)
     cost(in_shape)              Cost(macs, flops) of one example, or None when unknown
-    label(in_shape)             the notes' name: CONV3-64, POOL2, FC, RELU, RES-64 ...
+    label(in_shape)             the notes' name, written by :mod:`cnnkit.notation` as the spec
+                                token that builds the layer again: CONV3-64, POOL2, FC-10,
+                                RELU, RES-64/s2 ...
     weight_formula(in_shape)    its weights written out as the notes do: (3*3*64)*128
     im2col_shape(in_shape)      (K, L) of the column matrix it multiplies, or None
     output_stride(in_shape)     how far apart, in input pixels, its output positions are

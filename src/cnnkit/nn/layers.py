@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import init as _init
+from .. import notation
 from ..budget import check_bytes
 from ..checks import as_float_array, check_count, check_dout, check_real, pair
 from ..geometry import check_volume, conv_output_size, window_geometry
@@ -42,11 +43,6 @@ def flag(value, name: str) -> bool:
 def jsonable(p: tuple):
     """An (h, w) pair as its int when square, else a list: how configs write pairs."""
     return p[0] if p[0] == p[1] else list(p)
-
-
-def side(p: tuple) -> str:
-    """An (h, w) pair as the notes' labels write it: "3" when square, else "3x2"."""
-    return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
 
 
 def check_channels(c: int, expected: int, what: str) -> None:
@@ -179,7 +175,7 @@ class Linear(_Weighted):
         return Cost(macs, 2 * macs + (self.out_features if self.bias is not None else 0))
 
     def label(self, in_shape):
-        return "FC"
+        return notation.fc(self.out_features)
 
     def to_onnx(self, graph, x, in_shape, name):
         """``Gemm(x, weight, bias, transB=1)``, after a ``Flatten`` when x is not (N, D)."""
@@ -258,19 +254,10 @@ class _Window(_Weighted):
         return (self.out_channels, win.h_out, win.w_out)
 
     def label(self, in_shape):
-        """CONVk-n (LCk-n) with the grammar's suffix for a non-default geometry: /s2p0, and
-        d2, g2 for dilation and groups; the default padding is (k-1)/2."""
-        kh, kw = self.kernel_size
-        parts = ""
-        for letter, value, default in (("s", self.stride, (1, 1)),
-                                       ("p", self.padding, ((kh - 1) // 2, (kw - 1) // 2)),
-                                       ("d", self.dilation, (1, 1))):
-            if value != default:
-                parts += letter + side(value)
-        if getattr(self, "groups", 1) != 1:
-            parts += f"g{self.groups}"
-        return f"{self._prefix}{side(self.kernel_size)}-{self.out_channels}" + (
-            "/" + parts if parts else "")
+        """CONVk-n (LCk-n) with the grammar's suffix for a non-default geometry (/s2p0, d2, g2),
+        written by :func:`cnnkit.notation.window`: the spec token that builds this layer."""
+        return notation.window(self._prefix, self.kernel_size, self.out_channels, self.stride,
+                               self.padding, self.dilation, getattr(self, "groups", 1))
 
     def output_stride(self, in_shape):
         return self.stride

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import init as _init
+from .. import notation
 from ..checks import as_float_array, check_count, check_real
 from ..functional.lrn import check_lrn_args
 from ..geometry import VolumeError
@@ -212,7 +213,7 @@ class LocalResponseNorm(Module):
         return Cost(0, (2 * self.size + 3) * math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
-        return "LRN"
+        return notation.lrn(self.size)
 
     def to_onnx(self, graph, x, in_shape, name):
         """ONNX ``LRN`` (the same formula) for an odd ``size`` on (N, C, H, W). ONNX's window

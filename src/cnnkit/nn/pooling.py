@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 
 from .. import functional as F
+from .. import notation
 from ..checks import pair
 from ..geometry import check_volume, window_geometry
 from .facts import Cost
-from .layers import flag, jsonable, onnx_window, side
+from .layers import flag, jsonable, onnx_window
 from .module import Module, register_module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "L2Pool2d", "GlobalAvgPool2d"]
@@ -62,13 +63,9 @@ class _Pool2d(Module):
         return Cost(0, self._flops_per_window(kh * kw) * math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
-        """POOLk (AVGPOOLk, L2POOLk), then /s for a stride other than k and pP for padding."""
-        text = self._label + side(self.kernel_size)
-        if self.stride != self.kernel_size:
-            text += "/" + side(self.stride)
-        if self.padding != (0, 0):
-            text += "p" + side(self.padding)
-        return text
+        """POOLk (AVGPOOLk, L2POOLk), then /S for a stride other than k and pP for padding,
+        written by :func:`cnnkit.notation.pool`: the spec token that builds this layer."""
+        return notation.pool(self._label, self.kernel_size, self.stride, self.padding)
 
     def output_stride(self, in_shape):
         return self.stride
