@@ -305,8 +305,10 @@ def test_unknown_source_and_options(capsys, tmp_path):
     assert_one_line_error(code, err, "unknown data source 'imagenet:/x'", "folder:DIR")
     code, _, err = run(capsys, "train", "--augment", "blur", "--out", str(tmp_path))
     assert_one_line_error(code, err, "unknown augmentation 'blur'")
-    code, _, err = run(capsys, "train", "--input", "3", "--out", str(tmp_path))
-    assert_one_line_error(code, err, "--input takes the net's volume CxHxW")
+    with pytest.raises(SystemExit):
+        main(["train", "--input", "3", "--out", str(tmp_path)])
+    assert "argument --input: expected a volume CxHxW such as 3x32x32, got '3'" in \
+        capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--test-size", "1.5"])
     assert "expected a fraction in [0, 1)" in capsys.readouterr().err

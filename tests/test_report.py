@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from cnnkit.cli import main
-from cnnkit.report import write_report
+from cnnkit import load_run
 
 SPEC = "CONV3-4 -> RELU -> POOL2 -> FC-10"
 SECTIONS = ("settings", "model", "curves", "layers", "test", "filters", "image", "timing")
@@ -114,17 +114,17 @@ def test_a_net_with_nan_weights_is_reported_as_such(run_dir, tmp_path):
     model = ckpt.build_model()
     model.parameters()[0].data[0, 0, 0, 0] = np.nan
     save_checkpoint(tmp_path / "model.npz", model, extra=ckpt.extra)
-    page = write_report(tmp_path, progress=False).read_text(encoding="utf-8")
+    page = load_run(tmp_path).report(progress=False).read_text(encoding="utf-8")
     assert "holds NaN or infinite weights (0.weight)" in page
 
 
 def test_a_run_still_training_renders_what_it_can(run_dir, tmp_path):
     """No model.npz and no history.json yet: the last epoch's weights, no curves."""
     shutil.copy(run_dir / "checkpoint.npz", tmp_path / "checkpoint.npz")
-    path = write_report(tmp_path, tmp_path / "out" / "page.html", progress=False)
+    path = load_run(tmp_path).report(tmp_path / "out" / "page.html", progress=False)
     page = path.read_text(encoding="utf-8")
     assert "model.npz is not written yet" in page
-    assert "No history.json yet" in page
+    assert "No history yet" in page
     assert len(re.findall(r"<img ", page)) == 5
     assert not (tmp_path / "report.html").exists()
 

@@ -1,5 +1,11 @@
 """cnnkit: convolutional networks from first principles in NumPy.
 
+``cnnkit.fit(data, model, **settings)`` trains a net as ``cnnkit train`` does and returns a
+``cnnkit.Run`` (its net, history and test accuracy, with ``predict``, ``evaluate``, ``report``
+and ``save``); ``cnnkit.load_run(folder_or_checkpoint)`` reads one back; ``cnnkit.RunConfig``
+is the schema of a run's settings (:mod:`cnnkit.app`). Every error about what a user gave is a
+``cnnkit.CnnkitError`` (:mod:`cnnkit.errors`).
+
 ``cnnkit.functional`` (also ``cnnkit.F``) holds the kernels, ``cnnkit.reference`` their naive
 loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn`` the modules,
 ``cnnkit.optim`` the optimizers and schedules, ``cnnkit.data`` the data sources,
@@ -26,9 +32,14 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "inference": "inference", "runs": "runs", "callbacks": "callbacks",
                "monitor": "monitor", "experiments": "experiments", "report": "report",
                "parallel": "parallel", "export": "export", "weights": "weights",
-               "checkpoint": "checkpoint", "writers": "writers"}
-_THREAD_NAMES = ("set_num_threads", "get_num_threads", "num_threads")
-__all__ = [*_SUBMODULES, "predict_images", *_THREAD_NAMES]
+               "checkpoint": "checkpoint", "writers": "writers", "app": "app",
+               "evaluation": "evaluation", "errors": "errors", "search": "search",
+               "distributed": "distributed"}
+# names defined in a submodule, imported from it on first use
+_NAMES = {"predict_images": "inference", "set_num_threads": "parallel",
+          "get_num_threads": "parallel", "num_threads": "parallel", "fit": "app", "Run": "app",
+          "load_run": "app", "RunConfig": "app", "CnnkitError": "errors"}
+__all__ = [*_SUBMODULES, *_NAMES]
 
 
 def __getattr__(name):
@@ -36,9 +47,8 @@ def __getattr__(name):
         module = importlib.import_module(f".{_SUBMODULES[name]}", __name__)
         globals()[name] = module
         return module
-    if name in _THREAD_NAMES:
-        return getattr(importlib.import_module(".parallel", __name__), name)
-    if name == "predict_images":
-        from .inference import predict_images  # on first use: keeps `import cnnkit` cheap
-        return predict_images
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")

@@ -14,13 +14,14 @@ the memory the operating system reports available to this process (``MemAvailabl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
 from .errors import CnnkitError
 
 __all__ = ["BudgetError", "available_memory", "memory_budget", "set_memory_budget",
-           "check_bytes", "parse_size", "format_size"]
+           "check_bytes", "parse_size", "format_size", "scoped_memory_budget"]
 
 _UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 _budget: int | None = None
@@ -106,6 +107,20 @@ def set_memory_budget(nbytes) -> None:
     global _budget
     _budget = None if nbytes is None else (parse_size(nbytes) if isinstance(nbytes, str)
                                            else int(nbytes))
+
+
+@contextlib.contextmanager
+def scoped_memory_budget(nbytes):
+    """``with scoped_memory_budget("8G"):`` the budget is ``nbytes`` inside the block, then
+    what it was; None leaves it as it is."""
+    global _budget
+    before = _budget
+    if nbytes is not None:
+        set_memory_budget(nbytes)
+    try:
+        yield
+    finally:
+        _budget = before
 
 
 def memory_budget() -> tuple[int | None, str]:

@@ -33,6 +33,9 @@ from .nn.module import Module, build, shapes_only
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model"]
 
 FORMAT, VERSION = "cnnkit-checkpoint", 1
+# a checkpoint's metadata flag: weights imported from a file that does not say how its net's
+# inputs were normalised (`cnnkit import` without --mean/--std); predict and evaluate refuse it
+UNKNOWN_NORMALISATION = "normalisation_unknown"
 _META = "__meta__.json"
 
 

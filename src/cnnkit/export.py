@@ -41,7 +41,7 @@ from .errors import CnnkitError
 from .nn.facts import LayerError
 from .nn.module import Module
 
-__all__ = ["ExportError", "OnnxGraph", "to_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["ExportError", "OnnxGraph", "to_onnx", "served_metadata", "DEFAULT_OPSET", "MIN_OPSET"]
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 11          # Pad's pads and Gemm's optional bias as used here; Einsum needs 12
@@ -347,3 +347,15 @@ def _check_output_shape(onnx, proto, graph: OnnxGraph, output_name: str, expecte
     if dims != expected:
         raise ExportError(f"ONNX shape inference gives the output {dims}, the net's shape rule "
                           f"{expected} ({_BUG})")
+
+
+def served_metadata(metadata: dict) -> dict:
+    """What an exported file records of a checkpoint's metadata, for whoever serves it: the
+    class names and the preprocessing (the mean and std to normalise with, the image size)."""
+    kept = {}
+    if metadata.get("classes"):
+        kept["cnnkit.classes"] = metadata["classes"]
+    fields = ("image_shape", "input_shape", "mean", "std", "fit", "brightness")
+    if all(k in metadata for k in ("mean", "std", "input_shape")):
+        kept["cnnkit.preprocessing"] = {k: metadata[k] for k in fields if k in metadata}
+    return kept

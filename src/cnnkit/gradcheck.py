@@ -11,14 +11,19 @@ quotient (~1e-7 / h) swamps the answer.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .errors import UsageError
 from .functional.losses import get_loss
+from .models import build_model
+from .nn import shapes_only
+from .summary import check_memory
 
 __all__ = ["numerical_gradient", "numerical_gradient_array", "rel_error", "check_kernel",
-           "check_loss", "check_model"]
+           "check_loss", "check_model", "check_named_model", "ModelCheck"]
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
@@ -244,3 +249,68 @@ def check_model(model, x: np.ndarray, y: np.ndarray, loss="softmax", *, reg: flo
     finally:
         model.load_state_dict(saved_state)
         model.set_rng_states(saved_rngs)
+
+
+@dataclass
+class ModelCheck:
+    """What :func:`check_named_model` found: each parameter's relative error against ``tol``."""
+
+    label: str
+    parameters: int
+    loss: str
+    batch: int
+    num_checks: int | None
+    shapes: dict
+    errors: dict
+    tol: float
+
+    @property
+    def worst(self) -> float:
+        return max(self.errors.values(), default=0.0)
+
+    @property
+    def passed(self) -> bool:
+        return self.worst < self.tol
+
+    def lines(self) -> list[str]:
+        """The table ``cnnkit gradcheck`` prints, a row per parameter."""
+        checks = "all entries" if self.num_checks is None else \
+            f"{self.num_checks} random entries per parameter"
+        out = [f"gradient check of {self.label} ({self.parameters:,} parameters) in float64, "
+               f"{self.loss} loss, batch {self.batch}, {checks}",
+               f"  {'parameter':<24} {'shape':<20} {'rel error':>10}"]
+        for name, err in self.errors.items():
+            flag = "" if err < self.tol else "  FAIL"
+            if err == 0.0:
+                flag = "  (gradient identically zero, e.g. a bias before batch norm)"
+            out.append(f"  {name:<24} {str(self.shapes[name]):<20} {err:>10.2e}{flag}")
+        out.append(f"max relative error {self.worst:.2e} ({'pass' if self.passed else 'FAIL'}: "
+                   f"threshold {self.tol:g})")
+        return out
+
+
+def check_named_model(text: str, input_shape=None, *, batch: int = 4, loss: str = "softmax",
+              reg: float = 0.0, num_checks: int | None = None, eval_mode: bool = False,
+              tol: float = 1e-6, seed: int = 0) -> ModelCheck:
+    """Every parameter of the zoo model or spec ``text`` against centred differences, in
+    float64, on a random batch (:func:`cnnkit.gradcheck.check_model`); ``num_checks`` entries
+    per parameter (default: all, or 20 for nets over 5,000 parameters)."""
+    rng = np.random.default_rng(seed)
+    with shapes_only():
+        sketch, shape = build_model(text, input_shape)
+    check_memory(sketch, shape, batch, "the net", dtype="float64", optimizer="sgd")
+    model, shape = build_model(text, input_shape, rng=rng)
+    model.astype(np.float64)
+    if eval_mode:
+        model.eval()
+    out = tuple(model.output_shape(shape))
+    if len(out) != 1:
+        raise UsageError(f"{text if len(text) < 60 else 'the spec'} gives outputs of shape "
+                         f"{out} per example; a loss needs a vector of class scores")
+    x = rng.standard_normal((batch, *shape))
+    y = rng.integers(0, out[0], batch)
+    if num_checks is None and model.num_parameters() > 5000:
+        num_checks = 20
+    errors = check_model(model, x, y, loss, reg=reg, num_checks=num_checks, rng=rng)
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    return ModelCheck(text, model.num_parameters(), loss, batch, num_checks, shapes, errors, tol)

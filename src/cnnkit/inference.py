@@ -17,14 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from .data import DataError, Preprocessing, decode_image, image_to_array
+from .checkpoint import UNKNOWN_NORMALISATION, load_checkpoint
+from .data import (
+    DataError,
+    Preprocessing,
+    canonical_source,
+    decode_image,
+    image_to_array,
+    open_source,
+)
+from .summary import images_within
+from .train import predict
 
-# a checkpoint's metadata flag: weights imported from a file that does not say how its net's
-# inputs were normalised (`cnnkit import` without --mean/--std)
-UNKNOWN_NORMALISATION = "normalisation_unknown"
-
-__all__ = ["Predictions", "load_for_inference", "predict_images", "read_images",
+__all__ = ["Predictions", "classify", "load_for_inference", "predict_images", "read_images",
            "recorded_source", "reopen_data"]
 
 
@@ -62,8 +69,6 @@ class Predictions:
 def load_for_inference(checkpoint):
     """(model in eval mode, Preprocessing, class names, metadata) of a checkpoint path or a
     :class:`cnnkit.io.Checkpoint`."""
-    from .io import load_checkpoint
-
     ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) \
         else checkpoint
     checkpoint = ckpt.path or "the checkpoint"     # what the messages name: not the object
@@ -113,8 +118,6 @@ def reopen_data(meta: dict, preprocessing: Preprocessing, source: str | None = N
     DataError
         When no ``source`` is given and the checkpoint records none; and as ``open_source``.
     """
-    from .data import canonical_source, open_source
-
     settings = meta.get("settings") or {}
     recorded = recorded_source(meta)
     source = source or recorded
@@ -130,8 +133,6 @@ def reopen_data(meta: dict, preprocessing: Preprocessing, source: str | None = N
 def _as_pil(item):
     """A NumPy image (H, W), (H, W, C) or (C, H, W) with C 1, 3 or 4, uint8 or floats in [0, 1],
     as a Pillow image."""
-    from PIL import Image
-
     arr = np.asarray(item)
     if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4) and arr.shape[0] in (1, 3, 4):
         arr = arr.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
@@ -179,8 +180,6 @@ def read_images(items, preprocessing: Preprocessing, invert: str = "auto") -> np
     the training images' is inverted (dark digits on white paper for a net trained on MNIST's
     white digits on black).
     """
-    from PIL import Image
-
     if invert not in ("auto", "yes", "no"):
         raise ValueError(f"invert must be auto, yes or no, got {invert!r}")
     channels, size = preprocessing.image_shape[0], tuple(preprocessing.image_shape[1:])
@@ -229,11 +228,18 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
     FileNotFoundError, DataError, CheckpointError
         For a missing or unreadable image or checkpoint (the message names it).
     """
-    from PIL import Image
-
-    from .train import predict
-
     model, preprocessing, classes, _ = load_for_inference(checkpoint)
+    return classify(model, preprocessing, classes, images, invert=invert,
+                    batch_size=batch_size)
+
+
+def classify(model, preprocessing: Preprocessing, classes, images, *, invert: str = "auto",
+             batch_size: int | None = None) -> Predictions:
+    """Class probabilities of ``images`` under ``model`` in eval mode, each image taken through
+    ``preprocessing`` (what :func:`predict_images` does once it has loaded a checkpoint, and
+    what ``Run.predict`` does with a run's net in memory). ``classes`` names the columns (None:
+    "0".."K-1"); ``images``, ``invert`` and ``batch_size`` as :func:`predict_images` takes them.
+    """
     x = _stored_batch(images, preprocessing)
     if x is None:
         if isinstance(images, np.ndarray) and images.ndim == 4:
@@ -250,13 +256,11 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
                                 f"list of them, got {type(images).__name__}") from None
         x = read_images(images, preprocessing, invert)
     if batch_size is None:
-        from .summary import images_within
-
         batch_size = images_within(model, preprocessing.input_shape, most=256)
     scores = predict(model, x, batch_size, preprocessing)
     shifted = scores - scores.max(axis=1, keepdims=True)
     probs = np.exp(shifted)
     probs /= probs.sum(axis=1, keepdims=True)
-    names = classes if classes and len(classes) == probs.shape[1] \
+    names = tuple(classes) if classes and len(classes) == probs.shape[1] \
         else tuple(str(k) for k in range(probs.shape[1]))
     return Predictions(names, probs)

@@ -1,6 +1,7 @@
-"""One self-contained HTML page on a training run: what ``cnnkit report RUN_DIR`` writes.
+"""One self-contained HTML page on a training run: what ``cnnkit report RUN_DIR`` and
+``Run.report(path)`` write.
 
-    >>> write_report("runs/lenet-bn-20261130-101500")          # doctest: +SKIP
+    >>> cnnkit.load_run("runs/lenet-bn-20261130-101500").report()     # doctest: +SKIP
     PosixPath('runs/lenet-bn-20261130-101500/report.html')
 
 The page holds the run's settings, the model's layer table, the training curves, the confusion
@@ -9,10 +10,9 @@ the first layer's filters, the activation maps and saliency map of a test image,
 times. Every picture is a PNG inlined as a ``data:`` URI and the stylesheet is inline: the page
 fetches nothing, so it can be mailed or archived as one file.
 
-A run folder of ``cnnkit train`` holds ``model.npz`` (the best weights, with the run's metadata),
-``checkpoint.npz`` (the trainer's state after the last epoch), ``history.json`` and
-``curves.png``. A run still training has no ``model.npz`` yet: the page then shows the weights
-of ``checkpoint.npz``, and says so; without ``history.json`` it has no curves.
+It is drawn from a :class:`cnnkit.Run`: one trained in memory by ``cnnkit.fit``, or one read
+back from a run folder by ``cnnkit.load_run`` (a run still training is read from its last
+checkpoint, and the page says so).
 """
 
 from __future__ import annotations
@@ -21,11 +21,31 @@ import base64
 import html
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write_text
 from ._progress import Bar
+from .data import DataError
+from .inference import recorded_source
+from .nn import brief
+from .summary import abbreviate, format_bytes, images_within, summarize
+from .timing import time_layers
+from .train import predict
+from .viz import (
+    close,
+    confusion_matrix,
+    per_class_accuracy,
+    plot_activations,
+    plot_confusion_matrix,
+    plot_filters,
+    plot_history,
+    plot_layer_stats,
+    plot_misclassified,
+    plot_saliency,
+    png_bytes,
+)
+from .viz._images import conv_layers
 
 __all__ = ["write_report", "report_html", "TEST_IMAGES"]
 
@@ -39,36 +59,24 @@ MIN_TEST_IMAGES = 100
 # 20, as fit in about TIMING_SECONDS.
 TIMING_BATCH = 16
 TIMING_SECONDS = 2.0
-# A history.json larger than this is not read (a run's history is a few MB at most).
-HISTORY_BYTES = 256 * 2 ** 20
 
 
-def write_report(run_dir, output=None, progress: bool = True) -> Path:
-    """Write the page on the run in ``run_dir`` to ``output`` (default
-    ``RUN_DIR/report.html``), atomically; returns its path.
+def write_report(run, output, progress: bool = True):
+    """Write the page on ``run`` (a :class:`cnnkit.Run`) to ``output``, atomically; returns its
+    path. ``Run.report`` calls this with the run folder's ``report.html`` by default.
 
     Raises
     ------
-    FileNotFoundError
-        If ``run_dir`` is not a folder.
-    cnnkit.io.CheckpointError
-        If it holds neither ``model.npz`` nor ``checkpoint.npz``, or they are damaged or were
-        not written by ``cnnkit train`` (the message names the file).
-    ValueError
-        If ``history.json`` is damaged (the message names it).
+    RunFileError
+        If the run's layer statistics are damaged (the message names the file).
     """
-    from ._atomic import atomic_write_text
-
-    run_dir = Path(run_dir)
-    text = report_html(run_dir, progress=progress)
-    return atomic_write_text(Path(output) if output is not None else run_dir / "report.html",
-                             text)
+    return atomic_write_text(output, report_html(run, progress=progress))
 
 
-def report_html(run_dir, progress: bool = False) -> str:
-    """The page on the run in ``run_dir``, as HTML text (see :func:`write_report`)."""
+def report_html(run, progress: bool = False) -> str:
+    """The page on ``run`` (a :class:`cnnkit.Run`), as HTML text (see :func:`write_report`)."""
     start = time.perf_counter()
-    run = _Run(Path(run_dir), progress)
+    page = _Page(run, progress)
     steps = [_settings_section, _summary_section, _curves_section, _layer_stats_section,
              _evaluation_section, _filters_section, _image_section, _timing_section]
     bar = Bar(len(steps), enabled=progress, unit="section")
@@ -76,51 +84,32 @@ def report_html(run_dir, progress: bool = False) -> str:
     try:
         for step in steps:
             bar.set_description(f"report: {step.__name__.strip('_').replace('_section', '')}")
-            sections.append(step(run))
+            sections.append(step(page))
             bar.update()
     finally:
         bar.close()
-    return _page(run, sections, time.perf_counter() - start)
+    return _page(page, sections, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------- the run
 
-class _Run:
-    """What the sections read: the model and its metadata, the history, and the test data."""
+class _Page:
+    """What the sections read of the run: its net and metadata, history, layer statistics and
+    test images, and the notes the page opens with."""
 
-    def __init__(self, run_dir: Path, progress: bool = False):
-        from .inference import load_for_inference
-        from .io import CheckpointError, load_checkpoint
-
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"run folder not found: {run_dir}")
-        self.dir, self.progress = run_dir, progress
-        self.notes = []
-        weights = run_dir / "model.npz"
-        if not weights.is_file():
-            weights = run_dir / "checkpoint.npz"
-            if not weights.is_file():
-                raise CheckpointError(f"{run_dir} holds no model.npz (nor checkpoint.npz): not a "
-                                      f"run folder of `cnnkit train`, or one that has not "
-                                      f"finished an epoch")
-            self.notes.append("model.npz is not written yet (the run is still training, or "
-                              "stopped early): the weights shown are the last epoch's, from "
-                              "checkpoint.npz.")
-        self.weights = weights
-        ckpt = load_checkpoint(weights)
-        meta = ckpt.extra.get("metadata")
-        if not isinstance(meta, dict) or not isinstance(meta.get("settings"), dict):
-            raise CheckpointError(f"{weights} was not written by `cnnkit train` (it records no "
-                                  f"run settings)")
-        self.model, self.preprocessing, self.classes, self.meta = load_for_inference(ckpt)
+    def __init__(self, run, progress: bool = False):
+        self.run, self.progress = run, progress
+        self.model, self.preprocessing, self.classes = run.model, run.preprocessing, run.classes
+        self.meta, self.settings, self.history = run.metadata, run.metadata["settings"], \
+            run.history
+        self.name = run.folder.resolve().name if run.folder is not None else "a run in memory"
+        self.notes = list(run.notes)
         broken = [name for name, p in self.model.named_parameters()
                   if not np.isfinite(p.data).all()]
         if broken:
-            self.notes.append(f"{weights.name} holds NaN or infinite weights ({', '.join(broken)}"
-                              f"): the net's scores, accuracy and pictures below are meaningless.")
-        self.settings = meta["settings"]
-        self.history = _read_history(run_dir / "history.json")
-        self.dataset, self.data_error = None, None
+            self.notes.append(f"{run.weights_file or 'The net'} holds NaN or infinite weights "
+                              f"({', '.join(broken)}): the net's scores, accuracy and pictures "
+                              f"below are meaningless.")
         self._test = False
 
     @property
@@ -129,8 +118,6 @@ class _Run:
 
     def test_cap(self) -> int:
         """How many test images the page evaluates at most (see TEST_IMAGES)."""
-        from .summary import summarize
-
         macs = summarize(self.model, self.input_shape).macs
         return int(min(TEST_IMAGES, max(MIN_TEST_IMAGES, TEST_MACS // max(macs, 1))))
 
@@ -138,56 +125,29 @@ class _Run:
         return list(self.classes) if self.classes and len(self.classes) == k \
             else [str(i) for i in range(k)]
 
+    def data(self):
+        """The run's data, or None when it could not be opened (see :meth:`test`)."""
+        self.test()
+        return self.run.dataset
+
     def test(self):
         """(split, how it was chosen) of the images to evaluate, or (None, why there are
         none). The data is opened once, on first use."""
         if self._test is not False:
             return self._test
-        from .data import DataError
-        from .inference import reopen_data
-
         try:
-            self.dataset = reopen_data(self.meta, self.preprocessing, progress=self.progress)
+            split, how = self.run.test_split(progress=self.progress)
         except (DataError, OSError, ValueError) as err:
             self._test = None, f"the run's data could not be opened again: {err}"
             return self._test
-        title = self.dataset.title
-        if self.dataset.test is None:
-            self._test = None, (f"{title} has no test split, and the run held none out "
-                                f"(train with --test-size to hold one out)")
-            return self._test
-        split, how = self.dataset.test, f"the test split of {title}"
-        limit = self.settings.get("limit")
-        if isinstance(limit, int) and limit < len(split):
-            split = split.head(limit)
-            how += f", its first {limit:,} images (as the run's --limit {limit} had it)"
-        cap = self.test_cap()
-        if len(split) > cap:
+        cap = self.test_cap() if split is not None else 0
+        if split is not None and len(split) > cap:
             picked = np.linspace(0, len(split) - 1, cap).round().astype(np.int64)
             how += (f"; {cap:,} of its {len(split):,} images, evenly spaced (the report "
                     f"evaluates {cap:,} at most for this net)")
             split = split.subset(picked)
         self._test = split, how
         return self._test
-
-
-def _read_history(path: Path) -> dict | None:
-    """The run's history.json (None when there is none yet); ValueError if it is damaged."""
-    if not path.is_file():
-        return None
-    if path.stat().st_size > HISTORY_BYTES:
-        raise ValueError(f"{path} is {path.stat().st_size:,} bytes, more than a run's history "
-                         f"can be ({HISTORY_BYTES:,}); not reading it")
-    try:
-        history = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise ValueError(f"{path} is damaged (not JSON: {err})") from None
-    if not isinstance(history, dict) or not all(
-            isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                        for x in v)
-            for v in history.values()):
-        raise ValueError(f"{path} is damaged (not a history: lists of numbers by name)")
-    return history
 
 
 # ---------------------------------------------------------------------------- HTML pieces
@@ -198,7 +158,6 @@ def _e(value) -> str:
 
 def _figure(fig, alt: str, caption: str = "") -> str:
     """A matplotlib figure as an inlined PNG, closed afterwards."""
-    from .viz import close, png_bytes
 
     try:
         data = base64.b64encode(png_bytes(fig)).decode("ascii")
@@ -240,12 +199,11 @@ def _value(value) -> str:
 
 # ---------------------------------------------------------------------------- sections
 
-def _settings_section(run: _Run):
-    from .inference import recorded_source
-
+def _settings_section(run: _Page):
     p = run.preprocessing
-    facts = [("run folder", str(run.dir.resolve())),
-             ("weights", run.weights.name),
+    facts = [("run folder", str(run.run.folder.resolve()) if run.run.folder else "none: "
+              "trained in memory"),
+             ("weights", run.run.weights_file or "in memory"),
              ("data source", recorded_source(run.meta) or "not recorded"),
              ("classes", ", ".join(run.classes) if run.classes else "not recorded"),
              ("images", f"{p.image_shape[0]} channel{'s' if p.image_shape[0] > 1 else ''}, "
@@ -260,10 +218,7 @@ def _settings_section(run: _Run):
     return _section("settings", "Settings", body)
 
 
-def _summary_section(run: _Run):
-    from .nn import brief
-    from .summary import abbreviate, format_bytes, summarize
-
+def _summary_section(run: _Page):
     s = summarize(run.model, run.input_shape)
     rows = [("input", "INPUT", "x".join(map(str, s.input_shape)), f"{s.input_activations:,}",
              "0", "0")]
@@ -282,15 +237,13 @@ def _summary_section(run: _Run):
                                       f"<p>{_e(totals)}</p>")
 
 
-def _curves_section(run: _Run):
-    from .viz import plot_history
-
+def _curves_section(run: _Page):
     h = run.history
     if h is None:
         return _section("curves", "Training curves",
-                        _note("No history.json yet: the run has not finished an epoch."))
+                        _note("No history yet: the run has not finished an epoch."))
     if not h.get("epoch"):
-        return _section("curves", "Training curves", _note("history.json holds no epoch yet."))
+        return _section("curves", "Training curves", _note("The history holds no epoch yet."))
     rows = []
     for i, epoch in enumerate(h["epoch"]):
         rows.append((epoch, *(_at(h.get(k), i) for k in
@@ -308,22 +261,15 @@ def _curves_section(run: _Run):
                     f"<p>{_e(best)}</p><h3>Per epoch{_e(more)}</h3>{table}")
 
 
-def _layer_stats_section(run: _Run):
-    from .monitor import LayerStats
-    from .viz import plot_layer_stats
-
-    path = run.dir / "layer_stats.json"
-    if not path.is_file():
+def _layer_stats_section(run: _Page):
+    stats = run.run.layer_stats            # a damaged file: RunFileError naming it
+    if stats is None:
         return _section("layers", "Inside the layers", _note(
-            "No layer_stats.json: the run recorded no per-layer statistics (cnnkit train "
-            "--layer-stats N records them every N iterations)."))
-    if path.stat().st_size > HISTORY_BYTES:
-        raise ValueError(f"{path} is {path.stat().st_size:,} bytes, more than a run's layer "
-                         f"statistics can be ({HISTORY_BYTES:,}); not reading it")
-    stats = LayerStats.load(path)          # a damaged file: ValueError naming it
+            "No layer statistics: the run recorded none (cnnkit train --layer-stats N records "
+            "them every N iterations)."))
     if not stats.iterations:
         return _section("layers", "Inside the layers",
-                        _note("layer_stats.json holds no record yet."))
+                        _note("The layer statistics hold no record yet."))
     rows = []
     for name, record in stats.params.items():
         if name.endswith("weight"):
@@ -349,12 +295,7 @@ def _at(values, i) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _evaluation_section(run: _Run):
-    from .summary import images_within
-    from .train import predict
-    from .viz import (confusion_matrix, per_class_accuracy, plot_confusion_matrix,
-                      plot_misclassified)
-
+def _evaluation_section(run: _Page):
     split, how = run.test()
     if split is None:
         return _section("test", "Test accuracy", _note(f"Not evaluated: {how}."))
@@ -381,10 +322,7 @@ def _evaluation_section(run: _Run):
     return _section("test", "Test accuracy", body)
 
 
-def _filters_section(run: _Run):
-    from .viz import plot_filters
-    from .viz._images import conv_layers
-
+def _filters_section(run: _Page):
     if not conv_layers(run.model):
         return _section("filters", "First-layer filters",
                         _note("The net has no convolution, so no filters to show."))
@@ -392,17 +330,15 @@ def _filters_section(run: _Run):
                     _figure(plot_filters(run.model), "filters of the first conv layer"))
 
 
-def _image_section(run: _Run):
-    from .viz import plot_activations, plot_saliency
-    from .viz._images import conv_layers
-
+def _image_section(run: _Page):
     split, _ = run.test()
     source = "test"
     if split is None or not len(split):
-        if run.dataset is None or not len(run.dataset.train):
+        dataset = run.data()
+        if dataset is None or not len(dataset.train):
             return _section("image", "One image through the net",
                             _note("No image to show: the run's data could not be opened."))
-        split, source = run.dataset.train, "training"
+        split, source = dataset.train, "training"
     image = split.images[0]
     names = run.class_names(run.model.output_shape(run.input_shape)[0])
     label = names[int(split.labels[0])] if int(split.labels[0]) < len(names) else "?"
@@ -419,10 +355,7 @@ def _image_section(run: _Run):
     return _section("image", "One image through the net", body)
 
 
-def _timing_section(run: _Run):
-    from .summary import images_within
-    from .timing import time_layers
-
+def _timing_section(run: _Page):
     model = run.model.copy().train()
     batch = min(TIMING_BATCH, images_within(model, run.input_shape, most=TIMING_BATCH))
     x = np.random.default_rng(0).standard_normal((batch, *run.input_shape)).astype(np.float32)
@@ -473,10 +406,9 @@ footer { color: #666; font-size: 0.85rem; margin-top: 2rem; }
 """
 
 
-def _page(run: _Run, sections, seconds: float) -> str:
-    from .inference import recorded_source
+def _page(run: _Page, sections, seconds: float) -> str:
 
-    title = f"cnnkit report: {run.dir.resolve().name}"
+    title = f"cnnkit report: {run.name}"
     nav = " ".join(f'<a href="#{key}">{_e(name)}</a>' for key, name, _ in sections)
     body = "\n".join(f'<section id="{key}"><h2>{_e(name)}</h2>\n{content}\n</section>'
                      for key, name, content in sections)

@@ -1,7 +1,20 @@
-"""Run folders: nothing a user saved is overwritten, and one writer at a time.
+"""Run folders: the one home of a run's file layout; nothing a user saved is overwritten, and
+one writer at a time.
 
-``cnnkit train`` writes ``OUT/NAME/{checkpoint.npz, model.npz, history.json, curves.png}``. Before
-anything trains, :func:`claim_run_folder`
+A run folder (what ``cnnkit train`` and ``cnnkit.fit(out=...)`` write) holds:
+
+    checkpoint.npz     the trainer's state after every epoch (and on Ctrl-C): --resume reads it
+    model.npz          the best validation epoch's weights, with the run's metadata
+    history.json       losses and accuracies per epoch and per iteration, after every epoch
+    curves.png         the history drawn, after every epoch
+    layer_stats.json   per-layer statistics every --layer-stats iterations; .png when it ends
+    test.json          the test split's accuracy and loss, when training has finished
+    report.html        the run's page (--report, ``cnnkit report``)
+    train.log          what the run printed, when it ran as a search's trial
+    .cnnkit-train.lock the process writing the folder
+
+:class:`RunFolder` names these paths; every module that reads or writes a run folder asks it.
+Before anything trains, :func:`claim_run_folder`
 
 - refuses a named folder that already holds files (a finished or interrupted run) unless the
   user asked to overwrite it, and gives a default name that is taken a suffix (``-2``, ``-3``, ...),
@@ -16,19 +29,26 @@ anything trains, :func:`claim_run_folder`
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from .errors import CnnkitError
 
-__all__ = ["RunFolderError", "RunFolder", "claim_run_folder"]
+__all__ = ["RunFolderError", "RunFileError", "RunFolder", "claim_run_folder", "read_json"]
 
 LOCK = ".cnnkit-train.lock"
+# A JSON file of a run larger than this is not read (a run's history is a few MB at most).
+JSON_BYTES = 256 * 2 ** 20
 
 
 class RunFolderError(CnnkitError, OSError):
     """A run folder cannot be used: it holds another run, another process writes it, or it cannot
     be written."""
+
+
+class RunFileError(CnnkitError, ValueError):
+    """A file in a run folder is damaged, or larger than such a file can be."""
 
 
 def _alive(pid: int) -> bool:
@@ -42,12 +62,34 @@ def _alive(pid: int) -> bool:
 
 
 class RunFolder:
-    """A claimed run folder (``path``); ``release()`` (or leaving the ``with`` block) removes the
-    lock."""
+    """The files of the run folder ``path`` (see the module docstring); when claimed
+    (:func:`claim_run_folder`), ``release()`` or leaving the ``with`` block removes its lock."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = path / LOCK
+    CHECKPOINT, MODEL, HISTORY, CURVES = "checkpoint.npz", "model.npz", "history.json", "curves.png"
+    LAYER_STATS, LAYER_STATS_PLOT = "layer_stats.json", "layer_stats.png"
+    TEST, REPORT, LOG = "test.json", "report.html", "train.log"
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._lock = self.path / LOCK
+
+    checkpoint = property(lambda self: self.path / self.CHECKPOINT)
+    model = property(lambda self: self.path / self.MODEL)
+    history = property(lambda self: self.path / self.HISTORY)
+    curves = property(lambda self: self.path / self.CURVES)
+    layer_stats = property(lambda self: self.path / self.LAYER_STATS)
+    layer_stats_plot = property(lambda self: self.path / self.LAYER_STATS_PLOT)
+    test = property(lambda self: self.path / self.TEST)
+    report = property(lambda self: self.path / self.REPORT)
+    log = property(lambda self: self.path / self.LOG)
+
+    def weights(self) -> Path | None:
+        """The weights to read: model.npz (the finished run's best), else checkpoint.npz (a
+        run still training, or stopped), else None."""
+        return next((p for p in (self.model, self.checkpoint) if p.is_file()), None)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
 
     def _acquire(self) -> None:
         for _ in range(2):
@@ -155,3 +197,22 @@ def claim_run_folder(out, name: str | None, default_name: str, *, overwrite: boo
     folder._acquire()
     folder._remove_stale_temporaries()
     return folder
+
+
+def read_json(path: Path, what: str, check=None):
+    """The JSON file ``path`` of a run folder (None when there is none), refused when larger
+    than a run's file can be, or damaged (``check(value)`` false): :class:`RunFileError`."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    if size > JSON_BYTES:
+        raise RunFileError(f"{path} is {size:,} bytes, more than a run's {what} can be "
+                         f"({JSON_BYTES:,}); not reading it")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise RunFileError(f"{path} is damaged (not JSON: {err})") from None
+    if check is not None and not check(value):
+        raise RunFileError(f"{path} is damaged (not a {what})")
+    return value

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .budget import check_bytes
 from .checks import check_count, check_example_shape
 from .functional.im2col import CHUNK_BYTES
 from .nn import Module, brief
@@ -446,3 +447,29 @@ def step_memory(model: Module, input_shape, batch: int, *, dtype="float32",
         + (s.params * (2 + OPTIMIZER_SLOTS[optimizer]) + 3 * largest_param) * s.itemsize \
         + 2 * max(CHUNK_BYTES, columns)
     return int(need * 1.1) + 256 * 2 ** 20
+
+
+def check_memory(model: Module, input_shape, batch: int, label: str, *, dtype="float32",
+                 optimizer: str = "adam", training: bool = True) -> None:
+    """Refuse, before anything runs, a training step (:func:`step_memory`) or, with
+    ``training=False``, a forward pass of ``batch`` images whose memory would exceed the budget
+    (:class:`cnnkit.budget.BudgetError`, naming ``label``)."""
+    shape = tuple(input_shape)
+    if training:
+        need, what = step_memory(model, shape, batch, dtype=dtype, optimizer=optimizer), \
+            "a training step"
+    else:
+        s = summarize(model, shape, batch=batch, dtype=dtype)
+        need = s.forward_bytes * batch + (s.im2col[1] * s.im2col[2] * s.itemsize * batch
+                                          if s.im2col else 0)
+        what = "a forward pass"
+    check_bytes(need, f"{what} of {label} on {batch} x {'x'.join(map(str, shape))} ({dtype})")
+
+
+def eval_batch_size(model: Module, input_shape, most: int = 1000) -> int:
+    """Images per evaluation pass: up to ``most``, as many as keep the forward pass's
+    activations within ``EVAL_BYTES`` (one at least, which must fit the memory budget)."""
+    batch = images_within(model, input_shape, most=most)
+    if batch == 1:
+        check_memory(model, input_shape, 1, "the net", training=False)
+    return batch

@@ -40,7 +40,13 @@ class TrainingDiverged(CnnkitError, RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during ``fit``: a checkpoint of the state at the last finished batch was written."""
+    """Ctrl-C during ``fit``: a checkpoint of the state at the last finished batch was written
+    (where the run has one). ``run`` is the partial :class:`cnnkit.Run` when ``cnnkit.fit``
+    raised it, None when ``Trainer.fit`` did."""
+
+    def __init__(self, message: str = "", run=None):
+        super().__init__(message)
+        self.run = run
 
 
 def predict(model, x, batch_size: int = 1000, preprocess: Callable | None = None) -> np.ndarray:

@@ -23,7 +23,7 @@ from .._npz import NpzReadError, npz_headers, read_npz
 from .errors import DataError
 from .source import Dataset, check_labels, from_arrays, register_source
 
-__all__ = ["open_npz", "load_npz"]
+__all__ = ["open_npz", "load_npz", "arrays_dataset"]
 
 _MOST_UNNAMED = 100_000   # classes numbered by labels alone: a larger label is taken as a mistake
 
@@ -88,37 +88,76 @@ def open_npz(argument: str, *, test_size=None, seed: int = 0, **options) -> Data
     """The arrays of ``argument`` (see the module docstring) as a :class:`Dataset`."""
     path = Path(argument).expanduser().resolve()
     arrays = load_npz(path)
-    where = str(path)
-    x = _images(arrays["x"], f"{where}: x")
-    y = check_labels(arrays["y"], f"{where}: y")
+    return arrays_dataset(arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"],
+                          arrays["classes"], source=f"npz:{path}", where=str(path),
+                          test_size=test_size, seed=seed)
+
+
+def arrays_dataset(x, y, x_test=None, y_test=None, classes=None, *, source: str = "arrays",
+                   where: str = "data", test_size=None, seed: int = 0) -> Dataset:
+    """A :class:`Dataset` of images and labels given as arrays, checked as an ``npz:`` file's
+    are (see the module docstring): images (N, H, W), (N, C, H, W) or (N, H, W, C), uint8,
+    integers 0..255 or finite floats; labels (N,) or (N, 1) integers 0..K-1; ``classes`` the K
+    names (default "0".."K-1"); the test split given, or held out of x by ``test_size``.
+
+    ``source`` is what the Dataset records ("arrays": in memory, nothing to reopen); ``where``
+    starts every error message ("data: y: label 12 is out of range for 10 classes (0..9)").
+
+    Raises
+    ------
+    DataError
+        For images or labels of the wrong shape or type, NaN pixels, labels out of range, x
+        and y of different lengths, ``classes`` that do not name every label, or test images
+        of another shape than the training images.
+    """
+    x = _images(_array(x, f"{where}: x"), f"{where}: x")
+    y = check_labels(_array(y, f"{where}: y"), f"{where}: y")
     if len(x) != len(y):
         raise DataError(f"{where}: x holds {len(x)} images but y holds {len(y)} labels")
-    classes = arrays["classes"]
     if classes is not None:
-        if classes.ndim != 1 or classes.dtype.kind not in "UiuS":
+        classes = np.asarray(classes) if not isinstance(classes, np.ndarray) else classes
+        if classes.ndim != 1 or classes.dtype.kind not in "UiuS" or len(classes) == 0:
             raise DataError(f"{where}: classes must be a vector of names, found {classes.dtype} "
                             f"of shape {classes.shape}")
         classes = [c.decode() if isinstance(c, bytes) else str(c) for c in classes.tolist()]
+        if len(set(classes)) != len(classes):
+            raise DataError(f"{where}: classes names a class twice ({classes!r:.80})")
+        check_labels(y, f"{where}: y", len(classes))     # every label names a class
     if classes is None and int(y.max()) >= _MOST_UNNAMED:
         raise DataError(f"{where}: y: label {int(y.max()):,} would make {int(y.max()) + 1:,} "
                         f"classes; labels are class indices 0..K-1 (an array 'classes' names "
                         f"them; without one, K is at most {_MOST_UNNAMED:,})")
     num_classes = len(classes) if classes is not None else int(y.max()) + 1
-    check_labels(y, f"{where}: y", num_classes)
     classes = classes or [str(k) for k in range(num_classes)]
-    x_test = y_test = None
-    if arrays["x_test"] is not None:
-        x_test = _images(arrays["x_test"], f"{where}: x_test")
-        y_test = check_labels(arrays["y_test"], f"{where}: y_test", num_classes)
+    if (x_test is None) != (y_test is None):
+        raise DataError(f"{where}: has one of x_test and y_test but not the other")
+    if x_test is not None:
+        x_test = _images(_array(x_test, f"{where}: x_test"), f"{where}: x_test")
+        y_test = check_labels(_array(y_test, f"{where}: y_test"), f"{where}: y_test",
+                              num_classes)
         if len(x_test) != len(y_test):
             raise DataError(f"{where}: x_test holds {len(x_test)} images but y_test holds "
                             f"{len(y_test)} labels")
         if x_test.shape[1:] != x.shape[1:]:
-            raise DataError(f"{where}: x_test images are {x_test.shape[1:]}, x's are "
-                            f"{x.shape[1:]}")
+            raise DataError(f"{where}: x_test images are "
+                            f"{'x'.join(map(str, x_test.shape[1:]))} (CxHxW), x's are "
+                            f"{'x'.join(map(str, x.shape[1:]))}")
         absent = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y).tolist()))
         if absent:
             raise DataError(f"{where}: the test split has class {classes[absent[0]]!r}, which "
                             f"has no training images")
-    return from_arrays(f"npz:{path}", where, classes, x, y, x_test, y_test,
+    return from_arrays(source, where, classes, x, y, x_test, y_test,
                        test_size=test_size, seed=seed)
+
+
+def _array(value, where: str) -> np.ndarray:
+    """``value`` as a NumPy array (a list of images, a memmap), or DataError."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise DataError(f"{where}: not an array ({err})") from None
+    if array.dtype == object:
+        raise DataError(f"{where}: not an array of numbers (a ragged list, or objects)")
+    return array

@@ -18,9 +18,10 @@ From Python, run under ``mpiexec``::
     trainer = Trainer(model, optimizer, distributed=dp, progress=comm is None or comm.is_root)
 """
 
-from .comm import (DEFAULT_TIMEOUT, CollectiveTimeout, Comm, DistributedError, PeerFailed,
-                   exit_now, job_size, share_cores, together, world)
+from .comm import (DEFAULT_TIMEOUT, AgreedError, CollectiveTimeout, Comm, DistributedError,
+                   PeerFailed, active, exit_now, job_size, share_cores, together, world)
 from .data_parallel import DataParallel
 
-__all__ = ["Comm", "DataParallel", "DistributedError", "PeerFailed", "CollectiveTimeout",
-           "DEFAULT_TIMEOUT", "world", "job_size", "exit_now", "together", "share_cores"]
+__all__ = ["Comm", "DataParallel", "DistributedError", "PeerFailed", "AgreedError",
+           "CollectiveTimeout", "DEFAULT_TIMEOUT", "world", "active", "job_size", "exit_now",
+           "together", "share_cores"]

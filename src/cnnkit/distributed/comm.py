@@ -62,30 +62,48 @@ _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "P
 
 
 class DistributedError(CnnkitError, RuntimeError):
-    """A collective could not complete; the message names the rank(s) at fault."""
+    """A collective could not complete; the message names the rank(s) at fault.
 
-    #: whether this rank should print the message (one rank prints, so the job says it once)
-    report = True
+    ``report``: whether this rank should print the message (one rank prints, so the job says
+    it once). ``agreed``: every rank knows of the error at the same point, so no collective is
+    pending anywhere and the ranks can all leave the ordinary way."""
+
+    agreed = False
+
+    def __init__(self, message: str, *, report: bool = True, rank: int | None = None):
+        super().__init__(message, rank=rank)
+        self.report = report
 
 
 class PeerFailed(DistributedError):
     """Another rank raised; it prints its own error, so this one stops without a word (after
-    :data:`QUIET_EXIT_DELAY` seconds, so that its leaving does not cut the other short)."""
+    :data:`QUIET_EXIT_DELAY` seconds, so that its leaving does not cut the other short).
+    ``agreed`` when :func:`together` raised it."""
 
-    report = False
-    agreed = False     # raised by `together`: no collective is pending anywhere
+    def __init__(self, rank: int, message: str, *, agreed: bool = False):
+        super().__init__(f"rank {rank} failed: {message}", report=False)
+        self.failed_rank, self.reason, self.agreed = rank, message, agreed
 
-    def __init__(self, rank: int, message: str):
-        super().__init__(f"rank {rank} failed: {message}")
-        self.rank, self.message = rank, message
+
+class AgreedError(DistributedError):
+    """An error that every rank knows of at the same point, raised in place of ``error`` (also
+    its ``__cause__``): by :func:`together` on the lowest rank it failed on, and by code every
+    rank runs alike (a search all of whose trials diverged). Only a rank that ``report``s it
+    prints it; ``rank`` is named when some ranks succeeded and it is not rank 0."""
+
+    agreed = True
+
+    def __init__(self, error: BaseException, *, report: bool, rank: int | None = None):
+        super().__init__(str(error), report=report, rank=rank)
+        self.error = error
 
 
 class CollectiveTimeout(DistributedError):
     """Some ranks did not reach a collective within the timeout."""
 
     def __init__(self, message: str, missing: list[int], report: bool):
-        super().__init__(message)
-        self.missing, self.report = missing, report
+        super().__init__(message, report=report)
+        self.missing = missing
 
 
 def job_size() -> int:
@@ -95,6 +113,15 @@ def job_size() -> int:
         if value.isdigit() and int(value) > 1:
             return int(value)
     return 1
+
+
+_active: "Comm | None" = None
+
+
+def active() -> "Comm | None":
+    """The communicator :func:`world` made last in this process (None outside MPI): the one the
+    command line's error boundary tells of a failure."""
+    return _active
 
 
 def world(timeout: float = DEFAULT_TIMEOUT) -> "Comm | None":
@@ -109,12 +136,12 @@ def world(timeout: float = DEFAULT_TIMEOUT) -> "Comm | None":
         mpi4py.rc.thread_level = "funneled"     # only the main thread calls MPI
         from mpi4py import MPI
     except ImportError:
-        error = DistributedError(MPI_MISSING)
-        error.report = job_rank() == 0          # every rank meets it: one says it
-        raise error from None
+        # every rank meets it: one says it
+        raise DistributedError(MPI_MISSING, report=job_rank() == 0) from None
     if MPI.COMM_WORLD.Get_size() == 1:
         return None
-    comm = Comm(MPI.COMM_WORLD, timeout)
+    global _active
+    comm = _active = Comm(MPI.COMM_WORLD, timeout)
     _stop_peers_on_uncaught(comm)
     folder = os.environ.get("CNNKIT_RANK_DIR")
     if folder:                   # `cnnkit train --workers` names a rank that dies by its pid
@@ -267,7 +294,7 @@ class Comm:
             try:
                 self._check_peers()
             except PeerFailed as other:
-                lowest = min(lowest, other.rank)
+                lowest = min(lowest, other.failed_rank)
             time.sleep(2e-3)
         while not self._mpi.Request.Testall(requests) and time.perf_counter() < deadline + 2:
             time.sleep(1e-3)
@@ -354,10 +381,7 @@ def together(comm: Comm | None, what: str, fn, *, ranks=None, timeout: float | N
             raise KeyboardInterrupt
         return result
     if error is not None and comm.rank == failed[0]:
-        error.cnnkit_report = True
         everyone = len(failed) == (comm.size if ranks is None else len(ranks))
-        error.cnnkit_rank = None if everyone or comm.rank == 0 else comm.rank
-        raise error
-    error = PeerFailed(failed[0], what)
-    error.agreed = True            # every rank knows: they can all leave the ordinary way
-    raise error
+        raise AgreedError(error, report=True,
+                          rank=None if everyone or comm.rank == 0 else comm.rank) from error
+    raise PeerFailed(failed[0], what, agreed=True)

@@ -10,11 +10,11 @@ from .blocks import basic_block, conv_unit, inception
 from .spec import SpecError
 from .zoo import (DATA_DEFAULTS, DEFAULT_MODEL, MODELS, alexnet, build_model, canonical_name,
                   cifar_resnet, convnet_check, default_model_for, get_model, googlenet,
-                  input_shape_of, lenet5, lenet_bn, model_names, resnet18, resnet20,
-                  three_layer_convnet, vgg16, zfnet)
+                  input_shape_of, is_checkpoint, lenet5, lenet_bn, model_names, resnet18,
+                  resnet20, resolve_model, three_layer_convnet, vgg16, zfnet)
 
 __all__ = ["DEFAULT_MODEL", "DATA_DEFAULTS", "default_model_for", "MODELS", "SpecError", "spec",
-           "build_model", "get_model", "canonical_name", "input_shape_of", "model_names",
-           "basic_block", "conv_unit",
+           "build_model", "resolve_model", "is_checkpoint", "get_model", "canonical_name",
+           "input_shape_of", "model_names", "basic_block", "conv_unit",
            "inception", "lenet5", "lenet_bn", "three_layer_convnet", "alexnet", "zfnet", "vgg16",
            "googlenet", "resnet18", "resnet20", "cifar_resnet", "convnet_check"]

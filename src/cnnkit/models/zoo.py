@@ -16,10 +16,14 @@ a pool with padding 1, which gives the same output sizes.
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import numpy as np
 
 from .. import nn
 from ..budget import check_bytes
+from ..checkpoint import load_checkpoint
 from ..nn.module import building_shapes_only, shapes_only
 from . import spec
 from .blocks import basic_block, conv_unit, inception
@@ -27,7 +31,7 @@ from .blocks import basic_block, conv_unit, inception
 __all__ = ["lenet5", "lenet_bn", "three_layer_convnet", "alexnet", "zfnet", "vgg16", "googlenet",
            "resnet18", "resnet20", "cifar_resnet", "convnet_check", "get_model", "model_names",
            "canonical_name", "input_shape_of", "build_model", "MODELS", "DEFAULT_MODEL",
-           "DATA_DEFAULTS", "default_model_for"]
+           "DATA_DEFAULTS", "default_model_for", "resolve_model", "is_checkpoint"]
 
 
 def _rng(rng):
@@ -458,3 +462,43 @@ def build_model(name_or_spec: str, input_shape=None, *, num_classes: int | None 
                     f"{name_or_spec if len(name_or_spec) < 60 else 'the spec'} (float32, with "
                     f"their gradients)")
     return make()
+
+
+def names_a_file(text: str) -> bool:
+    """Whether ``text`` is the path of a file; False for text no path can be (a spec longer
+    than a file name may be, one with a NUL byte)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_checkpoint(text: str) -> bool:
+    return text.endswith(".npz") or names_a_file(text)
+
+
+def resolve_model(text: str, input_shape=None, rng=None, *, weights: bool = True,
+                  num_classes: int | None = None):
+    """A net as every command's MODEL names it: a checkpoint (.npz, its architecture and
+    weights), a zoo name or a spec. Returns (model, input volume, label, the checkpoint's
+    metadata or {}). With ``weights=False`` a zoo model or spec is built without drawing weights
+    (``nn.shapes_only``): enough for everything but running it. ``num_classes`` sets a zoo
+    model's classifier. ``input_shape`` replaces a checkpoint's recorded input volume.
+
+    Raises ValueError (a CheckpointError or SpecError naming the file or token) for a MODEL
+    that is none of these, or a checkpoint that records no input volume and is given none."""
+    if is_checkpoint(text):
+        if num_classes is not None:
+            raise ValueError("--num-classes applies to a zoo model, not a checkpoint")
+        ckpt = load_checkpoint(text)
+        metadata = ckpt.extra.get("metadata", {})
+        recorded = metadata.get("input_shape")
+        shape = input_shape or (tuple(recorded) if recorded else None)
+        if shape is None:
+            raise ValueError(f"{text} does not record its input volume; pass --input CxHxW")
+        return ckpt.build_model(), tuple(shape), text, metadata
+    if num_classes is not None and spec.is_spec(text):
+        raise ValueError("--num-classes applies to a zoo model; a spec's last FC-n sets its own")
+    with shapes_only() if not weights else contextlib.nullcontext():
+        model, shape = build_model(text, input_shape, rng=rng, num_classes=num_classes)
+    return model, shape, spec.describe(text) if spec.is_spec(text) else canonical_name(text), {}

@@ -32,13 +32,13 @@ import numpy as np
 
 from .._npz import NpzReadError, read_npz
 from ..budget import BudgetError
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import UNKNOWN_NORMALISATION, CheckpointError, load_checkpoint
 from ..nn.layers import Linear
 from .errors import WeightsError
-from .safetensors import MAX_HEADER_BYTES, read_safetensors, write_safetensors
+from .safetensors import MAX_HEADER_BYTES, read_safetensors, safetensors_header, write_safetensors
 
 __all__ = ["Match", "match_state", "load_weights", "read_weights", "weights_format",
-           "save_safetensors", "load_safetensors"]
+           "save_safetensors", "load_safetensors", "recorded_preprocessing"]
 
 BY = ("auto", "name", "order")
 _LIST_LIMIT = 10            # entries per list in Match.problems()
@@ -555,3 +555,28 @@ def save_safetensors(model, path, *, metadata: dict | None = None) -> Path:
                             f"{metadata!r:.200}")
         meta.update(metadata)
     return write_safetensors(path, model.state_dict(), meta)
+
+
+def recorded_preprocessing(weights_file, shape: tuple) -> dict:
+    """The class names and preprocessing a file exported by cnnkit records (`cnnkit export -o
+    *.safetensors`), when it is for this input volume; else the mark that the normalisation
+    is unknown, which predict and evaluate refuse rather than guess."""
+    recorded = {}
+    try:
+        if weights_format(weights_file) == "safetensors":
+            recorded = safetensors_header(weights_file)[1]
+    except WeightsError:
+        pass
+    kept = {}
+    try:
+        preprocessing = json.loads(recorded.get("cnnkit.preprocessing", "null"))
+        classes = json.loads(recorded.get("cnnkit.classes", "null"))
+    except (json.JSONDecodeError, RecursionError):
+        preprocessing = classes = None
+    if isinstance(preprocessing, dict) and preprocessing.get("input_shape") == list(shape):
+        kept.update(preprocessing)
+    else:
+        kept[UNKNOWN_NORMALISATION] = True
+    if isinstance(classes, list) and all(isinstance(c, str) for c in classes):
+        kept["classes"] = classes
+    return kept

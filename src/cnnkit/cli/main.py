@@ -1,0 +1,135 @@
+"""``cnnkit``'s parser and its error boundary: every failure is one line on stderr and a
+non-zero exit (``--debug`` or ``CNNKIT_DEBUG=1`` shows the traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+
+from .. import __version__, parallel
+from ..budget import set_memory_budget
+from ..distributed import AgreedError, DistributedError, active, exit_now
+from ..distributed.comm import QUIET_EXIT_DELAY, job_rank, job_size
+from ..errors import CnnkitError
+from ..models.spec import SpecError
+from ..train import TrainingDiverged
+from . import nets, pages, search, train, transfer, use
+
+EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 130, 141
+
+#: The modules of the commands, each with ``add_parsers(sub)``; ``cnnkit --help`` lists the
+#: commands in this order.
+COMMANDS = (train, use, nets, transfer, pages, search)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnkit", description="Convolutional networks from first principles in NumPy.",
+        epilog="Run `cnnkit COMMAND --help` for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run ``cnnkit ARGV`` and return its exit status (0, 1 for an error, 130 interrupted)."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if job_size() > 1 and job_rank() != 0:
+        # every rank of an mpiexec job parses the same words: rank 0 alone says what is wrong
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet), \
+                contextlib.redirect_stdout(quiet):
+            args = parser.parse_args(argv)
+    else:
+        args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error(f"choose a command: {', '.join(sub for sub in _commands(parser))} (cnnkit "
+                     f"COMMAND --help for its options)")
+    debug = args.debug or bool(os.environ.get("CNNKIT_DEBUG"))
+    threads_before = None
+    set_memory_budget(args.memory_budget)
+    try:
+        # --threads, else the default, which reads CNNKIT_NUM_THREADS (and says so if it is not
+        # a count); restored on return, for callers of main() such as the tests
+        threads_before = parallel.get_num_threads()
+        if args.threads is not None:
+            parallel.set_num_threads(args.threads)
+        if getattr(args, "workers", None) and args.workers > 1:
+            return train.launch_workers(argv, args)
+        with parallel.blas_single_thread():    # cnnkit's threads split the work, not BLAS's
+            return args.run(args)
+    except KeyboardInterrupt as err:
+        return _error_exit(args, "interrupted", EXIT_INTERRUPTED, err, prefix="")
+    except BrokenPipeError:
+        # the reader left (`cnnkit evaluate CKPT | head`): stop quietly, as a shell tool would;
+        # stdout goes to /dev/null so that Python's flush at exit raises nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (CnnkitError, ValueError, TypeError, RuntimeError, OSError) as err:
+        if debug:
+            raise
+        return _error_exit(args, _message(err), EXIT_ERROR, err)
+    except MemoryError as err:
+        if debug:
+            raise
+        return _error_exit(args, f"out of memory ({err or 'an allocation failed'}); a smaller "
+                           f"--batch-size or input would need less", EXIT_ERROR, err)
+    except Exception as err:   # the boundary: whatever escaped is still one line, not a traceback
+        if debug:
+            raise
+        first = (str(err).splitlines() or [""])[0]
+        return _error_exit(args, f"internal error, {type(err).__name__}: {first} (a bug in "
+                           f"cnnkit; --debug shows where)", EXIT_ERROR, err)
+    finally:
+        if threads_before is not None:
+            parallel.set_num_threads(threads_before)
+        set_memory_budget(None)
+
+
+def _commands(parser) -> list[str]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
+
+
+def _message(err: BaseException) -> str:
+    """The line to print: the first of the error's message (a spec error's later lines echo
+    the spec with a caret under the offending token, and stay), with its rank where known."""
+    inner = err.error if isinstance(err, AgreedError) else err
+    lines = str(inner).splitlines() or [type(inner).__name__]
+    text = "\n".join(lines) if isinstance(inner, SpecError) else lines[0]
+    rank = getattr(err, "rank", None) if isinstance(err, CnnkitError) else None
+    return text if rank is None else f"rank {rank}: {text}"
+
+
+def _error_exit(args, message: str, code: int, err: BaseException, *,
+                prefix: str = "error: ") -> int:
+    """Print ``cnnkit COMMAND: error: MESSAGE`` and return ``code``; as one rank of several,
+    print it only where it should appear once, tell the other ranks, and leave at once."""
+    comm = active()
+    if comm is None:
+        if getattr(err, "report", True):
+            print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr)
+        return code
+    # Errors every rank knows of at the same point leave no collective pending: the ranks then
+    # end the ordinary way (MPI finalised, the same exit status), and mpiexec ends quietly.
+    together = True
+    if isinstance(err, DistributedError):           # agreed on, a peer failed, or a timeout
+        report, together = err.report, err.agreed
+    elif isinstance(err, (TrainingDiverged, KeyboardInterrupt)):
+        report = comm.is_root                          # every rank met it at the same step
+    else:                              # this rank failed: the lowest rank that did says so
+        message = f"rank {comm.rank}: {message}"
+        report, together = comm.fail(message), False
+    if report:
+        print(f"cnnkit {args.command}: {prefix}{message}", file=sys.stderr)
+    if together:
+        return code
+    if not report:                      # the rank that reports ends the job when it has spoken
+        time.sleep(QUIET_EXIT_DELAY)
+    exit_now(code, comm)
+    return code

@@ -1,0 +1,204 @@
+"""Describing a net: ``cnnkit summary``, ``convert``, ``time`` and ``gradcheck``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+from .. import parallel
+from .._atomic import atomic_write_text
+from ..app.inputs import short
+from ..checkpoint import save_checkpoint
+from ..convert import fully_convolutional, inexact_reasons, output_stride, score_map_size
+from ..errors import UsageError
+from ..gradcheck import check_named_model
+from ..models import resolve_model
+from ..nn import brief
+from ..optim import OPTIMIZERS, Adam
+from ..summary import check_memory, format_layers, format_notes, summarize
+from ..timing import time_layers
+from .options import (
+    NON_NEGATIVE,
+    PASSES,
+    POSITIVE,
+    SEED,
+    VOLUME,
+    Count,
+    Real,
+    add_choice,
+    add_common_options,
+    add_input_option,
+    add_model_argument,
+    typed,
+)
+
+DTYPES = ("float32", "float64")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("gradcheck", help="whole-model numerical gradient check in float64",
+                       description="Check every parameter's backprop gradient against centred "
+                       "differences, in float64, on a random batch.")
+    p.add_argument("--model", default="convnet-check", metavar="MODEL",
+                   help="a zoo name or a spec (default: %(default)s)")
+    add_input_option(p)
+    add_choice(p, "--loss", ("softmax", "svm"), "softmax")
+    p.add_argument("--batch", type=POSITIVE, default=4, help="batch size (default: %(default)s)")
+    p.add_argument("--reg", type=NON_NEGATIVE, default=0.0,
+                   help="L2 strength (default: %(default)s)")
+    p.add_argument("--num-checks", type=POSITIVE, default=None, help="random entries per "
+                   "parameter (default: all, or 20 for nets over 5,000 parameters)")
+    p.add_argument("--eval", action="store_true",
+                   help="check in eval mode (running statistics, no dropout)")
+    p.add_argument("--tol", type=typed(Real(0.0, open_lo=True, expected="a number > 0")),
+                   default=1e-6, help="pass threshold (default: %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0, help="(default: %(default)s)")
+    add_common_options(p)
+    p.set_defaults(run=gradcheck)
+
+    p = sub.add_parser("summary", help="per-layer volumes, memory, parameters and FLOPs (the "
+                       "notes' VGG-16 table)",
+                       description="A row per layer with its output volume, activations, "
+                       "parameters and multiply-adds, the totals, and the notes' estimate of the "
+                       "memory a training step needs: activations and their gradients, "
+                       "parameters with their gradients and the optimizer's caches, the largest "
+                       "im2col buffer. Nothing is run.")
+    add_model_argument(p, checkpoint=True)
+    p.add_argument("--batch", type=POSITIVE, default=1,
+                   help="batch size of the training estimate (default: %(default)s)")
+    add_choice(p, "--dtype", DTYPES, "float32")
+    add_choice(p, "--optimizer", OPTIMIZERS, "adam", "whose caches the training estimate counts")
+    p.add_argument("--notes", action="store_true", help="print the table in the notes' format "
+                   "(INPUT: [224x224x3] memory: ...)")
+    p.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH")
+    add_common_options(p)
+    p.set_defaults(run=summary)
+
+    p = sub.add_parser("convert", help="turn a net's FC layers into convolutions, to slide it "
+                       "over larger images",
+                       description="FC -> conv conversion (the notes' 224 -> 384 example): the "
+                       "first FC over a [C'xH'xW'] volume becomes an H'xW' convolution, the later "
+                       "ones 1x1 convolutions, so the net gives a map of class scores over a "
+                       "larger image in one forward pass.")
+    add_model_argument(p, checkpoint=True)
+    p.add_argument("--image", type=VOLUME, metavar="CxHxW",
+                   help="also give the score map's size on an image of this volume")
+    p.add_argument("--output", "-o", metavar="PATH",
+                   help="save the converted net (weights included) as a checkpoint")
+    add_common_options(p)
+    p.set_defaults(run=convert)
+
+    p = sub.add_parser("time", help="per-layer forward/backward times of a model (Caffe's "
+                       "`caffe time`)",
+                       description="Time each layer's forward and backward pass (median over "
+                       "the passes) on a random batch, then the totals: forward, backward, Adam "
+                       "update, training step.")
+    add_model_argument(p)
+    p.add_argument("--batch", type=POSITIVE, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--iterations", type=PASSES, default=50,
+                   help="timed passes (default: %(default)s)")
+    p.add_argument("--warmup", type=typed(Count(0, 100_000)), default=1,
+                   help="untimed passes first (default: %(default)s)")
+    add_choice(p, "--dtype", DTYPES, "float32")
+    p.add_argument("--json", metavar="PATH", help="also write the table as JSON to PATH")
+    p.add_argument("--seed", type=SEED, default=0, help="(default: %(default)s)")
+    add_common_options(p)
+    p.set_defaults(run=time)
+
+
+def gradcheck(args) -> int:
+    result = check_named_model(args.model, args.input, batch=args.batch, loss=args.loss,
+                               reg=args.reg, num_checks=args.num_checks, eval_mode=args.eval,
+                               tol=args.tol, seed=args.seed)
+    print("\n".join(result.lines()))
+    return 0 if result.passed else 1
+
+
+def summary(args) -> int:
+    model, shape, label, _ = resolve_model(args.model, args.input, np.random.default_rng(0),
+                                            weights=False)
+    report = summarize(model, shape, batch=args.batch, dtype=args.dtype,
+                       optimizer=args.optimizer)
+    print(f"cnnkit summary {label}: input {'x'.join(map(str, shape))} (CxHxW), batch "
+          f"{args.batch}, {args.dtype}, {args.optimizer}")
+    print(format_notes(report) if args.notes else format_layers(report))
+    if args.json:
+        data = {"model": label, "input_shape": list(shape), **report.as_dict()}
+        print(f"wrote {atomic_write_text(args.json, json.dumps(data, indent=1))}")
+    return 0
+
+
+def convert(args) -> int:
+    model, shape, label, original = resolve_model(args.model, args.input,
+                                                   np.random.default_rng(0),
+                                                   weights=bool(args.output))
+    model.eval()
+    converted = fully_convolutional(model, shape)
+    sh, sw = output_stride(model, shape)
+    print(f"cnnkit convert {label}: input {'x'.join(map(str, shape))} (CxHxW); the FC layers "
+          f"become convolutions:")
+    for i, layer in enumerate(converted):
+        print(f"  {i:>3}  {brief(layer)}")
+    print(f"output stride {sh}x{sw}: score map[i, j] holds the scores of the "
+          f"{shape[1]}x{shape[2]} crop at (i*{sh}, j*{sw})")
+    if args.image:
+        if args.image[0] != shape[0]:
+            raise UsageError(f"--image has {args.image[0]} channels, the net takes {shape[0]}")
+        h, w = score_map_size(converted, args.image)
+        print(f"on a {'x'.join(map(str, args.image))} image: a {h}x{w} score map "
+              f"(({args.image[1]} - {shape[1]})/{sh} + 1 = {h}) in one forward pass")
+    reasons = inexact_reasons(model)
+    if reasons:
+        print("approximate, not exact, at every crop position:")
+        for reason in reasons[:3]:
+            print(f"  - {reason}")
+        if len(reasons) > 3:
+            print(f"  - and {len(reasons) - 3} more layers like these")
+    else:
+        print("exact: the score map equals the original net run on every crop")
+    if args.output:
+        kept = {k: v for k, v in original.items() if k not in ("input_shape", "settings")}
+        metadata = {**kept, "converted_from": label, "crop_shape": list(shape),
+                    "output_stride": [sh, sw]}
+        print(f"wrote {save_checkpoint(args.output, converted, extra={'metadata': metadata})}")
+    return 0
+
+
+def _blas_threads():
+    """The thread count of NumPy's BLAS (a list if its libraries differ)."""
+    counts = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+    return counts[0] if len(counts) == 1 else (counts or None)
+
+
+def time(args) -> int:
+    rng = np.random.default_rng(args.seed)
+    sketch, shape, name, _ = resolve_model(args.model, args.input, rng, weights=False)
+    check_memory(sketch, shape, args.batch, short(name), dtype=args.dtype)
+    model, shape, _, _ = resolve_model(args.model, args.input, rng)
+    model.astype(args.dtype).train()
+    x = rng.standard_normal((args.batch, *shape)).astype(args.dtype)
+    threads, blas = parallel.get_num_threads(), _blas_threads()
+    prof = time_layers(model, x, iterations=args.iterations, warmup=args.warmup,
+                       optimizer=Adam(model.named_parameters(), lr=1e-3), rng=rng,
+                       input_grad=False)
+    print(f"cnnkit time {name}: batch {args.batch} x {'x'.join(map(str, shape))}, {args.dtype}, "
+          f"{model.num_parameters():,} parameters; median of {args.iterations} passes after "
+          f"{args.warmup} warm-up; {threads} thread{'s' if threads != 1 else ''} (BLAS "
+          f"{'unknown' if blas is None else blas} inside the kernels)")
+    width = max(len(r.layer) for r in prof.rows)
+    name_width = max(4, *(len(r.name) for r in prof.rows))
+    print(f"  {'#':>3}  {'name':<{name_width}}  {'layer':<{width}}  {'output':<18}"
+          f"{'forward ms':>11}{'backward ms':>13}")
+    for r in prof.rows:
+        print(f"  {r.index:>3}  {r.name:<{name_width}}  {r.layer:<{width}}  "
+              f"{str(r.output_shape):<18}{r.forward_ms:>11.3f}{r.backward_ms:>13.3f}")
+    print(f"forward {prof.forward_ms:.3f} ms, backward {prof.backward_ms:.3f} ms, Adam update "
+          f"{prof.update_ms:.3f} ms; training step {prof.step_ms:.3f} ms "
+          f"({args.batch / (prof.step_ms * 1e-3):,.0f} images/s)")
+    if args.json:
+        report = {"model": name, "batch": args.batch, "dtype": args.dtype, "threads": threads,
+                  "blas_threads": blas, "parameters": model.num_parameters(), **prof.to_dict()}
+        print(f"wrote {atomic_write_text(args.json, json.dumps(report, indent=1))}")
+    return 0

@@ -1,0 +1,124 @@
+"""The command line's options: those of a run's settings generated from
+:class:`~cnnkit.app.config.RunConfig`, and the argparse types of the others, made from the same
+:class:`~cnnkit.app.config.Kind` checks."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..app.config import REQUIRED, Choice, Count, Flag, Kind, Real, RunConfig, Volume, setting_of
+from ..models import MODELS
+
+MODEL_HELP = ('a spec such as "INPUT[1x28x28] -> CONV5-6 -> RELU -> POOL2 -> FC-10" or a zoo '
+              "name: " + ", ".join(["default", *MODELS]))
+SUPPRESS = argparse.SUPPRESS
+
+
+def typed(kind: Kind):
+    """An argparse type: ``kind.parse(text)``, its error as argparse's one line."""
+    def parse(text):
+        try:
+            return kind.parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
+
+
+POSITIVE = typed(Count(1))
+PASSES = typed(Count(1, 100_000))
+SEED = typed(Count(0, expected="a seed >= 0"))
+VOLUME = typed(Volume())
+NON_NEGATIVE = typed(Real(0.0, expected="a number >= 0"))
+
+
+def _default(name: str, defaults: dict):
+    if name in defaults:
+        return defaults[name]
+    setting = RunConfig.settings()[name]
+    return setting.cli_default if setting.cli_default is not REQUIRED \
+        else RunConfig.__dataclass_fields__[name].default
+
+
+def add_settings(parser, names, defaults: dict | None = None) -> None:
+    """An option for each of the RunConfig settings ``names``, its type, help and bounds from
+    the schema. The options default to nothing (argparse's SUPPRESS), so that
+    :func:`settings_given` hands the library only what the user typed (and ``defaults``, the
+    command's own, where it differs from the library's); the help shows the defaults."""
+    defaults = defaults or {}
+    groups = {}
+    fields = RunConfig.__dataclass_fields__
+    for name in names:
+        s = setting_of(fields[name])
+        flag = s.flag or "--" + name.replace("_", "-")
+        if s.group and s.group not in groups:
+            groups[s.group] = parser.add_mutually_exclusive_group()
+        target = groups[s.group] if s.group else parser
+        default = _default(name, defaults)
+        text = s.help if default is None or isinstance(default, bool) or "default:" in s.help \
+            else f"{s.help} (default: {default})"
+        if isinstance(s.kind, Flag):
+            action = "store_false" if flag.startswith("--no-") else "store_true"
+            target.add_argument(flag, dest=name, action=action, default=SUPPRESS, help=text)
+        elif isinstance(s.kind, Choice):
+            target.add_argument(flag, dest=name, choices=s.kind.options, default=SUPPRESS,
+                                help=text)
+        else:
+            kind = getattr(s.kind, "kind", s.kind)          # OrNone's inner kind
+            target.add_argument(flag, dest=name, type=typed(kind), default=SUPPRESS,
+                                metavar=s.metavar or kind.metavar, help=text)
+
+
+def settings_given(args, names, defaults: dict | None = None) -> dict:
+    """The settings among ``names`` the user typed, and the command's own ``defaults`` (and the
+    schema's command-line defaults) for the others."""
+    defaults = defaults or {}
+    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    for name in names:
+        if name not in given:
+            setting = RunConfig.settings()[name]
+            if name in defaults:
+                given[name] = defaults[name]
+            elif setting.cli_default is not REQUIRED:
+                given[name] = setting.cli_default
+    return given
+
+
+def add_common_options(p) -> None:
+    """--threads, --memory-budget and --debug, which every command takes."""
+    add_settings(p, ("threads", "memory_budget"))
+    p.set_defaults(threads=None, memory_budget=None)
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an error (as CNNKIT_DEBUG=1 does)")
+
+
+def add_folder_options(p, out: str, folder: str, default_name: str, holds: str) -> None:
+    """``--out``, ``--name`` and ``--overwrite`` of a command that writes a ``folder`` (a
+    results folder, a search folder), never over one that ``holds`` something unless asked."""
+    p.add_argument("--out", default=out, help=f"parent folder of {folder}s (default: %(default)s)")
+    p.add_argument("--name", default=None,
+                   help=f"{folder} name (default: {default_name}, with -2, -3, ... when taken)")
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"let --name replace a {folder} that already holds {holds}")
+
+
+def add_input_option(p) -> None:
+    p.add_argument("--input", type=VOLUME, metavar="CxHxW", default=None,
+                   help="input volume (default: a zoo model's designed input, a spec's INPUT)")
+
+
+def add_model_argument(p, checkpoint: bool = False) -> None:
+    """The MODEL positional (a spec or a zoo name, and a checkpoint where it may be) and
+    --input."""
+    p.add_argument("model", metavar="MODEL",
+                   help=("a checkpoint (.npz), " if checkpoint else "") + MODEL_HELP)
+    add_input_option(p)
+
+
+def add_no_progress(p, what: str = "") -> None:
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar" + what)
+
+
+def add_choice(p, flag: str, choices, default, what: str = "") -> None:
+    p.add_argument(flag, choices=tuple(choices), default=default,
+                   help=f"{what}{' ' if what else ''}(default: %(default)s)")

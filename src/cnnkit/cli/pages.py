@@ -1,0 +1,50 @@
+"""What a run leaves to read: ``cnnkit report`` (``cnnkit.load_run(RUN_DIR).report()``) and
+``cnnkit experiment`` (:func:`cnnkit.experiments.run_experiment`)."""
+
+from __future__ import annotations
+
+from ..app.run import load_run
+from ..experiments import EXPERIMENTS, run_experiment
+from .options import SEED, add_common_options, add_folder_options, add_no_progress
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
+        "report", help="write RUN_DIR/report.html: one self-contained page on a training run",
+        description="Write one self-contained HTML page (images inlined, nothing fetched) on a "
+        "run folder of `cnnkit train`: the settings, the model summary, the curves, the "
+        "confusion matrix and per-class accuracy, misclassified test images, the first layer's "
+        "filters, activation maps and a saliency map of a test image, and per-layer times.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnkit train`")
+    p.add_argument("--output", "-o", metavar="PATH",
+                   help="where to write the page (default: RUN_DIR/report.html)")
+    add_no_progress(p)
+    add_common_options(p)
+    p.set_defaults(run=report)
+
+    p = sub.add_parser(
+        "experiment", help="run one of the notes' experiments: " + ", ".join(EXPERIMENTS),
+        description="Run one of the notes' experiments and write its figures (PNG) and numbers "
+        "(JSON) to OUT/NAME, then print a short table. "
+        + " ".join(f"{name}: {e.summary}." for name, e in EXPERIMENTS.items()))
+    p.add_argument("experiment", choices=list(EXPERIMENTS), metavar="NAME",
+                   help="one of: " + ", ".join(EXPERIMENTS))
+    p.add_argument("--full", action="store_true",
+                   help="the published scale (longer) instead of the few-minute default")
+    add_folder_options(p, "experiments", "results folder", "the experiment's", "results")
+    p.add_argument("--seed", type=SEED, default=0, help="(default: %(default)s)")
+    add_no_progress(p)
+    add_common_options(p)
+    p.set_defaults(run=experiment)
+
+
+def report(args) -> int:
+    run = load_run(args.run_dir)
+    print(f"wrote {run.report(args.output, progress=args.progress)}")
+    return 0
+
+
+def experiment(args) -> int:
+    run_experiment(args.experiment, out=args.out, name=args.name, overwrite=args.overwrite,
+                   full=args.full, seed=args.seed, progress=args.progress, log=print)
+    return 0

@@ -1,0 +1,182 @@
+"""Moving a net between cnnkit and other tools: ``cnnkit export`` (ONNX, safetensors) and
+``cnnkit import`` (a PyTorch or safetensors state dict into a checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..app.config import volume_text
+from ..checkpoint import UNKNOWN_NORMALISATION, save_checkpoint
+from ..errors import UsageError
+from ..export import DEFAULT_OPSET, served_metadata, to_onnx
+from ..io import save_safetensors
+from ..models import is_checkpoint, resolve_model
+from ..weights import WeightsError, load_weights, recorded_preprocessing
+from .options import (
+    MODEL_HELP,
+    POSITIVE,
+    SEED,
+    Count,
+    add_common_options,
+    add_input_option,
+    add_model_argument,
+    typed,
+)
+
+_OPSET = typed(Count(1, expected="an opset number"))
+_BATCH = typed(Count(1, 2 ** 31 - 1, '"dynamic" or a batch size from 1 to 2,147,483,647'))
+
+
+def _batch(text):
+    """--batch: "dynamic" or a positive int."""
+    return text if text == "dynamic" else _BATCH(text)
+
+
+def _floats(text):
+    """--mean/--std: comma-separated numbers, one per channel."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, such as "
+                                         f"0.485,0.456,0.406, got {text!r}") from None
+    if not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a net as ONNX (for onnxruntime and other servers) or its weights "
+        "as safetensors",
+        description="Write a checkpoint's net (or a zoo model or spec, with fresh weights) as an "
+        "ONNX model of its eval forward, input \"input\" and output \"output\", checked by "
+        "onnx.checker; or, for -o *.safetensors, its weights under PyTorch's names. ONNX needs "
+        "the onnx package (pip install \"cnnkit[onnx]\").")
+    add_model_argument(p, checkpoint=True)
+    p.add_argument("--output", "-o", metavar="PATH", required=True,
+                   help="the file to write: *.onnx or *.safetensors")
+    p.add_argument("--batch", type=_batch, default="dynamic", metavar="dynamic|N",
+                   help="the batch axis: any size (default) or a fixed N")
+    p.add_argument("--opset", type=_OPSET, default=DEFAULT_OPSET,
+                   help="ONNX opset (default: %(default)s)")
+    p.add_argument("--external-data", action="store_true", help="keep the weights in a file "
+                   "beside the .onnx (ONNX's external data; always so above 2 GiB)")
+    p.add_argument("--num-classes", type=POSITIVE, default=None,
+                   help="a zoo model's number of classes (default: its own)")
+    p.add_argument("--seed", type=SEED, default=0,
+                   help="seed of a zoo model's or spec's fresh weights (default: %(default)s)")
+    add_common_options(p)
+    p.set_defaults(run=export)
+
+    p = sub.add_parser(
+        "import", help="load a PyTorch .pt/.pth or a .safetensors file into a net and save a "
+        "checkpoint",
+        description="Build MODEL (a zoo name or a spec) without drawing weights, fill it from "
+        "FILE (a PyTorch state dict saved with torch.save, read without torch and without "
+        "unpickling anything but tensors; a .safetensors file; or another checkpoint), checking "
+        "every name and shape, and save it as a cnnkit checkpoint. Missing, unexpected and "
+        "mismatched arrays are listed, and refused unless --partial.")
+    p.add_argument("file", metavar="FILE", help="the weights: .pt, .pth, .bin or .safetensors")
+    p.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP)
+    add_input_option(p)
+    p.add_argument("--output", "-o", metavar="PATH", required=True,
+                   help="the checkpoint to write (.npz)")
+    p.add_argument("--num-classes", type=POSITIVE, default=None,
+                   help="a zoo model's number of classes (default: its own)")
+    p.add_argument("--by", choices=("auto", "name", "order"), default="auto",
+                   help="pair the file's arrays with the net's by name (PyTorch's names) or by "
+                   "position (a net whose modules are named differently, such as torchvision's "
+                   "resnet18); auto (the default): by name when any name is shared, else by "
+                   "position when every pair agrees in shape")
+    p.add_argument("--partial", action="store_true",
+                   help="load what matches and keep fresh weights for the rest")
+    p.add_argument("--seed", type=SEED, default=0,
+                   help="seed of the fresh weights with --partial (default: %(default)s)")
+    p.add_argument("--mean", type=_floats, default=None, metavar="M1,M2,...",
+                   help="per-channel mean the net's training normalised with (pixels in [0, 1]),"
+                   " recorded for predict and evaluate (default: 0)")
+    p.add_argument("--std", type=_floats, default=None, metavar="S1,S2,...",
+                   help="per-channel standard deviation, likewise (default: 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    add_common_options(p)
+    p.set_defaults(run=import_)
+
+
+def export(args) -> int:
+    output = Path(args.output)
+    kind = output.suffix.lower()
+    if kind not in (".onnx", ".safetensors"):
+        raise UsageError(f"-o {args.output}: the file must end in .onnx (the net) or "
+                         f".safetensors (its weights)")
+    if kind == ".safetensors" and (args.batch != "dynamic" or args.opset != DEFAULT_OPSET
+                                   or args.external_data):
+        raise UsageError("--batch, --opset and --external-data apply to an .onnx file, not to "
+                         ".safetensors")
+    model, shape, label, metadata = resolve_model(args.model, args.input,
+                                                   np.random.default_rng(args.seed),
+                                                   num_classes=args.num_classes)
+    model.eval()
+    out_shape = tuple(model.output_shape(shape))
+    if kind == ".onnx":
+        to_onnx(model, shape, output, opset=args.opset, batch=args.batch,
+                metadata=served_metadata(metadata), doc=f"{label}, exported by cnnkit",
+                external_data=args.external_data or None)
+        batch = "N" if args.batch == "dynamic" else str(args.batch)
+        print(f"wrote {output}: ONNX opset {args.opset}, input \"input\" "
+              f"{batch}x{volume_text(shape)}, output \"output\" {batch}x"
+              f"{volume_text(out_shape)}, {model.num_parameters():,} parameters")
+    else:
+        save_safetensors(model, output, metadata={
+            key: json.dumps(value) for key, value in served_metadata(metadata).items()})
+        print(f"wrote {output}: {len(model.state_dict())} tensors under PyTorch's names "
+              f"(safetensors.torch.load_file reads them)")
+    if not is_checkpoint(args.model):
+        print(f"note: {label} is built here with freshly drawn weights (seed {args.seed}), not "
+              f"trained ones; export a checkpoint for those")
+    return 0
+
+
+def import_(args) -> int:
+    if is_checkpoint(args.model):
+        raise UsageError(f"--model {args.model}: give the architecture (a zoo name or a spec) "
+                         f"the weights are for, not a checkpoint")
+    output = Path(args.output)
+    if output.suffix.lower() != ".npz":
+        raise UsageError(f"-o {args.output}: a cnnkit checkpoint is an .npz file")
+    if output.exists() and not args.overwrite:
+        raise UsageError(f"{output} exists; pass --overwrite to replace it")
+    # without --partial every weight comes from the file, so none is drawn
+    model, shape, label, _ = resolve_model(args.model, args.input,
+                                            np.random.default_rng(args.seed),
+                                            weights=args.partial, num_classes=args.num_classes)
+    for option in ("mean", "std"):
+        values = getattr(args, option)
+        if values is not None and len(values) != shape[0]:
+            raise UsageError(f"--{option} gives {len(values)} values; the net takes {shape[0]} "
+                             f"channel{'s' if shape[0] > 1 else ''}")
+    try:
+        match = load_weights(model, args.file, by=args.by, strict=not args.partial)
+    except WeightsError as err:
+        if err.match is not None and not err.match.ok:
+            print(err.match.problems())     # the listing on stdout; stderr has the one line
+        raise
+    print(match.describe())
+    if not match.ok:                 # --partial: say what was left alone
+        print(match.problems())
+    metadata = {"input_shape": list(shape), "imported_from": str(args.file), "model": label,
+                **recorded_preprocessing(args.file, shape)}
+    if args.mean is not None or args.std is not None:
+        metadata.update(mean=list(args.mean or [0.0] * shape[0]),
+                        std=list(args.std or [1.0] * shape[0]))
+        metadata.pop(UNKNOWN_NORMALISATION, None)
+    path = save_checkpoint(output, model.eval(), extra={"metadata": metadata})
+    print(f"wrote {path}: {label} on {volume_text(shape)} input, {model.num_parameters():,} "
+          f"parameters")
+    if metadata.get(UNKNOWN_NORMALISATION):
+        print("note: the file does not say how its net's inputs were normalised; predict and "
+              "evaluate refuse this checkpoint until you import with --mean and --std")
+    return 0

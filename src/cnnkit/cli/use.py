@@ -1,0 +1,55 @@
+"""Using a trained net: ``cnnkit evaluate`` (:func:`cnnkit.evaluation.evaluate_checkpoint`) and
+``cnnkit predict`` (:func:`cnnkit.predict_images`)."""
+
+from __future__ import annotations
+
+from ..data import source_names
+from ..evaluation import evaluate_checkpoint
+from ..inference import predict_images
+from .options import POSITIVE, add_choice, add_common_options, add_no_progress
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="accuracy, per-class accuracy and confusion matrix",
+        description="Evaluate a checkpoint on the data it was trained on (its test split) or on "
+        "--data, preprocessed as in training.")
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--data", metavar="SOURCE", help="the images: " + ", ".join(source_names())
+                   + ", or FILE.npz (default: the checkpoint's)")
+    p.add_argument("--split", choices=("test", "train", "all"), default=None,
+                   help="which images of the source (default: test, or all when the source has "
+                   "no test split)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip images that cannot be decoded instead of stopping")
+    add_no_progress(p, " while decoding")
+    add_common_options(p)
+    p.set_defaults(run=evaluate)
+
+    p = sub.add_parser(
+        "predict", help="top-k classes of image files (PNG, JPEG, BMP, GIF, WebP, TIFF)",
+        description="Classify images with a checkpoint: each is decoded to the channels and "
+        "size of the training images, then fitted and normalised as in training; prints the "
+        "top-k class names with their probabilities.")
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--top-k", type=POSITIVE, default=3, help="(default: %(default)s)")
+    add_choice(p, "--invert", ("auto", "yes", "no"), "auto", "invert grey levels; auto inverts "
+               "light-background images for MNIST-style nets")
+    add_common_options(p)
+    p.set_defaults(run=predict)
+
+
+def evaluate(args) -> int:
+    result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split,
+                                 skip_bad=args.skip_bad, progress=args.progress)
+    for line in [*result.notes, *result.lines()]:
+        print(line)
+    return 0
+
+
+def predict(args) -> int:
+    result = predict_images(args.checkpoint, args.images, invert=args.invert)
+    for path, top in zip(args.images, result.top(args.top_k)):
+        print(f"{path}: " + "  ".join(f"{name} {p:.3f}" for name, p in top))
+    return 0
