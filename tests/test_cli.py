@@ -176,3 +176,35 @@ def test_a_reader_that_leaves_early_is_no_error():
                           f"echo ${{PIPESTATUS[0]}}", shell=True, executable="/bin/bash",
                           capture_output=True, text=True)
     assert proc.stderr == "" and proc.stdout.strip() == "141"
+
+
+def test_python_m_cnnkit_and_version():
+    import cnnkit
+
+    for module in ("cnnkit", "cnnkit.cli"):
+        proc = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True,
+                              text=True)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"cnnkit {cnnkit.__version__}"
+
+
+def test_the_command_line_stays_a_thin_shell():
+    """cnnkit/cli/ and every module only it imports, but for the library's own modules (those
+    `cnnkit.X` names, which Python users call): under 1,000 lines, none over 300."""
+    import cnnkit
+    from tests import import_graph
+
+    public = {f"cnnkit.{name}" for name in set(cnnkit._SUBMODULES.values())}
+    edges = import_graph.build_graph()
+    modules = import_graph.module_names()
+    importers = {name: {m for m, targets in edges.items() if name in targets}
+                 for name in modules}
+
+    def cli(name):
+        return name == "cnnkit.cli" or name.startswith("cnnkit.cli.")
+
+    only_cli = {name for name, by in importers.items()
+                if cli(name) or (by and all(cli(m) for m in by) and name not in public)}
+    lines = {name: len(modules[name].read_text().splitlines()) for name in only_cli}
+    assert any(cli(name) for name in lines) and "cnnkit.app" not in only_cli
+    assert max(lines.values()) <= 300, lines
+    assert sum(lines.values()) < 1000, lines

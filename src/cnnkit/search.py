@@ -62,7 +62,8 @@ SEARCHED = (("lr", "lr"), ("weight_decay", "weight decay"))
 _SAMPLING_STREAM = 0x5EA2C4
 
 _TRIAL = re.compile(r"trial-\d{3,}")
-RESULT = "result.json"      # a trial's record, beside its run folder's files
+# the search folder's files, and a trial's record beside its run folder's
+SEARCH_JSON, BEST, RESULT = "search.json", "best.npz", "result.json"
 
 
 class SearchError(CnnkitError, ValueError):
@@ -199,7 +200,7 @@ class SearchResult:
             if edge:
                 lines.append(f"note: the best {label} {best[name]:.3g} lies at the {edge} edge "
                              f"of {_shown(*last[name])}; a better one may lie beyond it")
-        return lines + [f"wrote {self.folder / 'search.json'}"]
+        return lines + [f"wrote {self.folder / SEARCH_JSON}"]
 
 
 # ---------------------------------------------------------------------------- the search
@@ -376,7 +377,7 @@ def _keep_best(folder: Path, results: list[dict], best: dict | None) -> Path | N
         if best is None or result["index"] != best["index"]:
             for path in (folder / result["folder"]).glob("*.npz"):
                 path.unlink(missing_ok=True)
-    target = folder / "best.npz"
+    target = folder / BEST
     if best is None:
         target.unlink(missing_ok=True)
         return None
@@ -398,14 +399,14 @@ def _clear_old_search(folder: Path) -> None:
     for entry in folder.iterdir():
         if entry.is_dir() and _TRIAL.fullmatch(entry.name):
             shutil.rmtree(entry)
-    for name in ("search.json", "best.npz"):
+    for name in (SEARCH_JSON, BEST):
         (folder / name).unlink(missing_ok=True)
 
 
 def _write_search_json(result: SearchResult, base: RunConfig, trials: int, rounds: int,
                        size: int) -> None:
     record = base.record()
-    atomic_write_text(result.folder / "search.json", json.dumps({
+    atomic_write_text(result.folder / SEARCH_JSON, json.dumps({
         "settings": {"trials": trials, "rounds": rounds, "epochs": base.epochs,
                      "seed": base.seed, "ranks": size,
                      **{name: list(result.rounds[0][name]) for name, _ in SEARCHED},
@@ -476,7 +477,7 @@ def _rounds(base, comm, folder, rank, size, trials, rounds, ranges, say) -> Sear
         if result.best is None:
             break
     if result.best is None:
-        error = SearchError(f"every trial diverged (see {folder / 'search.json'}); try a "
+        error = SearchError(f"every trial diverged (see {folder / SEARCH_JSON}); try a "
                             f"lower --lr range", result)
         if comm is None:
             raise error

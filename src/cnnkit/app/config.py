@@ -77,20 +77,28 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-class Count(Kind):
+class _Number(Kind):
+    """A number the command line writes as text that ``convert`` (int, float) reads."""
+
+    convert = staticmethod(float)
+
+    def parse(self, text):
+        try:
+            value = self.convert(str(text).strip())
+        except ValueError:
+            raise self.wrong(text, converted=False) from None
+        return self.check(value)
+
+
+class Count(_Number):
     """An integer from ``lo`` to ``hi`` (no upper bound when None)."""
+
+    convert = staticmethod(int)
 
     def __init__(self, lo: int, hi: int | None = None, expected: str | None = None):
         self.lo, self.hi = lo, hi
         self.expected = expected or (f"a count from {lo:,} to {hi:,}" if hi is not None else
                                      "a positive integer" if lo == 1 else f"a count >= {lo}")
-
-    def parse(self, text):
-        try:
-            value = int(str(text).strip())
-        except ValueError:
-            raise self.wrong(text, converted=False) from None
-        return self.check(value)
 
     def check(self, value):
         if not _is_int(value):
@@ -100,20 +108,13 @@ class Count(Kind):
         return int(value)
 
 
-class Real(Kind):
+class Real(_Number):
     """A finite number in [lo, hi) or [lo, hi], or > lo when ``open_lo``."""
 
     def __init__(self, lo: float, hi: float = math.inf, *, open_lo: bool = False,
                  open_hi: bool = False, expected: str):
         self.lo, self.hi, self.open_lo, self.open_hi = lo, hi, open_lo, open_hi
         self.expected = expected
-
-    def parse(self, text):
-        try:
-            value = float(str(text).strip())
-        except ValueError:
-            raise self.wrong(text, converted=False) from None
-        return self.check(value)
 
     def check(self, value):
         if not _is_real(value):

@@ -99,7 +99,7 @@ def net_input(config: RunConfig, image_shape: tuple, model: Module | None = None
     spec's INPUT, a zoo model's designed H x W on the images' channels, or the images' own
     volume (a spec without INPUT, the default net, a Module)."""
     text, given = config.model, config.input
-    if model is not None:
+    if model is not None or text.startswith("module:"):     # (resumed from its checkpoint)
         return text, tuple(given) if given else tuple(image_shape)
     if text == "default":
         shape = tuple(given) if given else tuple(image_shape)
@@ -131,7 +131,10 @@ def preprocessing_for(dataset: Dataset, label: str, shape: tuple, fit: str) -> P
                          f"images are {volume_text(image_shape)} (the net needs "
                          f"{image_shape[0]} channel{'s' if image_shape[0] > 1 else ''}; give "
                          f"--input or a spec's INPUT with {image_shape[0]})")
-    fitted = choose_fit(image_shape[1:], shape[1:], fit)
+    try:
+        fitted = choose_fit(image_shape[1:], shape[1:], fit)
+    except ValueError as err:             # images larger than the net's input, to --fit centre
+        raise UsageError(str(err)) from None
     mean, std = dataset.channel_stats()
     return Preprocessing(image_shape, shape, mean, std, fitted, dataset.brightness())
 

@@ -13,6 +13,7 @@ from ..data import source_names
 from ..distributed import active, job_size
 from ..distributed.launch import MAX_WORKERS, launch
 from ..errors import UsageError
+from ..runs import RunFolder
 from ..train import TrainingInterrupted
 from .options import Count, add_common_options, add_settings, settings_given, typed
 
@@ -60,7 +61,7 @@ def run(args) -> int:
         if comm is None or comm.is_root:             # rank 0 alone speaks (and saved)
             folder = err.run.folder if err.run is not None else None
             resume = "" if folder is None else \
-                f"; resume with: cnnkit train --resume {folder / 'checkpoint.npz'}"
+                f"; resume with: cnnkit train --resume {RunFolder(folder).checkpoint}"
             print(f"cnnkit train: {err}{resume}", file=sys.stderr)
         return 130
     return 0

@@ -341,13 +341,13 @@ def _parse(text) -> tuple[str, str]:
         name, argument = "npz", text
     name = name.lower()
     if name not in SOURCES:
-        raise ValueError(f"unknown data source {text!r}; choose one of: "
+        raise DataError(f"unknown data source {text!r}; choose one of: "
                          f"{', '.join(source_names())}")
     opener = SOURCES[name]
     if opener.needs_argument and not argument:
-        raise ValueError(f"data source {name!r} needs a path: {opener.usage}")
+        raise DataError(f"data source {name!r} needs a path: {opener.usage}")
     if not opener.needs_argument and argument:
-        raise ValueError(f"data source {name!r} takes no path, got {text!r}")
+        raise DataError(f"data source {name!r} takes no path, got {text!r}")
     return name, argument
 
 
