@@ -228,3 +228,12 @@ def test_sparse_whole_model_check_passes_and_catches_a_wrong_gradient():
     model.backward = backward_with_a_wrong_weight_gradient
     errors = check_model(model, x, y, num_checks=6, rng=rng)
     assert errors["0.weight"] > 1e-3 and errors["9.weight"] < 1e-6, errors
+
+
+def test_integer_pixels_without_a_preprocess_are_refused_with_the_way_out():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2, rng=np.random.default_rng(0)))
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), epochs=1,
+                      progress=False)
+    x, y = np.zeros((4, 4, 4), np.uint8), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="uint8 pixels .* no preprocess=.*cnnkit.fit"):
+        trainer.fit((x, y))

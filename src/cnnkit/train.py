@@ -418,6 +418,11 @@ class Trainer:
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"train x and y must be non-empty and of equal length, got "
                              f"{len(x)} and {len(y)}")
+        if self.preprocess is None and np.dtype(getattr(x, "dtype", np.float32)).kind in "iub":
+            raise ValueError(f"the training images are {np.dtype(x.dtype).name} pixels and the "
+                             f"Trainer has no preprocess= to make them the net's floats; give "
+                             f"preprocess=cnnkit.data.Preprocessing(...), or train with "
+                             f"cnnkit.fit((x, y), model), which measures, applies and records it")
         self._stop_requested, self._consistent, self.stop_training = False, True, False
         self._agreed_stop = False
         if self.distributed is not None:
