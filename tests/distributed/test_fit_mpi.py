@@ -14,9 +14,10 @@ from tests.distributed import mpi
 SCRIPT = """
 import json, sys
 import cnnkit
-run = cnnkit.fit(model="INPUT[1x28x28] -> CONV3-4 -> BN -> RELU -> POOL2 -> FC-10",
-                 epochs=1, limit=264, val_size=66, batch_size=66, sync_bn=True,
-                 progress=False, out=sys.argv[1], name="r", log=print)
+for name in ("r", "again"):      # a second run in the same job takes the same communicator
+    run = cnnkit.fit(model="INPUT[1x28x28] -> CONV3-4 -> BN -> RELU -> POOL2 -> FC-10",
+                     epochs=1, limit=264, val_size=66, batch_size=66, sync_bn=True,
+                     progress=False, out=sys.argv[1], name=name, log=print)
 from cnnkit.distributed import active
 comm = active()
 print("RESULT", json.dumps({"rank": comm.rank if comm else 0, "size": comm.size if comm else 1,
@@ -35,7 +36,8 @@ def test_fit_under_mpiexec_trains_on_the_ranks_and_rank_0_writes(tmp_path):
     results = sorted(_results(done.stdout), key=lambda r: r["rank"])
     assert [(r["rank"], r["size"]) for r in results] == [(0, 2), (1, 2)]
     assert results[0]["test"]["images"] == 264 and results[1]["test"] is None
-    assert done.stdout.count("training ") == 1 and "on 2 ranks" in done.stdout
+    assert done.stdout.count("training ") == 2 and "on 2 ranks" in done.stdout
+    assert (tmp_path / "two" / "again" / "model.npz").is_file()
     one = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "one")],
                          env=mpi.environment(), capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr[-3000:]

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from ..budget import scoped_memory_budget
-from ..callbacks import in_notebook
+from ..callbacks import Callback, in_notebook
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import canonical_source
 from ..distributed import DEFAULT_TIMEOUT, DataParallel, share_cores, together, world
@@ -74,7 +74,8 @@ def fit(data=None, model=None, *, classes=None, log="auto", callbacks=(), **sett
     log : where the run's lines go (what it trains, one line per epoch, the test accuracy): a
         callable such as ``print``; "auto" (the default): ``print`` in a notebook, nothing
         elsewhere; None: nowhere
-    callbacks : :class:`cnnkit.callbacks.Callback` objects of yours, run by the Trainer
+    callbacks : :class:`cnnkit.callbacks.Callback` objects of yours (or one), run by the Trainer
+        after the run's own
     **settings : every option of ``cnnkit train`` by its name with underscores (``epochs``,
         ``batch_size``, ``lr``, ``val_size``, ``out``, ``name``, ``resume``, ``report``,
         ...; ``progress=False`` for ``--no-progress``); see :class:`RunConfig`. ``out=None``
@@ -124,7 +125,8 @@ def train(config: RunConfig, data=None, model=None, *, given=frozenset(), classe
         if config.threads is not None:
             scope.enter_context(num_threads(config.threads))
         scope.enter_context(scoped_memory_budget(config.memory_budget))
-        return _train(config, data, model, given, classes, say, list(callbacks), comm, root,
+        callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+        return _train(config, data, model, given, classes, say, callbacks, comm, root,
                       None if log is None or not root else log)
 
 

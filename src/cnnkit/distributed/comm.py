@@ -118,6 +118,12 @@ def job_size() -> int:
 _active: "Comm | None" = None
 
 
+def _checked_timeout(timeout) -> float:
+    if not timeout > 0:
+        raise ValueError(f"the collective timeout must be > 0 seconds, got {timeout!r}")
+    return float(timeout)
+
+
 def active() -> "Comm | None":
     """The communicator :func:`world` made last in this process (None outside MPI): the one the
     command line's error boundary tells of a failure."""
@@ -129,8 +135,12 @@ def world(timeout: float = DEFAULT_TIMEOUT) -> "Comm | None":
 
     Raises :class:`DistributedError` when the launcher started several ranks but mpi4py cannot
     be imported."""
+    global _active
     if job_size() == 1:
         return None
+    if _active is not None:         # a second run in the same job (a script calling fit twice)
+        _active.timeout = _checked_timeout(timeout)
+        return _active
     try:
         import mpi4py
         mpi4py.rc.thread_level = "funneled"     # only the main thread calls MPI
@@ -140,7 +150,6 @@ def world(timeout: float = DEFAULT_TIMEOUT) -> "Comm | None":
         raise DistributedError(MPI_MISSING, report=job_rank() == 0) from None
     if MPI.COMM_WORLD.Get_size() == 1:
         return None
-    global _active
     comm = _active = Comm(MPI.COMM_WORLD, timeout)
     _stop_peers_on_uncaught(comm)
     folder = os.environ.get("CNNKIT_RANK_DIR")
@@ -206,9 +215,7 @@ class Comm:
 
         self._mpi, self._comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        if not timeout > 0:
-            raise ValueError(f"the collective timeout must be > 0 seconds, got {timeout!r}")
-        self.timeout = float(timeout)
+        self.timeout = _checked_timeout(timeout)
         self.calls = 0              # collectives made, so a timeout can say which one
         self.wait_seconds = 0.0     # time spent inside collectives (the allreduce's share)
 
