@@ -613,6 +613,29 @@ def distributed_cases(tmp: Path, good: Path):
                                       SPECS["huge-fc-train"]]
 
 
+# ---------------------------------------------------------------------------- shared machines
+# Issue 26's groups; each generator is filled by the change that makes its group clean.
+
+def run_folder_cases(tmp: Path, good: Path):
+    """Run names that are paths, stale and foreign locks, files cnnkit did not create."""
+    yield from ()
+
+
+def special_file_cases(tmp: Path, good: Path):
+    """FIFOs, devices and sockets where data, images, checkpoints or outputs are named."""
+    yield from ()
+
+
+def nonfinite_cases(tmp: Path, good: Path):
+    """Checkpoints and inputs holding NaN or infinite values."""
+    yield from ()
+
+
+def text_cases(tmp: Path, good: Path):
+    """User text (folder, class and file names) that figures and pages show."""
+    yield from ()
+
+
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     from cnnkit.cli import main
 
@@ -624,4 +647,7 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                                 npz_cases(tmp), cifar_cases(tmp), folder_cases(tmp),
                                 image_cases(tmp), run_cases(tmp),
                                 weights_cases(tmp, good / "r" / "model.npz"),
-                                distributed_cases(tmp, good / "r" / "checkpoint.npz")))
+                                distributed_cases(tmp, good / "r" / "checkpoint.npz"),
+                                run_folder_cases(tmp, good / "r"),
+                                special_file_cases(tmp, good / "r"),
+                                nonfinite_cases(tmp, good / "r"), text_cases(tmp, good / "r")))
