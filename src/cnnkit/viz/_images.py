@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ..nn import Conv2d
+from ._figure import LONGEST_TICK, shorten
 
 
 def conv_layers(model) -> list[tuple[str, object]]:
@@ -113,5 +114,7 @@ def mosaic(tiles: np.ndarray, rows: int, cols: int, pad: int = 1, fill=np.nan) -
 
 
 def class_name(classes, k: int) -> str:
-    """The name of class ``k`` (its number when there are no names)."""
-    return str(classes[k]) if classes is not None and 0 <= k < len(classes) else str(k)
+    """The name of class ``k`` (its number when there are no names), shortened to a tick
+    label's length: it titles small panels."""
+    return shorten(classes[k] if classes is not None and 0 <= k < len(classes) else k,
+                   LONGEST_TICK)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._figure import finish, new_figure
+from ._figure import finish, new_figure, set_tick_labels
 from ._images import as_displayable, class_name, grid_shape
 
 
@@ -96,9 +96,10 @@ def plot_confusion_matrix(cm, classes=None, path=None, *, normalize: bool = True
                         color="white" if dark else "black")
     step = max(1, k // 40)
     ticks = np.arange(0, k, step)
-    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90 if max(map(len, names)) > 3
-                  else 0, fontsize=8)
-    ax.set_yticks(ticks, [f"{names[i]} ({_percent(acc[i])})" for i in ticks], fontsize=8)
+    set_tick_labels(ax.xaxis, ticks, [names[i] for i in ticks],
+                    rotation=90 if max(map(len, names)) > 3 else 0, fontsize=8)
+    set_tick_labels(ax.yaxis, ticks, [f"{names[i]} ({_percent(acc[i])})" for i in ticks],
+                    fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class (its accuracy: correct / examples of the class)")
     fig.colorbar(im, ax=ax, shrink=0.8,

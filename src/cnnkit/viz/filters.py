@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import Module
-from ._figure import finish, new_figure
+from ._figure import finish, new_figure, set_tick_labels
 from ._images import first_conv, grid_shape, mosaic
 
 
@@ -83,10 +83,10 @@ def plot_filters(layer_or_weight, path=None, *, title: str | None = None,
         bound = float(np.abs(w[:, :c]).max()) or 1.0
         im = ax.imshow(image, cmap=_with_bad("RdBu_r", "0.7"), vmin=-bound, vmax=bound,
                        interpolation="nearest")
-        ax.set_xticks(np.arange(c) * (kw + 1) + (kw - 1) / 2, [str(j) for j in range(c)])
+        set_tick_labels(ax.xaxis, np.arange(c) * (kw + 1) + (kw - 1) / 2, range(c))
         step = max(1, f // 16)
-        ax.set_yticks(np.arange(0, f, step) * (kh + 1) + (kh - 1) / 2,
-                      [str(i) for i in range(0, f, step)])
+        set_tick_labels(ax.yaxis, np.arange(0, f, step) * (kh + 1) + (kh - 1) / 2,
+                        range(0, f, step))
         more = f" (first {c} of {c_all})" if c < c_all else ""
         ax.set_xlabel(f"input channel{more}")
         ax.set_ylabel("filter")

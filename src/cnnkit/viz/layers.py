@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..monitor import LayerStats
-from ._figure import finish, new_figure
+from ._figure import finish, new_figure, set_tick_labels
 
 RULE_OF_THUMB = 1e-3     # the course's update/weight ratio
 
@@ -85,9 +85,9 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
                        label=f"{label}: median, 15th-85th percentile")
         ax_by.plot(positions + shift, std, "x", color=colour, label=f"{label}: std")
     if len(layers) <= MOST_NAMED:
-        ax_by.set_xticks(positions)
-        ax_by.set_xticklabels([f"{n}\n{stats.layers[n]['type']}" for n in layers], fontsize=7,
-                              rotation=0 if len(layers) <= 8 else 90)
+        set_tick_labels(ax_by.xaxis, positions,
+                        [f"{n}\n{stats.layers[n]['type']}" for n in layers], fontsize=7,
+                        rotation=0 if len(layers) <= 8 else 90)
         ax_by.set_xlabel("layer")
     else:       # a deep net: every k-th layer named by its index in the watched list
         step = -(-len(layers) // MOST_NAMED)
