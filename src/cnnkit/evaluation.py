@@ -125,17 +125,24 @@ def evaluate_split(model, preprocessing: Preprocessing, classes, dataset: Datase
 
 
 def evaluate_checkpoint(checkpoint, data: str | None = None, *, split: str | None = None,
-                        skip_bad: bool = False, progress: bool = False) -> Evaluation:
+                        skip_bad: bool = False, progress: bool = False,
+                        allow_nonfinite: bool = False) -> Evaluation:
     """What ``cnnkit evaluate`` does: the checkpoint's net on the data it was trained on (the
     test split its run held out) or on the source ``data``, preprocessed as in training.
+    ``allow_nonfinite`` evaluates a net whose weights or statistics hold NaN or infinite values
+    (refused by default: its scores are NaN, its accuracy that of one class).
 
     Raises
     ------
     DataError, CheckpointError
         When the checkpoint records no data and none is given, the data's classes are not the
         net's, or a file is missing or damaged (the message names it).
+    NonFiniteError
+        For a net holding NaN or infinite values, without ``allow_nonfinite`` (before any
+        data is opened).
     """
-    model, preprocessing, classes, meta = load_for_inference(checkpoint)
+    model, preprocessing, classes, meta = load_for_inference(checkpoint,
+                                                             allow_nonfinite=allow_nonfinite)
     if not (data or recorded_source(meta)):
         raise DataError(f"{checkpoint} does not record the data it was trained on; pass "
                         f"--data SOURCE")

@@ -38,6 +38,7 @@ from . import __version__
 from ._atomic import atomic_path, atomic_write_bytes
 from .budget import check_bytes
 from .errors import CnnkitError
+from .finite import check_net
 from .nn.facts import LayerError
 from .nn.module import Module
 
@@ -131,7 +132,8 @@ def _onnx():
     return onnx
 
 
-def _check_arguments(model, input_shape, opset, batch, input_name, output_name, onnx):
+def _check_arguments(model, input_shape, opset, batch, input_name, output_name, onnx,
+                     allow_nonfinite):
     if not isinstance(model, Module):
         raise ExportError(f"to_onnx takes a cnnkit.nn.Module, got {type(model).__name__}")
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
@@ -157,12 +159,14 @@ def _check_arguments(model, input_shape, opset, batch, input_name, output_name, 
     if placeholders:
         raise ExportError(f"{placeholders[0]} has no values (the net was built with "
                           f"shapes_only()); load weights into it first")
+    check_net(model, "the net", allow=allow_nonfinite)
     return tuple(int(s) for s in shape)
 
 
 def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET,
             batch="dynamic", input_name: str = "input", output_name: str = "output",
-            metadata: dict | None = None, doc: str = "", external_data: bool | None = None):
+            metadata: dict | None = None, doc: str = "", external_data: bool | None = None,
+            allow_nonfinite: bool = False):
     """Write ``model``'s eval forward as an ONNX model; returns the ``onnx.ModelProto``.
 
     Parameters
@@ -184,6 +188,8 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
         references, not the values. A rewrite of ``path`` writes a new data file and removes
         the old one only after the new ``.onnx`` is in place, so the pair on disk is always
         whole.
+    allow_nonfinite : export weights or statistics that hold NaN or infinite values (a server
+        would answer NaN to everything; refused by default)
 
     Raises
     ------
@@ -193,11 +199,14 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
         them beside, or the ``onnx`` package is missing; the checker's complaint if the model
         does not pass ``onnx.checker.check_model(full_check=True)`` (a bug in cnnkit, or in a
         user's layer's ``to_onnx``).
+    NonFiniteError
+        If a weight or statistic holds NaN or infinite values, without ``allow_nonfinite``.
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    shape = _check_arguments(model, input_shape, opset, batch, input_name, output_name, onnx)
+    shape = _check_arguments(model, input_shape, opset, batch, input_name, output_name, onnx,
+                             allow_nonfinite)
     try:
         out_shape = tuple(model.output_shape(shape))
     except ValueError as err:

@@ -28,6 +28,7 @@ from .data import (
     image_to_array,
     open_source,
 )
+from .finite import check_net, nonfinite
 from .summary import images_within
 from .train import predict
 
@@ -66,13 +67,18 @@ class Predictions:
                 for row, p in zip(order, self.probabilities)]
 
 
-def load_for_inference(checkpoint):
+def load_for_inference(checkpoint, *, allow_nonfinite: bool = False):
     """(model in eval mode, Preprocessing, class names, metadata) of a checkpoint path or a
-    :class:`cnnkit.io.Checkpoint`."""
+    :class:`cnnkit.io.Checkpoint`.
+
+    A net whose weights or statistics hold NaN or infinite values gives meaningless scores, so
+    it is refused (:class:`cnnkit.finite.NonFiniteError`, naming the first such array) unless
+    ``allow_nonfinite``."""
     ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) \
         else checkpoint
     checkpoint = ckpt.path or "the checkpoint"     # what the messages name: not the object
     model = ckpt.build_model().eval()
+    check_net(model, checkpoint, allow=allow_nonfinite)
     meta = ckpt.extra.get("metadata", {})
     if not isinstance(meta, dict) or "input_shape" not in meta:
         raise DataError(f"{checkpoint} does not record the input its net was trained on; it "
@@ -144,13 +150,48 @@ def _as_pil(item):
     return Image.fromarray(_as_uint8(arr))
 
 
+_PIXELS = "an image array holds uint8, integers 0..255 or finite floats in [0, 1]"
+
+
+def _pixel_problem(arr: np.ndarray) -> str | None:
+    """What makes ``arr`` no image: its dtype (objects, complex numbers, booleans, text), no
+    values at all, or NaN or infinite values (:func:`cnnkit.finite.nonfinite`); None when it
+    holds real, finite numbers."""
+    if arr.dtype.kind not in "fiu":
+        kinds = {"O": "Python objects", "c": "complex numbers", "b": "booleans"}
+        return f"holds {kinds.get(arr.dtype.kind, 'values')} (dtype {arr.dtype})"
+    if arr.size == 0:
+        return f"is empty (shape {arr.shape})"
+    what = nonfinite(arr)
+    return None if what is None else f"holds {what}"
+
+
+def _check_pixels(arr: np.ndarray, what: str) -> None:
+    """Refuse an image array that :func:`_pixel_problem` finds a problem in, naming it."""
+    problem = _pixel_problem(arr)
+    if problem is not None:
+        raise DataError(f"{what} {problem}; {_PIXELS}")
+
+
+def _check_batch(x: np.ndarray) -> None:
+    """Refuse a stored-form batch without images, or of what no image holds (objects, complex
+    numbers, NaN, infinities), naming the first image at fault."""
+    if len(x) == 0:
+        raise DataError(f"the batch holds no images (shape {x.shape})")
+    problem = _pixel_problem(x)
+    if problem is None:
+        return
+    if x.dtype.kind == "f":                  # NaN or infinities: say where the first one is
+        first = int(np.argmax(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
+        problem += f", the first in image {first}"
+    raise DataError(f"the batch {problem}; a batch holds the training images' finite numbers")
+
+
 def _as_uint8(arr: np.ndarray) -> np.ndarray:
     """uint8 as it is; floats in [0, 1] and integers 0..255 rounded and clipped to uint8."""
-    if arr.dtype == np.uint8:
+    if arr.dtype == np.uint8 and arr.size:
         return arr
-    if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
-        raise DataError(f"an image array must be uint8, integers 0..255 or finite floats in "
-                        f"[0, 1], got {arr.dtype}")
+    _check_pixels(arr, "an image array")
     scale = 255.0 if arr.dtype.kind == "f" else 1.0
     return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
 
@@ -203,8 +244,8 @@ def read_images(items, preprocessing: Preprocessing, invert: str = "auto") -> np
     return np.stack(out)
 
 
-def predict_images(checkpoint, images, *, invert: str = "auto",
-                   batch_size: int | None = None) -> Predictions:
+def predict_images(checkpoint, images, *, invert: str = "auto", batch_size: int | None = None,
+                   allow_nonfinite: bool = False) -> Predictions:
     """Class probabilities of images under a trained checkpoint.
 
     Parameters
@@ -218,6 +259,8 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
     invert : "auto", "yes" or "no" (see :func:`read_images`)
     batch_size : images per forward pass (default: as many as keep its activations within
         ``cnnkit.summary.EVAL_BYTES``, 256 MiB, at most 256)
+    allow_nonfinite : classify with a net whose weights or statistics hold NaN or infinite
+        values (its scores are NaN; by default such a checkpoint is refused)
 
     Returns
     -------
@@ -226,11 +269,36 @@ def predict_images(checkpoint, images, *, invert: str = "auto",
     Raises
     ------
     FileNotFoundError, DataError, CheckpointError
-        For a missing or unreadable image or checkpoint (the message names it).
+        For a missing or unreadable image or checkpoint (the message names it); DataError too
+        for no images, and for an image array that is empty or holds objects, complex numbers,
+        NaN or infinite values (the message names the image: "images[3]").
+    NonFiniteError
+        For a net holding NaN or infinite values, without ``allow_nonfinite``.
     """
-    model, preprocessing, classes, _ = load_for_inference(checkpoint)
+    model, preprocessing, classes, _ = load_for_inference(checkpoint,
+                                                          allow_nonfinite=allow_nonfinite)
     return classify(model, preprocessing, classes, images, invert=invert,
                     batch_size=batch_size)
+
+
+def _checked_image(item, what: str):
+    """One image given to :func:`classify`, refused in one line naming it (``what``: "the
+    image", "images[3]") when it holds no pixels (0x0), or is an array of what no image holds
+    (objects, complex numbers, NaN, infinities). A path is left to the decoder, and an array
+    goes on as an ndarray."""
+    if isinstance(item, (str, os.PathLike)):
+        return item
+    if isinstance(item, Image.Image):
+        if not (item.width and item.height):
+            raise DataError(f"{what} is empty ({item.width}x{item.height} pixels)")
+        return item
+    try:
+        arr = np.asarray(item)
+    except (ValueError, TypeError):      # ragged nested lists, or what NumPy cannot take
+        raise DataError(f"{what} is not an array of numbers (a {type(item).__name__} NumPy "
+                        f"cannot read as one); {_PIXELS}") from None
+    _check_pixels(arr, what)
+    return arr
 
 
 def classify(model, preprocessing: Preprocessing, classes, images, *, invert: str = "auto",
@@ -241,19 +309,24 @@ def classify(model, preprocessing: Preprocessing, classes, images, *, invert: st
     "0".."K-1"); ``images``, ``invert`` and ``batch_size`` as :func:`predict_images` takes them.
     """
     x = _stored_batch(images, preprocessing)
-    if x is None:
+    if x is not None:
+        _check_batch(x)
+    else:
         if isinstance(images, np.ndarray) and images.ndim == 4:
             raise DataError(f"a batch of images must have the training images' volume, (N, "
                             f"{'x'.join(map(str, preprocessing.image_shape))}), got shape "
                             f"{images.shape}; give images of other sizes as a list")
         if isinstance(images, (str, os.PathLike, np.ndarray, Image.Image)):
-            images = [images]
+            images = [_checked_image(images, "the image")]
         else:
             try:
                 images = list(images)
             except TypeError:
                 raise TypeError(f"images must be a path, a Pillow image, a NumPy array or a "
                                 f"list of them, got {type(images).__name__}") from None
+            if not images:
+                raise DataError("no images given (an empty list)")
+            images = [_checked_image(item, f"images[{i}]") for i, item in enumerate(images)]
         x = read_images(images, preprocessing, invert)
     if batch_size is None:
         batch_size = images_within(model, preprocessing.input_shape, most=256)

@@ -61,7 +61,7 @@ TIMING_BATCH = 16
 TIMING_SECONDS = 2.0
 
 
-def write_report(run, output, progress: bool = True):
+def write_report(run, output, progress: bool = True, *, allow_nonfinite: bool = False):
     """Write the page on ``run`` (a :class:`cnnkit.Run`) to ``output``, atomically; returns its
     path. ``Run.report`` calls this with the run folder's ``report.html`` by default.
 
@@ -69,14 +69,18 @@ def write_report(run, output, progress: bool = True):
     ------
     RunFileError
         If the run's layer statistics are damaged (the message names the file).
+    NonFiniteError
+        If the net's weights or statistics hold NaN or infinite values, unless
+        ``allow_nonfinite`` (the page then opens with a warning naming them).
     """
-    return atomic_write_text(output, report_html(run, progress=progress))
+    return atomic_write_text(output, report_html(run, progress=progress,
+                                                 allow_nonfinite=allow_nonfinite))
 
 
-def report_html(run, progress: bool = False) -> str:
+def report_html(run, progress: bool = False, *, allow_nonfinite: bool = False) -> str:
     """The page on ``run`` (a :class:`cnnkit.Run`), as HTML text (see :func:`write_report`)."""
     start = time.perf_counter()
-    page = _Page(run, progress)
+    page = _Page(run, progress, allow_nonfinite)
     steps = [_settings_section, _summary_section, _curves_section, _layer_stats_section,
              _evaluation_section, _filters_section, _image_section, _timing_section]
     bar = Bar(len(steps), enabled=progress, unit="section")
@@ -97,19 +101,20 @@ class _Page:
     """What the sections read of the run: its net and metadata, history, layer statistics and
     test images, and the notes the page opens with."""
 
-    def __init__(self, run, progress: bool = False):
+    def __init__(self, run, progress: bool = False, allow_nonfinite: bool = False):
         self.run, self.progress = run, progress
         self.model, self.preprocessing, self.classes = run.model, run.preprocessing, run.classes
         self.meta, self.settings, self.history = run.metadata, run.metadata["settings"], \
             run.history
         self.name = run.folder.resolve().name if run.folder is not None else "a run in memory"
         self.notes = list(run.notes)
-        broken = [name for name, p in self.model.named_parameters()
-                  if not np.isfinite(p.data).all()]
+        broken = run.check_net(allow_nonfinite)        # refused here unless allowed
         if broken:
-            self.notes.append(f"{run.weights_file or 'The net'} holds NaN or infinite weights "
-                              f"({', '.join(broken)}): the net's scores, accuracy and pictures "
-                              f"below are meaningless.")
+            shown = "; ".join(broken[:10]) + (f"; and {len(broken) - 10} more arrays"
+                                              if len(broken) > 10 else "")
+            self.notes.append(f"{run.weights_file or 'The net'} holds NaN or infinite values "
+                              f"({shown}): the net's scores, accuracy and pictures below are "
+                              f"meaningless.")
         self._test = False
 
     @property

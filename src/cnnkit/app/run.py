@@ -18,6 +18,7 @@ from ..data import DataError, Dataset, Split
 from ..data.npz import arrays_dataset
 from ..errors import UsageError
 from ..evaluation import Evaluation, evaluate_split
+from ..finite import check_net
 from ..inference import Predictions, classify, load_for_inference, recorded_source, reopen_data
 from ..monitor import LayerStats
 from ..report import write_report
@@ -98,11 +99,29 @@ class Run:
         return self._layer_stats
 
     # ------------------------------------------------------------------ using the net
-    def predict(self, images, *, invert: str = "auto", batch_size: int | None = None) \
-            -> Predictions:
+    @property
+    def net_name(self) -> str:
+        """What messages call the net: its weights file (in the run folder), or "the run's
+        net" for one trained in memory."""
+        if self.weights_file is None:
+            return "the run's net"
+        return str(self.folder / self.weights_file) if self.folder is not None \
+            else self.weights_file
+
+    def check_net(self, allow_nonfinite: bool = False) -> list[str]:
+        """Refuse a net whose weights or statistics hold NaN or infinite values (one line
+        naming the first such array, :class:`cnnkit.finite.NonFiniteError`) unless
+        ``allow_nonfinite``; returns each such array's phrase (empty for a finite net)."""
+        return check_net(self.model, self.net_name, allow=allow_nonfinite)
+
+    def predict(self, images, *, invert: str = "auto", batch_size: int | None = None,
+                allow_nonfinite: bool = False) -> Predictions:
         """Class probabilities of ``images`` (paths, Pillow images, NumPy arrays of any size,
         or a batch as the data stores it), each preprocessed as in training: what
-        :func:`cnnkit.predict_images` gives on this run's checkpoint."""
+        :func:`cnnkit.predict_images` gives on this run's checkpoint, and refused as it
+        refuses (a net holding NaN or infinite values unless ``allow_nonfinite``; no images,
+        empty ones, or arrays of objects, complex numbers, NaN or infinite values)."""
+        self.check_net(allow_nonfinite)
         return classify(self.model, self.preprocessing, self.classes, images, invert=invert,
                         batch_size=batch_size)
 
@@ -132,11 +151,13 @@ class Run:
         return split, how
 
     def evaluate(self, data=None, *, split: str | None = None, skip_bad: bool = False,
-                 progress: bool = False) -> Evaluation:
+                 progress: bool = False, allow_nonfinite: bool = False) -> Evaluation:
         """Accuracy, per-class accuracy and confusion matrix: on the run's own data (its test
         split by default, as ``cnnkit evaluate`` on its checkpoint), or on ``data``: a source's
         text, a :class:`~cnnkit.data.Dataset`, or arrays ``(x, y)`` in the stored form of the
-        training images. ``split``: "test", "train" or "all"."""
+        training images. ``split``: "test", "train" or "all". A net holding NaN or infinite
+        values is refused before any data is opened, unless ``allow_nonfinite``."""
+        self.check_net(allow_nonfinite)
         if data is None:
             dataset = self.data(progress=progress)
         elif isinstance(data, str):
@@ -152,15 +173,18 @@ class Run:
         return evaluate_split(self.model, self.preprocessing, self.classes, dataset, split)
 
     # ------------------------------------------------------------------ writing
-    def report(self, path=None, *, progress: bool = False) -> Path:
+    def report(self, path=None, *, progress: bool = False, allow_nonfinite: bool = False) \
+            -> Path:
         """Write the run's self-contained HTML page (``cnnkit report``) to ``path``, by default
-        ``report.html`` in the run folder; returns its path."""
+        ``report.html`` in the run folder; returns its path. A net holding NaN or infinite
+        values is refused unless ``allow_nonfinite`` (the page then opens with a warning
+        naming its arrays)."""
         if path is None:
             if self.folder is None:
                 raise UsageError("the run was trained in memory and has no folder; give "
                                  "report(path)")
             path = RunFolder(self.folder).report
-        return write_report(self, path, progress=progress)
+        return write_report(self, path, progress=progress, allow_nonfinite=allow_nonfinite)
 
     def save(self, path, *, overwrite: bool = False) -> Path:
         """Write the net, its metadata, history and test result to the checkpoint ``path``
@@ -231,7 +255,9 @@ def load_run(path) -> Run:
         raise CheckpointError(f"{weights} was not written by a training run (`cnnkit train`, "
                               f"cnnkit.fit): it records no run settings")
     config = RunConfig.from_record(meta["settings"], str(weights))
-    model, preprocessing, classes, meta = load_for_inference(ckpt)
+    # a net holding NaN still loads, to be looked at; what serves its answers refuses it
+    # (Run.check_net) unless asked
+    model, preprocessing, classes, meta = load_for_inference(ckpt, allow_nonfinite=True)
     trainer = ckpt.extra.get("trainer") or {}
     if folder is not None:
         history = read_json(folder.history, "history", _is_history)

@@ -119,6 +119,13 @@ def add_no_progress(p, what: str = "") -> None:
                    help="no progress bar" + what)
 
 
+def add_allow_nonfinite(p, what: str) -> None:
+    """--allow-nonfinite: ``what`` a net whose weights or statistics hold NaN or infinite values,
+    which the command refuses by default (:mod:`cnnkit.finite`)."""
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help=f"{what} even when its weights or statistics hold NaN or infinite values")
+
+
 def add_choice(p, flag: str, choices, default, what: str = "") -> None:
     p.add_argument(flag, choices=tuple(choices), default=default,
                    help=f"{what}{' ' if what else ''}(default: %(default)s)")

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from ..app.run import load_run
 from ..experiments import EXPERIMENTS, run_experiment
-from .options import SEED, add_common_options, add_folder_options, add_no_progress
+from .options import (
+    SEED,
+    add_allow_nonfinite,
+    add_common_options,
+    add_folder_options,
+    add_no_progress,
+)
 
 
 def add_parsers(sub) -> None:
@@ -19,6 +25,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--output", "-o", metavar="PATH",
                    help="where to write the page (default: RUN_DIR/report.html)")
     add_no_progress(p)
+    add_allow_nonfinite(p, "write the page on the net (with a warning)")
     add_common_options(p)
     p.set_defaults(run=report)
 
@@ -40,7 +47,9 @@ def add_parsers(sub) -> None:
 
 def report(args) -> int:
     run = load_run(args.run_dir)
-    print(f"wrote {run.report(args.output, progress=args.progress)}")
+    path = run.report(args.output, progress=args.progress,
+                      allow_nonfinite=args.allow_nonfinite)
+    print(f"wrote {path}")
     return 0
 
 

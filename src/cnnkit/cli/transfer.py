@@ -13,6 +13,7 @@ from ..app.config import volume_text
 from ..checkpoint import UNKNOWN_NORMALISATION, save_checkpoint
 from ..errors import UsageError
 from ..export import DEFAULT_OPSET, served_metadata, to_onnx
+from ..finite import check_net
 from ..io import save_safetensors
 from ..models import is_checkpoint, resolve_model
 from ..weights import WeightsError, load_weights, recorded_preprocessing
@@ -21,6 +22,7 @@ from .options import (
     POSITIVE,
     SEED,
     Count,
+    add_allow_nonfinite,
     add_common_options,
     add_input_option,
     add_model_argument,
@@ -69,6 +71,7 @@ def add_parsers(sub) -> None:
                    help="a zoo model's number of classes (default: its own)")
     p.add_argument("--seed", type=SEED, default=0,
                    help="seed of a zoo model's or spec's fresh weights (default: %(default)s)")
+    add_allow_nonfinite(p, "export the net")
     add_common_options(p)
     p.set_defaults(run=export)
 
@@ -102,6 +105,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--std", type=_floats, default=None, metavar="S1,S2,...",
                    help="per-channel standard deviation, likewise (default: 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    add_allow_nonfinite(p, "import the weights")
     add_common_options(p)
     p.set_defaults(run=import_)
 
@@ -120,11 +124,14 @@ def export(args) -> int:
                                                    np.random.default_rng(args.seed),
                                                    num_classes=args.num_classes)
     model.eval()
+    check_net(model, args.model if is_checkpoint(args.model) else label,
+              allow=args.allow_nonfinite)
     out_shape = tuple(model.output_shape(shape))
     if kind == ".onnx":
         to_onnx(model, shape, output, opset=args.opset, batch=args.batch,
                 metadata=served_metadata(metadata), doc=f"{label}, exported by cnnkit",
-                external_data=args.external_data or None)
+                external_data=args.external_data or None,
+                allow_nonfinite=True)       # checked above, for both kinds, naming the file
         batch = "N" if args.batch == "dynamic" else str(args.batch)
         print(f"wrote {output}: ONNX opset {args.opset}, input \"input\" "
               f"{batch}x{volume_text(shape)}, output \"output\" {batch}x"
@@ -159,7 +166,8 @@ def import_(args) -> int:
             raise UsageError(f"--{option} gives {len(values)} values; the net takes {shape[0]} "
                              f"channel{'s' if shape[0] > 1 else ''}")
     try:
-        match = load_weights(model, args.file, by=args.by, strict=not args.partial)
+        match = load_weights(model, args.file, by=args.by, strict=not args.partial,
+                             allow_nonfinite=args.allow_nonfinite)
     except WeightsError as err:
         if err.match is not None and not err.match.ok:
             print(err.match.problems())     # the listing on stdout; stderr has the one line
@@ -179,4 +187,9 @@ def import_(args) -> int:
     if metadata.get(UNKNOWN_NORMALISATION):
         print("note: the file does not say how its net's inputs were normalised; predict and "
               "evaluate refuse this checkpoint until you import with --mean and --std")
+    broken = check_net(model, path, allow=True)        # only with --allow-nonfinite
+    if broken:
+        print(f"note: {broken[0]}{f' (and {len(broken) - 1} more)' if len(broken) > 1 else ''};"
+              f" predict, evaluate, report and export refuse this checkpoint without "
+              f"--allow-nonfinite")
     return 0

@@ -6,7 +6,13 @@ from __future__ import annotations
 from ..data import source_names
 from ..evaluation import evaluate_checkpoint
 from ..inference import predict_images
-from .options import POSITIVE, add_choice, add_common_options, add_no_progress
+from .options import (
+    POSITIVE,
+    add_allow_nonfinite,
+    add_choice,
+    add_common_options,
+    add_no_progress,
+)
 
 
 def add_parsers(sub) -> None:
@@ -23,6 +29,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip images that cannot be decoded instead of stopping")
     add_no_progress(p, " while decoding")
+    add_allow_nonfinite(p, "evaluate the net")
     add_common_options(p)
     p.set_defaults(run=evaluate)
 
@@ -36,20 +43,23 @@ def add_parsers(sub) -> None:
     p.add_argument("--top-k", type=POSITIVE, default=3, help="(default: %(default)s)")
     add_choice(p, "--invert", ("auto", "yes", "no"), "auto", "invert grey levels; auto inverts "
                "light-background images for MNIST-style nets")
+    add_allow_nonfinite(p, "classify with the net")
     add_common_options(p)
     p.set_defaults(run=predict)
 
 
 def evaluate(args) -> int:
     result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split,
-                                 skip_bad=args.skip_bad, progress=args.progress)
+                                 skip_bad=args.skip_bad, progress=args.progress,
+                                 allow_nonfinite=args.allow_nonfinite)
     for line in [*result.notes, *result.lines()]:
         print(line)
     return 0
 
 
 def predict(args) -> int:
-    result = predict_images(args.checkpoint, args.images, invert=args.invert)
+    result = predict_images(args.checkpoint, args.images, invert=args.invert,
+                            allow_nonfinite=args.allow_nonfinite)
     for path, top in zip(args.images, result.top(args.top_k)):
         print(f"{path}: " + "  ".join(f"{name} {p:.3f}" for name, p in top))
     return 0

@@ -33,6 +33,7 @@ import numpy as np
 from .._npz import NpzReadError, read_npz
 from ..budget import BudgetError
 from ..checkpoint import UNKNOWN_NORMALISATION, CheckpointError, load_checkpoint
+from ..finite import check_arrays
 from ..nn.layers import Linear
 from .errors import WeightsError
 from .safetensors import MAX_HEADER_BYTES, read_safetensors, safetensors_header, write_safetensors
@@ -480,7 +481,8 @@ def read_weights(path) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------------- loading
 
-def _load(model, state: dict, source: str, by: str, strict: bool) -> Match:
+def _load(model, state: dict, source: str, by: str, strict: bool,
+          allow_nonfinite: bool = False) -> Match:
     match = match_state(model, state, by=by)
     match.source = source
     if not match.fits(strict):
@@ -491,6 +493,10 @@ def _load(model, state: dict, source: str, by: str, strict: bool) -> Match:
             raise WeightsError(f"{source}: the model was built without weights (shapes_only) "
                                f"and the file has nothing for {len(empty)} of them "
                                f"({_first(empty)}); they would stay without values", match)
+    # what would be loaded, as the model's dtype holds it (1e300 is infinite in float32),
+    # under the file's names
+    check_arrays(((match.file_names.get(k, k), v) for k, v in match.state.items()), source,
+                 allow=allow_nonfinite)
     model.load_state_dict(match.state, strict=False)
     return match
 
@@ -502,7 +508,8 @@ def _is_placeholder(model, name: str) -> bool:
     return False
 
 
-def load_weights(model, path, *, by: str = "auto", strict: bool = True):
+def load_weights(model, path, *, by: str = "auto", strict: bool = True,
+                 allow_nonfinite: bool = False):
     """Load a weights file into ``model`` (in place) and return the :class:`Match`.
 
     The file's kind comes from its content (:func:`weights_format`): ``.safetensors``,
@@ -514,6 +521,8 @@ def load_weights(model, path, *, by: str = "auto", strict: bool = True):
     error; with ``strict=False`` what pairs is loaded, the model keeps its own values for the
     rest and the file's extras are ignored (shape and dtype mismatches are still errors, and
     by position the counts must still agree). Nothing in the model changes unless it loads.
+    An array to be loaded that holds NaN or infinite values is refused too, unless
+    ``allow_nonfinite``.
 
     Raises
     ------
@@ -521,16 +530,19 @@ def load_weights(model, path, *, by: str = "auto", strict: bool = True):
         One line naming the file: unreadable, or it does not fit (then ``err.match`` is the
         :class:`Match`; ``err.match.problems()`` lists everything). When the only problem is
         the classifier's size, the line says which ``num_classes`` the file has.
+    NonFiniteError
+        One line naming the file and its first array holding NaN or infinite values.
     """
     state = read_weights(path)
-    return _load(model, state, str(path), by, strict)
+    return _load(model, state, str(path), by, strict, allow_nonfinite)
 
 
-def load_safetensors(model, path, *, strict: bool = True, by: str = "auto"):
+def load_safetensors(model, path, *, strict: bool = True, by: str = "auto",
+                     allow_nonfinite: bool = False):
     """Load a safetensors file into ``model`` (in place): :func:`load_weights` for a file that
     must be safetensors whatever its content. Returns the :class:`Match`."""
     state, _ = read_safetensors(path)
-    return _load(model, state, str(path), by, strict)
+    return _load(model, state, str(path), by, strict, allow_nonfinite)
 
 
 def save_safetensors(model, path, *, metadata: dict | None = None) -> Path:
