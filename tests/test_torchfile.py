@@ -22,6 +22,7 @@ import pytest
 
 from cnnkit.budget import BudgetError, set_memory_budget
 from cnnkit.weights.errors import WeightsError
+from cnnkit.weights.limits import MAX_DIMS
 from cnnkit.weights.torchfile import TorchFileError, load_torch_state_dict
 
 torch = pytest.importorskip("torch")
@@ -331,8 +332,11 @@ def test_crafted_views_at_the_storage_bounds(tmp_path, fmt):
     state = {"all": FakeTensor(store, 0, (3, 4), (4, 1)), "last": FakeTensor(store, 11, (), ()),
              "empty_at_end": FakeTensor(store, 12, (0,), (1,)),
              "huge_unused_stride": FakeTensor(store, 2, (1, 3), (10 ** 30, 2)),
-             "broadcast": FakeTensor(store, 5, (2, 3), (0, 1))}
+             "broadcast": FakeTensor(store, 5, (2, 3), (0, 1)),
+             "most_dims": FakeTensor(store, 0, (2, 3) + (1,) * (MAX_DIMS - 2),
+                                     (4, 1) + (1,) * (MAX_DIMS - 2))}
     arrays = load_torch_state_dict(write_crafted(tmp_path / "ok.pt", fmt, state, data))
+    np.testing.assert_array_equal(arrays["most_dims"].reshape(2, 3), [[0, 1, 2], [4, 5, 6]])
     np.testing.assert_array_equal(arrays["all"], data.reshape(3, 4))
     np.testing.assert_array_equal(arrays["last"], np.float32(11))
     assert arrays["empty_at_end"].shape == (0,)
@@ -478,10 +482,16 @@ def test_views_outside_their_storage_are_refused(tmp_path, fmt):
              "negative_stride": (11, (3,), (-1,), "stride is not a sequence of non-negative"),
              "negative_offset": (-1, (), (), "storage offset is -1"),
              "mismatch": (0, (2, 2), (1,), "has size (2, 2) but stride (1,)"),
-             "dims": (0, (1,) * 65, (1,) * 65, "65 dimensions")}
+             "dims": (0, (1,) * (MAX_DIMS + 1), (1,) * (MAX_DIMS + 1),
+                      f"has {MAX_DIMS + 1} dimensions, more than {MAX_DIMS}"),
+             # counted before any size is read: the message is about the count, not the 'x's
+             "dims_not_sizes": (0, ("x",) * 100_000, (1,), "has 100,000 dimensions"),
+             "stride_dims": (0, (1,), (1,) * 100_000, "stride has 100,000 dimensions"),
+             "empty_past_any_array": (0, (2 ** 62, 0), (1, 1), "more than any array can hold")}
     for name, (offset, size, stride, fragment) in cases.items():
         state = {"w": FakeTensor(store, offset, size, stride)}
-        refused(write_crafted(tmp_path / f"{name}.pt", fmt, state, data), fragment)
+        message = refused(write_crafted(tmp_path / f"{name}.pt", fmt, state, data), fragment)
+        assert len(message) < len(str(tmp_path)) + 300, message
 
 
 def test_storage_bytes_that_do_not_match_the_pickle(tmp_path):
@@ -522,11 +532,26 @@ def test_the_memory_budget_is_checked_before_reading(tmp_path, budget):
     budget("1M")
     with pytest.raises(BudgetError, match="bomb.pt"):
         load_torch_state_dict(path)
-    # stride 0 over a one-element storage: a tiny file whose array would be huge
-    wide = {"w": FakeTensor(storage("0", 1), 0, (10 ** 6, 10 ** 6), (0, 0))}
-    path = write_zip(tmp_path / "wide.pt", dumps(wide), {"0": b"\x00" * 4})
-    with pytest.raises(BudgetError, match="wide.pt"):
+    # stride 0 over a one-element storage: a tiny file whose array would be huge; the line
+    # names the file and the tensor
+    wide = {"b": FakeTensor(storage("0", 3), 0, (3,), (1,)),
+            "w": FakeTensor(storage("0", 3), 0, (10 ** 6, 10 ** 6), (0, 0))}
+    path = write_zip(tmp_path / "wide.pt", dumps(wide), {"0": b"\x00" * 12})
+    with pytest.raises(BudgetError) as info:
         load_torch_state_dict(path)
+    assert f"tensor 'w' of {path} (float32 of shape [1000000, 1000000], a view of stride 0: " \
+           f"1,000,000,000,000 elements from at most 1 stored)" in str(info.value)
+    # 300 views of 1 MB each fit one by one, not all together: the largest is named
+    views = {f"v{i}": FakeTensor(storage("0", 3), 0, (3, 2 ** 18 // 3 * 2), (1, 0))
+             for i in range(300)}
+    path = write_zip(tmp_path / "views.pt", dumps(views), {"0": b"\x00" * 12})
+    assert path.stat().st_size < 20_000
+    budget("100M")
+    with pytest.raises(BudgetError) as info:
+        load_torch_state_dict(path)
+    assert f"the 300 tensors of {path} and their storages (the largest, 'v0', float32" \
+           in str(info.value)
+    assert "at most 3 stored" in str(info.value)
 
 
 # ---------------------------------------------------------------------------- other files

@@ -29,6 +29,7 @@ from cnnkit.nn.module import build, shapes_only
 from cnnkit.weights import (Match, WeightsError, load_safetensors, load_weights, match_state,
                             read_safetensors, read_weights, safetensors_header, weights_format,
                             write_safetensors)
+from cnnkit.weights.limits import MAX_DIMS
 from tests.twins import randomize_cnnkit, randomize_torch, relative_error, torch_twin
 
 TOL = 1e-5          # max |ours - torch| / max |torch| over the logits, float32
@@ -237,7 +238,15 @@ HOSTILE = {
     "offsets backwards": (_file({"a": _t(shape=(0,), offsets=(8, 0))}, bytes(8)), "end before"),
     "negative offset": (_file({"a": _t(offsets=(-8, 0))}, bytes(8)), "not a non-negative"),
     "wrong size for shape": (_file({"a": _t(shape=(3,))}, bytes(8)), "takes 12 bytes but"),
-    "huge shape": (_file({"a": _t(shape=(2**40, 2**40))}, bytes(8)), "but its data_offsets"),
+    "huge shape": (_file({"a": _t(shape=(2**40, 2**40))}, bytes(8)),
+                   "spans more than 2**63 - 1 bytes"),
+    "empty but past any array": (_file({"a": _t(shape=(2**62, 0), offsets=(0, 0))}),
+                                 "more than any array can hold"),
+    "33 dims": (_file({"a": _t(shape=(1,) * 33, offsets=(0, 4))}, bytes(4)),
+                "its shape [1, 1, 1, 1, 1, 1, ... (33 sizes)] has 33 dimensions, more than 32"),
+    # the count is checked before any size is read: the message is about the dimensions, not 'x'
+    "100,000 dims, none a size": (_file({"a": _t(shape=("x",) * 100_000, offsets=(0, 4))},
+                                        bytes(4)), "has 100,000 dimensions, more than 32"),
     "overlap": (_file({"a": _t(), "b": _t(offsets=(4, 12))}, bytes(12)), "overlap"),
     "gap": (_file({"a": _t(), "b": _t(offsets=(12, 20))}, bytes(20)), "gap of 4 unused bytes"),
     "not from zero": (_file({"a": _t(offsets=(8, 16))}, bytes(16)), "gap of 8"),
@@ -265,7 +274,47 @@ def test_hostile_files_fail_in_one_line_naming_the_file(tmp_path, name):
 
 
 REFERENCE_ALSO_REFUSES = [n for n in HOSTILE if n not in ("duplicate name", "fp8",
-                                                         "json nan")]
+                                                         "json nan", "33 dims")]
+
+
+def test_the_dimension_cap_is_the_same_in_both_readers_and_counted_first(tmp_path):
+    """MAX_DIMS dimensions read, one more is refused, and a shape far over the cap is refused
+    on its count alone: its sizes are never read (they are not numbers here), and the message
+    shows a few of them and the count, never all of them."""
+    data = np.arange(6, dtype=np.float32).reshape((2, 3) + (1,) * (MAX_DIMS - 2))
+    path = write_safetensors(tmp_path / "most.safetensors", {"w": data})
+    np.testing.assert_array_equal(read_safetensors(path)[0]["w"], data)
+    for dims in (MAX_DIMS + 1, 100_000):
+        path = tmp_path / f"dims{dims}.safetensors"
+        path.write_bytes(_file({"w": _t(shape=["x"] * dims, offsets=(0, 4))}, bytes(4)))
+        with pytest.raises(WeightsError) as err:
+            read_safetensors(path)
+        message = _one_line(err, path)
+        assert f"has {dims:,} dimensions, more than {MAX_DIMS}" in message, message
+        assert f"({dims:,} sizes)]" in message and len(message) < len(str(path)) + 200, message
+        assert "non-negative" not in message, message
+
+
+LONG = "n" * 1_000_000
+_LONG_FILES = {
+    "name": {LONG: _t("F31")}, "dtype": {"a": _t(LONG)},
+    "shape": {"a": _t(shape=[7] * 31 + [LONG])}, "shape not a list": {"a": _t(shape=LONG)},
+    "offsets": {"a": {**_t(), "data_offsets": [LONG, 0]}},
+    "offset list": {"a": {**_t(), "data_offsets": [0] * 100_000}},
+    "metadata key": {"__metadata__": {LONG: 1}},
+    "huge integer": {"a": _t(shape=[int("9" * 4000), 0], offsets=(0, 0))},
+}
+
+
+@pytest.mark.parametrize("name", list(_LONG_FILES))
+def test_messages_show_a_files_long_values_cut_short(tmp_path, name):
+    """A megabyte name, dtype, size or key in a header is refused in a line of a few hundred
+    characters: each message formats at most the start of what the file holds."""
+    path = tmp_path / "long.safetensors"
+    path.write_bytes(_file(_LONG_FILES[name], bytes(8)))
+    with pytest.raises(WeightsError) as err:
+        read_safetensors(path)
+    assert len(_one_line(err, path)) < len(str(path)) + 300, str(err.value)[:1000]
 
 
 @pytest.mark.parametrize("name", REFERENCE_ALSO_REFUSES)

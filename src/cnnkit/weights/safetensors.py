@@ -10,13 +10,16 @@ Layout of a file:
 
 Reading validates as the reference (Rust) implementation does, and a little more: the header
 length is at most 100,000,000 and within the file; the header is a JSON object without
-duplicate names; each entry has a known dtype, a shape of non-negative integers and integer
-offsets with ``e - b == prod(shape) * itemsize``; the entries, sorted by offset, tile the buffer
+duplicate names; each entry has a known dtype, a shape of at most 32 non-negative integers
+(:data:`~cnnkit.weights.limits.MAX_DIMS`, checked before the sizes are) and integer offsets
+with ``e - b == prod(shape) * itemsize``; the entries, sorted by offset, tile the buffer
 from 0 with no gap or overlap and end exactly at the end of the file; the metadata maps strings
 to strings. Only then is the size checked against the memory budget
 (:func:`cnnkit.budget.check_bytes`) and the data read, each tensor into its own aligned array.
-Every failure is a :class:`~cnnkit.weights.WeightsError`, one line naming the file and what is
-wrong; a file of another kind (a PyTorch zip, a pickle, an ``.npz``) is named as such.
+Every check takes time linear in the header's length. Every failure is a
+:class:`~cnnkit.weights.WeightsError`, one line naming the file and what is wrong (the file's
+names and values cut short); a file of another kind (a PyTorch zip, a pickle, an ``.npz``) is
+named as such.
 
 dtypes: F64 F32 F16 BF16 I64 I32 I16 I8 U64 U32 U16 U8 BOOL C64. BF16 is read as float32 (its 16
 bits are the top half of a float32's, so the conversion is exact); the 8-, 6- and 4-bit float
@@ -40,6 +43,7 @@ import numpy as np
 from .._atomic import atomic_write_bytes
 from ..budget import check_bytes
 from .errors import WeightsError
+from .limits import quoted, shape_problem, shape_text
 
 __all__ = ["read_safetensors", "write_safetensors", "safetensors_header", "MAX_HEADER_BYTES"]
 
@@ -87,7 +91,7 @@ def _not_safetensors(path, head: bytes, what: str) -> WeightsError:
 
 def _check_int(value, path, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(path, f"{what} is {value!r}, not a non-negative integer")
+        raise _fail(path, f"{what} is {quoted(value, 40)}, not a non-negative integer")
     return value
 
 
@@ -154,7 +158,7 @@ def _parse_header(path: Path):
         header = json.loads(text, object_pairs_hook=_unique_object,
                             parse_constant=_refuse_constant)
     except _Duplicate as err:
-        raise _fail(path, f"the header names {err.args[0]!r} twice") from None
+        raise _fail(path, f"the header names {quoted(err.args[0])} twice") from None
     except (ValueError, RecursionError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise _fail(path, f"the header is not valid JSON: {msg}") from None
@@ -166,7 +170,7 @@ def _parse_header(path: Path):
                           f"object of strings")
     for key, value in metadata.items():
         if not isinstance(value, str):
-            raise _fail(path, f"the metadata value of {key!r} is a {type(value).__name__}, not "
+            raise _fail(path, f"the metadata value of {quoted(key)} is a {type(value).__name__}, not "
                               f"a string")
     entries = {name: _entry(path, name, info) for name, info in header.items()}
     _check_tiling(path, entries, size - 8 - n)
@@ -174,38 +178,44 @@ def _parse_header(path: Path):
 
 
 def _entry(path, name: str, info) -> tuple[str, tuple, int, int]:
-    """(code, shape, begin, end) of one header entry, validated on its own."""
+    """(code, shape, begin, end) of one header entry, validated on its own in time bounded by
+    :data:`~cnnkit.weights.limits.MAX_DIMS` (the shape's length is checked before its sizes),
+    with messages that show the entry's values cut short."""
+    tensor = f"tensor {quoted(name)}"
     if not isinstance(info, dict):
-        raise _fail(path, f"tensor {name!r}: the header gives a {type(info).__name__}, not an "
-                          f"object with dtype, shape and data_offsets")
+        raise _fail(path, f"{tensor}: the header gives a {type(info).__name__}, not an object "
+                          f"with dtype, shape and data_offsets")
     absent = [k for k in ("dtype", "shape", "data_offsets") if k not in info]
     if absent:
-        raise _fail(path, f"tensor {name!r}: the header lacks {', '.join(absent)}")
+        raise _fail(path, f"{tensor}: the header lacks {', '.join(absent)}")
     code = info["dtype"]
     if not isinstance(code, str):
-        raise _fail(path, f"tensor {name!r}: the dtype is {code!r}, not a name such as 'F32'")
+        raise _fail(path, f"{tensor}: the dtype is {quoted(code)}, not a name such as 'F32'")
     if code in _REFUSED:
-        raise _fail(path, f"tensor {name!r} is {code}, a {_REFUSED[code]} type cnnkit does not "
-                          f"read; convert the file to F32, F16 or BF16")
+        raise _fail(path, f"{tensor} is {code}, a {_REFUSED[code]} type cnnkit does not read; "
+                          f"convert the file to F32, F16 or BF16")
     if code not in _DTYPES:
-        raise _fail(path, f"tensor {name!r} has an unknown dtype {code!r} (known: "
+        raise _fail(path, f"{tensor} has an unknown dtype {quoted(code)} (known: "
                           f"{', '.join(_DTYPES)})")
+    itemsize = np.dtype(_DTYPES[code]).itemsize
     shape = info["shape"]
     if not isinstance(shape, list):
-        raise _fail(path, f"tensor {name!r}: the shape is {shape!r}, not a list of sizes")
-    shape = tuple(_check_int(s, path, f"tensor {name!r}: a size in its shape {shape}")
-                  for s in shape)
+        raise _fail(path, f"{tensor}: the shape is {quoted(shape)}, not a list of sizes")
+    problem = shape_problem(shape, itemsize)
+    if problem:
+        raise _fail(path, f"{tensor}: its shape {shape_text(shape)} {problem}")
+    shape = tuple(shape)
     offsets = info["data_offsets"]
     if not isinstance(offsets, list) or len(offsets) != 2:
-        raise _fail(path, f"tensor {name!r}: data_offsets is {offsets!r}, not [begin, end]")
-    begin, end = (_check_int(o, path, f"tensor {name!r}: an offset in data_offsets {offsets}")
-                  for o in offsets)
+        raise _fail(path, f"{tensor}: data_offsets is {quoted(offsets)}, not [begin, end]")
+    begin, end = (_check_int(o, path, f"{tensor}: an offset in data_offsets") for o in offsets)
     if end < begin:
-        raise _fail(path, f"tensor {name!r}: data_offsets {offsets} end before they begin")
-    nbytes = math.prod(shape) * np.dtype(_DTYPES[code]).itemsize
+        raise _fail(path, f"{tensor}: data_offsets [{begin:,}, {end:,}] end before they begin")
+    nbytes = math.prod(shape) * itemsize
     if end - begin != nbytes:
-        raise _fail(path, f"tensor {name!r}: {code} of shape {list(shape)} takes {nbytes:,} "
-                          f"bytes but its data_offsets {offsets} span {end - begin:,}")
+        raise _fail(path, f"{tensor}: {code} of shape {shape_text(shape)} takes {nbytes:,} "
+                          f"bytes but its data_offsets [{begin:,}, {end:,}] span "
+                          f"{end - begin:,}")
     return code, shape, begin, end
 
 
@@ -215,11 +225,11 @@ def _check_tiling(path, entries: dict, available: int) -> None:
     position, previous = 0, None
     for name, (_, _, begin, end) in sorted(entries.items(), key=lambda kv: kv[1][2:]):
         if begin < position:
-            raise _fail(path, f"tensors {previous!r} and {name!r} overlap in the data (bytes "
+            raise _fail(path, f"tensors {quoted(previous)} and {quoted(name)} overlap in the data (bytes "
                               f"{begin:,} to {position:,})")
         if begin > position:
             raise _fail(path, f"a gap of {begin - position:,} unused bytes in the data before "
-                              f"tensor {name!r} (at byte {position:,})")
+                              f"tensor {quoted(name)} (at byte {position:,})")
         position, previous = end, name
     if position > available:
         raise _fail(path, f"the tensors need {position:,} bytes of data but the file holds "
@@ -268,7 +278,7 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                 raw = np.empty(shape, np.dtype(_DTYPES[code]))
                 f.seek(start + begin)
                 if end > begin and f.readinto(raw.reshape(-1).view(np.uint8)) != end - begin:
-                    raise _fail(path, f"the file ended inside tensor {name!r}: it changed "
+                    raise _fail(path, f"the file ended inside tensor {quoted(name)}: it changed "
                                       f"while being read?")
                 arrays[name] = _to_native(raw, code)
     except OSError as err:
@@ -299,7 +309,7 @@ def _code(name: str, array: np.ndarray) -> str:
     code = _CODES.get(dtype.newbyteorder("=")) if dtype.byteorder != "|" else _CODES.get(dtype)
     if code is None:
         kind = "Python objects" if dtype.hasobject else f"dtype {dtype}"
-        raise WeightsError(f"write_safetensors: {name!r} holds {kind}, which safetensors does "
+        raise WeightsError(f"write_safetensors: {quoted(name)} holds {kind}, which safetensors does "
                            f"not store (numbers and booleans: "
                            f"{', '.join(str(d) for d in _CODES)})")
     return code
@@ -336,7 +346,7 @@ def write_safetensors(path, arrays: dict, metadata: dict | None = None) -> Path:
     for name, value in arrays.items():
         if not isinstance(name, str) or name == _METADATA:
             raise TypeError(f"write_safetensors: tensor names must be strings other than "
-                            f"{_METADATA!r}, got {name!r}")
+                            f"{_METADATA!r}, got {quoted(name)}")
         array = np.asarray(value)
         code = _code(name, array)
         if code == "BF16":

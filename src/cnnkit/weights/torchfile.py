@@ -45,10 +45,13 @@ and the unpickler only ever sees bytes whose declared lengths the scan found pre
 Tensors become NumPy arrays: the dtype from the storage type (float32/64/16, int64/32/16/8,
 uint8, bool; uint16/32/64 from ``_rebuild_tensor_v3``); bfloat16 becomes float32 (its 16 bits
 shifted left by 16: the top half of a float32, so exactly); shape, strides and offset as saved,
-each checked against the storage's length before any view is made; each array a fresh
+each checked against the storage's length before any view is made (a shape of at most 32
+dimensions, :data:`~cnnkit.weights.limits.MAX_DIMS`, counted before its sizes are read); each array a fresh
 C-contiguous copy in native byte order. Only the storages of the returned state dict are read
 (a checkpoint's optimizer state is not), each against the memory budget
-(:func:`cnnkit.budget.check_bytes`) and against the size its zip member declares.
+(:func:`cnnkit.budget.check_bytes`) and against the size its zip member declares; and before
+any is read, each array's size against the budget, then all of them with their storages (an
+array of stride 0 repeats a stored element, so a file of kilobytes can describe gigabytes).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ import numpy as np
 
 from ..budget import BudgetError, check_bytes
 from .errors import WeightsError
+from .limits import MAX_DIMS, shape_problem, shape_text
 
 __all__ = ["TorchFileError", "load_torch_state_dict", "STATE_DICT_KEYS"]
 
@@ -76,7 +80,6 @@ PROTOCOL_VERSION = 1001
 # where a training checkpoint keeps the model's state dict, looked for in this order
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "state")
 _MAX_TUPLE_DEPTH = 64
-_MAX_DIMS = 64
 _MEMO_SLACK = 1024
 _REFUSAL = "only tensors and containers are loaded (as torch.load(weights_only=True))"
 _DATA_PKL = re.compile(r"[^/]+/data\.pkl")
@@ -212,11 +215,23 @@ def _text(x, what: str) -> str:
     return x
 
 
-def _ints(x, what: str) -> tuple:
+def _shape(x, dtype: str) -> tuple:
+    """A tensor's size as a shape: at most MAX_DIMS sizes (counted before any is read), each a
+    non-negative integer, spanning no more bytes than an array can."""
+    if type(x) not in (tuple, list):
+        raise _Refused(f"a tensor's size is {_kind(x)}, not a sequence of non-negative integers")
+    problem = shape_problem(x, _itemsize(dtype))
+    if problem:
+        raise _Refused(f"a tensor's size {shape_text(x)} {problem}")
+    return tuple(x)
+
+
+def _strides(x) -> tuple:
+    """A tensor's strides: at most MAX_DIMS (counted first), each a non-negative integer."""
+    if type(x) in (tuple, list) and len(x) > MAX_DIMS:
+        raise _Refused(f"a tensor's stride has {len(x):,} dimensions, more than {MAX_DIMS}")
     if type(x) not in (tuple, list) or not all(_is_int(v) and v >= 0 for v in x):
-        raise _Refused(f"a tensor's {what} is not a sequence of non-negative integers")
-    if len(x) > _MAX_DIMS:
-        raise _Refused(f"a tensor's {what} has {len(x)} dimensions, more than {_MAX_DIMS}")
+        raise _Refused("a tensor's stride is not a sequence of non-negative integers")
     return tuple(x)
 
 
@@ -228,7 +243,7 @@ def _tensor(storage, dtype, offset, size, stride, metadata=None) -> _Tensor:
     dtype = dtype or storage.dtype
     if not _is_int(offset) or offset < 0:
         raise _Refused(f"a tensor's storage offset is {_short(offset)}, not an index")
-    shape, strides = _ints(size, "size"), _ints(stride, "stride")
+    shape, strides = _shape(size, dtype), _strides(stride)
     if len(shape) != len(strides):
         raise _Refused(f"a tensor has size {shape} but stride {strides}")
     neg = False
@@ -726,15 +741,27 @@ def _array(t: _Tensor, raw: bytes, big: bool) -> np.ndarray:
 
 def _arrays(state: dict, storages, big: bool, where: str) -> dict:
     """name -> ndarray for the state dict's tensors, reading each storage once (and dropping it
-    after its last tensor), after checking what all of it needs against the memory budget."""
+    after its last tensor), after checking against the memory budget what each array will
+    take, then what all of them and their storages take, before anything is read or copied.
+
+    An array can take far more than the file holds: a view whose stride is 0 repeats one stored
+    element along that axis, and is copied out whole. So each tensor's own size is checked, and
+    the message names the tensor and how few of its elements are stored."""
     uses: dict[str, int] = {}
-    needed = 0
-    for t in state.values():
+    needed, largest = 0, (-1, "")
+    for name, t in state.items():
         if t.storage.key not in uses:
             needed += t.storage.root_nbytes
         uses[t.storage.key] = uses.get(t.storage.key, 0) + 1
-        needed += math.prod(t.shape) * np.dtype(_DTYPES[t.dtype][1]).itemsize
-    check_bytes(needed, f"the {len(state)} tensors of {where}")
+        nbytes = math.prod(t.shape) * np.dtype(_DTYPES[t.dtype][1]).itemsize
+        check_bytes(nbytes, f"tensor {_clean(repr(name), 80)} of {where} ({_described(t)})")
+        needed += nbytes
+        if nbytes > largest[0]:
+            largest = (nbytes, name)
+    if state:
+        name = largest[1]
+        check_bytes(needed, f"the {len(state):,} tensors of {where} and their storages (the "
+                            f"largest, {_clean(repr(name), 80)}, {_described(state[name])})")
     cache: dict[str, bytes] = {}
     arrays = {}
     for name, t in state.items():
@@ -746,6 +773,17 @@ def _arrays(state: dict, storages, big: bool, where: str) -> dict:
         if not uses[key]:
             del cache[key]
     return arrays
+
+
+def _described(t: _Tensor) -> str:
+    """A tensor's dtype and shape for a message, and how many distinct stored elements it
+    reads at most when that is fewer than it has (a view repeating them with stride 0)."""
+    count = math.prod(t.shape)
+    reached = math.prod(n for n, s in zip(t.shape, t.strides) if s or n <= 1)
+    text = f"{t.dtype} of shape {shape_text(t.shape)}"
+    if count and reached < count:
+        text += f", a view of stride 0: {count:,} elements from at most {reached:,} stored"
+    return text
 
 
 # ---------------------------------------------------------------------------- the formats
