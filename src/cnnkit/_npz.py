@@ -6,6 +6,7 @@ wanted member's ``.npy`` header is read first (shape, dtype; object arrays refus
 ``allow_pickle=False`` does), the bytes it would take are checked against the memory budget
 (:mod:`cnnkit.budget`) together with the zip's own declared size, and only then is it read.
 Members nobody asked for are never inflated. Shared by checkpoints and the ``npz:`` data source.
+Only a regular file is opened (:func:`cnnkit.files.regular_file`): a FIFO would hang the read.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import numpy as np
 
 from .budget import check_bytes
 from .errors import CnnkitError
+from .files import regular_file
 
-__all__ = ["NpzReadError", "npz_headers", "read_npz"]
+__all__ = ["NpzReadError", "npz_headers", "read_npz", "is_npy_file"]
+
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 class NpzReadError(CnnkitError, ValueError):
@@ -46,6 +50,7 @@ def npz_headers(path, where: str | None = None) -> dict:
     """{name: (shape, dtype, nbytes, zipinfo)} of every member, reading headers only. ``name`` is
     the key ``np.load`` gives (the member's file name less ``.npy``)."""
     where = where or str(path)
+    regular_file(path, "npz file", error=NpzReadError)
     out = {}
     try:
         with zipfile.ZipFile(path) as archive:
@@ -86,3 +91,10 @@ def read_npz(path, names=None, *, where: str | None = None) -> dict:
             raise
         raise NpzReadError(f"{where}: member could not be read: {err}") from None
     return arrays
+
+
+def is_npy_file(path) -> bool:
+    """Whether the file at ``path`` starts as a lone ``.npy`` array does (np.save's output, not an
+    ``.npz`` of arrays): its six magic bytes alone are read, never the whole file."""
+    with open(path, "rb") as f:
+        return f.read(len(_NPY_MAGIC)) == _NPY_MAGIC

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write_bytes
-from ._npz import NpzReadError, read_npz
+from ._npz import NpzReadError, is_npy_file, read_npz
 from .errors import CnnkitError
+from .files import regular_file
 from .nn.module import Module, build, shapes_only
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_model"]
@@ -141,19 +142,18 @@ def load_checkpoint(path) -> Checkpoint:
     Raises
     ------
     CheckpointError
-        If the file is missing, unreadable, not an ``.npz``, or lacks cnnkit's metadata or an
-        array it names; the message names the file.
+        If the file is missing, not a regular file (a folder, a FIFO, a device: looked at, never
+        opened), unreadable, not an ``.npz``, or lacks cnnkit's metadata or an array it names;
+        the message names the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = regular_file(path, "checkpoint", error=CheckpointError)
     try:
         meta_bytes = read_npz(path, [_META]).get(_META)
     except NpzReadError as err:
         if zipfile.is_zipfile(path):
             raise CheckpointError(f"{path} is not a readable cnnkit checkpoint: {err}") from err
         kind = ("a single array (.npy), not an .npz archive"
-                if path.read_bytes()[:6] == b"\x93NUMPY" else "corrupt or not an .npz file")
+                if is_npy_file(path) else "corrupt or not an .npz file")
         raise CheckpointError(f"{path} is not a readable cnnkit checkpoint ({kind})") from err
     if meta_bytes is None:
         raise CheckpointError(f"{path} is an .npz file but not a cnnkit checkpoint (no {_META})")

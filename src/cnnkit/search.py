@@ -296,8 +296,8 @@ def _search(base: RunConfig, comm, trials: int, rounds: int, ranges: dict, log) 
 
     def claim():
         if rank == 0:
-            claimed.append(claim_run_folder(base.out, base.name, name,
-                                            overwrite=base.overwrite))
+            claimed.append(claim_run_folder(base.out, base.name, name, overwrite=base.overwrite,
+                                            files=(SEARCH_JSON, BEST), what="search folder"))
             if base.overwrite:
                 _clear_old_search(claimed[0].path)
 

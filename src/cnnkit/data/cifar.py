@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import regular_file
 from .errors import DataError
 from .source import Dataset, from_arrays, register_source
 
@@ -115,8 +116,10 @@ def read_cifar10_binary(path):
         10 or more.
     FileNotFoundError
         If there is no such file.
+    NotRegularFile
+        If ``path`` is a folder, a FIFO, a device or a socket (looked at, never opened).
     """
-    with open(path, "rb") as f:
+    with open(regular_file(path, "CIFAR-10 batch"), "rb") as f:
         raw = f.read()
     if not raw or len(raw) % _RECORD:
         raise DataError(f"{path}: {len(raw)} bytes is not a whole number of {_RECORD}-byte "
@@ -159,8 +162,10 @@ def read_cifar10_python(path):
         N >= 1) and ``labels`` (N integers in 0..9), under bytes or str keys.
     FileNotFoundError
         If there is no such file.
+    NotRegularFile
+        If ``path`` is a folder, a FIFO, a device or a socket (looked at, never opened).
     """
-    with open(path, "rb") as f:
+    with open(regular_file(path, "CIFAR-10 batch"), "rb") as f:
         try:
             batch = RestrictedUnpickler(f, path).load()
         except DataError:
@@ -190,11 +195,12 @@ def read_cifar10_python(path):
 
 
 def _find(root: Path, name: str):
-    """(path, reader) of batch ``name``: ``name.bin`` (binary) or ``name`` (python version)."""
+    """(path, reader) of batch ``name``: ``name.bin`` (binary) or ``name`` (python version).
+    Whatever is there is found, a FIFO or a folder too, for its reader to refuse by name."""
     for folder in (root, root / "cifar-10-batches-bin", root / "cifar-10-batches-py"):
-        if (folder / f"{name}.bin").is_file():
+        if (folder / f"{name}.bin").exists():
             return folder / f"{name}.bin", read_cifar10_binary
-        if (folder / name).is_file():
+        if (folder / name).exists():
             return folder / name, read_cifar10_python
     raise FileNotFoundError(f"{root}: no CIFAR-10 batch {name!r} ({name}.bin or {name}, looked "
                             f"in the folder and in cifar-10-batches-bin/ and cifar-10-batches-py/)")

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write_bytes
+from ..files import regular_file
 from .errors import DataError
 
 __all__ = ["read_idx", "read_idx_images", "read_idx_labels", "write_idx",
@@ -107,7 +108,7 @@ def _parse(data: bytes, path, *, expect_magic: int | None = None,
 
 def _read(path, **expect) -> np.ndarray:
     """The file's bytes, decompressed if gzip, parsed with ``_parse``'s checks."""
-    with open(path, "rb") as f:
+    with open(regular_file(path, "IDX file"), "rb") as f:     # a FIFO would hang the read
         raw = f.read()
     return _parse(_decompress(raw, path), path, **expect)
 
@@ -133,6 +134,8 @@ def read_idx(path, *, expect_ndim: int | None = None) -> np.ndarray:
         truncated or corrupt. The message names the file.
     FileNotFoundError
         If there is no such file.
+    NotRegularFile
+        If ``path`` is a folder, a FIFO, a device or a socket (looked at, never opened).
 
     Examples
     --------

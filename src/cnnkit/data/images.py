@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from ..files import regular_file
 from .errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "decode_image", "natural_channels", "image_to_array"]
@@ -83,12 +84,16 @@ def decode_image(path, channels: int, size: tuple[int, int] | None) -> np.ndarra
     ------
     FileNotFoundError
         If there is no such file.
+    NotRegularFile
+        If ``path`` is a folder, a FIFO, a device or a socket (looked at, never opened: a FIFO
+        would hang the read).
     DataError
         If Pillow cannot identify or fully decode it (a truncated or corrupt file, a
         decompression bomb); the message names the file.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    regular_file(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -97,10 +102,8 @@ def decode_image(path, channels: int, size: tuple[int, int] | None) -> np.ndarra
                 if img.format == "JPEG" and img.getexif().get(_ORIENTATION, 1) != 1:
                     img = ImageOps.exif_transpose(img)   # a phone's photo, upright as shown
                 return image_to_array(img, channels, size)
-    except FileNotFoundError:
+    except FileNotFoundError:             # removed since it was looked at
         raise FileNotFoundError(f"image not found: {os.fspath(path)}") from None
-    except IsADirectoryError:
-        raise DataError(f"cannot read image {os.fspath(path)}: it is a folder") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
             Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         reason = str(err).split("\n")[0] or type(err).__name__

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import regular_file
 from .errors import DataError
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, _decompress, _parse
 from .source import Dataset, from_arrays, register_source
@@ -41,6 +42,8 @@ def _read(folder, name: str, verify: bool) -> tuple[bytes, str]:
     entry = folder / name
     label = str(entry)
     try:
+        if isinstance(entry, Path):     # a folder of the user's (not the package's data)
+            regular_file(entry, "MNIST file")      # a FIFO would hang the read
         raw = entry.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{label}: no such file; an MNIST folder holds "
@@ -86,6 +89,8 @@ def load_mnist(split: str = "train", *, root=None, verify: bool = True):
         different numbers of examples.
     FileNotFoundError
         If a file is missing from ``root``.
+    NotRegularFile
+        If one in ``root`` is a folder, a FIFO, a device or a socket (looked at, never opened).
     """
     if split not in MNIST_FILES:
         raise ValueError(f"load_mnist: split must be 'train' or 'test', got {split!r}")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._npz import NpzReadError, npz_headers, read_npz
+from .._npz import NpzReadError, is_npy_file, npz_headers, read_npz
+from ..files import regular_file
 from .errors import DataError
 from .source import Dataset, check_labels, from_arrays, register_source
 
@@ -58,11 +59,9 @@ def _images(x: np.ndarray, where: str) -> np.ndarray:
 def load_npz(path) -> dict:
     """The arrays of an ``npz:`` file, checked: {"x", "y", "classes", "x_test", "y_test"} (the
     last three None when absent)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = regular_file(Path(path).expanduser(), "npz data file")   # a FIFO would hang
     if not zipfile.is_zipfile(path):
-        if path.read_bytes()[:6] == b"\x93NUMPY":      # a lone .npy array
+        if is_npy_file(path):                      # np.save's lone array
             raise DataError(f"{path}: a single array, not an .npz archive of arrays 'x' and "
                             f"'y' (save them with np.savez(path, x=..., y=...))")
         raise DataError(f"{path}: not a readable .npz data file (not a zip archive)")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._atomic import atomic_write_text
-from ..runs import LOCK, RunFolderError, claim_run_folder
+from ..runs import LOCK, RunFolderError, check_folder_name, claim_run_folder
 
 __all__ = ["EXPERIMENTS", "Experiment", "run_experiment"]
 
@@ -117,12 +117,14 @@ def run_experiment(experiment, *, out="experiments", name=None, overwrite=False,
         raise ValueError(f"{experiment}: {err}") from None
     if name is not None and not overwrite:
         # claim_run_folder would refuse too, but suggest a training run's --resume
-        path = Path(out) / name
+        path = Path(out) / check_folder_name(name, "results folder")
         if path.is_dir() and any(e.name != LOCK for e in path.iterdir()):
             raise RunFolderError(f"{path} already holds results; choose another --name, or "
                                  f"pass --overwrite to replace them")
 
-    with claim_run_folder(out, name, default_name=experiment, overwrite=overwrite) as folder:
+    with claim_run_folder(out, name, default_name=experiment, overwrite=overwrite,
+                          files=("results.json", *module.FIGURES),
+                          what="results folder") as folder:
         start = time.perf_counter()
         outcome = module.run(config, folder.path, np.random.default_rng(seed), progress)
         total = time.perf_counter() - start

@@ -42,6 +42,7 @@ import numpy as np
 
 from .._atomic import atomic_write_bytes
 from ..budget import check_bytes
+from ..files import regular_file
 from .errors import WeightsError
 from .limits import quoted, shape_problem, shape_text
 
@@ -119,6 +120,7 @@ def _parse_header(path: Path):
 
     Returns (entries, metadata, data_start) where entries is ``{name: (code, shape, begin,
     end)}`` in header order. Checks everything but the data's values."""
+    regular_file(path, "safetensors file", error=WeightsError)   # a FIFO would hang the read
     try:
         size = os.stat(path).st_size
         with open(path, "rb") as f:
@@ -140,8 +142,6 @@ def _parse_header(path: Path):
             raw = f.read(n)
     except FileNotFoundError:
         raise WeightsError(f"safetensors file not found: {path}") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{path} is a folder, not a safetensors file") from None
     except OSError as err:
         raise _fail(path, f"cannot read: {err.strerror or err}") from None
     if len(raw) != n:

@@ -61,7 +61,6 @@ import math
 import pickle
 import pickletools
 import re
-import stat
 import struct
 import zipfile
 import zlib
@@ -70,6 +69,7 @@ from pathlib import Path
 import numpy as np
 
 from ..budget import BudgetError, check_bytes
+from ..files import regular_file
 from .errors import WeightsError
 from .limits import MAX_DIMS, shape_problem, shape_text
 
@@ -889,8 +889,9 @@ def load_torch_state_dict(path) -> dict[str, np.ndarray]:
     Raises
     ------
     TorchFileError
-        If the file is missing, a directory, of another format, truncated or corrupt, names a
-        global other than a state dict's (``refuses to unpickle <module>.<name>``), describes
+        If the file is missing, not a regular file (a folder, a FIFO, a device: looked at,
+        never opened), of another format, truncated or corrupt, names a global other than a
+        state dict's (``refuses to unpickle <module>.<name>``), describes
         a tensor outside its storage or a storage missing from the file, or holds no state dict
         of tensors with string keys. One line naming the file.
     BudgetError
@@ -898,13 +899,9 @@ def load_torch_state_dict(path) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     where = _clean(path, 300)
+    regular_file(path, "PyTorch file", error=TorchFileError)     # a FIFO would hang the read
     try:
-        try:
-            info = path.stat()
-        except FileNotFoundError:
-            raise _Refused("no such file") from None
-        if stat.S_ISDIR(info.st_mode):
-            raise _Refused("is a directory, not a PyTorch file")
+        info = path.stat()
         with open(path, "rb") as f:
             head = f.read(512)
         if not head:

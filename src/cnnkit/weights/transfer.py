@@ -33,6 +33,7 @@ import numpy as np
 from .._npz import NpzReadError, read_npz
 from ..budget import BudgetError
 from ..checkpoint import UNKNOWN_NORMALISATION, CheckpointError, load_checkpoint
+from ..files import regular_file
 from ..finite import check_arrays
 from ..nn.layers import Linear
 from .errors import WeightsError
@@ -382,18 +383,16 @@ def weights_format(path) -> str:
     Raises
     ------
     WeightsError
-        If the file is missing, empty, a folder, or of none of these kinds (naming what it
-        looks like when that shows).
+        If the file is missing, empty, not a regular file (a folder, a FIFO, a device), or of
+        none of these kinds (naming what it looks like when that shows).
     """
-    path = Path(path)
+    path = regular_file(path, "weights file", error=WeightsError)   # a FIFO would hang
     try:
         with open(path, "rb") as f:
             head = f.read(16)
             size = os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         raise WeightsError(f"weights file not found: {path}") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{path} is a folder, not a weights file") from None
     except OSError as err:
         raise WeightsError(f"{path}: cannot read: {err.strerror or err}") from None
     if not head:
