@@ -68,6 +68,7 @@ def temporary_target(entry: str) -> str | None:
     match = _TEMPORARY.fullmatch(entry)
     return match.group(1) if match else None
 
+
 def atomic_write_bytes(path, write) -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename over it.
 
