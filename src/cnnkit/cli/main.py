@@ -100,7 +100,11 @@ def _message(err: BaseException) -> str:
     """The line to print: the first of the error's message (a spec error's later lines echo
     the spec with a caret under the offending token, and stay), with its rank where known."""
     inner = err.error if isinstance(err, AgreedError) else err
-    lines = str(inner).splitlines() or [type(inner).__name__]
+    lines = str(inner).splitlines()
+    if not lines or not lines[0].strip():        # nothing to show: name the exception instead
+        doc = next((c.__doc__ for c in type(inner).__mro__ if c.__doc__), "")
+        what = doc.strip().split("\n")[0].rstrip(".")
+        lines = [f"{type(inner).__name__} with an empty message ({what}); --debug shows where"]
     text = "\n".join(lines) if isinstance(inner, SpecError) else lines[0]
     rank = getattr(err, "rank", None) if isinstance(err, CnnkitError) else None
     return text if rank is None else f"rank {rank}: {text}"

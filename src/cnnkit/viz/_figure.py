@@ -27,9 +27,10 @@ DPI = 100
 # the Text properties that draw a string as it is: no mathtext, no LaTeX
 LITERAL = {"parse_math": False, "usetex": False}
 # A longer line (a deep data path, a 255-byte class name) is cut in the middle: it would push the
-# axes out of the figure. cnnkit's own lines stay under 100 characters.
+# axes out of the figure. cnnkit's own lines stay under 100 characters; names, which label ticks,
+# legends and small panels, are cut shorter.
 LONGEST_LINE = 150
-LONGEST_TICK = 40
+LONGEST_NAME = 40
 MOST_LINES = 6
 CUT = "\u2026"       # the ellipsis marking a cut
 
@@ -64,6 +65,12 @@ def shorten(text, longest: int = LONGEST_LINE) -> str:
                      for line in lines)
 
 
+def name_text(name) -> str:
+    """How a name (of a class, a layer, a parameter) is written in a figure: as a string
+    whose lines hold at most :data:`LONGEST_NAME` characters (:func:`shorten`)."""
+    return shorten(name, LONGEST_NAME)
+
+
 def literal_text(fig) -> None:
     """Make every text of ``fig`` (titles, the suptitle, axis and colour bar labels, legends,
     annotations) draw its string literally (:data:`LITERAL`), shortened by :func:`shorten`.
@@ -91,10 +98,10 @@ def _texts(artist):
 
 def set_tick_labels(axis, positions, labels, **kwargs) -> None:
     """Put ``labels`` (any objects, as strings) at ``positions`` on ``axis`` (an
-    ``ax.xaxis`` or ``ax.yaxis``), drawn literally and shortened to :data:`LONGEST_TICK`
-    characters a line; ``kwargs`` are Text properties such as ``fontsize`` or ``rotation``."""
-    axis.set_ticks(positions, [shorten(label, LONGEST_TICK) for label in labels],
-                   **LITERAL, **kwargs)
+    ``ax.xaxis`` or ``ax.yaxis``), drawn literally and shortened as :func:`literal_text` does;
+    ``kwargs`` are Text properties such as ``fontsize`` or ``rotation``. Names in the labels
+    go through :func:`name_text` first."""
+    axis.set_ticks(positions, [shorten(label) for label in labels], **LITERAL, **kwargs)
 
 
 def finish(fig, path=None, dpi: int = DPI):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ..nn import Conv2d
-from ._figure import LONGEST_TICK, shorten
+from ._figure import name_text
 
 
 def conv_layers(model) -> list[tuple[str, object]]:
@@ -114,7 +114,6 @@ def mosaic(tiles: np.ndarray, rows: int, cols: int, pad: int = 1, fill=np.nan) -
 
 
 def class_name(classes, k: int) -> str:
-    """The name of class ``k`` (its number when there are no names), shortened to a tick
-    label's length: it titles small panels."""
-    return shorten(classes[k] if classes is not None and 0 <= k < len(classes) else k,
-                   LONGEST_TICK)
+    """The name of class ``k`` (its number when there are no names), as figures write it
+    (:func:`cnnkit.viz._figure.name_text`)."""
+    return name_text(classes[k] if classes is not None and 0 <= k < len(classes) else k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._figure import finish, new_figure
+from ._figure import finish, name_text, new_figure
 from ._images import as_displayable, conv_layers, evaluating, net_input, single_input
 
 # channels per row of the figure; a layer with more takes several rows
@@ -82,8 +82,8 @@ def plot_activations(model, image, path=None, *, max_channels: int = 16, preproc
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                ax.set_ylabel(f"layer {name}\n{'x'.join(map(str, act.shape))}" if r == 0
-                              else f"layer {name}\n(cont.)", fontsize=8)
+                ax.set_ylabel(f"layer {name_text(name)}\n{'x'.join(map(str, act.shape))}"
+                              if r == 0 else f"layer {name_text(name)}\n(cont.)", fontsize=8)
             ax.set_title(f"ch {j}", fontsize=7, pad=2)
         cax = fig.add_subplot(grid[top:top + nrows, cols])
         fig.colorbar(im, cax=cax)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import Module
-from ._figure import finish, new_figure, set_tick_labels
+from ._figure import finish, name_text, new_figure, set_tick_labels
 from ._images import first_conv, grid_shape, mosaic
 
 
@@ -14,7 +14,7 @@ def _weight_of(layer_or_weight) -> tuple[np.ndarray, str]:
     an array."""
     if isinstance(layer_or_weight, Module):
         name, conv = first_conv(layer_or_weight, "plot_filters")
-        label = "conv" if name == "conv" else f"layer {name}"
+        label = "conv" if name == "conv" else f"layer {name_text(name)}"
         return np.asarray(conv.weight.data), label
     w = np.asarray(layer_or_weight)
     if w.ndim != 4:

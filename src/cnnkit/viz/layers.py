@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..monitor import LayerStats
-from ._figure import finish, new_figure, set_tick_labels
+from ._figure import finish, name_text, new_figure, set_tick_labels
 
 RULE_OF_THUMB = 1e-3     # the course's update/weight ratio
 
@@ -40,9 +40,15 @@ def _key(fig, ax, names: list[str]) -> None:
 
     bar = fig.colorbar(ScalarMappable(Normalize(0, len(names) - 1), _colour_map()), ax=ax,
                        pad=0.02)
-    bar.set_label(f"line's layer: 0 = '{names[0]}' to {len(names) - 1} = '{names[-1]}'",
+    bar.set_label(f"line's layer: 0 = '{name_text(names[0])}' to {len(names) - 1} = "
+                  f"'{name_text(names[-1])}'",
                   fontsize=7)
     bar.ax.tick_params(labelsize=7)
+
+
+def _layer_label(stats, name: str, between: str) -> str:
+    """A watched layer's name and type, as figures write names, ``between`` them."""
+    return f"{name_text(name)}{between}{name_text(stats.layers[name]['type'])}"
 
 
 def plot_layer_stats(stats, path=None, title: str | None = None):
@@ -86,21 +92,21 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
         ax_by.plot(positions + shift, std, "x", color=colour, label=f"{label}: std")
     if len(layers) <= MOST_NAMED:
         set_tick_labels(ax_by.xaxis, positions,
-                        [f"{n}\n{stats.layers[n]['type']}" for n in layers], fontsize=7,
+                        [_layer_label(stats, n, "\n") for n in layers], fontsize=7,
                         rotation=0 if len(layers) <= 8 else 90)
         ax_by.set_xlabel("layer")
     else:       # a deep net: every k-th layer named by its index in the watched list
         step = -(-len(layers) // MOST_NAMED)
         ax_by.set_xticks(positions[::step])
-        ax_by.set_xlabel(f"watched layer: 0 = '{layers[0]}' to {len(layers) - 1} = "
-                         f"'{layers[-1]}'")
+        ax_by.set_xlabel(f"watched layer: 0 = '{name_text(layers[0])}' to {len(layers) - 1} = "
+                         f"'{name_text(layers[-1])}'")
     ax_by.set_ylabel("activation value")
     ax_by.set_title("Activations by layer")
     ax_by.legend(fontsize=7)
 
     for name, colour in zip(layers, _colours(len(layers))):
         ax_std.plot(iterations, stats.layers[name]["act_std"], "-", color=colour,
-                    label=f"{name} {stats.layers[name]['type']}", marker="." if
+                    label=_layer_label(stats, name, " "), marker="." if
                     len(iterations) < 30 else None)
     ax_std.set_xlabel("iteration (mini-batches)")
     ax_std.set_ylabel("standard deviation of the output")
@@ -109,8 +115,9 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
 
     for name, colour in zip(weights, _colours(len(weights))):
         record = stats.params[name]
-        ax_grad.plot(iterations, record["grad_norm"], "-", color=colour, label=name)
-        ax_ratio.plot(iterations, record["update_ratio"], "-", color=colour, label=name)
+        ax_grad.plot(iterations, record["grad_norm"], "-", color=colour, label=name_text(name))
+        ax_ratio.plot(iterations, record["update_ratio"], "-", color=colour,
+                      label=name_text(name))
     ax_grad.set_ylabel("||dL/dW|| (L2 norm)")
     ax_grad.set_title("Weight gradient norms")
     ax_ratio.axhline(RULE_OF_THUMB, color="black", linestyle="--", linewidth=1,
