@@ -70,7 +70,7 @@ def test_commands_default_to_cnnkit_threads_and_one_blas_thread(capsys, monkeypa
     monkeypatch.setenv("CNNKIT_NUM_THREADS", "lots")
     assert main(["time", "default", "--batch", "1", "--iterations", "1", "--warmup", "0"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "CNNKIT_NUM_THREADS must be a thread count" in err
+    assert err.count("\n") == 1 and "CNNKIT_NUM_THREADS: expected a thread count" in err
     monkeypatch.setattr(parallel, "_threads", None)
 
 

@@ -7,23 +7,43 @@ naming the thing, its size and the budget, instead of letting the operating syst
 out-of-memory killer end the process (and take memory from everything else on the machine).
 
 The budget is, in order: what :func:`set_memory_budget` set (``--memory-budget`` on the command
-line), the environment variable ``CNNKIT_MEMORY_BUDGET`` (``8G``, ``512M``, ``1.5T``, bytes), or
-the memory the operating system reports available to this process (``MemAvailable`` in
-``/proc/meminfo``, a container's cgroup limit, an address-space limit), whichever is least.
+line), the environment variable ``CNNKIT_MEMORY_BUDGET`` (a size as ``--memory-budget`` takes it,
+refused in one line naming the variable when it is not one), or the memory the operating system
+reports available to this process (the least of ``MemAvailable`` in ``/proc/meminfo``, a
+container's cgroup limit and an address-space limit).
+
+A size (:func:`parse_size`) is a number of bytes with an optional unit: K, M, G, T or P, each a
+power of 1024, written bare or with ``i``, ``B`` or ``iB`` (``8G``, ``8Gi``, ``8GiB`` and ``8GB``
+are all 8 * 2**30); ``1.5T``, ``1e9`` and ``100000`` too. A size above :data:`MAX_SIZE` (8 EiB)
+is taken as that: no allocation can be larger, so a larger budget could not allow more, and
+estimates beyond it are still refused in one line rather than reaching NumPy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
 import re
+import sys
 
+from .environment import read_variable
 from .errors import CnnkitError
 
 __all__ = ["BudgetError", "available_memory", "memory_budget", "set_memory_budget",
-           "check_bytes", "parse_size", "format_size", "scoped_memory_budget"]
+           "check_bytes", "parse_size", "format_size", "scoped_memory_budget",
+           "budget_from_environment", "MAX_SIZE", "SIZE_EXPECTED", "BUDGET_VARIABLE"]
 
-_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+#: The largest size: the most bytes any allocation can have (NumPy's and the C library's index).
+MAX_SIZE = sys.maxsize
+#: What a size looks like, for messages.
+SIZE_EXPECTED = "a size such as 8G, 8Gi, 512MiB or a number of bytes"
+BUDGET_VARIABLE = "CNNKIT_MEMORY_BUDGET"
+
+_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40, "P": 2 ** 50}
+_SIZE = re.compile(r"\s*((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)\s*"
+                   r"(?:([KMGTP])(?:i|B|iB)?|B)?\s*", re.IGNORECASE)
 _budget: int | None = None
 
 
@@ -33,14 +53,27 @@ class BudgetError(CnnkitError, ValueError):
 
 
 def parse_size(text) -> int:
-    """"8G", "512M", "1.5T", "100000" (bytes; K, M, G, T are powers of 1024; "GB"/"GiB" too)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:I?B)?\s*", str(text), re.IGNORECASE)
-    if not match:
-        raise ValueError(f"expected a size such as 8G, 512M or a number of bytes, got {text!r}")
-    value = float(match.group(1)) * _UNITS[match.group(2).upper()]
+    """A size in bytes, at least 1: a text such as "8G", "8Gi", "512MiB", "1.5T", "1e9" or
+    "100000" (see the module docstring), or an int. Above :data:`MAX_SIZE`, MAX_SIZE.
+
+    Raises ValueError, one line, for anything else ("8X", "-1", "0", "inf", "8 G B")."""
+    if isinstance(text, numbers.Integral) and not isinstance(text, bool):
+        value = int(text)
+    else:
+        match = _SIZE.fullmatch(str(text)) if isinstance(text, str) else None
+        if not match:
+            raise ValueError(f"expected {SIZE_EXPECTED}, got {_shown(text)}")
+        value = float(match.group(1)) * _UNITS[(match.group(2) or "").upper()]
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite size, got {_shown(text)}")
     if not value >= 1:
-        raise ValueError(f"a memory budget must be at least 1 byte, got {text!r}")
-    return int(value)
+        raise ValueError(f"a memory budget must be at least 1 byte, got {_shown(text)}")
+    return min(int(value), MAX_SIZE)
+
+
+def _shown(text) -> str:
+    text = repr(text) if isinstance(text, str) else str(text)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def format_size(nbytes: float) -> str:
@@ -102,11 +135,10 @@ def _address_space_available() -> int | None:
 
 
 def set_memory_budget(nbytes) -> None:
-    """Set the budget in bytes (an int, or a size text such as "8G"); None goes back to the
-    default (``CNNKIT_MEMORY_BUDGET``, else the available memory)."""
+    """Set the budget in bytes (an int, or a size text such as "8G": :func:`parse_size`); None
+    goes back to the default (``CNNKIT_MEMORY_BUDGET``, else the available memory)."""
     global _budget
-    _budget = None if nbytes is None else (parse_size(nbytes) if isinstance(nbytes, str)
-                                           else int(nbytes))
+    _budget = None if nbytes is None else parse_size(nbytes)
 
 
 @contextlib.contextmanager
@@ -124,16 +156,24 @@ def scoped_memory_budget(nbytes):
 
 
 def memory_budget() -> tuple[int | None, str]:
-    """(bytes, where the figure comes from); bytes is None when nothing is known."""
+    """(bytes, where the figure comes from); bytes is None when nothing is known.
+
+    Raises :class:`~cnnkit.environment.EnvironmentVariableError` when no budget is set and
+    ``CNNKIT_MEMORY_BUDGET`` is not a size."""
     if _budget is not None:
         return _budget, "the memory budget"
-    env = os.environ.get("CNNKIT_MEMORY_BUDGET")
-    if env:
-        try:
-            return parse_size(env), "CNNKIT_MEMORY_BUDGET"
-        except ValueError:
-            pass
+    nbytes = budget_from_environment()
+    if nbytes is not None:
+        return nbytes, BUDGET_VARIABLE
     return available_memory(), "the available memory"
+
+
+def budget_from_environment() -> int | None:
+    """``CNNKIT_MEMORY_BUDGET`` in bytes, None when it is unset or blank.
+
+    Raises :class:`~cnnkit.environment.EnvironmentVariableError` (one line, naming the
+    variable) when it is not a size ``--memory-budget`` would take."""
+    return read_variable(BUDGET_VARIABLE, parse_size)
 
 
 def check_bytes(nbytes: float, what: str) -> None:
@@ -143,4 +183,4 @@ def check_bytes(nbytes: float, what: str) -> None:
     if budget is not None and nbytes > budget:
         raise BudgetError(f"{what} would need {format_size(nbytes)}, more than {source} "
                           f"({format_size(budget)}); raise the budget with --memory-budget "
-                          f"(or CNNKIT_MEMORY_BUDGET) if the machine has the memory")
+                          f"(or {BUDGET_VARIABLE}) if the machine has the memory")

@@ -43,6 +43,8 @@ from functools import wraps
 
 import numpy as np
 
+from .environment import read_variable
+
 __all__ = ["get_num_threads", "set_num_threads", "num_threads", "default_num_threads",
            "for_each", "ordered_sum", "over_batch", "elementwise", "empty_result", "split",
            "blas_single_thread", "single_thread_blas", "TASK_BYTES", "MIN_PARALLEL_BYTES",
@@ -90,17 +92,19 @@ def _check_count(n, what: str) -> int:
 def default_num_threads() -> int:
     """``CNNKIT_NUM_THREADS`` if set, else the cores this process may use.
 
-    Raises ``ValueError`` (one line, naming the variable) if the variable is not a count.
+    Raises :class:`~cnnkit.environment.EnvironmentVariableError` (a ValueError; one line,
+    naming the variable) if the variable is not a thread count ``--threads`` would take.
     """
-    text = os.environ.get(_ENV)
-    if text is None or not text.strip():
-        return _available_cores()
+    value = read_variable(_ENV, _thread_count)
+    return _available_cores() if value is None else value
+
+
+def _thread_count(text: str) -> int:
     try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError(f"{_ENV} must be a thread count from 1 to {MAX_THREADS:,}, "
-                         f"got {text!r}") from None
-    return _check_count(value, _ENV)
+        return _check_count(int(text.strip()), "a thread count")
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a thread count from 1 to {MAX_THREADS:,}, got "
+                         f"{text[:40]!r}") from None
 
 
 def get_num_threads() -> int:

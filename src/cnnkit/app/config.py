@@ -26,7 +26,7 @@ import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..budget import parse_size
+from ..budget import SIZE_EXPECTED, parse_size
 from ..data import DEFAULT_SOURCE, FITS, source_names
 from ..distributed.launch import MAX_WORKERS
 from ..errors import CnnkitError, UsageError
@@ -227,15 +227,14 @@ class CountOrFraction(Kind):
 
 
 class Size(Kind):
-    """A number of bytes: "8G", "512M", or a count."""
+    """A number of bytes: "8G", "8Gi", "512MiB", or a count (:func:`cnnkit.budget.parse_size`,
+    which reads ``CNNKIT_MEMORY_BUDGET`` too)."""
 
-    expected = "a size such as 8G, 512M or a number of bytes"
+    expected = SIZE_EXPECTED
     metavar = "SIZE"
 
     def check(self, value):
-        if _is_int(value) and value >= 1:
-            return int(value)
-        if isinstance(value, str):
+        if _is_int(value) or isinstance(value, str):
             return parse_size(value)
         raise self.wrong(value, converted=False)
 

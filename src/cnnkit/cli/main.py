@@ -10,9 +10,10 @@ import sys
 import time
 
 from .. import __version__, parallel
-from ..budget import set_memory_budget
+from ..budget import budget_from_environment, set_memory_budget
 from ..distributed import AgreedError, DistributedError, active, exit_now
 from ..distributed.comm import QUIET_EXIT_DELAY, job_rank, job_size
+from ..environment import EnvironmentVariableError, parse_switch, read_variable
 from ..errors import CnnkitError
 from ..models.spec import SpecError
 from ..train import TrainingDiverged
@@ -50,13 +51,17 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.error(f"choose a command: {', '.join(sub for sub in _commands(parser))} (cnnkit "
                      f"COMMAND --help for its options)")
-    debug = args.debug or bool(os.environ.get("CNNKIT_DEBUG"))
+    try:                                # CNNKIT_DEBUG=0 is no; junk is refused, not read as yes
+        debug = args.debug or bool(read_variable("CNNKIT_DEBUG", parse_switch))
+    except EnvironmentVariableError as err:
+        return _error_exit(args, str(err), EXIT_ERROR, err)
     threads_before = None
     set_memory_budget(args.memory_budget)
     try:
         # --threads, else the default, which reads CNNKIT_NUM_THREADS (and says so if it is not
         # a count); restored on return, for callers of main() such as the tests
         threads_before = parallel.get_num_threads()
+        budget_from_environment()       # a CNNKIT_MEMORY_BUDGET that is not a size: refused now
         if args.threads is not None:
             parallel.set_num_threads(args.threads)
         if getattr(args, "workers", None) and args.workers > 1:

@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from .. import parallel
+from ..environment import parse_rank_folder, read_variable
 from ..errors import CnnkitError
 
 __all__ = ["Comm", "DistributedError", "PeerFailed", "CollectiveTimeout", "world",
@@ -152,7 +153,7 @@ def world(timeout: float = DEFAULT_TIMEOUT) -> "Comm | None":
         return None
     comm = _active = Comm(MPI.COMM_WORLD, timeout)
     _stop_peers_on_uncaught(comm)
-    folder = os.environ.get("CNNKIT_RANK_DIR")
+    folder = read_variable("CNNKIT_RANK_DIR", parse_rank_folder)
     if folder:                   # `cnnkit train --workers` names a rank that dies by its pid
         try:
             with open(os.path.join(folder, f"rank-{comm.rank}"), "w") as f:

@@ -21,6 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ..environment import RANK_FOLDER_PREFIX
 from ..parallel import default_num_threads
 from .comm import MPI_MISSING, DistributedError
 
@@ -69,7 +70,7 @@ def launch(argv: list[str], workers: int, threads: int | None) -> int:
     env = dict(os.environ)
     if threads is None and "CNNKIT_NUM_THREADS" not in env:
         env["CNNKIT_NUM_THREADS"] = str(max(1, default_num_threads() // workers))
-    with tempfile.TemporaryDirectory(prefix="cnnkit-ranks-") as folder:
+    with tempfile.TemporaryDirectory(prefix=RANK_FOLDER_PREFIX) as folder:
         env["CNNKIT_RANK_DIR"] = folder
         command = [mpiexec, "-n", str(workers), sys.executable, "-m", "cnnkit.cli",
                    *without_workers(argv)]
