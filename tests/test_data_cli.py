@@ -241,6 +241,31 @@ def test_skip_bad_skips_and_counts_undecodable_images(capsys, tmp_path, rng):
     assert_one_line_error(code, err, "fake.jpg", "--skip-bad")
 
 
+def test_a_fifo_named_like_an_image_is_refused_or_skipped_never_opened(capsys, tmp_path, rng):
+    from tests.data.test_folder_cache import within
+
+    root = write_folder(tmp_path / "data", rng, per_class=4)
+    os.mkfifo(root / "red" / "zz.png")
+    argv = ["train", "--data", f"folder:{root}", "--model", "CONV3-4 -> FC-3", *QUICK,
+            "--out", str(tmp_path)]
+    with within(10):
+        code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, str(root / "red" / "zz.png"), "a FIFO", "--skip-bad")
+    with within(10):
+        code, out, err = run(capsys, *argv, "--skip-bad")
+    assert code == 0, err
+    assert "skipped 1 image name(s) that are not regular files" in out and "zz.png" in out
+
+
+def test_a_cnnkit_cache_that_names_no_folder_is_one_line_naming_it(capsys, tmp_path, rng,
+                                                                    monkeypatch):
+    root = write_folder(tmp_path / "data", rng, per_class=2)
+    monkeypatch.setenv("CNNKIT_CACHE", "~nouser-cnnkit-26/x")
+    code, _, err = run(capsys, "train", "--data", f"folder:{root}", "--model",
+                       "CONV3-4 -> FC-3", *QUICK, "--out", str(tmp_path))
+    assert_one_line_error(code, err, "CNNKIT_CACHE=~nouser-cnnkit-26/x", "cache folder")
+
+
 # ---------------------------------------------------------------------------- npz
 
 def _npz(path, **arrays):

@@ -751,27 +751,3 @@ def test_a_rotated_jpeg_is_turned_upright_and_tiff_is_read(tmp_path):
     assert upright[0, :20].mean() > 200 and upright[0, 20:].mean() < 50   # white on top
     Image.fromarray((np.arange(12, dtype=np.uint16) * 5000).reshape(3, 4)).save(tmp_path / "g.tif")
     assert decode_image(tmp_path / "g.tif", 1, None)[0, 0, 1] == round(5000 / 257)
-
-
-def test_a_killed_decodes_old_temporary_file_is_removed(tmp_path):
-    import time
-
-    from PIL import Image
-
-    from cnnkit.data import folder
-
-    root = tmp_path / "d"
-    for name in ("a", "b"):
-        (root / name).mkdir(parents=True)
-        Image.new("L", (4, 4)).save(root / name / "0.png")
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    slug = folder._slug(root.resolve())
-    old = cache / f".{slug}-0123.npy.abc.tmp"
-    fresh = cache / f".{slug}-4567.npy.def.tmp"
-    old.write_bytes(b"left by a decode killed yesterday")
-    fresh.write_bytes(b"another decode, running now")
-    day_ago = time.time() - 86400
-    os.utime(old, (day_ago, day_ago))
-    open_source(f"folder:{root}", cache_dir=cache)
-    assert not old.exists() and fresh.exists()
