@@ -25,6 +25,11 @@ CONV2D_CASES = [
     ("odd-sizes-stride3", (3, 2, 10, 7), (2, 2, 4, 1), dict(stride=3)),
     ("floor-even-resnet", (2, 2, 8, 8), (3, 2, 3, 3), dict(stride=2, pad=1, strict=False)),
     ("floor-big-drop", (1, 2, 9, 10), (2, 2, 2, 2), dict(stride=3, strict=False)),
+    # batches of 5-7 that the chunk plans (tests/plans.py) cut unevenly, on every path of the
+    # fast kernel: 1x1, wide stride-1 columns and tight strided ones, non-square throughout
+    ("batch5-1x1-3x7", (5, 4, 3, 7), (6, 4, 1, 1), {}),
+    ("batch7-3x2-pad-one-axis-wide", (7, 3, 9, 6), (4, 3, 3, 2), dict(pad=(1, 0))),
+    ("batch6-stride-2-3-tight", (6, 2, 11, 8), (3, 2, 3, 2), dict(stride=(2, 3))),
 ]
 
 

@@ -12,6 +12,7 @@ from cnnkit.gradcheck import check_kernel
 from tests import oracle
 from tests.cases import CONV2D_CASES
 from tests.helpers import assert_close
+from tests.plans import PLANS, chunk_plans, plans
 
 
 @st.composite
@@ -39,10 +40,11 @@ def _arrays(seed, x_shape, w_shape, bias):
     return g, x, w, b
 
 
-def _compare_with_torch(g, x, w, b, stride, pad, dilation):
-    out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation)
-    dout = g.standard_normal(out.shape)
-    dx, dw, db = F.conv2d_backward(dout, cache)
+def _compare_with_torch(g, x, w, b, stride, pad, dilation, plan="real"):
+    with chunk_plans(plan):
+        out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation)
+        dout = g.standard_normal(out.shape)
+        dx, dw, db = F.conv2d_backward(dout, cache)
     t_out, (t_dx, t_dw, t_db) = oracle.conv2d(x, w, b, stride, pad, dilation, dout)
     assert_close(out, t_out, "out")
     assert_close(dx, t_dx, "dx")
@@ -53,22 +55,26 @@ def _compare_with_torch(g, x, w, b, stride, pad, dilation):
         assert_close(db, t_db, "db")
 
 
-@given(geom=conv_geometry(), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_conv2d_matches_torch_random_geometry(geom, bias, seed):
+@given(geom=conv_geometry(), bias=st.booleans(), plan=plans(), seed=st.integers(0, 2**32 - 1))
+def test_conv2d_matches_torch_random_geometry(geom, bias, plan, seed):
     x_shape, w_shape, stride, pad, dilation = geom
     g, x, w, b = _arrays(seed, x_shape, w_shape, bias)
-    _compare_with_torch(g, x, w, b, stride, pad, dilation)
+    _compare_with_torch(g, x, w, b, stride, pad, dilation, plan)
 
 
+@pytest.mark.parametrize("plan", PLANS)
 @pytest.mark.parametrize("x_shape, w_shape, kwargs",
                          [c[1:] for c in CONV2D_CASES], ids=[c[0] for c in CONV2D_CASES])
-def test_conv2d_cases_match_torch_and_naive(rng, x_shape, w_shape, kwargs):
+def test_conv2d_cases_match_torch_and_naive(rng, x_shape, w_shape, kwargs, plan):
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     strict = kwargs.get("strict", True)
     hyper = {k: kwargs.get(k, d) for k, d in (("stride", 1), ("pad", 0), ("dilation", 1))}
-    out, cache = F.conv2d_forward(x, w, b, **hyper, strict=strict)
-    dout = rng.standard_normal(out.shape)
-    grads = F.conv2d_backward(dout, cache)
+    with chunk_plans(plan) as record:
+        out, cache = F.conv2d_forward(x, w, b, **hyper, strict=strict)
+        dout = rng.standard_normal(out.shape)
+        grads = F.conv2d_backward(dout, cache)
+    if plan == "forced" and x_shape[0] > 1:
+        record.check()
     t_out, t_grads = oracle.conv2d(x, w, b, hyper["stride"], hyper["pad"], hyper["dilation"], dout)
     assert_close(out, t_out, "out")
     for name, ours, theirs in zip(("dx", "dw", "db"), grads, t_grads):
@@ -79,15 +85,18 @@ def test_conv2d_cases_match_torch_and_naive(rng, x_shape, w_shape, kwargs):
         assert_close(naive, fast, "naive " + name)
 
 
-@given(geom=conv_geometry(max_out=3), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_conv2d_naive_matches_fast(geom, bias, seed):
+@given(geom=conv_geometry(max_out=3), bias=st.booleans(), plan=plans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv2d_naive_matches_fast(geom, bias, plan, seed):
     x_shape, w_shape, stride, pad, dilation = geom
     g, x, w, b = _arrays(seed, x_shape, w_shape, bias)
-    out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation)
+    with chunk_plans(plan):
+        out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation)
+        dout = g.standard_normal(out.shape)
+        fast = F.conv2d_backward(dout, cache)
     n_out, n_cache = R.conv2d_forward(x, w, b, stride, pad, dilation)
     assert_close(n_out, out, "out")
-    dout = g.standard_normal(out.shape)
-    fast, naive = F.conv2d_backward(dout, cache), R.conv2d_backward(dout, n_cache)
+    naive = R.conv2d_backward(dout, n_cache)
     for name, a, b_ in zip(("dx", "dw", "db"), naive, fast):
         if b_ is None:
             assert a is None
@@ -316,11 +325,13 @@ def grouped_geometry(draw, max_out=4):
             (groups * f_group, c_group) + w_shape[2:], stride, pad, dilation, groups)
 
 
-def _compare_grouped(g, x, w, b, stride, pad, dilation, groups, naive=False):
-    """Fast grouped conv against torch (and the naive loops): out, dx, dw, db."""
-    out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation, groups=groups)
-    dout = g.standard_normal(out.shape)
-    grads = F.conv2d_backward(dout, cache)
+def _compare_grouped(g, x, w, b, stride, pad, dilation, groups, naive=False, plan="real"):
+    """Fast grouped conv (under ``plan``, tests/plans.py) against torch (and the naive loops):
+    out, dx, dw, db."""
+    with chunk_plans(plan):
+        out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation, groups=groups)
+        dout = g.standard_normal(out.shape)
+        grads = F.conv2d_backward(dout, cache)
     t_out, t_grads = oracle.conv2d_grouped(x, w, b, stride, pad, dilation, groups, dout)
     assert_close(out, t_out, "out")
     for name, ours, theirs in zip(("dx", "dw", "db"), grads, t_grads):
@@ -338,18 +349,20 @@ def _compare_grouped(g, x, w, b, stride, pad, dilation, groups, naive=False):
                 assert_close(a, f, "naive " + name)
 
 
-@given(geom=grouped_geometry(), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_grouped_conv2d_matches_torch_random_geometry(geom, bias, seed):
+@given(geom=grouped_geometry(), bias=st.booleans(), plan=plans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_grouped_conv2d_matches_torch_random_geometry(geom, bias, plan, seed):
     x_shape, w_shape, stride, pad, dilation, groups = geom
     g, x, w, b = _arrays(seed, x_shape, w_shape, bias)
-    _compare_grouped(g, x, w, b, stride, pad, dilation, groups)
+    _compare_grouped(g, x, w, b, stride, pad, dilation, groups, plan=plan)
 
 
-@given(geom=grouped_geometry(max_out=2), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_grouped_conv2d_naive_matches_fast(geom, bias, seed):
+@given(geom=grouped_geometry(max_out=2), bias=st.booleans(), plan=plans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_grouped_conv2d_naive_matches_fast(geom, bias, plan, seed):
     x_shape, w_shape, stride, pad, dilation, groups = geom
     g, x, w, b = _arrays(seed, (min(x_shape[0], 2),) + x_shape[1:], w_shape, bias)
-    _compare_grouped(g, x, w, b, stride, pad, dilation, groups, naive=True)
+    _compare_grouped(g, x, w, b, stride, pad, dilation, groups, naive=True, plan=plan)
 
 
 # Every path of the fast kernel (1x1, wide stride-1 columns, tight strided columns), with groups

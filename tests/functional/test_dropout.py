@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from cnnkit import functional as F
 from cnnkit.functional.dropout import MODES
 from cnnkit.gradcheck import check_kernel
+from tests.plans import chunk_plans, plans
 
 SEEDS = st.integers(0, 2**32 - 1)
 PS = [0.05, 0.25, 0.5, 0.8, 0.95]
@@ -70,15 +71,19 @@ def test_expectation_downscale_in_infer_is_scaled_x(rng, p):
 # ----------------------------------------------------------------------------- exact arithmetic
 
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple),
-       p=st.floats(0.0, 1.0), mode=st.sampled_from(MODES), data=st.data())
-def test_training_arithmetic_given_the_mask(shape, p, mode, data):
+       p=st.floats(0.0, 1.0), mode=st.sampled_from(MODES), plan=plans(), data=st.data())
+def test_training_arithmetic_given_the_mask(shape, p, mode, plan, data):
     seed = data.draw(SEEDS)
     x = np.random.default_rng(seed + 1).standard_normal(shape)
-    out, mask = F.dropout_forward(x, p, np.random.default_rng(seed), mode=mode)
+    dout = np.random.default_rng(seed + 2).standard_normal(shape)
+    with chunk_plans(plan):
+        out, mask = F.dropout_forward(x, p, np.random.default_rng(seed), mode=mode)
+        dx = F.dropout_backward(dout, mask)
     keep = _keep(seed, shape, p)
     assert out.shape == mask.shape == x.shape
     np.testing.assert_array_equal(mask != 0, keep, err_msg="mask is not rng.random >= p")
     np.testing.assert_array_equal(out, x * mask, err_msg="out is not x * mask")
+    np.testing.assert_array_equal(dx, dout * mask, err_msg="dx is not dout * mask")
     if mode == "downscale_in_infer":
         np.testing.assert_array_equal(mask, keep.astype(np.float64), err_msg="mask not 0/1")
         np.testing.assert_array_equal(out, np.where(keep, x, 0.0), err_msg="out")
@@ -87,6 +92,39 @@ def test_training_arithmetic_given_the_mask(shape, p, mode, data):
     else:
         np.testing.assert_array_equal(mask, np.where(keep, 1 / (1 - p), 0.0), err_msg="mask")
         np.testing.assert_allclose(out, x * keep / (1 - p), rtol=1e-15, atol=0, err_msg="out")
+
+
+@st.composite
+def shards(draw):
+    """(shape, start, stop): a batch of 2-9 rows of non-square samples (rank 2 to 4) and one
+    shard of it, possibly empty, possibly the whole batch."""
+    shape = (draw(st.integers(2, 9)),) + tuple(draw(st.lists(st.integers(1, 6), min_size=1,
+                                                             max_size=3)))
+    start = draw(st.integers(0, shape[0]))
+    return shape, start, draw(st.integers(start, shape[0]))
+
+
+@given(case=shards(), p=st.sampled_from([0.0, 0.3, 0.7, 1.0]), mode=st.sampled_from(MODES),
+       plan=plans(), seed=SEEDS)
+def test_a_shard_gets_its_rows_of_the_whole_batch_mask(case, p, mode, plan, seed):
+    """``rows=(start, total)``: a rank's shard x[start:stop] gets exactly the rows start:stop
+    of the mask one process would draw for the whole batch (the oracle: the uniforms of the
+    whole (total, ...) batch), under every chunk plan, and the Generator advances as for the
+    whole batch."""
+    shape, start, stop = case
+    x = np.random.default_rng(seed + 1).standard_normal(shape)[start:stop]
+    dout = np.random.default_rng(seed + 2).standard_normal(x.shape)
+    gen = np.random.default_rng(seed)
+    with chunk_plans(plan):
+        out, mask = F.dropout_forward(x, p, gen, mode=mode, rows=(start, shape[0]))
+        dx = F.dropout_backward(dout, mask)
+    whole = np.random.default_rng(seed)
+    keep = (whole.random(shape) >= p)[start:stop]
+    scale = 1.0 if mode == "downscale_in_infer" else (0.0 if p == 1 else 1 / (1 - p))
+    np.testing.assert_array_equal(mask, np.where(keep, scale, 0.0), err_msg="the shard's mask")
+    np.testing.assert_array_equal(out, x * mask, err_msg="out is not x * mask")
+    np.testing.assert_array_equal(dx, dout * mask, err_msg="dx is not dout * mask")
+    assert gen.random() == whole.random(), "the Generator did not advance as for the batch"
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3, 1.0])

@@ -11,15 +11,18 @@ from cnnkit import reference as R
 from cnnkit.gradcheck import check_kernel
 from tests import oracle
 from tests.helpers import assert_close
+from tests.plans import PLANS, chunk_plans, plans
 
 SEEDS = st.integers(0, 2**32 - 1)
 
 # Hard shapes every run sees, whatever hypothesis draws: the smallest batch (m = 2), one feature or
-# channel, 1x1 maps (m = N), and a non-square map.
+# channel, 1x1 maps (m = N), non-square maps, and batches of odd sizes that the chunk plans
+# (tests/plans.py) cut unevenly.
 CASES = [
     ("N2_K1", (2, 1)), ("N2_K6", (2, 6)), ("N8_K1", (8, 1)), ("N5_K3", (5, 3)),
     ("N2_C1_1x1", (2, 1, 1, 1)), ("N2_C1_5x5", (2, 1, 5, 5)), ("N2_C4_1x1", (2, 4, 1, 1)),
-    ("N3_C2_1x5", (3, 2, 1, 5)), ("N8_C4_5x5", (8, 4, 5, 5)),
+    ("N3_C2_1x5", (3, 2, 1, 5)), ("N8_C4_5x5", (8, 4, 5, 5)), ("N13_K7", (13, 7)),
+    ("N7_C3_5x9", (7, 3, 5, 9)), ("N11_C2_7x3", (11, 2, 7, 3)),
 ]
 
 
@@ -93,20 +96,26 @@ def _check_eval_vs_torch(g, shape, eps=1e-5):
 
 # ----------------------------------------------------------------------------- oracle
 
-@given(shape=any_shapes(), data=st.data())
-def test_train_matches_torch(shape, data):
-    _check_train_vs_torch(np.random.default_rng(data.draw(SEEDS)), shape)
+@given(shape=any_shapes(), plan=plans(), data=st.data())
+def test_train_matches_torch(shape, plan, data):
+    with chunk_plans(plan):
+        _check_train_vs_torch(np.random.default_rng(data.draw(SEEDS)), shape)
 
 
-@given(shape=any_shapes(), data=st.data())
-def test_eval_matches_torch(shape, data):
-    _check_eval_vs_torch(np.random.default_rng(data.draw(SEEDS)), shape)
+@given(shape=any_shapes(), plan=plans(), data=st.data())
+def test_eval_matches_torch(shape, plan, data):
+    with chunk_plans(plan):
+        _check_eval_vs_torch(np.random.default_rng(data.draw(SEEDS)), shape)
 
 
+@pytest.mark.parametrize("plan", PLANS)
 @pytest.mark.parametrize("shape", [c[1] for c in CASES], ids=[c[0] for c in CASES])
-def test_cases_match_torch_train_and_eval(rng, shape):
-    _check_train_vs_torch(rng, shape)
-    _check_eval_vs_torch(rng, shape)
+def test_cases_match_torch_train_and_eval(rng, shape, plan):
+    with chunk_plans(plan) as record:
+        _check_train_vs_torch(rng, shape)
+        _check_eval_vs_torch(rng, shape)
+    if plan == "forced":
+        record.check()
 
 
 def test_other_eps_matches_torch(rng):
@@ -208,35 +217,38 @@ def test_gradcheck_smallest_batches(rng, shape):
 
 # ----------------------------------------------------------------------------- naive vs fast
 
-@given(shape=any_shapes(), data=st.data())
-def test_reference_matches_fast_train(shape, data):
+@given(shape=any_shapes(), plan=plans(), data=st.data())
+def test_reference_matches_fast_train(shape, plan, data):
     g = np.random.default_rng(data.draw(SEEDS))
     x = _spread(g, shape)
     gamma, beta, _, _ = _params(g, shape[1])
-    out, cache = F.batchnorm_forward(x, gamma, beta)
+    dout = g.standard_normal(shape)
+    with chunk_plans(plan):
+        out, cache = F.batchnorm_forward(x, gamma, beta)
+        grads = F.batchnorm_backward(dout, cache)
     r_out, r_cache = R.batchnorm_forward(x, gamma, beta)
-    dout = g.standard_normal(out.shape)
     assert_close(r_out, out, "naive out")
     assert_close(r_cache.mean, cache.mean, "naive mean")
     assert_close(r_cache.var, cache.var, "naive var")
     assert r_cache.count == cache.count
     for name, naive, fast in zip(("dx", "dgamma", "dbeta"), R.batchnorm_backward(dout, r_cache),
-                                 F.batchnorm_backward(dout, cache)):
+                                 grads):
         assert_close(naive, fast, "naive " + name)
 
 
-@given(shape=any_shapes(), data=st.data())
-def test_reference_matches_fast_eval(shape, data):
+@given(shape=any_shapes(), plan=plans(), data=st.data())
+def test_reference_matches_fast_eval(shape, plan, data):
     g = np.random.default_rng(data.draw(SEEDS))
     x = _spread(g, shape)
     gamma, beta, rm, rv = _params(g, shape[1])
-    out, cache = F.batchnorm_eval_forward(x, gamma, beta, rm, rv)
+    dout = g.standard_normal(shape)
+    with chunk_plans(plan):
+        out, cache = F.batchnorm_eval_forward(x, gamma, beta, rm, rv)
+        grads = F.batchnorm_eval_backward(dout, cache)
     r_out, r_cache = R.batchnorm_eval_forward(x, gamma, beta, rm, rv)
-    dout = g.standard_normal(out.shape)
     assert_close(r_out, out, "naive eval out")
     for name, naive, fast in zip(("dx", "dgamma", "dbeta"),
-                                 R.batchnorm_eval_backward(dout, r_cache),
-                                 F.batchnorm_eval_backward(dout, cache)):
+                                 R.batchnorm_eval_backward(dout, r_cache), grads):
         assert_close(naive, fast, "naive eval " + name)
 
 

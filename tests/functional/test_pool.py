@@ -15,6 +15,7 @@ from cnnkit import reference as R
 from cnnkit.gradcheck import check_kernel
 from tests import oracle
 from tests.helpers import assert_close, away_from_zero, distinct
+from tests.plans import PLANS, chunk_plans, plans
 
 
 def _normal(rng, shape, dtype=np.float64):
@@ -73,6 +74,10 @@ CASES = [
     pytest.param((3, 1, 5, 5), 5, None, 0, True, id="window-is-input"),
     pytest.param((2, 2, 7, 8), 2, 2, 0, False, id="floor-drops-row"),
     pytest.param((2, 2, 8, 8), 3, 2, 1, False, id="3x3s2p1-floor"),
+    # batches of 5-7 that the chunk plans (tests/plans.py) cut unevenly, non-square throughout
+    pytest.param((5, 2, 8, 12), (2, 3), None, 0, True, id="N5-k2x3-tiles-8x12"),
+    pytest.param((7, 3, 9, 6), (3, 2), (2, 1), (1, 0), True, id="N7-k3x2-s2x1-pad-H"),
+    pytest.param((6, 2, 10, 7), (3, 2), (2, 3), 0, False, id="N6-k3x2-s2x3-floor"),
 ]
 
 KIND_CASES = [pytest.param(name, *case.values, id=f"{name}-{case.id}")
@@ -107,37 +112,45 @@ def _seeded(data):
 
 # 1. Oracle: PyTorch float64, forward and dx, random upstream gradient ----------------------------
 
-def _check_against_torch(name, x_shape, kernel, stride, pad, strict, rng):
+def _check_against_torch(name, x_shape, kernel, stride, pad, strict, rng, plan="real"):
     kind = KINDS[name]
     x = kind.make_x(rng, x_shape)
-    out, cache = kind.forward(x, **_hyper(name, kernel, stride, pad, strict))
-    dout = rng.standard_normal(out.shape)
-    dx = kind.backward(dout, cache)
+    with chunk_plans(plan) as record:
+        out, cache = kind.forward(x, **_hyper(name, kernel, stride, pad, strict))
+        dout = rng.standard_normal(out.shape)
+        dx = kind.backward(dout, cache)
     want_out, want_dx = _torch(name, x, kernel, stride, pad, dout)
     assert_close(out, want_out, f"{name} out")
     assert_close(dx, want_dx, f"{name} dx")
+    return record
 
 
 @pytest.mark.parametrize("name", KINDS)
 @given(data=st.data())
 def test_random_geometry_matches_torch(name, data):
     x_shape, kernel, stride, pad, strict = data.draw(pool_draws(KINDS[name].padded))
-    _check_against_torch(name, x_shape, kernel, stride, pad, strict, _seeded(data))
+    plan = data.draw(plans(), label="plan")
+    _check_against_torch(name, x_shape, kernel, stride, pad, strict, _seeded(data), plan)
 
 
+@pytest.mark.parametrize("plan", PLANS)
 @pytest.mark.parametrize("name, x_shape, kernel, stride, pad, strict", KIND_CASES)
-def test_hard_cases_match_torch(name, x_shape, kernel, stride, pad, strict, rng):
-    _check_against_torch(name, x_shape, kernel, stride, pad, strict, rng)
+def test_hard_cases_match_torch(name, x_shape, kernel, stride, pad, strict, rng, plan):
+    record = _check_against_torch(name, x_shape, kernel, stride, pad, strict, rng, plan)
+    if plan == "forced" and x_shape[0] > 1:
+        record.check()
 
 
 @given(data=st.data())
 def test_global_avg_pool_matches_torch(data):
     x_shape = tuple(data.draw(st.integers(1, 5)) for _ in range(4))
+    plan = data.draw(plans(), label="plan")
     rng = _seeded(data)
     x = rng.standard_normal(x_shape)
-    out, cache = F.global_avg_pool2d_forward(x)
-    dout = rng.standard_normal(out.shape)
-    dx = F.global_avg_pool2d_backward(dout, cache)
+    with chunk_plans(plan):
+        out, cache = F.global_avg_pool2d_forward(x)
+        dout = rng.standard_normal(out.shape)
+        dx = F.global_avg_pool2d_backward(dout, cache)
     want_out, (want_dx,) = oracle.global_avg_pool2d(x, dout=dout)
     assert_close(out, want_out, "global_avg out")
     assert_close(dx, want_dx, "global_avg dx")
@@ -172,27 +185,31 @@ def test_global_avg_pool_numerical_gradient(rng):
 
 # 3. Naive (cnnkit.reference) vs fast -------------------------------------------------------------
 
-def _check_naive_vs_fast(name, x_shape, kernel, stride, pad, strict, rng):
+def _check_naive_vs_fast(name, x_shape, kernel, stride, pad, strict, rng, plan="real"):
     kind = KINDS[name]
     x = kind.make_x(rng, x_shape)
     hyper = _hyper(name, kernel, stride, pad, strict)
-    out, cache = kind.forward(x, **hyper)
+    with chunk_plans(plan):
+        out, cache = kind.forward(x, **hyper)
+        dout = rng.standard_normal(out.shape)
+        dx = kind.backward(dout, cache)
     naive_out, naive_cache = kind.naive_forward(x, **hyper)
-    dout = rng.standard_normal(out.shape)
     assert_close(out, naive_out, f"{name} out")
-    assert_close(kind.backward(dout, cache), kind.naive_backward(dout, naive_cache), f"{name} dx")
+    assert_close(dx, kind.naive_backward(dout, naive_cache), f"{name} dx")
 
 
+@pytest.mark.parametrize("plan", PLANS)
 @pytest.mark.parametrize("name, x_shape, kernel, stride, pad, strict", KIND_CASES)
-def test_naive_matches_fast_on_hard_cases(name, x_shape, kernel, stride, pad, strict, rng):
-    _check_naive_vs_fast(name, x_shape, kernel, stride, pad, strict, rng)
+def test_naive_matches_fast_on_hard_cases(name, x_shape, kernel, stride, pad, strict, rng, plan):
+    _check_naive_vs_fast(name, x_shape, kernel, stride, pad, strict, rng, plan)
 
 
 @pytest.mark.parametrize("name", KINDS)
 @given(data=st.data())
 def test_naive_matches_fast_on_random_geometry(name, data):
     x_shape, kernel, stride, pad, strict = data.draw(pool_draws(KINDS[name].padded))
-    _check_naive_vs_fast(name, x_shape, kernel, stride, pad, strict, _seeded(data))
+    plan = data.draw(plans(), label="plan")
+    _check_naive_vs_fast(name, x_shape, kernel, stride, pad, strict, _seeded(data), plan)
 
 
 @pytest.mark.parametrize("x_shape, kernel, stride, pad, strict, path", [
