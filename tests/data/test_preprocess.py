@@ -9,6 +9,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnkit.data import (Augment, DataError, Images, Preprocessing, choose_fit, normalize,
@@ -26,8 +28,19 @@ from cnnkit.inference import read_images
     ((64, 64), (32, 32), "auto", "resize"),     # larger: shrink
     ((28, 28), (32, 32), "resize", "resize"),
     ((28, 28), (227, 227), "centre", "centre"),
+    # non-square: each axis judged by its own margin and its own size
+    ((12, 40), (15, 44), "auto", "centre"),     # margins 3 <= 12/4 and 4 <= 40/4
+    ((40, 12), (44, 15), "auto", "centre"),
+    ((28, 20), (32, 32), "auto", "resize"),     # the width's margin 12 > 20/4
+    ((20, 28), (32, 32), "auto", "resize"),
+    ((30, 20), (20, 30), "auto", "resize"),     # taller than the net: cannot centre
+    ((30, 20), (20, 30), "centre", None),
 ])
 def test_choose_fit(image, net, fit, expected):
+    if expected is None:
+        with pytest.raises(ValueError, match="30x20, larger than the net's 20x30"):
+            choose_fit(image, net, fit)
+        return
     assert choose_fit(image, net, fit) == expected
 
 
@@ -75,6 +88,38 @@ def test_centre_odd_margin_three_channels(rng):
     np.testing.assert_allclose(out[:, :, -1, -1], np.broadcast_to(field, (2, 3)), rtol=1e-6)
 
 
+def _centred(x, net_hw, mean, std):
+    """The oracle of centring: np.pad with each axis's own margin, its odd pixel after the
+    image (below, to the right), then the normalisation of the padded field."""
+    (h, w), (hh, ww) = x.shape[2:], net_hw
+    rows, cols = (hh - h) // 2, (ww - w) // 2
+    padded = np.pad(to_float(x), ((0, 0), (0, 0), (rows, hh - h - rows), (cols, ww - w - cols)))
+    return normalize(padded, mean, std)
+
+
+@pytest.mark.parametrize("image, net", [
+    ((5, 4), (8, 10)),        # margins 3 and 6: odd and even, and unequal
+    ((3, 7), (4, 12)),        # 1 and 5
+    ((7, 3), (12, 4)),        # the same, transposed
+    ((28, 20), (31, 27)),     # 3 and 7
+    ((6, 6), (9, 6)),         # a square image, one axis with no margin at all
+], ids=lambda v: "x".join(map(str, v)))
+def test_centre_uses_each_axis_margin(rng, image, net):
+    x = rng.integers(0, 256, (3, 3, *image), dtype=np.uint8)
+    pre = Preprocessing((3, *image), (3, *net), MEAN3, STD3, fit="centre")
+    np.testing.assert_array_equal(pre(x), _centred(x, net, MEAN3, STD3))
+
+
+@given(c=st.sampled_from([1, 3]), image=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       margins=st.tuples(st.integers(0, 7), st.integers(0, 7)), seed=st.integers(0, 2**32 - 1))
+def test_centre_matches_np_pad_on_drawn_shapes(c, image, margins, seed):
+    x = np.random.default_rng(seed).integers(0, 256, (2, c, *image), dtype=np.uint8)
+    net = (image[0] + margins[0], image[1] + margins[1])
+    mean, std = MEAN3[:c], STD3[:c]
+    pre = Preprocessing((c, *image), (c, *net), mean, std, fit="centre")
+    np.testing.assert_array_equal(pre(x), _centred(x, net, mean, std))
+
+
 @pytest.mark.parametrize("image, net", [((28, 28), (227, 227)), ((64, 48), (32, 32))])
 def test_resize(image, net):
     x = np.full((2, 3, *image), 153, dtype=np.uint8)
@@ -86,6 +131,26 @@ def test_resize(image, net):
         want = (value / 255 - np.array(MEAN3)) / np.array(STD3)
         np.testing.assert_allclose(out[n], np.broadcast_to(want[:, None, None], out[n].shape),
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("image, net", [((9, 14), (20, 11)), ((14, 9), (11, 20)),
+                                        ((30, 17), (12, 25))],
+                         ids=lambda v: "x".join(map(str, v)))
+def test_resize_keeps_each_axis(image, net):
+    """A ramp along one axis stays a ramp along that axis, whatever the two shapes: the rows of
+    a horizontal ramp are all equal and rise left to right, and so do the columns of a vertical
+    one (a height and width swapped anywhere turns one into the other, or fails)."""
+    h, w = image
+    across = np.tile(np.linspace(10, 240, w), (h, 1)).round().astype(np.uint8)   # (h, w)
+    down = np.tile(np.linspace(10, 240, h)[:, None], (1, w)).round().astype(np.uint8)
+    x = np.stack([np.stack([across, down])])                                      # (1, 2, h, w)
+    pre = Preprocessing((2, *image), (2, *net), (0.0, 0.0), (1.0, 1.0), fit="resize")
+    out = pre(x)
+    assert out.shape == (1, 2, *net)
+    rows, cols = out[0, 0], out[0, 1]
+    np.testing.assert_allclose(rows, np.broadcast_to(rows[:1], rows.shape), atol=1e-5)
+    np.testing.assert_allclose(cols, np.broadcast_to(cols[:, :1], cols.shape), atol=1e-5)
+    assert np.all(np.diff(rows[0]) > 0) and np.all(np.diff(cols[:, 0]) > 0)
 
 
 def test_grey_images_without_channel_axis(rng):
