@@ -7,12 +7,14 @@ import signal
 import numpy as np
 import pytest
 
-from cnnkit import nn, optim
+from cnnkit import interrupts, nn, optim
 from cnnkit.data import MNIST_MEAN, MNIST_STD, load_mnist, normalize, to_float
 from cnnkit.gradcheck import check_model
 from cnnkit.io import load_checkpoint
 from cnnkit.models import convnet_check, lenet_bn
-from cnnkit.train import Trainer, TrainingDiverged, TrainingInterrupted, evaluate
+from cnnkit.errors import CnnkitError
+from cnnkit.train import (NonFiniteBatch, Trainer, TrainingDiverged, TrainingInterrupted,
+                          evaluate)
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +106,10 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(tmp_path, mnist_small):
 
 @pytest.mark.parametrize("where", ["after the update", "before the update", "in forward"])
 def test_a_second_ctrl_c_inside_a_batch_saves_nothing_and_resume_stays_exact(
-        tmp_path, mnist_small, where):
+        tmp_path, mnist_small, where, monkeypatch):
     """The second Ctrl-C stops at once. Landing between the optimizer's update and the batch
     count (or anywhere inside a batch), it must not save that half-made state."""
+    monkeypatch.setattr(interrupts, "REPEAT_SECONDS", 0.0)    # two presses, not one repeated
     x, y = mnist_small
     _run(tmp_path, mnist_small, 2, "ref")
     model, opt, sched = _net()
@@ -170,6 +173,48 @@ def test_trainer_rejects_bad_options():
         Trainer(model, opt, batch_size=0)
     with pytest.raises(ValueError, match="loss must be 'softmax', 'svm'"):
         Trainer(model, opt, loss="mse")
+
+
+@pytest.mark.parametrize("part, value, says", [
+    ("model", None, "model must be a cnnkit.nn.Module, got None"),
+    ("model", "lenet", "model must be a cnnkit.nn.Module, got a str"),
+    ("optimizer", None, "optimizer must be a cnnkit.optim optimizer .* got None"),
+    ("optimizer", {"lr": 0.1}, "optimizer must be a cnnkit.optim optimizer .* got a dict"),
+    ("optimizer", "other net", "optimizer updates '0.weight', which is not a parameter of the "
+                               "model"),
+    ("scheduler", 0.5, "scheduler must be a cnnkit.optim schedule .* got a float"),
+    ("loss", None, "Trainer loss must be 'softmax', 'svm' or a callable, got None"),
+])
+def test_a_trainer_part_of_the_wrong_kind_is_one_line_at_construction(part, value, says):
+    model = nn.Sequential(nn.Linear(3, 2))
+    parts = {"model": model, "optimizer": optim.SGD(model.named_parameters(), lr=0.1)}
+    if value == "other net":
+        value = optim.SGD(nn.Sequential(nn.Linear(3, 2)).named_parameters(), lr=0.1)
+    with pytest.raises(CnnkitError, match=says) as caught:
+        Trainer(**{**parts, part: value})
+    assert isinstance(caught.value, ValueError) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_input_batch_is_named_as_such_not_as_a_learning_rate(bad):
+    """The loss is NaN either way; the batch tells a NaN image from a diverging net."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    x[23, 2] = bad
+    model = nn.Sequential(nn.Linear(5, 3, rng=rng))
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=8,
+                      epochs=1, progress=False, seed=1)
+    with pytest.raises(NonFiniteBatch, match=(
+            r"^the training batch holds NaN or infinite values \(epoch 1, batch [1-5]: 1 of its "
+            r"8 images, the first being image 23 of the training data, after preprocessing\); "
+            r"the data is at fault, not the learning rate$")):
+        trainer.fit((x, y))
+    diverging = Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=8,
+                        epochs=1, progress=False)
+    model.parameters()[0].data[...] = np.inf          # the net, not the data
+    with pytest.raises(TrainingDiverged, match="try a lower learning rate"):
+        diverging.fit((np.nan_to_num(x, posinf=0.0, neginf=0.0, nan=0.0), y))
 
 
 # ----------------------------------------------------------------------------- sanity checks

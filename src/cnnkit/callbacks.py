@@ -5,7 +5,10 @@ A callback subclasses :class:`Callback` and overrides the hooks it needs (Keras'
     on_train_begin(logs)             on_train_end(logs)
     on_epoch_begin(epoch, logs)      on_epoch_end(epoch, logs)
     on_batch_begin(batch, logs)      on_batch_end(batch, logs)
-    on_interrupt(consistent)         Ctrl-C: may save, returns what it did (a phrase) or None
+    on_interrupt(consistent)         a stop signal (Ctrl-C, SIGTERM, SIGHUP): may save, returns
+                                     what it did (a phrase) or None
+    state_dict()                     what the callback must keep across a resume (None: nothing)
+    load_state_dict(state)           take it back from a resumed checkpoint
 
 The Trainer sets ``callback.trainer`` (and ``callback.model``) before training starts. ``epoch``
 and ``batch`` count from 0 (within the run and within the epoch). The logs are plain dicts:
@@ -18,9 +21,16 @@ and ``batch`` count from 0 (within the run and within the epoch). The logs are p
 
 A callback stops training after the current epoch by setting ``trainer.stop_training = True``.
 
+A callback whose decisions depend on earlier epochs (EarlyStopping's patience) keeps that state
+in the Trainer's checkpoint: ``state_dict()`` returns it (JSON-able values and arrays), the
+checkpoint stores it under the callback's class name and its place among the callbacks of that
+class (``EarlyStopping:0``), and a resumed Trainer hands it back to the callback in the same
+place with ``load_state_dict``.
+
 The Trainer's own conveniences are callbacks built from its arguments, so they run in this
-order: the progress bar (``progress``), the epoch log line (``log``), the checkpoint
-(``checkpoint``), then the user's ``callbacks`` in the order given.
+order: the progress bar (``progress``), the epoch log line (``log``), the user's ``callbacks``
+in the order given, then the checkpoint (``checkpoint``), last so that it saves what the others
+did at the epoch's end.
 """
 
 from __future__ import annotations
@@ -66,6 +76,15 @@ class Callback:
 
     def on_interrupt(self, consistent: bool) -> str | None:
         return None
+
+    def state_dict(self) -> dict | None:
+        """What this callback must keep across a resume (JSON-able values and arrays), or None
+        when it keeps nothing (the default)."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what :meth:`state_dict` gave, from a resumed checkpoint; raise ValueError
+        (or TypeError, KeyError) when ``state`` is not what it wrote."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -132,8 +151,41 @@ class CallbackList:
             cb.on_batch_end(batch, logs)
 
     def interrupt(self, consistent: bool) -> list[str]:
-        """What each callback did on Ctrl-C (the phrases they returned)."""
+        """What each callback did on a stop signal (the phrases they returned)."""
         return [done for cb in self.callbacks if (done := cb.on_interrupt(consistent))]
+
+    def _keyed(self):
+        """(key, callback) in order; the key is the class name and the callback's place among
+        those of its class, ``EarlyStopping:0``, so the Trainer's own callbacks (which follow
+        its arguments: progress, log) do not shift a user's callback's key."""
+        seen: dict[str, int] = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            seen[name] = seen.get(name, -1) + 1
+            yield f"{name}:{seen[name]}", cb
+
+    def state_dict(self) -> dict:
+        """``{key: state}`` of the callbacks that keep state, for the Trainer's checkpoint."""
+        states = {}
+        for key, cb in self._keyed():
+            state = cb.state_dict()
+            if state is not None:
+                states[key] = state
+        return states
+
+    def load_state_dict(self, states) -> None:
+        """Hand each callback its state from ``states`` (from :meth:`state_dict`); a callback
+        with none keeps its own (a checkpoint written before callbacks kept state). Raises
+        ValueError naming the callback whose state does not fit it."""
+        if not isinstance(states, dict):
+            raise ValueError(f"the callbacks' state is a {type(states).__name__}, not a dict")
+        for key, cb in self._keyed():
+            if key not in states:
+                continue
+            try:
+                cb.load_state_dict(states[key])
+            except (ValueError, TypeError, KeyError) as err:
+                raise ValueError(f"the state of callback {key} does not fit it: {err}") from err
 
 
 def in_notebook() -> bool:
@@ -209,8 +261,8 @@ class EpochLog(Callback):
 
 class ModelCheckpoint(Callback):
     """Writes the Trainer's checkpoint (weights, optimizer, schedule, position, generators:
-    everything exact resume needs) to ``path`` after every epoch, atomically, and on Ctrl-C
-    when training stood between two batches."""
+    everything exact resume needs, the other callbacks' state included) to ``path`` after
+    every epoch, atomically, and on a stop signal when training stood between two batches."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -222,7 +274,7 @@ class ModelCheckpoint(Callback):
         if consistent:
             self.trainer.save(self.path)
             return f"saved {self.path}"
-        # a second Ctrl-C inside a batch: the last checkpoint stays as it was
+        # a second stop signal inside a batch: the last checkpoint stays as it was
         return (f"stopped inside a batch, so {self.path} keeps its earlier state"
                 if self.path.exists() else "stopped inside a batch, before any checkpoint")
 
@@ -255,12 +307,23 @@ class LambdaCallback(Callback):
         return f"LambdaCallback({', '.join(self.hooks)})"
 
 
+def _epoch_count(value, none: bool = False) -> bool:
+    """Whether ``value`` is a count (an int >= 0), or None where ``none`` allows it."""
+    if value is None:
+        return none
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` (an epoch log: "val_loss", "val_acc", "train_loss", ...) has not
     improved by more than ``min_delta`` for ``patience`` epochs. ``mode`` "min" or "max"; "auto"
     picks "max" for accuracies, "min" otherwise. With ``restore_best`` the weights of the best
     epoch are loaded when training stops (the Trainer's own ``restore_best`` follows its
-    validation accuracy instead)."""
+    validation accuracy instead).
+
+    Its counters (the best value and epoch, the epochs waited, the epoch it stopped at; with
+    ``restore_best`` the best weights too) go into the Trainer's checkpoint, so a resumed run
+    keeps its patience; a run that had stopped stays stopped."""
 
     def __init__(self, monitor: str = "val_loss", *, patience: int = 3, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = False):
@@ -275,6 +338,7 @@ class EarlyStopping(Callback):
         self.restore_best = restore_best
         self.best, self.best_epoch, self.wait, self.stopped_epoch = None, None, 0, None
         self._best_state = None
+        self._resumed_stopped = False     # a resumed run had stopped: it trains no more
 
     def _better(self, value: float) -> bool:
         if self.best is None:
@@ -298,9 +362,43 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
 
+    def on_train_begin(self, logs):
+        if self._resumed_stopped:
+            self._resumed_stopped = False
+            self.trainer.stop_training = True
+
     def on_train_end(self, logs):
         if self.restore_best and self._best_state is not None and self.stopped_epoch is not None:
             self.model.load_state_dict(self._best_state)
+
+    def state_dict(self) -> dict:
+        state = {"monitor": self.monitor, "mode": self.mode, "best": self.best,
+                 "best_epoch": self.best_epoch, "wait": self.wait,
+                 "stopped_epoch": self.stopped_epoch}
+        if self.restore_best and self._best_state is not None:
+            state["best_state"] = self._best_state
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"expected a dict, got a {type(state).__name__}")
+        if (state.get("monitor"), state.get("mode")) != (self.monitor, self.mode):
+            raise ValueError(f"it watched {state.get('monitor')!r} ({state.get('mode')}), this "
+                             f"one watches {self.monitor!r} ({self.mode})")
+        best, best_epoch, wait, stopped = (state.get(k) for k in ("best", "best_epoch", "wait",
+                                                                  "stopped_epoch"))
+        if not (best is None or (isinstance(best, (int, float)) and not isinstance(best, bool))) \
+                or not all(_epoch_count(v, none=True) for v in (best_epoch, stopped)) \
+                or not _epoch_count(wait):
+            raise ValueError(f"its counters are not EarlyStopping's: best {best!r}, best_epoch "
+                             f"{best_epoch!r}, wait {wait!r}, stopped_epoch {stopped!r}")
+        best_state = state.get("best_state")
+        if best_state is not None and not isinstance(best_state, dict):
+            raise ValueError(f"its best weights are a {type(best_state).__name__}")
+        self.best = None if best is None else float(best)
+        self.best_epoch, self.wait, self.stopped_epoch = best_epoch, wait, stopped
+        self._best_state = best_state
+        self._resumed_stopped = stopped is not None
 
     def __repr__(self):
         return f"EarlyStopping({self.monitor!r}, patience={self.patience}, mode={self.mode!r})"

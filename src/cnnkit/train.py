@@ -3,7 +3,8 @@
 After CS231n's Solver (explicit model API, histories, best validation weights, per-epoch
 schedules, batched accuracy) with its defects fixed: a full permutation per epoch from a
 Generator, atomic ``.npz`` + JSON checkpoints, exact resume, unknown options rejected (keyword-only
-arguments), a clean stop on a non-finite loss, and Ctrl-C that saves before it exits.
+arguments), a clean stop on a non-finite loss (naming the data when the batch itself holds NaN),
+and a stop signal (Ctrl-C, SIGTERM, SIGHUP: :mod:`cnnkit.interrupts`) that saves before it exits.
 
 The progress bar, the epoch log line and the checkpoint are callbacks (:mod:`cnnkit.callbacks`)
 built from the Trainer's arguments; a user's own run beside them, at every batch and epoch
@@ -11,15 +12,14 @@ boundary, without touching the Trainer.
 
 Exact resume: the checkpoint holds everything the next batch depends on (weights and buffers,
 optimizer moments, schedule, the shuffling Generator, every dropout Generator, the epoch's batch
-order and how far into it training got), so a resumed run ends with bit-identical weights.
+order and how far into it training got, and the state of callbacks that keep one, such as
+EarlyStopping's patience), so a resumed run ends with bit-identical weights.
 """
 
 from __future__ import annotations
 
 import signal
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -27,25 +27,34 @@ import numpy as np
 
 from .callbacks import (Callback, CallbackList, EpochLog, LambdaCallback, ModelCheckpoint,
                         ProgressBar, in_notebook)
+from .data.errors import DataError
 from .data.loader import BatchOrder
-from .errors import CnnkitError
+from .errors import CnnkitError, UsageError
 from .functional.losses import get_loss
+from .interrupts import Interrupted, acted_on, deferred, interrupted_by, signal_of
 from .io import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .nn import Module
 
-__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate", "predict"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "NonFiniteBatch", "evaluate",
+           "predict"]
 
 
 class TrainingDiverged(CnnkitError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during ``fit``: a checkpoint of the state at the last finished batch was written
-    (where the run has one). ``run`` is the partial :class:`cnnkit.Run` when ``cnnkit.fit``
-    raised it, None when ``Trainer.fit`` did."""
+class NonFiniteBatch(DataError):
+    """A training batch, as the net sees it (after preprocessing and augmentation), holds NaN or
+    infinite values: the data is at fault, not the learning rate."""
 
-    def __init__(self, message: str = "", run=None):
-        super().__init__(message)
+
+class TrainingInterrupted(Interrupted):
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP: ``signum``) during ``fit``: a checkpoint of the
+    state at the last finished batch was written (where the run has one). ``run`` is the
+    partial :class:`cnnkit.Run` when ``cnnkit.fit`` raised it, None when ``Trainer.fit`` did."""
+
+    def __init__(self, message: str = "", run=None, *, signum: int = signal.SIGINT, at_once: bool = False):
+        super().__init__(message, signum=signum, at_once=at_once)
         self.run = run
 
 
@@ -74,6 +83,37 @@ def evaluate(model, x, y: np.ndarray, loss="softmax", batch_size: int = 1000,
     scores = predict(model, x, batch_size, preprocess)
     value, _ = get_loss(loss)(scores, y)
     return float(value), float(np.mean(scores.argmax(axis=1) == y))
+
+
+def _check_parts(model, optimizer, scheduler) -> None:
+    """Refuse, in one line, a model that is not a Module, an optimizer or schedule without the
+    methods the Trainer calls, and an optimizer over parameters that are not the model's (it
+    would train nothing of it)."""
+    if not isinstance(model, Module):
+        raise UsageError(f"Trainer model must be a cnnkit.nn.Module, got {_kind(model)}")
+    missing = [name for name in ("zero_grad", "step", "state_dict", "load_state_dict")
+               if not callable(getattr(optimizer, name, None))]
+    if missing or not hasattr(optimizer, "lr"):
+        raise UsageError(f"Trainer optimizer must be a cnnkit.optim optimizer (SGD, Adam, ...) "
+                         f"over model.named_parameters(), got {_kind(optimizer)}")
+    mine = {id(p) for p in model.parameters()}
+    params = getattr(optimizer, "params", None)
+    strays = [name for name, p in params.items() if id(p) not in mine] \
+        if isinstance(params, dict) else []
+    if strays:
+        raise UsageError(f"Trainer optimizer updates {strays[0]!r}, which is not a parameter of "
+                         f"the model (built over another net?); build it over this model's "
+                         f"named_parameters()")
+    if scheduler is not None and not all(
+            callable(getattr(scheduler, name, None))
+            for name in ("step", "state_dict", "load_state_dict")):
+        raise UsageError(f"Trainer scheduler must be a cnnkit.optim schedule (StepLR, CosineLR, "
+                         f"...) or None, got {_kind(scheduler)}")
+
+
+def _kind(value) -> str:
+    """``None`` or "a NAME" for a message about a value of the wrong kind."""
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def _check_position(state: dict, path):
@@ -110,6 +150,24 @@ def _check_position(state: dict, path):
         [float(sums[0]), int(sums[1]), int(sums[2])]
 
 
+def _nonfinite_rows(xb) -> np.ndarray | None:
+    """The rows of a batch that hold NaN or infinite values, or None when every value is
+    finite (or the batch is not numbers the check applies to)."""
+    try:
+        values = np.asarray(xb)
+        if values.dtype.kind not in "fc" or values.ndim == 0:
+            return None
+        finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    except (TypeError, ValueError):
+        return None
+    bad = np.flatnonzero(~finite)
+    return bad if len(bad) else None
+
+
+def _no_request() -> None:
+    return None
+
+
 class Trainer:
     """Train a model with an optimizer on in-memory arrays.
 
@@ -125,15 +183,16 @@ class Trainer:
     preprocess : optional callable ``x_batch -> x_batch`` applied to every batch, training and
         validation, before ``augment`` (a :class:`cnnkit.data.Preprocessing`: the stored images
         are then converted a batch at a time, never all at once)
-    checkpoint : path of the checkpoint written after every epoch (and on Ctrl-C); None: none
-        (a :class:`cnnkit.callbacks.ModelCheckpoint`)
+    checkpoint : path of the checkpoint written after every epoch (and on a stop signal); None:
+        none (a :class:`cnnkit.callbacks.ModelCheckpoint`)
     metadata : JSON-able dict stored in every checkpoint (dataset, normalisation, classes)
     progress : show a progress bar (tqdm; a widget in a notebook) with loss, accuracy and images/s
     log : callable receiving one summary line per epoch; "auto" (the default): ``print`` in a
         notebook, none elsewhere; None: none
     restore_best : at the end of ``fit``, load the weights of the best validation epoch
     callbacks : :class:`cnnkit.callbacks.Callback` objects run at the batch and epoch boundaries,
-        after the built-in ones (progress bar, log, checkpoint)
+        after the progress bar and the log and before the checkpoint, which saves the state
+        they keep (``Callback.state_dict``)
     on_epoch_end : optional callable ``(trainer) -> None`` run after each epoch's checkpoint
         (shorthand for a :class:`cnnkit.callbacks.LambdaCallback`)
     distributed : optional :class:`cnnkit.distributed.DataParallel`: this process is one of
@@ -169,12 +228,16 @@ class Trainer:
         for name, value in (("batch_size", batch_size), ("epochs", epochs),
                             ("eval_batch_size", eval_batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"Trainer {name} must be a positive int, got {value!r}")
+                raise UsageError(f"Trainer {name} must be a positive int, got {value!r}")
+        _check_parts(model, optimizer, scheduler)
         self.distributed = distributed
         if distributed is not None:
             distributed.check_batch(int(batch_size))
         self.loss_name = loss
-        self.loss_fn = get_loss(loss)
+        try:
+            self.loss_fn = get_loss(loss)
+        except ValueError as err:
+            raise UsageError(f"Trainer {err}") from None
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.batch_size, self.epochs, self.seed = int(batch_size), int(epochs), seed
         self.augment, self.preprocess = augment, preprocess
@@ -190,12 +253,14 @@ class Trainer:
                             f"{type(log).__name__}")
         if isinstance(callbacks, Callback):
             callbacks = [callbacks]
+        # the checkpoint after the user's callbacks: it saves what they did at the epoch's end
+        # (EarlyStopping's counters, a stop)
         built_in = ([ProgressBar()] if progress else []) + \
-            ([EpochLog(log)] if log is not None else []) + \
-            ([ModelCheckpoint(self.checkpoint)] if self.checkpoint is not None else [])
+            ([EpochLog(log)] if log is not None else [])
+        saving = [ModelCheckpoint(self.checkpoint)] if self.checkpoint is not None else []
         extra = [LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch_end(self))] \
             if on_epoch_end is not None else []
-        self.callbacks = CallbackList([*built_in, *callbacks, *extra])
+        self.callbacks = CallbackList([*built_in, *callbacks, *saving, *extra])
         self.stop_training = False          # a callback sets it to end fit after this epoch
         self.rng = np.random.default_rng(seed)
         self.epoch = 0                      # completed epochs
@@ -207,7 +272,7 @@ class Trainer:
         self.best_state = None
         # position inside an interrupted epoch: its batch order, batches done, running sums
         self._order, self._batch, self._sums = None, 0, [0.0, 0, 0]
-        self._stop_requested = False
+        self._requested = _no_request   # what fit's deferral says of a stop signal
         self._agreed_stop = False   # data-parallel: the ranks agreed to stop after this batch
         self._consistent = True     # the state is that of a batch boundary (safe to save)
 
@@ -220,6 +285,7 @@ class Trainer:
                 "rng": self.rng.bit_generator.state, "model_rngs": self.model.rng_states(),
                 "order": self._order, "batch": self._batch, "sums": list(self._sums),
                 "iteration": self.iteration,
+                "callbacks": self.callbacks.state_dict(),
                 "config": {"loss": self.loss_name, "batch_size": self.batch_size,
                            "epochs": self.epochs, "seed": self.seed},
             },
@@ -266,31 +332,40 @@ class Trainer:
             and not isinstance(iteration, bool) and iteration >= 0 else 0
         best_state = ckpt.extra.get("best_state")
         self.best_state = best_state if isinstance(best_state, dict) else None
+        try:      # absent from checkpoints written before callbacks kept state: none is given
+            self.callbacks.load_state_dict(state.get("callbacks", {}))
+        except ValueError as err:
+            raise CheckpointError(f"{path}: the trainer state is damaged: {err}") from err
         return self
 
-    # ------------------------------------------------------------------ Ctrl-C
-    @contextmanager
-    def _deferred_interrupt(self):
-        """First Ctrl-C: finish the current batch, save, stop. Second: stop at once; a
-        checkpoint is then saved only if the stop fell between two batches (see ``fit``)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    # ------------------------------------------------------------------ stop signals
+    def _stop_now(self) -> bool:
+        """Whether to stop at this safe point (a batch or epoch boundary): a stop signal came
+        (Ctrl-C, SIGTERM, SIGHUP), or, data-parallel, the ranks agreed that one came to some."""
+        if self.distributed is not None:
+            return self._agreed_stop
+        return self._requested() is not None
 
-        def handler(signum, frame):
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def _interrupted(self, err: BaseException, where: str | None = None) -> TrainingInterrupted:
+        """The TrainingInterrupted for a stop ``err`` (``where``: when it came, if not at or
+        inside a batch), once the callbacks did what they do on a stop (the checkpoint saves
+        when the state is a batch boundary's)."""
+        if self.distributed is not None and self._consistent and self._agreed_stop:
+            self.distributed.sync_buffers()      # every rank stopped after the same batch
+        if where is None:
+            where = f"after epoch {self.epoch}" if self._order is None \
+                else f"in epoch {self.epoch + 1} after batch {self._batch}"
+        done = self.callbacks.interrupt(self._consistent)
+        signum = signal_of(err)
+        return TrainingInterrupted(f"{interrupted_by(signum)} {where}"
+                                   + "".join(f"; {d}" for d in done), signum=signum,
+                                   at_once=getattr(err, "at_once", False))
 
     # ------------------------------------------------------------------ training
     def _train_epoch(self, x, y):
         n = len(x)
+        if self._stop_now():                      # asked during the last epoch's end
+            raise acted_on()
         if self._order is not None and len(self._order) != n:
             raise ValueError(f"the resumed epoch's batch order covers {len(self._order)} images, "
                              f"but the training data holds {n}: it is not the data the run "
@@ -325,11 +400,11 @@ class Trainer:
             if self.distributed is None:
                 scores = self.model.forward(xb)
                 loss, dscores = self.loss_fn(scores, yb)
-                self._check_finite(loss, batch)
+                self._check_finite(loss, batch, xb, idx)
                 self.model.backward(dscores, input_grad=False)
                 correct = int(np.sum(scores.argmax(axis=1) == yb))
             else:
-                loss, correct = self._distributed_step(xb, yb, batch)
+                loss, correct = self._distributed_step(xb, yb, batch, idx)
             self.optimizer.step()
             loss = float(loss)
             self._batch = batches.batch
@@ -343,21 +418,33 @@ class Trainer:
                                         "size": len(idx), "iteration": self.iteration,
                                         "num_batches": num_batches})
             # ranks stop together, after the batch whose allreduce carried a rank's request
-            if self._agreed_stop if self.distributed is not None else self._stop_requested:
-                raise KeyboardInterrupt
+            if self._stop_now():
+                raise acted_on()
         loss_sum, correct, seen = self._sums
+        self._consistent = False                  # until the epoch's end is recorded
         self._order, self._batch, self._sums = None, 0, [0.0, 0, 0]
         return loss_sum / seen, correct / seen
 
-    def _check_finite(self, loss, batch) -> None:
-        if not np.isfinite(loss):
-            raise TrainingDiverged(
-                f"the loss became {loss} at epoch {self.epoch + 1}, batch "
-                f"{batch + 1}; try a lower learning rate"
-                + (f"; the last good checkpoint is {self.checkpoint} (epoch {self.epoch})"
-                   if self.checkpoint is not None and self.checkpoint.exists() else ""))
+    def _check_finite(self, loss, batch, xb, idx) -> None:
+        """Stop on a loss that is not finite: as bad data when the batch the net saw (``xb``,
+        the images ``idx`` of the training data) holds NaN or infinite values, else as
+        divergence. The batch is looked at only then, so a finite loss costs nothing more."""
+        if np.isfinite(loss):
+            return
+        bad = _nonfinite_rows(xb)
+        if bad is not None:
+            raise NonFiniteBatch(
+                f"the training batch holds NaN or infinite values (epoch {self.epoch + 1}, batch "
+                f"{batch + 1}: {len(bad)} of its {len(xb)} images, the first being image "
+                f"{int(idx[bad[0]])} of the training data, after preprocessing); the data is "
+                f"at fault, not the learning rate")
+        raise TrainingDiverged(
+            f"the loss became {loss} at epoch {self.epoch + 1}, batch "
+            f"{batch + 1}; try a lower learning rate"
+            + (f"; the last good checkpoint is {self.checkpoint} (epoch {self.epoch})"
+               if self.checkpoint is not None and self.checkpoint.exists() else ""))
 
-    def _distributed_step(self, xb, yb, batch):
+    def _distributed_step(self, xb, yb, batch, idx):
         """Forward and backward on this rank's rows of the batch, then the one allreduce:
         returns the global batch's mean loss and correct count, the gradients summed in place.
 
@@ -374,10 +461,11 @@ class Trainer:
             self.model.backward(dscores * dscores.dtype.type(count / n), input_grad=False)
         correct = int(np.sum(scores.argmax(axis=1) == yb[mine])) if count else 0
         loss_sum, correct, stop = dp.reduce(float(loss) * count, correct,
-                                            self._stop_requested)
+                                            self._requested() is not None)
         self._agreed_stop = stop
         loss = loss_sum / n
-        self._check_finite(loss, batch)        # on every rank alike: the loss is the global one
+        self._check_finite(loss, batch, xb, idx)   # on every rank alike: the global loss and
+                                                   # the whole batch, which every rank holds
         return loss, correct
 
     def _evaluate(self, val) -> tuple[float, float]:
@@ -409,10 +497,12 @@ class Trainer:
         ------
         TrainingDiverged
             On a NaN or infinite loss (the checkpoint of the last finished epoch is kept).
+        NonFiniteBatch
+            When a training batch itself holds NaN or infinite values.
         TrainingInterrupted
-            On Ctrl-C, after writing a checkpoint of the state at the last finished batch. A
-            second Ctrl-C stops at once; a checkpoint is written then only if training stood
-            between two batches, so a saved state always resumes exactly.
+            On a stop signal (Ctrl-C, SIGTERM, SIGHUP), after writing a checkpoint of the state
+            at the last finished batch. A second one stops at once; a checkpoint is written then
+            only if training stood between two batches, so a saved state always resumes exactly.
         """
         x, y = train
         if len(x) != len(y) or len(x) == 0:
@@ -423,21 +513,29 @@ class Trainer:
                              f"Trainer has no preprocess= to make them the net's floats; give "
                              f"preprocess=cnnkit.data.Preprocessing(...), or train with "
                              f"cnnkit.fit((x, y), model), which measures, applies and records it")
-        self._stop_requested, self._consistent, self.stop_training = False, True, False
-        self._agreed_stop = False
+        self._consistent, self.stop_training, self._agreed_stop = True, False, False
         if self.distributed is not None:
             self.distributed.attach(self.model)
         callbacks = self.callbacks
         callbacks.set_trainer(self)
         completed = False
-        with self._deferred_interrupt():
-            callbacks.train_begin({"epochs": self.epochs})
+        with deferred() as self._requested:
             try:
-                while self.epoch < self.epochs and not self.stop_training:
-                    self._fit_epoch(x, y, val)
-                completed = True
+                callbacks.train_begin({"epochs": self.epochs})
+                try:
+                    while self.epoch < self.epochs and not self.stop_training:
+                        self._fit_epoch(x, y, val)
+                    if self._stop_now():          # asked during the last epoch's end
+                        raise acted_on()
+                    completed = True
+                finally:
+                    callbacks.train_end({"epochs": self.epochs, "completed": completed})
+            except KeyboardInterrupt as err:
+                if isinstance(err, TrainingInterrupted):
+                    raise
+                raise self._interrupted(err) from err
             finally:
-                callbacks.train_end({"epochs": self.epochs, "completed": completed})
+                self._requested = _no_request
         if self.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
@@ -446,15 +544,20 @@ class Trainer:
         """One epoch: train, validate, step the schedule, record, run the epoch-end callbacks."""
         t0 = time.perf_counter()
         lr = self.optimizer.lr
+        number = self.epoch + 1
         try:
             train_loss, train_acc = self._train_epoch(x, y)
         except KeyboardInterrupt as err:
-            if self.distributed is not None and self._consistent and self._agreed_stop:
-                self.distributed.sync_buffers()      # every rank stopped after the same batch
-            done = self.callbacks.interrupt(self._consistent)
-            raise TrainingInterrupted(
-                f"interrupted in epoch {self.epoch + 1} after batch {self._batch}"
-                + "".join(f"; {d}" for d in done)) from err
+            raise self._interrupted(err) from err
+        try:
+            self._end_epoch(train_loss, train_acc, val, lr, t0)
+        except KeyboardInterrupt as err:      # a second signal: the epoch is half recorded
+            raise self._interrupted(err, f"at the end of epoch {number}") from err
+        self._consistent = True
+
+    def _end_epoch(self, train_loss, train_acc, val, lr, t0) -> None:
+        """Validate, keep the best weights, step the schedule, record the history, run the
+        epoch-end callbacks (the checkpoint last) and, data-parallel, agree on stopping."""
         self.epoch += 1
         logs = {"train_loss": train_loss, "train_acc": train_acc}
         if self.distributed is not None:
@@ -473,9 +576,13 @@ class Trainer:
             h[key].append(value)
         h["iterations"].append(self.iteration)
         self.callbacks.epoch_end(self.epoch - 1, logs)
-        if self.distributed is not None:       # a callback on one rank may have said stop
-            self.stop_training = bool(self.distributed.comm.agree(
-                self.stop_training, "the epoch's stop decision").any())
+        if self.distributed is not None:
+            # a callback on one rank may have said stop, or a signal come to one rank only
+            codes = self.distributed.comm.agree(
+                int(self.stop_training) | 2 * (self._requested() is not None),
+                "the epoch's stop decision")
+            self.stop_training = bool(np.any(codes & 1))
+            self._agreed_stop = bool(np.any(codes & 2))
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:

@@ -289,7 +289,8 @@ def _train(config, data, model, given, classes, say, callbacks, comm, root, log)
             trainer.fit((train_part.images, train_part.labels),
                         (val_part.images, val_part.labels) if len(val_part) else None)
         except TrainingInterrupted as err:
-            raise TrainingInterrupted(str(err), run=the_run()) from err
+            raise TrainingInterrupted(str(err), run=the_run(), signum=err.signum,
+                                      at_once=err.at_once) from err
         seconds = time.perf_counter() - start
         if not root:
             return the_run(seconds=seconds)          # rank 0 saves, tests and reports

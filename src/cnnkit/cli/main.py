@@ -1,5 +1,6 @@
 """``cnnkit``'s parser and its error boundary: every failure is one line on stderr and a
-non-zero exit (``--debug`` or ``CNNKIT_DEBUG=1`` shows the traceback)."""
+non-zero exit (``--debug`` or ``CNNKIT_DEBUG=1`` shows the traceback). Ctrl-C, SIGTERM and SIGHUP
+stop a command alike (:mod:`cnnkit.interrupts`): one line, exit status 128 + the signal."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from ..distributed import AgreedError, DistributedError, active, exit_now
 from ..distributed.comm import QUIET_EXIT_DELAY, job_rank, job_size
 from ..environment import EnvironmentVariableError, parse_switch, read_variable
 from ..errors import CnnkitError
+from ..interrupts import exit_status, interrupted_by, signal_of, stop_signals
 from ..models.spec import SpecError
-from ..train import TrainingDiverged
+from ..train import NonFiniteBatch, TrainingDiverged
 from . import nets, pages, search, train, transfer, use
 
-EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 130, 141
+EXIT_ERROR, EXIT_BROKEN_PIPE = 1, 141
 
 #: The modules of the commands, each with ``add_parsers(sub)``; ``cnnkit --help`` lists the
 #: commands in this order.
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run ``cnnkit ARGV`` and return its exit status (0, 1 for an error, 130 interrupted)."""
+    """Run ``cnnkit ARGV`` and return its exit status (0, 1 for an error, 128 + the signal when
+    a stop signal ended it: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if job_size() > 1 and job_rank() != 0:
@@ -64,12 +67,15 @@ def main(argv=None) -> int:
         budget_from_environment()       # a CNNKIT_MEMORY_BUDGET that is not a size: refused now
         if args.threads is not None:
             parallel.set_num_threads(args.threads)
-        if getattr(args, "workers", None) and args.workers > 1:
-            return train.launch_workers(argv, args)
-        with parallel.blas_single_thread():    # cnnkit's threads split the work, not BLAS's
-            return args.run(args)
+        # the ranks of an MPI job stop where they agree, not each where the signal finds it
+        with stop_signals("defer" if job_size() > 1 else "raise"):
+            if getattr(args, "workers", None) and args.workers > 1:
+                return train.launch_workers(argv, args)
+            with parallel.blas_single_thread():   # cnnkit's threads split the work, not BLAS's
+                return args.run(args)
     except KeyboardInterrupt as err:
-        return _error_exit(args, "interrupted", EXIT_INTERRUPTED, err, prefix="")
+        return _error_exit(args, interrupted_by(signal_of(err)), exit_status(err), err,
+                           prefix="")
     except BrokenPipeError:
         # the reader left (`cnnkit evaluate CKPT | head`): stop quietly, as a shell tool would;
         # stdout goes to /dev/null so that Python's flush at exit raises nothing more
@@ -129,7 +135,10 @@ def _error_exit(args, message: str, code: int, err: BaseException, *,
     together = True
     if isinstance(err, DistributedError):           # agreed on, a peer failed, or a timeout
         report, together = err.report, err.agreed
-    elif isinstance(err, (TrainingDiverged, KeyboardInterrupt)):
+    elif isinstance(err, KeyboardInterrupt):
+        # a stop the ranks agreed on ends them together; a second signal stops each at once
+        report, together = comm.is_root, not getattr(err, "at_once", False)
+    elif isinstance(err, (TrainingDiverged, NonFiniteBatch)):
         report = comm.is_root                          # every rank met it at the same step
     else:                              # this rank failed: the lowest rank that did says so
         message = f"rank {comm.rank}: {message}"

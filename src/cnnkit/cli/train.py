@@ -10,9 +10,10 @@ import textwrap
 from ..app import RunConfig
 from ..app.training import fit
 from ..data import source_names
-from ..distributed import active, job_size
+from ..distributed import active, exit_now, job_size
 from ..distributed.launch import MAX_WORKERS, launch
 from ..errors import UsageError
+from ..interrupts import exit_status
 from ..runs import RunFolder
 from ..train import TrainingInterrupted
 from .options import Count, add_common_options, add_settings, settings_given, typed
@@ -63,7 +64,9 @@ def run(args) -> int:
             resume = "" if folder is None else \
                 f"; resume with: cnnkit train --resume {RunFolder(folder).checkpoint}"
             print(f"cnnkit train: {err}{resume}", file=sys.stderr)
-        return 130
+        if comm is not None and err.at_once:         # a second signal: the ranks are not in
+            exit_now(exit_status(err), comm)         # step, so end the job without waiting
+        return exit_status(err)
     return 0
 
 

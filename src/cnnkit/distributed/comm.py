@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from .. import parallel
+from .. import interrupts, parallel
 from ..environment import parse_rank_folder, read_variable
 from ..errors import CnnkitError
 
@@ -268,14 +268,15 @@ class Comm:
         deadline = start + (self.timeout if timeout is None else timeout)
         spin_until = start + SPIN_SECONDS
         pause = 0.0
-        while not request.Test():
-            self._check_peers()
-            now = time.perf_counter()
-            if now > deadline:
-                self._timed_out(what)
-            if now > spin_until:
-                time.sleep(pause)
-                pause = min(1e-3, pause * 2 + 2e-5)
+        with interrupts.deferred():   # a stop signal never leaves a collective half made
+            while not request.Test():
+                self._check_peers()
+                now = time.perf_counter()
+                if now > deadline:
+                    self._timed_out(what)
+                if now > spin_until:
+                    time.sleep(pause)
+                    pause = min(1e-3, pause * 2 + 2e-5)
         self.wait_seconds += time.perf_counter() - start
         return result
 
@@ -368,8 +369,9 @@ def together(comm: Comm | None, what: str, fn, *, ranks=None, timeout: float | N
     everywhere. Otherwise the lowest failing rank re-raises its error, marked so that the
     command line prints it once (``cnnkit_report``), with the rank when some ranks succeeded and
     it is not rank 0 (``cnnkit_rank``); every other rank raises a silent :class:`PeerFailed`.
-    When ranks were only interrupted (Ctrl-C), every rank raises KeyboardInterrupt. Set-up steps
-    run this way, so that an error every rank meets (a missing data file) is one line, not one
+    When ranks were only interrupted (a stop signal, raised inside ``fn`` or held until this
+    agreement: :mod:`cnnkit.interrupts`), every rank raises ``Interrupted``. Set-up steps run
+    this way, so that an error every rank meets (a missing data file) is one line, not one
     per rank; ``timeout`` is the wait for the slowest rank (``math.inf`` for long steps, such as
     a search's trials). Without ``comm`` it is ``fn()``.
     """
@@ -378,15 +380,19 @@ def together(comm: Comm | None, what: str, fn, *, ranks=None, timeout: float | N
     error, result = None, None
     if ranks is None or comm.rank in ranks:
         try:
-            result = fn()
+            with interrupts.raising():             # a long step (a decode) stops when asked
+                result = fn()
         except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - re-raised below
             error = err
-    codes = comm.agree(0 if error is None else 2 if isinstance(error, KeyboardInterrupt)
-                       else 1, what, timeout)
+    if error is None:           # a stop request held until this agreement counts as one
+        code = 0 if interrupts.requested() is None else 2
+    else:
+        code = 2 if isinstance(error, KeyboardInterrupt) else 1
+    codes = comm.agree(code, what, timeout)
     failed = [int(r) for r in np.flatnonzero(codes == 1)]
     if not failed:
         if codes.any():
-            raise KeyboardInterrupt
+            raise interrupts.acted_on(None if error is None else interrupts.signal_of(error))
         return result
     if error is not None and comm.rank == failed[0]:
         everyone = len(failed) == (comm.size if ranks is None else len(ranks))

@@ -6,6 +6,12 @@ passes the ranks' output through, with one change: when a rank dies outright (ki
 memory), MPICH's ``mpiexec`` stops the others and prints a banner naming a process id; the ranks
 wrote their process ids at start (``CNNKIT_RANK_DIR``), so the launcher turns the banner into
 one line naming the rank.
+
+Stop signals (Ctrl-C, SIGTERM, SIGHUP) reach the ranks once, through the launcher: ``mpiexec``
+runs in a session of its own, so a signal to the launcher's process group (a terminal's Ctrl-C,
+``timeout``, a scheduler) does not reach it directly as well, and the launcher passes each
+request on to it (:func:`_forwarding`); ``mpiexec`` hands it to every rank, which stop together
+after the same batch.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..environment import RANK_FOLDER_PREFIX
+from ..interrupts import STOP_SIGNALS, StopRequests
 from ..parallel import default_num_threads
 from .comm import MPI_MISSING, DistributedError
 
@@ -74,12 +82,12 @@ def launch(argv: list[str], workers: int, threads: int | None) -> int:
         env["CNNKIT_RANK_DIR"] = folder
         command = [mpiexec, "-n", str(workers), sys.executable, "-m", "cnnkit.cli",
                    *without_workers(argv)]
-        # Ctrl-C reaches every process of the terminal's group: the ranks agree to stop after
+        # a stop signal goes to mpiexec, which hands it to every rank: they agree to stop after
         # the same batch and rank 0 saves; the launcher waits for them rather than dying first
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+        with _forwarding() as started:
             process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE)
+                                       stderr=subprocess.PIPE, start_new_session=True)
+            started(process)
             deaths: list[str] = []
             reported: list[str] = []
             pumps = [threading.Thread(target=_pump, args=(stream, out, deaths, reported),
@@ -91,8 +99,6 @@ def launch(argv: list[str], workers: int, threads: int | None) -> int:
             code = process.wait()
             for pump in pumps:
                 pump.join()
-        finally:
-            signal.signal(signal.SIGINT, previous)
         if deaths and not reported:     # after a rank's own error line, deaths are cleanup
             ranks = _ranks_by_pid(folder)
             pid, how = deaths[0].split(" ", 1)
@@ -101,6 +107,50 @@ def launch(argv: list[str], workers: int, threads: int | None) -> int:
                   file=sys.stderr)
             return code or 1
     return code
+
+
+@contextmanager
+def _forwarding():
+    """While mpiexec runs, pass each stop request the launcher gets on to it, once (a signal
+    repeating a request within :data:`cnnkit.interrupts.REPEAT_SECONDS` is dropped, as the
+    ranks would drop it). A first Ctrl-C goes on as SIGINT, anything else as SIGTERM: mpiexec
+    hands both to the ranks, but dies of SIGHUP and aborts the job, killing the ranks, on a
+    second SIGINT. Yields ``started(process)``, to be called
+    once mpiexec runs; a request that came before is passed on then. Restores the handlers."""
+    requests = StopRequests()
+    job: list = []
+    waiting: list[int] = []
+
+    def forward(signum, first: bool) -> None:
+        try:
+            job[0].send_signal(signal.SIGINT if signum == signal.SIGINT and first
+                               else signal.SIGTERM)
+        except (OSError, ProcessLookupError):      # it ended meanwhile
+            pass
+
+    def handler(signum, frame) -> None:
+        if not requests.note(signum):
+            return
+        if job:
+            forward(signum, requests.count == 1)
+        else:
+            waiting.append(signum)
+
+    def started(process) -> None:
+        job.append(process)
+        for i, signum in enumerate(waiting):
+            forward(signum, i == 0)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda process: None
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+    try:
+        yield started
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
 
 def _ranks_by_pid(folder: str) -> dict[str, int]:
