@@ -222,7 +222,7 @@ def test_a_lock_that_is_not_a_file_is_refused_not_followed(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / LOCK).symlink_to(target)
-    with pytest.raises(RunFolderError, match="not a lock cnnkit wrote"):
+    with pytest.raises(RunFolderError, match="not a lock cnnkit wrote .it is a symbolic link"):
         claim_run_folder(tmp_path, None, "x", resume=folder)
     assert target.read_text() == f"{DEAD_PID}" and (folder / LOCK).is_symlink()
     (folder / LOCK).unlink()

@@ -44,6 +44,7 @@ place.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -257,7 +258,8 @@ class RunFolder:
         except FileNotFoundError:
             return False                         # released meanwhile
         except OSError as err:                   # a symbolic link (ELOOP), unreadable
-            raise self._foreign(err.strerror or str(err)) from None
+            why = "it is a symbolic link" if err.errno == errno.ELOOP else err.strerror
+            raise self._foreign(why or str(err)) from None
         try:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):

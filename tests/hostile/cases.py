@@ -618,7 +618,70 @@ def distributed_cases(tmp: Path, good: Path):
 
 def run_folder_cases(tmp: Path, good: Path):
     """Run names that are paths, stale and foreign locks, files cnnkit did not create."""
-    yield from ()
+    import os
+    import shutil
+
+    root = tmp / "run-folder"
+    out = root / "o1" / "sub"
+    quick = ["--limit", "20", "--epochs", "1", "--no-progress", "--out", str(out)]
+    search = ["--limit", "20", "--epochs", "1", "--out", str(out)]
+    # a run name is one folder name: never a path, never empty; every command that takes one
+    names = {"dotdot-escape": "../../escape", "dotdot": "..", "dot": ".", "empty": "",
+             "slash": "sub/run", "trailing-slash": "run/", "absolute": str(root / "abs-escape"),
+             "backslash": "a\\b", "dot-inside": "x/../y", "long": "n" * 300}
+    for label, name in names.items():
+        yield "run-folder", f"train-name-{label}", ["train", *quick, "--name", name]
+    for label in ("dotdot-escape", "absolute", "empty", "dot"):
+        yield "run-folder", f"search-name-{label}", ["search", "--trials", "1", *search,
+                                                     "--name", names[label]]
+        yield "run-folder", f"experiment-name-{label}", [
+            "experiment", "dropout-modes", "--no-progress", "--out", str(out), "--name",
+            names[label]]
+    # something in the way of the folder: a file, a link to nothing, a file as a parent
+    there = root / "there"
+    there.mkdir(parents=True)
+    (there / "file").write_text("the user's")
+    (there / "dangling").symlink_to(there / "gone")
+    (there / "link-to-file").symlink_to(there / "file")
+    quick_there = [*quick[:-1], str(there)]
+    for name in ("file", "dangling", "link-to-file"):
+        yield "run-folder", f"name-is-{name}", ["train", *quick_there, "--name", name]
+    yield "run-folder", "out-is-dangling", ["train", *quick[:-1], str(there / "dangling")]
+    yield "run-folder", "out-under-a-file", ["train", *quick[:-1], str(there / "file" / "o")]
+    yield "run-folder", "search-name-is-file", ["search", "--trials", "1", *search[:-1],
+                                                str(there), "--name", "file"]
+    yield "run-folder", "experiment-out-dangling", [
+        "experiment", "dropout-modes", "--no-progress", "--out", str(there / "dangling")]
+    # resuming a run whose lock is stale, foreign or not a lock at all; and the user's files
+    live = os.getpid()         # this exercise runs every case, so its own pid stays alive
+    locks = {"dead-pid": f"{2 ** 22} 1", "live-pid": f"{live}",
+             "live-pid-other-start": f"{live} 999999999999", "garbage": "abc\0\xff",
+             "empty": "", "huge-pid": "9" * 400, "negative-pid": "-1"}
+    kinds = [*locks, "symlink", "fifo", "folder", "user-draft"]
+    for kind in kinds:
+        folder = root / f"lock-{kind}"
+        folder.mkdir()
+        shutil.copyfile(good / "checkpoint.npz", folder / "checkpoint.npz")
+        lock = folder / ".cnnkit-train.lock"
+        if kind in locks:
+            lock.write_text(locks[kind], errors="surrogateescape")
+        elif kind == "symlink":
+            lock.symlink_to(good / "model.npz")
+        elif kind == "fifo":
+            os.mkfifo(lock)
+        elif kind == "folder":
+            lock.mkdir()
+        else:
+            (folder / ".draft.tmp").write_text("x")
+            (folder / ".checkpoint.npz.notes.tmp").write_text("x")
+        yield "run-folder", f"resume-lock-{kind}" if kind != "user-draft" else "resume-draft", [
+            "train", "--resume", str(folder / "checkpoint.npz"), "--epochs", "2",
+            "--no-progress"]
+    overwritten = root / "overwrite"
+    shutil.copytree(good, overwritten / "r")
+    (overwritten / "r" / ".draft.tmp").write_text("x")
+    yield "run-folder", "overwrite-draft", ["train", *quick[:-1], str(overwritten), "--name",
+                                            "r", "--overwrite"]
 
 
 def special_file_cases(tmp: Path, good: Path):
