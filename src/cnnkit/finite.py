@@ -26,12 +26,15 @@ This module imports nothing of cnnkit but its error base: every tier may import 
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 
 from .errors import CnnkitError
 
 __all__ = ["NonFiniteError", "ALLOW_HINT", "nonfinite", "net_arrays", "nonfinite_arrays",
-           "check_arrays", "check_net"]
+           "check_arrays", "check_net", "quiet_if"]
 
 ALLOW_HINT = "pass --allow-nonfinite (allow_nonfinite=True) to use it anyway"
 
@@ -101,3 +104,17 @@ def check_net(model, where, *, allow: bool = False) -> list[str]:
     """:func:`check_arrays` on every parameter and buffer of ``model`` (the running statistics
     of batch norm too); ``where`` names it in the message (its file, or "the net")."""
     return check_arrays(net_arrays(model), where, allow=allow)
+
+
+@contextlib.contextmanager
+def quiet_if(allow: bool):
+    """NumPy's warnings about overflow and invalid values silenced while ``allow`` (a command
+    run with ``--allow-nonfinite``, whose net answers NaN by design and whose output is its
+    result, not a page of warnings); nothing changes otherwise. The filter is the process's,
+    so the kernels' worker threads are quiet too."""
+    if not allow:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield

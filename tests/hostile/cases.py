@@ -690,8 +690,107 @@ def special_file_cases(tmp: Path, good: Path):
 
 
 def nonfinite_cases(tmp: Path, good: Path):
-    """Checkpoints and inputs holding NaN or infinite values."""
-    yield from ()
+    """Checkpoints and inputs holding NaN or infinite values: nets built from the good run
+    (loaded, one value set, saved with cnnkit.io.save_checkpoint) under every command that
+    serves a net, with and without --allow-nonfinite; weights files with NaN under import and
+    train --weights; images and data holding NaN, infinities or nothing."""
+    # the checkpoint functions, when the cases are built (as build_cases imports the command)
+    from cnnkit.io import load_checkpoint, save_checkpoint
+
+    folder = tmp / "nonfinite"
+    folder.mkdir()
+    digit = folder / "digit.png"
+    Image.new("L", (20, 31), 40).save(digit)
+    ckpt = load_checkpoint(good / "model.npz")
+    edits = {
+        "var-nan": lambda m: dict(m.named_buffers())["1.running_var"].__setitem__(0, np.nan),
+        "mean-inf": lambda m: dict(m.named_buffers())["5.running_mean"].__setitem__(3, -np.inf),
+        "weight-nan": lambda m: m.parameters()[0].data.__setitem__((0, 0, 2, 1), np.nan),
+        "bias-inf": lambda m: m.parameters()[-1].data.__setitem__(9, np.inf),
+        "all-nan": lambda m: [p.data.fill(np.nan) for p in m.parameters()],
+    }
+    nets = {}
+    for name, edit in edits.items():
+        model = ckpt.build_model()
+        edit(model)
+        run = folder / name              # a run folder whose best weights hold the value
+        run.mkdir()
+        for part in ("history.json", "test.json", "layer_stats.json"):
+            if (good / part).is_file():
+                (run / part).write_bytes((good / part).read_bytes())
+        nets[name] = save_checkpoint(run / "model.npz", model, extra=ckpt.extra)
+        for extra in ([], ["--allow-nonfinite"]):
+            flag = "/allow" if extra else ""
+            yield "nonfinite", f"evaluate/{name}{flag}", ["evaluate", str(nets[name]),
+                                                         "--no-progress", *extra]
+            yield "nonfinite", f"predict/{name}{flag}", ["predict", str(nets[name]),
+                                                        str(digit), *extra]
+            yield "nonfinite", f"report/{name}{flag}", ["report", str(run), "--no-progress",
+                                                       *extra]
+            for kind in ("onnx", "safetensors"):
+                out = folder / f"{name}{flag.replace('/', '-')}.{kind}"
+                yield "nonfinite", f"export-{kind}/{name}{flag}", ["export", str(nets[name]),
+                                                                  "-o", str(out), *extra]
+        yield "nonfinite", f"summary/{name}", ["summary", str(nets[name])]
+        yield "nonfinite", f"train-weights/{name}", [
+            "train", "--weights", str(nets[name]), "--limit", "20", "--epochs", "1",
+            "--no-progress", "--out", str(folder / "runs")]
+        yield "nonfinite", f"resume/{name}", ["train", "--resume", str(nets[name]),
+                                              "--epochs", "2", "--no-progress"]
+    # a training checkpoint (optimizer and trainer state kept) whose weights hold NaN, resumed
+    last = load_checkpoint(good / "checkpoint.npz")
+    model = last.build_model()
+    dict(model.named_buffers())["5.running_var"][0] = np.nan
+    resumable = save_checkpoint(folder / "resumable" / "checkpoint.npz", model,
+                                optimizer=last.optimizer, scheduler=last.scheduler,
+                                extra=last.extra)
+    yield "nonfinite", "resume/checkpoint-var-nan", ["train", "--resume", str(resumable),
+                                                     "--epochs", "2", "--no-progress"]
+    # weights files holding NaN, under import (with and without the flag, by name and by
+    # position) and as a spec net's --weights
+    state = ckpt.model_state
+    files = {"nan.npz": {k: np.full_like(v, np.nan) if k == "4.weight" else v
+                         for k, v in state.items()},
+             "renamed-nan.npz": {f"net.{k}": np.full_like(v, np.nan) if k == "11.bias" else v
+                                 for k, v in state.items()},
+             "double-overflow.npz": {k: np.full(v.shape, 1e300) if k == "9.weight" else v
+                                     for k, v in state.items()}}
+    for name, arrays in files.items():
+        path = folder / name
+        np.savez(path, **arrays)
+        for extra in ([], ["--allow-nonfinite"]):
+            flag = "/allow" if extra else ""
+            yield "nonfinite", f"import/{name}{flag}", [
+                "import", str(path), "--model", "lenet-bn", "-o",
+                str(folder / f"imported{flag.replace('/', '-')}-{name}"), *extra]
+    # images and data holding NaN, infinities or nothing
+    grey = np.full((31, 20), 0.5, np.float32)
+    for name, values in (("nan", np.nan), ("inf", np.inf)):
+        image = grey.copy()
+        image[3:9, 4:7] = values
+        Image.fromarray(image, mode="F").save(folder / f"{name}.tif")
+        yield "nonfinite", f"predict-image/{name}.tif", ["predict", str(nets["var-nan"]),
+                                                         str(folder / f"{name}.tif"),
+                                                         "--allow-nonfinite"]
+        yield "nonfinite", f"predict-image/{name}.tif/good", [
+            "predict", str(good / "model.npz"), str(folder / f"{name}.tif")]
+    x = np.random.default_rng(0).random((12, 28, 28)).astype(np.float32)
+    labels = np.arange(12) % 10
+    for name, images in (("nan", np.where(np.arange(28) == 5, np.nan, x)),
+                         ("inf", np.where(np.arange(28) == 5, np.inf, x)),
+                         ("complex", x.astype(np.complex64)), ("empty", x[:0])):
+        path = folder / f"data-{name}.npz"
+        np.savez(path, x=images, y=labels[:len(images)])
+        yield "nonfinite", f"evaluate-data/{name}", ["evaluate", str(good / "model.npz"),
+                                                     "--data", f"npz:{path}", "--no-progress"]
+        yield "nonfinite", f"train-data/{name}", ["train", "--data", f"npz:{path}", "--epochs",
+                                                  "1", "--no-progress", "--out",
+                                                  str(folder / "runs")]
+
+
+TEXTS = {"frac": r"$\frac{$", "power": r"$x^$", "money": r"cost $5 and $6", "backslash": "\\",
+         "underscore": "a_b", "unicode": "Ωμé → ∑ ü", "newline": "two\nlines",
+         "long": "L" * 200 + "$"}
 
 
 def text_cases(tmp: Path, good: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..app.run import load_run
 from ..experiments import EXPERIMENTS, run_experiment
+from ..finite import quiet_if
 from .options import (
     SEED,
     add_allow_nonfinite,
@@ -47,8 +48,9 @@ def add_parsers(sub) -> None:
 
 def report(args) -> int:
     run = load_run(args.run_dir)
-    path = run.report(args.output, progress=args.progress,
-                      allow_nonfinite=args.allow_nonfinite)
+    with quiet_if(args.allow_nonfinite):
+        path = run.report(args.output, progress=args.progress,
+                          allow_nonfinite=args.allow_nonfinite)
     print(f"wrote {path}")
     return 0
 

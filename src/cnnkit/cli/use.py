@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..data import source_names
 from ..evaluation import evaluate_checkpoint
+from ..finite import quiet_if
 from ..inference import predict_images
 from .options import (
     POSITIVE,
@@ -49,17 +50,19 @@ def add_parsers(sub) -> None:
 
 
 def evaluate(args) -> int:
-    result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split,
-                                 skip_bad=args.skip_bad, progress=args.progress,
-                                 allow_nonfinite=args.allow_nonfinite)
+    with quiet_if(args.allow_nonfinite):
+        result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split,
+                                     skip_bad=args.skip_bad, progress=args.progress,
+                                     allow_nonfinite=args.allow_nonfinite)
     for line in [*result.notes, *result.lines()]:
         print(line)
     return 0
 
 
 def predict(args) -> int:
-    result = predict_images(args.checkpoint, args.images, invert=args.invert,
-                            allow_nonfinite=args.allow_nonfinite)
+    with quiet_if(args.allow_nonfinite):
+        result = predict_images(args.checkpoint, args.images, invert=args.invert,
+                                allow_nonfinite=args.allow_nonfinite)
     for path, top in zip(args.images, result.top(args.top_k)):
         print(f"{path}: " + "  ".join(f"{name} {p:.3f}" for name, p in top))
     return 0

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from ..files import regular_file
+from ..finite import nonfinite
 from .errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "decode_image", "natural_channels", "image_to_array"]
@@ -49,6 +50,9 @@ def _to_l_or_rgb(img):
         return img.convert("L")
     if mode.startswith("I") or mode == "F":
         arr = np.asarray(img, dtype=np.float64)
+        bad = nonfinite(arr)          # a float TIFF's NaN would cast to any grey level
+        if bad:
+            raise DataError(f"its float pixels (mode {mode}) hold {bad}")
         if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255):
             arr = arr / 257.0
         return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")

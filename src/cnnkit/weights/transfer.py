@@ -482,7 +482,8 @@ def read_weights(path) -> dict[str, np.ndarray]:
 
 def _load(model, state: dict, source: str, by: str, strict: bool,
           allow_nonfinite: bool = False) -> Match:
-    match = match_state(model, state, by=by)
+    with np.errstate(over="ignore"):     # a double past float32's range: inf, named below
+        match = match_state(model, state, by=by)
     match.source = source
     if not match.fits(strict):
         raise WeightsError(match.describe(), match)
