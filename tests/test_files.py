@@ -317,3 +317,14 @@ def test_a_lone_npy_is_named_from_its_first_bytes(tmp_path):
         load_npz(tmp_path / "one.npz")
     with pytest.raises(CheckpointError, match=r"a single array \(.npy\)"):
         load_checkpoint(tmp_path / "one.npz")
+
+
+def test_import_names_a_fifo_output_rather_than_asking_for_overwrite(tmp_path, capsys):
+    from cnnkit.cli import main
+
+    (tmp_path / "w.pt").write_bytes(b"not read: the output is refused first")
+    out = fifo(tmp_path / "o.npz")
+    code = main(["import", str(tmp_path / "w.pt"), "--model", "lenet-bn", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot write {out}: it is a FIFO" in err and "--overwrite" not in err
+    assert stat.S_ISFIFO(os.lstat(out).st_mode)

@@ -686,7 +686,135 @@ def run_folder_cases(tmp: Path, good: Path):
 
 def special_file_cases(tmp: Path, good: Path):
     """FIFOs, devices and sockets where data, images, checkpoints or outputs are named."""
-    yield from ()
+    yield from _special_reads(tmp / "special", good)
+    yield from _special_writes(tmp / "special-out", good)
+
+
+def _special(folder: Path, suffix: str) -> dict:
+    """kind -> path of things in ``folder`` (created) that are not regular files, each named
+    KIND + ``suffix``: a FIFO, a socket, a folder, links to /dev/null, /dev/zero and /dev/full,
+    and (as root) a character device node of the case's own. A real device is never named as
+    an output: should a check break, only what is in tmp is replaced."""
+    import os
+    import socket
+    import stat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    things = {kind: folder / f"{kind}{suffix}" for kind in ("fifo", "folder", "link-null",
+                                                             "link-zero", "socket")}
+    os.mkfifo(things["fifo"])
+    things["folder"].mkdir()
+    things["link-null"].symlink_to("/dev/null")
+    things["link-zero"].symlink_to("/dev/zero")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(things["socket"]))
+    sock.close()
+    if Path("/dev/full").exists():
+        things["link-full"] = folder / f"link-full{suffix}"
+        things["link-full"].symlink_to("/dev/full")
+    if os.geteuid() == 0:
+        things["device-node"] = folder / f"device-node{suffix}"
+        os.mknod(things["device-node"], stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    return things
+
+
+def _special_reads(folder: Path, good: Path):
+    """Every command that reads a file, given a FIFO (which would hang a reader), a device
+    (/dev/zero: endless bytes) and the rest of :func:`_special`'s things."""
+    import os
+    import shutil
+
+    model = str(good / "model.npz")
+    image = folder / "ok.png"
+    folder.mkdir()
+    Image.new("L", (20, 31), 200).save(image)
+    quick = ["--limit", "20", "--epochs", "1", "--no-progress", "--out", str(folder / "runs")]
+    for kind, path in _special(folder / "png", ".png").items():
+        yield "special", f"predict-image-{kind}", ["predict", model, str(path)]
+        yield "special", f"predict-second-image-{kind}", ["predict", model, str(image),
+                                                          str(path)]
+    yield "special", "predict-image-dev-zero", ["predict", model, "/dev/zero"]
+    for kind, path in _special(folder / "npz", ".npz").items():
+        path = str(path)
+        yield "special", f"predict-checkpoint-{kind}", ["predict", path, str(image)]
+        yield "special", f"evaluate-{kind}", ["evaluate", path, "--no-progress"]
+        yield "special", f"evaluate-data-npz-{kind}", ["evaluate", model, "--data",
+                                                       f"npz:{path}", "--no-progress"]
+        yield "special", f"train-data-npz-{kind}", ["train", "--data", f"npz:{path}", *quick]
+        yield "special", f"train-resume-{kind}", ["train", "--resume", path, "--no-progress"]
+        yield "special", f"summary-{kind}", ["summary", path]
+        yield "special", f"convert-{kind}", ["convert", path]
+        yield "special", f"export-{kind}", ["export", path, "-o",
+                                            str(folder / f"export-{kind}.onnx")]
+    yield "special", "train-data-npz-dev-zero", ["train", "--data", "npz:/dev/zero", *quick]
+    for suffix in (".pt", ".safetensors"):
+        for kind, path in _special(folder / suffix[1:], suffix).items():
+            yield "special", f"import-{kind}{suffix}", [
+                "import", str(path), "--model", "lenet-bn", "-o",
+                str(folder / f"import-{kind}{suffix}.npz")]
+            yield "special", f"train-weights-{kind}{suffix}", ["train", "--weights", str(path),
+                                                               *quick]
+    yield "special", "import-dev-zero", ["import", "/dev/zero", "--model", "lenet-bn", "-o",
+                                         str(folder / "import-dev-zero.npz")]
+    # a FIFO or a device where a folder of batches or a run folder has a file
+    for kind in ("fifo", "link-zero"):
+        cifar = folder / f"cifar-{kind}"
+        cifar.mkdir()
+        batch = cifar / "data_batch_1.bin"
+        if kind == "fifo":
+            os.mkfifo(batch)
+        else:
+            batch.symlink_to("/dev/zero")
+        yield "special", f"train-cifar10-batch-{kind}", ["train", "--data", f"cifar10:{cifar}",
+                                                         *quick]
+    for member in ("model.npz", "checkpoint.npz"):
+        run = folder / f"run-{member}"
+        run.mkdir()
+        for name in ("history.json", "model.npz", "checkpoint.npz"):
+            if name != member and not (member == "checkpoint.npz" and name == "model.npz"):
+                shutil.copy(good / name, run / name)
+        os.mkfifo(run / member)
+        yield "special", f"report-run-{member}-fifo", ["report", str(run), "--no-progress"]
+        yield "special", f"resume-run-{member}-fifo", ["train", "--resume",
+                                                       str(run / "checkpoint.npz"),
+                                                       "--no-progress"]
+
+
+def _special_writes(folder: Path, good: Path):
+    """Every command that writes a file, told to write it onto a FIFO, a device node (or a link
+    to one), a socket or a folder: refused before anything is written."""
+    import os
+    import shutil
+
+    model = str(good / "model.npz")
+    writers = {
+        ".onnx": lambda out: [("export-onnx", ["export", "lenet-bn", "-o", out])],
+        ".safetensors": lambda out: [("export-safetensors", ["export", model, "-o", out])],
+        ".npz": lambda out: [("import", ["import", model, "--model", "lenet-bn", "-o", out,
+                                         "--overwrite"]),
+                             ("import-no-overwrite", ["import", model, "--model", "lenet-bn",
+                                                      "-o", out]),
+                             ("convert", ["convert", "lenet-bn", "-o", out])],
+        ".json": lambda out: [("summary-json", ["summary", "lenet-bn", "--json", out]),
+                              ("time-json", ["time", "lenet-bn", "--batch", "2",
+                                             "--iterations", "1", "--json", out])],
+        ".html": lambda out: [("report", ["report", str(good), "-o", out, "--no-progress"])],
+    }
+    for suffix, commands in writers.items():
+        for kind, path in _special(folder / suffix[1:], suffix).items():
+            for name, argv in commands(str(path)):
+                yield "special", f"{name}-to-{kind}", argv
+    # the files a command writes into a run folder, already there as FIFOs
+    run = folder / "report-page-fifo"
+    shutil.copytree(good, run)
+    os.mkfifo(run / "report.html")
+    yield "special", "report-page-is-fifo", ["report", str(run), "--no-progress"]
+    runs = folder / "runs"
+    (runs / "r").mkdir(parents=True)
+    os.mkfifo(runs / "r" / "checkpoint.npz")
+    yield "special", "train-overwrite-checkpoint-fifo", [
+        "train", "--limit", "20", "--epochs", "1", "--no-progress", "--out", str(runs),
+        "--name", "r", "--overwrite"]
 
 
 def nonfinite_cases(tmp: Path, good: Path):

@@ -13,6 +13,7 @@ from ..app.config import volume_text
 from ..checkpoint import UNKNOWN_NORMALISATION, save_checkpoint
 from ..errors import UsageError
 from ..export import DEFAULT_OPSET, served_metadata, to_onnx
+from ..files import check_output_path
 from ..finite import check_net
 from ..io import save_safetensors
 from ..models import is_checkpoint, resolve_model
@@ -154,6 +155,7 @@ def import_(args) -> int:
     output = Path(args.output)
     if output.suffix.lower() != ".npz":
         raise UsageError(f"-o {args.output}: a cnnkit checkpoint is an .npz file")
+    check_output_path(output)      # a FIFO or device there: no --overwrite would help
     if output.exists() and not args.overwrite:
         raise UsageError(f"{output} exists; pass --overwrite to replace it")
     # without --partial every weight comes from the file, so none is drawn
