@@ -159,6 +159,25 @@ def test_looking_anyway_prints_the_result_without_numpys_warnings(capsys, runs):
         assert [str(w.message) for w in shown] == [], argv
 
 
+def test_training_from_a_nan_net_is_refused_before_the_run_folder_exists(capsys, runs):
+    """--weights and --resume: no flag looks anyway, since training keeps a NaN running
+    variance NaN (its momentum update mixes NaN in) and spreads a NaN weight."""
+    nan = runs / "nanvar" / "model.npz"
+    resumable = runs / "resumable" / "checkpoint.npz"
+    last = load_checkpoint(runs / "good" / "checkpoint.npz")
+    model = last.build_model()
+    dict(model.named_buffers())["5.running_var"][15] = np.nan
+    save_checkpoint(resumable, model, optimizer=last.optimizer, scheduler=last.scheduler,
+                    extra=last.extra)
+    for argv, where in ((["--weights", str(nan), "--limit", "20", "--out", str(runs / "new")],
+                         f"{nan}: {VAR}"),
+                        (["--resume", str(resumable)], f"{resumable}: 5.running_var holds NaN "
+                                                       f"(1 of 16 values)")):
+        code, _, err = run(capsys, "train", *argv, "--epochs", "2", "--no-progress")
+        assert_one_line_error(code, err, f"{where}; training would not remove them")
+    assert not (runs / "new").exists() and not (runs / "resumable" / "model.npz").exists()
+
+
 def test_python_refuses_the_same_nets_unless_asked(runs):
     nan = runs / "nanvar" / "model.npz"
     digit = np.full((30, 21), 0.25)

@@ -83,27 +83,28 @@ def nonfinite_arrays(arrays) -> list[str]:
     return found
 
 
-def check_arrays(arrays, where, *, allow: bool = False) -> list[str]:
+def check_arrays(arrays, where, *, allow: bool = False, hint: str = ALLOW_HINT) -> list[str]:
     """Refuse ``arrays`` (``(name, array)`` pairs) when any holds NaN or infinite values,
     unless ``allow``; returns :func:`nonfinite_arrays`' phrases (empty when all are finite).
+    ``hint`` ends the message: how to look anyway, or why nothing can (training).
 
     Raises
     ------
     NonFiniteError
-        ``"{where}: {the first} (and N more arrays); pass --allow-nonfinite ..."``.
+        ``"{where}: {the first}, and N more arrays as well; {hint}"``.
     """
     found = nonfinite_arrays(arrays)
     if found and not allow:
         more = len(found) - 1
         others = f", and {more} more array{'s' if more > 1 else ''} as well" if more else ""
-        raise NonFiniteError(f"{where}: {found[0]}{others}; {ALLOW_HINT}")
+        raise NonFiniteError(f"{where}: {found[0]}{others}; {hint}")
     return found
 
 
-def check_net(model, where, *, allow: bool = False) -> list[str]:
+def check_net(model, where, *, allow: bool = False, hint: str = ALLOW_HINT) -> list[str]:
     """:func:`check_arrays` on every parameter and buffer of ``model`` (the running statistics
     of batch norm too); ``where`` names it in the message (its file, or "the net")."""
-    return check_arrays(net_arrays(model), where, allow=allow)
+    return check_arrays(net_arrays(model), where, allow=allow, hint=hint)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import canonical_source
 from ..distributed import DEFAULT_TIMEOUT, DataParallel, share_cores, together, world
 from ..errors import UsageError
+from ..finite import check_net
 from ..monitor import LayerStats
 from ..nn import Module
 from ..optim import OPTIMIZERS, CosineLR, ExponentialLR, StepLR, make_optimizer
@@ -219,7 +220,9 @@ def _train(config, data, model, given, classes, say, callbacks, comm, root, log)
         else:
             net = build_net(label, shape, dataset.num_classes, dataset.title, rng)
         if config.weights is not None:   # a checkpoint, or PyTorch's .pt or a .safetensors
-            load_weights(net, config.weights)
+            load_weights(net, config.weights, allow_nonfinite=True)      # refused just below
+        check_net(net, config.resume or config.weights or "the net",
+                  hint="training would not remove them")
         optimizer = make_optimizer(config.optimizer, net.named_parameters(), lr=config.lr,
                                    momentum=config.momentum, weight_decay=config.weight_decay)
         shard = config.batch_size // (1 if comm is None else comm.size)
