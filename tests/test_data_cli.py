@@ -263,7 +263,8 @@ def test_a_cnnkit_cache_that_names_no_folder_is_one_line_naming_it(capsys, tmp_p
     monkeypatch.setenv("CNNKIT_CACHE", "~nouser-cnnkit-26/x")
     code, _, err = run(capsys, "train", "--data", f"folder:{root}", "--model",
                        "CONV3-4 -> FC-3", *QUICK, "--out", str(tmp_path))
-    assert_one_line_error(code, err, "CNNKIT_CACHE=~nouser-cnnkit-26/x", "cache folder")
+    assert_one_line_error(code, err, "environment variable CNNKIT_CACHE",
+                          "'~nouser-cnnkit-26/x' names no folder")
 
 
 # ---------------------------------------------------------------------------- npz

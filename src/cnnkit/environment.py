@@ -11,7 +11,7 @@ variable               stands for                  read by
 CNNKIT_NUM_THREADS     ``--threads``               :func:`cnnkit.parallel.default_num_threads`
 CNNKIT_MEMORY_BUDGET   ``--memory-budget``         :func:`cnnkit.budget.memory_budget`
 CNNKIT_DEBUG           ``--debug`` (1/0, yes/no)   the command line's error boundary
-CNNKIT_CACHE           the folder cache's folder   :mod:`cnnkit.data.folder`
+CNNKIT_CACHE           the folder cache's folder   :mod:`cnnkit.data.cache`
 CNNKIT_RANK_DIR        (set by ``cnnkit train      each MPI rank, which writes its pid there
                        --workers`` for its ranks)
 =====================  ==========================  ============================================

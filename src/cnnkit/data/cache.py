@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ..budget import format_size
+from ..environment import read_variable
 from ..errors import UsageError
 from .errors import DataError
 
@@ -88,27 +89,35 @@ def cache_folder(cache_dir=None) -> Path:
         When the setting cannot name a folder (``~nouser/x``, a file), naming the setting.
     """
     if cache_dir is not None:
-        return _folder(cache_dir, "cache_dir")
-    if os.environ.get("CNNKIT_CACHE"):
-        return _folder(os.environ["CNNKIT_CACHE"], "CNNKIT_CACHE")
+        return _named(cache_dir, "cache_dir")
+    given = read_variable("CNNKIT_CACHE", parse_folder)
+    if given is not None:
+        return given
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):     # the XDG rule: a relative value is ignored
-        return _folder(os.path.join(xdg, "cnnkit"), "XDG_CACHE_HOME")
-    return _folder(os.path.join("~", ".cache", "cnnkit"), "the default cache folder")
+        return _named(os.path.join(xdg, "cnnkit"), "XDG_CACHE_HOME")
+    return _named(os.path.join("~", ".cache", "cnnkit"), "the default cache folder")
 
 
-def _folder(value, setting: str) -> Path:
-    """``value`` expanded and made absolute, or UsageError naming ``setting``."""
-    text = os.fspath(value)
+def parse_folder(text) -> Path:
+    """A cache folder's setting as an absolute path (``~`` and ``~user`` expanded), or
+    ValueError when it cannot name a folder."""
+    text = os.fspath(text)
     try:
         path = Path(text).expanduser().absolute()
     except (RuntimeError, KeyError, ValueError) as err:     # ~nouser, no home, a NUL
-        raise UsageError(f"{setting}={text}: cannot name the cache folder ({err}); set "
-                         f"CNNKIT_CACHE to a folder") from None
+        raise ValueError(f"{text!r} names no folder: {err}") from None
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{setting}={text}: {path} is not a folder; set CNNKIT_CACHE to a "
-                         f"folder for decoded images")
+        raise ValueError(f"{text!r} names no folder: {path} is not a folder")
     return path
+
+
+def _named(value, setting: str) -> Path:
+    """:func:`parse_folder` of ``value``, its error naming ``setting``."""
+    try:
+        return parse_folder(value)
+    except ValueError as err:
+        raise UsageError(f"{setting}: {err}; name a folder for decoded images") from None
 
 
 def _make_folder(folder: Path) -> None:
@@ -229,6 +238,7 @@ def _digests(images: np.ndarray) -> list[str]:
     flat = images.reshape(-1)
     blocks = [flat[i:i + BLOCK] for i in range(0, flat.size, BLOCK)]
     workers = min(4, len(blocks), os.cpu_count() or 1)
+
     def digest(block):
         return hashlib.sha256(block).hexdigest()
 
@@ -379,7 +389,10 @@ def _temporary(final: Path):
         tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                pass    # a file system without flock: cleaners cannot lock it either
         if os.fstat(fd).st_nlink:
             break
         os.close(fd)    # a cleaner removed it in the instant before the lock: take another
@@ -426,7 +439,8 @@ def remove_dead_temporaries(folder: Path, notes: list) -> list[tuple[str, int]]:
 
 
 def _held(fd: int, st: os.stat_result) -> bool:
-    """Whether a running writer holds the temporary open on ``fd``."""
+    """Whether a running writer holds the temporary open on ``fd`` (OSError where the file
+    system has no flock: the temporary is then left alone)."""
     if fcntl is None:
         import time
 
