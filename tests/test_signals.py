@@ -117,14 +117,14 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
-@pytest.mark.parametrize("where, send, said", [
-    ("mid-epoch", {"iteration": 9}, "in epoch 2 after batch 3"),
-    ("last batch", {"iteration": 6}, "in epoch 1 after batch 6"),   # before the epoch's end
-    ("epoch end", {"epoch": 0}, "after epoch 1"),           # stops before epoch 2's first batch
-    ("last epoch end", {"epoch": 2}, "after epoch 3"),      # training done; stops before return
+@pytest.mark.parametrize("send, said", [
+    pytest.param({"iteration": 9}, "in epoch 2 after batch 3", id="mid-epoch"),
+    pytest.param({"iteration": 6}, "in epoch 1 after batch 6", id="last-batch"),
+    pytest.param({"epoch": 0}, "after epoch 1", id="epoch-end"),      # before epoch 2's batch 1
+    pytest.param({"epoch": 2}, "after epoch 3", id="last-epoch-end"),  # trained; before return
 ])
 def test_a_stop_signal_finishes_the_batch_saves_and_resume_is_exact(
-        tmp_path, reference, signum, where, send, said):
+        tmp_path, reference, signum, send, said):
     train, val = _data()
     trainer = _trainer(tmp_path / "c.npz", callbacks=[SendSignal(signum, **send)])
     name = "interrupted" if signum == signal.SIGINT else \
@@ -395,3 +395,78 @@ def test_a_signal_during_a_checkpoint_write_in_training_waits_for_the_write(tmp_
         "cnnkit train: interrupted by SIGTERM after epoch 1; saved runs/r/checkpoint.npz; "
         "resume with: cnnkit train --resume runs/r/checkpoint.npz"]
     assert _leftovers(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A finished run folder of the quick settings, trained in this process."""
+    import cnnkit
+
+    out = tmp_path_factory.mktemp("runs")
+    run = cnnkit.fit("mnist", QUICK[QUICK.index("--model") + 1], limit=300, batch_size=50,
+                     epochs=1, progress=False, layer_stats=0, val_size=60, out=str(out),
+                     name="r")
+    return Path(run.folder)
+
+
+@pytest.mark.parametrize("command, target, call, signum", [
+    pytest.param("report", "matplotlib.figure:Figure.savefig", 2, signal.SIGHUP, id="report",
+                 marks=pytest.mark.slow),
+    pytest.param("evaluate", "cnnkit.nn.containers:Sequential.forward", 2, signal.SIGTERM,
+                 id="evaluate", marks=pytest.mark.slow),
+    pytest.param("search", "cnnkit.optim.optimizers:Optimizer.step", 7, signal.SIGTERM,
+                 id="search", marks=pytest.mark.slow),
+    pytest.param("experiment", "cnnkit.optim.optimizers:Optimizer.step", 30, signal.SIGTERM,
+                 id="experiment", marks=pytest.mark.slow),
+])
+def test_other_commands_stop_with_one_line_and_leave_nothing_half_written(
+        tmp_path, small_run, command, target, call, signum):
+    """The command line's raise mode: the signal raises where the command stands, and atomic
+    writes and ``with`` blocks leave no temporary file, no lock and no partial page."""
+    argv = {"report": ["report", str(small_run), "--no-progress"],
+            "evaluate": ["evaluate", str(small_run / "model.npz")],
+            "search": ["search", "--trials", "2", *QUICK[:2], "--epochs", "1", "--out", "out"],
+            "experiment": ["experiment", "dropout-modes", "--out", "out", "--no-progress"],
+            }[command]
+    before = sorted(p.name for p in small_run.iterdir())
+    done = _cnnkit(_kill_on(target, signum, call, after=False) + _main(argv), tmp_path)
+    assert done.returncode == 128 + signum, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "\r" not in line]
+    assert lines == [f"cnnkit {command}: interrupted by {signal.Signals(signum).name}"]
+    assert _leftovers(tmp_path) == [] and _leftovers(small_run) == []
+    assert sorted(p.name for p in small_run.iterdir()) == before     # no report.html begun
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["to-cnnkit", "to-its-group"])
+def test_sigterm_during_a_folder_decode_by_worker_processes(tmp_path, group):
+    """SIGTERM while worker processes decode a folder into the cache (to cnnkit alone, as
+    ``kill`` sends it, or to its process group, workers included, as ``timeout`` does): one
+    line, exit 143, no temporary cache file, no run folder. The workers start from 2 images
+    of 100 each here, not thousands (the module's thresholds, set by the child)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(200):
+            Image.fromarray(rng.integers(0, 255, (10, 7), dtype=np.uint8)).save(
+                tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    kill = "os.killpg(0, signal.SIGTERM)" if group else "os.kill(os.getpid(), signal.SIGTERM)"
+    code = ("import os, signal, sys, concurrent.futures as futures\n"
+            "import cnnkit.data.folder as folder\n"
+            "folder._PROCESSES_FROM, folder._CHUNK = 2, 100\n"
+            "_result = futures.Future.result\n"
+            "def result(self, *a, **k):\n"
+            f"    {kill}\n"
+            "    return _result(self, *a, **k)\n"
+            "futures.Future.result = result\n"
+            + _main(["train", "--data", "folder:imgs", "--input", "1x28x28", *QUICK[6:],
+                     "--out", "runs", "--name", "r"]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+               CNNKIT_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, start_new_session=True)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.splitlines() == ["cnnkit train: interrupted by SIGTERM"]
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "runs").exists()
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.suffix == ".npy"]

@@ -160,15 +160,88 @@ def test_a_rank_killed_outright_is_named_by_the_launcher(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_ctrl_c_stops_every_rank_after_the_same_batch_and_rank_0_saves(tmp_path):
+@pytest.mark.parametrize("signum, group, said, status", [
+    (signal.SIGINT, True, "interrupted", 130),           # a terminal's Ctrl-C: the whole group
+    (signal.SIGTERM, False, "interrupted by SIGTERM", 143),   # kill, a scheduler: the launcher
+    (signal.SIGHUP, True, "interrupted by SIGTERM", 143),  # passed on as SIGTERM: mpiexec dies
+], ids=["ctrl-c", "sigterm", "sighup"])                    # of SIGHUP
+def test_a_stop_signal_stops_every_rank_after_the_same_batch_and_rank_0_saves(
+        tmp_path, signum, group, said, status):
+    """Each rank gets the request once (mpiexec in its own session, the launcher passing it
+    on), so the first stop is not taken for a second one that stops at once."""
     process = _start_long_run(tmp_path, "CNNKIT_TEST_INT")
     _wait_for_training(process, "CNNKIT_TEST_INT", tmp_path)
-    os.killpg(process.pid, signal.SIGINT)      # what the terminal does: the whole group
+    (os.killpg if group else os.kill)(process.pid, signum)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    assert process.returncode == status, err
     lines = mpi.error_lines(err)
-    assert len(lines) == 1 and lines[0].startswith("cnnkit train: interrupted in epoch ")
-    assert "resume with: cnnkit train --resume" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"cnnkit train: {said} in epoch "), lines
+    assert "resume with: cnnkit train --resume" in lines[0] and "; saved " in lines[0]
     assert "Ctrl-C" not in out                  # MPICH's own note is held back
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
     assert ckpt.extra["trainer"]["batch"] > 0 or ckpt.extra["trainer"]["epoch"] > 0
+    left = {p.name for p in (tmp_path / "run").iterdir()}
+    assert "checkpoint.npz" in left and left <= {"checkpoint.npz", "curves.png",
+                                                 "history.json"}  # no lock, no temporary file
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stop_signal_while_rank_0_decodes_a_folder_stops_every_rank_with_one_line(
+        tmp_path, monkeypatch):
+    """Rank 0 decodes the folder alone while the others wait in a collective: rank 0 stops
+    where it stands, the others hold the request until the step's agreement, and all leave
+    together, with no cache file, no run folder and no hang."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(150):
+            Image.fromarray(rng.integers(0, 255, (10, 7), dtype=np.uint8)).save(
+                tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    code = ("import os, signal, sys\n"
+            "import cnnkit.data.folder as folder\n"
+            "from cnnkit.cli import main\n"
+            "def mpiexec():\n"            # the launcher above this rank, which forwards SIGTERM
+            "    pid = os.getpid()\n"
+            "    while pid > 1:\n"
+            "        stat = open(f'/proc/{pid}/stat').read()\n"
+            "        if stat.split('(')[1].split(')')[0].startswith('mpiexec'):\n"
+            "            return pid\n"
+            "        pid = int(stat.rsplit(')', 1)[1].split()[1])\n"
+            "    raise RuntimeError('no mpiexec above this rank')\n"
+            "decode = folder._decode_range\n"
+            "def decoding(*args, **kwargs):\n"
+            "    if os.environ.get('PMI_RANK') == '0':\n"
+            "        os.kill(mpiexec(), signal.SIGTERM)\n"
+            "    return decode(*args, **kwargs)\n"
+            "folder._decode_range = decoding\n"
+            "sys.exit(main(['train', '--data', 'folder:imgs', '--input', '1x28x28', "
+            "'--batch-size', '64', '--no-progress', '--out', 'runs', '--name', 'r']))\n")
+    monkeypatch.setenv("CNNKIT_CACHE", str(tmp_path / "cache"))
+    done, _ = mpi.run(2, ["-c", code], cwd=tmp_path, timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert mpi.error_lines(done.stderr) == ["cnnkit train: interrupted by SIGTERM"]
+    assert not (tmp_path / "runs").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.suffix != ".json"] == []
+
+
+def test_a_stop_signal_to_one_rank_between_collectives_is_held_for_the_next_agreement():
+    """SIGTERM to rank 1 alone (``kill`` on its pid) while no collective runs: raising there
+    would leave rank 0 waiting in the next collective until the timeout; held, it stops every
+    rank at the next step they agree on, with one line."""
+    code = ("import os, signal, sys\n"
+            "import cnnkit.app.training as training\n"
+            "from cnnkit.cli import main\n"
+            "split = training.split_train\n"
+            "def splitting(*args, **kwargs):\n"      # runs on every rank, between collectives
+            "    if os.environ.get('PMI_RANK') == '1':\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    return split(*args, **kwargs)\n"
+            "training.split_train = splitting\n"
+            "sys.exit(main(['train', '--limit', '200', '--batch-size', '64', '--no-progress', "
+            "'--timeout', '30']))\n")
+    done, seconds = mpi.run(2, ["-c", code], timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert mpi.error_lines(done.stderr) == ["cnnkit train: interrupted by SIGTERM"]
+    assert seconds < 25                         # no collective waited out its timeout

@@ -384,15 +384,21 @@ def together(comm: Comm | None, what: str, fn, *, ranks=None, timeout: float | N
                 result = fn()
         except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - re-raised below
             error = err
-    if error is None:           # a stop request held until this agreement counts as one
-        code = 0 if interrupts.requested() is None else 2
-    else:
-        code = 2 if isinstance(error, KeyboardInterrupt) else 1
+    # each rank's code: 0 well, 1 failed, 128 + the signal when a stop request came to it
+    # (raised inside fn, or held until this agreement), so every rank names the same signal
+    code, stop = 0, interrupts.requested()
+    if isinstance(error, KeyboardInterrupt):
+        stop = interrupts.signal_of(error)
+    elif error is not None:
+        code, stop = 1, None
+    if stop is not None:
+        code = 128 + stop
     codes = comm.agree(code, what, timeout)
     failed = [int(r) for r in np.flatnonzero(codes == 1)]
     if not failed:
-        if codes.any():
-            raise interrupts.acted_on(None if error is None else interrupts.signal_of(error))
+        stopped = codes[codes > 1]
+        if len(stopped):
+            raise interrupts.acted_on(int(stopped[0]) - 128)
         return result
     if error is not None and comm.rank == failed[0]:
         everyone = len(failed) == (comm.size if ranks is None else len(ranks))
