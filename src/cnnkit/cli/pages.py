@@ -6,13 +6,8 @@ from __future__ import annotations
 from ..app.run import load_run
 from ..experiments import EXPERIMENTS, run_experiment
 from ..finite import quiet_if
-from .options import (
-    SEED,
-    add_allow_nonfinite,
-    add_common_options,
-    add_folder_options,
-    add_no_progress,
-)
+from .options import (SEED, add_allow_nonfinite, add_common_options, add_folder_options,
+                      add_no_progress)
 
 
 def add_parsers(sub) -> None:

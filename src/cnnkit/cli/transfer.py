@@ -125,8 +125,7 @@ def export(args) -> int:
                                                    np.random.default_rng(args.seed),
                                                    num_classes=args.num_classes)
     model.eval()
-    check_net(model, args.model if is_checkpoint(args.model) else label,
-              allow=args.allow_nonfinite)
+    check_net(model, label, allow=args.allow_nonfinite)       # label: a checkpoint's path
     out_shape = tuple(model.output_shape(shape))
     if kind == ".onnx":
         to_onnx(model, shape, output, opset=args.opset, batch=args.batch,
@@ -189,9 +188,7 @@ def import_(args) -> int:
     if metadata.get(UNKNOWN_NORMALISATION):
         print("note: the file does not say how its net's inputs were normalised; predict and "
               "evaluate refuse this checkpoint until you import with --mean and --std")
-    broken = check_net(model, path, allow=True)        # only with --allow-nonfinite
-    if broken:
-        print(f"note: {broken[0]}{f' (and {len(broken) - 1} more)' if len(broken) > 1 else ''};"
-              f" predict, evaluate, report and export refuse this checkpoint without "
-              f"--allow-nonfinite")
+    for line in check_net(model, path, allow=True)[:1]:     # only with --allow-nonfinite
+        print(f"note: {line}; predict, evaluate, report and export refuse this checkpoint "
+              f"without --allow-nonfinite")
     return 0

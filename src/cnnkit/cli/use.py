@@ -7,13 +7,8 @@ from ..data import source_names
 from ..evaluation import evaluate_checkpoint
 from ..finite import quiet_if
 from ..inference import predict_images
-from .options import (
-    POSITIVE,
-    add_allow_nonfinite,
-    add_choice,
-    add_common_options,
-    add_no_progress,
-)
+from .options import (POSITIVE, add_allow_nonfinite, add_choice, add_common_options,
+                      add_no_progress)
 
 
 def add_parsers(sub) -> None:
