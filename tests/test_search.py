@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from cnnkit.cli import main
+from cnnkit.errors import UsageError
 from cnnkit.io import load_checkpoint
-from cnnkit.search import log_uniform, narrowed, parse_range
+from cnnkit.search import HIGHEST, LOWEST, log_uniform, narrowed, parse_range
+from cnnkit.search import search as search_function
 from tests.test_cli import assert_one_line_error, run
 
 NET = "CONV3-4 -> RELU -> POOL2 -> FC-10"
@@ -215,6 +217,10 @@ def test_parse_range():
     ("--lr", "1:2:3", "expected LO:HI such as 1e-4:1e-2, or one number, got '1:2:3'"),
     ("--lr", "nan:1", "expected finite numbers, got 'nan:1'"),
     ("--lr", "1e-3:inf", "expected finite numbers"),
+    ("--lr", "1e300:1e308", "expected numbers from 1e-20 to 1e6, got '1e300:1e308'"),
+    ("--lr", "1e-4:2e6", "expected numbers from 1e-20 to 1e6"),
+    ("--lr", "1e-21:1e-2", "expected numbers from 1e-20 to 1e6"),
+    ("--weight-decay", "1e7", "expected numbers from 1e-20 to 1e6"),
     ("--weight-decay", "0:1e-2", "expected numbers > 0 (the range is sampled on a log scale), "
                                  "or 0 alone, got '0:1e-2'"),
     ("--weight-decay", "-1", "or 0 alone"),
@@ -232,6 +238,41 @@ def test_bad_options_are_one_error_line(capsys, tmp_path, option, value, fragmen
     assert errors[0].startswith(f"cnnkit search: error: argument {option}: ")
     assert fragment in errors[0], errors[0]
     assert not tmp_path.joinpath("searches").exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--lr", "-1:1", "expected numbers > 0 (the range is sampled on a log scale), got '-1:1'"),
+    ("--lr", "-1e-3", "expected numbers > 0"), ("--lr", "-.5:1", "expected numbers > 0"),
+    ("--lr", "-inf:1", "expected finite numbers"), ("--weight-decay", "-1", "or 0 alone"),
+    ("--seed", "-1", "expected a seed >= 0, got -1")])
+def test_values_starting_with_a_minus_reach_the_options_check(capsys, tmp_path, option, value,
+                                                              fragment):
+    """``--lr -1:1`` (a separate word, not ``--lr=-1:1``) is the option's value, refused by its
+    own check, not taken for an option ("expected one argument")."""
+    with pytest.raises(SystemExit):
+        main(["search", "--trials", "2", *QUICK, "--out", str(tmp_path), option, value])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert errors == [f"cnnkit search: error: argument {option}: {errors[0].split(': ', 3)[-1]}"]
+    assert fragment in errors[0], errors[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_ranges_stay_finite_through_any_number_of_rounds():
+    """The widest range parse_range accepts, narrowed round after round around its top or its
+    bottom (the most a range can move), stays finite and positive: no round can overflow."""
+    for lo, hi in (parse_range(f"{LOWEST}:{HIGHEST}"), parse_range(f"{HIGHEST}")):
+        for end in (0, 1):
+            low, high = lo, hi
+            for _ in range(200):
+                low, high = narrowed(low, high, (low, high)[end])
+                assert 0 < low <= high < math.inf and math.isfinite(math.log10(low))
+            assert 1e-34 < low and high < 1e20
+
+
+def test_a_range_past_the_bounds_is_refused_before_any_trial(tmp_path):
+    with pytest.raises(UsageError, match=r"lr=\(1e\+300, 1e\+308\): expected numbers from"):
+        search_function(trials=1, lr=(1e300, 1e308), out=tmp_path, epochs=1, limit=50)
+    assert not list(tmp_path.iterdir())
 
 
 def test_trials_is_required(capsys):

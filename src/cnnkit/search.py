@@ -77,34 +77,52 @@ class SearchError(CnnkitError, ValueError):
 
 # ---------------------------------------------------------------------------- ranges
 
+#: The bounds of a searched value (a learning rate or a weight decay). Narrowing can move a
+#: range at most half its width in decades past each end over all rounds (each round moves the
+#: centre at most a quarter of that round's width, and the widths halve: 1/4 + 1/8 + ... = 1/2),
+#: so every range a search ever uses lies within [1e-20 / 1e13, 1e6 * 1e13]: normal floats whose
+#: log10 is finite, far from overflow (1e308) and underflow. Both ends are beyond any useful
+#: setting (a learning rate of 1e6 diverges at once; a weight decay of 1e-20 is none).
+LOWEST, HIGHEST = 1e-20, 1e6
+
+
 def parse_range(text, *, zero: bool = False) -> tuple[float, float]:
-    """``LO:HI`` (finite, 0 < LO <= HI) or one number V (V:V, not searched) -> (LO, HI); a
-    pair of numbers or one number in Python. ``zero`` also accepts the single value 0.
+    """``LO:HI`` (LOWEST <= LO <= HI <= HIGHEST) or one number V (V:V, not searched) -> (LO,
+    HI); a pair of numbers or one number in Python. ``zero`` also accepts the single value 0.
 
     Raises ValueError with one line saying what is wrong."""
     if isinstance(text, (tuple, list)) and len(text) == 2:
         text = repr(text[0]) if text[0] == text[1] else f"{text[0]!r}:{text[1]!r}"
     elif isinstance(text, (int, float)) and not isinstance(text, bool):
         text = repr(text)
+    shown = _quoted(text)
     parts = str(text).split(":")
     if len(parts) > 2:
-        raise ValueError(f"expected LO:HI such as 1e-4:1e-2, or one number, got {text!r}")
+        raise ValueError(f"expected LO:HI such as 1e-4:1e-2, or one number, got {shown}")
     try:
         values = [float(p) for p in parts]
     except ValueError:
         raise ValueError(f"expected LO:HI of numbers such as 1e-4:1e-2, or one number, got "
-                         f"{text!r}") from None
+                         f"{shown}") from None
     lo, hi = values[0], values[-1]
     if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"expected finite numbers, got {text!r}")
+        raise ValueError(f"expected finite numbers, got {shown}")
     if zero and len(values) == 1 and lo == 0:
         return 0.0, 0.0
     if lo <= 0:
         raise ValueError(f"expected numbers > 0 (the range is sampled on a log scale)"
-                         f"{', or 0 alone' if zero else ''}, got {text!r}")
+                         f"{', or 0 alone' if zero else ''}, got {shown}")
     if lo > hi:
-        raise ValueError(f"LO must not exceed HI, got {text!r}")
+        raise ValueError(f"LO must not exceed HI, got {shown}")
+    if lo < LOWEST or hi > HIGHEST:
+        raise ValueError(f"expected numbers from 1e{math.log10(LOWEST):.0f} to "
+                         f"1e{math.log10(HIGHEST):.0f}, got {shown}")
     return lo, hi
+
+
+def _quoted(text) -> str:
+    text = repr(str(text))
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
@@ -117,7 +135,9 @@ def log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.nd
 
 def narrowed(lo: float, hi: float, best: float) -> tuple[float, float]:
     """The next round's range: centred on ``best`` in log10, half as many decades wide as
-    ``lo:hi``; not clipped to it. A fixed value (``lo == hi``) stays fixed."""
+    ``lo:hi``; not clipped to it. A fixed value (``lo == hi``) stays fixed. From ranges
+    :func:`parse_range` accepted, every range this gives is finite and positive (see
+    :data:`LOWEST`)."""
     if lo == hi:
         return lo, hi
     quarter = (math.log10(hi) - math.log10(lo)) / 4

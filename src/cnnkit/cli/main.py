@@ -20,6 +20,7 @@ from ..interrupts import exit_status, interrupted_by, signal_of, stop_signals
 from ..models.spec import SpecError
 from ..train import NonFiniteBatch, TrainingDiverged
 from . import nets, pages, search, train, transfer, use
+from .options import Parser
 
 EXIT_ERROR, EXIT_BROKEN_PIPE = 1, 141
 
@@ -29,7 +30,7 @@ COMMANDS = (train, use, nets, transfer, pages, search)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(                      # its subcommands' parsers are Parsers too
         prog="cnnkit", description="Convolutional networks from first principles in NumPy.",
         epilog="Run `cnnkit COMMAND --help` for the options of a command.")
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from ..app.config import REQUIRED, Choice, Count, Flag, Kind, Real, RunConfig, Volume, setting_of
 from ..models import MODELS
@@ -12,6 +13,23 @@ from ..models import MODELS
 MODEL_HELP = ('a spec such as "INPUT[1x28x28] -> CONV5-6 -> RELU -> POOL2 -> FC-10" or a zoo '
               "name: " + ", ".join(["default", *MODELS]))
 SUPPRESS = argparse.SUPPRESS
+
+# A word argparse should take as a value although it starts with '-': a digit or '.digit' next
+# (-1, -1e-3, -.5, -1:1, -1x28x28), or a non-finite number (-inf, -nan). No option of cnnkit's
+# looks like one.
+_NEGATIVE_VALUE = re.compile(r"-(?:\.?[0-9]|(?:inf(?:inity)?|nan)(?::|$))", re.IGNORECASE)
+
+
+class Parser(argparse.ArgumentParser):
+    """cnnkit's argument parser (its subcommands' parsers are of the same class): a value that
+    starts with '-' but reads as a number, a LO:HI range or a volume (``--lr -1:1``, ``--seed
+    -1``, ``--input -1x28x28``) reaches the option's own check, which says what is wrong with it
+    ("expected numbers > 0"), where plain argparse takes it for an option and says "expected one
+    argument" (it knows only ``-1`` and ``-1.5``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_VALUE     # argparse's hook: re.match
 
 
 def typed(kind: Kind):
