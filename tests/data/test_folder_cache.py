@@ -352,6 +352,28 @@ def test_no_room_found_while_writing_rows_is_the_same_line(tmp_path, rng, monkey
     assert not any(cache_dir.iterdir())
 
 
+def test_a_file_size_limit_is_no_room_through_the_real_allocation(tmp_path, rng, cache_dir):
+    """Without root: a child whose files may not pass 64 KiB (``ulimit -f``; SIGXFSZ ignored,
+    so the kernel answers EFBIG) asks the real posix_fallocate for 70 KiB."""
+    import resource
+
+    _folder(tmp_path / "d", rng, {"a": 30, "b": 30}, size=(40, 30))
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    code = ("import sys\nfrom cnnkit.data import open_source\nfrom cnnkit.errors import "
+            "CnnkitError\ntry:\n    open_source(sys.argv[1])\nexcept CnnkitError as err:\n"
+            "    sys.exit(str(err))\n")
+    done = subprocess.run([sys.executable, "-c", code, f"folder:{tmp_path / 'd'}"],
+                          preexec_fn=limited, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CNNKIT_CACHE": str(cache_dir)})
+    assert done.returncode == 1, done.stderr
+    assert f"need 70.4 KiB in the cache {cache_dir}" in done.stderr
+    assert not [p for p in cache_dir.iterdir() if p.name.endswith(".tmp")]
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs mounted at tmp_path/disk (as root; skipped otherwise)."""
