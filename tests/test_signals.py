@@ -437,7 +437,8 @@ def test_other_commands_stop_with_one_line_and_leave_nothing_half_written(
     assert sorted(p.name for p in small_run.iterdir()) == before     # no report.html begun
 
 
-@pytest.mark.parametrize("group", [False, True], ids=["to-cnnkit", "to-its-group"])
+@pytest.mark.parametrize("group", [pytest.param(False, id="to-cnnkit", marks=pytest.mark.slow),
+                                   pytest.param(True, id="to-its-group")])
 def test_sigterm_during_a_folder_decode_by_worker_processes(tmp_path, group):
     """SIGTERM while worker processes decode a folder into the cache (to cnnkit alone, as
     ``kill`` sends it, or to its process group, workers included, as ``timeout`` does): one

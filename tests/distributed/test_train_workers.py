@@ -97,10 +97,10 @@ def test_a_rank_that_raises_in_the_command_is_one_line_naming_it(tmp_path):
             "import os\n"
             "if os.environ.get('PMI_RANK') == '2':\n"
             "    step = t.Trainer._distributed_step\n"
-            "    def failing(self, xb, yb, batch):\n"
+            "    def failing(self, *args):\n"
             "        if self.iteration == 3:\n"
             "            raise ValueError('a planted fault')\n"
-            "        return step(self, xb, yb, batch)\n"
+            "        return step(self, *args)\n"
             "    t.Trainer._distributed_step = failing\n"
             f"sys.exit(cnnkit.cli.main(['train', *{QUICK!r}, '--out', {str(tmp_path)!r}]))\n")
     done, seconds = mpi.run(3, ["-c", code])
