@@ -181,7 +181,7 @@ def test_a_second_request_while_an_epoch_end_is_recorded_saves_nothing(
         return step()
 
     trainer.scheduler.step = stepping
-    with pytest.raises(TrainingInterrupted, match="at the end of epoch 2; stopped inside"):
+    with pytest.raises(TrainingInterrupted, match="at the end of epoch 2; stopped mid-step, so "):
         trainer.fit(train, val)
     assert load_checkpoint(tmp_path / "c.npz").extra["trainer"]["epoch"] == 1
     resumed = _trainer(tmp_path / "c2.npz").resume(tmp_path / "c.npz")

@@ -137,7 +137,7 @@ def test_a_second_ctrl_c_inside_a_batch_saves_nothing_and_resume_stays_exact(
     opt.step, model.forward = stepping, forwarding
     trainer = Trainer(model, opt, scheduler=sched, batch_size=50, epochs=2, seed=3,
                       checkpoint=tmp_path / "int.npz", progress=False)
-    with pytest.raises(TrainingInterrupted, match="stopped inside a batch"):
+    with pytest.raises(TrainingInterrupted, match="in epoch 2 after batch 2; stopped mid-step, so "):
         trainer.fit((x[:500], y[:500]), (x[500:], y[500:]))
     state = load_checkpoint(tmp_path / "int.npz").extra["trainer"]
     assert state["epoch"] == 1 and state["batch"] == 0      # the end of epoch 1, untouched

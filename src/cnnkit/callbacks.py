@@ -274,9 +274,9 @@ class ModelCheckpoint(Callback):
         if consistent:
             self.trainer.save(self.path)
             return f"saved {self.path}"
-        # a second stop signal inside a batch: the last checkpoint stays as it was
-        return (f"stopped inside a batch, so {self.path} keeps its earlier state"
-                if self.path.exists() else "stopped inside a batch, before any checkpoint")
+        # a second stop signal inside a batch or an epoch's end: the last checkpoint stays
+        return (f"stopped mid-step, so {self.path} keeps its earlier state"
+                if self.path.exists() else "stopped mid-step, before any checkpoint")
 
     def __repr__(self):
         return f"ModelCheckpoint({str(self.path)!r})"
