@@ -516,29 +516,33 @@ class Trainer:
         self._consistent, self.stop_training, self._agreed_stop = True, False, False
         if self.distributed is not None:
             self.distributed.attach(self.model)
-        callbacks = self.callbacks
-        callbacks.set_trainer(self)
-        completed = False
+        self.callbacks.set_trainer(self)
         with deferred() as self._requested:
             try:
-                callbacks.train_begin({"epochs": self.epochs})
-                try:
-                    while self.epoch < self.epochs and not self.stop_training:
-                        self._fit_epoch(x, y, val)
-                    if self._stop_now():          # asked during the last epoch's end
-                        raise acted_on()
-                    completed = True
-                finally:
-                    callbacks.train_end({"epochs": self.epochs, "completed": completed})
-            except KeyboardInterrupt as err:
-                if isinstance(err, TrainingInterrupted):
-                    raise
+                self._fit_epochs(x, y, val)
+            except TrainingInterrupted:
+                raise
+            except KeyboardInterrupt as err:      # a stop outside the epochs' batches
                 raise self._interrupted(err) from err
             finally:
                 self._requested = _no_request
         if self.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
+
+    def _fit_epochs(self, x, y, val) -> None:
+        """The epochs left, between the callbacks' train begin and end; a stop asked during
+        the last epoch's end stops here, before ``fit`` returns."""
+        completed = False
+        self.callbacks.train_begin({"epochs": self.epochs})
+        try:
+            while self.epoch < self.epochs and not self.stop_training:
+                self._fit_epoch(x, y, val)
+            if self._stop_now():
+                raise acted_on()
+            completed = True
+        finally:
+            self.callbacks.train_end({"epochs": self.epochs, "completed": completed})
 
     def _fit_epoch(self, x, y, val) -> None:
         """One epoch: train, validate, step the schedule, record, run the epoch-end callbacks."""
