@@ -14,13 +14,12 @@ from .. import __version__, parallel
 from ..budget import budget_from_environment, set_memory_budget
 from ..distributed import AgreedError, DistributedError, active, exit_now
 from ..distributed.comm import QUIET_EXIT_DELAY, job_rank, job_size
-from ..environment import EnvironmentVariableError, parse_switch, read_variable
+from ..environment import parse_switch, read_variable
 from ..errors import CnnkitError
 from ..interrupts import exit_status, interrupted_by, signal_of, stop_signals
 from ..models.spec import SpecError
 from ..train import NonFiniteBatch, TrainingDiverged
 from . import nets, pages, search, train, transfer, use
-from .options import Parser
 
 EXIT_ERROR, EXIT_BROKEN_PIPE = 1, 141
 
@@ -30,7 +29,7 @@ COMMANDS = (train, use, nets, transfer, pages, search)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(                      # its subcommands' parsers are Parsers too
+    parser = argparse.ArgumentParser(
         prog="cnnkit", description="Convolutional networks from first principles in NumPy.",
         epilog="Run `cnnkit COMMAND --help` for the options of a command.")
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
@@ -55,13 +54,10 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.error(f"choose a command: {', '.join(sub for sub in _commands(parser))} (cnnkit "
                      f"COMMAND --help for its options)")
-    try:                                # CNNKIT_DEBUG=0 is no; junk is refused, not read as yes
-        debug = args.debug or bool(read_variable("CNNKIT_DEBUG", parse_switch))
-    except EnvironmentVariableError as err:
-        return _error_exit(args, str(err), EXIT_ERROR, err)
-    threads_before = None
+    debug, threads_before = args.debug, None
     set_memory_budget(args.memory_budget)
     try:
+        debug = debug or read_variable("CNNKIT_DEBUG", parse_switch)     # 0: no; junk: refused
         # --threads, else the default, which reads CNNKIT_NUM_THREADS (and says so if it is not
         # a count); restored on return, for callers of main() such as the tests
         threads_before = parallel.get_num_threads()

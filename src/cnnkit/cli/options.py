@@ -13,23 +13,9 @@ from ..models import MODELS
 MODEL_HELP = ('a spec such as "INPUT[1x28x28] -> CONV5-6 -> RELU -> POOL2 -> FC-10" or a zoo '
               "name: " + ", ".join(["default", *MODELS]))
 SUPPRESS = argparse.SUPPRESS
-
-# A word argparse should take as a value although it starts with '-': a digit or '.digit' next
-# (-1, -1e-3, -.5, -1:1, -1x28x28), or a non-finite number (-inf, -nan). No option of cnnkit's
-# looks like one.
-_NEGATIVE_VALUE = re.compile(r"-(?:\.?[0-9]|(?:inf(?:inity)?|nan)(?::|$))", re.IGNORECASE)
-
-
-class Parser(argparse.ArgumentParser):
-    """cnnkit's argument parser (its subcommands' parsers are of the same class): a value that
-    starts with '-' but reads as a number, a LO:HI range or a volume (``--lr -1:1``, ``--seed
-    -1``, ``--input -1x28x28``) reaches the option's own check, which says what is wrong with it
-    ("expected numbers > 0"), where plain argparse takes it for an option and says "expected one
-    argument" (it knows only ``-1`` and ``-1.5``)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._negative_number_matcher = _NEGATIVE_VALUE     # argparse's hook: re.match
+# argparse takes a word of '-' then a digit, '.digit', inf or nan (--lr -1:1, -1x28x28) for an
+# option it lacks; as a value, its option's own check judges it. No option looks like one.
+VALUE_WITH_MINUS = re.compile(r"-(\.?\d|(inf(inity)?|nan)(:|$))", re.IGNORECASE)
 
 
 def typed(kind: Kind):
@@ -102,7 +88,9 @@ def settings_given(args, names, defaults: dict | None = None) -> dict:
 
 
 def add_common_options(p) -> None:
-    """--threads, --memory-budget and --debug, which every command takes."""
+    """--threads, --memory-budget and --debug, which every command takes; and its parser's
+    reading of values that start with '-' (VALUE_WITH_MINUS)."""
+    p._negative_number_matcher = VALUE_WITH_MINUS          # argparse's hook, used with .match
     add_settings(p, ("threads", "memory_budget"))
     p.set_defaults(threads=None, memory_budget=None)
     p.add_argument("--debug", action="store_true",

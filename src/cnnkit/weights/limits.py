@@ -27,9 +27,10 @@ _SHOWN_SIZES = 6
 
 def shape_problem(sizes, itemsize: int) -> str | None:
     """What is wrong with ``sizes`` (a list or tuple a file gave) as the shape of an array of
-    ``itemsize``-byte elements, as words that follow "its shape [...]", or None: more than :data:`MAX_DIMS` sizes (checked before any
-    size is read), a size that is not a non-negative integer, or more bytes than any array can
-    hold (NumPy refuses such a shape even when a zero size leaves it empty)."""
+    ``itemsize``-byte elements, as words that follow "its shape [...]", or None: more than
+    :data:`MAX_DIMS` sizes (checked before any size is read), a size that is not a
+    non-negative integer, or more bytes than any array can hold (NumPy refuses such a shape
+    even when a zero size leaves it empty)."""
     if len(sizes) > MAX_DIMS:
         return f"has {len(sizes):,} dimensions, more than {MAX_DIMS}"
     for size in sizes:

@@ -170,8 +170,8 @@ def _parse_header(path: Path):
                           f"object of strings")
     for key, value in metadata.items():
         if not isinstance(value, str):
-            raise _fail(path, f"the metadata value of {quoted(key)} is a {type(value).__name__}, not "
-                              f"a string")
+            raise _fail(path, f"the metadata value of {quoted(key)} is a "
+                              f"{type(value).__name__}, not a string")
     entries = {name: _entry(path, name, info) for name, info in header.items()}
     _check_tiling(path, entries, size - 8 - n)
     return entries, metadata, 8 + n
@@ -225,8 +225,8 @@ def _check_tiling(path, entries: dict, available: int) -> None:
     position, previous = 0, None
     for name, (_, _, begin, end) in sorted(entries.items(), key=lambda kv: kv[1][2:]):
         if begin < position:
-            raise _fail(path, f"tensors {quoted(previous)} and {quoted(name)} overlap in the data (bytes "
-                              f"{begin:,} to {position:,})")
+            raise _fail(path, f"tensors {quoted(previous)} and {quoted(name)} overlap in the "
+                              f"data (bytes {begin:,} to {position:,})")
         if begin > position:
             raise _fail(path, f"a gap of {begin - position:,} unused bytes in the data before "
                               f"tensor {quoted(name)} (at byte {position:,})")
@@ -309,8 +309,8 @@ def _code(name: str, array: np.ndarray) -> str:
     code = _CODES.get(dtype.newbyteorder("=")) if dtype.byteorder != "|" else _CODES.get(dtype)
     if code is None:
         kind = "Python objects" if dtype.hasobject else f"dtype {dtype}"
-        raise WeightsError(f"write_safetensors: {quoted(name)} holds {kind}, which safetensors does "
-                           f"not store (numbers and booleans: "
+        raise WeightsError(f"write_safetensors: {quoted(name)} holds {kind}, which safetensors "
+                           f"does not store (numbers and booleans: "
                            f"{', '.join(str(d) for d in _CODES)})")
     return code
 

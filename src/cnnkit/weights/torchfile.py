@@ -46,9 +46,9 @@ Tensors become NumPy arrays: the dtype from the storage type (float32/64/16, int
 uint8, bool; uint16/32/64 from ``_rebuild_tensor_v3``); bfloat16 becomes float32 (its 16 bits
 shifted left by 16: the top half of a float32, so exactly); shape, strides and offset as saved,
 each checked against the storage's length before any view is made (a shape of at most 32
-dimensions, :data:`~cnnkit.weights.limits.MAX_DIMS`, counted before its sizes are read); each array a fresh
-C-contiguous copy in native byte order. Only the storages of the returned state dict are read
-(a checkpoint's optimizer state is not), each against the memory budget
+dimensions, :data:`~cnnkit.weights.limits.MAX_DIMS`, counted before its sizes are read); each
+array a fresh C-contiguous copy in native byte order. Only the storages of the returned state
+dict are read (a checkpoint's optimizer state is not), each against the memory budget
 (:func:`cnnkit.budget.check_bytes`) and against the size its zip member declares; and before
 any is read, each array's size against the budget, then all of them with their storages (an
 array of stride 0 repeats a stored element, so a file of kilobytes can describe gigabytes).
