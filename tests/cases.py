@@ -29,7 +29,7 @@ CONV2D_CASES = [
     # fast kernel: 1x1, wide stride-1 columns and tight strided ones, non-square throughout
     ("batch5-1x1-3x7", (5, 4, 3, 7), (6, 4, 1, 1), {}),
     ("batch7-3x2-pad-one-axis-wide", (7, 3, 9, 6), (4, 3, 3, 2), dict(pad=(1, 0))),
-    ("batch6-stride-2-3-tight", (6, 2, 11, 8), (3, 2, 3, 2), dict(stride=(2, 3))),
+    ("batch6-stride-2-3-pad-tight", (6, 2, 11, 8), (3, 2, 3, 2), dict(stride=(2, 3), pad=(1, 0))),
 ]
 
 

@@ -14,7 +14,7 @@ pool fails ``test_one_piece_kernels_never_use_the_pool``.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -148,19 +148,6 @@ def _activations(rng, block):
     return compare
 
 
-def _prelu(rng, block):
-    x = away_from_zero(rng, (41, 6, 37, 33))
-    w, dout = rng.uniform(0.05, 0.5, 6), rng.standard_normal(x.shape)
-    with block():
-        out, cache = F.prelu_forward(x, w)
-        grads = F.prelu_backward(dout, cache)
-
-    def compare():
-        t_out, t_grads = oracle.prelu(x, w, dout)
-        _vs_torch([out, *grads], [t_out, *t_grads], ("out", "dx", "dw"), "prelu")
-    return compare
-
-
 def _dropout(rng, block):
     # a shard of rows 113:331 of a batch of 401, 2.3 MB of float64: runs of the shard, not of
     # the batch; the oracle is the whole batch's uniforms
@@ -218,7 +205,9 @@ ONE_PIECE = {
     "leaky_relu": (lambda r: F.leaky_relu_backward(
         r.standard_normal((300, 1093)),
         F.leaky_relu_forward(r.standard_normal((300, 1093)), 0.1)[1])),
-    "prelu": lambda r: _prelu(r, nullcontext),
+    "prelu": lambda r: F.prelu_backward(
+        r.standard_normal((41, 6, 37, 33)),
+        F.prelu_forward(r.standard_normal((41, 6, 37, 33)), r.uniform(0.05, 0.5, 6))[1]),
     "locally_connected2d": lambda r: F.locally_connected2d_backward(
         r.standard_normal((16, 4, 6, 5)),
         F.locally_connected2d_forward(r.standard_normal((16, 3, 8, 6)),
