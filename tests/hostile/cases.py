@@ -1032,9 +1032,50 @@ TEXTS = {"frac": r"$\frac{$", "power": r"$x^$", "money": r"cost $5 and $6", "bac
          "long": "L" * 200 + "$"}
 
 
+TEXTS = {"frac": r"$\frac{$", "power": r"$x^$", "money": r"cost $5 and $6", "backslash": "\\",
+         "underscore": "a_b", "unicode": "Ωμé → ∑ ü", "newline": "two\nlines",
+         "long": "L" * 200 + "$"}
+
+
 def text_cases(tmp: Path, good: Path):
-    """User text (folder, class and file names) that figures and pages show."""
-    yield from ()
+    """User text (folder, class and file names) that figures and pages show: each TEXTS entry
+    as a data folder's name, a class folder's, an npz file's, npz class names and a run name,
+    under train, --resume and report. matplotlib reads "$...$" as math: before, these stopped
+    training after its first epoch (drawing curves.png) with an empty error line."""
+    import contextlib
+
+    from cnnkit.cli import main
+
+    root = tmp / "text"
+    quick = ["--epochs", "1", "--no-progress", "--model", "CONV3-4 -> RELU -> GAP -> FC-3",
+             "--layer-stats", "1"]
+    rng = np.random.default_rng(0)
+    for label, text in TEXTS.items():
+        data = root / label / f"d{text}"
+        for k, name in enumerate((text, "plain", f"x{text}")):
+            (data / name).mkdir(parents=True)
+            for i in range(6):
+                Image.new("RGB", (9, 7), (40 * k, 20 * i, 90)).save(data / name / f"{i}.png")
+        npz = root / label / f"d{text}.npz"
+        np.savez(npz, x=rng.integers(0, 256, (30, 7, 9), dtype=np.uint8), y=np.arange(30) % 3,
+                 classes=np.array([text, "plain", f"x{text}"]))
+        out = str(root / label / "runs")
+        yield "text", f"train-folder-{label}", ["train", "--data", f"folder:{data}", *quick,
+                                                "--out", out, "--name", "folder", "--report"]
+        yield "text", f"train-npz-{label}", ["train", "--data", f"npz:{npz}", *quick, "--out",
+                                             out, "--name", "npz", "--report"]
+        # the run name is in the report's page (one holding "\\" is refused as a run name)
+        yield "text", f"run-name-{label}", ["train", "--data", f"npz:{npz}", *quick, "--out",
+                                            out, "--name", text, "--report"]
+        # a run of the npz (classes named by the text) made now, then resumed and reported;
+        # should it fail, the cases below show how
+        made = root / label / "made"
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            main(["train", "--data", f"npz:{npz}", *quick, "--out", str(made), "--name", "r"])
+        yield "text", f"resume-{label}", ["train", "--resume", str(made / "r" / "checkpoint.npz"),
+                                          "--epochs", "2", "--no-progress"]
+        yield "text", f"report-{label}", ["report", str(made / "r"), "--no-progress", "-o",
+                                          str(root / label / "page.html")]
 
 
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:

@@ -23,6 +23,9 @@ def _labels(y, name: str, num_classes: int) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
+NAME_INCH = 0.07       # about the width of one character of a tick label (8 points)
+
+
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     """(K, K) int64 counts: ``cm[i, j]`` = number of examples of true class i predicted as j.
 
@@ -83,7 +86,10 @@ def plot_confusion_matrix(cm, classes=None, path=None, *, normalize: bool = True
     totals = cm.sum(axis=1, keepdims=True)
     values = cm / np.maximum(totals, 1) if normalize else cm
     side = min(14.0, max(5.0, 0.45 * k + 2.5))
-    fig = new_figure(side + 1.5, side)
+    # room for the names: beside the rows and, turned upright, under the columns
+    longest = max(len(line) for name in names for line in name.split("\n"))
+    margin = NAME_INCH * max(0, longest - 6)
+    fig = new_figure(side + 1.5 + margin, side + margin)
     ax = fig.subplots()
     im = ax.imshow(values, cmap="Blues", vmin=0, vmax=1.0 if normalize else max(cm.max(), 1),
                    interpolation="nearest")

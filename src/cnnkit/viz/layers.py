@@ -86,8 +86,8 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
         p50 = np.array([stats.layers[n]["act_p50"][at] for n in layers], dtype=float)
         p85 = np.array([stats.layers[n]["act_p85"][at] for n in layers], dtype=float)
         std = np.array([stats.layers[n]["act_std"][at] for n in layers], dtype=float)
-        ax_by.errorbar(positions + shift, p50, yerr=np.clip([p50 - p15, p85 - p50], 0, None), fmt="o",
-                       color=colour, capsize=3, markersize=4,
+        ax_by.errorbar(positions + shift, p50, yerr=np.clip([p50 - p15, p85 - p50], 0, None),
+                       fmt="o", color=colour, capsize=3, markersize=4,
                        label=f"{label}: median, 15th-85th percentile")
         ax_by.plot(positions + shift, std, "x", color=colour, label=f"{label}: std")
     if len(layers) <= MOST_NAMED:
