@@ -32,7 +32,7 @@ from cnnkit.data import random_hflip
 from cnnkit.train import Trainer, TrainingInterrupted
 
 EPOCHS, BATCH, IMAGES = 3, 32, 230
-BATCHES = -(-IMAGES // BATCH)                 # 8 a epoch, the last one of 6 images
+BATCHES = -(-IMAGES // BATCH)                 # 8 an epoch, the last one of 6 images
 #: The only values two runs may differ in: wall-clock time.
 TIMING = {("extra", "trainer", "history", "seconds")}
 
@@ -149,7 +149,8 @@ def reference(tmp_path_factory):
 POSITIONS = [(1, 3), (2, 5), (3, 7), (2, 8)]
 
 
-@pytest.mark.parametrize("epoch, batch", POSITIONS, ids=[f"epoch{e}-batch{b}" for e, b in POSITIONS])
+@pytest.mark.parametrize("epoch, batch", POSITIONS,
+                         ids=[f"epoch{e}-batch{b}" for e, b in POSITIONS])
 def test_a_stop_at_any_batch_saves_and_resumes_every_piece_of_state(tmp_path, reference, epoch,
                                                                     batch):
     folder, ref_history = reference
