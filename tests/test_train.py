@@ -195,6 +195,7 @@ def test_a_trainer_part_of_the_wrong_kind_is_one_line_at_construction(part, valu
     assert isinstance(caught.value, ValueError) and "\n" not in str(caught.value)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_non_finite_input_batch_is_named_as_such_not_as_a_learning_rate(bad):
     """The loss is NaN either way; the batch tells a NaN image from a diverging net."""
