@@ -760,6 +760,7 @@ def special_file_cases(tmp: Path, good: Path):
     """FIFOs, devices and sockets where data, images, checkpoints or outputs are named."""
     yield from _special_reads(tmp / "special", good)
     yield from _special_writes(tmp / "special-out", good)
+    yield from _special_folders(tmp / "special-folder")
 
 
 def _special(folder: Path, suffix: str) -> dict:
@@ -832,7 +833,6 @@ def _special_reads(folder: Path, good: Path):
     for kind in ("fifo", "link-zero"):
         cifar = folder / f"cifar-{kind}"
         cifar.mkdir()
-    yield from _special_folders(tmp / "special-folder")
         batch = cifar / "data_batch_1.bin"
         if kind == "fifo":
             os.mkfifo(batch)
@@ -888,6 +888,44 @@ def _special_writes(folder: Path, good: Path):
     yield "special", "train-overwrite-checkpoint-fifo", [
         "train", "--limit", "20", "--epochs", "1", "--no-progress", "--out", str(runs),
         "--name", "r", "--overwrite"]
+
+
+def _special_folders(base: Path):
+    """The folder source given, in a class folder, an image name that is not a regular file
+    (refused in one line, or skipped with --skip-bad, never opened), and a class folder that is
+    a link to a folder outside the dataset (followed, with a note)."""
+    import os
+    import socket
+    import stat
+
+    def dataset(root):
+        for name, colour in (("red", (220, 20, 20)), ("green", (20, 220, 20))):
+            (root / name).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (12, 10), colour).save(root / name / f"{i}.png")
+        return root
+
+    def bound(path):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+
+    makers = {"fifo": os.mkfifo, "dangling-link": lambda p: p.symlink_to(p.parent / "gone"),
+              "link-dev-zero": lambda p: p.symlink_to("/dev/zero"), "socket": bound}
+    if os.geteuid() == 0:
+        makers["device-node"] = lambda p: os.mknod(p, stat.S_IFCHR | 0o666, os.makedev(1, 5))
+    train = ["--model", "CONV3-4 -> FC-2", "--epochs", "1", "--no-progress", "--out",
+             str(base / "runs")]
+    for kind, make in makers.items():
+        root = dataset(base / kind)
+        make(root / "red" / "zz.png")
+        yield "special", f"folder-image-{kind}", ["train", "--data", f"folder:{root}", *train]
+        yield "special", f"folder-image-{kind}-skip-bad", ["train", "--data", f"folder:{root}",
+                                                            *train, "--skip-bad"]
+    linked = dataset(base / "linked")
+    dataset(base / "elsewhere" / "d")
+    (linked / "blue").symlink_to(base / "elsewhere" / "d" / "red")
+    yield "special", "folder-class-linked-outside", ["train", "--data", f"folder:{linked}",
+                                                     *train[2:], "--model", "CONV3-4 -> FC-3"]
 
 
 def nonfinite_cases(tmp: Path, good: Path):
@@ -962,44 +1000,6 @@ def nonfinite_cases(tmp: Path, good: Path):
         for extra in ([], ["--allow-nonfinite"]):
             flag = "/allow" if extra else ""
             yield "nonfinite", f"import/{name}{flag}", [
-def _special_folders(base: Path):
-    """The folder source given, in a class folder, an image name that is not a regular file
-    (refused in one line, or skipped with --skip-bad, never opened), and a class folder that is
-    a link to a folder outside the dataset (followed, with a note)."""
-    import os
-    import socket
-    import stat
-
-    def dataset(root):
-        for name, colour in (("red", (220, 20, 20)), ("green", (20, 220, 20))):
-            (root / name).mkdir(parents=True)
-            for i in range(3):
-                Image.new("RGB", (12, 10), colour).save(root / name / f"{i}.png")
-        return root
-
-    def bound(path):
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(str(path))
-
-    makers = {"fifo": os.mkfifo, "dangling-link": lambda p: p.symlink_to(p.parent / "gone"),
-              "link-dev-zero": lambda p: p.symlink_to("/dev/zero"), "socket": bound}
-    if os.geteuid() == 0:
-        makers["device-node"] = lambda p: os.mknod(p, stat.S_IFCHR | 0o666, os.makedev(1, 5))
-    train = ["--model", "CONV3-4 -> FC-2", "--epochs", "1", "--no-progress", "--out",
-             str(base / "runs")]
-    for kind, make in makers.items():
-        root = dataset(base / kind)
-        make(root / "red" / "zz.png")
-        yield "special", f"folder-image-{kind}", ["train", "--data", f"folder:{root}", *train]
-        yield "special", f"folder-image-{kind}-skip-bad", ["train", "--data", f"folder:{root}",
-                                                            *train, "--skip-bad"]
-    linked = dataset(base / "linked")
-    dataset(base / "elsewhere" / "d")
-    (linked / "blue").symlink_to(base / "elsewhere" / "d" / "red")
-    yield "special", "folder-class-linked-outside", ["train", "--data", f"folder:{linked}",
-                                                     *train[2:], "--model", "CONV3-4 -> FC-3"]
-
-
                 "import", str(path), "--model", "lenet-bn", "-o",
                 str(folder / f"imported{flag.replace('/', '-')}-{name}"), *extra]
     # images and data holding NaN, infinities or nothing
@@ -1025,11 +1025,6 @@ def _special_folders(base: Path):
         yield "nonfinite", f"train-data/{name}", ["train", "--data", f"npz:{path}", "--epochs",
                                                   "1", "--no-progress", "--out",
                                                   str(folder / "runs")]
-
-
-TEXTS = {"frac": r"$\frac{$", "power": r"$x^$", "money": r"cost $5 and $6", "backslash": "\\",
-         "underscore": "a_b", "unicode": "Ωμé → ∑ ü", "newline": "two\nlines",
-         "long": "L" * 200 + "$"}
 
 
 TEXTS = {"frac": r"$\frac{$", "power": r"$x^$", "money": r"cost $5 and $6", "backslash": "\\",
