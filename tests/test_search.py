@@ -300,3 +300,21 @@ def test_errors_of_the_trials_are_one_line_under_python_m(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert_one_line_error(proc.returncode, proc.stderr, "cnnkit search: error: --val-size 500 "
                           "leaves no training images out of 200")
+
+
+def test_files_of_the_users_in_trial_folders_are_never_removed(capsys, tmp_path):
+    """--overwrite clears what cnnkit wrote, and the other trials lose their checkpoints only."""
+    assert search(capsys, tmp_path, "--trials", "2")[0] == 0
+    folder = tmp_path / "s"
+    for trial in ("trial-000", "trial-001"):
+        (folder / trial / "mine.npz").write_bytes(b"the user's")
+    (folder / "trial-007").mkdir()
+    (folder / "trial-007" / "notes.txt").write_text("kept")
+    code, _, err, folder, report = search(capsys, tmp_path, "--trials", "2", "--overwrite")
+    assert code == 0, err
+    for trial in ("trial-000", "trial-001"):
+        assert (folder / trial / "mine.npz").read_bytes() == b"the user's"
+    assert (folder / "trial-007" / "notes.txt").read_text() == "kept"
+    loser = next(t["folder"] for t in report["trials"] if t["index"] != report["best"])
+    assert not (folder / loser / "model.npz").exists()
+    assert not (folder / loser / "checkpoint.npz").exists()

@@ -28,10 +28,11 @@ import numpy as np
 
 from . import nn
 from .checks import as_float_array, check_example_shape
+from .errors import UsageError
 from .nn import brief
 from .nn.facts import last_out
 
-__all__ = ["fully_convolutional", "output_stride", "score_map_size", "sliding_scores",
+__all__ = ["fully_convolutional", "output_stride", "score_map_size", "sliding_scores", "explain",
            "inexact_reasons", "converted_is_exact"]
 
 
@@ -395,3 +396,31 @@ def converted_is_exact(model) -> bool:
     no padding in the conv/pool part, batch norm and dropout in eval mode (see
     :func:`inexact_reasons`)."""
     return not inexact_reasons(model)
+
+
+def explain(model, converted, input_shape, image_shape=None) -> list[str]:
+    """What ``cnnkit convert`` says of a conversion: the converted layers, the output stride,
+    the score map's size on an image of ``image_shape`` (C, H, W) when given, and whether the
+    score map is exact or approximate (:func:`inexact_reasons`).
+
+    Raises ValueError when ``image_shape`` has other channels than the net takes."""
+    shape = tuple(input_shape)
+    sh, sw = output_stride(model, shape)
+    out = [f"input {'x'.join(map(str, shape))} (CxHxW); the FC layers become convolutions:"]
+    out += [f"  {i:>3}  {brief(layer)}" for i, layer in enumerate(converted)]
+    out.append(f"output stride {sh}x{sw}: score map[i, j] holds the scores of the "
+               f"{shape[1]}x{shape[2]} crop at (i*{sh}, j*{sw})")
+    if image_shape:
+        if image_shape[0] != shape[0]:
+            raise UsageError(f"--image has {image_shape[0]} channels, the net takes {shape[0]}")
+        h, w = score_map_size(converted, image_shape)
+        out.append(f"on a {'x'.join(map(str, image_shape))} image: a {h}x{w} score map "
+                   f"(({image_shape[1]} - {shape[1]})/{sh} + 1 = {h}) in one forward pass")
+    reasons = inexact_reasons(model)
+    if not reasons:
+        return out + ["exact: the score map equals the original net run on every crop"]
+    out.append("approximate, not exact, at every crop position:")
+    out += [f"  - {reason}" for reason in reasons[:3]]
+    if len(reasons) > 3:
+        out.append(f"  - and {len(reasons) - 3} more layers like these")
+    return out

@@ -391,11 +391,13 @@ def _best(results: list[dict]) -> dict | None:
 
 
 def _keep_best(folder: Path, results: list[dict], best: dict | None) -> Path | None:
-    """Delete the ``.npz`` files of every trial but ``best``, and link (or copy) its model.npz
-    to ``folder/best.npz``; returns that path (None without a best)."""
+    """Delete the checkpoints of every trial but ``best`` (the two files cnnkit wrote there,
+    nothing else), and link (or copy) its model.npz to ``folder/best.npz``; returns that path
+    (None without a best)."""
     for result in results:
         if best is None or result["index"] != best["index"]:
-            for path in (folder / result["folder"]).glob("*.npz"):
+            trial = RunFolder(folder / result["folder"])
+            for path in (trial.checkpoint, trial.model):
                 path.unlink(missing_ok=True)
     target = folder / BEST
     if best is None:
@@ -414,11 +416,17 @@ def _keep_best(folder: Path, results: list[dict], best: dict | None) -> Path | N
 
 
 def _clear_old_search(folder: Path) -> None:
-    """What an earlier search left in ``folder`` (with overwrite): its trial folders,
-    search.json and best.npz."""
+    """What an earlier search left in ``folder`` (with overwrite): search.json, best.npz, and in
+    each trial folder the files cnnkit writes there (a run folder's and result.json), then the
+    folder itself when that empties it. A file of the user's stays, and its folder with it."""
     for entry in folder.iterdir():
-        if entry.is_dir() and _TRIAL.fullmatch(entry.name):
-            shutil.rmtree(entry)
+        if _TRIAL.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            for name in (*RunFolder.FILES, RESULT):
+                (entry / name).unlink(missing_ok=True)
+            try:
+                entry.rmdir()
+            except OSError:            # it holds something cnnkit did not write
+                pass
     for name in (SEARCH_JSON, BEST):
         (folder / name).unlink(missing_ok=True)
 

@@ -67,6 +67,24 @@ class Profile:
     output: np.ndarray = field(repr=False)
     dx: np.ndarray | None = field(repr=False)
 
+    def lines(self, update: str = "update") -> list[str]:
+        """The table ``cnnkit time`` prints: a row per layer, then the totals and the images a
+        second of training steps (``update`` names the optimizer in the totals line)."""
+        width = max(5, *(len(r.layer) for r in self.rows))
+        name_width = max(4, *(len(r.name) for r in self.rows))
+        out = [f"  {'#':>3}  {'name':<{name_width}}  {'layer':<{width}}  {'output':<18}"
+               f"{'forward ms':>11}{'backward ms':>13}"]
+        for r in self.rows:
+            out.append(f"  {r.index:>3}  {r.name:<{name_width}}  {r.layer:<{width}}  "
+                       f"{str(r.output_shape):<18}{r.forward_ms:>11.3f}{r.backward_ms:>13.3f}")
+        batch = self.input_shape[0]
+        step = f"training step {self.step_ms:.3f} ms ({batch / (self.step_ms * 1e-3):,.0f} " \
+               f"images/s)"
+        out.append(f"forward {self.forward_ms:.3f} ms, backward {self.backward_ms:.3f} ms, "
+                   + (f"{update} {self.update_ms:.3f} ms; " if self.update_ms is not None
+                      else "") + step)
+        return out
+
     def to_dict(self) -> dict:
         return {"input_shape": list(self.input_shape), "iterations": self.iterations,
                 "warmup": self.warmup, "layers": [r.to_dict() for r in self.rows],

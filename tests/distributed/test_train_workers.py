@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,7 +176,9 @@ def test_a_stop_signal_stops_every_rank_after_the_same_batch_and_rank_0_saves(
     out, err = process.communicate(timeout=60)
     assert process.returncode == status, err
     lines = mpi.error_lines(err)
-    assert len(lines) == 1 and lines[0].startswith(f"cnnkit train: {said} in epoch "), lines
+    # in an epoch, or between two (on a quiet machine an epoch of 20,000 images takes 2-3 s)
+    assert len(lines) == 1 and re.match(f"cnnkit train: {said} (in|after) epoch ", lines[0]), \
+        lines
     assert "resume with: cnnkit train --resume" in lines[0] and "; saved " in lines[0]
     assert "Ctrl-C" not in out                  # MPICH's own note is held back
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.npz")

@@ -34,7 +34,7 @@ from ..monitor import LayerStats
 from ..nn import Module
 from ..optim import OPTIMIZERS, CosineLR, ExponentialLR, StepLR, make_optimizer
 from ..parallel import get_num_threads, num_threads
-from ..runs import claim_run_folder
+from ..runs import check_folder_name, claim_run_folder
 from ..summary import check_memory, eval_batch_size
 from ..train import Trainer, TrainingInterrupted, evaluate
 from ..weights import load_weights
@@ -134,6 +134,8 @@ def train(config: RunConfig, data=None, model=None, *, given=frozenset(), classe
 def _settled(config: RunConfig, given, data, model):
     """(the run's settings, the loaded checkpoint and folder of the run being resumed, or None
     and None): from the keywords, or from the checkpoint of ``resume``."""
+    if config.name is not None and config.resume is None:
+        check_folder_name(config.name)        # before the data is opened, not at the claim
     if config.report and config.out is None and config.resume is None:
         raise UsageError("report=True writes report.html in the run folder; give out= (or "
                          "call run.report(path) on the Run fit returns)")

@@ -11,11 +11,9 @@ from .. import parallel
 from .._atomic import atomic_write_text
 from ..app.inputs import short
 from ..checkpoint import save_checkpoint
-from ..convert import fully_convolutional, inexact_reasons, output_stride, score_map_size
-from ..errors import UsageError
+from ..convert import explain, fully_convolutional, output_stride
 from ..gradcheck import check_named_model
 from ..models import resolve_model
-from ..nn import brief
 from ..optim import OPTIMIZERS, Adam
 from ..summary import check_memory, format_layers, format_notes, summarize
 from ..timing import time_layers
@@ -136,32 +134,11 @@ def convert(args) -> int:
                                                    weights=bool(args.output))
     model.eval()
     converted = fully_convolutional(model, shape)
-    sh, sw = output_stride(model, shape)
-    print(f"cnnkit convert {label}: input {'x'.join(map(str, shape))} (CxHxW); the FC layers "
-          f"become convolutions:")
-    for i, layer in enumerate(converted):
-        print(f"  {i:>3}  {brief(layer)}")
-    print(f"output stride {sh}x{sw}: score map[i, j] holds the scores of the "
-          f"{shape[1]}x{shape[2]} crop at (i*{sh}, j*{sw})")
-    if args.image:
-        if args.image[0] != shape[0]:
-            raise UsageError(f"--image has {args.image[0]} channels, the net takes {shape[0]}")
-        h, w = score_map_size(converted, args.image)
-        print(f"on a {'x'.join(map(str, args.image))} image: a {h}x{w} score map "
-              f"(({args.image[1]} - {shape[1]})/{sh} + 1 = {h}) in one forward pass")
-    reasons = inexact_reasons(model)
-    if reasons:
-        print("approximate, not exact, at every crop position:")
-        for reason in reasons[:3]:
-            print(f"  - {reason}")
-        if len(reasons) > 3:
-            print(f"  - and {len(reasons) - 3} more layers like these")
-    else:
-        print("exact: the score map equals the original net run on every crop")
+    print(f"cnnkit convert {label}: " + "\n".join(explain(model, converted, shape, args.image)))
     if args.output:
         kept = {k: v for k, v in original.items() if k not in ("input_shape", "settings")}
         metadata = {**kept, "converted_from": label, "crop_shape": list(shape),
-                    "output_stride": [sh, sw]}
+                    "output_stride": list(output_stride(model, shape))}
         print(f"wrote {save_checkpoint(args.output, converted, extra={'metadata': metadata})}")
     return 0
 
@@ -187,16 +164,7 @@ def time(args) -> int:
           f"{model.num_parameters():,} parameters; median of {args.iterations} passes after "
           f"{args.warmup} warm-up; {threads} thread{'s' if threads != 1 else ''} (BLAS "
           f"{'unknown' if blas is None else blas} inside the kernels)")
-    width = max(len(r.layer) for r in prof.rows)
-    name_width = max(4, *(len(r.name) for r in prof.rows))
-    print(f"  {'#':>3}  {'name':<{name_width}}  {'layer':<{width}}  {'output':<18}"
-          f"{'forward ms':>11}{'backward ms':>13}")
-    for r in prof.rows:
-        print(f"  {r.index:>3}  {r.name:<{name_width}}  {r.layer:<{width}}  "
-              f"{str(r.output_shape):<18}{r.forward_ms:>11.3f}{r.backward_ms:>13.3f}")
-    print(f"forward {prof.forward_ms:.3f} ms, backward {prof.backward_ms:.3f} ms, Adam update "
-          f"{prof.update_ms:.3f} ms; training step {prof.step_ms:.3f} ms "
-          f"({args.batch / (prof.step_ms * 1e-3):,.0f} images/s)")
+    print("\n".join(prof.lines(update="Adam update")))
     if args.json:
         report = {"model": name, "batch": args.batch, "dtype": args.dtype, "threads": threads,
                   "blas_threads": blas, "parameters": model.num_parameters(), **prof.to_dict()}

@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import signal
 import stat
 import time
 from collections import Counter
@@ -46,6 +47,7 @@ import numpy as np
 from .._progress import Bar
 from ..budget import check_bytes
 from ..files import regular_file
+from ..interrupts import STOP_SIGNALS
 from . import cache
 from .cache import CACHE_VERSION, CacheEntry, cache_folder
 from .errors import DataError
@@ -244,10 +246,10 @@ _PROCESSES_FROM = 4096  # fewer images than this are decoded in this process: a 
 
 
 def _ignore_interrupt():
-    """Workers leave Ctrl-C to the main process, which cancels the work and cleans up."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Workers leave Ctrl-C, SIGTERM and SIGHUP to the main process, which cancels the work and
+    cleans up (a group signal, as `timeout` sends, reaches the workers too)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _decode_range(target: str, offset: int, start: int, paths: list, shape: tuple,

@@ -24,6 +24,7 @@ import numpy as np
 from .. import nn
 from ..budget import check_bytes
 from ..checkpoint import load_checkpoint
+from ..errors import UsageError
 from ..nn.module import building_shapes_only, shapes_only
 from . import spec
 from .blocks import basic_block, conv_unit, inception
@@ -390,7 +391,7 @@ def default_model_for(image_shape) -> str:
     if shape not in DATA_DEFAULTS:
         known = ", ".join(f"{name} for {'x'.join(map(str, s))}"
                           for s, name in DATA_DEFAULTS.items())
-        raise ValueError(f"no default net for {'x'.join(map(str, shape))} images (there is "
+        raise UsageError(f"no default net for {'x'.join(map(str, shape))} images (there is "
                          f"{known}); choose one with --model, a zoo name or a spec such as "
                          f"\"CONV3-32 -> RELU -> POOL2 -> FC-10\", or resize the images with "
                          f"--input")
@@ -409,7 +410,7 @@ def canonical_name(name: str) -> str:
                "lenet-5": "lenet5", "three-layer": "three-layer-convnet"}
     key = aliases.get(key, key)
     if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or give "
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or give "
                          f"a spec such as \"INPUT[1x28x28] -> CONV5-6 -> RELU -> POOL2 -> FC-10\"")
     return key
 
@@ -489,16 +490,16 @@ def resolve_model(text: str, input_shape=None, rng=None, *, weights: bool = True
     that is none of these, or a checkpoint that records no input volume and is given none."""
     if is_checkpoint(text):
         if num_classes is not None:
-            raise ValueError("--num-classes applies to a zoo model, not a checkpoint")
+            raise UsageError("--num-classes applies to a zoo model, not a checkpoint")
         ckpt = load_checkpoint(text)
         metadata = ckpt.extra.get("metadata", {})
         recorded = metadata.get("input_shape")
         shape = input_shape or (tuple(recorded) if recorded else None)
         if shape is None:
-            raise ValueError(f"{text} does not record its input volume; pass --input CxHxW")
+            raise UsageError(f"{text} does not record its input volume; pass --input CxHxW")
         return ckpt.build_model(), tuple(shape), text, metadata
     if num_classes is not None and spec.is_spec(text):
-        raise ValueError("--num-classes applies to a zoo model; a spec's last FC-n sets its own")
+        raise UsageError("--num-classes applies to a zoo model; a spec's last FC-n sets its own")
     with shapes_only() if not weights else contextlib.nullcontext():
         model, shape = build_model(text, input_shape, rng=rng, num_classes=num_classes)
     return model, shape, spec.describe(text) if spec.is_spec(text) else canonical_name(text), {}
