@@ -47,11 +47,13 @@ uint8, bool; uint16/32/64 from ``_rebuild_tensor_v3``); bfloat16 becomes float32
 shifted left by 16: the top half of a float32, so exactly); shape, strides and offset as saved,
 each checked against the storage's length before any view is made (a shape of at most 32
 dimensions, :data:`~cnnkit.weights.limits.MAX_DIMS`, counted before its sizes are read); each
-array a fresh C-contiguous copy in native byte order. Only the storages of the returned state
-dict are read (a checkpoint's optimizer state is not), each against the memory budget
-(:func:`cnnkit.budget.check_bytes`) and against the size its zip member declares; and before
-any is read, each array's size against the budget, then all of them with their storages (an
-array of stride 0 repeats a stored element, so a file of kilobytes can describe gigabytes).
+array a fresh C-contiguous copy in native byte order, except a view that repeats its elements
+along an axis (stride 0, ``torch.expand``): as torch loads it, a read-only broadcast of a copy of
+its distinct elements, since a file of kilobytes can describe gigabytes of them. Only the
+storages of the returned state dict are read (a checkpoint's optimizer state is not), each
+against the memory budget (:func:`cnnkit.budget.check_bytes`) and against the size its zip
+member declares; and before any is read, each array's size against the budget, then all of them
+with their storages.
 """
 
 from __future__ import annotations
@@ -716,27 +718,36 @@ class _LegacyStorages:
         return data
 
 
+def _stored_shape(t: _Tensor) -> tuple:
+    """``t``'s shape with every axis it repeats (stride 0, as ``torch.expand`` makes) as 1: the
+    shape of the distinct elements it holds."""
+    return tuple(1 if s == 0 and n > 1 else n for n, s in zip(t.shape, t.strides))
+
+
 def _array(t: _Tensor, raw: bytes, big: bool) -> np.ndarray:
     """A fresh C-contiguous native-order copy of the tensor ``t`` in ``raw`` (its storage's
-    bytes, whose bounds :func:`_tensor` checked)."""
+    bytes, whose bounds :func:`_tensor` checked). A tensor that repeats its elements along an
+    axis (stride 0) comes back as a read-only broadcast of a copy of its distinct elements, as
+    torch itself loads it (a view): an 80 KB file of such views would otherwise take gigabytes
+    before anything could tell it does not fit the net. ``np.array(a)`` makes it a copy."""
     code, out = _DTYPES[t.dtype]
     itemsize = _itemsize(t.dtype)
     stored = np.dtype(("<", ">")[big] + code)
     if math.prod(t.shape) == 0:
         return np.empty(t.shape, dtype=out)
+    shape = _stored_shape(t)
     start = t.storage.start + t.offset * itemsize
     count = (t.storage.start + t.storage.nbytes - start) // itemsize
     base = np.frombuffer(raw, dtype=stored, count=count, offset=start)
-    strides = tuple(s * itemsize if n > 1 else 0 for n, s in zip(t.shape, t.strides))
-    view = np.lib.stride_tricks.as_strided(base, shape=t.shape, strides=strides,
-                                           writeable=False)
+    strides = tuple(s * itemsize if n > 1 else 0 for n, s in zip(shape, t.strides))
+    view = np.lib.stride_tricks.as_strided(base, shape=shape, strides=strides, writeable=False)
     if t.dtype == "bfloat16":
         array = (np.array(view, dtype=np.uint32, order="C") << 16).view(np.float32)
     else:
         array = np.array(view, dtype=out, order="C", copy=True)   # bool: nonzero bytes -> True
     if t.neg:
         np.negative(array, out=array)
-    return array
+    return array if shape == t.shape else np.broadcast_to(array, t.shape)
 
 
 def _arrays(state: dict, storages, big: bool, where: str) -> dict:
@@ -744,16 +755,16 @@ def _arrays(state: dict, storages, big: bool, where: str) -> dict:
     after its last tensor), after checking against the memory budget what each array will
     take, then what all of them and their storages take, before anything is read or copied.
 
-    An array can take far more than the file holds: a view whose stride is 0 repeats one stored
-    element along that axis, and is copied out whole. So each tensor's own size is checked, and
-    the message names the tensor and how few of its elements are stored."""
+    A view whose stride is 0 repeats one stored element along that axis: only its distinct
+    elements are copied (:func:`_array`), and they are what is counted; each tensor's own size
+    is checked, and the message names the tensor and how few of its elements are stored."""
     uses: dict[str, int] = {}
     needed, largest = 0, (-1, "")
     for name, t in state.items():
         if t.storage.key not in uses:
             needed += t.storage.root_nbytes
         uses[t.storage.key] = uses.get(t.storage.key, 0) + 1
-        nbytes = math.prod(t.shape) * np.dtype(_DTYPES[t.dtype][1]).itemsize
+        nbytes = math.prod(_stored_shape(t)) * np.dtype(_DTYPES[t.dtype][1]).itemsize
         check_bytes(nbytes, f"tensor {_clean(repr(name), 80)} of {where} ({_described(t)})")
         needed += nbytes
         if nbytes > largest[0]:
