@@ -1,0 +1,4 @@
+# %% [markdown]
+# # 01_layers
+#
+# (placeholder: being written)

@@ -1,0 +1,4 @@
+# %% [markdown]
+# # 02_course_path
+#
+# (placeholder: being written)

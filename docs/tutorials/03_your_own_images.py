@@ -1,0 +1,4 @@
+# %% [markdown]
+# # 03_your_own_images
+#
+# (placeholder: being written)

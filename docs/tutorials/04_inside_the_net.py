@@ -1,0 +1,4 @@
+# %% [markdown]
+# # 04_inside_the_net
+#
+# (placeholder: being written)

@@ -1,0 +1,4 @@
+# %% [markdown]
+# # 05_architectures
+#
+# (placeholder: being written)

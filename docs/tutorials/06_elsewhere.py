@@ -1,0 +1,4 @@
+# %% [markdown]
+# # 06_elsewhere
+#
+# (placeholder: being written)

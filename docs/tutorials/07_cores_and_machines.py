@@ -1,0 +1,4 @@
+# %% [markdown]
+# # 07_cores_and_machines
+#
+# (placeholder: being written)
