@@ -231,6 +231,8 @@ def search(*, trials: int, lr=(1e-4, 1e-2), weight_decay=0.0, epochs: int = 2,
            **settings) -> SearchResult:
     """Random search of the learning rate and weight decay (see the module docstring).
 
+    Under ``mpiexec -n P`` trial i runs on rank i mod P and every rank returns the result.
+
     Parameters
     ----------
     trials : trials per round
@@ -244,8 +246,6 @@ def search(*, trials: int, lr=(1e-4, 1e-2), weight_decay=0.0, epochs: int = 2,
     threads : cnnkit's threads in each process (default: the cores, shared among the ranks)
     **settings : the run's other settings, passed to every trial (:data:`PASSED_THROUGH`:
         ``data``, ``model``, ``batch_size``, ``optimizer``, ``limit``, ...)
-
-    Under ``mpiexec -n P`` trial i runs on rank i mod P and every rank returns the result.
 
     Raises
     ------

@@ -171,6 +171,11 @@ def _no_request() -> None:
 class Trainer:
     """Train a model with an optimizer on in-memory arrays.
 
+    The history (``fit``'s result, also ``trainer.history``) holds per epoch "epoch",
+    "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds" and "iterations" (the
+    mini-batches trained by the end of the epoch), and per iteration "batch_loss" (each
+    mini-batch's loss, the curve the course plots beside the per-epoch one).
+
     Parameters
     ----------
     model : ``cnnkit.nn.Module`` producing (N, num_classes) scores
@@ -200,11 +205,6 @@ class Trainer:
         ``batch_size`` (which the ranks must divide), with the gradients, the epoch's loss and
         accuracy and the validation summed over the ranks. Give the progress bar, the log and
         the checkpoint to one rank (rank 0).
-
-    The history (``fit``'s result, also ``trainer.history``) holds per epoch "epoch",
-    "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds" and "iterations" (the
-    mini-batches trained by the end of the epoch), and per iteration "batch_loss" (each
-    mini-batch's loss, the curve the course plots beside the per-epoch one).
 
     Examples
     --------
