@@ -1,13 +1,50 @@
 """The progress bar every command shares: tqdm's when it is wanted and installed, else silent.
 
-``tqdm.auto`` draws a widget in a Jupyter notebook and text on a terminal. With ``disable=None``
-tqdm draws nothing when stderr is not a terminal (a log file, a pipe), so logs stay clean. A bar
-is a nicety: a missing tqdm never stops the work.
+On a terminal the bar is tqdm's text bar on stderr. In a Jupyter notebook it is tqdm's widget
+when ipywidgets is installed, else the same text bar, written to the cell's stderr output (the
+notebook redraws it in place). The choice is made here rather than by ``tqdm.auto``, which
+without ipywidgets warns ("IProgress not found") before falling back to text. A bar that is
+only wanted on a terminal (``only_on_terminal``) draws nothing when stderr is not one (a log
+file, a pipe, a notebook), so logs stay clean. A bar is a nicety: a missing tqdm never stops
+the work.
 """
 
 from __future__ import annotations
 
-__all__ = ["Bar"]
+import importlib.util
+import sys
+
+__all__ = ["Bar", "in_notebook"]
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter (IPython kernel) session."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:     # an IPython too old or too odd to ask: treat it as not a notebook
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _tqdm_class():
+    """The tqdm class to draw with: the notebook widget in Jupyter when ipywidgets is
+    importable, else the text bar; None without tqdm."""
+    try:
+        from tqdm.std import tqdm
+    except ImportError:
+        return None
+    if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+        try:
+            from tqdm.notebook import IProgress
+            from tqdm.notebook import tqdm as notebook_tqdm
+        except ImportError:
+            return tqdm
+        if IProgress is not None:          # None: an ipywidgets tqdm cannot use
+            return notebook_tqdm
+    return tqdm
 
 
 class Bar:
@@ -24,9 +61,8 @@ class Bar:
         self.bar = None
         if not enabled:
             return
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
+        tqdm = _tqdm_class()
+        if tqdm is None:
             return
         self.bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=False,
                         dynamic_ncols=True, disable=None if only_on_terminal else False)

@@ -36,12 +36,11 @@ did at the epoch's end.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from ._progress import Bar
+from ._progress import Bar, in_notebook
 
 __all__ = ["Callback", "CallbackList", "EarlyStopping", "EpochLog", "LambdaCallback",
            "ModelCheckpoint", "ProgressBar", "in_notebook"]
@@ -54,27 +53,43 @@ class Callback:
     model = None
 
     def set_trainer(self, trainer) -> None:
+        """Called by the Trainer before training: keeps ``trainer`` and its model as
+        ``self.trainer`` and ``self.model``."""
         self.trainer, self.model = trainer, trainer.model
 
     def on_train_begin(self, logs: dict) -> None:
+        """At the start of ``fit``; ``logs``: ``{"epochs": total epochs}``."""
         pass
 
     def on_train_end(self, logs: dict) -> None:
+        """At the end of ``fit``, also after an error or a stop; ``logs``: ``{"epochs",
+        "completed"}`` (whether every epoch ran)."""
         pass
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
+        """Before epoch ``epoch`` (0-based); ``logs``: ``{"num_batches", "batch"}`` (the
+        batch it starts at: not 0 on a resumed epoch)."""
         pass
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        """After epoch ``epoch`` (0-based); ``logs``: its "train_loss", "train_acc",
+        "val_loss", "val_acc" (with validation data), "lr" and "seconds"."""
         pass
 
     def on_batch_begin(self, batch: int, logs: dict) -> None:
+        """Before mini-batch ``batch`` of the epoch; ``logs``: ``{"iteration" (1-based, over
+        the run), "num_batches"}``."""
         pass
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
+        """After mini-batch ``batch``'s update; ``logs``: its "loss", "acc" and "size",
+        "iteration" and "num_batches"."""
         pass
 
     def on_interrupt(self, consistent: bool) -> str | None:
+        """On a stop signal: ``consistent`` says whether the weights, optimizer and position
+        agree (between batches), so saving now is safe. Returns what it did (a phrase such
+        as "saved PATH") or None."""
         return None
 
     def state_dict(self) -> dict | None:
@@ -123,30 +138,37 @@ class CallbackList:
         return len(self.callbacks)
 
     def set_trainer(self, trainer) -> None:
+        """Give every callback the trainer (``Callback.set_trainer``)."""
         for cb in self.callbacks:
             cb.set_trainer(trainer)
 
     def train_begin(self, logs):
+        """Call every callback's ``on_train_begin``."""
         for cb in self.callbacks:
             cb.on_train_begin(logs)
 
     def train_end(self, logs):
+        """Call every callback's ``on_train_end``."""
         for cb in self.callbacks:
             cb.on_train_end(logs)
 
     def epoch_begin(self, epoch, logs):
+        """Call every callback's ``on_epoch_begin``."""
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, logs)
 
     def epoch_end(self, epoch, logs):
+        """Call every callback's ``on_epoch_end``."""
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)
 
     def batch_begin(self, batch, logs):
+        """Call ``on_batch_begin`` of the callbacks that override it."""
         for cb in self._batch_begin:
             cb.on_batch_begin(batch, logs)
 
     def batch_end(self, batch, logs):
+        """Call ``on_batch_end`` of the callbacks that override it."""
         for cb in self._batch_end:
             cb.on_batch_end(batch, logs)
 
@@ -188,21 +210,10 @@ class CallbackList:
                 raise ValueError(f"the state of callback {key} does not fit it: {err}") from err
 
 
-def in_notebook() -> bool:
-    """True inside a Jupyter (IPython kernel) session."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    try:
-        shell = ipython.get_ipython()
-    except Exception:     # an IPython too old or too odd to ask: treat it as not a notebook
-        return False
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
 class ProgressBar(Callback):
-    """A tqdm bar over each epoch's mini-batches with the running loss, accuracy and images/s;
-    a notebook widget in Jupyter (:class:`cnnkit._progress.Bar`)."""
+    """A tqdm bar over each epoch's mini-batches with the running loss, accuracy and images/s:
+    text on a terminal, and in Jupyter a widget with ipywidgets installed, else text in the
+    cell (:class:`cnnkit._progress.Bar`)."""
 
     def __init__(self):
         self.bar = None
@@ -253,6 +264,7 @@ class EpochLog(Callback):
         self.log = log
 
     def on_epoch_end(self, epoch, logs):
+        """Log the epoch's summary line (losses, accuracies, learning rate, time)."""
         self.log(format_epoch(epoch, self.trainer.epochs, logs))
 
     def __repr__(self):
@@ -268,9 +280,13 @@ class ModelCheckpoint(Callback):
         self.path = Path(path)
 
     def on_epoch_end(self, epoch, logs):
+        """Save the checkpoint (atomically: a stop during the write keeps the previous
+        one)."""
         self.trainer.save(self.path)
 
     def on_interrupt(self, consistent):
+        """Save the checkpoint when the state is consistent; otherwise say that the last one
+        stays."""
         if consistent:
             self.trainer.save(self.path)
             return f"saved {self.path}"
@@ -347,6 +363,8 @@ class EarlyStopping(Callback):
                 else value > self.best + self.min_delta)
 
     def on_epoch_end(self, epoch, logs):
+        """Compare the epoch's ``monitor`` value with the best so far; stop the Trainer
+        after ``patience`` epochs without a better one."""
         if self.monitor not in logs:
             raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which the epoch logs "
                              f"lack (they have {', '.join(logs)}); pass validation data to fit "
@@ -363,11 +381,14 @@ class EarlyStopping(Callback):
             self.trainer.stop_training = True
 
     def on_train_begin(self, logs):
+        """Stop at once a resumed run that had already stopped early."""
         if self._resumed_stopped:
             self._resumed_stopped = False
             self.trainer.stop_training = True
 
     def on_train_end(self, logs):
+        """Put back the best epoch's weights when it stopped early and ``restore_best`` is
+        set."""
         if self.restore_best and self._best_state is not None and self.stopped_epoch is not None:
             self.model.load_state_dict(self._best_state)
 

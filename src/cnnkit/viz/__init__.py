@@ -1,8 +1,22 @@
 """Pictures of what a net does, drawn with matplotlib.
 
 Every function returns its ``matplotlib.figure.Figure`` and writes a PNG only when given a
-``path`` (atomically). None selects or switches the matplotlib backend: see
-:mod:`cnnkit.viz._figure` for where a figure lives.
+``path`` (atomically). None selects or switches the matplotlib backend.
+
+In Jupyter a figure shows the way any value does, exactly once: as the last expression of a
+cell, or through ``IPython.display.display(fig)``; with or without ``matplotlib.pyplot``
+imported, and under ``%matplotlib inline``::
+
+    viz.plot_history(run.history)            # the cell's last expression: shown
+
+    fig = viz.plot_history(run.history)      # assigned: not shown ...
+    fig                                      # ... until it is the last expression
+
+Under the inline backend cnnkit's figures are not pyplot's, so ``plt.show()`` does not show
+them there (``display(fig)`` does). In a script that has imported pyplot under a window backend
+(TkAgg, QtAgg) they are pyplot's, and ``plt.show()`` opens them; without pyplot nothing is ever
+opened, and ``fig.savefig(...)`` or ``path=`` writes them. :mod:`cnnkit.viz._shown` tells the
+why.
 """
 
 from ._figure import close, png_bytes

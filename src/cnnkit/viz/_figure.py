@@ -1,10 +1,13 @@
 """Where every cnnkit figure is made and saved, without touching the user's matplotlib backend.
 
-A figure is a ``matplotlib.figure.Figure``. When the user's program has imported
-``matplotlib.pyplot`` it is made through pyplot, so that ``plt.show()`` and the notebook's inline
-display see it under whatever backend the user chose; otherwise it is a bare ``Figure`` that no
-global registry holds (a script or the command line: no GUI is ever started, nothing leaks, and
-``savefig`` renders with Agg for that one call). Either way no backend is selected or switched.
+A figure is a :class:`cnnkit.viz._shown.Figure`, a ``matplotlib.figure.Figure`` that IPython
+shows as a PNG. It is a bare Figure that no global registry holds (a script, the command line,
+a notebook under the inline backend: nothing leaks, no GUI is ever started, and ``savefig``
+renders with Agg for that one call), except when the program has imported
+``matplotlib.pyplot`` under a backend other than the inline one: then it is made through
+pyplot, so that ``plt.show()`` opens it in a window
+(:func:`cnnkit.viz._shown.pyplot_takes_figures` says when, and why). Either way no backend is
+selected or switched.
 
 Figure text is drawn as written. matplotlib reads ``$...$`` in any text as math (mathtext), and
 under ``rcParams["text.usetex"]`` hands the whole text to LaTeX: a class folder named ``$\frac{$``
@@ -38,10 +41,12 @@ CUT = "\u2026"       # the ellipsis marking a cut
 def new_figure(width: float, height: float):
     """A new, empty Figure of ``width`` x ``height`` inches with constrained layout (titles,
     labels and colour bars never overlap); see the module docstring for where it lives."""
-    if "matplotlib.pyplot" in sys.modules:
+    # matplotlib loads with the first figure, keeping `import cnnkit.viz` cheap
+    from ._shown import Figure, pyplot_takes_figures
+
+    if pyplot_takes_figures():
         import matplotlib.pyplot as plt
-        return plt.figure(figsize=(width, height), constrained_layout=True)
-    from matplotlib.figure import Figure
+        return plt.figure(figsize=(width, height), constrained_layout=True, FigureClass=Figure)
     return Figure(figsize=(width, height), constrained_layout=True)
 
 
@@ -115,7 +120,8 @@ def finish(fig, path=None, dpi: int = DPI):
 
 
 def close(fig) -> None:
-    """Release a figure made by :func:`new_figure` (pyplot keeps those it made until closed)."""
-    if "matplotlib.pyplot" in sys.modules:
+    """Release a figure pyplot holds (one made while pyplot was in use, see the module
+    docstring); a bare figure needs no release, and is left alone."""
+    if getattr(fig.canvas, "manager", None) is not None and "matplotlib.pyplot" in sys.modules:
         import matplotlib.pyplot as plt
         plt.close(fig)
