@@ -1,11 +1,12 @@
 """cnnkit.viz in a real Jupyter kernel: every plot function's Figure shows exactly once (one
-``image/png`` output) as a cell's last expression, without pyplot, with pyplot imported and
-under ``%matplotlib inline``; an assigned figure shows nothing until displayed; the backend is
-the same afterwards; and a training progress bar draws text without ipywidgets and without a
-warning.
+``image/png`` output) as a cell's last expression, without pyplot, with pyplot imported, under
+``%matplotlib inline`` and under Agg; an assigned figure shows nothing until displayed; the
+backend is the same afterwards; and a training progress bar draws text without ipywidgets and
+without a warning.
 
 The notebook is built with nbformat and run by nbclient on an ipykernel whose python is this
-test's own (a kernel spec written for the test), with ``MPLBACKEND`` unset as Jupyter leaves it.
+test's own (a kernel spec written for the test), with ``MPLBACKEND`` unset as Jupyter leaves it;
+a fourth notebook selects Agg, under which pyplot shows nothing itself.
 """
 
 import os
@@ -68,7 +69,8 @@ print("pyplot imported:", "matplotlib.pyplot" in sys.modules)
 
 # what runs before SETUP in each notebook
 PRELUDES = {"no pyplot": "", "pyplot imported": "import matplotlib.pyplot as plt",
-            "inline": "%matplotlib inline"}
+            "inline": "%matplotlib inline",
+            "agg": "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt"}
 
 
 def _kernel_spec(folder):

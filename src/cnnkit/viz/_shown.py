@@ -9,8 +9,10 @@ gives its figures to pyplot (:func:`pyplot_takes_figures`), and each shows once.
 
 Under any other backend a program that has imported pyplot gets its figures through pyplot, so
 that ``plt.show()`` in a script opens them in a window, and an interactive notebook backend
-(``%matplotlib widget``) draws them as it draws its own; a figure pyplot holds is then pyplot's
-to show, and gives IPython no second picture.
+(``%matplotlib widget``) draws them as it draws its own; a figure pyplot holds under an
+interactive backend is then pyplot's to show, and gives IPython no second picture. Under a
+non-interactive one (Agg, chosen with ``matplotlib.use`` or ``MPLBACKEND``) pyplot shows
+nothing, and the figure gives IPython its PNG as a bare one does.
 
 This module imports matplotlib, which takes a noticeable part of a second; it is loaded with the
 first figure, not with :mod:`cnnkit.viz`.
@@ -36,12 +38,26 @@ class Figure(_MatplotlibFigure):
 
     def _repr_png_(self) -> bytes | None:
         """The figure as PNG bytes at its own dpi, for IPython's display; None when pyplot holds
-        the figure (pyplot shows it itself: see the module docstring)."""
-        if self.canvas.manager is not None:
+        the figure under an interactive backend (pyplot shows it itself: see the module
+        docstring)."""
+        if self.canvas.manager is not None and not _non_interactive_backend():
             return None
         buf = io.BytesIO()
         self.savefig(buf, format="png", dpi="figure")
         return buf.getvalue()
+
+
+def _non_interactive_backend() -> bool:
+    """True when matplotlib's backend draws only to files (Agg, SVG, PDF: pyplot never shows a
+    figure under it)."""
+    backend = matplotlib.get_backend().lower()
+    try:
+        from matplotlib.backends import BackendFilter, backend_registry
+    except ImportError:                    # matplotlib before 3.9
+        from matplotlib.rcsetup import non_interactive_bk as builtin
+    else:
+        builtin = backend_registry.list_builtin(BackendFilter.NON_INTERACTIVE)
+    return backend in {name.lower() for name in builtin}
 
 
 def _inline_backend() -> bool:
