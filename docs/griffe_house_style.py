@@ -48,6 +48,18 @@ def house_to_numpy(text: str) -> str:
     return _ROLE.sub(lambda m: f"`{m['target']}`", "\n".join(out))
 
 
+def comment_above(obj) -> str:
+    """The ``#:`` comment lines right above ``obj``'s assignment (Sphinx's docstring of a
+    constant, which the house uses), without their markers; '' when there are none."""
+    if not obj.lineno or obj.filepath is None or isinstance(obj.filepath, list):
+        return ""
+    lines = obj.filepath.read_text(encoding="utf-8").split("\n")[:obj.lineno - 1]
+    comment = []
+    while lines and lines[-1].lstrip().startswith("#:"):
+        comment.insert(0, lines.pop().lstrip()[2:].strip())
+    return "\n".join(comment)
+
+
 def _classes(module):
     """Every class defined in ``module`` and in its submodules (aliases skipped)."""
     for member in module.members.values():
@@ -84,9 +96,23 @@ class HouseStyle(griffe.Extension):
     :func:`inherit_docstrings` once the package is loaded."""
 
     def on_instance(self, *, node, obj, agent, **kwargs) -> None:
-        """Rewrite ``obj``'s docstring before anything parses it (parsing is lazy)."""
-        if obj.docstring is not None and obj.path.startswith("cnnkit"):
+        """Rewrite ``obj``'s docstring before anything parses it (parsing is lazy); an
+        assignment without one takes the ``#:`` comment above it."""
+        if not obj.path.startswith("cnnkit"):
+            return
+        if obj.docstring is None and obj.is_attribute:
+            comment = comment_above(obj)
+            if comment:
+                obj.docstring = griffe.Docstring(comment, lineno=obj.lineno, parent=obj)
+        if obj.docstring is not None:
             obj.docstring.value = house_to_numpy(obj.docstring.value)
+
+    def on_class_members(self, *, cls, **kwargs) -> None:
+        """Keep a class's ``_`` names off the pages: ``__init__`` is merged into the class
+        (``merge_init_into_class``), and ``__repr__`` and the like say nothing a reader needs.
+        (Deleted: the ``public`` flag does not reach the aliases a package re-exports.)"""
+        for name in [n for n in cls.members if n.startswith("_") and n != "__init__"]:
+            cls.del_member(name)
 
     def on_package(self, *, pkg, **kwargs) -> None:
         """Fill the overrides' docstrings from their bases."""

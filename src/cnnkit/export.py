@@ -44,7 +44,9 @@ from .nn.module import Module
 
 __all__ = ["ExportError", "OnnxGraph", "to_onnx", "served_metadata", "DEFAULT_OPSET", "MIN_OPSET"]
 
+#: The ONNX opset ``to_onnx`` writes by default.
 DEFAULT_OPSET = 17
+#: The oldest ONNX opset ``to_onnx`` can write.
 MIN_OPSET = 11          # Pad's pads and Gemm's optional bias as used here; Einsum needs 12
 PROTOBUF_LIMIT = 2 ** 31 - 1 - 2 ** 24    # a ModelProto must serialise below 2 GiB
 _BUG = "a bug in cnnkit's exporter or in a layer's to_onnx"

@@ -36,6 +36,7 @@ from .errors import CnnkitError
 __all__ = ["NonFiniteError", "ALLOW_HINT", "nonfinite", "net_arrays", "nonfinite_arrays",
            "check_arrays", "check_net", "quiet_if"]
 
+#: What an error about NaN or infinite values tells the user to do to go on anyway.
 ALLOW_HINT = "pass --allow-nonfinite (allow_nonfinite=True) to use it anyway"
 
 

@@ -266,10 +266,12 @@ class ModelCheck:
 
     @property
     def worst(self) -> float:
+        """The largest relative error over all the checked parameters (0 with none)."""
         return max(self.errors.values(), default=0.0)
 
     @property
     def passed(self) -> bool:
+        """Whether every relative error is below ``tol``."""
         return self.worst < self.tol
 
     def lines(self) -> list[str]:

@@ -38,6 +38,7 @@ from .nn import activation as _activation
 
 __all__ = ["LayerStats", "PERCENTILES"]
 
+#: The percentiles of each layer's activations that ``LayerStats`` records.
 PERCENTILES = (15, 50, 85)
 _ACTIVATION_STATS = ("act_mean", "act_std", *(f"act_p{q}" for q in PERCENTILES),
                      "out_grad_norm")
@@ -208,6 +209,8 @@ class LayerStats(Callback):
 
     @classmethod
     def load(cls, path) -> "LayerStats":
+        """The statistics a ``save`` wrote to ``path`` (JSON); a damaged file is a
+        ValueError naming it."""
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError, RecursionError) as err:

@@ -24,7 +24,9 @@ import numpy as np
 __all__ = ["DROPOUT_P", "LRN_SIZE", "size", "same_padding", "window", "pool", "fc", "dropout",
            "res", "lrn"]
 
+#: The drop probability of a ``DROPOUT`` token without a number.
 DROPOUT_P = 0.5          # DROPOUT without a number
+#: The window of an ``LRN`` token without a number.
 LRN_SIZE = 5             # LRN without a number
 
 

@@ -49,9 +49,9 @@ from .viz._images import conv_layers
 
 __all__ = ["write_report", "report_html", "TEST_IMAGES"]
 
-# The most test images the page evaluates (spread evenly over the split when it holds more):
-# TEST_IMAGES, or fewer for a large net, so that their forward passes cost about TEST_MACS
-# multiply-adds (seconds in NumPy), but MIN_TEST_IMAGES at least.
+#: The most test images the page evaluates (spread evenly over the split when it holds more):
+#: TEST_IMAGES, or fewer for a large net, so that their forward passes cost about TEST_MACS
+#: multiply-adds (seconds in NumPy), but MIN_TEST_IMAGES at least.
 TEST_IMAGES = 10_000
 TEST_MACS = 10 ** 11
 MIN_TEST_IMAGES = 100

@@ -201,14 +201,23 @@ class RunFolder:
         self._fd = None          # the lock file, open while this object holds it
         self._pid = None         # the process that took it (a forked child does not hold it)
 
+    #: The path of the run's checkpoint.npz (the module docstring says what each file holds).
     checkpoint = property(lambda self: self.path / self.CHECKPOINT)
+    #: The path of model.npz.
     model = property(lambda self: self.path / self.MODEL)
+    #: The path of history.json.
     history = property(lambda self: self.path / self.HISTORY)
+    #: The path of curves.png.
     curves = property(lambda self: self.path / self.CURVES)
+    #: The path of layer_stats.json.
     layer_stats = property(lambda self: self.path / self.LAYER_STATS)
+    #: The path of layer_stats.png.
     layer_stats_plot = property(lambda self: self.path / self.LAYER_STATS_PLOT)
+    #: The path of test.json.
     test = property(lambda self: self.path / self.TEST)
+    #: The path of report.html.
     report = property(lambda self: self.path / self.REPORT)
+    #: The path of train.log.
     log = property(lambda self: self.path / self.LOG)
 
     def weights(self) -> Path | None:

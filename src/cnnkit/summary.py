@@ -43,7 +43,7 @@ from .optim import OPTIMIZERS
 __all__ = ["LayerInfo", "MemoryPart", "Summary", "trace", "summarize", "format_notes",
            "format_layers", "abbreviate", "format_bytes", "OPTIMIZER_SLOTS"]
 
-# Per-parameter state that each update rule keeps besides the value and its gradient.
+#: Per-parameter state that each update rule keeps besides the value and its gradient.
 OPTIMIZER_SLOTS = {name: spec.slots for name, spec in OPTIMIZERS.items()}
 
 
@@ -79,6 +79,7 @@ class LayerInfo:
         return 0 if self.in_place else math.prod(self.out_shape)
 
     def as_dict(self) -> dict:
+        """The row as JSON-able values (a row of what ``cnnkit summary --json`` writes)."""
         return {"name": self.name, "type": None if self.module is None
                 else type(self.module).__name__,
                 "description": "" if self.module is None else brief(self.module),

@@ -42,6 +42,7 @@ class LayerTime:
     backward_ms: float
 
     def to_dict(self) -> dict:
+        """The row as JSON-able values."""
         return {"index": self.index, "name": self.name, "layer": self.layer,
                 "output_shape": list(self.output_shape), "forward_ms": self.forward_ms,
                 "backward_ms": self.backward_ms}
@@ -86,6 +87,8 @@ class Profile:
         return out
 
     def to_dict(self) -> dict:
+        """The whole profile as JSON-able values: its settings, a row per layer and the
+        totals."""
         return {"input_shape": list(self.input_shape), "iterations": self.iterations,
                 "warmup": self.warmup, "layers": [r.to_dict() for r in self.rows],
                 "totals": {"forward_ms": self.forward_ms, "backward_ms": self.backward_ms,

@@ -294,6 +294,8 @@ class Trainer:
         }
 
     def save(self, path=None) -> Path:
+        """Write the checkpoint (weights, optimizer, schedule, position, callbacks' state)
+        to ``path``, by default the Trainer's ``checkpoint``; returns the path."""
         path = Path(path or self.checkpoint)
         return save_checkpoint(path, self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, extra=self.state_dict())

@@ -86,6 +86,7 @@ class Run:
 
     @property
     def test_loss(self) -> float | None:
+        """The test set's mean loss, or None when the run has no test result."""
         return None if self.test is None else float(self.test["loss"])
 
     @property

@@ -30,6 +30,7 @@ from .source import Dataset, from_arrays, register_source
 __all__ = ["read_cifar10_binary", "read_cifar10_python", "load_cifar10", "open_cifar10",
            "RestrictedUnpickler", "CIFAR10_CLASSES"]
 
+#: CIFAR-10's class names, in the order of its labels 0 to 9.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 _RECORD = 1 + 3 * 32 * 32  # 3073 bytes: label, then the (3, 32, 32) image
@@ -79,6 +80,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.path = path
 
     def find_class(self, module, name):
+        """The global a pickle names, only when it is one of ``ALLOWED`` (NumPy's array
+        reconstruction); any other is a DataError, never imported."""
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:

@@ -29,6 +29,7 @@ from .errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "decode_image", "natural_channels", "image_to_array"]
 
+#: The file extensions a folder of images is read for (lower case; matched case-insensitively).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _ORIENTATION = 0x0112   # the EXIF tag of a JPEG's rotation
 _GREY_MODES = ("1", "L", "LA", "I", "F")

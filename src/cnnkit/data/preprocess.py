@@ -23,6 +23,8 @@ from .transforms import normalize, to_float
 
 __all__ = ["FITS", "Preprocessing", "choose_fit"]
 
+#: How images of another size are fitted to the net's input: "auto" chooses, "centre" crops or pads,
+#: "resize" scales.
 FITS = ("auto", "centre", "resize")
 
 

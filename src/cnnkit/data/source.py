@@ -51,14 +51,17 @@ class Images:
 
     @property
     def shape(self) -> tuple:
+        """``(len(self), *image shape)``, as an array of the selected images would have."""
         return (len(self.indices), *self.base.shape[1:])
 
     @property
     def dtype(self):
+        """The stored images' dtype (before preprocessing)."""
         return self.base.dtype
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions of ``shape``."""
         return self.base.ndim
 
     def __getitem__(self, key) -> np.ndarray:
@@ -94,6 +97,7 @@ class Split:
         return len(self.labels)
 
     def subset(self, indices) -> "Split":
+        """The examples at ``indices`` (images and labels), as a new Split."""
         indices = np.asarray(indices, dtype=np.int64)
         return Split(self.images.subset(indices), self.labels[indices])
 
@@ -135,6 +139,7 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (``len(classes)``)."""
         return len(self.classes)
 
     def channel_stats(self) -> tuple[tuple, tuple]:
@@ -284,7 +289,9 @@ def stratified_split(labels, test_size: float, seed: int) -> tuple[np.ndarray, n
 
 # ---------------------------------------------------------------------------- the registry
 
+#: The data sources by name (``--data NAME``), each registered with ``register_source``.
 SOURCES: dict[str, Callable] = {}
+#: The source ``cnnkit train`` trains on when no ``--data`` is given.
 DEFAULT_SOURCE = "mnist"    # what `cnnkit train` trains on when no --data is given
 
 

@@ -18,7 +18,9 @@ __all__ = ["to_float", "normalize", "random_crop", "random_hflip", "Augment",
 #     x = load_mnist("train")[0] / 255.0        # float64, (60000, 28, 28)
 #     MNIST_MEAN, MNIST_STD = x.mean(), x.std()  # over all 47,040,000 pixels; population std
 # (the usual 0.1307 and 0.3081). tests/data/test_mnist.py recomputes them from the data.
+#: The mean pixel value (in [0, 1]) of MNIST's training images.
 MNIST_MEAN = 0.1306604762738429
+#: The standard deviation of MNIST's training pixels (in [0, 1]; population).
 MNIST_STD = 0.30810780385646264
 
 
@@ -231,6 +233,7 @@ class Augment:
 
     @classmethod
     def from_config(cls, config: dict) -> "Augment":
+        """The Augment that ``get_config()`` described."""
         return cls(**config)
 
     def __eq__(self, other):

@@ -225,6 +225,7 @@ class Comm:
 
     @property
     def is_root(self) -> bool:
+        """Whether this process is rank 0."""
         return self.rank == 0
 
     # ------------------------------------------------------------------ collectives

@@ -42,7 +42,8 @@ class Experiment:
         return importlib.import_module(f"{__name__}.{self.module}")
 
 
-# the registry is the one home of the summaries; listing them imports no experiment
+#: The notes' experiments by name: the one home of their summaries (listing them imports
+#: no experiment).
 EXPERIMENTS = {e.name: e for e in (
     Experiment("vanishing-gradients",
                "per-layer gradient norms of a deep sigmoid net against a ReLU net", "vanishing"),

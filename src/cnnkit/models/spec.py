@@ -79,6 +79,8 @@ class SpecError(CnnkitError, ValueError):
 
     @classmethod
     def at(cls, text: str, span: tuple, where: str, reason: str) -> "SpecError":
+        """The error for ``reason`` at ``span`` of ``text``: the message echoes the spec
+        with carets under the offending token."""
         start, end = span
         token = text[start:end]
         head = "spec: " + (f"{token} {where}".strip() + ": " if token or where else "") + reason

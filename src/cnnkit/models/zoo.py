@@ -360,7 +360,7 @@ def resnet20(num_classes: int = 10, in_channels: int = 3, *, width: int = 16,
     return cifar_resnet(20, num_classes, in_channels, width=width, rng=rng)
 
 
-# name -> (builder, input volume (C, H, W) it was designed for)
+#: The zoo: name -> (builder, the input volume (C, H, W) it was designed for).
 MODELS = {
     "lenet-bn": (lenet_bn, (1, 28, 28)),
     "lenet5": (lenet5, (1, 32, 32)),
@@ -373,13 +373,14 @@ MODELS = {
     "resnet20": (resnet20, (3, 32, 32)),
     "convnet-check": (convnet_check, (1, 8, 8)),
 }
+#: The zoo model ``cnnkit train`` builds when neither ``--model`` nor the data's volume chooses one.
 DEFAULT_MODEL = "lenet-bn"
 
-# The net `cnnkit train` picks when no --model is given, by the images' volume (C, H, W):
-# LeNet-BN for MNIST-size digits; ResNet-20 for CIFAR-size images: 91.25% on CIFAR-10 in He et
-# al. 2016 (Table 6) for 0.27M parameters, where the course's three-layer convnet reaches 60-70%.
-# It costs 7x the three-layer net's training step (`cnnkit time`, batch 64, 2 cores: 433 ms
-# against 59 ms, about 5.6 minutes an epoch of CIFAR-10's 50,000 images).
+#: The net `cnnkit train` picks when no --model is given, by the images' volume (C, H, W):
+#: LeNet-BN for MNIST-size digits; ResNet-20 for CIFAR-size images: 91.25% on CIFAR-10 in He et
+#: al. 2016 (Table 6) for 0.27M parameters, where the course's three-layer convnet reaches 60-70%.
+#: It costs 7x the three-layer net's training step (`cnnkit time`, batch 64, 2 cores: 433 ms
+#: against 59 ms, about 5.6 minutes an epoch of CIFAR-10's 50,000 images).
 DATA_DEFAULTS = {(1, 28, 28): "lenet-bn", (3, 32, 32): "resnet20"}
 
 
@@ -399,6 +400,7 @@ def default_model_for(image_shape) -> str:
 
 
 def model_names() -> list[str]:
+    """The zoo's model names (the keys of ``MODELS``)."""
     return list(MODELS)
 
 
@@ -475,6 +477,7 @@ def names_a_file(text: str) -> bool:
 
 
 def is_checkpoint(text: str) -> bool:
+    """Whether a ``--model`` value names a checkpoint file rather than a zoo name or a spec."""
     return text.endswith(".npz") or names_a_file(text)
 
 

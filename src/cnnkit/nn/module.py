@@ -140,14 +140,17 @@ class Parameter:
 
     @property
     def shape(self) -> tuple:
+        """The shape of ``data`` (and of ``grad``)."""
         return self.data.shape
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of ``data`` (and of ``grad``)."""
         return self.data.dtype
 
     @property
     def size(self) -> int:
+        """The number of elements of ``data``."""
         return self.data.size
 
     @classmethod
@@ -267,9 +270,13 @@ class Module(LayerFacts):
                 yield from child.named_parameters(prefix + name + ".")
 
     def parameters(self) -> list[Parameter]:
+        """The parameters of this module and of its descendants, in ``named_parameters``
+        order."""
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(dotted_name, array)`` for every buffer (running statistics), this
+        module's first."""
         for name, b in self._buffers.items():
             yield prefix + name, b
         for name, child in self._modules.items():
@@ -291,6 +298,7 @@ class Module(LayerFacts):
         return [m for _, m in self.named_modules()]
 
     def children(self) -> list["Module"]:
+        """The direct child modules, in registration order."""
         return list(self._modules.values())
 
     def apply(self, fn) -> "Module":
@@ -350,6 +358,8 @@ class Module(LayerFacts):
 
     # ------------------------------------------------------------------ forward / backward
     def forward(self, x):
+        """The output for input ``x``; keeps what ``backward`` needs (each layer says its
+        shapes)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
 
     def backward(self, dout, *, input_grad=True):
@@ -374,17 +384,23 @@ class Module(LayerFacts):
         return cache
 
     def zero_grad(self) -> None:
+        """Set every parameter's ``grad`` to zero (gradients accumulate across backward
+        calls)."""
         for p in self.parameters():
             if not p.is_placeholder:          # a placeholder's gradient is a zero already
                 p.grad[...] = 0
 
     # ------------------------------------------------------------------ modes and dtype
     def train(self, mode: bool = True) -> "Module":
+        """Set ``training`` to ``mode`` on this module and every descendant; returns
+        ``self``."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self) -> "Module":
+        """Evaluation mode (``train(False)``): Dropout passes everything, BatchNorm uses its
+        running statistics."""
         return self.train(False)
 
     def astype(self, dtype) -> "Module":
@@ -475,6 +491,8 @@ class Module(LayerFacts):
                 if isinstance(getattr(m, "rng", None), np.random.Generator)}
 
     def set_rng_states(self, states: dict[str, dict]) -> None:
+        """Restore what ``rng_states`` returned; a name without a module that owns an rng is
+        a RuntimeError."""
         modules = dict(self.named_modules())
         for name, state in states.items():
             if name not in modules or not isinstance(getattr(modules[name], "rng", None),
@@ -496,9 +514,12 @@ class Module(LayerFacts):
 
     @classmethod
     def from_config(cls, config: dict) -> "Module":
+        """The module that ``config`` (from ``config()``) describes, with fresh weights."""
         return cls(**config.get("args", {}))
 
     def extra_repr(self) -> str:
+        """The hyperparameters ``repr`` shows inside the parentheses (non-default ones
+        only)."""
         return ""
 
     def __repr__(self) -> str:
@@ -522,6 +543,7 @@ class HookHandle:
         hooks[self._id] = hook
 
     def remove(self) -> None:
+        """Take the hook off; removing it again does nothing."""
         self._hooks.pop(self._id, None)
 
 

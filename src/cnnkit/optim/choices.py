@@ -31,6 +31,8 @@ class Choice(NamedTuple):
     lr: float
 
 
+#: The optimizers ``--optimizer`` names: each one's builder, its state slots per parameter and its
+#: default learning rate.
 OPTIMIZERS = {
     "sgd": Choice(lambda p, lr, momentum, wd: SGD(p, lr=lr, weight_decay=wd), 0, 0.1),
     "momentum": Choice(lambda p, lr, momentum, wd: SGD(p, lr=lr, momentum=momentum,

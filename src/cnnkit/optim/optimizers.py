@@ -108,6 +108,7 @@ class Optimizer:
     # ------------------------------------------------------------------ hyperparameters
     @property
     def lr(self) -> float:
+        """The learning rate of the next step (a schedule sets it at each epoch)."""
         return self._lr
 
     @lr.setter

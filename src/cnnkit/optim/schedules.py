@@ -40,6 +40,8 @@ class LRSchedule:
         self.optimizer.lr = self.lr
 
     def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based), from the base rate and the
+        hyperparameters."""
         raise NotImplementedError
 
     @property
@@ -54,6 +56,7 @@ class LRSchedule:
         return self.optimizer.lr
 
     def hyper(self) -> dict:
+        """The schedule's hyperparameters by name (what a checkpoint stores)."""
         return {k: getattr(self, k) for k in self._HYPER}
 
     def state_dict(self) -> dict:
