@@ -250,11 +250,13 @@ except cnnkit.CnnkitError as error:
 
 # %%
 def cnnkit_command(*args):
-    """Run `cnnkit ARGS...` in a child process and print what it says."""
+    """Run `cnnkit ARGS...` in a child process and print what it says (an error stops the page)."""
     result = subprocess.run([sys.executable, "-m", "cnnkit", *map(str, args)],
                             capture_output=True, text=True, check=False)
     print("$ cnnkit", " ".join(map(str, args)))
     print((result.stdout + result.stderr).strip())
+    if result.returncode:
+        raise RuntimeError(f"cnnkit {args[0]} exited with status {result.returncode}")
 
 
 cnnkit_command("export", checkpoint, "-o", "from-cli.onnx")
