@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UsageError
 from ._figure import finish, new_figure, set_tick_labels
 from ._images import as_displayable, class_name, grid_shape
 
@@ -11,14 +12,14 @@ from ._images import as_displayable, class_name, grid_shape
 def _labels(y, name: str, num_classes: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ValueError(f"confusion_matrix: {name} must be a vector (N,) of class indices, got "
+        raise UsageError(f"confusion_matrix: {name} must be a vector (N,) of class indices, got "
                          f"shape {y.shape}")
     if y.size and y.dtype.kind not in "iu":
-        raise ValueError(f"confusion_matrix: {name} must hold integer class indices, got "
+        raise UsageError(f"confusion_matrix: {name} must hold integer class indices, got "
                          f"{y.dtype}")
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         bad = y.min() if y.min() < 0 else y.max()
-        raise ValueError(f"confusion_matrix: {name} has class {bad}, out of range for "
+        raise UsageError(f"confusion_matrix: {name} has class {bad}, out of range for "
                          f"{num_classes} classes (0..{num_classes - 1})")
     return y.astype(np.int64, copy=False)
 
@@ -34,18 +35,18 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
 
     Raises
     ------
-    ValueError
+    UsageError
         If the labels are not integer vectors of one length, or a class index is outside
         0..num_classes-1.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
             or num_classes < 1:
-        raise ValueError(f"confusion_matrix: num_classes must be a positive integer, got "
+        raise UsageError(f"confusion_matrix: num_classes must be a positive integer, got "
                          f"{num_classes!r}")
     k = int(num_classes)
     t, p = _labels(y_true, "y_true", k), _labels(y_pred, "y_pred", k)
     if t.shape != p.shape:
-        raise ValueError(f"confusion_matrix: y_true has {t.size} labels but y_pred has "
+        raise UsageError(f"confusion_matrix: y_true has {t.size} labels but y_pred has "
                          f"{p.size}")
     return np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(np.int64)
 
@@ -72,14 +73,14 @@ def plot_confusion_matrix(cm, classes=None, path=None, *, normalize: bool = True
     """
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < 1:
-        raise ValueError(f"plot_confusion_matrix: the matrix must be square (K, K), got shape "
+        raise UsageError(f"plot_confusion_matrix: the matrix must be square (K, K), got shape "
                          f"{cm.shape}")
     if cm.dtype.kind not in "iu" or (cm.size and cm.min() < 0):
-        raise ValueError("plot_confusion_matrix: the matrix must hold counts (non-negative "
+        raise UsageError("plot_confusion_matrix: the matrix must hold counts (non-negative "
                          "integers)")
     k = cm.shape[0]
     if classes is not None and len(classes) != k:
-        raise ValueError(f"plot_confusion_matrix: {len(classes)} class names for a {k}x{k} "
+        raise UsageError(f"plot_confusion_matrix: {len(classes)} class names for a {k}x{k} "
                          f"matrix")
     names = [class_name(classes, i) for i in range(k)]
     acc = per_class_accuracy(cm)
@@ -134,29 +135,29 @@ def plot_misclassified(images, y_true, y_pred, path=None, *, classes=None, proba
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.ndim != 1 or y_true.shape != y_pred.shape or y_true.size != len(images):
-        raise ValueError(f"plot_misclassified: y_true and y_pred must be vectors of one label "
+        raise UsageError(f"plot_misclassified: y_true and y_pred must be vectors of one label "
                          f"per image ({len(images)}), got shapes {y_true.shape} and "
                          f"{y_pred.shape}")
     if getattr(images, "ndim", 4) not in (3, 4):
-        raise ValueError(f"plot_misclassified: images must be (N, H, W) or (N, C, H, W), got "
+        raise UsageError(f"plot_misclassified: images must be (N, H, W) or (N, C, H, W), got "
                          f"shape {np.shape(images)}")
     if max_images < 1:
-        raise ValueError(f"plot_misclassified: max_images must be >= 1, got {max_images}")
+        raise UsageError(f"plot_misclassified: max_images must be >= 1, got {max_images}")
     if probabilities is not None:
         probabilities = np.asarray(probabilities)
         if probabilities.ndim != 2 or len(probabilities) != len(y_true):
-            raise ValueError(f"plot_misclassified: probabilities must be (N, K) with N = "
+            raise UsageError(f"plot_misclassified: probabilities must be (N, K) with N = "
                              f"{len(y_true)}, got shape {probabilities.shape}")
         if y_pred.size and y_pred.max() >= probabilities.shape[1]:
-            raise ValueError(f"plot_misclassified: predicted class {y_pred.max()} is out of "
+            raise UsageError(f"plot_misclassified: predicted class {y_pred.max()} is out of "
                              f"range for {probabilities.shape[1]} classes")
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
         if y.size and y.dtype.kind not in "iu":
-            raise ValueError(f"plot_misclassified: {name} must hold integer class indices, got "
+            raise UsageError(f"plot_misclassified: {name} must hold integer class indices, got "
                              f"{y.dtype}")
         if y.size and (y.min() < 0 or (classes is not None and y.max() >= len(classes))):
             bad = y.min() if y.min() < 0 else y.max()
-            raise ValueError(f"plot_misclassified: {name} has class {bad}, out of range for "
+            raise UsageError(f"plot_misclassified: {name} has class {bad}, out of range for "
                              f"the {len(classes) if classes is not None else 'given'} classes")
     wrong = np.flatnonzero(y_true != y_pred)
     picked = wrong[:max_images]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UsageError
 from ..nn import Module
 from ._figure import finish, name_text, new_figure, set_tick_labels
 from ._images import first_conv, grid_shape, mosaic
@@ -18,10 +19,10 @@ def _weight_of(layer_or_weight) -> tuple[np.ndarray, str]:
         return np.asarray(conv.weight.data), label
     w = np.asarray(layer_or_weight)
     if w.ndim != 4:
-        raise ValueError(f"plot_filters: conv weights must be (F, C, KH, KW), got shape "
+        raise UsageError(f"plot_filters: conv weights must be (F, C, KH, KW), got shape "
                          f"{w.shape}")
     if w.dtype.kind not in "fiu" or w.size == 0:
-        raise ValueError(f"plot_filters: conv weights must be a non-empty array of numbers, got "
+        raise UsageError(f"plot_filters: conv weights must be a non-empty array of numbers, got "
                          f"{w.dtype} of shape {w.shape}")
     return w, "weights"
 
@@ -44,12 +45,12 @@ def plot_filters(layer_or_weight, path=None, *, title: str | None = None,
 
     Raises
     ------
-    ValueError
+    UsageError
         For an array that is not (F, C, KH, KW), or a model without a Conv2d.
     """
     w, label = _weight_of(layer_or_weight)
     if max_filters < 1 or max_channels < 1:
-        raise ValueError(f"plot_filters: max_filters and max_channels must be >= 1, got "
+        raise UsageError(f"plot_filters: max_filters and max_channels must be >= 1, got "
                          f"{max_filters} and {max_channels}")
     f_all, c_all, kh, kw = w.shape
     w = np.asarray(w[:max_filters], dtype=np.float64)

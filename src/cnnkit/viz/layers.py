@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UsageError
 from ..monitor import LayerStats
 from ._figure import finish, name_text, new_figure, set_tick_labels
 
@@ -67,7 +68,7 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
     if isinstance(stats, dict):
         stats = LayerStats.from_dict(stats)
     if not stats.iterations:
-        raise ValueError("LayerStats has no records yet: train with it first")
+        raise UsageError("LayerStats has no records yet: train with it first")
     iterations = np.asarray(stats.iterations)
     layers = list(stats.layers)
     weights = [n for n, rec in stats.params.items()

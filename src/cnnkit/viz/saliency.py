@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UsageError
+from ..nn import Module
 from ._figure import finish, new_figure
-from ._images import as_displayable, class_name, evaluating, net_input, single_input
+from ._images import (as_displayable, class_name, evaluating, net_input, single_input,
+                      unpack_run)
 
 
 def saliency(model, x, target: int | None = None) -> np.ndarray:
@@ -35,7 +38,7 @@ def saliency(model, x, target: int | None = None) -> np.ndarray:
 
     Raises
     ------
-    ValueError
+    UsageError
         If ``x`` is not one input, the net does not give a vector of scores, or ``target`` is
         out of range.
     """
@@ -46,7 +49,7 @@ def saliency(model, x, target: int | None = None) -> np.ndarray:
         with evaluating(model):
             scores = model.forward(x)
             if np.ndim(scores) != 2:
-                raise ValueError(f"saliency: the net must give a vector of class scores per "
+                raise UsageError(f"saliency: the net must give a vector of class scores per "
                                  f"image, got output shape {np.shape(scores)}")
             k = scores.shape[1]
             target = int(np.argmax(scores[0])) if target is None else _checked(target, k)
@@ -61,31 +64,59 @@ def saliency(model, x, target: int | None = None) -> np.ndarray:
 
 def _checked(target, k: int) -> int:
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
-        raise ValueError(f"saliency: target must be a class index, got {target!r}")
+        raise UsageError(f"saliency: target must be a class index, got {target!r}")
     if not 0 <= target < k:
-        raise ValueError(f"saliency: target class {target} is out of range for a net with {k} "
+        raise UsageError(f"saliency: target class {target} is out of range for a net with {k} "
                          f"classes (0..{k - 1})")
     return int(target)
 
 
 def plot_saliency(model, image, path=None, *, target: int | None = None, classes=None,
                   preprocess=None, title: str | None = None):
-    """An image beside its saliency map (:func:`saliency`); returns the Figure (a PNG at
-    ``path`` if given).
+    """An image beside its saliency map (:func:`saliency`).
 
-    ``image`` is a stored image (C, h, w) or (h, w) given to ``preprocess`` (a
-    :class:`cnnkit.data.Preprocessing`), or, without ``preprocess``, the net's input itself.
     The titles name the predicted class with its softmax probability and the class the map is
-    for; ``classes`` gives the class names. The map has the net input's size (after any
-    centring or resizing by ``preprocess``).
+    for. The map has the net input's size (after any centring or resizing by the
+    preprocessing).
+
+    Parameters
+    ----------
+    model : a :class:`cnnkit.nn.Module` giving (N, K) class scores, or a Run
+        (``cnnkit.fit``'s or ``cnnkit.load_run``'s), which brings its net, its class names and
+        the preprocessing of its training data
+    image : one image as stored, uint8 or floats in the units of the training data, (H, W),
+        (H, W, C), (C, H, W) or (1, C, H, W), preprocessed as the training data were (the
+        Run's preprocessing, or ``preprocess``); or, for a bare model without ``preprocess``,
+        the net's input itself: a float (C, H, W) or (1, C, H, W) array, (H, W) for one channel
+    path : write the figure there as a PNG (atomically); None writes nothing
+    target : the class index the map is for; None: the predicted class
+    classes : the class names (by default a Run's, else the class numbers)
+    preprocess : a :class:`cnnkit.data.Preprocessing` (``run.preprocessing``), or a callable
+        taking a batch of stored images (N, C, H, W) to the net's input; overrides a Run's
+    title : the figure's title (by default, what the map is)
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Shown once as a notebook cell's last expression (see :mod:`cnnkit.viz`).
+
+    Raises
+    ------
+    UsageError
+        For an image the net cannot take, in one line saying what it takes (see
+        :func:`plot_activations`); for a net that gives no vector of class scores, and a
+        ``target`` out of range.
     """
     from matplotlib.ticker import MaxNLocator
 
-    x = net_input(image, preprocess, "plot_saliency")
+    if classes is None:
+        classes = getattr(model, "classes", None) if not isinstance(model, Module) else None
+    model, preprocess = unpack_run(model, preprocess)
+    x, shown_image = net_input(model, image, preprocess, "plot_saliency")
     with evaluating(model):
         scores = np.asarray(model.forward(x), dtype=np.float64)
     if scores.ndim != 2:
-        raise ValueError(f"plot_saliency: the net must give a vector of class scores per image, "
+        raise UsageError(f"plot_saliency: the net must give a vector of class scores per image, "
                          f"got output shape {scores.shape}")
     probs = np.exp(scores[0] - scores[0].max())
     probs /= probs.sum()
@@ -94,7 +125,7 @@ def plot_saliency(model, image, path=None, *, target: int | None = None, classes
     smap = saliency(model, x, target)
     fig = new_figure(8.5, 4.2)
     ax_img, ax_map = fig.subplots(1, 2)
-    shown, cmap = as_displayable(image if preprocess is not None else x[0], "plot_saliency")
+    shown, cmap = as_displayable(shown_image, "plot_saliency")
     ax_img.imshow(shown, cmap=cmap, interpolation="nearest")
     ax_img.set_title(f"input; predicted {class_name(classes, predicted)} "
                      f"(p = {probs[predicted]:.2f})", fontsize=10)
