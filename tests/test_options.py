@@ -1,6 +1,6 @@
 """The command line's parser: a value starting with '-' that reads as a number, a range or a
 volume reaches its option's own check, on every command (``cnnkit.cli.options.VALUE_WITH_MINUS``,
-set by ``add_common_options``)."""
+set by ``options.Parser``)."""
 
 import argparse
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
+import reprlib
 import sys
 import time
 
@@ -20,6 +22,7 @@ from ..interrupts import exit_status, interrupted_by, signal_of, stop_signals
 from ..models.spec import SpecError
 from ..train import NonFiniteBatch, TrainingDiverged
 from . import nets, pages, search, train, transfer, use
+from .options import Parser
 
 EXIT_ERROR, EXIT_BROKEN_PIPE = 1, 141
 
@@ -29,14 +32,41 @@ COMMANDS = (train, use, nets, transfer, pages, search)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cnnkit", description="Convolutional networks from first principles in NumPy.",
-        epilog="Run `cnnkit COMMAND --help` for the options of a command.")
+    """The parser of ``cnnkit`` and its commands; building it reads and changes nothing, so the
+    docs generate the command-line reference from it (with :func:`command_parsers`)."""
+    parser = Parser(prog="cnnkit", description="Convolutional networks from first principles "
+                    "in NumPy. Run `cnnkit help COMMAND` for the options of a command.",
+                    examples=("cnnkit train --epochs 2 --name first", "cnnkit help train"))
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parsers(sub)
+    p = sub.add_parser("help", help="the help of a command (as `cnnkit COMMAND --help`)",
+                       description="Print the help of COMMAND (as `cnnkit COMMAND --help` "
+                       "does), or cnnkit's.", examples=("cnnkit help evaluate",))
+    p.add_argument("topic", nargs="?", type=lambda text: _command(parser, text),
+                   metavar="COMMAND", help="a command (default: cnnkit's own help)")
+    p.set_defaults(run=lambda args: (args.topic or parser).print_help() or 0, debug=False,
+                   threads=None, memory_budget=None)
     return parser
+
+
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser of each command of ``parser`` (:func:`build_parser`'s), by name, in the order
+    ``cnnkit --help`` lists them."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _command(parser, text: str) -> argparse.ArgumentParser:
+    """``cnnkit help``'s argument: the parser of the command ``text``, else argparse's one line
+    naming it, with the closest command's name."""
+    commands = command_parsers(parser)
+    if text in commands:
+        return commands[text]
+    close = difflib.get_close_matches(text, commands, n=1)
+    raise argparse.ArgumentTypeError(f"no command {reprlib.repr(text)}; " + (
+        f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(commands)}"))
 
 
 def main(argv=None) -> int:
@@ -52,8 +82,8 @@ def main(argv=None) -> int:
     else:
         args = parser.parse_args(argv)
     if args.command is None:
-        parser.error(f"choose a command: {', '.join(sub for sub in _commands(parser))} (cnnkit "
-                     f"COMMAND --help for its options)")
+        parser.error(f"choose a command: {', '.join(command_parsers(parser))} (cnnkit help "
+                     f"COMMAND for its options)")
     debug, threads_before = args.debug, None
     set_memory_budget(args.memory_budget)
     try:
@@ -97,11 +127,6 @@ def main(argv=None) -> int:
         if threads_before is not None:
             parallel.set_num_threads(threads_before)
         set_memory_budget(None)
-
-
-def _commands(parser) -> list[str]:
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return list(action.choices)
 
 
 def _message(err: BaseException) -> str:

@@ -17,28 +17,19 @@ from ..models import resolve_model
 from ..optim import OPTIMIZERS, Adam
 from ..summary import check_memory, format_layers, format_notes, summarize
 from ..timing import time_layers
-from .options import (
-    NON_NEGATIVE,
-    PASSES,
-    POSITIVE,
-    SEED,
-    VOLUME,
-    Count,
-    Real,
-    add_choice,
-    add_common_options,
-    add_input_option,
-    add_model_argument,
-    typed,
-)
+from .options import (NON_NEGATIVE, PASSES, POSITIVE, SEED, VOLUME, Count, Real, add_choice,
+                      add_common_options, add_input_option, add_model_argument, typed)
 
 DTYPES = ("float32", "float64")
 
 
 def add_parsers(sub) -> None:
+    """Add the parsers of gradcheck, summary, convert and time to ``sub`` (subparsers)."""
     p = sub.add_parser("gradcheck", help="whole-model numerical gradient check in float64",
                        description="Check every parameter's backprop gradient against centred "
-                       "differences, in float64, on a random batch.")
+                       "differences, in float64, on a random batch.",
+                       examples=("cnnkit gradcheck", 'cnnkit gradcheck --model "INPUT[3x8x6] -> '
+                                 'CONV3-4 -> BN -> RELU -> POOL2 -> FC-3" --loss svm'))
     p.add_argument("--model", default="convnet-check", metavar="MODEL",
                    help="a zoo name or a spec (default: %(default)s)")
     add_input_option(p)
@@ -54,7 +45,7 @@ def add_parsers(sub) -> None:
                    default=1e-6, help="pass threshold (default: %(default)s)")
     p.add_argument("--seed", type=SEED, default=0, help="(default: %(default)s)")
     add_common_options(p)
-    p.set_defaults(run=gradcheck)
+    p.set_defaults(run=_gradcheck)
 
     p = sub.add_parser("summary", help="per-layer volumes, memory, parameters and FLOPs (the "
                        "notes' VGG-16 table)",
@@ -62,7 +53,9 @@ def add_parsers(sub) -> None:
                        "parameters and multiply-adds, the totals, and the notes' estimate of the "
                        "memory a training step needs: activations and their gradients, "
                        "parameters with their gradients and the optimizer's caches, the largest "
-                       "im2col buffer. Nothing is run.")
+                       "im2col buffer. Nothing is run.",
+                       examples=("cnnkit summary vgg16 --notes",
+                                 "cnnkit summary runs/first/model.npz --batch 64"))
     add_model_argument(p, checkpoint=True)
     p.add_argument("--batch", type=POSITIVE, default=1,
                    help="batch size of the training estimate (default: %(default)s)")
@@ -72,27 +65,30 @@ def add_parsers(sub) -> None:
                    "(INPUT: [224x224x3] memory: ...)")
     p.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH")
     add_common_options(p)
-    p.set_defaults(run=summary)
+    p.set_defaults(run=_summary)
 
     p = sub.add_parser("convert", help="turn a net's FC layers into convolutions, to slide it "
                        "over larger images",
                        description="FC -> conv conversion (the notes' 224 -> 384 example): the "
                        "first FC over a [C'xH'xW'] volume becomes an H'xW' convolution, the later "
                        "ones 1x1 convolutions, so the net gives a map of class scores over a "
-                       "larger image in one forward pass.")
+                       "larger image in one forward pass.",
+                       examples=("cnnkit convert vgg16 --image 3x384x384", "cnnkit convert "
+                                 "runs/first/model.npz --image 1x56x56 -o runs/first/fcn.npz"))
     add_model_argument(p, checkpoint=True)
     p.add_argument("--image", type=VOLUME, metavar="CxHxW",
                    help="also give the score map's size on an image of this volume")
     p.add_argument("--output", "-o", metavar="PATH",
                    help="save the converted net (weights included) as a checkpoint")
     add_common_options(p)
-    p.set_defaults(run=convert)
+    p.set_defaults(run=_convert)
 
     p = sub.add_parser("time", help="per-layer forward/backward times of a model (Caffe's "
                        "`caffe time`)",
                        description="Time each layer's forward and backward pass (median over "
                        "the passes) on a random batch, then the totals: forward, backward, Adam "
-                       "update, training step.")
+                       "update, training step.",
+                       examples=("cnnkit time lenet-bn --batch 32 --iterations 10 --json t.json",))
     add_model_argument(p)
     p.add_argument("--batch", type=POSITIVE, default=64, help="batch size (default: %(default)s)")
     p.add_argument("--iterations", type=PASSES, default=50,
@@ -103,10 +99,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", metavar="PATH", help="also write the table as JSON to PATH")
     p.add_argument("--seed", type=SEED, default=0, help="(default: %(default)s)")
     add_common_options(p)
-    p.set_defaults(run=time)
+    p.set_defaults(run=_time)
 
 
-def gradcheck(args) -> int:
+def _gradcheck(args) -> int:
     result = check_named_model(args.model, args.input, batch=args.batch, loss=args.loss,
                                reg=args.reg, num_checks=args.num_checks, eval_mode=args.eval,
                                tol=args.tol, seed=args.seed)
@@ -114,7 +110,7 @@ def gradcheck(args) -> int:
     return 0 if result.passed else 1
 
 
-def summary(args) -> int:
+def _summary(args) -> int:
     model, shape, label, _ = resolve_model(args.model, args.input, np.random.default_rng(0),
                                             weights=False)
     report = summarize(model, shape, batch=args.batch, dtype=args.dtype,
@@ -128,7 +124,7 @@ def summary(args) -> int:
     return 0
 
 
-def convert(args) -> int:
+def _convert(args) -> int:
     model, shape, label, original = resolve_model(args.model, args.input,
                                                    np.random.default_rng(0),
                                                    weights=bool(args.output))
@@ -149,7 +145,7 @@ def _blas_threads():
     return counts[0] if len(counts) == 1 else (counts or None)
 
 
-def time(args) -> int:
+def _time(args) -> int:
     rng = np.random.default_rng(args.seed)
     sketch, shape, name, _ = resolve_model(args.model, args.input, rng, weights=False)
     check_memory(sketch, shape, args.batch, short(name), dtype=args.dtype)

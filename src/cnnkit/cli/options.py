@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 
 from ..app.config import REQUIRED, Choice, Count, Flag, Kind, Real, RunConfig, Volume, setting_of
@@ -16,6 +17,31 @@ SUPPRESS = argparse.SUPPRESS
 # argparse takes a word of '-' then a digit, '.digit', inf or nan (--lr -1:1, -1x28x28) for an
 # option it lacks; as a value, its option's own check judges it. No option looks like one.
 VALUE_WITH_MINUS = re.compile(r"-(\.?\d|(inf(inity)?|nan)(:|$))", re.IGNORECASE)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, but indented lines (an epilog's examples) are kept as written."""
+
+    def _fill_text(self, text, width, indent):
+        fill = super()._fill_text
+        return "\n".join("\n".join(indent + line for line in lines) if kept
+                         else fill(" ".join(lines), width, indent)
+                         for kept, lines in itertools.groupby(text.splitlines(),
+                                                              lambda line: line[:1] == " "))
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of ``cnnkit`` and of each of its commands (argparse gives a subcommand its
+    parent's class): ``examples``, command lines shown under "examples:" at the end of the
+    help, are its one home (the tests run each); values starting with '-' as VALUE_WITH_MINUS
+    says."""
+
+    def __init__(self, *args, examples: tuple[str, ...] = (), **kwargs):
+        self.examples = tuple(examples)
+        if examples:
+            kwargs["epilog"] = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+        super().__init__(*args, formatter_class=HelpFormatter, **kwargs)
+        self._negative_number_matcher = VALUE_WITH_MINUS      # argparse's hook, used with .match
 
 
 def typed(kind: Kind):
@@ -35,20 +61,18 @@ VOLUME = typed(Volume())
 NON_NEGATIVE = typed(Real(0.0, expected="a number >= 0"))
 
 
-def _default(name: str, defaults: dict):
-    if name in defaults:
-        return defaults[name]
+def _default(name: str):
+    """The default a setting's help shows: its command-line default, else the library's."""
     setting = RunConfig.settings()[name]
     return setting.cli_default if setting.cli_default is not REQUIRED \
         else RunConfig.__dataclass_fields__[name].default
 
 
-def add_settings(parser, names, defaults: dict | None = None) -> None:
+def add_settings(parser, names) -> None:
     """An option for each of the RunConfig settings ``names``, its type, help and bounds from
     the schema. The options default to nothing (argparse's SUPPRESS), so that
-    :func:`settings_given` hands the library only what the user typed (and ``defaults``, the
-    command's own, where it differs from the library's); the help shows the defaults."""
-    defaults = defaults or {}
+    :func:`settings_given` hands the library only what the user typed; the help shows the
+    defaults."""
     groups = {}
     fields = RunConfig.__dataclass_fields__
     for name in names:
@@ -57,7 +81,7 @@ def add_settings(parser, names, defaults: dict | None = None) -> None:
         if s.group and s.group not in groups:
             groups[s.group] = parser.add_mutually_exclusive_group()
         target = groups[s.group] if s.group else parser
-        default = _default(name, defaults)
+        default = _default(name)
         text = s.help if default is None or isinstance(default, bool) or "default:" in s.help \
             else f"{s.help} (default: {default})"
         if isinstance(s.kind, Flag):
@@ -72,25 +96,19 @@ def add_settings(parser, names, defaults: dict | None = None) -> None:
                                 metavar=s.metavar or kind.metavar, help=text)
 
 
-def settings_given(args, names, defaults: dict | None = None) -> dict:
-    """The settings among ``names`` the user typed, and the command's own ``defaults`` (and the
-    schema's command-line defaults) for the others."""
-    defaults = defaults or {}
+def settings_given(args, names) -> dict:
+    """The settings among ``names`` the user typed, and the schema's command-line defaults of
+    the others that have one."""
     given = {name: getattr(args, name) for name in names if hasattr(args, name)}
     for name in names:
-        if name not in given:
-            setting = RunConfig.settings()[name]
-            if name in defaults:
-                given[name] = defaults[name]
-            elif setting.cli_default is not REQUIRED:
-                given[name] = setting.cli_default
+        cli_default = RunConfig.settings()[name].cli_default
+        if name not in given and cli_default is not REQUIRED:
+            given[name] = cli_default
     return given
 
 
 def add_common_options(p) -> None:
-    """--threads, --memory-budget and --debug, which every command takes; and its parser's
-    reading of values that start with '-' (VALUE_WITH_MINUS)."""
-    p._negative_number_matcher = VALUE_WITH_MINUS          # argparse's hook, used with .match
+    """--threads, --memory-budget and --debug, which every command takes."""
     add_settings(p, ("threads", "memory_budget"))
     p.set_defaults(threads=None, memory_budget=None)
     p.add_argument("--debug", action="store_true",
@@ -108,6 +126,7 @@ def add_folder_options(p, out: str, folder: str, default_name: str, holds: str) 
 
 
 def add_input_option(p) -> None:
+    """--input, a net's input volume CxHxW."""
     p.add_argument("--input", type=VOLUME, metavar="CxHxW", default=None,
                    help="input volume (default: a zoo model's designed input, a spec's INPUT)")
 
@@ -121,6 +140,7 @@ def add_model_argument(p, checkpoint: bool = False) -> None:
 
 
 def add_no_progress(p, what: str = "") -> None:
+    """--no-progress, which turns the progress bar (``what``) off."""
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar" + what)
 
@@ -133,5 +153,6 @@ def add_allow_nonfinite(p, what: str) -> None:
 
 
 def add_choice(p, flag: str, choices, default, what: str = "") -> None:
+    """An option ``flag`` that takes one of ``choices``, its help ``what`` and the default."""
     p.add_argument(flag, choices=tuple(choices), default=default,
                    help=f"{what}{' ' if what else ''}(default: %(default)s)")

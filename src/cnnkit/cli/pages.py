@@ -11,25 +11,28 @@ from .options import (SEED, add_allow_nonfinite, add_common_options, add_folder_
 
 
 def add_parsers(sub) -> None:
+    """Add the parsers of report and experiment to ``sub``, argparse's subparsers."""
     p = sub.add_parser(
         "report", help="write RUN_DIR/report.html: one self-contained page on a training run",
         description="Write one self-contained HTML page (images inlined, nothing fetched) on a "
         "run folder of `cnnkit train`: the settings, the model summary, the curves, the "
         "confusion matrix and per-class accuracy, misclassified test images, the first layer's "
-        "filters, activation maps and a saliency map of a test image, and per-layer times.")
+        "filters, activation maps and a saliency map of a test image, and per-layer times.",
+        examples=("cnnkit report runs/first", "cnnkit report runs/first -o first.html"))
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnkit train`")
     p.add_argument("--output", "-o", metavar="PATH",
                    help="where to write the page (default: RUN_DIR/report.html)")
     add_no_progress(p)
     add_allow_nonfinite(p, "write the page on the net (with a warning)")
     add_common_options(p)
-    p.set_defaults(run=report)
+    p.set_defaults(run=_report)
 
     p = sub.add_parser(
         "experiment", help="run one of the notes' experiments: " + ", ".join(EXPERIMENTS),
         description="Run one of the notes' experiments and write its figures (PNG) and numbers "
         "(JSON) to OUT/NAME, then print a short table. "
-        + " ".join(f"{name}: {e.summary}." for name, e in EXPERIMENTS.items()))
+        + " ".join(f"{name}: {e.summary}." for name, e in EXPERIMENTS.items()),
+        examples=("cnnkit experiment fc-to-conv", "cnnkit experiment bn-init --full"))
     p.add_argument("experiment", choices=list(EXPERIMENTS), metavar="NAME",
                    help="one of: " + ", ".join(EXPERIMENTS))
     p.add_argument("--full", action="store_true",
@@ -38,10 +41,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=SEED, default=0, help="(default: %(default)s)")
     add_no_progress(p)
     add_common_options(p)
-    p.set_defaults(run=experiment)
+    p.set_defaults(run=_experiment)
 
 
-def report(args) -> int:
+def _report(args) -> int:
     run = load_run(args.run_dir)
     with quiet_if(args.allow_nonfinite):
         path = run.report(args.output, progress=args.progress,
@@ -50,7 +53,7 @@ def report(args) -> int:
     return 0
 
 
-def experiment(args) -> int:
+def _experiment(args) -> int:
     run_experiment(args.experiment, out=args.out, name=args.name, overwrite=args.overwrite,
                    full=args.full, seed=args.seed, progress=args.progress, log=print)
     return 0

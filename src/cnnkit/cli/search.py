@@ -7,14 +7,8 @@ import argparse
 
 from ..distributed import AgreedError, active
 from ..search import PASSED_THROUGH, SearchError, parse_range, search
-from .options import (
-    PASSES,
-    SEED,
-    add_common_options,
-    add_folder_options,
-    add_settings,
-    settings_given,
-)
+from .options import (PASSES, SEED, add_common_options, add_folder_options, add_settings,
+                      settings_given)
 
 
 def _range(zero: bool):
@@ -27,6 +21,7 @@ def _range(zero: bool):
 
 
 def add_parsers(sub) -> None:
+    """Add the parser of search to ``sub``, argparse's subparsers."""
     p = sub.add_parser(
         "search", help="random search of the learning rate and weight decay, trials over MPI "
         "ranks",
@@ -35,7 +30,9 @@ def add_parsers(sub) -> None:
         "range, sampled log-uniformly; compared by validation accuracy. Under `mpiexec -n P` "
         "trial i runs on rank i mod P. Writes OUT/NAME/trial-NNN/ (each a run folder with "
         "train.log and result.json), search.json and best.npz (the best trial's weights; the "
-        "other trials' .npz files are deleted), and prints a table.")
+        "other trials' .npz files are deleted), and prints a table.",
+        examples=("cnnkit search --trials 4 --epochs 1 --limit 5000", "cnnkit search --trials 4 "
+                  "--rounds 2 --weight-decay 1e-5:1e-2 --limit 5000 --name fine"))
     p.add_argument("--trials", type=PASSES, required=True, metavar="N", help="trials per round")
     p.add_argument("--lr", type=_range(False), default=(1e-4, 1e-2), metavar="LO:HI",
                    help="learning-rate range, sampled log-uniformly; one number fixes it "
@@ -55,10 +52,10 @@ def add_parsers(sub) -> None:
     add_folder_options(p, "searches", "search folder", "search-DATE-TIME", "a search or run")
     add_settings(p, PASSED_THROUGH)
     add_common_options(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=_run)
 
 
-def run(args) -> int:
+def _run(args) -> int:
     try:
         result = search(trials=args.trials, lr=args.lr, weight_decay=args.weight_decay,
                         epochs=args.epochs, rounds=args.rounds, seed=args.seed, out=args.out,

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-import textwrap
 
 from ..app import RunConfig
 from ..app.training import fit
@@ -25,36 +23,33 @@ DISTRIBUTED = ("sync_bn", "timeout")
 
 
 def add_parsers(sub) -> None:
+    """Add the parser of train to ``sub``, argparse's subparsers."""
     p = sub.add_parser(
         "train",
         help="train a net on a data source (default: the shipped MNIST), print test accuracy",
-        description=textwrap.fill(
-            "Train a net on a data source: " + ", ".join(source_names()) + ". Writes "
-            "OUT/NAME/checkpoint.npz (every epoch, for --resume), model.npz (best validation "
-            "weights), history.json, curves.png, layer_stats.json and .png and test.json, then "
-            "prints the test accuracy. From Python: cnnkit.fit(data, model, **settings), whose "
-            "keywords are these options' names with underscores.", 79),
-        epilog="examples:\n  cnnkit train\n  cnnkit train --data folder:photos --model "
-        "resnet20 --epochs 10\n  cnnkit train --resume runs/NAME/checkpoint.npz --epochs 20",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Train a net on a data source: " + ", ".join(source_names()) + ". Writes "
+        "OUT/NAME/checkpoint.npz (every epoch, for --resume), model.npz (best validation "
+        "weights), history.json, curves.png, layer_stats.json and .png and test.json, then "
+        "prints the test accuracy. From Python: cnnkit.fit(data, model, **settings), whose "
+        "keywords are these options' names with underscores.",
+        examples=("cnnkit train --epochs 2 --name first",
+                  "cnnkit train --resume runs/first/checkpoint.npz --epochs 3"))
     add_settings(p, [name for name in SETTINGS if name not in DISTRIBUTED])
     group = p.add_argument_group(
         "data-parallel training (MPI)",
         "Under `mpiexec -n P cnnkit train ...` each of the P ranks trains on batch/P images of "
         "every batch and one allreduce per step sums the gradients; the weights are those of "
         "one process training on the same batches. Needs `pip install \"cnnkit[mpi]\"`.")
-    group.add_argument("--workers", type=typed(Count(1, MAX_WORKERS, f"a count from 1 to "
-                                                                     f"{MAX_WORKERS} (ranks on "
-                                                                     f"one machine)")),
-                       default=None, metavar="P",
+    workers = Count(1, MAX_WORKERS, f"a count from 1 to {MAX_WORKERS} (ranks on one machine)")
+    group.add_argument("--workers", type=typed(workers), default=None, metavar="P",
                        help="start P ranks on this machine (runs mpiexec -n P for you); each "
                        "gets cores/P threads unless --threads says")
     add_settings(group, DISTRIBUTED)
     add_common_options(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=_run)
 
 
-def run(args) -> int:
+def _run(args) -> int:
     try:
         fit(log=_print, **settings_given(args, SETTINGS))
     except TrainingInterrupted as err:

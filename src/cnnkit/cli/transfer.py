@@ -18,17 +18,8 @@ from ..finite import check_net
 from ..io import save_safetensors
 from ..models import is_checkpoint, resolve_model
 from ..weights import WeightsError, load_weights, recorded_preprocessing
-from .options import (
-    MODEL_HELP,
-    POSITIVE,
-    SEED,
-    Count,
-    add_allow_nonfinite,
-    add_common_options,
-    add_input_option,
-    add_model_argument,
-    typed,
-)
+from .options import (MODEL_HELP, POSITIVE, SEED, Count, add_allow_nonfinite, add_common_options,
+                      add_input_option, add_model_argument, typed)
 
 _OPSET = typed(Count(1, expected="an opset number"))
 _BATCH = typed(Count(1, 2 ** 31 - 1, '"dynamic" or a batch size from 1 to 2,147,483,647'))
@@ -52,13 +43,16 @@ def _floats(text):
 
 
 def add_parsers(sub) -> None:
+    """Add the parsers of export and import to ``sub``, argparse's subparsers."""
     p = sub.add_parser(
         "export", help="write a net as ONNX (for onnxruntime and other servers) or its weights "
         "as safetensors",
         description="Write a checkpoint's net (or a zoo model or spec, with fresh weights) as an "
         "ONNX model of its eval forward, input \"input\" and output \"output\", checked by "
         "onnx.checker; or, for -o *.safetensors, its weights under PyTorch's names. ONNX needs "
-        "the onnx package (pip install \"cnnkit[onnx]\").")
+        "the onnx package (pip install \"cnnkit[onnx]\").",
+        examples=("cnnkit export runs/first/model.npz -o first.onnx",
+                  "cnnkit export runs/first/model.npz -o first.safetensors"))
     add_model_argument(p, checkpoint=True)
     p.add_argument("--output", "-o", metavar="PATH", required=True,
                    help="the file to write: *.onnx or *.safetensors")
@@ -74,7 +68,7 @@ def add_parsers(sub) -> None:
                    help="seed of a zoo model's or spec's fresh weights (default: %(default)s)")
     add_allow_nonfinite(p, "export the net")
     add_common_options(p)
-    p.set_defaults(run=export)
+    p.set_defaults(run=_export)
 
     p = sub.add_parser(
         "import", help="load a PyTorch .pt/.pth or a .safetensors file into a net and save a "
@@ -83,7 +77,8 @@ def add_parsers(sub) -> None:
         "FILE (a PyTorch state dict saved with torch.save, read without torch and without "
         "unpickling anything but tensors; a .safetensors file; or another checkpoint), checking "
         "every name and shape, and save it as a cnnkit checkpoint. Missing, unexpected and "
-        "mismatched arrays are listed, and refused unless --partial.")
+        "mismatched arrays are listed, and refused unless --partial.",
+        examples=("cnnkit import first.safetensors --model lenet-bn -o first-again.npz",))
     p.add_argument("file", metavar="FILE", help="the weights: .pt, .pth, .bin or .safetensors")
     p.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP)
     add_input_option(p)
@@ -108,10 +103,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     add_allow_nonfinite(p, "import the weights")
     add_common_options(p)
-    p.set_defaults(run=import_)
+    p.set_defaults(run=_import)
 
 
-def export(args) -> int:
+def _export(args) -> int:
     output = Path(args.output)
     kind = output.suffix.lower()
     if kind not in (".onnx", ".safetensors"):
@@ -147,7 +142,7 @@ def export(args) -> int:
     return 0
 
 
-def import_(args) -> int:
+def _import(args) -> int:
     if is_checkpoint(args.model):
         raise UsageError(f"--model {args.model}: give the architecture (a zoo name or a spec) "
                          f"the weights are for, not a checkpoint")
