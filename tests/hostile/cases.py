@@ -118,6 +118,12 @@ def option_cases():
     yield "options", "gradcheck-batch-huge", ["gradcheck", "--batch", "100000000"]
     yield "options", "no-command", []
     yield "options", "unknown-command", ["fly"]
+    # cnnkit help COMMAND: an unknown, empty, huge or odd command name is one line
+    for name, words in (("typo", ["trian"]), ("unknown", ["fly"]), ("empty", [""]),
+                        ("case", ["TRAIN"]), ("unicode", ["tráin\u200b"]), ("dash", ["-1"]),
+                        ("option", ["--threads", "2"]), ("two", ["train", "evaluate"]),
+                        ("huge", ["t" * 100_000]), ("after-dashes", ["--", "--help"])):
+        yield "options", f"help-{name}", ["help", *words]
     # sizes with binary suffixes are sizes; values starting with '-' reach the option's check;
     # search ranges are bounded before any trial runs
     for value in ("8Gi", "512MiB", "1.5Ti", "1e30", "-1Gi", "8Gx", "9" * 400):

@@ -64,7 +64,7 @@ def _command(parser, text: str) -> argparse.ArgumentParser:
     commands = command_parsers(parser)
     if text in commands:
         return commands[text]
-    close = difflib.get_close_matches(text, commands, n=1)
+    close = difflib.get_close_matches(text.lower(), commands, n=1)
     raise argparse.ArgumentTypeError(f"no command {reprlib.repr(text)}; " + (
         f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(commands)}"))
 
