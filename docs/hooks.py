@@ -1,6 +1,32 @@
 """MkDocs hooks of cnnkit's site (``hooks:`` in mkdocs.yml): what the pages generate from the
-code rather than repeat it."""
+code rather than repeat it (docs/_reference.py holds the generators), and the offline rule."""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("_reference", Path(__file__).with_name(
+    "_reference.py"))
+reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reference)
+
+# page -> {placeholder: generator}; a page that lacks its placeholder fails the build
+GENERATED = {
+    "reference/cli.md": {reference.CLI_PLACEHOLDER: reference.cli_markdown},
+    "reference/api/index.md": {reference.TOP_LEVEL_PLACEHOLDER: reference.top_level_markdown},
+    "reference/spec-grammar.md": {reference.GRAMMAR_PLACEHOLDER: reference.grammar_block,
+                                  reference.TOKENS_PLACEHOLDER: reference.tokens_markdown},
+}
 
 
 def on_page_markdown(markdown, page, config, files):
+    """Put the generated reference in place of its placeholder."""
+    for placeholder, generate in GENERATED.get(page.file.src_uri, {}).items():
+        if placeholder not in markdown:
+            raise ValueError(f"{page.file.src_uri} lacks its placeholder {placeholder}")
+        markdown = markdown.replace(placeholder, generate())
     return markdown
+
+
+def on_post_page(output, page, config):
+    """Drop the scripts that would load code from another host (the site works offline)."""
+    return reference.strip_remote_scripts(output)

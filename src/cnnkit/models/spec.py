@@ -498,6 +498,8 @@ def trace(text_or_spec, input_shape=None) -> list[Step]:
     """The volume entering and leaving every layer of the expanded chain, without building it
     (no weights are drawn). Raises ``SpecError`` as :func:`build` does.
 
+    Examples
+    --------
     >>> [step.output for step in trace("INPUT[3x32x32] -> CONV5-8/s3p0 -> POOL2 -> GAP")]
     [(8, 10, 10), (8, 5, 5), (8,)]
     """
