@@ -1,15 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # Architectures
 #
@@ -27,6 +15,7 @@
 
 # %%
 import os
+import re
 import time
 
 import numpy as np
@@ -67,11 +56,24 @@ for step in spec.trace(text):
 
 # %%
 net = spec.build(text, rng=np.random.default_rng(0))
-print(summary.format_layers(summary.summarize(net, (1, 28, 28))))
+costs = summary.summarize(net, (1, 28, 28))
+print(f"{'layer':<6}{'label':<10}{'output':>10}{'activations':>13}{'params':>9}{'MACs':>12}")
+print(f"{'input':<6}{'INPUT':<10}{'1x28x28':>10}{costs.input_activations:>13,}{0:>9}{0:>12}")
+for row in costs.rows:
+    added = "in place" if row.in_place else f"{row.activations:,}"
+    shape = "x".join(map(str, row.out_shape))
+    print(f"{row.name:<6}{row.label:<10}{shape:>10}{added:>13}{row.params:>9,}{row.macs:>12,}")
+
+# the totals and the training estimate, as `cnnkit summary` prints them under its table
+table = summary.format_layers(costs).splitlines()
+last_rule = max(i for i, line in enumerate(table) if line and set(line) == {"-"})
+print("\n".join(table[last_rule + 1:]))
 
 # %% [markdown]
-# Read the columns from left to right: the layer, its output volume, the activations it adds
-# (ReLU runs in place, so it adds none), its parameters and its multiply-adds (MACs) per image.
+# Read the columns from left to right: the layer and its label in the notation, its output
+# volume (channels x height x width), the activations it adds (ReLU runs in place, so it adds
+# none), its parameters and its multiply-adds (MACs) per image. `cnnkit summary MODEL` prints
+# the same table.
 # Notice where the parameters sit: the convolutions' filters are small (a 3x3x16 filter is 144
 # weights), while the first fully connected layer connects every one of the 784 values of the
 # last volume to each of its 64 outputs. The last lines estimate the memory of training at
@@ -111,12 +113,12 @@ def pattern(n, m, k, width=32, fc=128):
     return f"INPUT[1x28x28] -> {blocks}{head} -> FC-10"
 
 
-print(f"{'N M K':<7}{'params':>10}{'activations':>13}{'MACs':>13}   spec")
-for n, m, k in [(1, 1, 0), (1, 2, 1), (2, 2, 1), (3, 2, 1), (2, 2, 2)]:
-    text = pattern(n, m, k)
+print("for example N, M, K = 2, 2, 1:\n  " + spec.describe(pattern(2, 2, 1)))
+print(f"{'N M K':<7}{'params':>10}{'activations':>13}{'MACs':>13}")
+for n, m, k in [(1, 1, 1), (1, 2, 1), (2, 2, 1), (3, 2, 1), (2, 2, 2)]:
     with nn.shapes_only():                       # count without drawing any weights
-        s = summary.summarize(spec.build(text), (1, 28, 28))
-    print(f"{n} {m} {k}  {s.params:>10,}{s.activations:>13,}{s.macs:>13,}   {spec.describe(text)}")
+        s = summary.summarize(spec.build(pattern(n, m, k)), (1, 28, 28))
+    print(f"{n} {m} {k}  {s.params:>10,}{s.activations:>13,}{s.macs:>13,}")
 
 # %% [markdown]
 # Notice how the knobs pull in different directions. A second pool (`M` from 1 to 2) shrinks
@@ -146,15 +148,25 @@ for text in ["INPUT[64x32x32] -> CONV7-64", "INPUT[64x32x32] -> [CONV3-64 -> REL
 # above and says where its parameter count is published. A line each:
 
 # %%
-print(f"{'name':<21}{'input':<11}{'params':>13}{'MACs':>9}   what it is")
+def about(name):
+    """What a zoo model is, shortly: its builder's first docstring line without the details,
+    and the paper's authors and year."""
+    line = zoo.MODELS[name][0].__doc__.splitlines()[0].replace("``", "")
+    what = re.split(r" on | for |,|:", re.sub(r" \([^)]*\)", "", line))[0].rstrip(".")
+    cite = re.search(r"([A-Z]\w+(?: et al\.|(?:, [A-Z]\w+)*,? & [A-Z]\w+)?) ((?:19|20)\d\d)", line)
+    if not cite:
+        return what
+    authors = cite[1] if "," not in cite[1] else cite[1].split(",")[0] + " et al."
+    return f"{what} ({authors} {cite[2]})"
+
+
+print(f"{'name':<20}{'input':<10}{'params':>12}{'MACs':>6}   what it is")
 for name in zoo.model_names():
     shape = zoo.input_shape_of(name)
     with nn.shapes_only():
         s = summary.summarize(zoo.get_model(name), shape)
-    first_line = zoo.MODELS[name][0].__doc__.splitlines()[0].replace("``", "")
-    about = first_line.split(" on ")[0].split(" for ")[0].split(" (CS231n")[0].rstrip(",.")
     size = "x".join(map(str, shape))
-    print(f"{name:<21}{size:<11}{s.params:>13,}{summary.abbreviate(s.macs):>9}   {about}")
+    print(f"{name:<20}{size:<10}{s.params:>12,}{summary.abbreviate(s.macs):>6}   {about(name)}")
 
 # %% [markdown]
 # Each builder's docstring holds its architecture in the notation. VGG-16's is the notes'

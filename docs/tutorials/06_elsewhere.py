@@ -1,15 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # Taking a net elsewhere
 #
@@ -36,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 import numpy as np
 import onnx
@@ -100,7 +89,7 @@ onnx_path = "digits.onnx"
 export.to_onnx(model, (1, 28, 28), onnx_path, metadata=metadata)
 
 graph = onnx.load(onnx_path)
-print("operators:", ", ".join(node.op_type for node in graph.graph.node))
+print(textwrap.fill("operators: " + ", ".join(node.op_type for node in graph.graph.node), 90))
 print("metadata:", sorted(prop.key for prop in graph.metadata_props))
 
 # %% [markdown]
