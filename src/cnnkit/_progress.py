@@ -48,12 +48,19 @@ def _tqdm_class():
 
 
 class Bar:
-    """``Bar(total, desc, enabled=...)``: ``update(n)``, ``set_description(text)``,
-    ``set_postfix(**values)`` and ``close()`` (or ``with Bar(...) as bar:``) do nothing when
-    the bar is not ``enabled`` or tqdm is not installed.
+    """A progress bar that does nothing when it is not wanted or tqdm is not installed.
 
-    ``unit`` names what is counted; ``initial`` is the count already done (a resumed epoch);
-    ``only_on_terminal`` leaves the bar out when stderr is not a terminal.
+    Use it as ``with Bar(total, desc) as bar: ... bar.update()``, or call :meth:`close`.
+
+    Parameters
+    ----------
+    total : the count the bar runs to
+    desc : the text before the bar
+    enabled : False makes every method do nothing (``--no-progress``)
+    unit : what is counted ("batch", "image")
+    initial : the count already done (a resumed epoch)
+    only_on_terminal : draw nothing when stderr is not a terminal (a log file, a pipe, a
+        notebook): for bars that would only clutter a log
     """
 
     def __init__(self, total: int, desc: str = "", *, enabled: bool = True, unit: str = "it",
@@ -68,18 +75,23 @@ class Bar:
                         dynamic_ncols=True, disable=None if only_on_terminal else False)
 
     def update(self, n: int = 1) -> None:
+        """Count ``n`` more done."""
         if self.bar is not None:
             self.bar.update(n)
 
     def set_description(self, text: str) -> None:
+        """Replace the text before the bar (drawn at the next update)."""
         if self.bar is not None:
             self.bar.set_description(text, refresh=False)
 
     def set_postfix(self, **values) -> None:
+        """Show ``name=value`` pairs after the bar (drawn at the next update), e.g.
+        ``bar.set_postfix(loss="0.1234")``."""
         if self.bar is not None:
             self.bar.set_postfix(values, refresh=False)
 
     def close(self) -> None:
+        """Remove the bar; calling it again does nothing."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None

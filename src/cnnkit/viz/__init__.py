@@ -4,19 +4,20 @@ Every function returns its ``matplotlib.figure.Figure`` and writes a PNG only wh
 ``path`` (atomically). None selects or switches the matplotlib backend.
 
 In Jupyter a figure shows the way any value does, exactly once: as the last expression of a
-cell, or through ``IPython.display.display(fig)``; with or without ``matplotlib.pyplot``
-imported, and under ``%matplotlib inline``::
+cell, or through ``IPython.display.display(fig)``. That holds with or without
+``matplotlib.pyplot`` imported, and under ``%matplotlib inline``. A figure assigned to a name
+shows nothing until it is displayed:
 
-    viz.plot_history(run.history)            # the cell's last expression: shown
+    viz.plot_history(run.history)            # the cell's last expression: shown once
 
     fig = viz.plot_history(run.history)      # assigned: not shown ...
     fig                                      # ... until it is the last expression
 
 Under the inline backend cnnkit's figures are not pyplot's, so ``plt.show()`` does not show
-them there (``display(fig)`` does). In a script that has imported pyplot under a window backend
-(TkAgg, QtAgg) they are pyplot's, and ``plt.show()`` opens them; without pyplot nothing is ever
-opened, and ``fig.savefig(...)`` or ``path=`` writes them. :mod:`cnnkit.viz._shown` tells the
-why.
+them (``display(fig)`` does), and pyplot's end-of-cell drawing does not show them a second
+time. In a script that has imported pyplot under a window backend (TkAgg, QtAgg) they are
+pyplot's, and ``plt.show()`` opens them; without pyplot nothing is ever opened, and
+``path=`` or ``fig.savefig(...)`` writes them.
 """
 
 from ._figure import close, png_bytes

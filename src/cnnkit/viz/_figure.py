@@ -51,7 +51,17 @@ def new_figure(width: float, height: float):
 
 
 def png_bytes(fig, dpi: int = DPI) -> bytes:
-    """The figure rendered as PNG bytes."""
+    """The figure rendered as PNG bytes.
+
+    Parameters
+    ----------
+    fig : a ``matplotlib.figure.Figure`` (any cnnkit figure)
+    dpi : pixels per inch
+
+    Returns
+    -------
+    bytes : the PNG file's bytes
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
@@ -120,8 +130,16 @@ def finish(fig, path=None, dpi: int = DPI):
 
 
 def close(fig) -> None:
-    """Release a figure pyplot holds (one made while pyplot was in use, see the module
-    docstring); a bare figure needs no release, and is left alone."""
+    """Release a figure that pyplot holds; a figure no registry holds is left alone.
+
+    pyplot keeps every figure made through it until it is closed; cnnkit makes its figures
+    through pyplot only when a program has imported pyplot under a backend other than the
+    inline one (see :mod:`cnnkit.viz`). Closing in a loop keeps such a program's memory flat.
+
+    Parameters
+    ----------
+    fig : a figure a :mod:`cnnkit.viz` function returned
+    """
     if getattr(fig.canvas, "manager", None) is not None and "matplotlib.pyplot" in sys.modules:
         import matplotlib.pyplot as plt
         plt.close(fig)

@@ -14,13 +14,20 @@ COLUMNS = 8
 
 
 def activation_maps(model, image) -> list[tuple[str, np.ndarray]]:
-    """``(layer name, (C, H, W) output)`` of every Conv2d of ``model`` on one net input, in the
-    order they ran.
+    """The output of every Conv2d of a net on one net input, in the order they ran.
 
-    ``image`` is one input as the net takes it (already preprocessed), (C, H, W) or
-    (1, C, H, W). The maps are the convolutions' own outputs, ``w * x + b``, before any batch
-    norm or ReLU that follows (forward hooks on the Conv2d modules). The model runs one forward
-    in eval mode; afterwards every module has its own mode back and holds no forward cache.
+    The maps are the convolutions' own outputs, ``w * x + b``, before any batch norm or ReLU
+    that follows (forward hooks on the Conv2d modules). The model runs one forward in eval mode;
+    afterwards every module has its own mode back and holds no forward cache.
+
+    Parameters
+    ----------
+    model : a :class:`cnnkit.nn.Module` with at least one Conv2d
+    image : one input as the net takes it (already preprocessed), (C, H, W) or (1, C, H, W)
+
+    Returns
+    -------
+    maps : a list of ``(layer name, (C, H, W) output)``, one per Conv2d
 
     Raises
     ------
@@ -71,8 +78,8 @@ def plot_activations(model, image, path=None, *, max_channels: int = 16, preproc
 
     Returns
     -------
-    matplotlib.figure.Figure
-        Shown once as a notebook cell's last expression (see :mod:`cnnkit.viz`).
+    Figure : the ``matplotlib.figure.Figure``, shown once as a notebook cell's last
+        expression (see :mod:`cnnkit.viz`)
 
     Raises
     ------

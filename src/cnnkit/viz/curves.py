@@ -16,14 +16,25 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_history(history: dict, path=None, title: str | None = None):
-    """Loss and accuracy of a training run; returns the Figure (a PNG at ``path`` if given).
+    """Loss and accuracy of a training run.
 
-    ``history`` is a Trainer's: per-epoch lists under "epoch", "train_loss", "train_acc",
-    "val_loss", "val_acc" (the validation lists may be empty), and, when recorded, the loss of
-    every iteration under "batch_loss". The left panel plots the loss against the iteration: each
-    mini-batch's loss (faint), its running mean, and the per-epoch train and validation losses
-    at the iteration where each epoch ended; without per-iteration losses, against the epoch.
-    The right panel plots train and validation accuracy against the epoch.
+    The left panel plots the loss against the iteration: each mini-batch's loss (faint), its
+    running mean, and the per-epoch train and validation losses at the iteration where each
+    epoch ended; without per-iteration losses, against the epoch. The right panel plots train
+    and validation accuracy against the epoch.
+
+    Parameters
+    ----------
+    history : a Trainer's (``run.history``): per-epoch lists under "epoch", "train_loss",
+        "train_acc", "val_loss", "val_acc" (the validation lists may be empty), and, when
+        recorded, the loss of every iteration under "batch_loss"
+    path : write the figure there as a PNG (atomically); None writes nothing
+    title : the figure's title (by default, what it shows)
+
+    Returns
+    -------
+    Figure : the ``matplotlib.figure.Figure``, shown once as a notebook cell's last
+        expression (see :mod:`cnnkit.viz`)
     """
     from matplotlib.ticker import MaxNLocator
 

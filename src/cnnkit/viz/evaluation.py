@@ -28,10 +28,20 @@ NAME_INCH = 0.07       # about the width of one character of a tick label (8 poi
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """(K, K) int64 counts: ``cm[i, j]`` = number of examples of true class i predicted as j.
+    """Counts of each true class predicted as each class.
 
-    Row i sums to the number of examples of class i; the diagonal holds the correct ones, so
-    the accuracy of class i is ``cm[i, i] / cm[i].sum()``.
+    ``cm[i, j]`` is the number of examples of true class i predicted as j. Row i sums to the
+    number of examples of class i; the diagonal holds the correct ones, so the accuracy of
+    class i is ``cm[i, i] / cm[i].sum()``.
+
+    Parameters
+    ----------
+    y_true, y_pred : (N,) integer class indices 0..num_classes-1
+    num_classes : K, the number of classes
+
+    Returns
+    -------
+    cm : (K, K) int64 counts
 
     Raises
     ------
@@ -52,8 +62,16 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
 
 
 def per_class_accuracy(cm) -> np.ndarray:
-    """(K,) fraction of each true class predicted correctly, ``cm[i, i] / cm[i].sum()``; NaN for
-    a class with no examples."""
+    """The fraction of each true class predicted correctly.
+
+    Parameters
+    ----------
+    cm : a (K, K) confusion matrix (:func:`confusion_matrix`)
+
+    Returns
+    -------
+    accuracy : (K,) ``cm[i, i] / cm[i].sum()``; NaN for a class with no examples
+    """
     cm = np.asarray(cm)
     totals = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -62,14 +80,31 @@ def per_class_accuracy(cm) -> np.ndarray:
 
 def plot_confusion_matrix(cm, classes=None, path=None, *, normalize: bool = True,
                           title: str | None = None):
-    """A confusion matrix (rows: true class, columns: predicted) as a heat map with every count
-    written in its cell, each row's accuracy beside its true-class label, and the overall
-    accuracy in the title; returns the Figure (a PNG at ``path`` if given).
+    """A confusion matrix as a heat map, every count written in its cell.
 
-    ``normalize=True`` colours each cell by its share of the row (the fraction of that true
-    class predicted as the column's class), so rare classes read as clearly as common ones;
-    ``False`` colours by the count. The numbers written are counts either way. Counts are
-    written when K <= 30.
+    Rows are the true class, columns the predicted one; each row's accuracy stands beside its
+    true-class label and the overall accuracy in the title. Counts are written when K <= 30.
+
+    Parameters
+    ----------
+    cm : a (K, K) matrix of counts (:func:`confusion_matrix`)
+    classes : the K class names (by default the class numbers)
+    path : write the figure there as a PNG (atomically); None writes nothing
+    normalize : colour each cell by its share of the row (the fraction of that true class
+        predicted as the column's class), so rare classes read as clearly as common ones;
+        False colours by the count. The numbers written are counts either way.
+    title : the figure's title (by default, what it shows)
+
+    Returns
+    -------
+    Figure : the ``matplotlib.figure.Figure``, shown once as a notebook cell's last
+        expression (see :mod:`cnnkit.viz`)
+
+    Raises
+    ------
+    UsageError
+        If ``cm`` is not a square matrix of non-negative counts, or ``classes`` does not name
+        its K classes.
     """
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < 1:
@@ -125,13 +160,30 @@ def _percent(value) -> str:
 
 def plot_misclassified(images, y_true, y_pred, path=None, *, classes=None, probabilities=None,
                        max_images: int = 25, title: str | None = None):
-    """A grid of the first ``max_images`` images whose prediction is wrong, each titled
-    "true → predicted (p)" with p the predicted class's probability (when ``probabilities``,
-    (N, K), is given); returns the Figure (a PNG at ``path`` if given).
+    """A grid of the images whose prediction is wrong, each titled "true → predicted (p)".
 
-    ``images`` is (N, H, W) or (N, C, H, W) (C 1 or 3; other C show channel 0), uint8 or
-    floats, or anything indexed like such an array (a :class:`cnnkit.data.Images` view): only
-    the images drawn are read. ``y_true`` and ``y_pred`` are (N,) class indices.
+    Parameters
+    ----------
+    images : (N, H, W) or (N, C, H, W) (C 1 or 3; other C show channel 0), uint8 or floats, or
+        anything indexed like such an array (a :class:`cnnkit.data.Images` view): only the
+        images drawn are read
+    y_true, y_pred : (N,) class indices
+    path : write the figure there as a PNG (atomically); None writes nothing
+    classes : the class names (by default the class numbers)
+    probabilities : (N, K) class probabilities; p in the titles is the predicted class's
+    max_images : how many of the wrong images are drawn, the first ones
+    title : the figure's title (by default, what it shows)
+
+    Returns
+    -------
+    Figure : the ``matplotlib.figure.Figure``, shown once as a notebook cell's last
+        expression (see :mod:`cnnkit.viz`)
+
+    Raises
+    ------
+    UsageError
+        If the labels, images and probabilities do not agree in shape, or a class index is out
+        of range.
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.ndim != 1 or y_true.shape != y_pred.shape or y_true.size != len(images):

@@ -29,11 +29,9 @@ def _weight_of(layer_or_weight) -> tuple[np.ndarray, str]:
 
 def plot_filters(layer_or_weight, path=None, *, title: str | None = None,
                  max_filters: int = 64, max_channels: int = 8):
-    """The filters of a convolution as a grid of small pictures; returns the Figure (a PNG at
-    ``path`` if given).
+    """The filters of a convolution as a grid of small pictures.
 
-    ``layer_or_weight`` is a ``cnnkit.nn.Conv2d``, a model (its first Conv2d is drawn) or an
-    (F, C, KH, KW) array. The first ``max_filters`` filters are drawn:
+    The first ``max_filters`` filters are drawn:
 
     - C == 3: each filter an RGB picture, min-max scaled to [0, 1] on its own (the CS231n
       picture of a first layer: colour blobs and oriented edges). Only the pattern is shown,
@@ -42,6 +40,20 @@ def plot_filters(layer_or_weight, path=None, *, title: str | None = None,
       a colour bar in weight units, so filters can be compared.
     - other C: one row per filter and one column per input channel (the first
       ``max_channels``), each (KH, KW) slice on one shared red-blue scale about zero.
+
+    Parameters
+    ----------
+    layer_or_weight : a :class:`cnnkit.nn.Conv2d`, a model (its first Conv2d is drawn) or an
+        (F, C, KH, KW) array
+    path : write the figure there as a PNG (atomically); None writes nothing
+    title : the figure's title (by default, what it shows)
+    max_filters : the most filters drawn
+    max_channels : the most input channels drawn per filter (for C other than 1 and 3)
+
+    Returns
+    -------
+    Figure : the ``matplotlib.figure.Figure``, shown once as a notebook cell's last
+        expression (see :mod:`cnnkit.viz`)
 
     Raises
     ------

@@ -53,7 +53,7 @@ def _layer_label(stats, name: str, between: str) -> str:
 
 
 def plot_layer_stats(stats, path=None, title: str | None = None):
-    """Four panels on how each layer behaves over training; returns the Figure.
+    """Four panels on how each layer behaves over training.
 
     - Activations by layer: the 15th-85th percentile range of each watched layer's output, its
       median and its standard deviation, at the first and the last recorded iteration.
@@ -63,7 +63,22 @@ def plot_layer_stats(stats, path=None, title: str | None = None):
     - ``||delta W|| / ||W||`` of each weight against the iteration, log scale, with the course's
       1e-3 rule of thumb drawn.
 
-    ``stats`` is a :class:`cnnkit.monitor.LayerStats` (or its ``to_dict()``).
+    Parameters
+    ----------
+    stats : a :class:`cnnkit.monitor.LayerStats` that has recorded training (or its
+        ``to_dict()``)
+    path : write the figure there as a PNG (atomically); None writes nothing
+    title : the figure's title (by default, what it shows)
+
+    Returns
+    -------
+    Figure : the ``matplotlib.figure.Figure``, shown once as a notebook cell's last
+        expression (see :mod:`cnnkit.viz`)
+
+    Raises
+    ------
+    UsageError
+        If ``stats`` holds no records yet.
     """
     if isinstance(stats, dict):
         stats = LayerStats.from_dict(stats)

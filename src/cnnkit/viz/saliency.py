@@ -1,5 +1,7 @@
-"""Image-specific class saliency (Simonyan, Vedaldi and Zisserman, 2014, "Deep Inside
-Convolutional Networks"): which pixels the class score is most sensitive to."""
+"""Image-specific class saliency: which pixels a class score is most sensitive to.
+
+The map is Simonyan, Vedaldi and Zisserman's (2014, "Deep Inside Convolutional Networks").
+"""
 
 from __future__ import annotations
 
@@ -13,14 +15,15 @@ from ._images import (as_displayable, class_name, evaluating, net_input, single_
 
 
 def saliency(model, x, target: int | None = None) -> np.ndarray:
-    """The saliency map of one net input: how much the class score moves per unit change of
-    each pixel.
+    """The saliency map of one net input: how much the class score moves per pixel.
 
         M[i, j] = max_c | dS_target / dx[c, i, j] |
 
     where ``S_target`` is the score of class ``target`` before the softmax (by default the
     class the net predicts), found by the model's own backward from a one-hot upstream
-    gradient; the maximum runs over the input channels.
+    gradient; the maximum runs over the input channels. The model runs one forward and one
+    backward in eval mode. Every parameter's ``.grad`` is left as it was (saved and written
+    back), every module gets its own mode back, and no forward cache is kept.
 
     Parameters
     ----------
@@ -30,11 +33,7 @@ def saliency(model, x, target: int | None = None) -> np.ndarray:
 
     Returns
     -------
-    (H, W) array in x's float dtype
-
-    The model runs one forward and one backward in eval mode. Every parameter's ``.grad`` is
-    left as it was (saved and written back), every module gets its own mode back, and no
-    forward cache is kept.
+    M : (H, W) array in x's float dtype
 
     Raises
     ------
@@ -97,8 +96,8 @@ def plot_saliency(model, image, path=None, *, target: int | None = None, classes
 
     Returns
     -------
-    matplotlib.figure.Figure
-        Shown once as a notebook cell's last expression (see :mod:`cnnkit.viz`).
+    Figure : the ``matplotlib.figure.Figure``, shown once as a notebook cell's last
+        expression (see :mod:`cnnkit.viz`)
 
     Raises
     ------
