@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "does), or cnnkit's.", examples=("cnnkit help evaluate",))
     p.add_argument("topic", nargs="?", type=lambda text: _command(parser, text),
                    metavar="COMMAND", help="a command (default: cnnkit's own help)")
+    # help takes none of the common options; main reads their defaults
     p.set_defaults(run=lambda args: (args.topic or parser).print_help() or 0, debug=False,
                    threads=None, memory_budget=None)
     return parser
