@@ -18,7 +18,8 @@ __all__ = ["Bar", "in_notebook"]
 
 
 def in_notebook() -> bool:
-    """True inside a Jupyter (IPython kernel) session."""
+    """True inside a Jupyter (IPython kernel) session: JupyterLab, Notebook, VS Code, and the
+    hosted notebooks whose shell subclasses IPython's kernel shell (Colab)."""
     ipython = sys.modules.get("IPython")
     if ipython is None:
         return False
@@ -26,7 +27,8 @@ def in_notebook() -> bool:
         shell = ipython.get_ipython()
     except Exception:     # an IPython too old or too odd to ask: treat it as not a notebook
         return False
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    return shell is not None and any(cls.__name__ == "ZMQInteractiveShell"
+                                     for cls in type(shell).__mro__)
 
 
 def _tqdm_class():
