@@ -1,3 +1,13 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # Layers from first principles
 #
@@ -177,8 +187,10 @@ print("dx", bn_dx.shape, " dgamma", bn_dgamma.shape, " dbeta", bn_dbeta.shape)
 
 # %%
 def max_difference(fast, naive):
-    """The largest absolute difference between two tuples of arrays (None entries skipped)."""
-    return max(float(np.max(np.abs(a - b))) for a, b in zip(fast, naive) if a is not None)
+    """The largest absolute difference between two tuples of arrays (None entries skipped),
+    as text."""
+    largest = max(float(np.max(np.abs(a - b))) for a, b in zip(fast, naive) if a is not None)
+    return f"{largest:.1e}"
 
 
 def conv_pair(kernels, x, w, b):
@@ -234,7 +246,7 @@ print(f"batch {batch}: fast {fast * 1e3:.1f} ms, naive {naive * 1e3:.0f} ms, "
       f"naive / fast = {naive / fast:.0f}x")
 
 # %% [markdown]
-# The loops are about two orders of magnitude slower (the exact factor depends on the
+# The loops are slower by a factor of a hundred or more (the exact factor depends on the
 # machine, the sizes and what else the machine is doing): each output number costs a
 # Python-level loop iteration, while im2col hands all of them to one matrix product that runs
 # in compiled, cache-friendly code. The naive version is for reading and for testing; the
@@ -260,7 +272,7 @@ def conv_out(x_):
 
 
 numeric_dx = gradcheck.numerical_gradient_array(conv_out, x.copy(), dout)
-print("relative error of dx:", gradcheck.rel_error(dx, numeric_dx))
+print(f"relative error of dx: {gradcheck.rel_error(dx, numeric_dx):.1e}")
 
 # %% [markdown]
 # How to read the number: the relative error is `||analytic - numeric|| / (||analytic|| +

@@ -1,3 +1,13 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # The course's path
 #
@@ -260,9 +270,10 @@ print(f"{'test accuracy':36}{run.test_accuracy:14.3f}{run_bn.test_accuracy:14.3f
 # %% [markdown]
 # The batch-norm net starts slower: its training loss over the first epoch is higher. Yet its
 # validation accuracy is higher after every epoch, and so is its test accuracy: what it learns
-# carries over better to digits it has not seen. (The training loss is each epoch's average
-# over its mini-batches, measured while the weights were still changing.) Its curve, drawn the
-# same way as the one above:
+# carries over better to digits it has not seen. So "trains faster" shows here in the
+# validation accuracy reached per epoch, not in the training loss. (The training loss is each
+# epoch's average over its mini-batches, measured while the weights were still changing.) Its
+# curve, drawn the same way as the one above:
 
 # %%
 viz.plot_history(run_bn.history, title="three-layer convnet with batch norm")
@@ -292,10 +303,10 @@ for name, spec in (("no dropout", SPEC), ("dropout", SPEC_DROPOUT)):
     cnnkit.fit((*small, x_val, y_val), spec, epochs=15, val_size=0, callbacks=[scores[name]],
                log=None, **{**COURSE, "batch_size": 20, "schedule": "none"})
 
-print(f"{'':6}{'no dropout':>22}{'dropout':>22}")
-print(f"{'epoch':6}" + f"{'train loss':>11}{'val loss':>11}" * 2)
+print(f"{'':6}{'no dropout':>26}{'dropout':>26}")
+print(f"{'epoch':6}" + f"{'train loss':>13}{'val loss':>13}" * 2)
 for epoch in range(0, 15, 2):
-    print(f"{epoch + 1:<6}" + "".join(f"{s.loss[part][epoch]:11.3f}" for s in scores.values()
+    print(f"{epoch + 1:<6}" + "".join(f"{s.loss[part][epoch]:13.3f}" for s in scores.values()
                                      for part in ("train", "val")))
 for name, s in scores.items():
     print(f"{name:>10}: accuracy at the end, train {s.accuracy['train'][-1]:.3f}, "
@@ -322,10 +333,11 @@ viz.plot_filters(run.model)
 
 # %% [markdown]
 # Speckled noise, hardly the oriented edges the course shows for CIFAR-10. The reason is in
-# the numbers: the filters started as random draws (He initialisation), and a few hundred
-# small Adam steps moved each weight by much less than its starting size. The learned part is
-# there, hidden under the initial noise. `plot_filters` also takes a plain `(F, C, KH, KW)`
-# array, so we can draw what training *added*: the trained filters minus the initial ones.
+# the numbers: the filters started as random draws (He initialisation), and the small Adam
+# steps of a short run moved each weight by much less than its starting size (the two means
+# printed below). The learned part is there, hidden under the initial noise. `plot_filters`
+# also takes a plain `(F, C, KH, KW)` array, so we can draw what training *added*: the trained
+# filters minus the initial ones.
 
 # %%
 change = run.model[0].weight.data - initial_filters
@@ -342,14 +354,16 @@ viz.plot_filters(change, title="what training added to each filter")
 #
 # What does the layer make of one digit? `viz.plot_activations` runs an image through the net
 # and shows, for each conv layer, the output of its first 16 filters: where in the image each
-# filter responds (red positive, blue negative, white zero). It takes the image as stored, a
-# (28, 28) `uint8` digit here, and the run's preprocessing.
+# filter responds (red positive, blue negative, white zero). Given the run, it takes the image
+# as stored, a (28, 28) `uint8` digit here, and prepares it the way the run's training digits
+# were (`run.preprocessing`).
 
 # %%
-viz.plot_activations(run.model, x_test[0], preprocess=run.preprocessing)
+viz.plot_activations(run, x_test[0])
 
 # %% [markdown]
-# Each map is the digit seen through one filter: some light up along strokes of one
-# direction, some on the background around the strokes, some on the ends. These maps are what
-# the pool and the affine layers classify. More ways of looking inside a trained net
+# Each map is the digit seen through one filter. Many respond to the edges of strokes, red on
+# one side and blue on the other, each filter to edges of its own orientation: the 7's
+# horizontal bar stands out in some maps, its diagonal in others. These maps, pooled, are what
+# the affine layers classify. More ways of looking inside a trained net
 # (saliency, per-layer statistics over training) are in [inside the net](04_inside_the_net.py).
