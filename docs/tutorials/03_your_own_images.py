@@ -43,8 +43,8 @@ from sklearn.datasets import load_digits
 import cnnkit
 from cnnkit import viz
 
-# Full scale trains each net longer, on three times as many photo patches: about 2 minutes on
-# 2 cores for the whole page, against about 40 s at the default scale.
+# Full scale trains each net longer, on three times as many photo patches: about 2.5 minutes
+# on 2 cores for the whole page, against about 40 s at the default scale.
 FULL_SCALE = os.environ.get("CNNKIT_FULL_SCALE") == "1"
 DIGIT_EPOCHS = 40 if FULL_SCALE else 15
 PHOTO_EPOCHS = 20 if FULL_SCALE else 10
@@ -397,9 +397,9 @@ viz.plot_confusion_matrix(photo_evaluation.confusion, photo_evaluation.classes)
 #   the way; on the photo patches the mean colour does not, and the net's texture features earn
 #   their cost.
 #
-# The [data sources guide](../guide/data.md) lists every source and what the folder source
+# The [data sources guide](../../guide/data/) lists every source and what the folder source
 # accepts (image modes, sizes, the cache). The next tutorial, [Inside the
-# net](04_inside_the_net.py), looks at what happens inside training: callbacks, layer
+# net](../04_inside_the_net/), looks at what happens inside training: callbacks, layer
 # statistics and saliency maps.
 
 # %%

@@ -40,9 +40,10 @@ from cnnkit import viz
 from cnnkit.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from cnnkit.experiments import bn_init, run_experiment, vanishing
 from cnnkit.models import spec
+from cnnkit.monitor import LayerStats
 
 # Full scale trains on 20,000 digits instead of 3,000 and runs the experiments at their default
-# sizes: about 5 minutes on 2 cores for the whole page, against about a minute by default.
+# sizes: about 1.5 minutes on 2 cores for the whole page, against about 30 s by default.
 FULL_SCALE = os.environ.get("CNNKIT_FULL_SCALE") == "1"
 LIMIT = 20_000 if FULL_SCALE else 3_000
 
@@ -81,19 +82,22 @@ class FilterDrift(Callback):
 
 
 # %% [markdown]
-# We train a small convnet, two stages of 3x3 convolution, ReLU and 2x2 max pooling, then a
-# hidden layer of 64 units, with three callbacks: ours; `EarlyStopping`, which stops when the validation loss has not improved for
-# `patience` epochs; and `ModelCheckpoint`, which saves the whole training state at every
-# epoch's end. `layer_stats=10` also records the layer statistics of the next section, every 10
-# iterations. The epoch limit is generous, so early stopping has something to stop.
+# We train a small convnet (two stages of 3x3 convolution, ReLU and 2x2 max pooling, then a
+# hidden layer of 64 units) with four callbacks: ours; `EarlyStopping`, which stops when the
+# validation loss has not improved for `patience` epochs; `ModelCheckpoint`, which saves the
+# whole training state at every epoch's end; and `LayerStats`, which records the layer
+# statistics of the next section every 10 iterations (`layer_stats=0` turns off the run's own
+# recorder, which would record them every 50). The epoch limit is generous, so early stopping
+# has something to stop.
 
 # %%
 drift = FilterDrift()
 early = EarlyStopping("val_loss", patience=2)
 checkpoint = ModelCheckpoint(work / "last.npz")
+stats = LayerStats(every=10)
 NET = "[CONV3-16 -> RELU -> POOL2]*2 -> FC-64 -> RELU -> FC-10"
-run = cnnkit.fit("mnist", NET, limit=LIMIT, epochs=30, layer_stats=10, progress=False,
-                 log=print, callbacks=[drift, early, checkpoint])
+run = cnnkit.fit("mnist", NET, limit=LIMIT, epochs=30, layer_stats=0, progress=False,
+                 log=print, callbacks=[drift, early, checkpoint, stats])
 
 # %% [markdown]
 # `limit` took the first few thousand training and test digits; a tenth of the training part
@@ -136,10 +140,10 @@ print("their true classes:        ", " ".join(str(y) for y in y_test[:5]))
 # gradients reach the first layers at a size comparable to the last, and each step changes
 # the weights by about a thousandth of their size (`||delta W|| / ||W||` near 1e-3).
 # `cnnkit.monitor.LayerStats` records exactly these, every `every` iterations, and
-# `viz.plot_layer_stats` draws them. The run above recorded them (`layer_stats=10`):
+# `viz.plot_layer_stats` draws them. Here are those the run above recorded:
 
 # %%
-viz.plot_layer_stats(run.layer_stats)
+viz.plot_layer_stats(stats)
 
 # %% [markdown]
 # How to read the four panels:
@@ -163,7 +167,8 @@ viz.plot_layer_stats(run.layer_stats)
 # convolutions with ReLUs, and initialise it twice: once as the spec builds it (He
 # initialisation, scaled for ReLU layers: weight variance 2 / fan-in), once with every weight
 # drawn as `0.01 * randn`, the course's `weight_scale` default, which is fine for a two-layer
-# net but far too small for this one.
+# net but far too small for this one. This time the run's own recorder keeps the statistics
+# (`layer_stats=5`: every 5 iterations, in `run.layer_stats`).
 
 # %%
 PLAIN_NET = "[CONV3-8 -> RELU]*2 -> POOL2 -> [CONV3-8 -> RELU]*2 -> POOL2 -> FC-10"
@@ -191,8 +196,8 @@ for label, scale in (("He init", None), ("0.01 * randn", 0.01)):
 # %% [markdown]
 # The same net, the same data, the same optimizer: one learns, the other's loss stays near
 # 2.30, which is `ln 10`, the loss of a net that gives each of the ten classes the same
-# probability, and its accuracy stays far below the other's. The statistics show why. First the healthy
-# net:
+# probability, and its accuracy stays far below the other's. The statistics show why. First
+# the healthy net:
 
 # %%
 viz.plot_layer_stats(runs["He init"].layer_stats, title="He initialisation: healthy")
@@ -234,12 +239,13 @@ viz.plot_layer_stats(runs["0.01 * randn"].layer_stats,
 # M[i, j] = max over c of | d score_class / d x[c, i, j] |
 # ```
 #
-# `viz.plot_saliency` draws a digit beside its map. It takes the digit as stored (a (28, 28)
-# uint8 array) with the run's `preprocessing`, which scales, centres and normalises it exactly
-# as in training:
+# `viz.plot_saliency` draws a digit beside its map. Given the run, it takes the digit as stored
+# (a (28, 28) uint8 array) and prepares it with the run's preprocessing, exactly as the
+# training digits were (scaled to [0, 1], then normalised by the training set's mean and
+# standard deviation):
 
 # %%
-viz.plot_saliency(run.model, x_test[0], preprocess=run.preprocessing, classes=run.classes)
+viz.plot_saliency(run, x_test[0])
 
 # %% [markdown]
 # The map is speckled (raw gradients are noisy), but its brightest pixels sit on and around
@@ -336,7 +342,7 @@ display.Image(filename=Path(result["folder"]) / "accuracy_vs_weight_scale.png")
 # - The experiments reproduce the notes' claims; run them at full scale with
 #   `cnnkit experiment NAME --full`.
 #
-# The guide's [Seeing inside the net](../guide/seeing-inside.md) lists every callback, every
+# The guide's [Seeing inside the net](../../guide/seeing-inside/) lists every callback, every
 # `viz` function and the run report.
 
 # %%
