@@ -298,6 +298,14 @@ def site_pages(site: Path, skip: Path | None = None) -> list[Path]:
     return pages
 
 
+def shot_name(page: Path) -> Path:
+    """Where a page's screenshot goes, under the screenshots folder: ``guide/data.png`` for
+    ``guide/data/index.html``, ``404.png`` for ``404.html``."""
+    if page.name == "index.html" and page.parent != Path("."):
+        return page.parent.with_suffix(".png")
+    return page.with_suffix(".png")
+
+
 def check_site(site: Path, shots: Path, chromium: str, out=print) -> int:
     """Check every page of ``site``; print a line per problem and a summary; return the exit
     status (1 when a page has a problem)."""
@@ -313,7 +321,7 @@ def check_site(site: Path, shots: Path, chromium: str, out=print) -> int:
         browser = Browser(chromium, Path(profile))
         try:
             for page in pages:
-                shot = shots / page.with_suffix(".png")
+                shot = shots / shot_name(page)
                 problems, count = check_page(browser, f"{origin}/{page.as_posix()}", shot)
                 images += count
                 for problem in problems:

@@ -45,7 +45,17 @@ def house_to_numpy(text: str) -> str:
                         "    " + (match["rest"] if match else line)]
                 continue
         out.append(line)
-    return _ROLE.sub(lambda m: f"`{m['target']}`", "\n".join(out))
+    return _ROLE.sub(lambda m: f"`{m['target']}`", _one_line_summary("\n".join(out)))
+
+
+def _one_line_summary(text: str) -> str:
+    """``text`` with its first paragraph on one line: the tables of a module's and a class's
+    names show a docstring's first line, and the house wraps sentences at 100 columns."""
+    first, sep, rest = text.partition("\n\n")
+    lines = first.split("\n")
+    if any(line[:1].isspace() for line in lines[1:]) or ">>>" in first:
+        return text                                  # a laid-out first paragraph stays as is
+    return " ".join(line.strip() for line in lines) + sep + rest
 
 
 def comment_above(obj) -> str:

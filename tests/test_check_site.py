@@ -92,12 +92,18 @@ def test_summary_and_a_screenshot_of_each_page(checked, site):
     assert lines[-1].startswith("check_site: 6 pages, 4 images, 5 with problems, in ")
     assert lines[-1].endswith(f"screenshots in {shots}")
     for page in check_site.site_pages(site):
-        shot = Image.open(shots / page.with_suffix(".png"))
+        shot = Image.open(shots / check_site.shot_name(page))
         assert shot.size == (check_site.WIDTH, check_site.HEIGHT)
     # the good page's images are on its screenshot: 37x23 + 23x37 red pixels
     colours = dict((rgb, n) for n, rgb in Image.open(shots / "index.png").convert("RGB")
                    .getcolors(maxcolors=1 << 20))
     assert colours.get((200, 30, 30)) == 37 * 23 + 23 * 37
+
+
+def test_a_page_in_a_folder_of_its_own_is_named_by_the_folder():
+    assert check_site.shot_name(Path("guide/data/index.html")) == Path("guide/data.png")
+    assert check_site.shot_name(Path("index.html")) == Path("index.png")
+    assert check_site.shot_name(Path("404.html")) == Path("404.png")
 
 
 def test_pages_are_every_html_file_but_the_screenshots(tmp_path):
