@@ -346,8 +346,8 @@ print("  ".join(f"{k} {v:.1e}" for k, v in broken_bn.items()))
 # %% [markdown]
 # This error is smaller, of order 1e-2 to 1e-1 rather than 1, because the missing terms are
 # corrections (they are exactly what keeps each channel's gradient summing to zero), but it is
-# still millions of times larger than a correct backward's. There is no grey zone in float64:
-# around 1e-8 or below is right, 1e-3 or above is a bug.
+# still many orders of magnitude larger than a correct backward's. There is no grey zone in
+# float64: around 1e-8 or below is right, 1e-3 or above is a bug.
 #
 # ## Checking a whole model
 #

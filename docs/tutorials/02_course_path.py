@@ -35,8 +35,8 @@ from cnnkit.callbacks import Callback
 from cnnkit.train import evaluate
 
 # Full scale trains the two main runs (with and without batch norm) on all 60,000 training
-# digits for 5 epochs and tests on all 10,000 (about 10 minutes on 2 cores); the default scale
-# uses 5,000 digits for 3 epochs and tests on 2,000.
+# digits for 5 epochs and tests on all 10,000 (roughly 5 to 10 minutes on 2 cores); the
+# default scale uses 5,000 digits for 3 epochs and tests on 2,000 (about a minute in all).
 FULL_SCALE = os.environ.get("CNNKIT_FULL_SCALE") == "1"
 TRAIN_IMAGES = 60_000 if FULL_SCALE else 5_000
 VAL_IMAGES = 5_000 if FULL_SCALE else 1_000
