@@ -2,6 +2,7 @@
 code rather than repeat it (docs/_reference.py holds the generators), and the offline rule."""
 
 import importlib.util
+import logging
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location("_reference", Path(__file__).with_name(
@@ -16,6 +17,16 @@ GENERATED = {
     "reference/spec-grammar.md": {reference.GRAMMAR_PLACEHOLDER: reference.grammar_block,
                                   reference.TOKENS_PLACEHOLDER: reference.tokens_markdown},
 }
+
+
+def on_config(config):
+    """Keep --strict strict under -q: -q raises the "mkdocs" logger to ERROR, so a warning
+    (a broken link, an unresolved cross-reference, a docstring griffe cannot read) would be
+    neither shown nor counted, and the build would pass."""
+    logger = logging.getLogger("mkdocs")
+    if config.strict and logger.getEffectiveLevel() > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    return config
 
 
 def on_page_markdown(markdown, page, config, files):
