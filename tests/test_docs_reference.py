@@ -150,3 +150,19 @@ def test_remote_loads_finds_scripts_styles_and_images_but_not_links():
             '<img src="local.png"><script src="../js/app.js"></script>')
     assert reference.remote_loads(page) == ["https://cdn.example/x.js", "http://img.example/a.png",
                                             "//fonts.example/f.css"]
+
+
+def test_strict_stays_strict_under_quiet():
+    """`mkdocs build --strict -q` raises the "mkdocs" logger to ERROR, which hid and uncounted
+    every warning; the hook lowers it back to WARNING for a strict build only."""
+    import logging
+    from types import SimpleNamespace
+    hooks, logger = _load("hooks"), logging.getLogger("mkdocs")
+    before = logger.level
+    try:
+        for strict, expected in ((False, logging.ERROR), (True, logging.WARNING)):
+            logger.setLevel(logging.ERROR)
+            hooks.on_config(SimpleNamespace(strict=strict))
+            assert logger.level == expected
+    finally:
+        logger.setLevel(before)
