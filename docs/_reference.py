@@ -116,6 +116,18 @@ def top_level_markdown() -> str:
                      for name, module in cnnkit._NAMES.items()) + "."
 
 
+def unrendered_names(module: str, page_html: str) -> list[str]:
+    """The names of ``cnnkit.<module>.__all__`` that its API page renders nowhere: no object
+    on the page whose path ends with the name (``cnnkit.nn.Conv2d``; a lazily loaded one may
+    be rendered where it is defined, ``cnnkit.weights.torchfile.TorchFileError``)."""
+    import importlib
+    ids = set(re.findall(r'id="(cnnkit\.[\w.]+)"', page_html))
+    return [name for name in importlib.import_module(f"cnnkit.{module}").__all__
+            if not any(i == f"cnnkit.{module}.{name}" or
+                       (i.startswith(f"cnnkit.{module}.") and i.endswith(f".{name}"))
+                       for i in ids)]
+
+
 # ---------------------------------------------------------------------------- spec grammar
 
 def grammar_block() -> str:

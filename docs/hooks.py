@@ -3,12 +3,14 @@ code rather than repeat it (docs/_reference.py holds the generators), and the of
 
 import importlib.util
 import logging
+import re
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location("_reference", Path(__file__).with_name(
     "_reference.py"))
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
+log = logging.getLogger("mkdocs.hooks.cnnkit")     # under "mkdocs": --strict counts it
 
 # page -> {placeholder: generator}; a page that lacks its placeholder fails the build
 GENERATED = {
@@ -39,5 +41,11 @@ def on_page_markdown(markdown, page, config, files):
 
 
 def on_post_page(output, page, config):
-    """Drop the scripts that would load code from another host (the site works offline)."""
+    """Drop the scripts that would load code from another host (the site works offline), and
+    warn (an error under --strict) of a name of a module's ``__all__`` its API page lacks."""
+    api = re.fullmatch(r"reference/api/(\w+)\.md", page.file.src_uri)
+    if api and api.group(1) != "index":
+        for name in reference.unrendered_names(api.group(1), output):
+            log.warning(f"{page.file.src_uri}: cnnkit.{api.group(1)}.{name} is in __all__ but "
+                        f"not on the page (render it with ::: where it is defined)")
     return reference.strip_remote_scripts(output)

@@ -166,3 +166,15 @@ def test_strict_stays_strict_under_quiet():
             assert logger.level == expected
     finally:
         logger.setLevel(before)
+
+
+def test_a_name_of_all_missing_from_its_api_page_is_found():
+    page = ('<h2 id="cnnkit.runs.RunFolder">RunFolder</h2><h3 id="cnnkit.runs.RunFolder.log">'
+            '<h2 id="cnnkit.runs.check_folder_name"></h2>')
+    missing = reference.unrendered_names("runs", page)
+    assert "RunFolder" not in missing and "check_folder_name" not in missing
+    assert missing and set(missing) < set(cnnkit.runs.__all__)
+    # a name rendered where it is defined (a lazily loaded one) counts
+    page = '<h2 id="cnnkit.weights.torchfile.TorchFileError"></h2>'
+    assert "TorchFileError" not in reference.unrendered_names("weights", page)
+    assert "load_torch_state_dict" in reference.unrendered_names("weights", page)
