@@ -42,10 +42,15 @@ def on_page_markdown(markdown, page, config, files):
 
 def on_post_page(output, page, config):
     """Drop the scripts that would load code from another host (the site works offline), and
-    warn (an error under --strict) of a name of a module's ``__all__`` its API page lacks."""
+    warn (an error under --strict) of anything else the page loads from one, and of a name of
+    a module's ``__all__`` its API page lacks."""
     api = re.fullmatch(r"reference/api/(\w+)\.md", page.file.src_uri)
     if api and api.group(1) != "index":
         for name in reference.unrendered_names(api.group(1), output):
             log.warning(f"{page.file.src_uri}: cnnkit.{api.group(1)}.{name} is in __all__ but "
                         f"not on the page (render it with ::: where it is defined)")
-    return reference.strip_remote_scripts(output)
+    output = reference.strip_remote_scripts(output)
+    for url in reference.remote_loads(output):
+        log.warning(f"{page.file.src_uri}: loads {url} from another host (the site must work "
+                    f"offline)")
+    return output
