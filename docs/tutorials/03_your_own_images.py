@@ -402,5 +402,8 @@ viz.plot_confusion_matrix(photo_evaluation.confusion, photo_evaluation.classes)
 # net](../04_inside_the_net/), looks at what happens inside training: callbacks, layer
 # statistics and saliency maps.
 
+# %% [markdown]
+# Finally, the temporary folder goes, with everything this page wrote into it.
+
 # %%
 workspace.cleanup()

@@ -248,9 +248,9 @@ viz.plot_layer_stats(runs["0.01 * randn"].layer_stats,
 viz.plot_saliency(run, x_test[0])
 
 # %% [markdown]
-# The map is speckled (raw gradients are noisy), but its brightest pixels sit on and around
-# the digit's strokes, and the empty border stays dark: changing a pixel there would not change
-# the answer.
+# The map is speckled: raw gradients are noisy, and even background pixels move the score a
+# little (a pixel lit there could start a stroke). But the brightest pixels sit on or beside
+# the digit's strokes, at its ends and corners.
 #
 # For several digits at once, `viz.saliency` returns the map itself, an array. Averaging the
 # maps of a few noisy copies of each input (SmoothGrad, Smilkov et al. 2017) removes much of
@@ -278,8 +278,9 @@ sheet = Image.fromarray(np.vstack([np.hstack([np.pad(image, 1, constant_values=1
 sheet.resize((sheet.width * 3, sheet.height * 3), Image.NEAREST)
 
 # %% [markdown]
-# The smoothed maps follow the digits' strokes more clearly: the net's answer rests on the
-# strokes and their edges, not on the empty background.
+# The smoothed maps are calmer, and in several of them (the ones, the fours, the nine) the
+# digit's shape shows through: the answer rests mostly on the strokes and their edges.
+# Saliency maps are a rough instrument; they show where the net is sensitive, not why.
 
 # %% [markdown]
 # ## Two of the notes' experiments
@@ -344,6 +345,9 @@ display.Image(filename=Path(result["folder"]) / "accuracy_vs_weight_scale.png")
 #
 # The guide's [Seeing inside the net](../../guide/seeing-inside/) lists every callback, every
 # `viz` function and the run report.
+
+# %% [markdown]
+# Finally, the temporary folder goes, with everything this page wrote into it.
 
 # %%
 workspace.cleanup()
