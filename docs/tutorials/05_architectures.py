@@ -176,8 +176,8 @@ for name in zoo.model_names():
 print("\n".join(line for line in zoo.vgg16.__doc__.splitlines() if line.startswith(" " * 8)))
 
 # %% [markdown]
-# Notice the spread in the table: GoogLeNet and ResNet-18 do more arithmetic than AlexNet with a fraction
-# of its parameters, because they drop the large fully connected layers (global average
+# Notice the spread in the table: GoogLeNet and ResNet-18 do more arithmetic than AlexNet with
+# a fraction of its parameters, because they drop the large fully connected layers (global average
 # pooling instead) and spend their budget on convolutions. Any of these names goes wherever a
 # model is asked for: `zoo.get_model("resnet20")`, `cnnkit.fit(data, "resnet20")`,
 # `cnnkit train --model resnet20`.
@@ -238,7 +238,8 @@ print(f"against the notes' totals: activations x{activations / NOTES_ACTIVATIONS
 # %%
 x, y = data.load_mnist("train")
 x_test, y_test = data.load_mnist("test")
-digits = "INPUT[1x28x28] -> CONV5-8/p0 -> RELU -> POOL2 -> CONV5-16/p0 -> RELU -> POOL2 -> FC-64 -> RELU -> FC-10"
+digits = ("INPUT[1x28x28] -> CONV5-8/p0 -> RELU -> POOL2 -> CONV5-16/p0 -> RELU -> POOL2"
+          " -> FC-64 -> RELU -> FC-10")
 test = slice(0, 2000)
 run = cnnkit.fit((x[:TRAIN_IMAGES], y[:TRAIN_IMAGES], x_test[test], y_test[test]), digits,
                  epochs=EPOCHS, seed=0, progress=False, log=None)

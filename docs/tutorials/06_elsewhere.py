@@ -145,7 +145,8 @@ twin.load_state_dict(safetensors.torch.load_file(st_path))   # strict: every nam
 twin.eval()
 with torch.no_grad():
     twin_scores = twin(torch.from_numpy(batch)).numpy()
-print(f"PyTorch with cnnkit's weights: largest difference {np.abs(twin_scores - scores).max():.1e}")
+gap = np.abs(twin_scores - scores).max()
+print(f"PyTorch with cnnkit's weights: largest difference {gap:.1e}")
 
 # %% [markdown]
 # `load_state_dict` is strict by default, so a misspelled or missing name would have failed
@@ -203,8 +204,10 @@ imported = zoo.get_model("lenet-bn")
 match = weights.load_weights(imported, pt_path)          # pairs every array by name
 print(match.describe())
 cnnkit_scores = imported.eval()(batch)
-print(f"cnnkit with PyTorch's weights: largest difference {np.abs(cnnkit_scores - torch_scores).max():.1e}")
-print("same predictions:", np.array_equal(cnnkit_scores.argmax(axis=1), torch_scores.argmax(axis=1)))
+gap = np.abs(cnnkit_scores - torch_scores).max()
+print(f"cnnkit with PyTorch's weights: largest difference {gap:.1e}")
+print("same predictions:",
+      np.array_equal(cnnkit_scores.argmax(axis=1), torch_scores.argmax(axis=1)))
 
 # %% [markdown]
 # The two frameworks compute the same scores from the same weights. From here every cnnkit tool

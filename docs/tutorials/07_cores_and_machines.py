@@ -29,7 +29,7 @@ import cnnkit
 from cnnkit import functional as F
 from cnnkit import io, search
 
-# Default scale: the one-process and two-process runs train on 640 digits for 1 epoch (10
+# Default scale: the one-process and two-process runs train on 640 digits for 1 epoch (9
 # steps), the search runs 4 trials of 1 epoch on 1,500 digits; the page runs in about 40 s on
 # 2 cores. Full scale (CNNKIT_FULL_SCALE=1): the runs train on 20,000 digits for 2 epochs and
 # the search runs 8 trials of 2 epochs on 10,000, about 6 minutes on 2 cores.
@@ -71,7 +71,7 @@ b = np.zeros(32, np.float32)
 
 
 def best_time(threads, call, repeats=7, calls=1):
-    """Best wall time of `calls` calls of call() on `threads` threads (per call), and its result."""
+    """Best time per call of `calls` calls of call() on `threads` threads, and its result."""
     times = []
     with cnnkit.num_threads(threads):
         for _ in range(repeats):
@@ -158,8 +158,8 @@ cnnkit_command("train", "--model", NET, *options, "--out", "runs", "--name", "tw
 
 # %% [markdown]
 # The first line says how the run is split: 2 ranks, each with its share of the cores, each
-# batch of 64 as two halves of 32; the test accuracy is the single process's. Compare the
-# final weights of the two runs:
+# batch of 64 as two halves of 32. Compare its test accuracy with the single process's, and
+# the final weights of the two runs:
 
 # %%
 one_process = io.load_model("runs/one/checkpoint.npz").state_dict()
@@ -167,7 +167,8 @@ two_ranks = io.load_model("runs/two/checkpoint.npz").state_dict()
 for name in one_process:
     gap = np.abs(one_process[name] - two_ranks[name]).max()
     largest = np.abs(one_process[name]).max()
-    print(f"{name:<10} largest difference {gap:.1e}, relative to the largest weight {gap / largest:.0e}")
+    print(f"{name:<10} largest difference {gap:.1e}, "
+          f"relative to the largest weight {gap / largest:.0e}")
 
 # %% [markdown]
 # The weights agree to float32 rounding (float32 keeps about 7 significant digits), not bit
@@ -243,7 +244,8 @@ if finished.returncode:
 
 # %% [markdown]
 # The same trials with the same learning rates (the seed decides them) and the same validation
-# accuracies; the `rank` column says where each ran. Each rank trained its trials alone on one
+# accuracies; the `rank` column says where each ran (rank 0 prints a line for each of its own
+# trials as it ends, and the table of them all). Each rank trained its trials alone on one
 # core, with no communication during training, which is why this is the form of parallelism
 # that scales furthest: on 64 cores, 64 ranks of 1 thread, or 16 ranks of 4. Compare the two
 # searches' times: on an idle machine two ranks can take about half as long as one process,
