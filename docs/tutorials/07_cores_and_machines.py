@@ -188,7 +188,10 @@ for name in one_process:
 # `--workers` is a shortcut for launching `mpiexec` yourself, which is also how a job spans
 # several machines (`mpiexec -n 8 -hosts a,b cnnkit train ...`; every rank needs the data, and
 # rank 0 writes the run folder). Under `mpiexec`, `cnnkit.fit` trains data-parallel in the same
-# way.
+# way, and a training loop of your own gets the ranks from `cnnkit.distributed`:
+# `distributed.world()` is the communicator (None in a plain process) and
+# `distributed.DataParallel(comm)`, handed to the `Trainer`, sums the gradients; the guide's
+# [threads and MPI](../../guide/parallel/) page shows the few lines.
 #
 # ## Searching hyperparameters
 #
