@@ -36,7 +36,9 @@ from urllib.parse import urlsplit
 
 WIDTH, HEIGHT = 1200, 900          # the window the pages are checked in
 MAX_SHOT_HEIGHT = 4_000            # a screenshot shows the page's top 4000 px at most (a
-                                   # whole API page is 16000 px: seconds to paint and encode)
+                                   # whole API page is 16000 px: seconds to paint and encode),
+MAX_FIGURES_SHOT_HEIGHT = 16_000   # but a page with images (a tutorial's figures) is shown
+                                   # whole, up to about Chromium's largest surface
 PAGE_TIMEOUT = 30.0                # seconds a page may take to load
 WIDE_SHOWN = 3                     # the elements named per page that overflow
 
@@ -243,7 +245,8 @@ def _problems_in_events(events: list[dict], origin: str) -> list[str]:
 
 def check_page(browser: Browser, url: str, shot: Path) -> tuple[list[str], int]:
     """Load ``url``; return its problems and its number of images, and save its screenshot
-    (the page's top :data:`MAX_SHOT_HEIGHT` pixels) to ``shot``."""
+    (the page's top :data:`MAX_SHOT_HEIGHT` pixels, or :data:`MAX_FIGURES_SHOT_HEIGHT` when
+    it has images) to ``shot``."""
     browser.events = []
     browser.call("Page.navigate", session=True, url=url)
     if not browser.wait_for("Page.loadEventFired", PAGE_TIMEOUT):
@@ -264,7 +267,8 @@ def check_page(browser: Browser, url: str, shot: Path) -> tuple[list[str], int]:
                                       if page["wide"] else ""))
     elif page["wide"]:
         problems.append(f"wider than the {WIDTH} px window: {', '.join(page['wide'][:WIDE_SHOWN])}")
-    height = max(HEIGHT, min(int(page["height"]), MAX_SHOT_HEIGHT))
+    limit = MAX_FIGURES_SHOT_HEIGHT if page["images"] else MAX_SHOT_HEIGHT
+    height = max(HEIGHT, min(int(page["height"]), limit))
     data = browser.call("Page.captureScreenshot", session=True, format="png",
                         optimizeForSpeed=True, captureBeyondViewport=True,
                         clip={"x": 0, "y": 0, "width": WIDTH, "height": height,
