@@ -61,6 +61,11 @@ def _md(text: str) -> str:
     return re.sub(r"([\\*\[\]<>|])", r"\\\1", text)
 
 
+def _slug(prog: str, command: str) -> str:
+    """The anchor of a command's section (its heading ``cnnkit train``)."""
+    return f"{prog} {command}".replace(" ", "-")
+
+
 def command_markdown(name: str, parser: argparse.ArgumentParser) -> str:
     """One command's section: its description, usage, options by group, and examples."""
     lines = [f"## {parser.prog}", ""]
@@ -75,6 +80,10 @@ def command_markdown(name: str, parser: argparse.ArgumentParser) -> str:
         if group.description:
             lines += [_md(" ".join(group.description.split())), ""]
         for action in actions:
+            if isinstance(action, argparse._SubParsersAction):     # the commands, linked
+                lines += [f"- [`{choice.dest}`](#{_slug(parser.prog, choice.dest)}): "
+                          f"{_md(choice.help or '')}" for choice in action._choices_actions]
+                continue
             help_text = _help(parser, action)
             lines.append(f"- `{_invocation(action)}`" + (f": {_md(help_text)}" if help_text
                                                           else ""))

@@ -40,6 +40,8 @@ def test_every_command_and_option_is_in_the_cli_reference():
     for command, options in commands.items():
         heading = "cnnkit" if command == "cnnkit" else f"cnnkit {command}"
         assert heading in sections, f"no section for {heading}"
+        if command != "cnnkit":                       # listed, and linked, at the top
+            assert f"- [`{command}`](#cnnkit-{command}): " in sections["cnnkit"]
         shown = set(re.findall(r"^- `([^`]+)`", sections[heading], flags=re.M))
         for option in options:
             assert any(re.search(rf"(^|[ ,]){re.escape(option)}([ ,]|$)", entry)
