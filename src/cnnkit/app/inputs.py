@@ -144,8 +144,9 @@ def check_outputs(model: Module, label: str, shape: tuple, num_classes: int, tit
     try:
         out = tuple(model.output_shape(tuple(shape)))
     except ValueError as err:
-        raise UsageError(f"{short(label)} does not take {volume_text(shape)} input: {err}") \
-            from None
+        raise UsageError(f"{short(label)} does not take {volume_text(shape)} input: {err} "
+                         f"(give the volume it takes with input=/--input; the images are "
+                         f"resized or centred to it)") from None
     if out != (num_classes,):
         raise UsageError(f"{short(label)} gives outputs of shape {out} per image; {title} has "
                          f"{num_classes} classes (end the net with FC-{num_classes})")

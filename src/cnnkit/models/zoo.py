@@ -453,7 +453,9 @@ def build_model(name_or_spec: str, input_shape=None, *, num_classes: int | None 
             return model, tuple(int(s) for s in shape)
         name = canonical_name(name_or_spec)
         shape = MODELS[name][1] if input_shape is None else tuple(int(s) for s in input_shape)
-        return get_model(name, num_classes=num_classes, in_channels=shape[0], rng=rng), shape
+        model = get_model(name, num_classes=num_classes, in_channels=shape[0], rng=rng)
+        _check_takes(model, name, shape)
+        return model, shape
 
     if not building_shapes_only():      # count the weights before drawing them
         with shapes_only():
@@ -465,6 +467,19 @@ def build_model(name_or_spec: str, input_shape=None, *, num_classes: int | None 
                     f"{name_or_spec if len(name_or_spec) < 60 else 'the spec'} (float32, with "
                     f"their gradients)")
     return make()
+
+
+def _check_takes(model: nn.Module, name: str, shape: tuple) -> None:
+    """A zoo net whose layers fix its input size (an FC after the convolutions) is refused on
+    another volume when built, in one line naming the volume it was designed for, rather than
+    failing at its first batch."""
+    try:
+        model.output_shape(shape)
+    except ValueError as err:
+        designed = "x".join(map(str, MODELS[name][1][1:]))
+        raise UsageError(f"{name} does not take {'x'.join(map(str, shape))} input ({err}); it "
+                         f"was designed for {designed} images: resize them (input=/--input "
+                         f"{shape[0]}x{designed}) or give a spec") from None
 
 
 def names_a_file(text: str) -> bool:
