@@ -43,12 +43,12 @@ from sklearn.datasets import load_digits
 import cnnkit
 from cnnkit import viz
 
-# Full scale trains each net longer, on three times as many photo patches: about 2.5 minutes
+# Full scale trains each net longer, on four times as many photo patches: about 2.5 minutes
 # on 2 cores for the whole page, against about 40 s at the default scale.
 FULL_SCALE = os.environ.get("CNNKIT_FULL_SCALE") == "1"
 DIGIT_EPOCHS = 40 if FULL_SCALE else 15
-PHOTO_EPOCHS = 20 if FULL_SCALE else 10
-PATCHES_PER_TILE = 24 if FULL_SCALE else 8
+PHOTO_EPOCHS = 20 if FULL_SCALE else 8
+PATCHES_PER_TILE = 24 if FULL_SCALE else 6
 
 workspace = tempfile.TemporaryDirectory()
 work = Path(workspace.name)
@@ -381,8 +381,9 @@ photo_evaluation = photo_run.evaluate()
 viz.plot_confusion_matrix(photo_evaluation.confusion, photo_evaluation.classes)
 
 # %% [markdown]
-# The remaining mistakes sit between photographs that share colours and textures, mostly the
-# cat's fur, the wooden table under the coffee cup and the brown stained tissue. Some patches
+# The remaining mistakes sit between photographs that share colours and textures: the cat's
+# fur, the wooden table under the coffee cup and the stained tissue are all brown and grainy,
+# and parts of the astronaut's photograph (her hair, her face) look like them. Some patches
 # are ambiguous for anyone: a 32x32 square of smooth brown carries little of its photograph.
 # And the test tiles are parts of each photograph the net never saw; more photographs of
 # each kind, not more patches of one, would be the way to a classifier of fur or of coffee.
