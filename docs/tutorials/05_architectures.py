@@ -335,8 +335,10 @@ print(f"one pass {one_pass * 1e3:.1f} ms, {reference.shape[2] * reference.shape[
 
 # %%
 vgg_fcn = convert.fully_convolutional(vgg, (3, 224, 224))
-for line in convert.explain(vgg, vgg_fcn, (3, 224, 224), (3, 384, 384))[-8:]:
-    print(line)
+lines = convert.explain(vgg, vgg_fcn, (3, 224, 224), (3, 384, 384))
+stride_line = next(i for i, line in enumerate(lines) if line.startswith("output stride"))
+print("  ...")                                            # the convolutions, unchanged
+print("\n".join(lines[stride_line - 7:]))                # the classifier, converted, and after
 
 # %% [markdown]
 # The notes' numbers: the first fully connected layer becomes a 7x7 convolution with 4,096

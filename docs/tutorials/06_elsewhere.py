@@ -39,7 +39,7 @@ from cnnkit.models import zoo
 
 # Default scale: each net (cnnkit's, then the PyTorch twin) trains on 5,000 digits for 2
 # epochs; the page runs in about 30 s on 2 cores. Full scale (CNNKIT_FULL_SCALE=1): 60,000
-# digits for 3 epochs each, about 3 minutes on 2 cores, for nets worth deploying.
+# digits for 3 epochs each, two to three minutes on 2 cores, for nets worth deploying.
 FULL_SCALE = os.environ.get("CNNKIT_FULL_SCALE") == "1"
 TRAIN_IMAGES, EPOCHS = (60_000, 3) if FULL_SCALE else (5_000, 2)
 

@@ -32,7 +32,7 @@ from cnnkit import io, search
 # Default scale: the one-process and two-process runs train on 640 digits for 1 epoch (9
 # steps), the search runs 4 trials of 1 epoch on 1,500 digits; the page runs in about 40 s on
 # 2 cores. Full scale (CNNKIT_FULL_SCALE=1): the runs train on 20,000 digits for 2 epochs and
-# the search runs 8 trials of 2 epochs on 10,000, about 6 minutes on 2 cores.
+# the search runs 8 trials of 2 epochs on 10,000, a few minutes on 2 cores.
 FULL_SCALE = os.environ.get("CNNKIT_FULL_SCALE") == "1"
 LIMIT, EPOCHS = (20_000, 2) if FULL_SCALE else (640, 1)
 TRIALS, TRIAL_EPOCHS, TRIAL_LIMIT = (8, 2, 10_000) if FULL_SCALE else (4, 1, 1_500)
@@ -51,7 +51,7 @@ os.chdir(workdir.name)
 # %%
 print("cores this process may use:", len(os.sched_getaffinity(0)))
 print("cnnkit's threads:", cnnkit.get_num_threads())
-print("machine load now (processes wanting a core, last minute): %.1f" % os.getloadavg()[0])
+print(f"machine load now (processes wanting a core, last minute): {os.getloadavg()[0]:.1f}")
 
 # %% [markdown]
 # Why threads and not processes, in Python? Because NumPy lets go of the interpreter lock
@@ -60,7 +60,7 @@ print("machine load now (processes wanting a core, last minute): %.1f" % os.getl
 # and each thread multiplies the filters by one chunk's columns at a time.
 #
 # We time the forward pass of a 3x3 convolution with 32 filters over a batch of 64 volumes of
-# 16x32x32 (about 300 million multiply-adds), at 1 thread and at 2, taking the best of a few
+# 16x32x32 (about 300 million multiply-adds), at 1 thread and at 2, taking the best of several
 # repeats to keep out other programs' noise:
 
 # %%
@@ -70,16 +70,18 @@ w = rng.standard_normal((32, 16, 3, 3), dtype=np.float32)
 b = np.zeros(32, np.float32)
 
 
-def best_time(threads, call, repeats=7, calls=1):
-    """Best time per call of `calls` calls of call() on `threads` threads, and its result."""
-    times = []
-    with cnnkit.num_threads(threads):
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(calls):
-                result = call()
-            times.append((time.perf_counter() - start) / calls)
-    return min(times), result
+def best_times(call, repeats=15, calls=1):
+    """Best time per call of call() on 1 and on 2 threads, and its results; the two counts
+    take turns, so that a busy moment of the machine does not fall on one count alone."""
+    best, results = {1: float("inf"), 2: float("inf")}, {}
+    for _ in range(repeats):
+        for threads in (1, 2):
+            with cnnkit.num_threads(threads):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    results[threads] = call()
+                best[threads] = min(best[threads], (time.perf_counter() - start) / calls)
+    return best, results
 
 
 def large_conv():
@@ -87,11 +89,10 @@ def large_conv():
     return out
 
 
-one, out_one = best_time(1, large_conv)
-two, out_two = best_time(2, large_conv)
-print(f"1 thread  {one * 1e3:6.1f} ms")
-print(f"2 threads {two * 1e3:6.1f} ms   speed-up {one / two:.2f}x")
-print("the same bits on 1 and 2 threads:", np.array_equal(out_one, out_two))
+best, out = best_times(large_conv)
+print(f"1 thread  {best[1] * 1e3:6.1f} ms")
+print(f"2 threads {best[2] * 1e3:6.1f} ms   speed-up {best[1] / best[2]:.2f}x")
+print("the same bits on 1 and 2 threads:", np.array_equal(out[1], out[2]))
 
 # %% [markdown]
 # On an idle 2-core machine the speed-up comes close to 2; on a busy one (see the load printed
@@ -110,9 +111,9 @@ print("the same bits on 1 and 2 threads:", np.array_equal(out_one, out_two))
 # %%
 small = rng.standard_normal((4, 8, 14, 14), dtype=np.float32)
 w_small = rng.standard_normal((8, 8, 3, 3), dtype=np.float32)
+best, _ = best_times(lambda: F.conv2d_forward(small, w_small, None, 1, 1), repeats=7, calls=50)
 for threads in (1, 2):
-    seconds, _ = best_time(threads, lambda: F.conv2d_forward(small, w_small, None, 1, 1), calls=50)
-    print(f"{threads} thread(s): {seconds * 1e6:.0f} us a call")
+    print(f"{threads} thread(s): {best[threads] * 1e6:.0f} us a call")
 
 # %% [markdown]
 # The two times are about the same, up to noise: the small convolution never left the calling
