@@ -121,7 +121,7 @@ for threads in (1, 2):
 # many cores, then, the large layers of a net speed up and the small ones do not, which is
 # the point where more processes help.
 #
-# ## Worker processes: `--workers`
+# ## Worker processes
 #
 # `cnnkit train --workers P` starts P processes (MPI ranks, through `mpiexec` from the MPICH
 # package that the `mpi` extra installs). Every rank builds the same net from the same seed and
