@@ -803,3 +803,13 @@ def test_cnnkit_io_exports_and_imports_without_torchfile():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_match_shows_as_its_pairing_not_its_arrays():
+    """A notebook shows a cell's last value by its repr: a Match is one line, not a state dict."""
+    from cnnkit.models import build_model
+    from cnnkit.weights.transfer import match_state
+    model, _ = build_model("CONV3-4 -> RELU -> FC-3", (1, 6, 5))
+    state = {k: np.full(v.shape, 0.123456, v.dtype) for k, v in model.state_dict().items()}
+    text = repr(match_state(model, state))
+    assert "\n" not in text and "0.123456" not in text and "fit the model" in text

@@ -26,3 +26,4 @@ def test_a_net_that_takes_the_volume_is_built_on_it(name, shape):
     model, built = build_model(name, shape)
     assert built == shape
     assert model.output_shape(shape) == (10,)
+

@@ -281,7 +281,7 @@ def _train(config, data, model, given, classes, say, callbacks, comm, root, log)
             f"{dataset.title}: {len(train_part)} train / {len(val_part)} val images "
             f"({volume_text(preprocessing.image_shape[:1])}x{preprocessing.describe()}), "
             f"{config.optimizer} lr {config.lr:g}, {config.schedule} schedule, "
-            f"{config.epochs} epochs, augment {config.augment}{ranks}; {where}")
+            f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, augment {config.augment}{ranks}; {where}")
 
         def the_run(**results) -> Run:
             return Run(model=net, preprocessing=preprocessing, classes=dataset.classes,

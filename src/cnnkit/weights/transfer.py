@@ -87,7 +87,7 @@ def _last_linear(model):
 
 # ---------------------------------------------------------------------------- matching
 
-@dataclass
+@dataclass(repr=False)
 class Match:
     """How a file's arrays pair with a model's state dict (what :func:`match_state` returns).
 
@@ -156,6 +156,10 @@ class Match:
         if strict or self.by == "order":
             return self.ok
         return not (self.mismatched or self.wrong_dtype)
+
+    def __repr__(self) -> str:
+        # a notebook shows the last expression's repr: the pairing, not every array it holds
+        return f"<Match by {self.by}: {self.describe()}>"
 
     # -------------------------------------------------------------- messages
     def _pair(self, name: str) -> str:
