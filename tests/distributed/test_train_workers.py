@@ -110,8 +110,11 @@ def test_a_rank_that_raises_in_the_command_is_one_line_naming_it(tmp_path):
     assert seconds < 60
 
 
-def _rank_pids(environment_key: str) -> dict[int, int]:
-    """The pids of the ranks whose environment holds ``environment_key``, by rank."""
+def _rank_pids(environment_key: str, value: str) -> dict[int, int]:
+    """The pids of the ranks whose environment sets ``environment_key`` to ``value``, by rank.
+    The value names one test's job: two runs of this file at once (on a shared machine) start
+    ranks with the same key, and one test took the other's rank 1 for its own: it killed a
+    stranger's rank, or, that one already killed by its own test, raised ProcessLookupError."""
     found = {}
     for path in glob.glob("/proc/[0-9]*/environ"):
         try:
@@ -119,14 +122,14 @@ def _rank_pids(environment_key: str) -> dict[int, int]:
         except OSError:
             continue
         env = dict(e.split(b"=", 1) for e in entries if b"=" in e)
-        if environment_key.encode() in env and b"PMI_RANK" in env:
+        if env.get(environment_key.encode()) == value.encode() and b"PMI_RANK" in env:
             found[int(env[b"PMI_RANK"])] = int(path.split("/")[2])
     return found
 
 
 def _start_long_run(tmp_path, marker):
     env = mpi.environment()
-    env[marker] = "1"
+    env[marker] = str(tmp_path)             # this job's, not another run's of the same test
     mpi.mpiexec()
     return subprocess.Popen(
         [sys.executable, "-m", "cnnkit.cli", "train", "--limit", "20000", "--epochs", "20",
@@ -138,7 +141,7 @@ def _start_long_run(tmp_path, marker):
 def _wait_for_training(process, marker, tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        ranks = _rank_pids(marker)
+        ranks = _rank_pids(marker, str(tmp_path))
         if len(ranks) == 2 and (tmp_path / "run").exists():
             time.sleep(2.0)        # well into the first epoch
             return ranks
