@@ -1,7 +1,8 @@
 """Load every page of the built site in headless Chromium and fail on what a reader would see
 go wrong: an image that does not decode, a console error or an uncaught exception, a request
-to another host (the site must work offline), or a page wider than a 1200-pixel window. A
-screenshot of each page is saved for a person to look at.
+to another host (the site must work offline), a link to a page or file the site does not
+have, or a page wider than a 1200-pixel window. A screenshot of each page is saved for a person
+to look at.
 
     python docs/check_site.py SITE_DIR [--screenshots DIR]
 
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 WIDTH, HEIGHT = 1200, 900          # the window the pages are checked in
 MAX_SHOT_HEIGHT = 4_000            # a screenshot shows the page's top 4000 px at most (a
@@ -72,7 +73,8 @@ INSPECT = """(async () => {
     if (wide.some((w) => w.el.contains(el)) || clipped(el)) continue;
     wide.push({el: el, text: name(el) + " " + Math.round(r.right) + " px"});
   }
-  return {images: imgs.length, broken: broken, scrollWidth: document.documentElement.scrollWidth,
+  const links = Array.from(document.links).map((a) => a.href);
+  return {images: imgs.length, broken: broken, links: links, scrollWidth: document.documentElement.scrollWidth,
           clientWidth: W, wide: wide.map((w) => w.text), height: document.documentElement.scrollHeight};
 })()"""
 
@@ -243,10 +245,25 @@ def _problems_in_events(events: list[dict], origin: str) -> list[str]:
     return problems
 
 
-def check_page(browser: Browser, url: str, shot: Path) -> tuple[list[str], int]:
-    """Load ``url``; return its problems and its number of images, and save its screenshot
-    (the page's top :data:`MAX_SHOT_HEIGHT` pixels, or :data:`MAX_FIGURES_SHOT_HEIGHT` when
-    it has images) to ``shot``."""
+def dead_links(links: list[str], origin: str, site: Path) -> list[str]:
+    """The links (absolute URLs, as the browser resolved them) to ``origin`` whose path is
+    neither a file of ``site`` nor a folder with an index.html: a link MkDocs did not rewrite
+    (a notebook's ``../guide/data.md``) or a page that is gone. Each once, in order."""
+    dead = []
+    for link in links:
+        parts = urlsplit(link)
+        if f"{parts.scheme}://{parts.netloc}" != origin or link in dead:
+            continue
+        target = site / unquote(parts.path).lstrip("/")
+        if not (target.is_file() or (target / "index.html").is_file()):
+            dead.append(link[len(origin):])
+    return dead
+
+
+def check_page(browser: Browser, url: str, shot: Path, site: Path) -> tuple[list[str], int]:
+    """Load ``url`` (a page of ``site``); return its problems and its number of images, and
+    save its screenshot (the page's top :data:`MAX_SHOT_HEIGHT` pixels, or
+    :data:`MAX_FIGURES_SHOT_HEIGHT` when it has images) to ``shot``."""
     browser.events = []
     browser.call("Page.navigate", session=True, url=url)
     if not browser.wait_for("Page.loadEventFired", PAGE_TIMEOUT):
@@ -261,6 +278,8 @@ def check_page(browser: Browser, url: str, shot: Path) -> tuple[list[str], int]:
                            + found["exceptionDetails"].get("text", "")], 0
     page = found["result"]["value"]
     problems += [f"image does not decode: {src or '(no src)'}" for src in page["broken"]]
+    problems += [f"link to a missing page or file: {link}"
+                 for link in dead_links(page["links"], origin, site)]
     if page["scrollWidth"] > page["clientWidth"]:
         problems.append(f"horizontal overflow at {WIDTH} px: the page is {page['scrollWidth']} "
                         f"px wide" + (f" ({', '.join(page['wide'][:WIDE_SHOWN])})"
@@ -326,7 +345,8 @@ def check_site(site: Path, shots: Path, chromium: str, out=print) -> int:
         try:
             for page in pages:
                 shot = shots / shot_name(page)
-                problems, count = check_page(browser, f"{origin}/{page.as_posix()}", shot)
+                problems, count = check_page(browser, f"{origin}/{page.as_posix()}", shot,
+                                             site)
                 images += count
                 for problem in problems:
                     out(f"{page.as_posix()}: {problem}")

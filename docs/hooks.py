@@ -3,6 +3,7 @@ code rather than repeat it (docs/_reference.py holds the generators), and the of
 
 import importlib.util
 import logging
+import posixpath
 import re
 from pathlib import Path
 
@@ -38,6 +39,31 @@ def on_page_markdown(markdown, page, config, files):
             raise ValueError(f"{page.file.src_uri} lacks its placeholder {placeholder}")
         markdown = markdown.replace(placeholder, generate())
     return markdown
+
+
+# a relative link to a source page (data.md, 02_course_path.py), with its #anchor if any
+_SOURCE_LINK = re.compile(r'href="(?![a-z]+:|/|#)([^"#?]+\.(?:md|py))(#[^"]*)?"')
+
+
+def on_page_content(html, page, config, files):
+    """Give a tutorial's links the pages' URLs. A tutorial links pages by their source path
+    (``../guide/data.md``, ``02_course_path.py``), as every page does and as a reader browsing
+    the repository follows them; MkDocs rewrites such links in Markdown pages, but a notebook
+    page is rendered by mkdocs-jupyter, which does not. A link to no page is a warning (an
+    error under --strict), as MkDocs makes it for a Markdown page."""
+    if not page.file.src_uri.endswith(".py"):
+        return html
+    here = posixpath.dirname(page.file.src_uri)
+
+    def url(match):
+        target = posixpath.normpath(posixpath.join(here, match.group(1)))
+        file = files.get_file_from_path(target)
+        if file is None:
+            log.warning(f"{page.file.src_uri}: links to {match.group(1)}, which is not a page "
+                        f"of the site")
+            return match.group(0)
+        return f'href="{file.url_relative_to(page.file)}{match.group(2) or ""}"'
+    return _SOURCE_LINK.sub(url, html)
 
 
 def on_post_page(output, page, config):

@@ -1,6 +1,7 @@
 """docs/check_site.py, the headless-Chromium check of the built site, on a tiny hand-made site:
 a good page passes; a broken image, an overflowing page, a console error, an uncaught
-exception and a request to another host are each named, with the page."""
+exception, a request to another host and a link to a missing page are each named, with the
+page."""
 
 import base64
 import importlib.util
@@ -30,18 +31,21 @@ def _page(body: str, head: str = "") -> str:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """Six pages, one fault each but the first; the images 37x23 (not square), one inlined."""
+    """Seven pages, one fault each but the first; the images 37x23 (not square), one inlined."""
     root = tmp_path_factory.mktemp("site")
     (root / "img").mkdir()
     (root / "img" / "good.png").write_bytes(_png(37, 23))
     inline = base64.b64encode(_png(23, 37)).decode()
     pages = {
-        "index.html": _page(f"<p>fine</p><img src='img/good.png'><img src='data:image/png;base64,"
+        "index.html": _page(f"<p><a href='broken.html#top'>fine</a> <a href='tutorials/'>"
+                            f"folder</a> <a href='https://example.com/'>away</a></p><img src='img/good.png'><img src='data:image/png;base64,"
                             f"{inline}'><pre style='overflow:auto'>{'x' * 400}</pre>"),
         "broken.html": _page("<img src='img/missing.png'><img src='img/good.png'>"),
         "tutorials/wide.html": _page("<div class='table' style='width:1500px'>wide</div>"),
         "errors.html": _page("<script>console.error('boom from the page')</script>"),
         "throws.html": _page("<script>undefinedFunction()</script>"),
+        "tutorials/index.html": _page("<a href='../guide/data.md'>not rewritten</a> "
+                                      "<a href='wide.html'>here</a> <a href='../gone/'>gone</a>"),
         "remote.html": _page("<p>cdn</p>", head="<script src='https://cdn.example.com/x.js'>"
                              "</script>"),
     }
@@ -70,10 +74,14 @@ def test_each_fault_is_named_with_its_page_and_nothing_else(checked):
     problems = lines[:-1]
     assert status == 1
     assert sorted({line.split(":")[0] for line in problems}) == [
-        "broken.html", "errors.html", "remote.html", "throws.html", "tutorials/wide.html"]
+        "broken.html", "errors.html", "remote.html", "throws.html", "tutorials/index.html",
+        "tutorials/wide.html"]
     by_page = {page: [ln for ln in problems if ln.startswith(page + ":")]
                for page in ("broken.html", "errors.html", "remote.html", "throws.html",
-                            "tutorials/wide.html")}
+                            "tutorials/index.html", "tutorials/wide.html")}
+    assert by_page["tutorials/index.html"] == [
+        "tutorials/index.html: link to a missing page or file: /guide/data.md",
+        "tutorials/index.html: link to a missing page or file: /gone/"]
     assert "broken.html: image does not decode: img/missing.png" in by_page["broken.html"]
     assert not any("favicon" in ln or "good.png" in ln for ln in problems)
     assert any("console error: boom from the page" in ln for ln in by_page["errors.html"])
@@ -89,7 +97,7 @@ def test_each_fault_is_named_with_its_page_and_nothing_else(checked):
 @pytest.mark.slow
 def test_summary_and_a_screenshot_of_each_page(checked, site):
     _, lines, shots = checked
-    assert lines[-1].startswith("check_site: 6 pages, 4 images, 5 with problems, in ")
+    assert lines[-1].startswith("check_site: 7 pages, 4 images, 6 with problems, in ")
     assert lines[-1].endswith(f"screenshots in {shots}")
     for page in check_site.site_pages(site):
         shot = Image.open(shots / check_site.shot_name(page))

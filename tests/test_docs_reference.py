@@ -180,3 +180,32 @@ def test_a_name_of_all_missing_from_its_api_page_is_found():
     page = '<h2 id="cnnkit.weights.torchfile.TorchFileError"></h2>'
     assert "TorchFileError" not in reference.unrendered_names("weights", page)
     assert "load_torch_state_dict" in reference.unrendered_names("weights", page)
+
+
+def test_a_tutorials_source_links_become_the_pages_urls(caplog):
+    """mkdocs-jupyter does not rewrite a notebook's links: the hook gives a tutorial's
+    ``../guide/data.md`` and ``02_course_path.py`` their pages' URLs (anchors kept), leaves
+    other links alone, and warns of a link to no page."""
+    from mkdocs.structure.files import File, Files
+    from mkdocs_jupyter.plugin import NotebookFile
+
+    hooks = _load("hooks")
+
+    def page_file(path):          # a tutorial is a page as mkdocs-jupyter makes it one
+        file = File(path, "docs", "site", use_directory_urls=True)
+        return NotebookFile(file, True, "site") if path.endswith(".py") else file
+    files = Files([page_file(path) for path in
+                   ("tutorials/01_layers.py", "tutorials/02_course_path.py", "guide/data.md")])
+
+    class Page:
+        file = files.get_file_from_path("tutorials/01_layers.py")
+    html = ('<a href="../guide/data.md#folders">a</a> <a href="02_course_path.py">b</a> '
+            '<a href="https://example.com/x.md">c</a> <a href="#here">d</a> '
+            '<a href="../guide/gone.md">e</a>')
+    with caplog.at_level("WARNING"):
+        out = hooks.on_page_content(html, page=Page, config={}, files=files)
+    assert out == ('<a href="../../guide/data/#folders">a</a> <a href="../02_course_path/">b</a> '
+                   '<a href="https://example.com/x.md">c</a> <a href="#here">d</a> '
+                   '<a href="../guide/gone.md">e</a>')
+    assert [r.getMessage() for r in caplog.records] == [
+        "tutorials/01_layers.py: links to ../guide/gone.md, which is not a page of the site"]

@@ -398,9 +398,9 @@ viz.plot_confusion_matrix(photo_evaluation.confusion, photo_evaluation.classes)
 #   the way; on the photo patches the mean colour does not, and the net's texture features earn
 #   their cost.
 #
-# The [data sources guide](../../guide/data/) lists every source and what the folder source
+# The [data sources guide](../guide/data.md) lists every source and what the folder source
 # accepts (image modes, sizes, the cache). The next tutorial, [Inside the
-# net](../04_inside_the_net/), looks at what happens inside training: callbacks, layer
+# net](04_inside_the_net.py), looks at what happens inside training: callbacks, layer
 # statistics and saliency maps.
 
 # %% [markdown]

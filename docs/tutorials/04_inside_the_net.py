@@ -343,7 +343,7 @@ display.Image(filename=Path(result["folder"]) / "accuracy_vs_weight_scale.png")
 # - The experiments reproduce the notes' claims; run them at full scale with
 #   `cnnkit experiment NAME --full`.
 #
-# The guide's [Seeing inside the net](../../guide/seeing-inside/) lists every callback, every
+# The guide's [Seeing inside the net](../guide/seeing-inside.md) lists every callback, every
 # `viz` function and the run report.
 
 # %% [markdown]

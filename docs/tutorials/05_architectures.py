@@ -347,5 +347,5 @@ print("\n".join(lines[stride_line - 7:]))                # the classifier, conve
 # reproducing them. From the command line, `cnnkit convert vgg16 --image 3x384x384` prints
 # the same, and `cnnkit summary vgg16 --notes` the memory table.
 #
-# Where next: [Taking a net elsewhere](../06_elsewhere/) exports a net to ONNX and brings
-# PyTorch weights in; the [spec grammar](../../reference/spec-grammar/) lists every token.
+# Where next: [Taking a net elsewhere](06_elsewhere.py) exports a net to ONNX and brings
+# PyTorch weights in; the [spec grammar](../reference/spec-grammar.md) lists every token.

@@ -269,7 +269,7 @@ os.chdir(home)
 workdir.cleanup()
 
 # %% [markdown]
-# Where next: [More cores and machines](../07_cores_and_machines/) trains on several processes;
-# the guide's page on [exporting and importing](../../guide/transfer/) lists every option,
+# Where next: [More cores and machines](07_cores_and_machines.py) trains on several processes;
+# the guide's page on [exporting and importing](../guide/transfer.md) lists every option,
 # including pairing arrays by position for nets whose modules are named differently
 # (torchvision's `resnet18`).

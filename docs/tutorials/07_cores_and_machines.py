@@ -192,7 +192,7 @@ for name in one_process:
 # way, and a training loop of your own gets the ranks from `cnnkit.distributed`:
 # `distributed.world()` is the communicator (None in a plain process) and
 # `distributed.DataParallel(comm)`, handed to the `Trainer`, sums the gradients; the guide's
-# [threads and MPI](../../guide/parallel/) page shows the few lines.
+# [threads and MPI](../guide/parallel.md) page shows the few lines.
 #
 # ## Searching hyperparameters
 #
@@ -261,6 +261,6 @@ os.chdir(home)
 workdir.cleanup()
 
 # %% [markdown]
-# Where next: the guide's [threads and MPI](../../guide/parallel/) page covers stopping, faults
-# and resuming on another number of ranks, and [benchmarks](../../guide/benchmarks/) how the
+# Where next: the guide's [threads and MPI](../guide/parallel.md) page covers stopping, faults
+# and resuming on another number of ranks, and [benchmarks](../guide/benchmarks.md) how the
 # speed-ups were measured.
