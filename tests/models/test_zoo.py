@@ -121,7 +121,7 @@ SMALL = {
 }
 
 
-def kink_aware_errors(model, x, y, rng, per_param=4, h=1e-5):
+def kink_aware_errors(model, x, y, rng, per_param=4, h=1e-6):
     """Backprop against centred differences on ``per_param`` random entries of every parameter.
 
     A ReLU or a max pool makes the loss piecewise smooth: when x +- h straddles a kink (a
@@ -130,6 +130,13 @@ def kink_aware_errors(model, x, y, rng, per_param=4, h=1e-5):
     itself as a quotient that changes with the step, so each entry is also measured with h/4 and
     set aside when the two disagree by more than round-off. Returns ({parameter: relative error
     of its checked entries}, entries set aside, entries in all).
+
+    The step is small because kinks come in bunches: a ReLU input within h * |dz/dp| of 0 late
+    in the net makes every entry upstream of it straddle the kink. ResNet-20 has ~2e4 ReLU
+    inputs here; with h = 1e-5, 10 of seeds 0-83 set 6 to 59 of 208 entries aside (seed 26:
+    59), and one run set 109 aside. The window, and with it the odds, shrink with h: at
+    h = 1e-6 those seeds set none aside, and float64's round-off in the quotient (~1e-9)
+    stays far below the tolerance.
     """
     def loss():
         return softmax_loss(model.forward(x), y)[0]
@@ -169,14 +176,19 @@ def test_global_pooling_nets_pass_a_float64_gradient_check(name, rng):
     for _, p in model.named_parameters():
         if p.data.ndim == 1 and name == "googlenet":
             p.data = rng.uniform(0.05, 0.2, p.shape)
-    x = rng.standard_normal((4, *shape))
-    errors, kinks, total = kink_aware_errors(model, x, rng.integers(0, 5, 4), rng)
-    worst = max(errors, key=errors.get)
-    # Typically 1e-8..1e-6; a kink right at the point (the quotient then averages the two sides
-    # whatever the step) can leave ~1e-5. A wrong gradient is off by O(1). The PyTorch twins
-    # below check the same gradients to 1e-10.
-    assert errors[worst] < 1e-4, f"{worst}: {errors[worst]:.2e}"
-    assert kinks <= 0.35 * total, f"{kinks} of {total} entries at kinks"
+    for _ in range(3):
+        # A point where a kink sets most entries aside proves little, so it is checked and
+        # then another is drawn (a rare bunch does not come three times).
+        x = rng.standard_normal((4, *shape))
+        errors, kinks, total = kink_aware_errors(model, x, rng.integers(0, 5, 4), rng)
+        worst = max(errors, key=errors.get)
+        # Typically 1e-7..1e-6 (round-off at h = 1e-6); a kink right at the point (the quotient
+        # then averages the two sides whatever the step) can leave ~1e-5. A wrong gradient is
+        # off by O(1). The PyTorch twins below check the same gradients to 1e-10.
+        assert errors[worst] < 1e-4, f"{worst}: {errors[worst]:.2e}"
+        if kinks <= 0.35 * total:
+            break
+    assert kinks <= 0.35 * total, f"{kinks} of {total} entries at kinks, at three points"
 
 
 def randomized(model, rng):
