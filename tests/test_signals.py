@@ -245,8 +245,8 @@ def _early(tmp_path, name, callbacks=(), resume=None, epochs=12):
 def test_early_stopping_keeps_its_patience_across_a_resume(tmp_path):
     full, full_stop = _early(tmp_path, "full")
     assert full_stop.stopped_epoch is not None and full.epoch < 12, "the run must stop early"
-    waited = full_stop.stopped_epoch - 1            # an epoch after which it had waited 1
-    iteration = (waited + 1) * 6 + 2                # 6 batches per epoch: mid-epoch after that
+    waited = full_stop.stopped_epoch - 1            # an epoch (from 1) after which it waited 1
+    iteration = waited * 6 + 2                      # 6 batches per epoch: mid-epoch after that
     with pytest.raises(TrainingInterrupted):
         _early(tmp_path, "cut", [SendSignal(signal.SIGTERM, iteration=iteration)])
     saved = load_checkpoint(tmp_path / "cut.npz").extra["trainer"]["callbacks"]

@@ -337,9 +337,14 @@ class EarlyStopping(Callback):
     epoch are loaded when training stops (the Trainer's own ``restore_best`` follows its
     validation accuracy instead).
 
-    Its counters (the best value and epoch, the epochs waited, the epoch it stopped at; with
-    ``restore_best`` the best weights too) go into the Trainer's checkpoint, so a resumed run
-    keeps its patience; a run that had stopped stays stopped."""
+    ``best_epoch`` and ``stopped_epoch`` count from 1, as the epoch log, ``history["epoch"]``
+    and ``Run.best["epoch"]`` do (None until there is one). Its counters (the best value and
+    epoch, the epochs waited, the epoch it stopped at; with ``restore_best`` the best weights
+    too) go into the Trainer's checkpoint, so a resumed run keeps its patience; a run that had
+    stopped stays stopped."""
+
+    # checkpoints without "epochs_from" were written when the epochs counted from 0
+    _EPOCHS_FROM = 1
 
     def __init__(self, monitor: str = "val_loss", *, patience: int = 3, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = False):
@@ -370,14 +375,15 @@ class EarlyStopping(Callback):
                              f"lack (they have {', '.join(logs)}); pass validation data to fit "
                              f"or monitor another")
         value = float(logs[self.monitor])
+        number = epoch + 1                # the hook counts from 0, the epoch log from 1
         if self._better(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best, self.best_epoch, self.wait = value, number, 0
             if self.restore_best:
                 self._best_state = self.model.state_dict()
             return
         self.wait += 1
         if self.wait >= self.patience:
-            self.stopped_epoch = epoch
+            self.stopped_epoch = number
             self.trainer.stop_training = True
 
     def on_train_begin(self, logs):
@@ -395,7 +401,7 @@ class EarlyStopping(Callback):
     def state_dict(self) -> dict:
         state = {"monitor": self.monitor, "mode": self.mode, "best": self.best,
                  "best_epoch": self.best_epoch, "wait": self.wait,
-                 "stopped_epoch": self.stopped_epoch}
+                 "stopped_epoch": self.stopped_epoch, "epochs_from": self._EPOCHS_FROM}
         if self.restore_best and self._best_state is not None:
             state["best_state"] = self._best_state
         return state
@@ -408,11 +414,16 @@ class EarlyStopping(Callback):
                              f"one watches {self.monitor!r} ({self.mode})")
         best, best_epoch, wait, stopped = (state.get(k) for k in ("best", "best_epoch", "wait",
                                                                   "stopped_epoch"))
+        shift = self._EPOCHS_FROM - state.get("epochs_from", 0)    # 1 for an older checkpoint
         if not (best is None or (isinstance(best, (int, float)) and not isinstance(best, bool))) \
-                or not all(_epoch_count(v, none=True) for v in (best_epoch, stopped)) \
+                or shift not in (0, 1) \
+                or not all(_epoch_count(v, none=True) and (v is None or v + shift >= 1)
+                           for v in (best_epoch, stopped)) \
                 or not _epoch_count(wait):
             raise ValueError(f"its counters are not EarlyStopping's: best {best!r}, best_epoch "
-                             f"{best_epoch!r}, wait {wait!r}, stopped_epoch {stopped!r}")
+                             f"{best_epoch!r}, wait {wait!r}, stopped_epoch {stopped!r}, "
+                             f"epochs_from {state.get('epochs_from', 0)!r}")
+        best_epoch, stopped = (None if v is None else v + shift for v in (best_epoch, stopped))
         best_state = state.get("best_state")
         if best_state is not None and not isinstance(best_state, dict):
             raise ValueError(f"its best weights are a {type(best_state).__name__}")
