@@ -37,8 +37,11 @@ import os
 import re
 import signal
 import stat
+import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +49,7 @@ import numpy as np
 
 from .._progress import Bar
 from ..budget import check_bytes
+from ..errors import CnnkitError
 from ..files import regular_file
 from ..interrupts import STOP_SIGNALS
 from . import cache
@@ -245,6 +249,34 @@ _PROCESSES_FROM = 4096  # fewer images than this are decoded in this process: a 
                         # (importing NumPy and Pillow, about 0.3 s) would cost more than it saves
 
 
+class DecodeWorkerError(CnnkitError, RuntimeError):
+    """A worker process decoding a folder ended abruptly (killed, out of memory, or a script
+    that starts them again from its top level); a ``RuntimeError``, as the executor's
+    ``BrokenProcessPool`` it stands for is."""
+
+
+@contextmanager
+def _main_not_imported_by_workers():
+    """While worker processes start, present ``__main__`` as a module the "spawn" start method
+    leaves alone. Otherwise each worker runs the user's script again as ``__mp_main__``
+    (multiprocessing does so to unpickle what lives there), and a script without an
+    ``if __name__ == "__main__":`` guard reaches this decode again in every worker, which then
+    dies (a process may not start processes while it bootstraps). The workers need nothing
+    from ``__main__``: they run cnnkit's own functions on paths and numbers. A script run as a
+    file has ``__spec__`` None and a ``__file__`` (imported again by path); ``python -m mod``
+    has ``mod``'s spec (imported again by name); a spec named ``__main__`` is skipped."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = main.__dict__.get("__spec__")
+    main.__spec__ = ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = saved
+
+
 def _ignore_interrupt():
     """Workers leave Ctrl-C, SIGTERM and SIGHUP to the main process, which cancels the work and
     cleans up (a group signal, as `timeout` sends, reaches the workers too)."""
@@ -283,9 +315,6 @@ def _decode_all(files: list, shape: tuple, target: str, offset: int, skip_bad: b
     is more than one core (Pillow holds Python's GIL for much of a small image's decoding, so
     threads would queue behind each other). Returns the (row, message) of images that failed
     (only with ``skip_bad``)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     chunks = [(start, [f.path for f in files[start:start + _CHUNK]])
               for start in range(0, len(files), _CHUNK)]
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -299,20 +328,42 @@ def _decode_all(files: list, shape: tuple, target: str, offset: int, skip_bad: b
                 bad += _decode_range(target, offset, start, paths, shape, skip_bad)
                 bar.update(len(paths))
         else:
-            context = multiprocessing.get_context("spawn")   # no fork of a threaded process
-            with ProcessPoolExecutor(workers, mp_context=context,
-                                     initializer=_ignore_interrupt) as pool:
-                futures = [pool.submit(_decode_range, target, offset, start, paths, shape,
-                                       skip_bad) for start, paths in chunks]
-                try:
-                    for future, (_, paths) in zip(futures, chunks):
-                        bad += future.result()
-                        bar.update(len(paths))
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+            bad = _decode_by_workers(chunks, workers, target, offset, shape, skip_bad, bar,
+                                     title)
     finally:
         bar.close()
+    return bad
+
+
+def _decode_by_workers(chunks: list, workers: int, target: str, offset: int, shape: tuple,
+                       skip_bad: bool, bar: Bar, title: str) -> list[tuple[int, str]]:
+    """:func:`_decode_all`'s chunks decoded by ``workers`` processes; a worker that dies is one
+    :class:`DecodeWorkerError` line saying what to do."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")   # no fork of a threaded process
+    bad: list[tuple[int, str]] = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context,
+                                 initializer=_ignore_interrupt) as pool:
+            with _main_not_imported_by_workers():       # the workers start as tasks come
+                futures = [pool.submit(_decode_range, target, offset, start, paths, shape,
+                                       skip_bad) for start, paths in chunks]
+            try:
+                for future, (_, paths) in zip(futures, chunks):
+                    bad += future.result()
+                    bar.update(len(paths))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    except BrokenProcessPool:
+        raise DecodeWorkerError(
+            f"decoding {title}: a worker process ended abruptly (out of memory, killed, or "
+            f"started again by a script); if a script calls cnnkit at its top level, put that "
+            f"code under `if __name__ == \"__main__\":`, as Python's multiprocessing asks, and "
+            f"run it again") from None
     return bad
 
 
