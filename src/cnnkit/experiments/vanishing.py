@@ -167,13 +167,17 @@ def _plot_init(nets: dict, config: Config, path) -> None:
     fig = new_figure(10, 4.2)
     axes = fig.subplots(1, 2)
     layers = np.arange(1, config.depth + 2)
-    for ax, key, what in ((axes[0], "weight_grad_norm", "weight gradient  ||dL/dW||"),
-                          (axes[1], "input_grad_norm", "gradient reaching the input  ||dL/dx||")):
+    # what each panel shows goes in its title: a y-label that said it all ran taller than
+    # the panel, into the figure's title (a rotated label has only the panel's height)
+    for ax, key, title, norm in ((axes[0], "weight_grad_norm", "Weight gradient", "||dL/dW||"),
+                                 (axes[1], "input_grad_norm", "Gradient reaching each layer's "
+                                  "input", "||dL/dx||")):
         for activation, rec in nets.items():
             color, marker, label = STYLE[activation]
             ax.semilogy(layers, rec[key][0], "-" + marker, color=color, label=label)
+        ax.set_title(title)
         ax.set_xlabel("Linear layer (1 = next to the image, %d = output)" % layers[-1])
-        ax.set_ylabel(f"{what} (Frobenius norm)")
+        ax.set_ylabel(f"{norm} (Frobenius norm)")
         ax.set_xticks(layers)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend()

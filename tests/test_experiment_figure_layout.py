@@ -1,0 +1,44 @@
+"""The vanishing-gradients experiment's figure at initialisation: no title or label overlaps
+another, and each lies inside the figure (a rotated y-label taller than its panel once ran
+into the figure's title)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from cnnkit.experiments import vanishing
+
+
+def _texts(fig):
+    """The figure's title and every panel's title and axis labels that have text, drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)    # what savefig draws with
+    canvas.draw()                    # constrained layout places everything on a draw
+    renderer = canvas.get_renderer()
+    texts = [fig._suptitle] + [t for ax in fig.axes
+                               for t in (ax.title, ax.xaxis.label, ax.yaxis.label)]
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in texts
+            if t is not None and t.get_text()]
+
+
+@pytest.mark.parametrize("depth", [3, 9])
+def test_the_figure_at_init_has_no_overlapping_text(tmp_path, monkeypatch, depth):
+    kept = []
+    monkeypatch.setattr(vanishing, "finish", lambda fig, path: kept.append(fig))
+    monkeypatch.setattr(vanishing, "close", lambda fig: None)
+    config = vanishing.Config(depth=depth, width=100, probe_size=1000)
+    norms = np.logspace(-7, 0, depth + 1)[None]                  # one snapshot, at step 0
+    nets = {name: {"weight_grad_norm": norms, "input_grad_norm": norms}
+            for name in vanishing.STYLE}
+    vanishing._plot_init(nets, config, tmp_path / "init.png")
+    [fig] = kept
+    texts = _texts(fig)
+    frame = fig.bbox
+    for text, box in texts:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 \
+            and box.y1 <= frame.y1, f"{text!r} leaves the figure"
+    for (a, box_a), (b, box_b) in itertools.combinations(texts, 2):
+        assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
+    assert len(texts) == 7                    # the figure's title, 2 x (title, x and y label)
