@@ -124,10 +124,10 @@ def test_early_stopping_waits_patience_epochs_and_restores_the_best(rng):
                       epochs=30, progress=False, callbacks=[stop], restore_best=False)
     history = trainer.fit((x, y), (x, y))
     losses = history["val_loss"]
-    best = int(np.argmin(losses))
-    assert stop.best_epoch == best and stop.best == losses[best]
+    best = int(np.argmin(losses))                     # index; epochs count from 1
+    assert stop.best_epoch == best + 1 and stop.best == losses[best]
     assert len(losses) == best + 3                    # two epochs without improvement
-    assert stop.stopped_epoch == best + 2
+    assert stop.stopped_epoch == best + 3
 
 
 def test_early_stopping_names_a_missing_log(rng):

@@ -102,11 +102,12 @@ run = cnnkit.fit("mnist", NET, limit=LIMIT, epochs=30, layer_stats=0, progress=F
 # %% [markdown]
 # `limit` took the first few thousand training and test digits; a tenth of the training part
 # was held out to validate on after each epoch. Training stopped well before the 30 epochs.
-# (Callbacks count epochs from 0, as Keras does; the log and the history count from 1.)
+# (A callback's hooks get the epoch counted from 0, as Keras's do; `EarlyStopping` reports its
+# epochs counted from 1, as the log and the history count them.)
 
 # %%
-print(f"early stopping: best val_loss {early.best:.4f} at epoch {early.best_epoch + 1}, "
-      f"stopped after epoch {early.stopped_epoch + 1}")
+print(f"early stopping: best val_loss {early.best:.4f} at epoch {early.best_epoch}, "
+      f"stopped after epoch {early.stopped_epoch}")
 print(f"the run kept the weights of its best validation accuracy, epoch {run.best['epoch']}")
 print(f"first weight {drift.name!r}, relative drift per epoch:",
       " ".join(f"{d:.2f}" for d in drift.drift))
