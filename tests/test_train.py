@@ -249,7 +249,10 @@ def test_whole_model_gradient_check(loss, mode, rng):
     model.train(mode == "train")
     x = rng.standard_normal((4, 1, 8, 8))
     y = rng.integers(0, 10, 4)
-    errors = check_model(model, x, y, loss, reg=0.1)
+    # h = 1e-6 rather than the default 1e-5: a ReLU, max-pool or hinge kink within the step
+    # throws a centred difference off by ~1e-3 (2 of 150 random draws at 1e-5, seeds 55 and 130
+    # of [seed, 12345]); the window shrinks with h, and round-off stays ~1e-9 (42 draws)
+    errors = check_model(model, x, y, loss, reg=0.1, h=1e-6)
     assert len(errors) == len(model.parameters())
     assert max(errors.values()) < 1e-6, errors
 
