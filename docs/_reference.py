@@ -66,7 +66,7 @@ def _slug(prog: str, command: str) -> str:
     return f"{prog} {command}".replace(" ", "-")
 
 
-def command_markdown(name: str, parser: argparse.ArgumentParser) -> str:
+def command_markdown(parser: argparse.ArgumentParser) -> str:
     """One command's section: its description, usage, options by group, and examples."""
     lines = [f"## {parser.prog}", ""]
     if parser.description:
@@ -95,23 +95,24 @@ def command_markdown(name: str, parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines)
 
 
+def _all_parsers(parser: argparse.ArgumentParser | None) -> dict[str, argparse.ArgumentParser]:
+    """``cnnkit``'s parser (``build_parser()``'s by default), then each command's, in the order
+    ``cnnkit --help`` lists them."""
+    parser = parser or build_parser()
+    return {"cnnkit": parser, **command_parsers(parser)}
+
+
 def cli_markdown(parser: argparse.ArgumentParser | None = None) -> str:
     """The command-line reference: ``cnnkit``'s own usage and options, then a section per
     command in the order ``cnnkit --help`` lists them."""
-    parser = parser or build_parser()
-    sections = [command_markdown("cnnkit", parser)]
-    sections += [command_markdown(name, sub) for name, sub in command_parsers(parser).items()]
-    return "\n".join(sections)
+    return "\n".join(command_markdown(p) for p in _all_parsers(parser).values())
 
 
 def option_strings(parser: argparse.ArgumentParser | None = None) -> dict[str, list[str]]:
     """Every command (``cnnkit`` first) and the option strings of its parser (``--epochs``,
     ``-o``), the ones the reference must show."""
-    parser = parser or build_parser()
-    found = {"cnnkit": [s for a in parser._actions for s in a.option_strings]}
-    for name, sub in command_parsers(parser).items():
-        found[name] = [s for a in sub._actions for s in a.option_strings]
-    return found
+    return {name: [s for a in p._actions for s in a.option_strings]
+            for name, p in _all_parsers(parser).items()}
 
 
 # ---------------------------------------------------------------------------- API

@@ -70,7 +70,7 @@ def test_a_default_the_help_does_not_say_is_added():
     parser.add_argument("--size", type=int, default=7, help="the size")
     parser.add_argument("--rate", default=0.5, help="the rate (default: %(default)s)")
     parser.add_argument("--flag", action="store_true", help="a switch")
-    section = reference.command_markdown("demo", parser)
+    section = reference.command_markdown(parser)
     assert "- `--size SIZE`: the size (default: 7)" in section
     assert "- `--rate RATE`: the rate (default: 0.5)" in section
     assert "- `--flag`: a switch\n" in section
