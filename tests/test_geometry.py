@@ -52,3 +52,29 @@ def test_check_volume():
                                           r"shape \(10,\) \(1-D per example\)") as info:
         check_volume((10,), "conv2d")
     assert info.value.shape == (10,) and type(info.value).__mro__[1] is ValueError
+
+
+def test_kept_geometries_answer_as_a_fresh_walk_does_and_never_swallow_an_error():
+    from cnnkit import geometry
+
+    geometry._known_geometry.cache_clear()
+    args = ((5, 3), (2, 1), (1, 0), 1, "conv2d")
+    first = window_geometry((8, 3, 17, 11), *args)
+    assert first == geometry._window_geometry((8, 3, 17, 11), *args, True)
+    assert window_geometry((1, 3, 17, 11), *args) is first       # kept: same size, same numbers
+    assert geometry._known_geometry.cache_info().hits == 1
+    # values equal to a kept key's but of another kind are still refused
+    for stride in (2.0, True, (2.0, 1)):
+        with pytest.raises(TypeError, match="stride"):
+            window_geometry((1, 3, 17, 11), (5, 3), stride, (1, 0), 1, "conv2d")
+    # a list is never a key, and still normalised
+    assert window_geometry((1, 3, 17, 11), [5, 3], [2, 1], [1, 0], 1, "conv2d") == first
+    # an invalid size raises on every call, not only the first
+    for _ in range(2):
+        with pytest.raises(SizeRuleError):
+            window_geometry((1, 3, 16, 11), (5, 3), 2, (1, 0), 1, "conv2d")
+    # another spatial size is another answer
+    assert (first.h_out, window_geometry((1, 3, 19, 11), *args).h_out) == (8, 9)
+    for i in range(geometry.GEOMETRY_CACHE_SIZE + 10):                # bounded
+        window_geometry((1, 1, 3 + i, 3), 3, 1, 0, 1, "pool")
+    assert geometry._known_geometry.cache_info().currsize <= geometry.GEOMETRY_CACHE_SIZE

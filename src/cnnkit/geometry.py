@@ -11,6 +11,7 @@ This module imports nothing of cnnkit but :mod:`cnnkit.checks`: every tier may i
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from .checks import pair
@@ -88,7 +89,36 @@ class Window(NamedTuple):
 
 def window_geometry(x_shape, kernel, stride, pad, dilation, what: str,
                     strict: bool = True) -> Window:
-    """Normalise the hyperparameters and apply the size rule on both axes of (N, C, H, W)."""
+    """Normalise the hyperparameters and apply the size rule on both axes of (N, C, H, W).
+
+    A layer asks the same question with the same numbers at every call, so answers are kept
+    (:data:`GEOMETRY_CACHE_SIZE` of them, keyed by the spatial size and the hyperparameters);
+    arguments that cannot be keyed (lists) and invalid ones, which raise, are worked out afresh.
+    """
+    sizes = (kernel, stride, pad, dilation)
+    if all(map(_plain, sizes)) and type(strict) is bool:
+        return _known_geometry((tuple(x_shape[-2:]), *sizes, what, strict))
+    # anything else (a list, a float, a bool: 1.0 == 1 and True == 1 as keys) is checked afresh
+    return _window_geometry(x_shape, kernel, stride, pad, dilation, what, strict)
+
+
+def _plain(value) -> bool:
+    """An int or a pair of ints (not bools, not floats): safe to use as a key."""
+    return type(value) is int or (type(value) is tuple and len(value) == 2
+                                  and type(value[0]) is int and type(value[1]) is int)
+
+
+#: Window geometries kept by :func:`window_geometry` (a net has a few per input size).
+GEOMETRY_CACHE_SIZE = 512
+
+
+@functools.lru_cache(maxsize=GEOMETRY_CACHE_SIZE)
+def _known_geometry(key) -> Window:
+    size, kernel, stride, pad, dilation, what, strict = key
+    return _window_geometry(size, kernel, stride, pad, dilation, what, strict)
+
+
+def _window_geometry(x_shape, kernel, stride, pad, dilation, what, strict) -> Window:
     kh, kw = pair(kernel, f"{what} kernel")
     sh, sw = pair(stride, f"{what} stride")
     ph, pw = pair(pad, f"{what} pad", minimum=0)

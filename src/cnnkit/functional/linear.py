@@ -10,6 +10,8 @@ of its rows (:func:`blocks`); each block is one task for cnnkit's threads. A sma
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import parallel
@@ -80,7 +82,7 @@ def affine_forward(x, w, b=None):
         raise ValueError(f"affine x must have a batch axis, got shape {x.shape}")
     if w.ndim != 2:
         raise ValueError(f"affine w must be 2-D (D, M), got shape {w.shape}")
-    d = int(np.prod(x.shape[1:], dtype=np.int64))
+    d = math.prod(x.shape[1:])
     if d != w.shape[0]:
         raise ValueError(f"affine: x of shape {x.shape} has D = {d} features per example "
                          f"but w of shape {w.shape} expects D = {w.shape[0]}")

@@ -146,8 +146,8 @@ class Linear(_Weighted):
 
     def forward(self, x):
         x = as_float_array(x, "Linear x")
-        if x.ndim < 1 or np.prod(x.shape[1:], dtype=np.int64) != self.in_features:
-            d = int(np.prod(x.shape[1:], dtype=np.int64)) if x.ndim else "none (no batch axis)"
+        if x.ndim < 1 or math.prod(x.shape[1:]) != self.in_features:
+            d = math.prod(x.shape[1:]) if x.ndim else "none (no batch axis)"
             raise ValueError(f"Linear: x of shape {x.shape} has D = {d} features per example, "
                              f"expected in_features = {self.in_features}")
         b = None if self.bias is None else self.bias.data
@@ -480,11 +480,11 @@ class Flatten(Module):
         if x.ndim < 1:
             raise ValueError(f"Flatten: x must have a batch axis, got shape {x.shape}")
         self._cache = x.shape
-        return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, dout, *, input_grad=True):
         x_shape = self._take_cache()
-        d = int(np.prod(x_shape[1:], dtype=np.int64))
+        d = math.prod(x_shape[1:])
         dout = check_dout(dout, (x_shape[0], d), "Flatten.backward")
         return dout.reshape(x_shape).copy()            # a new array, never a view of dout
 
