@@ -5,6 +5,10 @@ configuration in which cnnkit's threads, NumPy's BLAS and PyTorch all use it; wi
 library defaults' configuration and the speed-up table from the lowest to the highest count are
 added (see :mod:`benchmarks.suite`). A single count runs that configuration alone.
 
+``--extra`` adds the kernel cases of shapes the default run leaves out
+(:func:`benchmarks.cases.extra_cases`). ``--compare A.json B.json`` times nothing: it prints two
+result files side by side (:mod:`benchmarks.compare`) without importing PyTorch.
+
 OpenBLAS reads ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` once, when NumPy loads it; they
 can make it pick kernels for another core than the one it runs on. So that the measurement shows
 this machine's own BLAS, this entry point, before importing NumPy, re-executes itself once with
@@ -22,10 +26,13 @@ import sys
 
 from .machine import OPENBLAS_VARS, ORIGINAL_ENV_MARKER
 
+COMPARE = "--compare"
+
 
 def _reexec_without_openblas_env(argv: list[str]) -> None:
     """Replace this process by itself without the OpenBLAS variables (once; see above)."""
-    if "--keep-openblas-env" in argv or ORIGINAL_ENV_MARKER in os.environ:
+    if ("--keep-openblas-env" in argv or ORIGINAL_ENV_MARKER in os.environ
+            or _wants_compare(argv)):                     # --compare loads no BLAS
         return
     present = {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ}
     os.environ[ORIGINAL_ENV_MARKER] = json.dumps(present)
@@ -82,7 +89,13 @@ def _seconds(text):
     return value
 
 
+def _wants_compare(argv: list[str]) -> bool:
+    """Whether the arguments ask for ``--compare`` (or an abbreviation argparse would take)."""
+    return any(len(a) >= 3 and COMPARE.startswith(a) for a in argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .cases import extra_cases
     from .suite import QUICK, Settings, case_names, default_thread_counts
 
     defaults = Settings()
@@ -93,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "float32, NCHW and channels_last) in one process, at 1 thread, at all "
                     "cores and at each library's defaults; print the tables and the 1 -> N "
                     "speed-ups and write them as JSON.",
-        epilog="cases: " + ", ".join(case_names()))
+        epilog="cases: " + ", ".join(case_names()) + "; with --extra also: "
+               + ", ".join(c.name for c in extra_cases()))
     parser.add_argument("--threads", type=thread_counts, default=None, metavar="N[,M...]",
                         help="thread counts for cnnkit, NumPy's BLAS and PyTorch, one "
                              "configuration each; with several, the library defaults and the "
@@ -111,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
                              f"warm-up, {QUICK['budget']:g} s budget (unless given)")
     parser.add_argument("--only", metavar="PATTERN",
                         help="run the cases whose name matches this regular expression")
+    parser.add_argument("--extra", action="store_true",
+                        help="add kernel cases of other shapes: a first layer, non-square maps, "
+                             "stride-2 3x3 and 1x1, 5x5, small pooling and batch-norm maps "
+                             "(listed below)")
+    parser.add_argument(COMPARE, nargs=2, metavar=("A.json", "B.json"),
+                        help="time nothing: print two result files side by side (each case's "
+                             "cnnkit ms and ratios to PyTorch in A and in B, and B/A), headed by "
+                             "each file's CPU, BLAS, threads, date and command")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="where to write the results (default: benchmarks/results/"
                              "latest.json)")
@@ -130,11 +152,17 @@ def settings_from(args: argparse.Namespace):
                                ("budget", args.budget)) if v is not None}
     threads = {} if args.threads is None else {"threads": args.threads,
                                                "defaults": len(args.threads) > 1}
-    return Settings(only=args.only, **threads, **{**base, **given})
+    return Settings(only=args.only, extra=args.extra, **threads, **{**base, **given})
 
 
 def main(argv=None) -> int:
+    given_argv = sys.argv[1:] if argv is None else list(argv)
+    if _wants_compare(given_argv):                  # before anything imports PyTorch
+        from .compare import main as compare
+
+        return compare(given_argv)
     import re
+    import shlex
     from pathlib import Path
 
     from .guard import KernelMismatch
@@ -148,16 +176,18 @@ def main(argv=None) -> int:
             re.compile(args.only)
         except re.error as err:
             parser.error(f"--only: not a regular expression: {err}")
-        if not any(selected(name, args.only) for name in case_names()):
-            parser.error(f"--only {args.only!r} matches no case; cases: {', '.join(case_names())}")
+        if not any(selected(name, args.only) for name in case_names(args.extra)):
+            hint = ("; it matches extra cases, which run with --extra"
+                    if any(selected(name, args.only) for name in case_names(True)) else
+                    f"; cases: {', '.join(case_names(args.extra))}")
+            parser.error(f"--only {args.only!r} matches no case{hint}")
     settings = settings_from(args)
     try:
         payload = run(settings)
     except KernelMismatch as err:
         print(f"python -m benchmarks: error: {err}; nothing was written", file=sys.stderr)
         return 1
-    given_argv = sys.argv[1:] if argv is None else list(argv)
-    payload["command"] = " ".join(["python -m benchmarks", *given_argv])
+    payload["command"] = " ".join(["python -m benchmarks", shlex.join(given_argv)]).rstrip()
     path = Path(args.json) if args.json else Path(__file__).parent / "results" / "latest.json"
     path = write_json(path, payload)
     print(f"\nwrote {path}")

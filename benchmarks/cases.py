@@ -15,6 +15,11 @@ A case says how to make its float32 inputs and how each side computes the operat
 ``spatial`` says whether PyTorch's channels_last layout applies (4-D arrays); the linear case has
 no memory format, so only the NCHW column is filled for it.
 
+``CASES`` run by default: the shapes of the benchmark nets' layers, square. ``extra_cases()`` are
+the shapes those leave out, run with ``python -m benchmarks --extra``: a first layer (3 input
+channels), non-square maps, a stride-2 3x3 and a stride-2 1x1 (ResNet's downsampling), a 5x5,
+max pooling on 28x28 and on a non-square map, batch norm on a small map with many channels.
+
 How the cases are timed is in :mod:`benchmarks.kernels`.
 """
 
@@ -29,7 +34,7 @@ import torch.nn.functional as TF
 
 from cnnkit import functional as F
 
-__all__ = ["KernelCase", "CASES", "conv_case", "pool_case"]
+__all__ = ["KernelCase", "CASES", "extra_cases", "conv_case", "pool_case"]
 
 
 @dataclass(frozen=True)
@@ -55,43 +60,56 @@ def _as_tuple(grads):
     return grads if isinstance(grads, tuple) else (grads,)
 
 
-def conv_case(name: str, n: int, c: int, size: int, f: int, k: int, *, stride: int = 1,
+def _pair(size) -> tuple[int, int]:
+    """A size as (height, width): an int is square."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _hw(h: int, w: int) -> str:
+    return f"{h}x{w}"
+
+
+def conv_case(name: str, n: int, c: int, size, f: int, k: int, *, stride: int = 1,
               pad: int = 0) -> KernelCase:
-    """A square conv with bias: x (n, c, size, size), w (f, c, k, k), He-scaled weights.
+    """A conv with bias: x (n, c, H, W), w (f, c, k, k), He-scaled weights; ``size`` is H = W
+    or (H, W).
 
     When the size rule does not divide (stride 2 on an even size) cnnkit runs with
     ``strict=False``, which floors as PyTorch does.
     """
-    strict = (size - k + 2 * pad) % stride == 0
-    out = (size - k + 2 * pad) // stride + 1
+    h, w = _pair(size)
+    strict = all((s - k + 2 * pad) % stride == 0 for s in (h, w))
+    oh, ow = ((s - k + 2 * pad) // stride + 1 for s in (h, w))
 
     def setup(rng):
-        return {"x": _normal(rng, (n, c, size, size)),
+        return {"x": _normal(rng, (n, c, h, w)),
                 "w": _normal(rng, (f, c, k, k), np.sqrt(2.0 / (c * k * k))),
                 "b": _normal(rng, (f,), 0.1)}
 
     floor = "" if strict else " (floored: strict=False)"
     return KernelCase(
         name=name,
-        description=f"N={n} {c}->{f} {size}x{size} k{k} s{stride} p{pad} -> {out}x{out}{floor}",
+        description=f"N={n} {c}->{f} {_hw(h, w)} k{k} s{stride} p{pad} -> {_hw(oh, ow)}{floor}",
         setup=setup,
         cnnkit_forward=lambda a: F.conv2d_forward(a["x"], a["w"], a["b"], stride=stride, pad=pad,
                                                   strict=strict),
         cnnkit_backward=F.conv2d_backward,
         torch_forward=lambda t: TF.conv2d(t["x"], t["w"], t["b"], stride=stride, padding=pad),
         inputs=("x", "w", "b"),
-        flops=2 * n * f * c * k * k * out * out,
+        flops=2 * n * f * c * k * k * oh * ow,
     )
 
 
-def pool_case(name: str, n: int, c: int, size: int, k: int, stride: int,
+def pool_case(name: str, n: int, c: int, size, k: int, stride: int,
               pad: int = 0) -> KernelCase:
-    """Max pooling of x (n, c, size, size); the size must satisfy cnnkit's strict size rule."""
-    out = (size - k + 2 * pad) // stride + 1
+    """Max pooling of x (n, c, H, W), ``size`` H = W or (H, W); the size must satisfy cnnkit's
+    strict size rule."""
+    h, w = _pair(size)
+    oh, ow = ((s - k + 2 * pad) // stride + 1 for s in (h, w))
     return KernelCase(
         name=name,
-        description=f"N={n} C={c} {size}x{size} k{k} s{stride} p{pad} -> {out}x{out}",
-        setup=lambda rng: {"x": _normal(rng, (n, c, size, size))},
+        description=f"N={n} C={c} {_hw(h, w)} k{k} s{stride} p{pad} -> {_hw(oh, ow)}",
+        setup=lambda rng: {"x": _normal(rng, (n, c, h, w))},
         cnnkit_forward=lambda a: F.max_pool2d_forward(a["x"], k, stride, pad),
         cnnkit_backward=lambda dout, cache: _as_tuple(F.max_pool2d_backward(dout, cache)),
         torch_forward=lambda t: TF.max_pool2d(t["x"], k, stride, pad),
@@ -99,10 +117,10 @@ def pool_case(name: str, n: int, c: int, size: int, k: int, stride: int,
     )
 
 
-def _batchnorm_case(n: int, c: int, size: int) -> KernelCase:
+def _batchnorm_case(n: int, c: int, size: int, name: str = "batchnorm2d") -> KernelCase:
     """Train-mode spatial batch norm; neither side keeps running statistics (kernel only)."""
     return KernelCase(
-        name="batchnorm2d",
+        name=name,
         description=f"N={n} C={c} {size}x{size}, train mode (batch statistics)",
         setup=lambda rng: {"x": _normal(rng, (n, c, size, size)),
                            "gamma": 1 + _normal(rng, (c,), 0.1), "beta": _normal(rng, (c,), 0.1)},
@@ -160,3 +178,25 @@ CASES: list[KernelCase] = [
     _relu_case(64, 64, 32),
     _linear_case(64, 4096, 1000),
 ]
+
+
+def extra_cases(batch: int | None = None) -> list[KernelCase]:
+    """The shapes ``CASES`` leaves out (``--extra``); ``batch`` replaces every case's N (the
+    tests check the shapes on a small batch).
+
+    The batches keep each case's fwd+bwd near the default cases' time (tens of ms at 1 thread).
+    """
+    def n(default):
+        return default if batch is None else batch
+
+    return [
+        conv_case("conv3x3-first", n(64), 3, 32, 32, 3, pad=1),         # a CIFAR net's first
+        conv_case("conv3x3-16x16", n(32), 64, 16, 128, 3, pad=1),
+        conv_case("conv3x3-24x40", n(32), 32, (24, 40), 64, 3, pad=1),  # non-square
+        conv_case("conv3x3-s2-56", n(16), 64, 56, 128, 3, stride=2, pad=1),
+        conv_case("conv5x5", n(32), 32, 16, 64, 5, pad=2),
+        conv_case("conv1x1-s2", n(32), 64, 28, 128, 1, stride=2),         # ResNet's shortcut
+        pool_case("maxpool2x2-28", n(64), 32, 28, 2, 2),
+        pool_case("maxpool2x2-24x40", n(64), 32, (24, 40), 2, 2),
+        _batchnorm_case(n(64), 256, 8, name="batchnorm2d-8x8"),
+    ]

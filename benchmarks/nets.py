@@ -1,10 +1,14 @@
-"""The two benchmark nets, built in cnnkit and translated layer by layer to PyTorch.
+"""The benchmark nets, built in cnnkit and translated layer by layer to PyTorch.
 
 - ``mnist``: cnnkit's default net (``cnnkit.models.DEFAULT_MODEL``, LeNet-5 with batch norm), on
   1x28x28 inputs at batch 64, the batch ``cnnkit train`` uses;
 - ``cifar``: three blocks of conv3x3 (pad 1, no bias: batch norm's beta is the bias) -> BN ->
   ReLU -> max pool 2x2, with 32, 64 and 128 channels, then Flatten -> FC-10, on 3x32x32 inputs at
-  batch 128.
+  batch 128;
+- ``spec-cifar`` (``SPEC_NETS``): the same layers written in the notes' pattern notation
+  (``SPEC_CIFAR``) and built by ``cnnkit.models.build_model``, as a user builds a net from
+  Python; its classifier starts from the spec's ``0.01 * randn``, not He. It is timed at each
+  library's defaults only (``train-spec-cifar``, :mod:`benchmarks.suite`).
 
 The PyTorch net is made from the cnnkit net's own description (``Module.config()``), one
 ``torch.nn`` module per cnnkit module, and given the cnnkit net's weights through the state dict,
@@ -23,16 +27,34 @@ import numpy as np
 
 from cnnkit import nn
 from cnnkit.functional import softmax_loss
-from cnnkit.models import DEFAULT_MODEL, get_model
+from cnnkit.models import DEFAULT_MODEL, build_model, get_model, spec
 from cnnkit.optim import Adam
 
-__all__ = ["NETS", "cnnkit_net", "torch_net", "batch", "cnnkit_train_step", "torch_train_step"]
+__all__ = ["NETS", "SPEC_NETS", "SPEC_CIFAR", "batch_and_shape", "cnnkit_net", "torch_net", "batch",
+           "cnnkit_train_step", "torch_train_step"]
 
 # name -> (batch size, input shape (C, H, W))
 NETS = {
     "mnist": (64, (1, 28, 28)),
     "cifar": (128, (3, 32, 32)),
 }
+SPEC_CIFAR = ("INPUT[3x32x32] -> [CONV3-32 -> BN -> RELU -> POOL2] -> [CONV3-64 -> BN -> RELU -> "
+              "POOL2] -> [CONV3-128 -> BN -> RELU -> POOL2] -> FC-10")
+# name -> (batch size, the spec that builds it; its INPUT[CxHxW] is the input shape)
+SPEC_NETS = {
+    "spec-cifar": (128, SPEC_CIFAR),
+}
+
+
+def batch_and_shape(name: str) -> tuple[int, tuple]:
+    """(batch size, input shape (C, H, W)) of a net of ``NETS`` or ``SPEC_NETS``."""
+    if name in NETS:
+        return NETS[name]
+    if name in SPEC_NETS:
+        n, text = SPEC_NETS[name]
+        return n, spec.parse(text).input_shape
+    raise ValueError(f"unknown benchmark net {name!r}; choose one of: "
+                     f"{', '.join([*NETS, *SPEC_NETS])}")
 
 
 def _cifar_net(rng) -> nn.Sequential:
@@ -46,18 +68,19 @@ def _cifar_net(rng) -> nn.Sequential:
 def cnnkit_net(name: str, seed: int = 0) -> nn.Module:
     """The named benchmark net in cnnkit, float32, train mode."""
     rng = np.random.default_rng(seed)
+    batch_and_shape(name)                      # an unknown name fails here
     if name == "mnist":
         model = get_model(DEFAULT_MODEL, rng=rng)
     elif name == "cifar":
         model = _cifar_net(rng)
     else:
-        raise ValueError(f"unknown benchmark net {name!r}; choose one of: {', '.join(NETS)}")
+        model, _ = build_model(SPEC_NETS[name][1], rng=rng)
     return model.astype(np.float32).train()
 
 
 def batch(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A fixed random float32 batch and integer labels for the named net."""
-    n, shape = NETS[name]
+    n, shape = batch_and_shape(name)
     rng = np.random.default_rng(seed + 1)
     return rng.standard_normal((n, *shape), dtype=np.float32), rng.integers(0, 10, n)
 

@@ -28,7 +28,8 @@ from cnnkit.functional import softmax_loss
 
 from .guard import GRAD_TOL, check_close, check_gradient
 from .kernels import LAYOUTS
-from .nets import NETS, batch, cnnkit_net, cnnkit_train_step, torch_net, torch_train_step
+from .nets import (batch, batch_and_shape, cnnkit_net, cnnkit_train_step, torch_net,
+                   torch_train_step)
 from .timing import measure
 
 __all__ = ["INFERENCE_BATCHES", "check_nets", "time_training", "time_inference"]
@@ -89,7 +90,7 @@ def time_inference(name: str, batch_size: int, *, repeats: int, warmup: int, bud
     """Median eval-mode forward time of the named net on a batch of ``batch_size``:
     ``{"cnnkit": Timing, "torch_nchw": ..., "torch_channels_last": ...}``."""
     timed = dict(repeats=repeats, warmup=warmup, budget=budget)
-    _, shape = NETS[name]
+    _, shape = batch_and_shape(name)
     x = np.random.default_rng(seed + 2).standard_normal((batch_size, *shape), dtype=np.float32)
     model = cnnkit_net(name, seed).eval()
     scores = model.forward(x)

@@ -12,9 +12,18 @@ Thread configurations. Every timed case runs once per configuration:
   configures nothing gets. When those counts equal one of the measured configurations' exactly,
   that table already is the defaults comparison and it is not measured twice (a line says so).
 
+Before those, with the library defaults (not with a single ``--threads`` count), the cases of
+no configuration: ``train-spec-cifar`` steps a net built from a spec string
+(:data:`benchmarks.nets.SPEC_CIFAR`) as a user does from Python, with no thread count set by
+anyone: cnnkit at its default, NumPy's BLAS as it loaded, PyTorch as it started. It runs first,
+before any configuration has set a count, and is recorded as the run ``unconfigured``.
+
 Then, with at least two counts, the speed-up table (:func:`benchmarks.report.speedup_rows`):
 each side's time at the lowest count over its time at the highest, so cnnkit's gain from threads
 stands beside PyTorch's.
+
+Every table is headed by the CPU model and NumPy's BLAS with its core type
+(:func:`benchmarks.machine.measured_on`), which the JSON's ``machine`` records.
 
 Order within a configuration: the SGEMM peak (at that configuration's threads), the kernel cases
 (forward, then forward+backward), the training steps, inference. The memory measurements
@@ -22,9 +31,10 @@ Order within a configuration: the SGEMM peak (at that configuration's threads), 
 Rows are printed as they are measured.
 
 Case names, for ``--only`` (a regular expression searched in each name): the kernel cases of
-:data:`benchmarks.cases.CASES`, ``train-mnist``, ``train-cifar``, ``infer-mnist-b1``,
-``infer-mnist-b256``, ``memory-mnist``, ``memory-cifar``. The SGEMM peak is measured when a
-GEMM-shaped kernel case runs.
+:data:`benchmarks.cases.CASES` (and with ``Settings.extra``, ``--extra``, those of
+:func:`benchmarks.cases.extra_cases`), ``train-mnist``, ``train-cifar``, ``train-spec-cifar``,
+``infer-mnist-b1``, ``infer-mnist-b256``, ``memory-mnist``, ``memory-cifar``. The SGEMM peak is
+measured when a GEMM-shaped kernel case runs.
 """
 
 from __future__ import annotations
@@ -33,23 +43,24 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 
-from .cases import CASES
+from .cases import CASES, extra_cases
 from .kernels import time_case
-from .machine import cpu_model, machine_info, openblas_env
+from .machine import machine_info, measured_on, openblas_env
 from .memory import measure_memory
-from .nets import NETS
+from .nets import NETS, SPEC_NETS, batch_and_shape
 from .report import (format_row, make_row, memory_table, speedup_rows, speedup_table,
                      table_header, threads_label, throughput_table)
 from .sgemm import sgemm_gflops
 from .steps import INFERENCE_BATCHES, time_inference, time_training
 from .threads import all_cores, describe_threads, library_defaults, thread_count
 
-__all__ = ["Settings", "QUICK", "default_thread_counts", "case_names", "selected",
-           "kernel_rows", "defaults_same_as", "run"]
+__all__ = ["Settings", "QUICK", "default_thread_counts", "kernel_cases", "case_names",
+           "unconfigured_names", "selected", "kernel_rows", "defaults_same_as", "run"]
 
 INFERENCE_NET = "mnist"
 MEMORY_SIDES = (("cnnkit", "nchw"), ("torch", "nchw"), ("torch", "channels_last"))
 DEFAULTS = "defaults"
+UNCONFIGURED = "unconfigured"
 
 
 def default_thread_counts() -> tuple[int, ...]:
@@ -62,7 +73,8 @@ class Settings:
     """How to measure: the thread counts (one configuration each, ascending, no repeats), whether
     to add the library defaults' configuration, repeats and warm-up calls per measurement, the
     time budget (s) of one measurement's samples, the ``--only`` pattern, the SGEMM size and
-    repeats. A single int for ``threads`` means that one count."""
+    repeats, whether the extra kernel cases run (``--extra``). A single int for ``threads``
+    means that one count."""
 
     threads: tuple[int, ...] = field(default_factory=default_thread_counts)
     defaults: bool = True
@@ -73,6 +85,7 @@ class Settings:
     sgemm_n: int = 2048
     sgemm_repeats: int = 5
     quick: bool = False
+    extra: bool = False
 
     def __post_init__(self):
         counts = (self.threads,) if isinstance(self.threads, int) else tuple(self.threads)
@@ -88,11 +101,22 @@ class Settings:
 QUICK = dict(repeats=3, warmup=1, budget=0.5, sgemm_repeats=2, quick=True)
 
 
-def case_names() -> list[str]:
-    """Every case name, in running order."""
-    return ([c.name for c in CASES] + [f"train-{n}" for n in NETS]
+def kernel_cases(extra: bool = False) -> list:
+    """The kernel cases: :data:`benchmarks.cases.CASES`, then the extra ones if ``extra``."""
+    return CASES + (extra_cases() if extra else [])
+
+
+def unconfigured_names() -> list[str]:
+    """The cases run with no thread count set (``train-spec-cifar``)."""
+    return [f"train-{n}" for n in SPEC_NETS]
+
+
+def case_names(extra: bool = False) -> list[str]:
+    """Every case name, in running order within a configuration (with the extra kernel cases if
+    ``extra``), then the unconfigured cases and the memory ones."""
+    return ([c.name for c in kernel_cases(extra)] + [f"train-{n}" for n in NETS]
             + [f"infer-{INFERENCE_NET}-b{b}" for b in INFERENCE_BATCHES]
-            + [f"memory-{n}" for n in NETS])
+            + unconfigured_names() + [f"memory-{n}" for n in NETS])
 
 
 def selected(name: str, only: str | None) -> bool:
@@ -123,16 +147,20 @@ def defaults_same_as(defaults: dict, counts) -> int | None:
     return None
 
 
-def _preamble(settings: Settings, torch, timed_any: bool) -> list[str]:
+def _preamble(settings: Settings, torch, machine: dict, configured: bool,
+              unconfigured: bool) -> list[str]:
     env = openblas_env()
     unset = [f"{k} (was {v['at_start']!r})" for k, v in env.items() if v["unset_by_benchmark"]]
     kept = [f"{k}={v['in_effect']!r}" for k, v in env.items() if v["in_effect"] is not None]
     cores = all_cores()
-    configurations = [_count_name(n) + (" (all cores)" if n == cores and n > 1 else "")
-                      for n in settings.threads] + (["library defaults"] if settings.defaults
-                                                    else [])
+    configurations = ((["no configuration (train-spec-cifar)"] if unconfigured else [])
+                      + ([_count_name(n) + (" (all cores)" if n == cores and n > 1 else "")
+                          for n in settings.threads]
+                         + (["library defaults"] if settings.defaults else [])
+                         if configured else []))
     lines = [
-        f"cnnkit vs PyTorch {torch.__version__} on {cpu_model()}, float32",
+        f"cnnkit vs PyTorch {torch.__version__}, float32",
+        f"measured on: {measured_on(machine)}",
         f"configurations: {', '.join(configurations)}; at a count, cnnkit's threads, NumPy's "
         f"BLAS and PyTorch all use it (change with --threads N or --threads 1,N)",
         f"each time: median of up to {settings.repeats} calls after {settings.warmup} warm-up "
@@ -143,18 +171,27 @@ def _preamble(settings: Settings, torch, timed_any: bool) -> list[str]:
             + ([f"kept {', '.join(kept)}"] if kept else [])) or "OPENBLAS_CORETYPE and "
             "OPENBLAS_L2_SIZE not set"),
     ]
-    if timed_any:
+    if configured or unconfigured:
         lines.append("ratio = cnnkit ms / torch ms (above 1: cnnkit slower); CL = channels_last; "
                      "%pk = GFLOP/s as % of the SGEMM peak")
     return lines
 
 
-def _measure(settings: Settings, torch, threads: dict, title: str, emit) -> tuple[dict, list]:
+def _training_row(net: str, batch_shape, settings: Settings) -> dict:
+    n, shape = batch_shape
+    return make_row(f"train-{net}", "step", "train",
+                    f"batch {n} x {'x'.join(map(str, shape))}, forward + loss + backward + Adam",
+                    time_training(net, **settings.timed))
+
+
+def _measure(settings: Settings, torch, machine: dict, threads: dict, title: str,
+             emit) -> tuple[dict, list]:
     """Every selected timed case at the thread counts in force: (SGEMM result, rows)."""
-    cases = [c for c in CASES if selected(c.name, settings.only)]
+    cases = [c for c in kernel_cases(settings.extra) if selected(c.name, settings.only)]
     rows, sgemm = [], None
     emit("")
     emit(f"threads: {title} ({threads_label(threads)})")
+    emit(f"measured on: {measured_on(machine)}")
     if any(c.flops is not None for c in cases):
         sgemm = sgemm_gflops(settings.sgemm_n, repeats=settings.sgemm_repeats, torch=torch)
         emit(f"SGEMM peak: {sgemm['gflops']:.1f} GFLOP/s (NumPy, float32 "
@@ -168,11 +205,7 @@ def _measure(settings: Settings, torch, threads: dict, title: str, emit) -> tupl
             emit(format_row(row))
     for net in NETS:
         if selected(f"train-{net}", settings.only):
-            n, shape = NETS[net]
-            rows.append(make_row(f"train-{net}", "step", "train",
-                                 f"batch {n} x {'x'.join(map(str, shape))}, forward + "
-                                 f"loss + backward + Adam",
-                                 time_training(net, **settings.timed)))
+            rows.append(_training_row(net, NETS[net], settings))
             emit(format_row(rows[-1]))
     for b in INFERENCE_BATCHES:
         name = f"infer-{INFERENCE_NET}-b{b}"
@@ -189,6 +222,26 @@ def _measure(settings: Settings, torch, threads: dict, title: str, emit) -> tupl
     return sgemm, rows
 
 
+def _measure_unconfigured(settings: Settings, torch, machine: dict, emit) -> dict:
+    """The unconfigured cases, with no thread count set by anyone (see the module docstring):
+    the ``unconfigured`` run."""
+    threads = describe_threads(torch)
+    emit("")
+    emit(f"threads: none set, each library as it started ({threads_label(threads)}): a net "
+         f"built from a spec in Python")
+    emit(f"measured on: {measured_on(machine)}")
+    emit(table_header())
+    rows = []
+    for net, (n, text) in SPEC_NETS.items():
+        if selected(f"train-{net}", settings.only):
+            rows.append(_training_row(net, batch_and_shape(net), settings))
+            rows[-1]["spec"] = text
+            emit(format_row(rows[-1]))
+            emit(f"  spec: {text}")
+    return {"name": UNCONFIGURED, "requested_threads": None, "threads": threads, "sgemm": None,
+            "rows": rows}
+
+
 def run(settings: Settings, emit=print) -> dict:
     """Run the selected cases in every configuration, emitting lines as they come; return the
     JSON payload (schema 2: one entry of ``runs`` per configuration, then ``speedups``)."""
@@ -201,26 +254,35 @@ def run(settings: Settings, emit=print) -> dict:
     defaults = {"cnnkit": parallel.default_num_threads(),
                 "numpy_blas": at_start["numpy_blas"], "torch": at_start["torch"]}
     machine = machine_info(torch)
-    timed_any = any(selected(name, settings.only) for name in case_names()
-                    if not name.startswith("memory-"))
-    for line in _preamble(settings, torch, timed_any):
+    configured_any = any(selected(name, settings.only) for name in case_names(settings.extra)
+                         if not name.startswith("memory-") and name not in unconfigured_names())
+    wanted = [name for name in unconfigured_names() if selected(name, settings.only)]
+    unconfigured = settings.defaults and bool(wanted)
+    for line in _preamble(settings, torch, machine, configured_any, unconfigured):
         emit(line)
 
     runs = []
-    if timed_any:
+    if unconfigured:
+        runs.append(_measure_unconfigured(settings, torch, machine, emit))
+    elif wanted:
+        emit("")
+        emit(f"{', '.join(wanted)}: not run; it runs with no thread count set, as each library "
+             f"starts, which a single --threads count leaves out")
+    if configured_any:
         for n in settings.threads:
             with thread_count(n, torch) as threads:
-                sgemm, rows = _measure(settings, torch, threads, str(n), emit)
+                sgemm, rows = _measure(settings, torch, machine, threads, str(n), emit)
             runs.append({"name": _count_name(n), "requested_threads": n, "threads": threads,
                          "sgemm": sgemm, "rows": rows})
     defaults_info = None
-    if settings.defaults and timed_any:
+    if settings.defaults and configured_any:
         same = defaults_same_as(defaults, settings.threads)
         defaults_info = {"counts": defaults, "measured": same is None,
                          "same_as": None if same is None else _count_name(same)}
         if same is None:
             with library_defaults(torch, defaults["torch"]) as threads:
-                sgemm, rows = _measure(settings, torch, threads, "library defaults", emit)
+                sgemm, rows = _measure(settings, torch, machine, threads, "library defaults",
+                                       emit)
             runs.append({"name": DEFAULTS, "requested_threads": None, "threads": threads,
                          "sgemm": sgemm, "rows": rows})
         else:
@@ -238,6 +300,7 @@ def run(settings: Settings, emit=print) -> dict:
         emit("")
         emit(f"speed-up from {lo} to {hi} threads = each side's ms at {lo} / its ms at {hi} "
              f"({hi:.1f}x would be perfect); ck/NCHW and ck/CL: the ratios at {hi} threads")
+        emit(f"measured on: {measured_on(machine)}")
         for line in speedup_table(speedups, lo, hi):
             emit(line)
 
@@ -247,6 +310,7 @@ def run(settings: Settings, emit=print) -> dict:
     if memory:
         emit("")
         emit(f"memory: each step in a fresh process at {_count_name(settings.threads[0])}")
+        emit(f"measured on: {measured_on(machine)}")
         for line in memory_table(memory):
             emit(line)
     return {"schema": 2, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start)),

@@ -17,7 +17,8 @@ from benchmarks import guard, memory, report, suite, timing  # noqa: E402
 from benchmarks.cases import CASES, conv_case, pool_case  # noqa: E402
 from benchmarks.guard import KernelMismatch  # noqa: E402
 from benchmarks.kernels import check_case, time_case  # noqa: E402
-from benchmarks.nets import NETS, cnnkit_net, torch_net  # noqa: E402
+from benchmarks.nets import (NETS, SPEC_NETS, batch_and_shape, cnnkit_net,  # noqa: E402
+                             torch_net)
 from benchmarks.steps import check_nets  # noqa: E402
 from benchmarks.threads import library_defaults, thread_count  # noqa: E402
 from cnnkit import functional as F  # noqa: E402
@@ -97,7 +98,8 @@ def test_the_guard_refuses_a_wrong_forward_and_a_wrong_backward():
 
 
 def test_the_torch_nets_match_the_cnnkit_nets(rng):
-    for name, (_, shape) in NETS.items():
+    for name in [*NETS, *SPEC_NETS]:
+        _, shape = batch_and_shape(name)
         model = cnnkit_net(name)
         x = rng.standard_normal((2, *shape), dtype=np.float32)
         y = rng.integers(0, 10, 2)
@@ -163,7 +165,7 @@ def test_the_suite_at_two_counts_adds_the_defaults_and_the_speedups(monkeypatch,
     assert [(s["case"], s["pass"], s["from_threads"], s["to_threads"])
             for s in payload["speedups"]] == [("relu", "fwd", 1, 2), ("relu", "fwd+bwd", 1, 2)]
     header = lines.index(next(line for line in lines if line.startswith("speed-up from 1 to 2")))
-    assert lines[header + 1].split()[:4] == ["case", "pass", "ck", "1t"]
+    assert lines[header + 2].split()[:4] == ["case", "pass", "ck", "1t"]
     json.dumps(payload)
 
 
@@ -267,7 +269,9 @@ def test_the_timer_and_the_doctests():
     assert len(t.samples) == 2 and t.to_dict()["repeats"] == 2
     with pytest.raises(ValueError):
         timing.measure(lambda: None, repeats=0)
-    for module in (timing, guard):
+    from benchmarks import machine
+
+    for module in (timing, guard, machine):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
@@ -300,3 +304,247 @@ def test_memory_alone_runs_no_configuration_and_uses_the_first_count(monkeypatch
     assert calls == [2, 2, 2] and payload["runs"] == [] and payload["speedups"] == []
     assert payload["defaults"] is None and not any(line.startswith("threads:") for line in lines)
     assert "memory: each step in a fresh process at 2 threads" in lines
+
+
+# ----------------------------------------------------------------------------- extra shapes
+
+def test_the_extra_cases_hold_other_shapes_and_pass_the_guard():
+    from benchmarks.cases import extra_cases
+
+    extra = extra_cases()
+    names = [c.name for c in extra]
+    assert len(set(names)) == len(names) and not set(names) & {c.name for c in CASES}
+    assert suite.case_names() == [n for n in suite.case_names(extra=True) if n not in names]
+    by_name = {c.name: c for c in extra}
+    assert by_name["conv3x3-24x40"].description == "N=32 32->64 24x40 k3 s1 p1 -> 24x40"
+    assert by_name["conv3x3-24x40"].flops == 2 * 32 * 64 * 32 * 9 * 24 * 40
+    assert by_name["conv3x3-s2-56"].description.endswith("-> 28x28 (floored: strict=False)")
+    assert by_name["maxpool2x2-24x40"].description.endswith("24x40 k2 s2 p0 -> 12x20")
+    assert by_name["batchnorm2d-8x8"].description.startswith("N=64 C=256 8x8")
+    for case in extra_cases(batch=2):             # every case's two sides agree, on a batch of 2
+        arrays, dout = _inputs(case)
+        assert arrays["x"].shape[0] == 2
+        check_case(case, arrays, dout)
+    wide = conv_case("wide", 2, 3, (5, 9), 4, 3, stride=2)    # (5-3)/2+1 x (9-3)/2+1
+    out, _ = wide.cnnkit_forward(wide.setup(np.random.default_rng(0)))
+    assert out.shape == (2, 4, 2, 4) and wide.flops == 2 * 2 * 4 * 3 * 9 * 2 * 4
+
+
+def test_the_extra_cases_are_opt_in(capsys):
+    from benchmarks.__main__ import build_parser, main, settings_from
+
+    assert not settings_from(build_parser().parse_args([])).extra
+    assert settings_from(build_parser().parse_args(["--extra"])).extra
+    with pytest.raises(SystemExit) as exit_:
+        main(["--only", "^conv5x5$"])
+    assert exit_.value.code == 2
+    assert "matches extra cases, which run with --extra" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the spec net
+
+def test_the_spec_net_is_the_cifar_net_built_from_its_spec(rng):
+    from benchmarks.nets import SPEC_NETS, batch
+
+    spec_net, cifar = cnnkit_net("spec-cifar"), cnnkit_net("cifar")
+    layers, expected = (m.config()["args"]["layers"] for m in (spec_net, cifar))
+    assert layers[:-1] == expected[:-1]              # the classifier's init is the spec's own
+    assert layers[-1]["args"]["in_features"] == expected[-1]["args"]["in_features"] == 2048
+    x, y = batch("spec-cifar")
+    assert x.shape == (SPEC_NETS["spec-cifar"][0], 3, 32, 32) and x.dtype == np.float32
+    with pytest.raises(ValueError, match="unknown benchmark net"):
+        cnnkit_net("spec-mnist")
+
+
+def _fake_timings(ms=2.0):
+    return {side: timing.Timing((ms / 1e3,)) for side in report.SIDES}
+
+
+def test_the_spec_case_runs_first_with_no_thread_count_set(monkeypatch):
+    """train-spec-cifar runs before any configuration and inside none: each library at the count
+    it had when the run started (the timing is faked; the guard is tested above)."""
+    seen = []
+
+    def fake_training(net, **timed):
+        from threadpoolctl import threadpool_info
+
+        seen.append((net, parallel.get_num_threads(), torch.get_num_threads(),
+                     [p["num_threads"] for p in threadpool_info()]))
+        return _fake_timings()
+
+    monkeypatch.setattr(suite, "time_training", fake_training)
+    from threadpoolctl import threadpool_info
+
+    before = (parallel.get_num_threads(), torch.get_num_threads(),
+              [p["num_threads"] for p in threadpool_info()])
+    lines = []
+    payload = suite.run(suite.Settings(threads=(1, 2), only="spec", **ONCE), emit=lines.append)
+    assert seen == [("spec-cifar", *before)]
+    assert [r["name"] for r in payload["runs"]] == ["unconfigured"]
+    run = payload["runs"][0]
+    assert run["requested_threads"] is None and run["threads"]["cnnkit"] == before[0]
+    assert run["rows"][0]["case"] == "train-spec-cifar" and "CONV3-128" in run["rows"][0]["spec"]
+    title = next(i for i, line in enumerate(lines) if line.startswith("threads: none set"))
+    assert lines[title + 1].startswith("measured on: ")
+    assert lines[title + 3].startswith("train-spec-cifar  step")
+    assert not any(line.startswith("threads: 1") for line in lines)     # no configuration ran
+    single = []                              # a single --threads count leaves it out
+    payload = suite.run(suite.Settings(threads=1, defaults=False, only="spec", **ONCE),
+                        emit=single.append)
+    assert payload["runs"] == [] and len(seen) == 1
+    assert any("train-spec-cifar: not run" in line for line in single)
+
+
+# ----------------------------------------------------------------------------- CPU and BLAS
+
+def test_every_table_names_the_cpu_and_the_blas_core_type(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from benchmarks.machine import machine_info, measured_on
+
+    _tiny_relu(monkeypatch)
+    monkeypatch.setattr(suite, "measure_memory", lambda framework, net, layout, threads: {
+        "framework": framework, "net": net, "layout": layout, "threads": threads,
+        "rss_baseline_mib": 1.0, "rss_peak_delta_mib": 1.0, "tracemalloc_peak_mib": None})
+    lines = []
+    payload = suite.run(suite.Settings(threads=(1, 2), only="^relu$|memory-mnist", **ONCE),
+                        emit=lines.append)
+    machine = payload["machine"]
+    pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    if pools and pools[0].get("architecture"):
+        assert machine["blas"]["core_type"] == pools[0]["architecture"]
+        assert f"core type {pools[0]['architecture']}" in measured_on(machine)
+    assert machine["cpu_model"] in measured_on(machine)
+    assert measured_on(machine) == measured_on(machine_info())
+    line = f"measured on: {measured_on(machine)}"
+    tables = [i for i, text in enumerate(lines) if text.startswith(("threads: ", "speed-up from",
+                                                                     "memory: "))]
+    assert len(tables) == 4                         # 1 thread, 2 threads, speed-ups, memory
+    assert all(lines[i + 1] == line for i in tables)
+
+
+# ----------------------------------------------------------------------------- --compare
+
+def _result(cpu="Intel(R) Xeon(R) Processor", core="SkylakeX", runs=None, memory=()):
+    machine = {"cpu_model": cpu, "logical_cpus": 2, "numpy": "2.4.6", "torch": "2.13.0",
+               "blas": {"library": "openblas", "version": "0.3.31", "core_type": core,
+                        "threading_layer": "pthreads"}}
+    threads = {"cnnkit": 1, "numpy_blas": 1, "torch": 1}
+    runs = runs if runs is not None else {"1 thread": [("conv", "fwd", 10.0, 8.0, 5.0)]}
+    return {"schema": 2, "created": "2025-01-02T03:04:05+0000", "duration_s": 12.5,
+            "command": "python -m benchmarks --only conv",
+            "settings": {"repeats": 20, "warmup": 3, "budget": 10.0, "quick": False},
+            "machine": machine, "memory": list(memory),
+            "runs": [{"name": name, "threads": threads, "rows": [
+                _fake_row(*row) for row in rows]} for name, rows in runs.items()]}
+
+
+def _write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return str(path)
+
+
+def test_compare_prints_both_results_side_by_side(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    a = _result(runs={"1 thread": [("conv", "fwd", 10.0, 8.0, 5.0),
+                                   ("pool", "fwd", 2.0, 4.0, 1.0)],
+                      "2 threads": [("conv", "fwd", 6.0, 5.0, 4.0)]},
+                memory=[{"net": "mnist", "framework": "cnnkit", "layout": "nchw",
+                         "rss_peak_delta_mib": 20.0, "tracemalloc_peak_mib": 12.0}])
+    b = _result(cpu="AMD EPYC 7B13", core="Zen",
+                runs={"1 thread": [("conv", "fwd", 5.0, 10.0, 5.0),
+                                   ("relu", "fwd", 1.0, 1.0, 1.0)],
+                      "unconfigured": [("train-spec-cifar", "step", 300.0, 150.0, 100.0)]},
+                memory=[{"net": "mnist", "framework": "cnnkit", "layout": "nchw",
+                         "rss_peak_delta_mib": 10.0, "tracemalloc_peak_mib": 6.0}])
+    assert main(["--compare", _write(tmp_path, "a.json", a), _write(tmp_path, "b.json", b)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"A: {tmp_path / 'a.json'}"
+    assert "written 2025-01-02T03:04:05+0000 in 12.5 s by: python -m benchmarks --only conv" \
+        in out[1]
+    assert any("measured on: Intel(R) Xeon(R) Processor (2 logical CPUs); NumPy's BLAS: "
+               "OpenBLAS 0.3.31, core type SkylakeX (pthreads)" in line for line in out)
+    assert any("core type Zen" in line for line in out)
+    assert any(line.startswith("  threads: 1 thread: cnnkit 1, NumPy BLAS 1, PyTorch 1")
+               for line in out)
+    differ = next(line for line in out if line.startswith("A and B differ"))
+    assert "CPUs (A: Intel(R) Xeon(R) Processor; B: AMD EPYC 7B13)" in differ
+    assert "BLAS core types (A: SkylakeX; B: Zen)" in differ
+
+    def row(case, title):
+        start = out.index(next(line for line in out if line.startswith(title)))
+        return next(line for line in out[start:] if line.startswith(case)).split()
+
+    assert row("conv", "1 thread") == ["conv", "fwd", "10.00", "1.25x", "2.00x", "5.00",
+                                       "0.50x", "1.00x", "0.50x"]
+    assert row("pool", "1 thread")[-3:] == ["only", "in", "A"]
+    assert row("relu", "1 thread")[-3:] == ["only", "in", "B"]
+    assert any(line.startswith("2 threads: only in A") for line in out)
+    assert any(line.startswith("unconfigured: only in B") for line in out)
+    assert row("conv", "2 threads")[2:5] == ["6.00", "1.20x", "1.50x"]
+    assert row("mnist cnnkit", "memory of one training step")[2:6] == ["20.0", "10.0", "0.50x",
+                                                                      "12.0"]
+    header = next(line for line in out if line.startswith("case "))
+    assert header.split() == ["case", "pass", "A", "ck", "ms", "A", "ck/NCHW", "A", "ck/CL",
+                              "B", "ck", "ms", "B", "ck/NCHW", "B", "ck/CL", "ck", "B/A"]
+    assert len(row("conv", "1 thread")) == 9
+    same = main(["--compare", _write(tmp_path, "a.json", a), _write(tmp_path, "a2.json", a)])
+    assert same == 0 and "A and B: the same CPU (Intel(R) Xeon(R) Processor) and BLAS " \
+        "(OpenBLAS 0.3.31, core type SkylakeX)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "no such file"),
+    ("", "empty, not JSON"),
+    ('{"schema": 2,', "not JSON (Expecting"),
+    (b"\xff\xfe{}", "not JSON (not UTF-8 text)"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("[1, 2]", "not a benchmark result: the JSON is a list, not an object"),
+    ('{"cpu": "x"}', "not a benchmark result: no 'schema' and 'runs'"),
+    ('{"schema": 1, "runs": []}', "a result of schema 1; --compare reads schema 2"),
+    ('{"schema": 2, "runs": {}}', "runs is an object, not a list"),
+    ('{"schema": 2, "runs": [{"name": "1 thread", "rows": [{"case": "c", "pass": "fwd", '
+     '"ms": {"cnnkit": "fast"}, "ratio": {}}]}]}', "runs[0].rows[0].ms.cnnkit is text"),
+    ('{"schema": 2, "runs": [{"name": "1 thread", "rows": [{"case": "c", "pass": "fwd", '
+     '"ms": {"cnnkit": -1}, "ratio": {"nchw": NaN}}]}]}', "ms.cnnkit is -1, not a time"),
+    ('{"schema": 2, "runs": [], "machine": {"blas": {"core_type": ["Zen"]}}}',
+     "machine.blas.core_type is a list, not text"),
+    ('{"schema": 2, "runs": [], "memory": [{"net": "mnist"}]}', "memory[0].framework is null"),
+])
+def test_compare_refuses_a_bad_file_in_one_line(tmp_path, capsys, content, problem):
+    from benchmarks.__main__ import main
+
+    good = _write(tmp_path, "good.json", _result())
+    bad = str(tmp_path / "bad.json")
+    if isinstance(content, bytes):
+        (tmp_path / "bad.json").write_bytes(content)
+    elif content is not None:
+        _write(tmp_path, "bad.json", content)
+    for files in ([bad, good], [good, bad]):
+        assert main(["--compare", *files]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1, captured.err
+        assert captured.err.startswith(f"python -m benchmarks --compare: {bad}: "), captured.err
+        assert problem in captured.err
+    assert main(["--compare", str(tmp_path), good]) == 2
+    assert "a folder, not a result file" in capsys.readouterr().err
+
+
+def test_compare_imports_no_torch_and_takes_no_other_option(tmp_path):
+    import subprocess
+    import sys
+
+    a = _write(tmp_path, "a.json", _result())
+    code = ("import sys; from benchmarks.__main__ import main; "
+            f"assert main(['--comp', {a!r}, {a!r}]) == 0; "
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=memory.ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "ck B/A" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--compare", a, a, "--quick"],
+                          capture_output=True, text=True, cwd=memory.ROOT)
+    assert done.returncode == 2 and "takes no other option: --quick" in done.stderr
