@@ -493,3 +493,65 @@ def test_max_pool_switches_are_small_unsigned_ints(rng):
     assert cache.switches.dtype == np.uint8
     _, cache = F.max_pool2d_forward(rng.standard_normal((1, 1, 17, 17)), 17)
     assert cache.switches.dtype == np.uint16
+
+
+# 6. Max pooling's phase planes: ties, wide windows, strided inputs -------------------------------
+
+def _naive_switches(naive_cache, kw):
+    """The naive twin's (p, q) switches as the fast kernel's offsets p*KW + q."""
+    pq = naive_cache[3]
+    return pq[..., 0] * kw + pq[..., 1]
+
+
+@given(data=st.data())
+def test_max_pool_ties_everywhere_route_like_naive(data):
+    """Values from {-1, 0, 1, 2} (many windows tie, as after a ReLU): every switch, output and
+    gradient equals the naive twin's exactly, the first maximum in row-major order winning, on
+    any geometry and chunk plan. Guards the order in which the phase planes' runs are visited."""
+    x_shape, kernel, stride, pad, strict = data.draw(pool_draws())
+    plan = data.draw(plans(), label="plan")
+    rng = _seeded(data)
+    x = rng.integers(-1, 3, x_shape).astype(np.float64)
+    dout = rng.integers(1, 9, x_shape[:2] + (1, 1)) * np.ones(1)           # exact sums
+    with chunk_plans(plan):
+        out, cache = F.max_pool2d_forward(x, kernel, stride, pad, strict=strict)
+        dout = np.broadcast_to(dout, out.shape) * rng.integers(1, 5, out.shape)
+        dx = F.max_pool2d_backward(dout, cache)
+    naive_out, naive_cache = R.max_pool2d_forward(x, kernel, stride, pad, strict=strict)
+    np.testing.assert_array_equal(out, naive_out)
+    np.testing.assert_array_equal(cache.switches, _naive_switches(naive_cache, cache.win.kw))
+    np.testing.assert_array_equal(dx, R.max_pool2d_backward(dout, naive_cache))
+
+
+@pytest.mark.parametrize("kernel, stride, pad", [(17, 1, 0), ((17, 16), (2, 3), (8, 1))])
+def test_max_pool_window_of_over_256_pixels_routes_like_naive(kernel, stride, pad, rng):
+    """Offsets past 255 (uint16 switches) are recorded and routed like any other."""
+    x = distinct(rng, (2, 2, 21, 20)) + np.arange(21.0)[:, None]   # maxima in windows' low rows
+    out, cache = F.max_pool2d_forward(x, kernel, stride, pad)
+    assert cache.switches.dtype == np.uint16 and cache.switches.max() > 255
+    naive_out, naive_cache = R.max_pool2d_forward(x, kernel, stride, pad)
+    np.testing.assert_array_equal(out, naive_out)
+    np.testing.assert_array_equal(cache.switches, _naive_switches(naive_cache, cache.win.kw))
+    dout = rng.standard_normal(out.shape)
+    assert_close(F.max_pool2d_backward(dout, cache), R.max_pool2d_backward(dout, naive_cache),
+                 "dx")
+
+
+@pytest.mark.parametrize("kernel, stride, pad", [(2, None, 0), (3, 2, 1), (3, 1, 0), (2, 3, 1)])
+def test_max_pool_of_a_strided_view_is_the_same_bits(kernel, stride, pad, rng):
+    """A view that is not C-contiguous (every other row, channels transposed) pools exactly as
+    its contiguous copy: the phase planes copy from any strides (stride 1, no padding, reads x
+    itself as its one plane, which a view cannot be)."""
+    base = distinct(rng, (3, 2, 14, 12), np.float32)
+    view = base.transpose(1, 0, 2, 3)[:, :, ::2]                     # (2, 3, 7, 12)
+    assert not view.flags.c_contiguous
+    copy = np.ascontiguousarray(view)
+    if kernel == 2 and stride is None:
+        view, copy = view[:, :, :6], copy[:, :, :6]                  # 6 x 12: 2x2 tiles
+    out, cache = F.max_pool2d_forward(view, kernel, stride, pad, strict=False)
+    want, want_cache = F.max_pool2d_forward(copy, kernel, stride, pad, strict=False)
+    assert out.tobytes() == want.tobytes()
+    np.testing.assert_array_equal(cache.switches, want_cache.switches)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    assert (F.max_pool2d_backward(dout, cache).tobytes()
+            == F.max_pool2d_backward(dout, want_cache).tobytes())

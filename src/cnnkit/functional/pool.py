@@ -1,9 +1,12 @@
 """Pooling: max (with its arg-max "switches"), average, L2 and global average.
 
-Every window is read through im2col's strided view of the (padded) input, so no kernel loops in
-Python over N, C or output positions. The backwards scatter through col2im (one strided ``+=``
-per kernel offset, summing where windows overlap), except max pooling whose windows tile the
-input, which needs no adds at all (see ``max_pool2d_forward``).
+No kernel loops in Python over N, C or output positions. Average and L2 pooling read every
+window through im2col's strided view of the (padded) input and scatter their backwards through
+col2im (one strided ``+=`` per kernel offset, summing where windows overlap). Max pooling, whose
+per-offset comparisons are many passes, first copies the input into the stride's phase planes,
+where every offset of every window is one contiguous run; its backward adds into the phase
+planes of dx and copies each into place once, or, when the windows tile the input, writes dx
+offset by offset with no adds at all (see ``max_pool2d_forward``).
 
 Every kernel works on chunks of the batch, one task each for cnnkit's threads
 (:func:`cnnkit.parallel.over_batch`); samples are independent, so each chunk writes its own rows.
@@ -14,13 +17,14 @@ H_out/W_out output size, K = KH*KW pixels in one window.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import parallel
 from ..checks import as_float_array, check_dout, check_ndim, pair
-from ..geometry import Window, window_geometry
+from ..geometry import GEOMETRY_CACHE_SIZE, Window, window_geometry
 from .im2col import col2im, im2col
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -91,11 +95,22 @@ def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
     exactly one pixel per window receives the gradient. A NaN in a window is its maximum, as in
     PyTorch.
 
-    The forward visits the KH*KW offsets in row-major order, each one a strided view
-    (N, C, H_out, W_out) of x_pad: a strictly greater value takes over the running maximum and
-    records its offset. Since the offsets only grow, ``switch = max(switch, offset * greater)``
-    keeps the switch without a branch per element (``np.where`` on a random mask measured 6x
-    slower than this arithmetic).
+    The forward visits the KH*KW offsets in row-major order: a strictly greater value takes
+    over the running maximum and records its offset. Since the offsets only grow,
+    ``switch = max(switch, offset * greater)`` keeps the switch without a branch per element
+    (``np.where`` on a random mask measured 6x slower than this arithmetic).
+
+    Where the offsets are read (see :class:`_PhasePlan`): row ``i*SH + p`` of x_pad is row
+    ``i + p // SH`` of its *phase plane*, the rows ``a, a + SH, a + 2*SH, ...`` with
+    ``a = p % SH``, and the same holds for columns. So x_pad is first copied into its SH*SW
+    phase planes (the only strided reads of the kernel, one pass over x; the -inf padding is
+    written there, never as a padded copy of x), and offset (p, q) of every window is then one
+    contiguous run of a flattened plane. The comparisons run over those runs, whole arrays at a
+    time, on a grid of window positions one plane in size; positions past H_out or W_out (one
+    more row and column for 3x3 windows at stride 2) are computed and dropped. A strided view
+    (N, C, H_out, W_out) per offset, as before, costs NumPy a loop per output row of W_out
+    elements: this forward ran 1.45x (2x2, stride 2) and 1.6x (3x3, stride 2, 33x33) faster on
+    the 2-core Intel Xeon (AVX-512).
 
     The backward takes one of two paths, recorded in ``cache.path``:
 
@@ -104,8 +119,12 @@ def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
       offset by offset, ``dx[.., i*KH + p, .., j*KW + q] = dout[i, j] * (switch == p*KW + q)``,
       with no adds.
     - ``"strided"`` otherwise (overlapping windows, padding, or rows that strict=False drops):
-      the same one-hot products are added with one strided ``+=`` per offset (col2im), so a pixel
-      that is the maximum of several windows receives the sum of their dout.
+      the same one-hot products, offset by offset in row-major order, are added into the phase
+      planes of dx_pad (contiguous runs again), so a pixel that is the maximum of several
+      windows receives the sum of their dout, added in offset order; each plane is then copied
+      into its strided place in dx once (padding is never copied), and pixels no window
+      reaches get 0. Against one strided ``+=`` of the whole dx_pad per offset, this ran the
+      3x3 stride-2 backward 1.5x faster.
 
     Parameters
     ----------
@@ -140,29 +159,112 @@ def max_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
     n, c, h, w = x.shape
     tiles = ((win.sh, win.sw) == (win.kh, win.kw) and win.ph == win.pw == 0
              and (win.kh * win.h_out, win.kw * win.w_out) == (h, w))
+    plan = _phase_plan(win, h, w)
     out = np.empty((n, c, win.h_out, win.w_out), x.dtype)
     switches = np.empty(out.shape, _switch_dtype(win))
-    parallel.over_batch(x, lambda lo, hi: _max_pool_into(x[lo:hi], win, out[lo:hi],
+    parallel.over_batch(x, lambda lo, hi: _max_pool_into(x[lo:hi], win, plan, out[lo:hi],
                                                          switches[lo:hi]))
     return out, MaxPoolCache(x.shape, x.dtype, win, switches, "reshape" if tiles else "strided")
 
 
-def _max_pool_into(x, win, out, switches) -> None:
+class _PhasePlan(NamedTuple):
+    """Where the windows' offsets lie in the stride's phase planes (see max_pool2d_forward).
+
+    Phase (a, b) holds the x_pad pixels (u*SH + a, v*SW + b) at (u, v) of a (GH, GW) plane,
+    GH = ceil((H + 2*PH) / SH) and GW = ceil((W + 2*PW) / SW); window (i, j) reads offset (p, q)
+    at (i + p // SH, j + q // SW) of phase (p % SH, q % SW), so over the flattened planes of a
+    chunk the offset is one run that starts ``(p // SH)*GW + q // SW`` elements in and lines up
+    with the window positions (i, j) of a GH x GW grid.
+
+    ``offsets``: for each offset k = p*KW + q in row-major order, ``(k, (a, b), start)``.
+    ``phases``: for each phase that some offset reads, ``(x_rows, x_cols, plane_rows,
+    plane_cols)``, the slices of x and of the plane that hold the same pixels (the rest of the
+    plane is padding or lies past x_pad's edge). ``span``: the largest start; every run over a
+    chunk of m samples is ``m*C*GH*GW - span`` long, so the runs of the last plane end with the
+    chunk, and the positions cut off are beyond H_out or W_out. ``tight`` when the grid is
+    exactly (H_out, W_out) (then span is 0); ``whole`` when x itself is the only plane (stride
+    1, no padding): nothing is copied.
+    """
+
+    gh: int
+    gw: int
+    tight: bool
+    whole: bool
+    span: int
+    offsets: tuple
+    phases: dict
+
+
+@functools.lru_cache(maxsize=GEOMETRY_CACHE_SIZE)
+def _phase_plan(win: Window, h: int, w: int) -> _PhasePlan:
+    """The phase planes of x_pad (H + 2*PH, W + 2*PW) for the window geometry ``win``.
+
+    Kept per geometry, as ``window_geometry`` keeps its answers: working the plan out again
+    took a third of the time of a batch-1 backward on LeNet's maps. Read-only.
+    """
+    gh, gw = -(-(h + 2 * win.ph) // win.sh), -(-(w + 2 * win.pw) // win.sw)
+    offsets = tuple((p * win.kw + q, (p % win.sh, q % win.sw), (p // win.sh) * gw + q // win.sw)
+                    for p in range(win.kh) for q in range(win.kw))
+    phases = {}
+    for a, b in dict.fromkeys(phase for _, phase, _ in offsets):
+        r0, s0 = (a - win.ph) % win.sh, (b - win.pw) % win.sw      # first x row / column
+        u0, v0 = (r0 + win.ph) // win.sh, (s0 + win.pw) // win.sw  # its place in the plane
+        nr, nc = len(range(r0, h, win.sh)), len(range(s0, w, win.sw))
+        phases[a, b] = (slice(r0, None, win.sh), slice(s0, None, win.sw),
+                        slice(u0, u0 + nr), slice(v0, v0 + nc))
+    return _PhasePlan(gh, gw, (gh, gw) == (win.h_out, win.w_out),
+                      (win.sh, win.sw, win.ph, win.pw) == (1, 1, 0, 0), offsets[-1][2], offsets,
+                      phases)
+
+
+def _phase_planes(x: np.ndarray, plan: _PhasePlan, fill: float) -> dict:
+    """x (m, C, H, W) -> {phase: its plane of x_pad, flattened (m*C*GH*GW,)}; ``fill`` where
+    the plane holds no pixel of x (padding, or past x_pad's edge)."""
+    m, c = x.shape[:2]
+    if plan.whole:
+        return {(0, 0): x.reshape(-1)}
+    planes = {}
+    for phase, (x_rows, x_cols, rows, cols) in plan.phases.items():
+        plane = np.empty((m, c, plan.gh, plan.gw), x.dtype)
+        part = plane[:, :, rows, cols]                                  # (m, C, nr, nc) view
+        if part.shape != plane.shape:
+            plane.fill(fill)
+        part[...] = x[:, :, x_rows, x_cols]
+        planes[phase] = plane.reshape(-1)
+    return planes
+
+
+def _max_pool_into(x, win, plan, out, switches) -> None:
     """The forward on one chunk: the maxima into out and their offsets into switches."""
-    windows = im2col(x, win, pad_value=-np.inf)            # (m, C, KH, KW, H_out, W_out) view
-    out[...] = windows[:, :, 0, 0]                          # (m, C, H_out, W_out)
-    switches.fill(0)
-    greater = np.empty(out.shape, bool)
-    offset_if_greater = np.empty_like(switches)
-    for k in range(1, win.kh * win.kw):
-        candidate = windows[:, :, k // win.kw, k % win.kw]
-        np.greater(candidate, out, out=greater)
-        np.maximum(out, candidate, out=out)
-        np.multiply(greater, switches.dtype.type(k), out=offset_if_greater)
-        np.maximum(switches, offset_if_greater, out=switches)
-    if np.isnan(out).any():
-        # Comparisons are all False against NaN; let argmax (which stops at the first NaN)
-        # place the switches of this rare input.
+    m, c = x.shape[:2]
+    size = m * c * plan.gh * plan.gw
+    run = size - plan.span
+    planes = _phase_planes(x, plan, -np.inf)
+    if plan.tight:                       # the grid of window positions is out's own
+        grid_best, grid_at = out.reshape(-1), switches.reshape(-1)
+    else:
+        grid_best, grid_at = np.empty(size, x.dtype), np.empty(size, switches.dtype)
+    best, best_at = grid_best[:run], grid_at[:run]
+    np.copyto(best, planes[0, 0][:run])                  # offset 0: phase (0, 0), start 0
+    best_at.fill(0)
+    greater = np.empty(run, bool)
+    offset_if_greater = np.empty(run, switches.dtype)
+    for k, phase, start in plan.offsets[1:]:
+        candidate = planes[phase][start:start + run]
+        np.greater(candidate, best, out=greater)
+        np.maximum(best, candidate, out=best)
+        # greater's bytes read as 0/1 integers: a multiply with no cast (one with the bool
+        # cast measured 2x slower)
+        np.multiply(greater.view(np.uint8), switches.dtype.type(k), out=offset_if_greater)
+        np.maximum(best_at, offset_if_greater, out=best_at)
+    if not plan.tight:
+        grid = (m, c, plan.gh, plan.gw)
+        out[...] = grid_best.reshape(grid)[:, :, :win.h_out, :win.w_out]
+        switches[...] = grid_at.reshape(grid)[:, :, :win.h_out, :win.w_out]
+    if np.isnan(out.max()):
+        # Comparisons are all False against NaN (and max() is NaN only if some value is); let
+        # argmax (which stops at the first NaN) place the switches of this rare input.
+        windows = im2col(x, win, pad_value=-np.inf)        # (m, C, KH, KW, H_out, W_out) view
         switches[...] = _argmax_switches(windows)
         out[...] = np.take_along_axis(_window_last(windows),
                                       switches[..., None].astype(np.intp), axis=-1)[..., 0]
@@ -189,33 +291,55 @@ def max_pool2d_backward(dout, cache):
     x_shape, dtype, win, switches, path = cache
     n, c, h, w = x_shape
     dout = check_dout(dout, switches.shape, "max_pool2d_backward").astype(dtype, copy=False)
+    plan = _phase_plan(win, h, w) if path == "strided" else None
     dx = np.empty(x_shape, dtype)
     parallel.over_batch(dx, lambda lo, hi: _max_unpool_into(dout[lo:hi], switches[lo:hi], win,
-                                                            path, dx[lo:hi]))
+                                                            plan, path, dx[lo:hi]))
     return dx
 
 
-def _max_unpool_into(dout, switches, win, path, dx) -> None:
+def _max_unpool_into(dout, switches, win, plan, path, dx) -> None:
     """The backward on one chunk: dout routed to the switches, written into dx (m, C, H, W)."""
     m, c, h, w = dx.shape
-    hit = np.empty(switches.shape, bool)
     if path == "reshape":
         # Tiling windows: x row i*KH + p belongs to window row i alone, so every pixel is written
         # exactly once, by the offset (p, q) it sits at.
+        hit = np.empty(switches.shape, bool)
         tiles = dx.reshape(m, c, win.h_out, win.kh, win.w_out, win.kw)
         for k in range(win.kh * win.kw):
             np.equal(switches, k, out=hit)
             np.multiply(dout, hit, out=tiles[:, :, :, k // win.kw, :, k % win.kw])
         return
-    dx_pad = np.zeros((m, c, h + 2 * win.ph, w + 2 * win.pw), dx.dtype)
-    routed = np.empty(switches.shape, dx.dtype)
-    for k in range(win.kh * win.kw):
-        p, q = divmod(k, win.kw)
-        np.equal(switches, k, out=hit)
-        np.multiply(dout, hit, out=routed)
-        dx_pad[:, :, p:p + win.sh * (win.h_out - 1) + 1:win.sh,
-               q:q + win.sw * (win.w_out - 1) + 1:win.sw] += routed
-    dx[...] = dx_pad[:, :, win.ph:win.ph + h, win.pw:win.pw + w]
+    size = m * c * plan.gh * plan.gw
+    run = size - plan.span
+    if plan.tight:
+        d, at = dout.reshape(-1), switches.reshape(-1)
+    else:                                # on the grid of window positions; 0 where none is
+        d, at = np.zeros(size, dout.dtype), np.zeros(size, switches.dtype)
+        grid = (m, c, plan.gh, plan.gw)
+        d.reshape(grid)[:, :, :win.h_out, :win.w_out] = dout
+        at.reshape(grid)[:, :, :win.h_out, :win.w_out] = switches
+    d, at = d[:run], at[:run]
+    hit = np.empty(run, bool)
+    routed = np.empty(run, dout.dtype)
+    planes = {}
+    for k, phase, start in plan.offsets:
+        np.equal(at, k, out=hit)
+        if phase not in planes:          # its first offset, (a, b) itself: start 0
+            planes[phase] = plane = np.empty(size, dout.dtype)
+            plane[run:] = 0
+            np.multiply(d, hit, out=plane[:run])
+        else:
+            np.multiply(d, hit, out=routed)
+            planes[phase][start:start + run] += routed
+    for a in range(win.sh):
+        for b in range(win.sw):
+            if (a, b) in planes:
+                x_rows, x_cols, rows, cols = plan.phases[a, b]
+                dx[:, :, x_rows, x_cols] = planes[a, b].reshape(
+                    m, c, plan.gh, plan.gw)[:, :, rows, cols]
+            else:                        # a stride wider than the kernel: no window reads them
+                dx[:, :, (a - win.ph) % win.sh::win.sh, (b - win.pw) % win.sw::win.sw] = 0
 
 
 def avg_pool2d_forward(x, kernel, stride=None, pad=0, *, strict=True):
