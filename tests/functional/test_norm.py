@@ -1,6 +1,9 @@
 """Batch norm: PyTorch oracle (train, eval, running statistics), numerical gradients, naive vs
 fast, the notes' worked example, semantics, errors, dtypes and purity."""
 
+import importlib
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -504,3 +507,181 @@ def test_running_update_is_pure(rng):
     take_m, take_v = F.batchnorm_running_update(rm, rv, bm, bv, 8, momentum=0.0)
     assert_close(take_m, bm, "momentum 0 mean")
     assert_close(take_v, bv * 8 / 7, "momentum 0 var")
+
+
+# ----------------------------------------------------------------------------- the fast paths
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _far_from_zero(g, shape, ratio):
+    """float32 inputs whose features have std in [0.5, 2] and mean +-ratio * std."""
+    bshape = (1, shape[1]) + (1,) * (len(shape) - 2)
+    std = g.uniform(0.5, 2.0, bshape)
+    return (g.standard_normal(shape) * std + ratio * std * g.choice([-1.0, 1.0], bshape)
+            ).astype(np.float32)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 3.9, 4.1, 30.0, 1e3, 1e6])
+@pytest.mark.parametrize("shape", [(16, 3, 9, 11), (200, 3)], ids=["NCHW", "NK"])
+def test_float32_statistics_far_from_zero(rng, shape, ratio):
+    """|mean| = ratio * std. E[x**2] - E[x]**2 in float32 would lose 2 * log2(ratio) bits of the
+    variance (all of them from ratio ~3000): the kernel's stays within ~1e-6 of the float64
+    variance of the same values at every ratio (the one-pass sums below CANCEL_RATIO = 16 =
+    4**2, the second pass about the mean above it), and its output and gradients within a few
+    roundings of x * scale, ~(1 + ratio) * 6e-8."""
+    x = _far_from_zero(rng, shape, ratio)
+    k, axes = shape[1], _axes(shape)
+    gamma, beta, _, _ = _params(rng, k)
+    dout = rng.standard_normal(shape)
+    out, cache = F.batchnorm_forward(x, gamma.astype(np.float32), beta.astype(np.float32))
+    x64 = x.astype(np.float64)
+    var64 = x64.var(axis=axes)
+    np.testing.assert_allclose(cache.var, var64, rtol=2e-6, err_msg="float32 variance")
+    np.testing.assert_allclose(cache.mean, x64.mean(axis=axes), rtol=0,
+                               atol=float(np.max(np.sqrt(var64))) * EPS32 * (1 + ratio),
+                               err_msg="float32 mean")
+    if ratio > 1e3:          # x itself is rounded to ~ratio * 6e-8 of its spread: nothing to check
+        return
+    grads = F.batchnorm_backward(dout.astype(np.float32), cache)
+    out64, cache64 = F.batchnorm_forward(x64, gamma, beta)
+    grads64 = F.batchnorm_backward(dout, cache64)
+    tol = 8 * EPS32 * (1 + ratio)
+    np.testing.assert_allclose(out, out64, rtol=0, atol=tol * np.max(np.abs(gamma) + np.abs(beta)),
+                               err_msg="float32 out")
+    for name, ours, exact in zip(("dx", "dgamma", "dbeta"), grads, grads64):
+        np.testing.assert_allclose(ours, exact, rtol=0, atol=tol * np.max(np.abs(exact)),
+                                   err_msg=f"float32 {name}")
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 4, 5), (7, 3)], ids=["NCHW", "NK"])
+def test_a_constant_feature_has_variance_0_and_output_beta(rng, shape):
+    """A feature of one repeated value, far from zero: var exactly 0, mean exactly that value,
+    and the output exactly beta (its scale is 0), in float32 and float64."""
+    for dtype in (np.float32, np.float64):
+        x = _spread(rng, shape).astype(dtype)
+        x[:, 1] = dtype(7.1)
+        gamma, beta, _, _ = _params(rng, shape[1], dtype)
+        out, cache = F.batchnorm_forward(x, gamma, beta)
+        assert cache.var[1] == 0 and cache.mean[1] == dtype(7.1)
+        np.testing.assert_array_equal(out[:, 1], np.full_like(out[:, 1], beta[1]))
+        dx, dgamma, dbeta = F.batchnorm_backward(rng.standard_normal(shape).astype(dtype), cache)
+        assert np.all(np.isfinite(dx)) and np.isfinite(dgamma[1]) and np.isfinite(dbeta[1])
+
+
+def test_float32_statistics_survive_squares_that_overflow(rng):
+    """Values ~1e20 with spread ~1e18: x**2 overflows float32, (x - mean)**2 does not."""
+    x = (1e20 + 1e18 * rng.standard_normal((4, 3, 5, 5))).astype(np.float32)
+    with np.errstate(over="ignore"):
+        _, cache = F.batchnorm_forward(x, np.ones(3, np.float32), np.zeros(3, np.float32))
+    np.testing.assert_allclose(cache.var, x.astype(np.float64).var(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_nan_and_inf_propagate_to_their_own_feature(rng):
+    x = _spread(rng, (5, 3, 4, 4)).astype(np.float32)
+    x[2, 0, 1, 1] = np.nan
+    x[3, 1, 0, 2] = np.inf
+    gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
+    with np.errstate(invalid="ignore"):
+        out, cache = F.batchnorm_forward(x, gamma, beta)
+        dx, dgamma, dbeta = F.batchnorm_backward(np.ones_like(x), cache)
+    assert np.isnan(cache.mean[0]) and cache.mean[1] == np.inf and np.isfinite(cache.mean[2])
+    assert np.all(np.isnan(out[:, :2])) and np.all(np.isfinite(out[:, 2]))
+    assert np.all(np.isnan(dx[:, :2])) and np.all(np.isfinite(dx[:, 2]))
+    assert np.isfinite(dgamma[2]) and np.all(dbeta == 80)
+
+
+def _blocks_case(g, shape):
+    x = _spread(g, shape)
+    gamma, beta, rm, rv = _params(g, shape[1])
+    return x, gamma, beta, rm, rv, g.standard_normal(shape)
+
+
+def _all_kernels(x, gamma, beta, rm, rv, dout):
+    out, cache = F.batchnorm_forward(x, gamma, beta)
+    e_out, e_cache = F.batchnorm_eval_forward(x, gamma, beta, rm, rv)
+    return (out, cache.mean, cache.var, *F.batchnorm_backward(dout, cache), e_out,
+            *F.batchnorm_eval_backward(dout, e_cache))
+
+
+# block sizes in bytes: one (n, k) row of the float64 maps below (a feature range of one sample,
+# one row at a time), 3 rows (ranges that do not divide C), 2 samples of (7, 5, 3, 2) and more
+# than a sample of the (N, K) input
+@pytest.mark.parametrize("block", [8 * 6, 8 * 18, 8 * 60, 8 * 40 * 3])
+@pytest.mark.parametrize("shape", [(7, 5, 3, 2), (9, 4, 6, 3), (40, 6)],
+                         ids=["N7_C5_3x2", "N9_C4_6x3", "N40_K6"])
+def test_blocks_and_aligned_outputs_match_torch(rng, monkeypatch, shape, block):
+    """Every block geometry of ``_sweep`` (several samples, one sample's feature ranges with a
+    short last one, rows longer than a block), with every output aligned (ALIGNED_BYTES = 0),
+    under chunk plans that cut the batch: the oracle's answers, and the same bits on 1, 2, 3
+    and 8 threads."""
+    norm = importlib.import_module("cnnkit.functional.norm")
+    monkeypatch.setattr(norm, "BLOCK_BYTES", block)
+    monkeypatch.setattr(norm, "ALIGNED_BYTES", 0)
+    x, gamma, beta, rm, rv, dout = _blocks_case(rng, shape)
+    runs = []
+    for threads in (1, 2, 3, 8):
+        with chunk_plans("forced", threads=threads):
+            runs.append(_all_kernels(x, gamma, beta, rm, rv, dout))
+    for run in runs[1:]:
+        for ours, first in zip(run, runs[0]):
+            np.testing.assert_array_equal(ours, first)
+    out, mean, var, dx, dgamma, dbeta, e_out, e_dx, e_dgamma, e_dbeta = runs[0]
+    for a in (out, dx, e_out, e_dx):
+        assert a.ctypes.data % norm.ALIGNMENT == 0 and a.flags.c_contiguous
+    t_out, (t_dx, t_dgamma, t_dbeta), _ = oracle.batchnorm_train(x, gamma, beta, rm, rv, 0.9,
+                                                                 1e-5, dout)
+    for name, ours, theirs in (("out", out, t_out), ("dx", dx, t_dx), ("dgamma", dgamma, t_dgamma),
+                               ("dbeta", dbeta, t_dbeta)):
+        assert_close(ours, theirs, f"blocks of {block} B: {name}")
+    t_out, (t_dx, t_dgamma, t_dbeta) = oracle.batchnorm_eval(x, gamma, beta, rm, rv, 1e-5, dout)
+    for name, ours, theirs in (("out", e_out, t_out), ("dx", e_dx, t_dx),
+                               ("dgamma", e_dgamma, t_dgamma), ("dbeta", e_dbeta, t_dbeta)):
+        assert_close(ours, theirs, f"blocks of {block} B: eval {name}")
+
+
+def test_second_pass_under_blocks_and_threads(rng, monkeypatch):
+    """The statistics' second pass (data far from zero) on small blocks and several threads:
+    the same bits on any thread count, and the float64 variance."""
+    norm = importlib.import_module("cnnkit.functional.norm")
+    monkeypatch.setattr(norm, "BLOCK_BYTES", 4 * 7)
+    x = _far_from_zero(rng, (11, 4, 3, 7), 1e3)
+    gamma, beta = np.ones(4, np.float32), np.zeros(4, np.float32)
+    stats = []
+    for threads in (1, 2, 3, 8):
+        with chunk_plans("forced", threads=threads):
+            _, cache = F.batchnorm_forward(x, gamma, beta)
+        stats.append((cache.mean, cache.var))
+    for mean, var in stats[1:]:
+        np.testing.assert_array_equal(mean, stats[0][0])
+        np.testing.assert_array_equal(var, stats[0][1])
+    np.testing.assert_allclose(stats[0][1], x.astype(np.float64).var(axis=(0, 2, 3)), rtol=2e-6)
+
+
+def test_train_memory_is_the_output_and_the_gradient(rng):
+    """The cache holds x itself (no centred copy): the forward allocates its output and little
+    else, the backward its dx and little else: one scratch block, three (K, L) planes of
+    per-feature values and small (N, K) row sums."""
+    norm = importlib.import_module("cnnkit.functional.norm")
+    x = rng.standard_normal((16, 8, 32, 32)).astype(np.float32)          # 512 KiB
+    gamma, beta = np.ones(8, np.float32), np.zeros(8, np.float32)
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    slack = norm.BLOCK_BYTES + 3 * x[0].nbytes + (64 << 10)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        out, cache = F.batchnorm_forward(x, gamma, beta)
+        forward_peak = tracemalloc.get_traced_memory()[1] - before
+        kept = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        grads = F.batchnorm_backward(dout, cache)
+        backward_peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert np.shares_memory(cache.x, x)
+    assert kept < x.nbytes + slack, f"forward keeps {kept} B for a {x.nbytes} B output"
+    assert forward_peak < x.nbytes + slack, f"forward peak {forward_peak} B"
+    assert backward_peak < x.nbytes + slack, f"backward peak {backward_peak} B"
+    assert out.shape == grads[0].shape == x.shape
