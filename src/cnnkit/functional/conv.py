@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, as in every CNN library): im2col + GEMM.
+"""2-D convolution (cross-correlation, as in every CNN library): im2col + GEMM, or Winograd.
 
 Letters: N batch, C input channels, F filters, H/W input size, KH/KW kernel, H_out/W_out output
 size, L = H_out*W_out output positions, K = C*KH*KW the length of one receptive field.
@@ -12,6 +12,11 @@ Stride-1 convs lay the columns out "wide", a whole padded row per output row, so
 col2im are a few long contiguous copies and adds (see ``ColumnBuffers``). A 1x1 conv with stride
 1 and no padding needs no im2col at all: x (N, C, H*W) *is* its columns.
 
+A stride-1 conv with filters 3 rows high and enough channels (``winograd.applies``) takes
+Winograd's minimal filtering F(4, 3) down the rows instead (:mod:`cnnkit.functional.winograd`):
+half the multiply-adds, in the same chunks and on the same threads. im2col + GEMM stays the
+path for everything else and the readable reference of the fast kernels.
+
 A grouped conv (``groups`` = G > 1) runs that ungrouped path once per group on channel slices
 of x, w, dout and the outputs (views, no copies); G = 1 calls it once on the whole arrays.
 """
@@ -23,6 +28,7 @@ import numpy as np
 from .. import parallel
 from ..checks import as_float_array, check_count, check_dout, check_ndim, check_param, match_dtype
 from ..geometry import window_geometry
+from . import winograd
 from .im2col import ColumnBuffers, batch_chunks, row_length
 from .norm import feature_sum
 
@@ -73,7 +79,8 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, groups=1, stric
         H_out = (H - DH*(KH-1) - 1 + 2*PH) / SH + 1   (the notes' (W - F + 2P)/S + 1, D = 1)
 
     Every window is laid out as a column (im2col), so the layer is the product
-    ``w (F, K) @ cols (K, L)`` for each sample; see the module docstring for the chunking.
+    ``w (F, K) @ cols (K, L)`` for each sample; see the module docstring for the chunking, and
+    for the 3-row stride-1 convs that take Winograd's F(4, 3) instead.
 
     With ``groups`` = G > 1 the channels split into G independent convolutions (Krizhevsky et
     al. 2012's two-GPU AlexNet): group g convolves input channels [g*C/G, (g+1)*C/G) with filters
@@ -133,7 +140,8 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, dilation=1, *, groups=1, stric
 def _forward_into(out, x, w, b, win) -> None:
     """The ungrouped conv of x (N, C, H, W) with w (F, C, KH, KW) and b (F,) or None, written
     into out (N, F, L): the whole output, or one group's channel slice of it. Each batch chunk
-    is one task of the worker pool (:mod:`cnnkit.parallel`) and writes its own rows of out."""
+    is one task of the worker pool (:mod:`cnnkit.parallel`) and writes its own rows of out.
+    Pointwise convs multiply x itself, 3-row stride-1 ones may take Winograd's path."""
     n, c = x.shape[:2]
     f = w.shape[0]
     w2 = w.reshape(f, -1)                                                  # (F, K)
@@ -148,6 +156,9 @@ def _forward_into(out, x, w, b, win) -> None:
                 out[lo:hi] += b[:, None]
 
         parallel.for_each(len(chunks), pointwise, serial=_small(x, w, win))
+        return
+    if winograd.applies(x.shape, w.shape, win):
+        winograd.forward_into(out, x, w, b, win, serial=_small(x, w, win))
         return
     plan = ColumnPlan(x, w2.shape[1], win)
     out4 = out.reshape(n, f, win.h_out, win.w_out)                         # a view: L splits
@@ -179,7 +190,8 @@ def conv2d_backward(dout, cache, *, input_grad=True):
     derivation, written out in ``cnnkit.reference.conv2d_backward``). A grouped conv applies
     these per group: group g's filters get dw from its input channels, and its input channels
     get dx from its filters only. A network's first layer passes ``input_grad=False``: nothing
-    needs the gradient of the data, and for a 3x3 conv dx costs as much as dw.
+    needs the gradient of the data, and for a 3x3 conv dx costs as much as dw. The convs that
+    take Winograd's path forward take it backward too, with the same formulas' adjoints.
     """
     x, w, has_bias, win, groups = cache
     n, f = x.shape[0], w.shape[0]
@@ -222,6 +234,8 @@ def _grads_into(dx, x, w, dout, win):
 
         return parallel.ordered_sum(len(chunks), pointwise,
                                     serial=_small(x, w, win)).reshape(w.shape)
+    if winograd.applies(x.shape, w.shape, win):
+        return winograd.grads_into(dx, x, w, dout, win, serial=_small(x, w, win))
     # dw is accumulated transposed: BLAS ran cols (K, m*P) @ d.T (m*P, F) 1.3x faster than
     # d (F, m*P) @ cols.T (m*P, K) at the benchmark's 3x3 shape.
     plan = ColumnPlan(x, w2.shape[1], win)
