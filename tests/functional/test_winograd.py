@@ -8,7 +8,9 @@ tested by test_conv.py, whose arrays are below the rule.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 from contextlib import contextmanager
 from fractions import Fraction
 
@@ -263,6 +265,29 @@ def test_strided_views_as_inputs(rng):
     np.testing.assert_array_equal(out, out_c)
     for a, b in zip(grads[:2], grads_c[:2]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_scratch_is_freed_when_the_call_returns(rng, monkeypatch):
+    """The buffers (megabytes) go when the call returns, by reference counting: a cycle through
+    them would keep every layer's scratch alive until the cycle collector ran (it held 36 MiB
+    more across a CIFAR-size training step). On one thread: an idle pool worker keeps its last
+    call's tasks until its next job."""
+    made = []
+    init = winograd.WinogradBuffers.__init__
+
+    def recorded(self, plan):
+        init(self, plan)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(winograd.WinogradBuffers, "__init__", recorded)
+    x, w = rng.standard_normal((6, 3, 9, 7)), rng.standard_normal((4, 3, 3, 3))
+    gc.disable()
+    try:
+        with winograd_path(), chunk_plans("forced", threads=1):
+            _conv(x, w, None, 1, rng.standard_normal((6, 4, 9, 7)))
+        assert len(made) >= 2 and all(ref() is None for ref in made)
+    finally:
+        gc.enable()
 
 
 # ----------------------------------------------------------------------------- float32

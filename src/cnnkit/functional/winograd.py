@@ -144,8 +144,7 @@ def pays(x_shape, w_shape, win) -> bool:
 
 class WinogradPlan:
     """The shapes of one Winograd conv call: tiles, chunks of the batch (the same for any thread
-    count), which rows of x each tile row reads, and each thread slot's buffers (made on its
-    first chunk)."""
+    count) and which rows of x each tile row reads."""
 
     def __init__(self, x_shape, w_shape, win, dtype, m: int = TILE):
         n, c, h, w = x_shape
@@ -162,7 +161,6 @@ class WinogradPlan:
         v3_bytes = self.size * c * kw * self.positions * self.dtype.itemsize
         self.chunks = list(im2col.batch_chunks(n, v3_bytes))
         self.samples = max(hi - lo for lo, hi in self.chunks)  # S, the buffers' samples
-        self._buffers = {}
 
     def filters(self, w: np.ndarray) -> np.ndarray:
         """U (A, F, C*KW), ``U[k, f, (c, q)] = sum_p G[k, p] w[f, c, p, q]``: one GEMM
@@ -176,10 +174,17 @@ class WinogradPlan:
         dw = self.g.T @ du.reshape(self.size, -1).astype(np.float64)   # (3, C*KW*F)
         return dw.reshape(-1, self.c, self.kw, self.f).transpose(3, 1, 0, 2).astype(self.dtype)
 
-    def buffers(self, slot: int) -> WinogradBuffers:
-        if slot not in self._buffers:
-            self._buffers[slot] = WinogradBuffers(self)
-        return self._buffers[slot]
+    def scratch(self):
+        """``buffers(slot)``: each thread slot's WinogradBuffers, made on its first chunk. They
+        live as long as the function does (the caller's call), not the plan: a buffer refers to
+        its plan, and a plan that held its buffers would wait for the cycle collector."""
+        slots = {}
+
+        def buffers(slot: int) -> WinogradBuffers:
+            if slot not in slots:
+                slots[slot] = WinogradBuffers(self)
+            return slots[slot]
+        return buffers
 
     # ------------------------------------------------------------------ rows by tile offset
     def input_rows(self, x: np.ndarray, lo: int = 0, hi: int | None = None) -> list:
@@ -351,9 +356,10 @@ def forward_into(out, x, w, b, win, serial: bool) -> None:
     u = plan.filters(w)                                           # (A, F, C*KW)
     reads = plan.input_rows(x)
     outs = plan.output_rows(out.reshape(out.shape[0], plan.f, win.h_out, win.w_out))
+    buffers = plan.scratch()
 
     def chunk(i, slot):
-        plan.buffers(slot).forward(u, b, reads, outs, *plan.chunks[i])
+        buffers(slot).forward(u, b, reads, outs, *plan.chunks[i])
 
     parallel.for_each(len(plan.chunks), chunk, serial=serial)
 
@@ -367,9 +373,10 @@ def grads_into(dx, x, w, dout, win, serial: bool) -> np.ndarray:
     firsts = overlaps = None
     if dx is not None:
         firsts, overlaps = plan.input_rows(dx, 0, plan.m), plan.input_rows(dx, plan.m)
+    buffers = plan.scratch()
 
     def chunk(i, slot):
-        return plan.buffers(slot).gradients(u_t, reads, douts, firsts, overlaps, dx,
+        return buffers(slot).gradients(u_t, reads, douts, firsts, overlaps, dx,
                                             *plan.chunks[i])
 
     du = parallel.ordered_sum(len(plan.chunks), chunk, serial=serial)
