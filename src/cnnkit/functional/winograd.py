@@ -230,8 +230,8 @@ class WinogradBuffers:
 
     Positions are laid out (n, i, j) in rows of L = S*X (plus KW - 1 of slack for the shifted
     reads along W); a chunk of fewer samples uses the front of each row. The buffers that hold
-    padding or dropped positions (``d``, ``e`` and the margins of ``v3``) are zero there and
-    stay so: every chunk writes the same positions.
+    padding or dropped positions (``d`` and ``e``) are zero there and stay so: every chunk
+    writes the same positions.
     """
 
     def __init__(self, plan: WinogradPlan):
@@ -240,16 +240,19 @@ class WinogradBuffers:
         self.span = span = p.samples * p.positions                  # L
         self.d = np.zeros((size, p.c, span + p.kw - 1), dtype)    # x's rows by tile offset a
         self.v = np.zeros_like(self.d)                            # V, or dV
-        # V3 = V's KW shifted copies, with a zero margin (64 bytes) on both sides of each
-        # row: the col2im reads dV3 up to KW - 1 positions before a row starts
-        self.margin = lo = -(-(p.kw - 1) // 16) * 16
-        self.v3 = np.zeros((size, p.c, p.kw, span + 2 * lo), dtype)
+        self.v3 = np.zeros((size, p.c, p.kw, span), dtype)        # V3, or dV3; then spare
         _, sc, st = self.v.strides
-        self.shifted = as_strided(self.v, (size, p.c, p.kw, span), (self.v.strides[0], sc, st, st),
+        self.shifted = as_strided(self.v, self.v3.shape, (self.v.strides[0], sc, st, st),
                                   writeable=False)                # [k, c, q, t] = V[k, c, t + q]
-        self.v3_rows = self.v3[..., lo:lo + span]                 # (A, C, KW, L)
         self.d_grid = self._grid(self.d)[..., p.win.pw:p.win.pw + p.w]  # (A, C, S, T, W)
-        self.prod = self.y = self.e = self.dd = None              # M or dM, out or dout rows
+        self.prod = self.y = self.e = self.dd = None              # M or dM, out rows, dD
+
+    def _spare(self, shape) -> np.ndarray:
+        """An array of ``shape`` in V3's memory where it fits (V3 is spent by then), else a new
+        one: the chunk's working set stays near L2's size."""
+        flat = self.v3.reshape(-1)
+        size = int(np.prod(shape))
+        return flat[:size].reshape(shape) if size <= flat.size else np.empty(shape, flat.dtype)
 
     def _grid(self, rows: np.ndarray) -> np.ndarray:
         """(A', C', S, T, Wp) view of the first L positions of rows (A', C', L + ...)."""
@@ -258,9 +261,9 @@ class WinogradBuffers:
                                               p.tiles, p.wp)
 
     def _columns(self, n_pos: int) -> np.ndarray:
-        """(A, C*KW, n_pos) view of V3 (or dV3) inside its margins."""
+        """(A, C*KW, n_pos) view of V3 (or dV3)."""
         p = self.plan
-        return self.v3.reshape(p.size, p.c * p.kw, -1)[:, :, self.margin:self.margin + n_pos]
+        return self.v3.reshape(p.size, p.c * p.kw, -1)[:, :, :n_pos]
 
     def columns(self, reads: list, lo: int, hi: int) -> np.ndarray:
         """V3 (A, C*KW, S'*X) of samples lo:hi: their rows by tile offset (``reads``, from
@@ -270,7 +273,7 @@ class WinogradBuffers:
         for a0, a1, i0, i1, rows in reads:
             self.d_grid[a0:a1, :, :s, i0:i1] = rows[:, :, lo:hi]
         np.matmul(p.bt, self.d.reshape(p.size, -1), out=self.v.reshape(p.size, -1))
-        np.copyto(self.v3_rows, self.shifted)
+        np.copyto(self.v3, self.shifted)
         return self._columns(s * p.positions)
 
     def _phases(self, rows: np.ndarray, views: list, lo: int, hi: int, to_rows: bool) -> None:
@@ -294,7 +297,7 @@ class WinogradBuffers:
             self.prod = np.zeros((p.size + (b is not None), p.f, self.span), p.dtype)
             if b is not None:
                 self.prod[-1] = b[:, None]
-            self.y = np.empty((p.m, p.f, self.span), p.dtype)
+            self.y = self._spare((p.m, p.f, self.span))
         np.matmul(u, self.columns(reads, lo, hi), out=self.prod[:p.size, :, :n_pos])
         at = p.at if b is None else p.at_bias
         np.matmul(at, self.prod.reshape(len(self.prod), -1), out=self.y.reshape(p.m, -1))
@@ -327,16 +330,18 @@ class WinogradBuffers:
         if dx is None:
             return term
         np.matmul(u_t, dm, out=self._columns(n_pos))              # V3 is spent: dV3 there
-        # dV[k, c, t] = sum_q dV3[k, c, q, t - q]; V3's zero margins hold the t - q < 0
-        dv3, dv, m0 = self.v3, self.v[:, :, :n_pos], self.margin
+        # dV[k, c, t] = sum_q dV3[k, c, q, t - q] (the terms with t - q < 0 are 0)
+        dv3, dv = self.v3[..., :n_pos], self.v[:, :, :n_pos]
+        dv[..., :p.kw - 1] = 0
         if p.kw == 1:
-            dv[...] = dv3[:, :, 0, m0:m0 + n_pos]
+            dv[...] = dv3[:, :, 0]
         else:
-            np.add(dv3[:, :, 0, m0:m0 + n_pos], dv3[:, :, 1, m0 - 1:m0 - 1 + n_pos], out=dv)
+            dv[..., 0] = dv3[:, :, 0, 0]
+            np.add(dv3[:, :, 0, 1:], dv3[:, :, 1, :-1], out=dv[..., 1:])
         for q in range(2, p.kw):
-            dv += dv3[:, :, q, m0 - q:m0 - q + n_pos]
+            dv[..., q:] += dv3[:, :, q, :-q]
         if self.dd is None:
-            self.dd = np.empty_like(self.d)
+            self.dd = self._spare(self.d.shape)                   # dV3 is spent: dD there
         np.matmul(p.bt.T, self.v.reshape(p.size, -1), out=self.dd.reshape(p.size, -1))
         dd = self._grid(self.dd)[:, :, :s, :, p.win.pw:p.win.pw + p.w]  # (A, C, S', T, W)
         bottom = p.m * p.tiles - p.win.ph                         # rows from here: overlaps only
