@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnkit import functional as F
+from cnnkit import parallel
 from cnnkit import reference as R
 from cnnkit.gradcheck import check_kernel
 from tests import oracle
@@ -612,11 +613,13 @@ def _all_kernels(x, gamma, beta, rm, rv, dout):
                          ids=["N7_C5_3x2", "N9_C4_6x3", "N40_K6"])
 def test_blocks_and_aligned_outputs_match_torch(rng, monkeypatch, shape, block):
     """Every block geometry of ``_sweep`` (several samples, one sample's feature ranges with a
-    short last one, rows longer than a block), with every output aligned (ALIGNED_BYTES = 0),
-    under chunk plans that cut the batch: the oracle's answers, and the same bits on 1, 2, 3
-    and 8 threads."""
+    short last one, rows longer than a block) in every pass (the gradient's blocks of
+    BLOCK_BYTES, the others' of TASK_BYTES), with every output aligned (ALIGNED_BYTES = 0), under
+    chunk plans that cut the batch: the oracle's answers, and the same bits on 1, 2, 3 and 8
+    threads."""
     norm = importlib.import_module("cnnkit.functional.norm")
     monkeypatch.setattr(norm, "BLOCK_BYTES", block)
+    monkeypatch.setattr(parallel, "TASK_BYTES", block)
     monkeypatch.setattr(norm, "ALIGNED_BYTES", 0)
     x, gamma, beta, rm, rv, dout = _blocks_case(rng, shape)
     runs = []
@@ -645,6 +648,7 @@ def test_second_pass_under_blocks_and_threads(rng, monkeypatch):
     the same bits on any thread count, and the float64 variance."""
     norm = importlib.import_module("cnnkit.functional.norm")
     monkeypatch.setattr(norm, "BLOCK_BYTES", 4 * 7)
+    monkeypatch.setattr(parallel, "TASK_BYTES", 4 * 7 * 5)
     x = _far_from_zero(rng, (11, 4, 3, 7), 1e3)
     gamma, beta = np.ones(4, np.float32), np.zeros(4, np.float32)
     stats = []

@@ -136,12 +136,15 @@ def feature_sum(a3: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- passes
 
-#: Bytes of x in one block: a pass makes its two to four NumPy calls on one block before the
-#: next, so the later calls find the block's rows (and the scratch and planes) in the core's
-#: 2 MiB L2 instead of main memory. On the 2-core Intel Xeon (AVX-512) a 64 x 64 x 32 x 32
-#: float32 train step (forward + backward) took 21.4 ms with blocks of 256 KiB, 21.0 with
-#: 128 KiB, 21.8 with 512 KiB and 24.6 with one block per 2 MiB task.
-BLOCK_BYTES = 256 << 10
+#: Bytes of x in one block of the gradient's pass, whose four NumPy calls a block find its rows
+#: (and the scratch and planes) in the core's 2 MiB L2; the other passes make one or two calls
+#: a task. Blocks are few because each NumPy call lets go of the interpreter lock and takes it
+#: back, and a thread waiting for the lock wakes too late for calls of tens of microseconds.
+#: On the 2-core Intel Xeon (AVX-512), a 64 x 64 x 32 x 32 float32 train step (forward +
+#: backward, against one block a task everywhere): 256 KiB blocks in every pass ran 0.89x on
+#: one thread and 1.2x on two; 512 KiB blocks in the gradient's pass alone 0.92x and 0.96x
+#: (256 KiB there: 0.92x and 1.0x, 1 MiB 0.92x and 0.97x).
+BLOCK_BYTES = 512 << 10
 
 #: The alignment of the arrays the kernels write (bytes), from ``ALIGNED_BYTES`` up. NumPy's
 #: large arrays start 16 bytes past a page (malloc's header), so every 64-byte AVX-512 store
@@ -165,22 +168,23 @@ def _empty_aligned(shape: tuple, dtype) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def _sweep(a3: np.ndarray, body, *, scratch: bool = False) -> None:
+def _sweep(a3: np.ndarray, body, *, scratch: bool = False, block: int | None = None) -> None:
     """``body(ns, ks, t)`` for each block of a3 (N, K, L): ``ns`` a slice of samples, ``ks`` of
     features, ``t`` an aligned scratch array of the block's (n, k, L) shape, or None.
 
-    The tasks are the batch chunks of :func:`cnnkit.parallel.split` (about ``TASK_BYTES`` each);
-    a task's blocks hold about ``BLOCK_BYTES``: whole samples where one fits, else a range of
-    features of one sample. Both depend on the shape alone. A body writes only its block's rows.
-    (Blocks of a range of features across all the task's samples, which keep the (K, L) planes
-    smaller, ran 10% slower at 1 thread and 18% at 2.)"""
+    The tasks are the batch chunks of :func:`cnnkit.parallel.split` (about ``TASK_BYTES``
+    each); a task's blocks hold about ``block`` bytes (default: the whole task), whole samples
+    where one fits, else a range of features of one sample. Both depend on the shape alone.
+    A body writes only its block's rows. (Blocks of a range of features across all the task's
+    samples, which keep the (K, L) planes smaller, ran 10% slower at 1 thread and 18% at 2.)"""
+    block = parallel.TASK_BYTES if block is None else block
     n, k, positions = a3.shape
     sample = k * positions * a3.itemsize
     plan = parallel.split(n, sample)
-    if sample <= BLOCK_BYTES:
-        step_n, step_k = (BLOCK_BYTES // sample if sample else n), k
+    if sample <= block:
+        step_n, step_k = (block // sample if sample else n), k
     else:
-        step_n, step_k = 1, max(1, BLOCK_BYTES // (positions * a3.itemsize))
+        step_n, step_k = 1, max(1, block // (positions * a3.itemsize))
     if len(plan) == 1 and step_n >= n and step_k >= k:        # one block: no loop
         body(slice(0, n), slice(0, k), _empty_aligned(a3.shape, a3.dtype) if scratch else None)
         return
@@ -280,7 +284,7 @@ def _batch_statistics(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             _row_totals(t, ones, sums[ns, ks])
             _row_dots(t, t, squares[ns, ks])
 
-        _sweep(x3, centred_rows, scratch=True)
+        _sweep(x3, centred_rows, scratch=True, block=BLOCK_BYTES)
         d = sums.sum(axis=0, dtype=np.float64) / m
         mean = np.where(again, shift.astype(np.float64) + d, mean)
         var = np.where(again, np.maximum(squares.sum(axis=0, dtype=np.float64) / m - d * d, 0.0),
@@ -293,12 +297,12 @@ def _affine(x3: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
     out = _empty_aligned(x3.shape, x3.dtype)
     k_scale, k_shift = _per_feature(scale, x3.shape), _per_feature(shift, x3.shape)
 
-    def block(ns, ks, t):
+    def scale_shift(ns, ks, t):
         o = out[ns, ks]
         np.multiply(x3[ns, ks], k_scale[ks], out=o)
         o += k_shift[ks]
 
-    _sweep(x3, block)
+    _sweep(x3, scale_shift)
     return out
 
 
@@ -434,13 +438,13 @@ def batchnorm_backward(dout, cache):
     k_a, k_u, k_v = (_per_feature(w.astype(dtype), x3.shape) for w in (gamma * invstd, u, v))
     dx = _empty_aligned(x3.shape, dtype)                                 # (N, K, L)
 
-    def block(ns, ks, t):
+    def gradient(ns, ks, t):
         np.multiply(x3[ns, ks], k_u[ks], out=t)
         t += k_v[ks]
         t += dout3[ns, ks]
         np.multiply(t, k_a[ks], out=dx[ns, ks])
 
-    _sweep(x3, block, scratch=True)
+    _sweep(x3, gradient, scratch=True, block=BLOCK_BYTES)
     return dx.reshape(x_shape), dgamma.astype(dtype), dbeta.astype(dtype)
 
 
