@@ -19,8 +19,8 @@ computed and dropped, as in :class:`~cnnkit.functional.im2col.ColumnBuffers`). F
 A "frequencies" k:
 
     V[k, c, (n, i, j)] = sum_a BT[k, a] x_pad[n, c, m*i + a, j]          input transform
-    U[k, f, (c, q)]    = sum_p G[k, p] w[f, c, p, q]                      filter transform
-    M[k] = U[k] (F, C*KW) @ V3[k] (C*KW, L),  V3[k, (c, q), t] = V[k, c, t + q]
+    U[k, f, (q, c)]    = sum_p G[k, p] w[f, c, p, q]                      filter transform
+    M[k] = U[k] (F, KW*C) @ V3[k] (KW*C, L),  V3[k, (q, c), t] = V[k, c, t + q]
     out[n, f, m*i + o, j] = b[f] + sum_k AT[o, k] M[k, f, (n, i, j)]      output transform
 
 The A GEMMs do A / (3m) of the direct multiply-adds: half at m = 4 (``TILE``). The transforms
@@ -28,8 +28,8 @@ are small GEMMs over the frequency axis of arrays laid out (A, C, L), so every N
 long contiguous run. The backward applies the adjoints in reverse: the output gradient's rows
 become ``dM[k] = sum_o AT[o, k] dout-rows(o)``, then
 
-    dU[k]  = V3[k] (C*KW, L) @ dM[k].T (L, F)      dw[f, c, p, q] = sum_k G[k, p] dU[k, (c, q), f]
-    dV3[k] = U[k].T (C*KW, F) @ dM[k] (F, L)       dx = rows of BT.T @ col2im_W(dV3)
+    dU[k]  = V3[k] (KW*C, L) @ dM[k].T (L, F)      dw[f, c, p, q] = sum_k G[k, p] dU[k, (q, c), f]
+    dV3[k] = U[k].T (KW*C, F) @ dM[k] (F, L)       dx = rows of BT.T @ col2im_W(dV3)
 
 Tiles run past H_out where m does not divide it (those rows are computed and dropped), and a
 sample's last tile row reads the padding below the image. Why down the rows only, and not in
@@ -164,16 +164,16 @@ class WinogradPlan:
         self.samples = max(hi - lo for lo, hi in self.chunks)  # S, the buffers' samples
 
     def filters(self, w: np.ndarray) -> np.ndarray:
-        """U (A, F, C*KW), ``U[k, f, (c, q)] = sum_p G[k, p] w[f, c, p, q]``: one GEMM
-        G (A, 3) @ w's rows (3, F*C*KW), in float64 and rounded once."""
-        rows = w.astype(np.float64).transpose(2, 0, 1, 3).reshape(len(self.g[0]), -1)
+        """U (A, F, KW*C), ``U[k, f, (q, c)] = sum_p G[k, p] w[f, c, p, q]``: one GEMM
+        G (A, 3) @ w's rows (3, F*KW*C), in float64 and rounded once."""
+        rows = w.astype(np.float64).transpose(2, 0, 3, 1).reshape(len(self.g[0]), -1)
         return (self.g @ rows).reshape(self.size, self.f, -1).astype(self.dtype)
 
     def filter_gradient(self, du: np.ndarray) -> np.ndarray:
-        """dw (F, C, 3, KW) from dU (A, C*KW, F): the filter transform's adjoint
-        ``dw[f, c, p, q] = sum_k G[k, p] dU[k, (c, q), f]``, in float64."""
-        dw = self.g.T @ du.reshape(self.size, -1).astype(np.float64)   # (3, C*KW*F)
-        return dw.reshape(-1, self.c, self.kw, self.f).transpose(3, 1, 0, 2).astype(self.dtype)
+        """dw (F, C, 3, KW) from dU (A, KW*C, F): the filter transform's adjoint
+        ``dw[f, c, p, q] = sum_k G[k, p] dU[k, (q, c), f]``, in float64."""
+        dw = self.g.T @ du.reshape(self.size, -1).astype(np.float64)   # (3, KW*C*F)
+        return dw.reshape(-1, self.kw, self.c, self.f).transpose(3, 2, 0, 1).astype(self.dtype)
 
     def scratch(self):
         """``buffers(slot)``: each thread slot's WinogradBuffers, made on its first chunk. They
@@ -241,10 +241,12 @@ class WinogradBuffers:
         self.span = span = p.samples * p.positions                  # L
         self.d = np.zeros((size, p.c, span + p.kw - 1), dtype)    # x's rows by tile offset a
         self.v = np.zeros_like(self.d)                            # V, or dV
-        self.v3 = np.zeros((size, p.c, p.kw, span), dtype)        # V3, or dV3; then spare
-        _, sc, st = self.v.strides
-        self.shifted = as_strided(self.v, self.v3.shape, (self.v.strides[0], sc, st, st),
-                                  writeable=False)                # [k, c, q, t] = V[k, c, t + q]
+        # V3 (or dV3) by tap q, then channel: rows as long as V's, whose last KW - 1 positions
+        # (never written) stay zero, and the col2im's shifted reads across rows find them
+        self.v3 = np.zeros((size, p.kw) + self.v.shape[1:], dtype)
+        sk, sc, st = self.v.strides
+        self.shifted = as_strided(self.v, (size, p.kw, p.c, span), (sk, st, sc, st),
+                                  writeable=False)                # [k, q, c, t] = V[k, c, t + q]
         self.d_grid = self._grid(self.d)[..., p.win.pw:p.win.pw + p.w]  # (A, C, S, T, W)
         self.prod = self.y = self.e = self.dd = None              # M or dM, out rows, dD
 
@@ -262,19 +264,20 @@ class WinogradBuffers:
                                               p.tiles, p.wp)
 
     def _columns(self, n_pos: int) -> np.ndarray:
-        """(A, C*KW, n_pos) view of V3 (or dV3)."""
+        """(A, KW*C, n_pos) view of V3 (or dV3)."""
         p = self.plan
-        return self.v3.reshape(p.size, p.c * p.kw, -1)[:, :, :n_pos]
+        return self.v3.reshape(p.size, p.kw * p.c, -1)[:, :, :n_pos]
 
     def columns(self, reads: list, lo: int, hi: int) -> np.ndarray:
-        """V3 (A, C*KW, S'*X) of samples lo:hi: their rows by tile offset (``reads``, from
+        """V3 (A, KW*C, S'*X) of samples lo:hi: their rows by tile offset (``reads``, from
         ``WinogradPlan.input_rows``) into ``d``, the input transform ``V = BT @ d``, and V's
-        wide im2col along W, ``V3[k, (c, q), t] = V[k, c, t + q]``."""
+        wide im2col along W, ``V3[k, (q, c), t] = V[k, c, t + q]``."""
         p, s = self.plan, hi - lo
         for a0, a1, i0, i1, rows in reads:
             self.d_grid[a0:a1, :, :s, i0:i1] = rows[:, :, lo:hi]
         np.matmul(p.bt, self.d.reshape(p.size, -1), out=self.v.reshape(p.size, -1))
-        np.copyto(self.v3, self.shifted)
+        np.copyto(self.v3[..., :self.span], self.shifted)
+        self.v3[..., self.span:] = 0            # the rows' ends, which _spare may have lent
         return self._columns(s * p.positions)
 
     def _phases(self, rows: np.ndarray, views: list, lo: int, hi: int, to_rows: bool) -> None:
@@ -290,7 +293,7 @@ class WinogradBuffers:
     # ------------------------------------------------------------------ forward
     def forward(self, u, b, reads, outs, lo: int, hi: int) -> None:
         """Samples lo:hi of the output (its tile phase views ``outs``) from the input rows
-        ``reads`` and the filters u (A, F, C*KW), plus b. The bias rides in the output
+        ``reads`` and the filters u (A, F, KW*C), plus b. The bias rides in the output
         transform's GEMM: one more row of M, filled with b, and a column of ones in AT."""
         p = self.plan
         n_pos = (hi - lo) * p.positions
@@ -306,14 +309,14 @@ class WinogradBuffers:
 
     # ------------------------------------------------------------------ backward
     def gradients(self, u_t, reads, douts, firsts, overlaps, dx, lo: int, hi: int):
-        """This chunk's dU term (A, C*KW, F), and samples lo:hi of dx (N, C, H, W) unless it
+        """This chunk's dU term (A, KW*C, F), and samples lo:hi of dx (N, C, H, W) unless it
         is None (``firsts`` and ``overlaps``: its rows by tile offset, from ``input_rows``).
 
         dout's rows by tile phase (``douts``) give ``dM[k] = sum_o AT[o, k] dout-rows(o)``;
         then
 
-            dU[k]  = V3[k] (C*KW, L) @ dM[k].T (L, F)
-            dV3[k] = u_t[k] (C*KW, F) @ dM[k] (F, L)      (u_t: U transposed)
+            dU[k]  = V3[k] (KW*C, L) @ dM[k].T (L, F)
+            dV3[k] = u_t[k] (KW*C, F) @ dM[k] (F, L)      (u_t: U transposed)
 
         dV3's KW copies shifted along W are added back (the wide col2im), ``dD = BT.T @ dV``,
         and dD's tile rows are written onto x's rows at offsets 0..m-1 (each row of x once)
@@ -331,16 +334,17 @@ class WinogradBuffers:
         if dx is None:
             return term
         np.matmul(u_t, dm, out=self._columns(n_pos))              # V3 is spent: dV3 there
-        # dV[k, c, t] = sum_q dV3[k, c, q, t - q] (the terms with t - q < 0 are 0)
-        dv3, dv = self.v3[..., :n_pos], self.v[:, :, :n_pos]
-        dv[..., :p.kw - 1] = 0
+        # dV[k, c, t] = sum_q dV3[k, q, c, t - q], one add per tap over A rows of C*(L+KW-1):
+        # t - q < 0 reads the zero end of the row before (or nothing, at a row's start)
+        dv3 = self.v3.reshape(p.size, p.kw, -1)                   # (A, KW, C*(L + KW - 1))
+        dv = self.v.reshape(p.size, -1)                           # (A, C*(L + KW - 1))
         if p.kw == 1:
-            dv[...] = dv3[:, :, 0]
+            dv[...] = dv3[:, 0]
         else:
-            dv[..., 0] = dv3[:, :, 0, 0]
-            np.add(dv3[:, :, 0, 1:], dv3[:, :, 1, :-1], out=dv[..., 1:])
+            dv[:, 0] = dv3[:, 0, 0]
+            np.add(dv3[:, 0, 1:], dv3[:, 1, :-1], out=dv[:, 1:])
         for q in range(2, p.kw):
-            dv[..., q:] += dv3[:, :, q, :-q]
+            dv[:, q:] += dv3[:, q, :-q]
         if self.dd is None:
             self.dd = self._spare(self.d.shape)                   # dV3 is spent: dD there
         np.matmul(p.bt.T, self.v.reshape(p.size, -1), out=self.dd.reshape(p.size, -1))
@@ -359,7 +363,7 @@ def forward_into(out, x, w, b, win, serial: bool) -> None:
     """The Winograd conv of x (N, C, H, W) with w (F, C, 3, KW) and b (F,) or None, written
     into out (N, F, H_out*W_out). Each batch chunk is one task of the worker pool."""
     plan = WinogradPlan(x.shape, w.shape, win, x.dtype)
-    u = plan.filters(w)                                           # (A, F, C*KW)
+    u = plan.filters(w)                                           # (A, F, KW*C)
     reads = plan.input_rows(x)
     outs = plan.output_rows(out.reshape(out.shape[0], plan.f, win.h_out, win.w_out))
     buffers = plan.scratch()
@@ -374,7 +378,7 @@ def grads_into(dx, x, w, dout, win, serial: bool) -> np.ndarray:
     """The Winograd conv's gradients: returns dw (F, C, 3, KW) and writes dx (N, C, H, W) (None
     skips it). Each chunk returns its term of dU, added in chunk order."""
     plan = WinogradPlan(x.shape, w.shape, win, x.dtype)
-    u_t = np.ascontiguousarray(plan.filters(w).transpose(0, 2, 1))   # (A, C*KW, F)
+    u_t = np.ascontiguousarray(plan.filters(w).transpose(0, 2, 1))   # (A, KW*C, F)
     reads, douts = plan.input_rows(x), plan.output_rows(dout)
     firsts = overlaps = None
     if dx is not None:
