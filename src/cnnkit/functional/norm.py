@@ -137,8 +137,7 @@ def feature_sum(a3: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- passes
 
 #: Bytes of x in one block of the gradient's pass, whose four NumPy calls a block find its rows
-#: (and the scratch and planes) in the core's 2 MiB L2; the other passes make one or two calls
-#: a task. Blocks are few because each NumPy call lets go of the interpreter lock and takes it
+#: (and the planes) in the core's 2 MiB L2; the other passes make one or two calls a task. Blocks are few because each NumPy call lets go of the interpreter lock and takes it
 #: back, and a thread waiting for the lock wakes too late for calls of tens of microseconds.
 #: On the 2-core Intel Xeon (AVX-512), a 64 x 64 x 32 x 32 float32 train step (forward +
 #: backward, against one block a task everywhere): 256 KiB blocks in every pass ran 0.89x on
@@ -439,12 +438,13 @@ def batchnorm_backward(dout, cache):
     dx = _empty_aligned(x3.shape, dtype)                                 # (N, K, L)
 
     def gradient(ns, ks, t):
-        np.multiply(x3[ns, ks], k_u[ks], out=t)
-        t += k_v[ks]
-        t += dout3[ns, ks]
-        np.multiply(t, k_a[ks], out=dx[ns, ks])
+        d = dx[ns, ks]
+        np.multiply(x3[ns, ks], k_u[ks], out=d)
+        d += k_v[ks]
+        d += dout3[ns, ks]
+        d *= k_a[ks]
 
-    _sweep(x3, gradient, scratch=True, block=BLOCK_BYTES)
+    _sweep(x3, gradient, block=BLOCK_BYTES)
     return dx.reshape(x_shape), dgamma.astype(dtype), dbeta.astype(dtype)
 
 
