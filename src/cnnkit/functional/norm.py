@@ -137,8 +137,9 @@ def feature_sum(a3: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- passes
 
 #: Bytes of x in one block of the gradient's pass, whose four NumPy calls a block find its rows
-#: (and the planes) in the core's 2 MiB L2; the other passes make one or two calls a task. Blocks are few because each NumPy call lets go of the interpreter lock and takes it
-#: back, and a thread waiting for the lock wakes too late for calls of tens of microseconds.
+#: (and the planes) in the core's 2 MiB L2; the other passes make one or two calls a task.
+#: Blocks are few because each NumPy call lets go of the interpreter lock and takes it back,
+#: and a thread waiting for the lock wakes too late for calls of tens of microseconds.
 #: On the 2-core Intel Xeon (AVX-512), a 64 x 64 x 32 x 32 float32 train step (forward +
 #: backward, against one block a task everywhere): 256 KiB blocks in every pass ran 0.89x on
 #: one thread and 1.2x on two; 512 KiB blocks in the gradient's pass alone 0.92x and 0.96x
@@ -167,9 +168,9 @@ def _empty_aligned(shape: tuple, dtype) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def _sweep(a3: np.ndarray, body, *, scratch: bool = False, block: int | None = None) -> None:
-    """``body(ns, ks, t)`` for each block of a3 (N, K, L): ``ns`` a slice of samples, ``ks`` of
-    features, ``t`` an aligned scratch array of the block's (n, k, L) shape, or None.
+def _sweep(a3: np.ndarray, body, *, block: int | None = None) -> None:
+    """``body(ns, ks)`` for each block of a3 (N, K, L): ``ns`` a slice of samples, ``ks`` of
+    features.
 
     The tasks are the batch chunks of :func:`cnnkit.parallel.split` (about ``TASK_BYTES``
     each); a task's blocks hold about ``block`` bytes (default: the whole task), whole samples
@@ -185,23 +186,15 @@ def _sweep(a3: np.ndarray, body, *, scratch: bool = False, block: int | None = N
     else:
         step_n, step_k = 1, max(1, block // (positions * a3.itemsize))
     if len(plan) == 1 and step_n >= n and step_k >= k:        # one block: no loop
-        body(slice(0, n), slice(0, k), _empty_aligned(a3.shape, a3.dtype) if scratch else None)
+        body(slice(0, n), slice(0, k))
         return
-    step_n = min(step_n, max(hi - lo for lo, hi in plan))
-    spares = {}                                               # slot -> that thread's scratch
 
     def task(i, slot):
         lo, hi = plan[i]
-        t = None
-        if scratch:
-            t = spares.get(slot)
-            if t is None:
-                t = spares[slot] = _empty_aligned((step_n, min(step_k, k), positions), a3.dtype)
         for n0 in range(lo, hi, step_n):
             ns = slice(n0, min(hi, n0 + step_n))
             for k0 in range(0, k, step_k):
-                ks = slice(k0, min(k, k0 + step_k))
-                body(ns, ks, t if t is None else t[:ns.stop - n0, :ks.stop - k0])
+                body(ns, slice(k0, min(k, k0 + step_k)))
 
     if len(plan) == 1:
         task(0, 0)
@@ -248,8 +241,9 @@ def _check_inputs(x, gamma, beta, eps, what: str, ranks):
 CANCEL_RATIO = 16.0
 
 
-def _batch_statistics(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mean and biased variance of each feature of x3 (N, K, L), float64 (K,).
+def _batch_statistics(x3: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and biased variance of each feature of x3 (N, K, L), float64 (K,); ``work``, an
+    array of x3's shape whose values are overwritten, holds x - c in the second pass.
 
         mean = sum_i x_i / m,   var = sum_i x_i**2 / m - mean**2
 
@@ -263,7 +257,7 @@ def _batch_statistics(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ones = np.ones(positions, x3.dtype)
     sums, squares = np.empty((n, k), x3.dtype), np.empty((n, k), x3.dtype)  # (N, K) row sums
 
-    def rows(ns, ks, t):
+    def rows(ns, ks):
         xb = x3[ns, ks]
         _row_totals(xb, ones, sums[ns, ks])
         _row_dots(xb, xb, squares[ns, ks])
@@ -278,12 +272,13 @@ def _batch_statistics(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         shift = np.where(again, mean, 0.0).astype(x3.dtype)
         k_shift = _per_feature(shift, x3.shape)
 
-        def centred_rows(ns, ks, t):
+        def centred_rows(ns, ks):
+            t = work[ns, ks]
             np.subtract(x3[ns, ks], k_shift[ks], out=t)                   # x - c
             _row_totals(t, ones, sums[ns, ks])
             _row_dots(t, t, squares[ns, ks])
 
-        _sweep(x3, centred_rows, scratch=True, block=BLOCK_BYTES)
+        _sweep(x3, centred_rows, block=BLOCK_BYTES)
         d = sums.sum(axis=0, dtype=np.float64) / m
         mean = np.where(again, shift.astype(np.float64) + d, mean)
         var = np.where(again, np.maximum(squares.sum(axis=0, dtype=np.float64) / m - d * d, 0.0),
@@ -291,12 +286,14 @@ def _batch_statistics(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, var
 
 
-def _affine(x3: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """``x3 * scale + shift`` with scale and shift (K,) per feature: a new, aligned (N, K, L)."""
-    out = _empty_aligned(x3.shape, x3.dtype)
+def _affine(x3: np.ndarray, scale: np.ndarray, shift: np.ndarray,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """``x3 * scale + shift`` with scale and shift (K,) per feature, into ``out`` (N, K, L), by
+    default a new aligned array."""
+    out = _empty_aligned(x3.shape, x3.dtype) if out is None else out
     k_scale, k_shift = _per_feature(scale, x3.shape), _per_feature(shift, x3.shape)
 
-    def scale_shift(ns, ks, t):
+    def scale_shift(ns, ks):
         o = out[ns, ks]
         np.multiply(x3[ns, ks], k_scale[ks], out=o)
         o += k_shift[ks]
@@ -316,7 +313,8 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
                          f"shape {x.shape} (m = {per} = {m}); the biased variance of one value "
                          f"is 0. Use a larger batch or the eval kernel with running statistics")
     dtype = x3.dtype
-    mean, var = _batch_statistics(x3)                        # (K,) float64
+    out = _empty_aligned(x3.shape, dtype)                    # (N, K, L)
+    mean, var = _batch_statistics(x3, out)                   # (K,) float64
     invstd = 1.0 / np.sqrt(var + eps)                        # (K,) float64
     # out = gamma * (x - mean) * invstd + beta = x * scale + shift, one multiply-add per value
     # (PyTorch's CPU kernel has the same form); it rounds x * scale, ~|mean| / std times more
@@ -324,7 +322,7 @@ def _train_forward(x, gamma, beta, eps, what, ranks):
     # its output is exactly beta, as (x - mean) * scale + beta gives it.
     scale = np.where(var > 0, gamma * invstd, 0.0).astype(dtype)
     shift = (beta - mean * scale).astype(dtype)
-    out = _affine(x3, scale, shift)
+    _affine(x3, scale, shift, out)
     return out.reshape(x.shape), BatchNormTrainCache(mean.astype(dtype), var.astype(dtype), m, x3,
                                                      gamma, invstd.astype(dtype), x.shape)
 
@@ -347,8 +345,8 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
     Returns
     -------
     out : array, shape and dtype of x
-    cache : ``BatchNormTrainCache`` for ``batchnorm_backward``; ``.mean`` and ``.var`` (biased) are the
-        (K,) batch statistics and ``.count`` is m, for ``batchnorm_running_update``
+    cache : ``BatchNormTrainCache`` for ``batchnorm_backward``; ``.mean`` and ``.var`` (biased)
+        are the (K,) batch statistics and ``.count`` is m, for ``batchnorm_running_update``
 
     Raises
     ------
@@ -379,7 +377,7 @@ def _dout_sums(dout3: np.ndarray, x3: np.ndarray, dx_scale: np.ndarray | None = 
     dx = None if dx_scale is None else _empty_aligned(x3.shape, dtype)
     k_scale = None if dx_scale is None else _per_feature(dx_scale, x3.shape)
 
-    def rows(ns, ks, t):
+    def rows(ns, ks):
         d = dout3[ns, ks]
         if dx is not None:
             np.multiply(d, k_scale[ks], out=dx[ns, ks])
@@ -437,7 +435,7 @@ def batchnorm_backward(dout, cache):
     k_a, k_u, k_v = (_per_feature(w.astype(dtype), x3.shape) for w in (gamma * invstd, u, v))
     dx = _empty_aligned(x3.shape, dtype)                                 # (N, K, L)
 
-    def gradient(ns, ks, t):
+    def gradient(ns, ks):
         d = dx[ns, ks]
         np.multiply(x3[ns, ks], k_u[ks], out=d)
         d += k_v[ks]
