@@ -384,6 +384,12 @@ def test_dispatch(x_shape, w_shape, kwargs, expected):
     assert winograd.applies(x_shape, w_shape, win) == expected
 
 
+def test_float16_stays_on_im2col():
+    win = window_geometry((8, 64, 16, 16), (3, 3), 1, 1, 1, "t")
+    assert winograd.applies((8, 64, 16, 16), (64, 64, 3, 3), win, np.float64)
+    assert not winograd.applies((8, 64, 16, 16), (64, 64, 3, 3), win, np.float16)
+
+
 def test_conv2d_takes_the_path_the_rule_gives(rng):
     x = rng.standard_normal((2, 32, 7, 5)).astype(np.float32)
     w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)

@@ -157,7 +157,7 @@ def _forward_into(out, x, w, b, win) -> None:
 
         parallel.for_each(len(chunks), pointwise, serial=_small(x, w, win))
         return
-    if winograd.applies(x.shape, w.shape, win):
+    if winograd.applies(x.shape, w.shape, win, x.dtype):
         winograd.forward_into(out, x, w, b, win, serial=_small(x, w, win))
         return
     plan = ColumnPlan(x, w2.shape[1], win)
@@ -234,7 +234,7 @@ def _grads_into(dx, x, w, dout, win):
 
         return parallel.ordered_sum(len(chunks), pointwise,
                                     serial=_small(x, w, win)).reshape(w.shape)
-    if winograd.applies(x.shape, w.shape, win):
+    if winograd.applies(x.shape, w.shape, win, x.dtype):
         return winograd.grads_into(dx, x, w, dout, win, serial=_small(x, w, win))
     # dw is accumulated transposed: BLAS ran cols (K, m*P) @ d.T (m*P, F) 1.3x faster than
     # d (F, m*P) @ cols.T (m*P, K) at the benchmark's 3x3 shape.

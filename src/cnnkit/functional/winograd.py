@@ -124,15 +124,17 @@ def transforms(m: int, r: int = 3, points: tuple | None = None):
 MIN_CHANNELS = 16
 
 
-def applies(x_shape, w_shape, win) -> bool:
+def applies(x_shape, w_shape, win, dtype=np.float32) -> bool:
     """Whether conv2d takes this path: it can (``eligible``) and it is faster (``pays``)."""
-    return eligible(w_shape, win) and pays(x_shape, w_shape, win)
+    return eligible(w_shape, win, dtype) and pays(x_shape, w_shape, win)
 
 
-def eligible(w_shape, win) -> bool:
+def eligible(w_shape, win, dtype=np.float32) -> bool:
     """Filters 3 rows high, stride 1 and no dilation: what F(m, 3) down the rows computes (any
-    filter width, any padding)."""
-    return w_shape[2] == 3 and (win.sh, win.sw, win.dh, win.dw) == (1, 1, 1, 1)
+    filter width, any padding); float32 or float64 (F(4, 3) rounds 4-5x as much as im2col, too
+    much for float16)."""
+    return (w_shape[2] == 3 and (win.sh, win.sw, win.dh, win.dw) == (1, 1, 1, 1)
+            and np.dtype(dtype) in (np.float32, np.float64))
 
 
 def pays(x_shape, w_shape, win) -> bool:
@@ -242,7 +244,7 @@ class WinogradBuffers:
         self.d = np.zeros((size, p.c, span + p.kw - 1), dtype)    # x's rows by tile offset a
         self.v = np.zeros_like(self.d)                            # V, or dV
         # V3 (or dV3) by tap q, then channel: rows as long as V's, whose last KW - 1 positions
-        # (never written) stay zero, and the col2im's shifted reads across rows find them
+        # are zero (``columns`` clears them), where the col2im's shifted reads cross rows
         self.v3 = np.zeros((size, p.kw) + self.v.shape[1:], dtype)
         sk, sc, st = self.v.strides
         self.shifted = as_strided(self.v, (size, p.kw, p.c, span), (sk, st, sc, st),
