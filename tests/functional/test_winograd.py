@@ -376,8 +376,11 @@ def test_same_bits_on_any_thread_count(rng, dtype, plan):
     ((64, 32, 32, 32), (64, 32, 3, 3), dict(pad=2, dilation=2), False),
     ((64, 32, 32, 32), (64, 32, 5, 5), dict(pad=2), False),
     ((64, 32, 32, 32), (64, 32, 1, 1), {}, False),
+    ((1, 64, 32, 32), (64, 64, 3, 3), dict(pad=1), False),        # 1024 positions
+    ((2, 64, 32, 32), (64, 64, 3, 3), dict(pad=1), True),         # 2048
+    ((32, 64, 8, 8), (64, 64, 3, 3), dict(pad=1), True),
 ], ids=["bench", "cifar3", "24x40", "3-channels", "24-40", "stride2", "dilation2", "5x5",
-        "1x1"])
+        "1x1", "batch-1", "batch-2", "32x8x8"])
 def test_dispatch(x_shape, w_shape, kwargs, expected):
     win = window_geometry(x_shape, w_shape[2:], kwargs.get("stride", 1), kwargs.get("pad", 0),
                           kwargs.get("dilation", 1), "t")
@@ -391,7 +394,7 @@ def test_float16_stays_on_im2col():
 
 
 def test_conv2d_takes_the_path_the_rule_gives(rng):
-    x = rng.standard_normal((2, 32, 7, 5)).astype(np.float32)
+    x = rng.standard_normal((64, 32, 7, 5)).astype(np.float32)
     w = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
     calls = []
     saved = winograd.forward_into

@@ -54,7 +54,7 @@ from .. import parallel
 from . import im2col
 
 __all__ = ["transforms", "applies", "eligible", "pays", "forward_into", "grads_into",
-           "WinogradPlan", "TILE", "POINTS", "MIN_CHANNELS"]
+           "WinogradPlan", "TILE", "POINTS", "MIN_CHANNELS", "MIN_POSITIONS"]
 
 #: Output rows per tile, m of F(m, 3). A tile's A = m + 2 rows of GEMM work give m rows:
 #: A/(3m) of im2col's multiply-adds, 0.67 at m = 2, 0.5 at 4, 0.44 at 6, 0.42 at 8. Whole tiles
@@ -123,6 +123,13 @@ def transforms(m: int, r: int = 3, points: tuple | None = None):
 #: 16->32 on 8x8: 1.33x; 16->64 on 32x32: 1.06x).
 MIN_CHANNELS = 16
 
+#: ... and where the batch has at least this many output positions N*H_out*W_out: a call's fixed
+#: cost (the filter transform, the buffers) is paid back by the GEMM work saved. Measured as
+#: above on 32->64, 64->64 and 128->128 channels, N = 1-32 samples of 8x8 to 32x32: forward
+#: and backward 1.1-2.0x im2col's time at 64-256 positions, 0.85-1.04x at 512, 0.71-1.10x at
+#: 1024 and 0.67-0.76x at 2048 (batch-1 inference on 32x32 maps stays on im2col).
+MIN_POSITIONS = 2048
+
 
 def applies(x_shape, w_shape, win, dtype=np.float32) -> bool:
     """Whether conv2d takes this path: it can (``eligible``) and it is faster (``pays``)."""
@@ -138,11 +145,12 @@ def eligible(w_shape, win, dtype=np.float32) -> bool:
 
 
 def pays(x_shape, w_shape, win) -> bool:
-    """Whether this path measured faster than im2col + GEMM: ``C*F/(C+F) >= MIN_CHANNELS``
-    (float32 and float64 alike: float64 measured 0.72-0.89x of im2col where float32 did
-    0.73-1.0x)."""
+    """Whether this path measured faster than im2col + GEMM: ``C*F/(C+F) >= MIN_CHANNELS`` and
+    ``N*H_out*W_out >= MIN_POSITIONS`` (float32 and float64 alike: float64 measured 0.72-0.89x
+    of im2col where float32 did 0.73-1.0x)."""
     c, f = x_shape[1], w_shape[0]
-    return c * f >= MIN_CHANNELS * (c + f)
+    return (c * f >= MIN_CHANNELS * (c + f)
+            and x_shape[0] * win.h_out * win.w_out >= MIN_POSITIONS)
 
 
 class WinogradPlan:
@@ -167,15 +175,16 @@ class WinogradPlan:
 
     def filters(self, w: np.ndarray) -> np.ndarray:
         """U (A, F, KW*C), ``U[k, f, (q, c)] = sum_p G[k, p] w[f, c, p, q]``: one GEMM
-        G (A, 3) @ w's rows (3, F*KW*C), in float64 and rounded once."""
-        rows = w.astype(np.float64).transpose(2, 0, 3, 1).reshape(len(self.g[0]), -1)
-        return (self.g @ rows).reshape(self.size, self.f, -1).astype(self.dtype)
+        G (A, 3) @ w's rows (3, F*KW*C), in w's dtype (float32 adds ~1e-7 of U, next to the
+        transforms' 1e-5 of the output)."""
+        rows = w.transpose(2, 0, 3, 1).reshape(len(self.g[0]), -1)
+        return (self.g.astype(self.dtype) @ rows).reshape(self.size, self.f, -1)
 
     def filter_gradient(self, du: np.ndarray) -> np.ndarray:
         """dw (F, C, 3, KW) from dU (A, KW*C, F): the filter transform's adjoint
-        ``dw[f, c, p, q] = sum_k G[k, p] dU[k, (q, c), f]``, in float64."""
-        dw = self.g.T @ du.reshape(self.size, -1).astype(np.float64)   # (3, KW*C*F)
-        return dw.reshape(-1, self.kw, self.c, self.f).transpose(3, 2, 0, 1).astype(self.dtype)
+        ``dw[f, c, p, q] = sum_k G[k, p] dU[k, (q, c), f]``."""
+        dw = self.g.T.astype(self.dtype) @ du.reshape(self.size, -1)   # (3, KW*C*F)
+        return np.ascontiguousarray(dw.reshape(-1, self.kw, self.c, self.f).transpose(3, 2, 0, 1))
 
     def scratch(self):
         """``buffers(slot)``: each thread slot's WinogradBuffers, made on its first chunk. They
