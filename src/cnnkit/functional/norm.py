@@ -139,11 +139,11 @@ def feature_sum(a3: np.ndarray) -> np.ndarray:
 #: Bytes of x in one block of the gradient's pass, whose four NumPy calls a block find its rows
 #: (and the planes) in the core's 2 MiB L2; the other passes make one or two calls a task.
 #: Blocks are few because each NumPy call lets go of the interpreter lock and takes it back,
-#: and a thread waiting for the lock wakes too late for calls of tens of microseconds.
-#: On the 2-core Intel Xeon (AVX-512), a 64 x 64 x 32 x 32 float32 train step (forward +
-#: backward, against one block a task everywhere): 256 KiB blocks in every pass ran 0.89x on
-#: one thread and 1.2x on two; 512 KiB blocks in the gradient's pass alone 0.92x and 0.96x
-#: (256 KiB there: 0.92x and 1.0x, 1 MiB 0.92x and 0.97x).
+#: and a thread waiting for the lock wakes too late for calls of tens of microseconds. On the
+#: 2-core Intel Xeon (AVX-512), a 64 x 64 x 32 x 32 float32 train step (forward + backward)
+#: against one block a task: 512 KiB blocks 0.95x the time on one thread and 0.93x on two
+#: (256 KiB: 0.95x and 0.97x; 1 MiB: 0.97x and 0.95x). Blocks of 256 KiB in every pass
+#: instead ran 0.96x this on one thread and 1.29x on two.
 BLOCK_BYTES = 512 << 10
 
 #: The alignment of the arrays the kernels write (bytes), from ``ALIGNED_BYTES`` up. NumPy's
