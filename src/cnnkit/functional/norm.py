@@ -12,10 +12,10 @@ allows: train mode reads x twice in the forward (the statistics, then ``out = x 
 and dout twice in the backward (two sums, then ``dx = a * (dout + u * x + v)``), with a, b, u, v
 per feature. No pass writes a full-size temporary, and the train cache holds x itself, not a
 centred copy. A pass runs over chunks of samples, one task each for cnnkit's threads
-(:mod:`cnnkit.parallel`), and a task over blocks of ``BLOCK_BYTES``: the several NumPy calls
-of one block find its rows in the core's cache.
+(:mod:`cnnkit.parallel`); the gradient's pass, four NumPy calls over the same rows, goes through
+a task in blocks of ``BLOCK_BYTES`` that stay in the core's cache.
 
-A statistic is a two-phase reduction: each block writes its rows' sums ``rows[n, k] =
+A statistic is a two-phase reduction: each chunk writes its rows' sums ``rows[n, k] =
 sum_l a[n, k, l]`` (N, K), then the rows are added over n in float64, in sample order. The chunks
 and blocks depend on the shape alone and the combine on nothing else, so the statistics, outputs
 and gradients are the same bits on any number of threads.
