@@ -867,3 +867,28 @@ def test_training_steps_same_bits_on_any_thread_count(monkeypatch, mode, dtype):
                                    _two_training_steps, dtype, n, size)
     assert np.isfinite(result["step 1 loss"]) and result["step 0 loss"] != result["step 1 loss"]
     spy.check()
+
+
+def test_idle_workers_keep_nothing_of_a_finished_call():
+    """A worker that has finished its share of a call drops it: the task's closure (a kernel's
+    arrays and scratch) is freed when the call returns, not when the worker's next job comes."""
+    import time
+    import weakref
+
+    with parallel.num_threads(2):
+        data = np.ones(1 << 16)
+        kept = weakref.ref(data)
+        seen = set()
+
+        def task(i, slot, data=data):             # holds the array itself, not a cell
+            seen.add(slot)
+            time.sleep(0.01)                      # long enough for both threads to take part
+            data.sum()
+
+        parallel.for_each(8, task)
+        assert seen == {0, 1}
+        del task, data
+        deadline = time.monotonic() + 5
+        while kept() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)                      # the worker drops it just after its last task
+        assert kept() is None

@@ -348,6 +348,9 @@ class _Pool:
         while True:
             call, slot = self.jobs.get()
             call.work(slot)
+            # An idle worker must not keep the finished call alive: its task closes over the
+            # kernel's arrays and scratch (megabytes) until the worker's next job.
+            del call
 
 
 _pool: _Pool | None = None
