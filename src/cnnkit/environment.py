@@ -5,16 +5,18 @@ option would refuse is refused here too, in one line naming the variable, rather
 (a budget of ``8Gi`` silently falling back to the available memory) or misread (``CNNKIT_DEBUG=0``
 turning the tracebacks on). An empty value counts as unset.
 
-=====================  ==========================  ============================================
-variable               stands for                  read by
-=====================  ==========================  ============================================
-CNNKIT_NUM_THREADS     ``--threads``               :func:`cnnkit.parallel.default_num_threads`
-CNNKIT_MEMORY_BUDGET   ``--memory-budget``         :func:`cnnkit.budget.memory_budget`
-CNNKIT_DEBUG           ``--debug`` (1/0, yes/no)   the command line's error boundary
-CNNKIT_CACHE           the folder cache's folder   :mod:`cnnkit.data.cache`
-CNNKIT_RANK_DIR        (set by ``cnnkit train      each MPI rank, which writes its pid there
-                       --workers`` for its ranks)
-=====================  ==========================  ============================================
+========================  ==========================  ============================================
+variable                  stands for                  read by
+========================  ==========================  ============================================
+CNNKIT_NUM_THREADS        ``--threads``               :func:`cnnkit.parallel.default_num_threads`
+CNNKIT_MEMORY_BUDGET      ``--memory-budget``         :func:`cnnkit.budget.memory_budget`
+CNNKIT_DEBUG              ``--debug`` (1/0, yes/no)   the command line's error boundary
+CNNKIT_CACHE              the folder cache's folder   :mod:`cnnkit.data.cache`
+CNNKIT_RANK_DIR           (set by ``cnnkit train      each MPI rank, which writes its pid there
+                          --workers`` for its ranks)
+CNNKIT_KEEP_FREED_MEMORY  1/0: malloc keeps freed     :func:`cnnkit.allocator.keep_freed_memory`
+                          memory (default 1)
+========================  ==========================  ============================================
 
 This module imports nothing of cnnkit but :mod:`cnnkit.errors`: every tier may import it.
 """
@@ -35,6 +37,8 @@ VARIABLES = {
     "CNNKIT_DEBUG": "1 or 0 (or yes/no, true/false, on/off): --debug",
     "CNNKIT_CACHE": "the folder of the decoded-image cache",
     "CNNKIT_RANK_DIR": "the folder `cnnkit train --workers` makes for its ranks",
+    "CNNKIT_KEEP_FREED_MEMORY": "1 or 0 (or yes/no, true/false, on/off): whether malloc keeps "
+                                "freed memory for the next step (default 1)",
 }
 
 #: The start of the name of the folder ``cnnkit train --workers`` makes for its ranks,

@@ -43,7 +43,8 @@ from functools import wraps
 
 import numpy as np
 
-from .environment import read_variable
+from .allocator import keep_freed_memory
+from .environment import EnvironmentVariableError, read_variable
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads", "default_num_threads",
            "for_each", "ordered_sum", "over_batch", "elementwise", "empty_result", "split",
@@ -173,14 +174,25 @@ class _Scoped:
         self._depth, self._saved = 0, None
 
 
+# malloc keeps freed memory for the next step (cnnkit.allocator): set when the kernels load; a
+# bad CNNKIT_KEEP_FREED_MEMORY is reported by the first kernel call (_blas_controllers), not
+# by an import.
+try:
+    keep_freed_memory()
+except EnvironmentVariableError:
+    pass
+
+
 # BLAS at one thread ------------------------------------------------------------------------
 _blas_libraries: list | None = None  # threadpoolctl's controllers of the loaded BLAS libraries
 
 
 def _blas_controllers() -> list:
-    """threadpoolctl's controllers for the BLAS libraries loaded now (found once)."""
+    """threadpoolctl's controllers for the BLAS libraries loaded now (found once). The first
+    kernel call comes here, and raises a bad ``CNNKIT_KEEP_FREED_MEMORY`` (see above)."""
     global _blas_libraries
     if _blas_libraries is None:
+        keep_freed_memory()
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:                       # then BLAS keeps its own threads
