@@ -31,8 +31,8 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "summary": "summary", "convert": "convert", "timing": "timing",
                "inference": "inference", "runs": "runs", "callbacks": "callbacks",
                "monitor": "monitor", "experiments": "experiments", "report": "report",
-               "parallel": "parallel", "allocator": "allocator", "export": "export", "weights": "weights",
-               "checkpoint": "checkpoint", "writers": "writers", "app": "app",
+               "parallel": "parallel", "allocator": "allocator", "export": "export",
+               "weights": "weights", "checkpoint": "checkpoint", "writers": "writers", "app": "app",
                "evaluation": "evaluation", "errors": "errors", "search": "search",
                "distributed": "distributed", "checks": "checks", "geometry": "geometry",
                "notation": "notation", "files": "files", "finite": "finite"}
