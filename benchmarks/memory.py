@@ -23,7 +23,9 @@ its own library (the cnnkit process never imports torch). The parent sets
 ``MALLOC_MMAP_THRESHOLD_`` in the child's environment so that glibc serves every large block with
 ``mmap`` and returns it on free; otherwise glibc raises that threshold as blocks are freed and
 keeps them on its heap, and a step after warm-up would reuse resident pages and show almost no
-growth. Where ``/proc`` or ``clear_refs`` is missing (not Linux), the RSS values are None.
+growth. For the same reason it sets ``CNNKIT_KEEP_FREED_MEMORY=0``: cnnkit otherwise asks glibc
+to keep freed blocks when its kernels load (:mod:`cnnkit.allocator`), in the PyTorch child too,
+which imports cnnkit to build its net. Where ``/proc`` or ``clear_refs`` is missing (not Linux), the RSS values are None.
 
 The child runs at ``--threads`` (cnnkit's threads, NumPy's BLAS and PyTorch alike, through
 :func:`benchmarks.threads.thread_count`); ``python -m benchmarks`` passes the first of its thread
@@ -136,7 +138,8 @@ def measure_memory(framework: str, net: str, layout: str = "nchw", threads: int 
                    timeout: float = 600) -> dict:
     """Run the measurement in a fresh ``python -m benchmarks.memory`` and return its JSON; on a
     failure the same keys with None values and an ``error`` line."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD))
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD),
+               CNNKIT_KEEP_FREED_MEMORY="0")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "benchmarks.memory", "--framework", framework, "--net", net,
            "--layout", layout, "--threads", str(threads)]
