@@ -48,3 +48,18 @@ def require(module: str):
         if os.environ.get("CI"):
             pytest.fail(f"{module} is required under CI (the test extras install it)")
         pytest.skip(f"{module} is not installed (pip install -e \".[test]\")")
+
+
+def assert_matches_oracle(got, expected):
+    """A layer kernel's ``(out, dx, dw, db)`` against the oracle's ``(out, (dx, dw, db))`` (conv,
+    affine, locally connected), each with :func:`assert_close`; the oracle's db is None where
+    there is no bias, and then the kernel's must be None too."""
+    out, dx, dw, db = got
+    t_out, (t_dx, t_dw, t_db) = expected
+    assert_close(out, t_out, "out")
+    assert_close(dx, t_dx, "dx")
+    assert_close(dw, t_dw, "dw")
+    if t_db is None:
+        assert db is None, "db must be None without a bias"
+    else:
+        assert_close(db, t_db, "db")

@@ -11,7 +11,7 @@ from cnnkit.geometry import window_geometry
 from cnnkit.gradcheck import check_kernel
 from tests import oracle
 from tests.cases import CONV2D_CASES
-from tests.helpers import assert_close
+from tests.helpers import assert_close, assert_matches_oracle
 from tests.plans import PLANS, chunk_plans, plans
 
 
@@ -45,14 +45,7 @@ def _compare_with_torch(g, x, w, b, stride, pad, dilation, plan="real"):
         out, cache = F.conv2d_forward(x, w, b, stride, pad, dilation)
         dout = g.standard_normal(out.shape)
         dx, dw, db = F.conv2d_backward(dout, cache)
-    t_out, (t_dx, t_dw, t_db) = oracle.conv2d(x, w, b, stride, pad, dilation, dout)
-    assert_close(out, t_out, "out")
-    assert_close(dx, t_dx, "dx")
-    assert_close(dw, t_dw, "dw")
-    if b is None:
-        assert db is None
-    else:
-        assert_close(db, t_db, "db")
+    assert_matches_oracle((out, dx, dw, db), oracle.conv2d(x, w, b, stride, pad, dilation, dout))
 
 
 @given(geom=conv_geometry(), bias=st.booleans(), plan=plans(), seed=st.integers(0, 2**32 - 1))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from cnnkit import functional as F
 from cnnkit.gradcheck import check_kernel
 from tests import oracle
-from tests.helpers import assert_close
+from tests.helpers import assert_matches_oracle
 from tests.plans import chunk_plans, plans
 
 
@@ -36,11 +36,7 @@ def test_affine_matches_torch(n, feature_shape, m, bias, seed, plan):
         out, cache = F.affine_forward(x, w, b)
         dout = g.standard_normal(out.shape)
         dx, dw, db = F.affine_backward(dout, cache)
-    t_out, (t_dx, t_dw, t_db) = oracle.affine(x, w, b, dout)
-    assert_close(out, t_out, "out")
-    assert_close(dx, t_dx, "dx")
-    assert_close(dw, t_dw, "dw")
-    assert (db is None) if b is None else np.allclose(db, t_db, rtol=1e-10, atol=1e-12)
+    assert_matches_oracle((out, dx, dw, db), oracle.affine(x, w, b, dout))
 
 
 def test_affine_numerical_gradients(rng):

@@ -24,7 +24,7 @@ from cnnkit import parallel
 from cnnkit.functional import winograd
 from cnnkit.geometry import window_geometry
 from tests import oracle
-from tests.helpers import assert_close
+from tests.helpers import assert_close, assert_matches_oracle
 from tests.plans import PLANS, chunk_plans, plans
 
 THREADS = (1, 2, 3, 8)
@@ -79,14 +79,7 @@ def _compare_with_torch(rng, x_shape, w_shape, pad, bias=True, plan="real"):
         dout = rng.standard_normal(out.shape)
         dx, dw, db = F.conv2d_backward(dout, cache)
     assert calls == ["forward", "backward"]
-    t_out, (t_dx, t_dw, t_db) = oracle.conv2d(x, w, b, 1, pad, 1, dout)
-    assert_close(out, t_out, "out")
-    assert_close(dx, t_dx, "dx")
-    assert_close(dw, t_dw, "dw")
-    if bias:
-        assert_close(db, t_db, "db")
-    else:
-        assert db is None
+    assert_matches_oracle((out, dx, dw, db), oracle.conv2d(x, w, b, 1, pad, 1, dout))
     return record
 
 
