@@ -139,7 +139,8 @@ def _front_only(pre):
 
 RATIOS = [((28, 28), (32, 32)), ((64, 48), (32, 32)), ((17, 23), (32, 32)),
           ((100, 37), (13, 29)), ((32, 32), (64, 64)), ((45, 45), (32, 32)),
-          ((32, 32), (31, 33)), ((224, 224), (32, 32)), ((7, 5), (29, 31)), ((33, 1), (8, 3)), ((5, 40), (1, 7))]
+          ((32, 32), (31, 33)), ((224, 224), (32, 32)), ((7, 5), (29, 31)), ((33, 1), (8, 3)),
+          ((5, 40), (1, 7))]
 
 
 def test_the_resize_matches_cnnkits_over_many_images(rng):
@@ -173,6 +174,12 @@ def test_to_onnx_refuses_what_the_graph_cannot_hold(tmp_path, rng):
         to_onnx(model, pre.input_shape, preprocessing=pre, opset=17)
     with pytest.raises(ExportError, match="must be a cnnkit.data.Preprocessing"):
         to_onnx(model, pre.input_shape, preprocessing=pre.to_metadata())
+    nan = Preprocessing((1, 37, 29), (1, 16, 13), [float("nan")], [0.3], "resize")
+    with pytest.raises(ExportError, match=r"mean \[nan\] and std \[0.3\] must be finite"):
+        to_onnx(model, pre.input_shape, preprocessing=nan)
+    empty = Preprocessing((1, 0, 29), (1, 16, 13), [0.1], [0.3], "resize")
+    with pytest.raises(ExportError, match="image size 1x0x29 is no size of images"):
+        to_onnx(model, pre.input_shape, preprocessing=empty)
     gap = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GlobalAvgPool2d(), nn.Flatten())
     with pytest.raises(ExportError, match="makes 1x16x13 inputs.*asked for 1x20x20"):
         to_onnx(gap, (1, 20, 20), preprocessing=pre)

@@ -23,42 +23,59 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from .app.config import volume_text
 from .data.preprocess import Preprocessing
-from .export import ExportError, OnnxGraph
 
-__all__ = ["RESIZE_OPSET", "add_front", "add_back", "input_dims", "check", "graph_metadata",
+if TYPE_CHECKING:       # export.py imports this module: a run-time import would be a cycle
+    from .export import OnnxGraph
+
+__all__ = ["RESIZE_OPSET", "add_front", "add_back", "input_dims", "problem", "graph_metadata",
            "server_steps"]
 
 #: The oldest opset whose Resize has ``antialias`` (the filter Pillow widens when shrinking).
 RESIZE_OPSET = 18
 
 
-def check(preprocessing, input_shape: tuple, out_shape: tuple, opset: int) -> None:
-    """Refuse, in one line, a ``preprocessing`` that is not a :class:`Preprocessing`, that
-    leads to another input than the net's ``input_shape``, a net whose output is not one score
-    per class (``out_shape`` (K,)), and a resize fit below opset 18."""
+def problem(preprocessing, input_shape: tuple, out_shape: tuple, opset: int,
+            max_dim: int) -> str | None:
+    """What keeps ``preprocessing`` out of the graph of a net taking ``input_shape`` and
+    answering ``out_shape``, in one line; None when nothing does. Refused: what is not a
+    :class:`Preprocessing`, one that leads to another input than ``input_shape``, recorded image
+    sizes that are not 1 to ``max_dim`` pixels, a mean or std that is not finite in float32, a
+    net whose output is not one score per class (``out_shape`` (K,)), and a resize fit below
+    opset 18."""
     if not isinstance(preprocessing, Preprocessing):
-        raise ExportError(f"preprocessing must be a cnnkit.data.Preprocessing (a checkpoint's: "
-                          f"cnnkit.inference.load_for_inference), got "
-                          f"{type(preprocessing).__name__}")
+        return (f"preprocessing must be a cnnkit.data.Preprocessing (a checkpoint's: "
+                f"cnnkit.inference.load_for_inference), got "
+                f"{type(preprocessing).__name__}")
     if tuple(preprocessing.input_shape) != tuple(input_shape):
-        raise ExportError(f"the preprocessing makes {volume_text(preprocessing.input_shape)} "
-                          f"inputs, but the export is asked for {volume_text(input_shape)}; "
-                          f"leave the input shape at the recorded one")
+        return (f"the preprocessing makes {volume_text(preprocessing.input_shape)} "
+                f"inputs, but the export is asked for {volume_text(input_shape)}; "
+                f"leave the input shape at the recorded one")
+    image_shape = tuple(preprocessing.image_shape)
+    if not all(1 <= s <= max_dim for s in image_shape):
+        return (f"the recorded image size {volume_text(image_shape)} is no size of "
+                f"images an ONNX runtime takes (1 to {max_dim:,} per axis)")
+    values = np.asarray([*preprocessing.mean, *preprocessing.std], dtype=np.float64)
+    if not (np.isfinite(values).all() and np.abs(values).max() <= np.finfo(np.float32).max):
+        return (f"the recorded mean {list(preprocessing.mean)} and std "
+                f"{list(preprocessing.std)} must be finite float32 numbers")
     if len(out_shape) != 1:
-        raise ExportError(f"the net answers {volume_text(out_shape)} per image, not one score per "
-                          f"class; a graph ending in softmax probabilities needs (K,) scores")
+        return (f"the net answers {volume_text(out_shape)} per image, not one score per "
+                f"class; a graph ending in softmax probabilities needs (K,) scores")
     if preprocessing.fit == "resize" and opset < RESIZE_OPSET:
-        raise ExportError(f"the images are resized ({preprocessing.describe()}), which needs "
-                          f"opset {RESIZE_OPSET} or later: ONNX's Resize has the antialiasing "
-                          f"Pillow applies when shrinking only from opset {RESIZE_OPSET} "
-                          f"(asked for {opset})")
+        return (f"the images are resized ({preprocessing.describe()}), which needs "
+                f"opset {RESIZE_OPSET} or later: ONNX's Resize has the antialiasing "
+                f"Pillow applies when shrinking only from opset {RESIZE_OPSET} "
+                f"(asked for {opset})")
+    return None
 
 
 def input_dims(preprocessing: Preprocessing) -> list[int]:
     """The graph input's dims after the batch axis: (h, w) for grey images, (h, w, C) else."""
-    c, h, w = preprocessing.image_shape
+    c, h, w = (int(s) for s in preprocessing.image_shape)
     return [h, w] if c == 1 else [h, w, c]
 
 

@@ -21,6 +21,10 @@ How it is built:
 - **One input, one output**, named ``input`` and ``output`` by default, of shape
   ``(batch, *in_shape)`` and ``(batch, *out_shape)``; ``batch="dynamic"`` makes the batch axis
   a symbol (``N``) so the model takes any batch size, an int fixes it.
+- **With its preprocessing** (``preprocessing=``, ``cnnkit export --include-preprocessing``)
+  the input is ``images``, the stored uint8 images at the training images' size, and the output
+  ``probabilities``: /255, the fit, the mean and std and a final softmax are operators of the
+  graph (:mod:`cnnkit._onnx_preprocessing`), so a server sends decoded images as they are.
 
 The ``onnx`` package is an optional extra (``pip install "cnnkit[onnx]"``); nothing else in
 cnnkit imports it.
@@ -226,6 +230,8 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int | None = None,
 
     front = None
     if preprocessing is not None:
+        # here, not at the top: it imports cnnkit.data, which `import cnnkit.export` keeps
+        # out to stay cheap
         from . import _onnx_preprocessing as front
     if opset is None:
         resizes = front is not None and getattr(preprocessing, "fit", None) == "resize"
@@ -240,7 +246,9 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int | None = None,
     except ValueError as err:
         shape, out_shape = _without_batch_axis(model, shape, err)
     if front:
-        front.check(preprocessing, shape, out_shape, int(opset))
+        problem = front.problem(preprocessing, shape, out_shape, int(opset), MAX_DIM)
+        if problem:
+            raise ExportError(problem)
     weight_bytes = sum(p.size for p in model.parameters()) * 4
     if external_data is None:
         external_data = weight_bytes > PROTOBUF_LIMIT
@@ -399,7 +407,9 @@ def _check_output_shape(onnx, proto, graph: OnnxGraph, output_name: str, expecte
 
 def served_metadata(metadata: dict) -> dict:
     """What an exported file records of a checkpoint's metadata, for whoever serves it: the
-    class names and the preprocessing (the mean and std to normalise with, the image size)."""
+    class names and the preprocessing (the mean and std to normalise with, the image size).
+    :func:`to_onnx` with ``preprocessing`` adds ``in_graph`` and the server's remaining steps
+    to ``cnnkit.preprocessing``."""
     kept = {}
     if metadata.get("classes"):
         kept["cnnkit.classes"] = metadata["classes"]

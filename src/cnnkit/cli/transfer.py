@@ -54,8 +54,7 @@ def add_parsers(sub) -> None:
         "--include-preprocessing the graph takes the training images as stored (uint8, N x H x "
         "W, or N x H x W x C for colour) and answers softmax probabilities. ONNX needs the onnx "
         "package (pip install \"cnnkit[onnx]\").",
-        examples=("cnnkit export runs/first/model.npz -o first.onnx",
-                  "cnnkit export runs/first/model.npz -o first.onnx --include-preprocessing",
+        examples=("cnnkit export runs/first/model.npz -o first.onnx --include-preprocessing",
                   "cnnkit export runs/first/model.npz -o first.safetensors"))
     add_model_argument(p, checkpoint=True)
     p.add_argument("--output", "-o", metavar="PATH", required=True,
@@ -148,9 +147,10 @@ def _export(args) -> int:
             inputs = f"input \"input\" {batch}x{volume_text(shape)}, output \"output\""
         else:
             c, h, w = preprocessing.image_shape
+            fit = {"centre": "centred, ", "resize": "resized, "}.get(preprocessing.fit, "")
             inputs = (f"input \"images\" uint8 {batch}x{h}x{w}{f'x{c}' if c > 1 else ''} "
-                      f"(images {preprocessing.describe()}; scaled, fitted and normalised "
-                      f"in the graph), output \"probabilities\"")
+                      f"({preprocessing.describe()}: /255, {fit}mean and std in the graph), "
+                      f"output \"probabilities\"")
         print(f"wrote {output}: ONNX opset {proto.opset_import[0].version}, {inputs} "
               f"{batch}x{volume_text(out_shape)}, {model.num_parameters():,} parameters")
     else:
@@ -168,7 +168,7 @@ def _recorded_preprocessing(args, shape):
     """The checkpoint's Preprocessing for --include-preprocessing, as predict takes it; refused
     in one line where predict would refuse the checkpoint, or where --input asks for another
     input volume than the one its images were fitted to."""
-    from ..inference import load_for_inference
+    from ..inference import load_for_inference    # here: Pillow, kept out of a cheap start-up
 
     try:
         _, preprocessing, _, _ = load_for_inference(args.model, allow_nonfinite=True)
