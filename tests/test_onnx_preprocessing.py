@@ -208,6 +208,19 @@ def test_the_command_line_writes_the_whole_net_for_raw_images(trained, tmp_path,
     assert np.abs(got - predict_images(trained, images).probabilities).max() <= TOL
 
 
+def test_the_command_line_writes_opset_18_for_a_resize_and_a_fixed_batch(tmp_path, rng, capsys):
+    ckpt = make_checkpoint(tmp_path / "m.npz", (3, 21, 30), (3, 16, 13), "resize", rng)
+    path = tmp_path / "net.onnx"
+    code, out, _ = run(capsys, "export", str(ckpt), "-o", str(path), "--include-preprocessing",
+                       "--batch", "2")
+    assert code == 0 and out.startswith(
+        f"wrote {path}: ONNX opset 18, input \"images\" uint8 2x21x30x3 (21x30 resized to "
+        f"16x13: /255, resized, mean and std in the graph), output \"probabilities\" 2x5")
+    images = rng.integers(0, 256, (2, 3, 21, 30), dtype=np.uint8)
+    (got,) = session(onnx.load(str(path))).run(None, {"images": stored(images, 3)})
+    assert np.abs(got - predict_images(ckpt, images).probabilities).max() <= TOL
+
+
 def test_the_command_line_refuses_in_one_line(trained, tmp_path, capsys, rng):
     out = str(tmp_path / "x.onnx")
     cases = [
