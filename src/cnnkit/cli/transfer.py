@@ -115,6 +115,24 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=_import)
 
 
+def _recorded_preprocessing(args, shape):
+    """The checkpoint's Preprocessing for --include-preprocessing, as predict takes it; refused
+    in one line where predict would refuse the checkpoint, or where --input asks for another
+    input volume than the one its images were fitted to."""
+    from ..inference import load_for_inference    # here: Pillow, kept out of a cheap start-up
+
+    try:
+        _, preprocessing, _, _ = load_for_inference(args.model, allow_nonfinite=True)
+    except DataError as err:
+        raise UsageError(f"--include-preprocessing: {err}") from None
+    if tuple(shape) != tuple(preprocessing.input_shape):
+        raise UsageError(f"--input {volume_text(shape)} differs from the "
+                         f"{volume_text(preprocessing.input_shape)} input {args.model} records "
+                         f"its images' preprocessing for; leave --input out with "
+                         f"--include-preprocessing")
+    return preprocessing
+
+
 def _export(args) -> int:
     output = Path(args.output)
     kind = output.suffix.lower()
@@ -162,24 +180,6 @@ def _export(args) -> int:
         print(f"note: {label} is built here with freshly drawn weights (seed {args.seed}), not "
               f"trained ones; export a checkpoint for those")
     return 0
-
-
-def _recorded_preprocessing(args, shape):
-    """The checkpoint's Preprocessing for --include-preprocessing, as predict takes it; refused
-    in one line where predict would refuse the checkpoint, or where --input asks for another
-    input volume than the one its images were fitted to."""
-    from ..inference import load_for_inference    # here: Pillow, kept out of a cheap start-up
-
-    try:
-        _, preprocessing, _, _ = load_for_inference(args.model, allow_nonfinite=True)
-    except DataError as err:
-        raise UsageError(f"--include-preprocessing: {err}") from None
-    if tuple(shape) != tuple(preprocessing.input_shape):
-        raise UsageError(f"--input {volume_text(shape)} differs from the "
-                         f"{volume_text(preprocessing.input_shape)} input {args.model} records "
-                         f"its images' preprocessing for; leave --input out with "
-                         f"--include-preprocessing")
-    return preprocessing
 
 
 def _import(args) -> int:
