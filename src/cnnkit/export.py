@@ -221,7 +221,8 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int | None = None,
         them beside, or the ``onnx`` package is missing; the checker's complaint if the model
         does not pass ``onnx.checker.check_model(full_check=True)`` (a bug in cnnkit, or in a
         user's layer's ``to_onnx``). With ``preprocessing``: one of another input shape than
-        ``input_shape``, a net whose output is not (K,) scores, or a resize below opset 18.
+        ``input_shape``, recorded image sizes or statistics a graph cannot hold (no pixels, NaN),
+        a net whose output is not (K,) scores, or a resize below opset 18.
     NonFiniteError
         If a weight or statistic holds NaN or infinite values, without ``allow_nonfinite``.
     """
