@@ -30,6 +30,7 @@
 # PyTorch back in.
 
 # %%
+import json
 import os
 import subprocess
 import sys
@@ -119,6 +120,33 @@ print("same predictions:", np.array_equal(served.argmax(axis=1), scores.argmax(a
 # %% [markdown]
 # The scores agree to float32 rounding: both sides add the same products, in different orders.
 # The input's batch axis is `N`, so the server may send any number of images at once.
+#
+# ### With its preprocessing
+#
+# That server still had to divide by 255 and normalise by hand, from the metadata. With
+# `preprocessing=` the graph does it: it takes the digits as stored, uint8 (N, 28, 28), applies
+# /255, the fit (none here; centre or resize for images of another size than the net's input)
+# and the mean and std, runs the net and ends in a softmax. Its input is `images` and its
+# output `probabilities`, which should be `predict_images`' own:
+
+# %%
+whole_path = "digits-whole.onnx"
+export.to_onnx(model, (1, 28, 28), whole_path, preprocessing=prep, metadata=metadata)
+whole = onnxruntime.InferenceSession(whole_path, providers=["CPUExecutionProvider"])
+print("inputs:", [(i.name, i.type, i.shape) for i in whole.get_inputs()])
+raw = x_test[:500]                          # uint8 (500, 28, 28), nothing done to them
+probabilities = whole.run(None, {"images": raw})[0]
+expected = cnnkit.predict_images(checkpoint, raw).probabilities
+print(f"largest difference from predict_images: {np.abs(probabilities - expected).max():.1e}")
+recorded = json.loads(whole.get_modelmeta().custom_metadata_map["cnnkit.preprocessing"])
+print("left to the server:", *(textwrap.fill(step, 88, initial_indent="- ",
+                                             subsequent_indent="  ")
+                               for step in recorded["server_steps"]), sep="\n")
+
+# %% [markdown]
+# What the graph cannot do is decode a file, and the metadata says so: `server_steps` lists
+# decoding to the training images' channels and size and, for a grey net like this one,
+# inverting a photo of dark ink on white paper, as `cnnkit predict` does.
 #
 # ## safetensors: the weights, under PyTorch's names
 #
@@ -245,7 +273,8 @@ except cnnkit.CnnkitError as error:
 # ## The same from the command line
 #
 # `cnnkit export CHECKPOINT -o FILE` writes ONNX or safetensors by the file's extension, taking
-# the class names and normalisation from the checkpoint; `cnnkit import FILE --model NAME -o
+# the class names and normalisation from the checkpoint (`--include-preprocessing` puts them
+# in the graph, as above); `cnnkit import FILE --model NAME -o
 # CHECKPOINT` builds the net, loads a `.pt` or `.safetensors` file into it with the same checks,
 # and saves a checkpoint. `--mean` and `--std` record the normalisation the PyTorch net was
 # trained with, since a state dict does not say. We run both commands as a shell would:
@@ -262,6 +291,7 @@ def cnnkit_command(*args):
 
 
 cnnkit_command("export", checkpoint, "-o", "from-cli.onnx")
+cnnkit_command("export", checkpoint, "-o", "whole-from-cli.onnx", "--include-preprocessing")
 cnnkit_command("import", pt_path, "--model", "lenet-bn", "-o", "twin.npz",
                "--mean", f"{prep.mean[0]:.6f}", "--std", f"{prep.std[0]:.6f}")
 

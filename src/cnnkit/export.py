@@ -21,6 +21,10 @@ How it is built:
 - **One input, one output**, named ``input`` and ``output`` by default, of shape
   ``(batch, *in_shape)`` and ``(batch, *out_shape)``; ``batch="dynamic"`` makes the batch axis
   a symbol (``N``) so the model takes any batch size, an int fixes it.
+- **With its preprocessing** (``preprocessing=``, ``cnnkit export --include-preprocessing``)
+  the input is ``images``, the stored uint8 images at the training images' size, and the output
+  ``probabilities``: /255, the fit, the mean and std and a final softmax are operators of the
+  graph (:mod:`cnnkit._onnx_preprocessing`), so a server sends decoded images as they are.
 
 The ``onnx`` package is an optional extra (``pip install "cnnkit[onnx]"``); nothing else in
 cnnkit imports it.
@@ -165,11 +169,21 @@ def _check_arguments(model, input_shape, opset, batch, input_name, output_name, 
     return tuple(int(s) for s in shape)
 
 
-def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET,
-            batch="dynamic", input_name: str = "input", output_name: str = "output",
+def to_onnx(model: Module, input_shape, path=None, *, opset: int | None = None,
+            batch="dynamic", input_name: str | None = None, output_name: str | None = None,
             metadata: dict | None = None, doc: str = "", external_data: bool | None = None,
-            allow_nonfinite: bool = False):
+            allow_nonfinite: bool = False, preprocessing=None):
     """Write ``model``'s eval forward as an ONNX model; returns the ``onnx.ModelProto``.
+
+    With ``preprocessing`` (a checkpoint's :class:`cnnkit.data.Preprocessing`, from
+    :func:`cnnkit.inference.load_for_inference`) the graph is the whole of ``predict_images``
+    after decoding: it takes uint8 images as stored, (N, h, w) grey or (N, h, w, C), at the
+    training images' size, and applies /255, the fit (centre or resize), the normalisation, the
+    net and a softmax, answering probabilities (N, K).
+
+        >>> model, pre, classes, meta = load_for_inference("model.npz")  # doctest: +SKIP
+        >>> to_onnx(model, pre.input_shape, "net.onnx", preprocessing=pre,
+        ...         metadata=served_metadata(meta))                       # doctest: +SKIP
 
     Parameters
     ----------
@@ -177,10 +191,12 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
     input_shape : the per-example input shape, (C, H, W) or (D,); a shape with a batch axis in
         front, (N, C, H, W), is taken as the same when the net does not take it whole
     path : where to write the ``.onnx`` file (atomically); None writes nothing
-    opset : the ONNX opset, from 11 to the newest the installed ``onnx`` knows (default 17; the
-        locally connected layer needs 12)
+    opset : the ONNX opset, from 11 to the newest the installed ``onnx`` knows (default 17, or
+        18 for a preprocessing that resizes, whose antialiasing needs 18; the locally connected
+        layer needs 12)
     batch : "dynamic" (any batch size, the axis named ``N``) or a fixed positive int
-    input_name, output_name : the graph's input and output names
+    input_name, output_name : the graph's input and output names (default "input" and
+        "output"; with ``preprocessing``, "images" and "probabilities")
     metadata : extra ``metadata_props`` (str -> str, or JSON-able values, written as JSON);
         the net's config is always recorded under ``cnnkit.model``
     doc : the model's ``doc_string``
@@ -192,6 +208,10 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
         whole.
     allow_nonfinite : export weights or statistics that hold NaN or infinite values (a server
         would answer NaN to everything; refused by default)
+    preprocessing : None (the graph takes the net's float input), or the
+        :class:`~cnnkit.data.Preprocessing` to put in front of the net; its fields, with
+        ``in_graph`` true and the steps left to the server, are then recorded under
+        ``cnnkit.preprocessing`` (replacing a ``metadata`` entry of that name)
 
     Raises
     ------
@@ -200,19 +220,36 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
         placeholder, an argument is bad, the weights exceed 2 GiB without a ``path`` to keep
         them beside, or the ``onnx`` package is missing; the checker's complaint if the model
         does not pass ``onnx.checker.check_model(full_check=True)`` (a bug in cnnkit, or in a
-        user's layer's ``to_onnx``).
+        user's layer's ``to_onnx``). With ``preprocessing``: one of another input shape than
+        ``input_shape``, recorded image sizes or statistics a graph cannot hold (no pixels, NaN),
+        a net whose output is not (K,) scores, or a resize below opset 18.
     NonFiniteError
         If a weight or statistic holds NaN or infinite values, without ``allow_nonfinite``.
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
+    front = None
+    if preprocessing is not None:
+        # here, not at the top: it imports cnnkit.data, which `import cnnkit.export` keeps
+        # out to stay cheap
+        from . import _onnx_preprocessing as front
+    if opset is None:
+        resizes = front is not None and getattr(preprocessing, "fit", None) == "resize"
+        opset = front.RESIZE_OPSET if resizes else DEFAULT_OPSET
+    input_name = input_name if input_name is not None else ("images" if front else "input")
+    output_name = output_name if output_name is not None else (
+        "probabilities" if front else "output")
     shape = _check_arguments(model, input_shape, opset, batch, input_name, output_name, onnx,
                              allow_nonfinite)
     try:
         out_shape = tuple(model.output_shape(shape))
     except ValueError as err:
         shape, out_shape = _without_batch_axis(model, shape, err)
+    if front:
+        problem = front.problem(preprocessing, shape, out_shape, int(opset), MAX_DIM)
+        if problem:
+            raise ExportError(problem)
     weight_bytes = sum(p.size for p in model.parameters()) * 4
     if external_data is None:
         external_data = weight_bytes > PROTOBUF_LIMIT
@@ -229,17 +266,23 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
 
     graph = OnnxGraph(int(opset))
     graph.fresh(input_name)
-    out = graph.add(model, input_name, shape, "")
+    x = front.add_front(graph, preprocessing, input_name) if front else input_name
+    out = graph.add(model, x, shape, "")
+    if front:
+        out = front.add_back(graph, out)
     if out == input_name or out in graph.initializers:
         out = graph.node("Identity", [out], name="output")
     graph.rename_output(out, output_name)
 
     batch_dim = "N" if batch == "dynamic" else int(batch)
+    in_type, in_dims = TensorProto.FLOAT, list(shape)
+    if front:
+        in_type, in_dims = TensorProto.UINT8, front.input_dims(preprocessing)
     nodes = [helper.make_node(op, inputs, outputs, name=name, **attrs)
              for op, inputs, outputs, name, attrs in graph.nodes]
     onnx_graph = helper.make_graph(
         nodes, type(model).__name__.lower(),
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch_dim, *shape])],
+        [helper.make_tensor_value_info(input_name, in_type, [batch_dim, *in_dims])],
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch_dim, *out_shape])])
     proto = helper.make_model(onnx_graph, producer_name="cnnkit", producer_version=__version__,
                               opset_imports=[helper.make_opsetid("", int(opset))],
@@ -250,6 +293,9 @@ def to_onnx(model: Module, input_shape, path=None, *, opset: int = DEFAULT_OPSET
              "cnnkit.input_shape": json.dumps(list(shape))}
     for key, value in (metadata or {}).items():
         props[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    if front:
+        props["cnnkit.preprocessing"] = json.dumps(
+            front.graph_metadata(preprocessing, input_name, output_name))
     helper.set_model_props(proto, props)
     _check_output_shape(onnx, proto, graph, output_name, [batch_dim, *out_shape])
     if external_data:
@@ -362,7 +408,9 @@ def _check_output_shape(onnx, proto, graph: OnnxGraph, output_name: str, expecte
 
 def served_metadata(metadata: dict) -> dict:
     """What an exported file records of a checkpoint's metadata, for whoever serves it: the
-    class names and the preprocessing (the mean and std to normalise with, the image size)."""
+    class names and the preprocessing (the mean and std to normalise with, the image size).
+    :func:`to_onnx` with ``preprocessing`` adds ``in_graph`` and the server's remaining steps
+    to ``cnnkit.preprocessing``."""
     kept = {}
     if metadata.get("classes"):
         kept["cnnkit.classes"] = metadata["classes"]

@@ -1079,6 +1079,59 @@ def text_cases(tmp: Path, good: Path):
                                           str(root / label / "page.html")]
 
 
+def onnx_cases(tmp: Path, good: Path):
+    """`cnnkit export --include-preprocessing` (ONNX with its preprocessing) of checkpoints
+    whose recorded preprocessing is damaged, conflicting options, and two that must succeed."""
+    folder = tmp / "onnx-pre"
+    folder.mkdir()
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("__meta__.json").tobytes())
+    out = str(folder / "net.onnx")
+    edits = {
+        "resized": dict(image_shape=[1, 45, 37], fit="resize"),
+        "centre-larger": dict(image_shape=[1, 40, 40], fit="centre"),
+        "fit-unknown": dict(image_shape=[1, 40, 40], fit="stretch"),
+        "image-zero": dict(image_shape=[1, 0, 28], fit="resize"),
+        "image-negative": dict(image_shape=[1, -5, 28], fit="centre"),
+        "image-huge": dict(image_shape=[1, 10 ** 12, 10 ** 12], fit="resize"),
+        "image-str": dict(image_shape="28x28"),
+        "image-channels": dict(image_shape=[3, 28, 28]),
+        "mean-nan": dict(mean=[float("nan")]),
+        "std-inf": dict(std=[float("inf")]),
+        "std-beyond-float32": dict(std=[1e300]),
+        "mean-list-of-lists": dict(mean=[[0.1]]),
+        "no-input-shape": dict(input_shape=None),
+        "unknown-normalisation": dict(normalisation_unknown=True),
+    }
+    for name, edit in edits.items():
+        m = json.loads(json.dumps(meta))
+        recorded = m["extra"]["metadata"]
+        recorded.update(edit)
+        for key in [k for k, v in edit.items() if v is None]:
+            recorded.pop(key)
+        _savez_with_meta(folder / f"{name}.npz", arrays, m)
+        yield "onnx", f"export-preprocessing/{name}", ["export", str(folder / f"{name}.npz"),
+                                                       "-o", out, "--include-preprocessing"]
+    for name, extra in (("resized-opset-17", ["--opset", "17"]),
+                        ("resized-opset-11", ["--opset", "11"]),
+                        ("resized-fixed-batch", ["--batch", "3"])):
+        yield "onnx", f"export-preprocessing/{name}", ["export", str(folder / "resized.npz"),
+                                                       "-o", out, "--include-preprocessing",
+                                                       *extra]
+    for name, argv in (
+            ("good", [str(good), "-o", out]),
+            ("good-opset-11", [str(good), "-o", out, "--opset", "11"]),
+            ("zoo", ["lenet-bn", "-o", out]),
+            ("spec", ["INPUT[1x28x28] -> FC-10", "-o", out]),
+            ("safetensors", [str(good), "-o", str(folder / "w.safetensors")]),
+            ("other-input", [str(good), "-o", out, "--input", "1x32x32"]),
+            ("same-input", [str(good), "-o", out, "--input", "1x28x28"]),
+            ("num-classes", [str(good), "-o", out, "--num-classes", "3"])):
+        yield "onnx", f"export-preprocessing/{name}", ["export", *argv,
+                                                       "--include-preprocessing"]
+
+
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     from cnnkit.cli import main
 
@@ -1093,4 +1146,5 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                                 distributed_cases(tmp, good / "r" / "checkpoint.npz"),
                                 run_folder_cases(tmp, good / "r"),
                                 special_file_cases(tmp, good / "r"),
-                                nonfinite_cases(tmp, good / "r"), text_cases(tmp, good / "r")))
+                                nonfinite_cases(tmp, good / "r"), text_cases(tmp, good / "r"),
+                                onnx_cases(tmp, good / "r" / "model.npz")))

@@ -12,6 +12,7 @@ import numpy as np
 from ..app.config import volume_text
 from ..checkpoint import UNKNOWN_NORMALISATION, save_checkpoint
 from ..errors import UsageError
+from ..data import DataError
 from ..export import DEFAULT_OPSET, served_metadata, to_onnx
 from ..files import check_output_path
 from ..finite import check_net
@@ -49,17 +50,25 @@ def add_parsers(sub) -> None:
         "as safetensors",
         description="Write a checkpoint's net (or a zoo model or spec, with fresh weights) as an "
         "ONNX model of its eval forward, input \"input\" and output \"output\", checked by "
-        "onnx.checker; or, for -o *.safetensors, its weights under PyTorch's names. ONNX needs "
-        "the onnx package (pip install \"cnnkit[onnx]\").",
-        examples=("cnnkit export runs/first/model.npz -o first.onnx",
+        "onnx.checker; or, for -o *.safetensors, its weights under PyTorch's names. With "
+        "--include-preprocessing the graph takes the training images as stored (uint8, N x H x "
+        "W, or N x H x W x C for colour) and answers softmax probabilities. ONNX needs the onnx "
+        "package (pip install \"cnnkit[onnx]\").",
+        examples=("cnnkit export runs/first/model.npz -o first.onnx --include-preprocessing",
                   "cnnkit export runs/first/model.npz -o first.safetensors"))
     add_model_argument(p, checkpoint=True)
     p.add_argument("--output", "-o", metavar="PATH", required=True,
                    help="the file to write: *.onnx or *.safetensors")
     p.add_argument("--batch", type=_batch, default="dynamic", metavar="dynamic|N",
                    help="the batch axis: any size (default) or a fixed N")
-    p.add_argument("--opset", type=_OPSET, default=DEFAULT_OPSET,
-                   help="ONNX opset (default: %(default)s)")
+    p.add_argument("--opset", type=_OPSET, default=None,
+                   help=f"ONNX opset (default: {DEFAULT_OPSET}; 18 for --include-preprocessing "
+                   f"with a resize, whose antialiasing needs 18)")
+    p.add_argument("--include-preprocessing", action="store_true",
+                   help="put the checkpoint's preprocessing in the graph: input \"images\", "
+                   "uint8 at the training images' size (N x H x W grey, N x H x W x C colour); "
+                   "/255, the fit to the net's input (centre or resize), the mean and std, the "
+                   "net, and a softmax: output \"probabilities\"")
     p.add_argument("--external-data", action="store_true", help="keep the weights in a file "
                    "beside the .onnx (ONNX's external data; always so above 2 GiB)")
     p.add_argument("--num-classes", type=POSITIVE, default=None,
@@ -106,16 +115,38 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=_import)
 
 
+def _recorded_preprocessing(args, shape):
+    """The checkpoint's Preprocessing for --include-preprocessing, as predict takes it; refused
+    in one line where predict would refuse the checkpoint, or where --input asks for another
+    input volume than the one its images were fitted to."""
+    from ..inference import load_for_inference    # here: Pillow, kept out of a cheap start-up
+
+    try:
+        _, preprocessing, _, _ = load_for_inference(args.model, allow_nonfinite=True)
+    except DataError as err:
+        raise UsageError(f"--include-preprocessing: {err}") from None
+    if tuple(shape) != tuple(preprocessing.input_shape):
+        raise UsageError(f"--input {volume_text(shape)} differs from the "
+                         f"{volume_text(preprocessing.input_shape)} input {args.model} records "
+                         f"its images' preprocessing for; leave --input out with "
+                         f"--include-preprocessing")
+    return preprocessing
+
+
 def _export(args) -> int:
     output = Path(args.output)
     kind = output.suffix.lower()
     if kind not in (".onnx", ".safetensors"):
         raise UsageError(f"-o {args.output}: the file must end in .onnx (the net) or "
                          f".safetensors (its weights)")
-    if kind == ".safetensors" and (args.batch != "dynamic" or args.opset != DEFAULT_OPSET
-                                   or args.external_data):
-        raise UsageError("--batch, --opset and --external-data apply to an .onnx file, not to "
-                         ".safetensors")
+    if kind == ".safetensors" and (args.batch != "dynamic" or args.opset is not None
+                                   or args.external_data or args.include_preprocessing):
+        raise UsageError("--batch, --opset, --external-data and --include-preprocessing apply "
+                         "to an .onnx file, not to .safetensors")
+    if args.include_preprocessing and not is_checkpoint(args.model):
+        raise UsageError(f"--include-preprocessing needs a checkpoint (.npz), whose metadata "
+                         f"records its training images' size, mean and std; {args.model!r} is "
+                         f"a zoo model or spec")
     model, shape, label, metadata = resolve_model(args.model, args.input,
                                                    np.random.default_rng(args.seed),
                                                    num_classes=args.num_classes)
@@ -123,14 +154,23 @@ def _export(args) -> int:
     check_net(model, label, allow=args.allow_nonfinite)       # label: a checkpoint's path
     out_shape = tuple(model.output_shape(shape))
     if kind == ".onnx":
-        to_onnx(model, shape, output, opset=args.opset, batch=args.batch,
-                metadata=served_metadata(metadata), doc=f"{label}, exported by cnnkit",
-                external_data=args.external_data or None,
-                allow_nonfinite=True)       # checked above, for both kinds, naming the file
+        preprocessing = _recorded_preprocessing(args, shape) if args.include_preprocessing \
+            else None
+        proto = to_onnx(model, shape, output, opset=args.opset, batch=args.batch,
+                        metadata=served_metadata(metadata), doc=f"{label}, exported by cnnkit",
+                        external_data=args.external_data or None, preprocessing=preprocessing,
+                        allow_nonfinite=True)  # checked above, for both kinds, naming the file
         batch = "N" if args.batch == "dynamic" else str(args.batch)
-        print(f"wrote {output}: ONNX opset {args.opset}, input \"input\" "
-              f"{batch}x{volume_text(shape)}, output \"output\" {batch}x"
-              f"{volume_text(out_shape)}, {model.num_parameters():,} parameters")
+        if preprocessing is None:
+            inputs = f"input \"input\" {batch}x{volume_text(shape)}, output \"output\""
+        else:
+            c, h, w = preprocessing.image_shape
+            fit = {"centre": "centred, ", "resize": "resized, "}.get(preprocessing.fit, "")
+            inputs = (f"input \"images\" uint8 {batch}x{h}x{w}{f'x{c}' if c > 1 else ''} "
+                      f"({preprocessing.describe()}: /255, {fit}mean and std in the graph), "
+                      f"output \"probabilities\"")
+        print(f"wrote {output}: ONNX opset {proto.opset_import[0].version}, {inputs} "
+              f"{batch}x{volume_text(out_shape)}, {model.num_parameters():,} parameters")
     else:
         save_safetensors(model, output, metadata={
             key: json.dumps(value) for key, value in served_metadata(metadata).items()})
