@@ -174,12 +174,14 @@ def test_to_onnx_refuses_what_the_graph_cannot_hold(tmp_path, rng):
         to_onnx(model, pre.input_shape, preprocessing=pre, opset=17)
     with pytest.raises(ExportError, match="must be a cnnkit.data.Preprocessing"):
         to_onnx(model, pre.input_shape, preprocessing=pre.to_metadata())
-    nan = Preprocessing((1, 37, 29), (1, 16, 13), [float("nan")], [0.3], "resize")
-    with pytest.raises(ExportError, match=r"mean \[nan\] and std \[0.3\] must be finite"):
-        to_onnx(model, pre.input_shape, preprocessing=nan)
-    empty = Preprocessing((1, 0, 29), (1, 16, 13), [0.1], [0.3], "resize")
-    with pytest.raises(ExportError, match="image size 1x0x29 is no size of images"):
-        to_onnx(model, pre.input_shape, preprocessing=empty)
+    big = Preprocessing((1, 37, 29), (1, 16, 13), [1e39], [0.3], "resize")
+    with pytest.raises(ExportError, match=r"mean \[1e\+39\] and std \[0.3\] must be finite"):
+        to_onnx(model, pre.input_shape, preprocessing=big)
+    # what no checkpoint can hold is refused when the preprocessing is made
+    with pytest.raises(ValueError, match="mean must be finite"):
+        Preprocessing((1, 37, 29), (1, 16, 13), [float("nan")], [0.3], "resize")
+    with pytest.raises(ValueError, match="image_shape must hold sizes from 1"):
+        Preprocessing((1, 0, 29), (1, 16, 13), [0.1], [0.3], "resize")
     gap = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GlobalAvgPool2d(), nn.Flatten())
     with pytest.raises(ExportError, match="makes 1x16x13 inputs.*asked for 1x20x20"):
         to_onnx(gap, (1, 20, 20), preprocessing=pre)

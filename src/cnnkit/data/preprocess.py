@@ -14,10 +14,12 @@ taken, so a 227x227 net trained on 10 of MNIST's 28x28 digits pads 10 digits, no
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..budget import check_bytes
 from .errors import DataError
 from .transforms import normalize, to_float
 
@@ -26,6 +28,9 @@ __all__ = ["FITS", "Preprocessing", "choose_fit"]
 #: How images of another size are fitted to the net's input: "auto" chooses, "centre" crops or pads,
 #: "resize" scales.
 FITS = ("auto", "centre", "resize")
+#: The largest side (or channel count) a recorded image or input volume may have, as for
+#: ``--input``.
+MAX_SIDE = 2 ** 31 - 1
 
 
 def choose_fit(image_hw, input_hw, fit: str = "auto") -> str:
@@ -102,6 +107,10 @@ class Preprocessing:
         if len(self.image_shape) != 3 or len(self.input_shape) != 3:
             raise ValueError(f"image_shape and input_shape must be volumes (C, H, W), got "
                              f"{self.image_shape} and {self.input_shape}")
+        for name in ("image_shape", "input_shape"):
+            if not all(1 <= s <= MAX_SIDE for s in getattr(self, name)):
+                raise ValueError(f"{name} must hold sizes from 1 to {MAX_SIDE:,}, got "
+                                 f"{getattr(self, name)}")
         if channels != self.input_shape[0]:
             raise ValueError(f"the images have {channels} channels but the net takes "
                              f"{self.input_shape[0]}")
@@ -109,8 +118,14 @@ class Preprocessing:
             if len(getattr(self, name)) != channels:
                 raise ValueError(f"{name} must hold one value per channel ({channels}), got "
                                  f"{getattr(self, name)}")
+        for name in ("mean", "std"):
+            if not all(math.isfinite(v) for v in getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         if not all(s > 0 for s in self.std):
             raise ValueError(f"std must be > 0, got {self.std}")
+        if not 0 <= self.brightness <= 1:
+            raise ValueError(f"brightness must be a grey level from 0 to 1, got "
+                             f"{self.brightness}")
         if self.fit not in ("none", "centre", "resize"):
             raise ValueError(f"fit must be none, centre or resize, got {self.fit!r}")
         (h, w), (hh, ww) = self.image_shape[1:], self.input_shape[1:]
@@ -154,11 +169,16 @@ class Preprocessing:
             channels = input_shape[0]
             mean = tuple(float(m) for m in meta.get("mean", [0.0] * channels))
             std = tuple(float(s) for s in meta.get("std", [1.0] * channels))
-            return cls(image_shape, input_shape, mean, std, fit,
-                       float(meta.get("brightness", 0.5)))
-        except (KeyError, TypeError, ValueError, IndexError) as err:
+            pre = cls(image_shape, input_shape, mean, std, fit,
+                      float(meta.get("brightness", 0.5)))
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as err:
             raise DataError(f"{where} does not record a usable preprocessing (input_shape, "
                             f"image_shape, mean, std, fit): {err}") from None
+        # a recorded size is the size every image is decoded to: one image (float32, stored
+        # and fitted) must fit in memory before any is read
+        check_bytes(4 * (math.prod(image_shape) + math.prod(input_shape)),
+                    f"one image at the size {where} records ({'x'.join(map(str, image_shape))})")
+        return pre
 
     def describe(self) -> str:
         """E.g. "28x28 centred in 32x32", "64x64 resized to 32x32", "32x32"."""
