@@ -405,7 +405,7 @@ def compare(*runs, names=None, strict: bool = False) -> Comparison:
         except (CnnkitError, OSError, ValueError) as err:
             if strict:
                 raise CompareError(f"{_label(source)}: {_reason(err)}") from None
-            skipped.append((_label(source), _reason(err)))
+            skipped.append((Path(_label(source)), _reason(err)))
             continue
         if name is not None:
             run.name = name if not isinstance(source, _Trial) else f"{name}/{source.folder}"
