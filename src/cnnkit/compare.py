@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from ._atomic import atomic_write_text
 from .app.config import RunConfig
 from .app.run import Run, _is_history, _is_test, load_run
 from .errors import CnnkitError, UsageError
-from .files import shown
+from .files import file_kind, shown
 from .inference import recorded_source
 from .runs import RunFolder, read_json
 from .search import RESULT, SEARCH_JSON, _TRIAL
@@ -565,12 +566,28 @@ def _from_run(run: Run, keep: Run | None, name: str | None, path=None) -> Compar
     elif keep is None and run.weights_file == RunFolder.CHECKPOINT and done < planned:
         status = "interrupted"
         notes.append(f"a checkpoint at epoch {done} of {planned}")
+    if folder is not None:
+        notes.extend(_unread(folder))
     if status == "finished" and run.test is None:
-        notes.append("no test result (its data has no test split)")
+        notes.append("no test result")
     return ComparedRun(name or "run", None if path is None and run.folder is None
                        else Path(path if path is not None else run.folder), status,
                        run.config.record(), run.classes, run.history, run.test, notes,
                        _run=keep)
+
+
+def _unread(folder: RunFolder) -> list[str]:
+    """Notes on the run's JSON files that are there but are not regular files (a FIFO, a
+    folder): never opened, so the run is read without them."""
+    notes = []
+    for path in (folder.history, folder.test):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:                 # not there (or a link to nothing): nothing to say
+            continue
+        if not stat.S_ISREG(mode):
+            notes.append(f"{path.name} is {file_kind(mode)}, not a file: not read")
+    return notes
 
 
 def _from_trial(trial: _Trial) -> ComparedRun:
@@ -585,7 +602,8 @@ def _from_trial(trial: _Trial) -> ComparedRun:
         settings, classes = _trial_settings(trial)
         compared = ComparedRun(name, folder.path, "finished", settings, classes,
                                read_json(folder.history, "history", _is_history),
-                               read_json(folder.test, "test result", _is_test))
+                               read_json(folder.test, "test result", _is_test),
+                               _unread(folder))
     result = read_json(folder.path / RESULT, "trial result", lambda v: isinstance(v, dict))
     writer = folder.writer()
     done = compared.epochs_done
@@ -624,13 +642,16 @@ def _trial_settings(trial: _Trial) -> tuple[dict, tuple | None]:
 
 
 def _unique_names(runs) -> None:
-    """Give runs that share a name their paths as names, then a number."""
+    """Give runs that share a name their paths as names, then a number; every name one line
+    (characters that are not printable escaped)."""
     counts = {}
+    for r in runs:
+        r.name = shown(r.name)
     for r in runs:
         counts[r.name] = counts.get(r.name, 0) + 1
     for r in runs:
         if counts[r.name] > 1 and r.path is not None:
-            r.name = str(r.path)
+            r.name = shown(r.path)
     taken = set()
     for r in runs:
         name, k = r.name, 2
