@@ -252,3 +252,12 @@ def test_outputs_never_replace_a_runs_files(runs, tmp_path, capsys):
                          "--plot", str(tmp_path / "a.html"))
     assert_one_line_error(code, err, "must end in .png")
     assert (plain / "model.npz").read_bytes() == before
+
+
+def test_a_tie_names_no_best(runs, tmp_path):
+    shutil.copytree(runs / "runs" / "plain", tmp_path / "again")
+    cmp = compare(runs / "runs" / "plain", tmp_path / "again")
+    assert cmp.best is None and [r.name for r in cmp.leaders()] == ["plain", "again"]
+    assert "no setting differs between the runs" in str(cmp)
+    assert f"best validation accuracy {cmp.runs[0].best[0]:.4f}: a tie between plain, " \
+           f"again" in str(cmp)

@@ -203,12 +203,20 @@ class Comparison:
     # ------------------------------------------------------------------ results
     @property
     def best(self) -> ComparedRun | None:
-        """The run of the highest best validation accuracy (the first on a tie), when there
-        are two runs or more, all of the same classes; else None."""
+        """The run of the highest best validation accuracy, when there are two runs or more,
+        all of the same classes, and no other run reached the same; else None (see
+        :meth:`leaders`)."""
+        leaders = self.leaders()
+        return leaders[0] if len(leaders) == 1 and len(self.runs) > 1 else None
+
+    def leaders(self) -> list[ComparedRun]:
+        """The runs that share the highest best validation accuracy (empty when the classes
+        differ, or no run has validated)."""
         ranked = [r for r in self.runs if r.best is not None]
-        if len(self.runs) < 2 or self.classes_differ or not ranked:
-            return None
-        return max(ranked, key=lambda r: (r.best[0], -self.runs.index(r)))
+        if self.classes_differ or not ranked:
+            return []
+        top = max(r.best[0] for r in ranked)
+        return [r for r in ranked if r.best[0] == top]
 
     def histories(self) -> dict:
         """{name: history} of every run (an empty dict for a run with none yet)."""
@@ -239,6 +247,10 @@ class Comparison:
         if best is not None:
             out.append(f"* best validation accuracy: {best.name}, {best.best[0]:.4f} (epoch "
                        f"{best.best[1]})")
+        elif len(self.leaders()) > 1:
+            leaders = self.leaders()
+            out.append(f"best validation accuracy {leaders[0].best[0]:.4f}: a tie between "
+                       + ", ".join(r.name for r in leaders))
         for name in long:
             out.append(f"{name}:")
             out.extend(f"  {r.name}: {self.cell(i, name)}" for i, r in enumerate(self.runs))
