@@ -236,7 +236,7 @@ def test_html_page_is_self_contained(runs, tmp_path, capsys):
     assert "http://" not in text and "https://" not in text and "<script" not in text
     assert text.count('src="data:image/png;base64,') == 1
     for name in ("plain", "s/trial-000", "s/trial-002", "Settings that differ",
-                 "The same in all"):
+                 "Settings the same in all"):
         assert name in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.html", "c.png"]   # no temporaries
 

@@ -257,9 +257,12 @@ class Comparison:
         if not self.differing and len(self.runs) > 1:
             out.append("no setting differs between the runs")
         if self.same:
-            same = "; ".join(f"{n} {_value_text(v)}" for n, v in self.same.items())
-            out.extend(textwrap.wrap(f"same in all: {same}", 100, subsequent_indent="  ",
-                                     break_long_words=False, break_on_hyphens=False))
+            # a setting and its value stay on one line (no-break spaces while wrapping)
+            same = "; ".join(f"{n} {_value_text(v)}".replace(" ", "\u00a0")
+                             for n, v in self.same.items())
+            out.extend(line.replace("\u00a0", " ") for line in textwrap.wrap(
+                f"same in all: {same}", 100, subsequent_indent="  ", break_long_words=False,
+                break_on_hyphens=False))
         for r in self.runs:
             out.extend(f"note: {r.name}: {n}" for n in r.notes)
         out.extend(f"note: {n}" for n in self.notes)
@@ -317,7 +320,7 @@ class Comparison:
         """The page :meth:`html` writes, as text."""
         start = time.perf_counter()
         best = self.best
-        head = ("run", "status", "epochs", "best val acc", "epoch", "test acc", "time",
+        head = ("run", "status", "epochs", "best val acc", "best epoch", "test acc", "time",
                 "folder")
         rows = [(r.name + (" (best)" if r is best else ""), r.status, _epochs_text(r),
                  _accuracy(None if r.best is None else r.best[0]),
@@ -335,10 +338,6 @@ class Comparison:
                 for i, r in enumerate(self.runs)], cls="layers")
         else:
             diff = "<p>No setting differs between the runs.</p>"
-        if self.same:
-            diff += "<h3>The same in all</h3>" + _html.table(
-                ("setting", "value"), [(n, _value_text(v)) for n, v in self.same.items()],
-                cls="kv")
         body += _html.section("settings", "Settings that differ", diff)
         runs, caption = self.plotted()
         if any(r.history for r in runs):
@@ -346,6 +345,10 @@ class Comparison:
         else:
             curves = _html.note("No run has finished an epoch yet.")
         body += _html.section("curves", "Training curves", curves)
+        if self.same:
+            body += _html.section("same", "Settings the same in all", _html.table(
+                ("setting", "value"), [(n, _value_text(v)) for n, v in self.same.items()],
+                cls="kv"))
         footer = (f"Written by <code>cnnkit compare</code> on "
                   f"{_html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))} in "
                   f"{time.perf_counter() - start:.1f} s.")
