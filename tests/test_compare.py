@@ -261,3 +261,9 @@ def test_a_tie_names_no_best(runs, tmp_path):
     assert "no setting differs between the runs" in str(cmp)
     assert f"best validation accuracy {cmp.runs[0].best[0]:.4f}: a tie between plain, " \
            f"again" in str(cmp)
+
+
+def test_a_dict_names_its_runs(runs):
+    cmp = compare({"no BN": runs / "runs" / "plain", "BN": runs / "runs" / "bn"})
+    assert [r.name for r in cmp.runs] == ["no BN", "BN"]
+    assert cmp.best.name in ("no BN", "BN")

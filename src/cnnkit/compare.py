@@ -364,9 +364,9 @@ def compare(*runs, names=None, strict: bool = False) -> Comparison:
     Parameters
     ----------
     *runs : :class:`cnnkit.Run` objects, run folders, checkpoints, search folders or trial
-        folders (paths as ``str`` or ``Path``), or lists of them
-    names : the names of the runs given, in order (default: a folder's name; "run 1", ...
-        for a run in memory); a search folder's name prefixes its trials'
+        folders (paths as ``str`` or ``Path``), lists of them, or dicts {name: run or path}
+    names : the names of the runs given, in order (default: a dict's keys, a folder's name;
+        "run 1", ... for a run in memory); a search folder's name prefixes its trials'
     strict : raise :class:`CompareError` for a path that is not a run or is damaged, instead
         of passing it over with a line in :attr:`Comparison.skipped`
 
@@ -382,19 +382,27 @@ def compare(*runs, names=None, strict: bool = False) -> Comparison:
         For more than :data:`MOST_RUNS` runs, names that do not match the runs, or an
         argument that is neither a Run nor a path.
     """
-    given = []
+    given, keys = [], []
     for item in runs:
-        given.extend(item if isinstance(item, (list, tuple)) else [item])
+        if isinstance(item, dict):
+            given.extend(item.values())
+            keys.extend(str(k) for k in item)
+        else:
+            item = item if isinstance(item, (list, tuple)) else [item]
+            given.extend(item)
+            keys.extend([None] * len(item))
     if names is not None:
         names = [str(n) for n in names]
         if len(names) != len(given):
             raise UsageError(f"compare: {len(names)} names for {len(given)} runs")
+    elif any(k is not None for k in keys):
+        names = keys
     if not given:
         raise CompareError("nothing to compare: give at least one run (a run folder, a "
                            "search folder, a checkpoint or a Run)")
     skipped, notes, found = [], [], []
     for i, item in enumerate(given):
-        name = None if names is None else names[i]
+        name = None if names is None else names[i]      # None: its default name
         if isinstance(item, Run):
             found.append((name, item))
             continue
