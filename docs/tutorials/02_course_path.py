@@ -325,10 +325,11 @@ print(compare(dropout_runs))
 # between the two losses keeps widening. With dropout the training loss stays well above zero
 # and the validation loss ends lower, so the gap is narrower. The accuracies at the end differ
 # much less (the comparison's `test acc` is the accuracy on the 500 validation digits, which
-# were given to `fit` as its test split; its curves would show the training loss measured in
-# train mode, with dropout on, so the table above is the fair one here): on so few digits dropout shows first in the losses, in how sure the net is, more
-# than in how many digits it gets right. Dropout trades some fit to the training set for less
-# memorisation, which is its whole point.
+# were given to `fit` as its test split): on so few digits dropout shows first in the losses,
+# in how sure the net is, more than in how many digits it gets right. Dropout trades some fit
+# to the training set for less memorisation, which is its whole point. (The comparison's
+# curves would show each run's training loss in train mode, with dropout on, so the table of
+# losses measured in evaluation mode above is the fair one here.)
 #
 # ## The first layer's filters
 #
