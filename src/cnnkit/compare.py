@@ -47,10 +47,9 @@ from pathlib import Path
 from . import _html
 from ._atomic import atomic_write_text
 from .app.config import RunConfig
-from .app.run import Run, _is_history, _is_test, load_run
+from .app.run import Run, _best_of, _is_history, _is_test, load_run
 from .errors import CnnkitError, UsageError
 from .files import file_kind, shown
-from .inference import recorded_source
 from .runs import RunFolder, read_json
 from .search import RESULT, SEARCH_JSON, _TRIAL
 from .viz import plot_runs
@@ -100,9 +99,8 @@ class ComparedRun:
 
     @property
     def epochs_done(self) -> int:
-        """The epochs its history records (the last epoch's number)."""
-        epochs = (self.history or {}).get("epoch") or []
-        return int(epochs[-1]) if epochs else 0
+        """The epochs its history records."""
+        return len((self.history or {}).get("epoch") or [])
 
     @property
     def epochs(self) -> int | None:
@@ -113,15 +111,12 @@ class ComparedRun:
     def best(self) -> tuple[float, int] | None:
         """(best validation accuracy, its epoch), the earliest epoch on a tie; None without
         validation."""
-        h = self.history or {}
-        val, epochs = h.get("val_acc") or [], h.get("epoch") or []
-        if not val or len(epochs) < len(val):
-            return None
-        i = max(range(len(val)), key=lambda k: (val[k], -k))
-        return float(val[i]), int(epochs[i])
+        best = _best_of(self.history)
+        return None if best["epoch"] == 0 else (best["val_acc"], best["epoch"])
 
     @property
     def test_accuracy(self) -> float | None:
+        """Accuracy on its test split (None: not tested)."""
         return None if self.test is None else float(self.test["accuracy"])
 
     @property
@@ -152,7 +147,7 @@ class ComparedRun:
                 "best_epoch": None if best is None else best[1],
                 "test_accuracy": self.test_accuracy,
                 "test_loss": None if self.test is None else float(self.test["loss"]),
-                "test_images": None if self.test is None else int(self.test["images"]),
+                "test_images": None if self.test is None else self.test["images"],
                 "seconds": round(self.seconds, 3),
                 "classes": None if self.classes is None else list(self.classes),
                 "settings": self.settings, "notes": list(self.notes)}
@@ -714,6 +709,8 @@ def _accuracy(value) -> str:
 
 
 def _seconds_text(seconds: float) -> str:
+    if not math.isfinite(seconds):          # a damaged history's
+        return "?"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, s = divmod(round(seconds), 60)

@@ -1113,6 +1113,10 @@ def compare_cases(tmp: Path, good: Path):
         f.truncate(300 * 2 ** 20)                    # sparse: over a run's JSON bound
     (copy("history-deep") / "history.json").write_text("[" * 100_000 + "]" * 100_000)
     (copy("test-garbage") / "test.json").write_text('{"accuracy": "high"}')
+    (copy("test-infinite") / "test.json").write_text(
+        '{"accuracy": NaN, "loss": Infinity, "images": Infinity}')
+    (copy("history-infinite") / "history.json").write_text(
+        '{"epoch": [Infinity, NaN], "val_acc": [NaN, Infinity], "seconds": [Infinity, 1]}')
     for kind in ("fifo", "symlink", "garbage", "folder"):
         lock = copy(f"lock-{kind}", ["model.npz"]) / ".cnnkit-train.lock"
         if kind == "fifo":
@@ -1124,7 +1128,8 @@ def compare_cases(tmp: Path, good: Path):
         else:
             lock.write_bytes(b"\xff\x00" * 40)
     for name in ("model-fifo", "model-garbage", "history-garbage", "history-fifo",
-                 "history-huge", "history-deep", "test-garbage", "lock-fifo", "lock-symlink",
+                 "history-huge", "history-deep", "test-garbage", "test-infinite",
+                 "history-infinite", "lock-fifo", "lock-symlink",
                  "lock-garbage", "lock-folder"):
         yield "compare", name, ["compare", str(root / name)]
         yield "compare", f"{name}-beside-a-run", ["compare", str(good), str(root / name),
