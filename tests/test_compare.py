@@ -267,3 +267,31 @@ def test_a_dict_names_its_runs(runs):
     cmp = compare({"no BN": runs / "runs" / "plain", "BN": runs / "runs" / "bn"})
     assert [r.name for r in cmp.runs] == ["no BN", "BN"]
     assert cmp.best.name in ("no BN", "BN")
+
+
+def test_a_trial_without_weights_says_so_when_its_net_is_asked_for(runs):
+    cmp = compare(runs / "searches" / "s")
+    kept = [r for r in cmp.runs if (r.path / "model.npz").exists()]
+    assert len(kept) == 1 and kept[0].run.test_accuracy == kept[0].test_accuracy
+    removed = next(r for r in cmp.runs if r not in kept)
+    with pytest.raises(CompareError, match="keeps the weights of its best trial only"):
+        removed.run
+
+
+def test_the_figure_draws_the_best_twenty(runs, tmp_path):
+    folders = []
+    for i in range(22):
+        folder = tmp_path / f"r{i:02d}"
+        shutil.copytree(runs / "runs" / "plain", folder)
+        history = _json(folder / "history.json")
+        history["val_acc"] = [0.01 * i, 0.01 * i]
+        (folder / "history.json").write_text(json.dumps(history))
+        folders.append(folder)
+    cmp = compare(*folders)
+    plotted, caption = cmp.plotted()
+    assert [r.name for r in plotted] == [f"r{i:02d}" for i in range(2, 22)]
+    assert caption == "The 20 runs of highest validation accuracy of 22."
+    fig = cmp.plot()
+    assert len(fig.axes[1].get_legend().texts) == 20
+    close(fig)
+    assert caption in cmp.html_text()

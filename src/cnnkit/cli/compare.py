@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..compare import MOST_RUNS, compare
 from ..errors import UsageError
+from ..files import check_output_path
 from ..runs import RunFolder
 from ..search import BEST, RESULT, SEARCH_JSON
 from ..viz import close
@@ -52,6 +53,7 @@ def _compare(args) -> int:
         if not path.lower().endswith(_SUFFIXES[kind]):
             raise UsageError(f"--{kind} {path}: the file's name must end in "
                              f"{' or '.join(_SUFFIXES[kind])}")
+        check_output_path(path)         # a folder or a FIFO there: refused before any work
     if len(outputs) == 2 and _same_file(*outputs.values()):
         raise UsageError("--html and --plot name the same file")
     comparison = compare(*args.runs)
