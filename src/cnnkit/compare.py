@@ -165,7 +165,7 @@ class Comparison:
     differing : {setting: [its value in each run]} of the settings that differ (None where a
         run's settings are unknown), in :class:`RunConfig`'s order; "classes" when they differ
     same : {setting: value} of those equal in every run whose settings are known
-    skipped : [(path, why)] of what was passed over
+    skipped : [(path as given, why)] of what was passed over
     notes : lines on the comparison as a whole (classes or data that differ, runs named twice)
     """
 
@@ -213,10 +213,6 @@ class Comparison:
         top = max(r.best[0] for r in ranked)
         return [r for r in ranked if r.best[0] == top]
 
-    def histories(self) -> dict:
-        """{name: history} of every run (an empty dict for a run with none yet)."""
-        return {r.name: r.history or {} for r in self.runs}
-
     # ------------------------------------------------------------------ text
     def lines(self) -> list[str]:
         """The comparison as text: one row per run, the settings that differ (long values
@@ -256,12 +252,12 @@ class Comparison:
             same = "; ".join(f"{n} {_value_text(v)}".replace(" ", "\u00a0")
                              for n, v in self.same.items())
             out.extend(line.replace("\u00a0", " ") for line in textwrap.wrap(
-                f"same in all: {same}", 100, subsequent_indent="  ", break_long_words=False,
+                f"{'same in all' if len(self.runs) > 1 else 'settings'}: {same}", 100, subsequent_indent="  ", break_long_words=False,
                 break_on_hyphens=False))
         for r in self.runs:
             out.extend(f"note: {r.name}: {n}" for n in r.notes)
         out.extend(f"note: {n}" for n in self.notes)
-        out.extend(f"skipped {shown(p)}: {why}" for p, why in self.skipped)
+        out.extend(f"skipped {_path_text(p)}: {why}" for p, why in self.skipped)
         return out
 
     def cell(self, i: int, name: str) -> str:
@@ -323,7 +319,7 @@ class Comparison:
                  _seconds_text(r.seconds), "in memory" if r.path is None else str(r.path))
                 for r in self.runs]
         notes = [f"{r.name}: {n}" for r in self.runs for n in r.notes] + self.notes + \
-            [f"skipped {shown(p)}: {why}" for p, why in self.skipped]
+            [f"skipped {_path_text(p)}: {why}" for p, why in self.skipped]
         body = "".join(_html.note(n) for n in notes)
         body += _html.section("runs", "Runs", _html.table(head, rows, numeric=(2, 3, 4, 5, 6),
                                                           cls="layers"))
@@ -405,11 +401,13 @@ def compare(*runs, names=None, strict: bool = False) -> Comparison:
             raise UsageError(f"compare takes Runs and paths of runs, got a "
                              f"{type(item).__name__}")
         try:
+            if not os.fspath(item):             # Path("") would be the current folder
+                raise CompareError("an empty path")
             found.extend((name, source) for source in _expand(Path(item)))
         except (CnnkitError, OSError, ValueError) as err:
             if strict:
                 raise CompareError(f"{shown(item)}: {_reason(err)}") from None
-            skipped.append((Path(item), _reason(err)))
+            skipped.append((item if isinstance(item, Path) else str(item), _reason(err)))
         if len(found) > MOST_RUNS:
             raise UsageError(f"compare takes at most {MOST_RUNS} runs, and these paths hold "
                              f"more (a search folder counts its trials): name fewer")
@@ -430,10 +428,10 @@ def compare(*runs, names=None, strict: bool = False) -> Comparison:
             run.name = name if not isinstance(source, _Trial) else f"{name}/{source.folder}"
         elif isinstance(source, Run) and source.folder is None:
             run.name = f"run {len(compared) + 1}"
-        seen[key] = run.name if key is not None else None
+        seen[key] = run.name
         compared.append(run)
     if not compared:
-        why = "; ".join(f"{shown(p)}: {w}" for p, w in skipped[:3])
+        why = "; ".join(f"{_path_text(p)}: {w}" for p, w in skipped[:3])
         raise CompareError(f"nothing to compare: {why}" if why else "nothing to compare")
     _unique_names(compared)
     return Comparison(compared, skipped, notes)
@@ -524,6 +522,11 @@ def _label(source) -> str:
     if isinstance(source, Run):
         return str(source.folder) if source.folder is not None else "a run in memory"
     return str(source.path if isinstance(source, _Trial) else source)
+
+
+def _path_text(path) -> str:
+    """A path for a one-line message; '' for the empty one."""
+    return shown(path) if os.fspath(path) else "''"
 
 
 def _reason(err: BaseException) -> str:
