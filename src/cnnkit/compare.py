@@ -245,7 +245,7 @@ class Comparison:
         for name in long:
             out.append(f"{name}:")
             out.extend(f"  {r.name}: {self.cell(i, name)}" for i, r in enumerate(self.runs))
-        if not self.differing and len(self.runs) > 1:
+        if not self.differing and sum(r.settings is not None for r in self.runs) > 1:
             out.append("no setting differs between the runs")
         if self.same:
             # a setting and its value stay on one line (no-break spaces while wrapping)
