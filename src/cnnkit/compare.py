@@ -26,10 +26,10 @@ What each argument may be:
   ``test.json``.
 
 A path that is not a run, or whose files are damaged, is passed over with one line saying so
-(:attr:`Comparison.skipped`; ``strict=True`` raises instead); nothing is left to compare is an
-error. The same run named twice is compared once. Runs whose classes differ are compared, but
-their accuracies are on different tasks, and the comparison says so rather than naming a best.
-At most :data:`MOST_RUNS` runs are compared; the figure draws the
+(:attr:`Comparison.skipped`; ``strict=True`` raises instead); when nothing is left to
+compare, that is the error. The same run named twice is compared once. Runs whose classes
+differ are compared, but their accuracies are on different tasks, and the comparison says so
+rather than naming a best. At most :data:`MOST_RUNS` runs are compared; the figure draws the
 :data:`cnnkit.viz.curves.MOST_RUNS` of highest validation accuracy.
 """
 
