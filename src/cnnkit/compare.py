@@ -251,8 +251,9 @@ class Comparison:
             # a setting and its value stay on one line (no-break spaces while wrapping)
             same = "; ".join(f"{n} {_value_text(v)}".replace(" ", "\u00a0")
                              for n, v in self.same.items())
+            head = "same in all" if len(self.runs) > 1 else "settings"
             out.extend(line.replace("\u00a0", " ") for line in textwrap.wrap(
-                f"{'same in all' if len(self.runs) > 1 else 'settings'}: {same}", 100, subsequent_indent="  ", break_long_words=False,
+                f"{head}: {same}", 100, subsequent_indent="  ", break_long_words=False,
                 break_on_hyphens=False))
         for r in self.runs:
             out.extend(f"note: {r.name}: {n}" for n in r.notes)
