@@ -15,9 +15,9 @@ history and curves), ``cnnkit.io`` checkpoints and weights files, ``cnnkit.model
 model zoo and the pattern spec, ``cnnkit.summary`` the memory and parameter table,
 ``cnnkit.convert`` FC -> conv conversion, ``cnnkit.timing`` per-layer timing, ``cnnkit.viz``
 pictures of what a net does, ``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
-run's HTML page, ``cnnkit.compare`` several runs side by side, and ``cnnkit.inference``
-(also ``cnnkit.predict_images``) classifies image files with a trained checkpoint.
-``cnnkit.set_num_threads(n)`` / ``cnnkit.get_num_threads()`` (from ``cnnkit.parallel``) set and read the threads the kernels use: by default the cores this
+run's HTML page, and ``cnnkit.inference`` (also ``cnnkit.predict_images``) classifies image
+files with a trained checkpoint. ``cnnkit.set_num_threads(n)`` / ``cnnkit.get_num_threads()``
+(from ``cnnkit.parallel``) set and read the threads the kernels use: by default the cores this
 process may use, or ``CNNKIT_NUM_THREADS``; results are the same bits on any count. Submodules
 load on first use, so ``import cnnkit`` stays cheap.
 """
