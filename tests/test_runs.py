@@ -14,7 +14,7 @@ import pytest
 
 from cnnkit.cli import main
 from cnnkit.errors import UsageError
-from cnnkit.runs import LOCK, RunFolderError, claim_run_folder
+from cnnkit.runs import LOCK, RunFolder, RunFolderError, claim_run_folder
 from tests import runs_race
 from tests.test_cli import assert_one_line_error, run
 
@@ -199,6 +199,30 @@ def test_a_lock_naming_a_live_pid_is_held_only_by_the_process_that_started_then(
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_writer_names_the_live_holder_and_never_takes_the_lock(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    assert RunFolder(folder).writer() is None                       # no lock
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = _start_of(sleeper.pid)
+        (folder / LOCK).write_text(f"{sleeper.pid} {start}")
+        assert RunFolder(folder).writer() == sleeper.pid
+        assert (folder / LOCK).read_text() == f"{sleeper.pid} {start}"     # untouched
+        (folder / LOCK).write_text(f"{sleeper.pid} {int(start) + 1}")     # a reused pid
+        assert RunFolder(folder).writer() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (folder / LOCK).write_text(f"{DEAD_PID}")
+    assert RunFolder(folder).writer() is None
+    (folder / LOCK).unlink()
+    os.mkfifo(folder / LOCK)                         # not a lock (opened without waiting)
+    assert RunFolder(folder).writer() is None
+    with claim_run_folder(tmp_path, "held", "x") as held:
+        assert RunFolder(held.path).writer() == os.getpid()
 
 
 def test_a_second_process_sees_the_holder_and_is_refused(tmp_path):

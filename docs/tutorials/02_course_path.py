@@ -252,37 +252,42 @@ viz.plot_history(history, title="three-layer convnet, no batch norm")
 # Batch norm after the conv and after the hidden affine layer normalises their outputs over
 # each mini-batch, so later layers see inputs of a steady scale whatever the earlier weights
 # do. The course's claim: the same net trains faster and is less sensitive to its
-# initialisation. Same data, same settings; only the two `BN` layers differ:
+# initialisation. Same data, same settings; only the two `BN` layers differ.
+#
+# `cnnkit.compare.compare` puts runs side by side: one row per run with its best validation
+# accuracy (and the epoch it was reached at), its test accuracy and its time, then the
+# settings that differ between the runs, and those they share, once. It takes runs trained in
+# memory, as here, or run folders (`cnnkit compare runs/a runs/b` on the command line: see
+# [Comparing runs](../guide/comparing-runs.md)).
 
 # %%
+from cnnkit.compare import compare
+
 SPEC_BN = "INPUT[1x32x32] -> CONV7-32 -> BN -> RELU -> POOL2 -> FC-100 -> BN -> RELU -> FC-10"
 run_bn = cnnkit.fit(subset, SPEC_BN, epochs=EPOCHS, val_size=VAL_IMAGES, log=None, **COURSE)
-
-
-print(f"{'':8}{'training loss':>28}{'validation accuracy':>28}")
-print(f"{'epoch':8}" + f"{'no BN':>14}{'BN':>14}" * 2)
-for epoch in range(EPOCHS):
-    print(f"{epoch + 1:<8}" + "".join(f"{hist[key][epoch]:14.3f}"
-                                      for key in ("train_loss", "val_acc")
-                                      for hist in (run.history, run_bn.history)))
-print(f"{'test accuracy':36}{run.test_accuracy:14.3f}{run_bn.test_accuracy:14.3f}")
+bn_against_none = compare(run, run_bn, names=["no BN", "BN"])
+print(bn_against_none)
 
 # %% [markdown]
-# The batch-norm net starts slower: its training loss over the first epoch is higher. Yet its
-# validation accuracy is higher after every epoch, and so is its test accuracy: what it learns
-# carries over better to digits it has not seen. So "trains faster" shows here in the
-# validation accuracy reached per epoch, not in the training loss. (The training loss is each
-# epoch's average over its mini-batches, measured while the weights were still changing.) Its
-# curve, drawn the same way as the one above:
+# Only the net differs: the first run's was given as an object, which its settings record as
+# `module:Sequential`, with its input size given as `input`; the second's spec says both.
+# Everything else is the same in both. The batch-norm net reaches the higher validation and
+# test accuracy: what it learns carries over better to digits it has not seen.
+# Its curves overlaid on the plain net's, one colour per run (the loss of every mini-batch as
+# a running mean, the validation loss dashed; the accuracies per epoch on the right), drawn
+# by `viz.plot_runs`:
 
 # %%
-viz.plot_history(run_bn.history, title="three-layer convnet with batch norm")
+bn_against_none.plot()
 
 # %% [markdown]
-# Compare the two left panels: the plain net's loss drops steeply in its first few dozen
-# iterations, the batch-norm net's more evenly, and by the end of the run the two are at a
-# similar level while the validation accuracies (right panels) differ. Batch norm's backward,
-# which every step here runs, is derived in
+# The batch-norm net starts slower: its training loss over the first epoch is higher, while
+# the plain net's drops steeply in its first few dozen iterations. Yet its validation accuracy
+# (right, solid) is higher after every epoch, and by the end of the run the two training
+# losses are at a similar level while the validation accuracies differ. So "trains faster"
+# shows here in the validation accuracy reached per epoch, not in the training loss. (The
+# training loss is each epoch's average over its mini-batches, measured while the weights
+# were still changing.) Batch norm's backward, which every step here runs, is derived in
 # [batch norm's backward](../explanation/batchnorm-backward.md).
 #
 # ## Dropout
@@ -297,11 +302,12 @@ viz.plot_history(run_bn.history, title="three-layer convnet with batch norm")
 SPEC_DROPOUT = ("INPUT[1x32x32] -> CONV7-32 -> RELU -> POOL2 -> DROPOUT0.5 -> FC-100 -> RELU"
                 " -> DROPOUT0.5 -> FC-10")
 small = (x_train[:200], y_train[:200])
-scores = {}
+scores, dropout_runs = {}, {}
 for name, spec in (("no dropout", SPEC), ("dropout", SPEC_DROPOUT)):
     scores[name] = EpochScores(train=small, val=(x_val, y_val))
-    cnnkit.fit((*small, x_val, y_val), spec, epochs=15, val_size=0, callbacks=[scores[name]],
-               log=None, **{**COURSE, "batch_size": 20, "schedule": "none"})
+    dropout_runs[name] = cnnkit.fit((*small, x_val, y_val), spec, epochs=15, val_size=0,
+                                    callbacks=[scores[name]], log=None,
+                                    **{**COURSE, "batch_size": 20, "schedule": "none"})
 
 print(f"{'':6}{'no dropout':>26}{'dropout':>26}")
 print(f"{'epoch':6}" + f"{'train loss':>13}{'val loss':>13}" * 2)
@@ -309,8 +315,8 @@ for epoch in range(0, 15, 2):
     print(f"{epoch + 1:<6}" + "".join(f"{s.loss[part][epoch]:13.3f}" for s in scores.values()
                                      for part in ("train", "val")))
 for name, s in scores.items():
-    print(f"{name:>10}: accuracy at the end, train {s.accuracy['train'][-1]:.3f}, "
-          f"val {s.accuracy['val'][-1]:.3f}")
+    print(f"{name:>10}: accuracy at the end, train {s.accuracy['train'][-1]:.3f}")
+print(compare(dropout_runs))
 
 # %% [markdown]
 # Without dropout the training loss falls almost to zero: the net becomes certain of every
@@ -318,9 +324,12 @@ for name, s in scores.items():
 # back up, as the net grows more confident in its mistakes on digits it has not seen: the gap
 # between the two losses keeps widening. With dropout the training loss stays well above zero
 # and the validation loss ends lower, so the gap is narrower. The accuracies at the end differ
-# much less: on so few digits dropout shows first in the losses, in how sure the net is, more
-# than in how many digits it gets right. Dropout trades some fit to the training set for less
-# memorisation, which is its whole point.
+# much less (the comparison's `test acc` is the accuracy on the 500 validation digits, which
+# were given to `fit` as its test split): on so few digits dropout shows first in the losses,
+# in how sure the net is, more than in how many digits it gets right. Dropout trades some fit
+# to the training set for less memorisation, which is its whole point. (The comparison's
+# curves would show each run's training loss in train mode, with dropout on, so the table of
+# losses measured in evaluation mode above is the fair one here.)
 #
 # ## The first layer's filters
 #

@@ -226,6 +226,22 @@ class RunFolder:
         (a FIFO) is still the one to read: its reader refuses it by name."""
         return next((p for p in (self.model, self.checkpoint) if p.exists()), None)
 
+    def writer(self) -> int | None:
+        """The process id of the live process that holds this folder's lock (a run still
+        training, or a search's trial), or None: no lock, a stale one, or one that is not a
+        regular file. The lock is read, never taken nor changed."""
+        try:
+            fd = os.open(self._lock, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            pid, start = _holder(os.read(fd, 64))
+        finally:
+            os.close(fd)
+        return pid if _running(pid, start) else None
+
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
 

@@ -1130,6 +1130,96 @@ def onnx_cases(tmp: Path, good: Path):
             ("num-classes", [str(good), "-o", out, "--num-classes", "3"])):
         yield "onnx", f"export-preprocessing/{name}", ["export", *argv,
                                                        "--include-preprocessing"]
+def compare_cases(tmp: Path, good: Path):
+    """`cnnkit compare` on what is not a run, damaged run files, special files, hostile
+    search.json files, outputs that are not regular files or are a run's own, too many runs."""
+    import os
+    import shutil
+
+    root = tmp / "compare"
+    root.mkdir()
+
+    def copy(name, drop=()):
+        folder = root / name
+        shutil.copytree(good, folder)
+        for f in drop:
+            (folder / f).unlink()
+        return folder
+
+    (root / "empty").mkdir()
+    (root / "file.txt").write_text("not a run")
+    os.mkfifo(root / "fifo")
+    yield "compare", "missing", ["compare", str(root / "nope")]
+    for name in ("empty", "file.txt", "fifo"):
+        yield "compare", f"not-a-run-{name}", ["compare", str(root / name)]
+        yield "compare", f"beside-a-run-{name}", ["compare", str(good), str(root / name)]
+    yield "compare", "empty-path", ["compare", ""]
+    yield "compare", "dev-null", ["compare", "/dev/null"]
+    yield "compare", "dev-zero", ["compare", str(good), "/dev/zero"]
+    # damaged or special run files
+    os.mkfifo(copy("model-fifo", ["model.npz"]) / "model.npz")
+    (copy("model-garbage") / "model.npz").write_bytes(b"PK\x03\x04 garbage")
+    (copy("history-garbage") / "history.json").write_text("{\"epoch\": [1, \"x\"]")
+    os.mkfifo(copy("history-fifo", ["history.json"]) / "history.json")
+    with open(copy("history-huge") / "history.json", "r+b") as f:
+        f.truncate(300 * 2 ** 20)                    # sparse: over a run's JSON bound
+    (copy("history-deep") / "history.json").write_text("[" * 100_000 + "]" * 100_000)
+    (copy("test-garbage") / "test.json").write_text('{"accuracy": "high"}')
+    (copy("test-infinite") / "test.json").write_text(
+        '{"accuracy": NaN, "loss": Infinity, "images": Infinity}')
+    (copy("history-infinite") / "history.json").write_text(
+        '{"epoch": [Infinity, NaN], "val_acc": [NaN, Infinity], "seconds": [Infinity, 1]}')
+    for kind in ("fifo", "symlink", "garbage", "folder"):
+        lock = copy(f"lock-{kind}", ["model.npz"]) / ".cnnkit-train.lock"
+        if kind == "fifo":
+            os.mkfifo(lock)
+        elif kind == "symlink":
+            lock.symlink_to("/dev/zero")
+        elif kind == "folder":
+            lock.mkdir()
+        else:
+            lock.write_bytes(b"\xff\x00" * 40)
+    for name in ("model-fifo", "model-garbage", "history-garbage", "history-fifo",
+                 "history-huge", "history-deep", "test-garbage", "test-infinite",
+                 "history-infinite", "lock-fifo", "lock-symlink",
+                 "lock-garbage", "lock-folder"):
+        yield "compare", name, ["compare", str(root / name)]
+        yield "compare", f"{name}-beside-a-run", ["compare", str(good), str(root / name),
+                                                  "--json"]
+    odd = copy("run\nwith a newline $x^$")
+    yield "compare", "odd-name", ["compare", str(odd), str(good), "--plot",
+                                  str(root / "odd.png"), "--html", str(root / "odd.html")]
+    # hostile search folders
+    searches = {"garbage": "{", "not-a-record": "[]", "deep": "[" * 100_000,
+                "escape": {"folder": "../../../etc"}, "absolute": {"folder": "/etc"},
+                "missing-trial": {"folder": "trial-007"}, "index-text": {"index": "0"},
+                "lr-text": {"lr": "fast"}}
+    for label, content in searches.items():
+        folder = root / f"search-{label}"
+        shutil.copytree(good, folder / "trial-000")
+        if isinstance(content, dict):
+            trial = {"index": 0, "round": 1, "rank": 0, "folder": "trial-000", "lr": 1e-3,
+                     "weight_decay": 0.0, "epochs": 1, "val_acc": 0.5, "epoch": 1,
+                     "seconds": 1.0, "status": "ok", **content}
+            content = json.dumps({"settings": {"epochs": 1}, "trials": [trial]})
+        (folder / "search.json").write_text(content)
+        yield "compare", f"search-{label}", ["compare", str(folder)]
+        yield "compare", f"trial-of-search-{label}", ["compare", str(folder / "trial-000")]
+    # outputs
+    os.mkfifo(root / "out.html")
+    (root / "out-folder.png").mkdir()
+    for option, path in (("--html", root / "out.html"), ("--plot", root / "out-folder.png"),
+                         ("--html", root / "file.txt" / "x.html"), ("--html", "/dev/full"),
+                         ("--plot", good / "curves.png"), ("--html", good / "report.html"),
+                         ("--plot", good / "model.npz")):
+        yield "compare", f"output{option}-{path.name if isinstance(path, Path) else path}", [
+            "compare", str(good), option, str(path)]
+    yield "compare", "same-output-twice", ["compare", str(good), "--html",
+                                           str(root / "same.png"), "--plot",
+                                           str(root / "same.png")]
+    yield "compare", "too-many", ["compare", *[str(good)] * 200]
+    yield "compare", "same-run-twice", ["compare", str(good), str(good) + "/",
+                                        str(good / "model.npz")]
 
 
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
@@ -1147,4 +1237,5 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                                 run_folder_cases(tmp, good / "r"),
                                 special_file_cases(tmp, good / "r"),
                                 nonfinite_cases(tmp, good / "r"), text_cases(tmp, good / "r"),
-                                onnx_cases(tmp, good / "r" / "model.npz")))
+                                onnx_cases(tmp, good / "r" / "model.npz"),
+                                compare_cases(tmp, good / "r")))

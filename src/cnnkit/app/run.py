@@ -211,11 +211,17 @@ class Run:
 
 
 def _best_of(history) -> dict:
+    """{"val_acc", "epoch"} of the best validation epoch (the earliest on a tie); epoch 0
+    without validation."""
     val = (history or {}).get("val_acc") or []
+    epochs = (history or {}).get("epoch") or []
     if not val:
         return {"val_acc": -1.0, "epoch": 0}
     best = max(range(len(val)), key=lambda i: (val[i], -i))
-    return {"val_acc": float(val[best]), "epoch": int(history["epoch"][best])}
+    # epochs count from 1; a damaged history's numbers (missing, infinite) are not trusted
+    epoch = epochs[best] if best < len(epochs) and float(epochs[best]).is_integer() \
+        else best + 1
+    return {"val_acc": float(val[best]), "epoch": int(epoch)}
 
 
 def load_run(path) -> Run:

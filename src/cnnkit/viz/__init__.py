@@ -22,14 +22,14 @@ pyplot's, and ``plt.show()`` opens them; without pyplot nothing is ever opened, 
 
 from ._figure import close, png_bytes
 from .activations import activation_maps, plot_activations
-from .curves import plot_history
+from .curves import plot_history, plot_runs
 from .layers import plot_layer_stats
 from .evaluation import (confusion_matrix, per_class_accuracy, plot_confusion_matrix,
                          plot_misclassified)
 from .filters import plot_filters
 from .saliency import plot_saliency, saliency
 
-__all__ = ["close", "plot_history", "plot_layer_stats", "png_bytes",
+__all__ = ["close", "plot_history", "plot_runs", "plot_layer_stats", "png_bytes",
            "activation_maps", "confusion_matrix", "per_class_accuracy", "plot_activations",
            "plot_confusion_matrix", "plot_filters", "plot_misclassified", "plot_saliency",
            "saliency"]
