@@ -3,6 +3,7 @@ numbers against direct computation, and the figures' rules (returned, saved only
 the user's matplotlib backend left alone)."""
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 
 from cnnkit import nn, optim
-from cnnkit.callbacks import (Callback, EarlyStopping, EpochLog, LambdaCallback,
+from cnnkit.callbacks import (Callback, CSVLogger, EarlyStopping, EpochLog, LambdaCallback,
                               ModelCheckpoint, ProgressBar)
+from cnnkit.errors import CnnkitError
 from cnnkit.monitor import AUTO_RECORDS, LayerStats, auto_every, default_layers
 from cnnkit.train import Trainer
 from cnnkit.writers import HistoryWriter
@@ -299,6 +301,53 @@ def test_history_writer_draws_when_it_pays(tmp_path, rng, monkeypatch):
     # an error ends fit: the curves still show every epoch that ended
     drawn, _ = fit(10, 0.5, 0.5, stop_at=3)
     assert drawn == [(3, 2.0)]
+
+
+def test_csv_logger_writes_a_row_per_epoch_and_a_resumed_run_continues_it(tmp_path, rng):
+    """Keras' CSVLogger: epoch then the logs, exact floats; a run resumed from its epoch-2
+    checkpoint after epoch 3's row was written (a crash) replaces that row, not repeats it."""
+    import csv
+
+    x, y = _data(rng)
+
+    def trainer(epochs, callbacks, checkpoint=None):
+        model = _mlp(np.random.default_rng(2))
+        return Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16,
+                       epochs=epochs, progress=False, log=None, callbacks=callbacks,
+                       checkpoint=checkpoint)
+
+    whole = trainer(4, [CSVLogger(tmp_path / "whole.csv", separator=";")])
+    history = whole.fit((x, y), (x[:10], y[:10]))
+    rows = list(csv.reader((tmp_path / "whole.csv").open(), delimiter=";"))
+    keys = ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert rows[0] == ["epoch", *keys]
+    assert [[int(r[0]), *map(float, r[1:])] for r in rows[1:]] == \
+        [[e, *(history[k][e - 1] for k in keys)] for e in history["epoch"]]
+
+    first = trainer(2, [CSVLogger(tmp_path / "log.csv", separator=";")], tmp_path / "c.npz")
+    first.fit((x, y), (x[:10], y[:10]))
+    with (tmp_path / "log.csv").open("a") as f:
+        f.write("3;9;9;9;9;9;9\n")                        # epoch 3, before a crash
+    resumed = trainer(4, [CSVLogger(tmp_path / "log.csv", separator=";", append=True)])
+    resumed.resume(tmp_path / "c.npz")
+    resumed.fit((x, y), (x[:10], y[:10]))
+    again = list(csv.reader((tmp_path / "log.csv").open(), delimiter=";"))
+    assert [r[:5] for r in again] == [r[:5] for r in rows]          # seconds differ
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    # append to what is not a log of epochs, or is not a file: one line, the file untouched
+    (tmp_path / "notes.csv").write_text("name,score\na,1\n")
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    for path, message in ((tmp_path / "notes.csv", "not a CSV log of epochs"),
+                          (fifo, "FIFO")):
+        with pytest.raises(CnnkitError, match=message) as info:
+            trainer(1, [CSVLogger(path, append=True)]).fit((x, y))
+        assert "\n" not in str(info.value)
+    assert (tmp_path / "notes.csv").read_text() == "name,score\na,1\n"
+    for bad in ("", ";;", "\n", '"', 4):
+        with pytest.raises(ValueError, match="separator"):
+            CSVLogger(tmp_path / "x.csv", separator=bad)
 
 
 # ---------------------------------------------------------------------------- LayerStats

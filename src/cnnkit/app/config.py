@@ -402,6 +402,11 @@ class RunConfig:
     weights: str | None = _field(None, OrNone(PathText()), "start from the weights in FILE: a "
                                  "checkpoint, or a PyTorch .pt or .safetensors state dict of the "
                                  "same net", record=False, metavar="FILE", group="start")
+    tensorboard: str | None = _field(None, OrNone(PathText()), "also write TensorBoard event "
+                                     "files of the run in DIR (DIR/train, DIR/validation: "
+                                     "losses, accuracies, learning rate, weight and gradient "
+                                     "histograms, first-layer filters); open them with "
+                                     "`tensorboard --logdir DIR`", record=False, metavar="DIR")
     report: bool = _field(False, Flag(), "at the end, write report.html in the run folder (see "
                           "`cnnkit report`)", record=False)
     progress: bool = _field(True, Flag(), "no progress bar", record=False, flag="--no-progress")

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from ..budget import scoped_memory_budget
-from ..callbacks import Callback, in_notebook
+from ..callbacks import Callback, CSVLogger, in_notebook
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import canonical_source
 from ..distributed import DEFAULT_TIMEOUT, DataParallel, share_cores, together, world
@@ -36,6 +36,7 @@ from ..optim import OPTIMIZERS, CosineLR, ExponentialLR, StepLR, make_optimizer
 from ..parallel import get_num_threads, num_threads
 from ..runs import check_folder_name, claim_run_folder
 from ..summary import check_memory, eval_batch_size
+from ..tensorboard import TensorBoard
 from ..train import Trainer, TrainingInterrupted, evaluate
 from ..weights import load_weights
 from ..writers import HistoryWriter, LayerStatsWriter
@@ -260,6 +261,11 @@ def _train(config, data, model, given, classes, say, callbacks, comm, root, log)
                                                      folder.layer_stats_plot, title))
         if folder is not None:
             callbacks.insert(0, HistoryWriter(folder.history, folder.curves, title=title))
+            # history.json's epochs as a table; a resumed run continues it
+            callbacks.insert(1, CSVLogger(folder.history.with_suffix(".csv"),
+                                          append=resumed is not None))
+        if config.tensorboard is not None and root:
+            callbacks.insert(0, TensorBoard(config.tensorboard))
         trainer = Trainer(
             net, optimizer, loss=config.loss, scheduler=scheduler,
             batch_size=config.batch_size, epochs=config.epochs, seed=config.seed,
