@@ -234,6 +234,14 @@ def test_a_resumed_run_keeps_its_auto_layer_stats_cadence_and_records(tmp_path):
     saved = LayerStats.load(tmp_path / "r" / "layer_stats.json")
     assert saved.iterations == [1, *range(2, 209, 2)]
     assert_same_values(saved.to_dict(), whole.layer_stats.to_dict())
+    # history.csv, continued: a row per epoch of history.json, none twice
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "r" / "history.csv").open()))
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert [int(r["epoch"]) for r in rows] == history["epoch"] == [1, 2, 3, 4]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+        assert [float(r[key]) for r in rows] == history[key], key
 
 
 def test_a_checkpoint_from_before_the_auto_cadence_still_resumes(tmp_path):

@@ -183,3 +183,30 @@ def test_event_files_are_never_reused_and_bad_folders_are_one_line(tmp_path):
                 {"log_dir": ""}):
         with pytest.raises(ValueError, match="TensorBoard"):
             TensorBoard(**{"log_dir": tmp_path, **bad})
+
+
+def test_fit_writes_tensorboard_logs_as_a_session_setting(tmp_path):
+    """``cnnkit.fit(tensorboard=DIR)`` (``--tensorboard DIR``): the events of the run, the
+    folder not recorded in the checkpoint; a resumed run given the folder adds files to it and
+    the curves run on without a repeated step."""
+    import cnnkit
+    from cnnkit.io import load_checkpoint
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((90, 6, 5)), rng.integers(0, 3, 90)
+    run = cnnkit.fit((x, y), "FC-3", epochs=2, batch_size=20, val_size=10, test_size=None,
+                     progress=False, out=tmp_path, name="r", tensorboard=tmp_path / "tb")
+    settings = load_checkpoint(tmp_path / "r" / "checkpoint.npz").extra["metadata"]["settings"]
+    assert "tensorboard" not in settings and "out" not in settings
+    train = read_events(tmp_path / "tb" / "train")
+    assert [s for s, _ in values(train, "batch_loss")] == list(range(1, 9))
+    assert [(s, v.simple_value) for s, v in values(read_events(tmp_path / "tb" / "validation"),
+                                                  "epoch_accuracy")] == \
+        [(s, float(np.float32(a))) for s, a in zip([4, 8], run.history["val_acc"])]
+    assert [s for s, _ in values(train, "filters")] == []          # no convolution
+    cnnkit.fit((x, y), resume=tmp_path / "r" / "checkpoint.npz", epochs=3, progress=False,
+               tensorboard=tmp_path / "tb")
+    assert len(list((tmp_path / "tb" / "train").iterdir())) == 2
+    acc = EventAccumulator(str(tmp_path / "tb" / "train")).Reload()
+    assert [e.step for e in acc.Scalars("batch_loss")] == list(range(1, 13))
+    assert [e.step for e in acc.Scalars("epoch_loss")] == [4, 8, 12]

@@ -146,7 +146,7 @@ class EventWriter:
                         f"{os.getpid()}.{next(_FILE_NUMBER)}")
                 try:
                     fd = os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                                 | getattr(os, "O_NOFOLLOW", 0), 0o644)
+                                 | getattr(os, "O_NOFOLLOW", 0), 0o666)   # less the umask
                     break
                 except FileExistsError:
                     continue
