@@ -182,7 +182,7 @@ class EventWriter:
             return
         counts, edges = np.histogram(values, bins=bins)
         histo = (_double(1, values.min()) + _double(2, values.max()) + _double(3, values.size)
-                 + _double(4, values.sum()) + _double(5, np.dot(values, values))
+                 + _double(4, values.sum()) + _double(5, np.square(values).sum())
                  + _doubles(6, edges[1:]) + _doubles(7, counts))
         self._summary(tag, _bytes(5, histo), step)
 

@@ -262,8 +262,7 @@ def _train(config, data, model, given, classes, say, callbacks, comm, root, log)
         if folder is not None:
             callbacks.insert(0, HistoryWriter(folder.history, folder.curves, title=title))
             # history.json's epochs as a table; a resumed run continues it
-            callbacks.insert(1, CSVLogger(folder.history.with_suffix(".csv"),
-                                          append=resumed is not None))
+            callbacks.insert(1, CSVLogger(folder.history_csv, append=resumed is not None))
         if config.tensorboard is not None and root:
             callbacks.insert(0, TensorBoard(config.tensorboard))
         trainer = Trainer(
