@@ -397,12 +397,13 @@ def test_auto_layer_stats_keep_at_least_twenty_records_of_a_short_run(rng, epoch
     assert all(len(v) == len(stats.iterations) for v in stats.params["2.weight"].values())
 
 
-def test_auto_cadence_keeps_twenty_to_two_hundred_records_whatever_the_length():
+def test_auto_cadence_keeps_41_to_60_records_whatever_the_length():
     for total in [*range(0, 400), 844 * 5, 10 ** 5 + 7, 390 * 200, 10 ** 9, 2 ** 40 + 3]:
         every = auto_every(total)
         records = len({1, *range(every, total + 1, every)}) if total else 0
-        assert (records == total) if total < 2 * AUTO_RECORDS else 20 <= records <= 200, \
-            (total, every, records)
+        assert (records == total) if total < 2 * AUTO_RECORDS \
+            else AUTO_RECORDS + 1 <= records <= 1.5 * AUTO_RECORDS, (total, every, records)
+        assert AUTO_RECORDS == 40
     for bad in (-1, 2.5, True, "10"):
         with pytest.raises(ValueError, match="count of iterations"):
             auto_every(bad)

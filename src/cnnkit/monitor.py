@@ -39,8 +39,8 @@ from .nn import activation as _activation
 
 __all__ = ["LayerStats", "PERCENTILES", "AUTO_RECORDS", "auto_every"]
 
-#: The records ``every="auto"`` aims at: from AUTO_RECORDS to 2 x AUTO_RECORDS + 1 per run
-#: (every iteration when the run has fewer).
+#: The records ``every="auto"`` aims at: from AUTO_RECORDS + 1 to 1.5 x AUTO_RECORDS per run
+#: (every iteration of a run of fewer than 2 x AUTO_RECORDS).
 AUTO_RECORDS = 40
 
 #: The percentiles of each layer's activations that ``LayerStats`` records.
@@ -65,8 +65,8 @@ def auto_every(iterations: int) -> int:
     """The cadence ``every="auto"`` chooses for a run of ``iterations`` mini-batches (epochs x
     batches per epoch): ``max(1, iterations // AUTO_RECORDS)``. Recording iteration 1 and every
     multiple of it keeps ``1 + iterations // every`` records: every iteration when the run has
-    at most 2 x AUTO_RECORDS - 1, else from AUTO_RECORDS + 1 to 2 x AUTO_RECORDS + 1
-    (41 to 81), however long the run."""
+    at most 2 x AUTO_RECORDS - 1 (79), else from AUTO_RECORDS + 1 to 1.5 x AUTO_RECORDS
+    (41 to 60), however long the run."""
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
             or iterations < 0:
         raise ValueError(f"auto_every takes a count of iterations, got {iterations!r}")

@@ -383,8 +383,8 @@ class RunConfig:
         "auto", CountOrAuto(0, 10 ** 9, "a number of iterations from 0 (never) to 10^9"),
         "every N iterations record each layer's activation percentiles, gradient norms and "
         "update/weight ratio (layer_stats.json and .png in the run folder); 0: none; auto: a "
-        "cadence chosen from the run's length (epochs x batches), 41 to 81 records (every "
-        "iteration of a run of fewer), kept in the checkpoint so a resumed run keeps it",
+        "cadence chosen from the run's length (epochs x batches), 41 to 60 records (every "
+        "iteration of a run of fewer than 80), kept in the checkpoint so a resumed run keeps it",
         older=0, metavar="N|auto")
 
     # ---- the session's settings, never recorded
