@@ -210,3 +210,13 @@ def test_fit_writes_tensorboard_logs_as_a_session_setting(tmp_path):
     acc = EventAccumulator(str(tmp_path / "tb" / "train")).Reload()
     assert [e.step for e in acc.Scalars("batch_loss")] == list(range(1, 13))
     assert [e.step for e in acc.Scalars("epoch_loss")] == [4, 8, 12]
+
+
+def test_train_refuses_a_tensorboard_folder_it_cannot_write_in_one_line(tmp_path):
+    from tests.test_hostile import clean_error, cnnkit
+
+    os.mkfifo(tmp_path / "fifo")
+    code, _, err = cnnkit("train", "--limit", "20", "--epochs", "1", "--no-progress", "--out",
+                          str(tmp_path / "runs"), "--tensorboard", str(tmp_path / "fifo"))
+    clean_error(code, err, "cannot write TensorBoard logs in", "fifo")
+    assert (tmp_path / "fifo").is_fifo()
