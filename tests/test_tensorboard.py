@@ -29,7 +29,8 @@ def read_events(folder) -> list:
         data, at = path.read_bytes(), 0
         while at < len(data):
             header = data[at:at + 8]
-            (length,), (crc,) = struct.unpack("<Q", header), struct.unpack("<I", data[at + 8:at + 12])
+            (length,) = struct.unpack("<Q", header)
+            (crc,) = struct.unpack("<I", data[at + 8:at + 12])
             assert crc == masked_crc32c(header)
             body = data[at + 12:at + 12 + length]
             assert struct.unpack("<I", data[at + 12 + length:at + 16 + length])[0] \
@@ -82,7 +83,8 @@ def test_a_run_reads_back_as_the_trainer_saw_it(tmp_path):
     trainer = _trainer(np.random.default_rng(0), [board])
     history = trainer.fit((x, y), (x[:20], y[:20]))
     assert board.train is None                  # closed at the end
-    train, val = read_events(tmp_path / "tb" / "train"), read_events(tmp_path / "tb" / "validation")
+    train = read_events(tmp_path / "tb" / "train")
+    val = read_events(tmp_path / "tb" / "validation")
     assert train[0].file_version == val[0].file_version == "brain.Event:2"
     f32 = [float(np.float32(v)) for v in history["batch_loss"]]
     assert [(s, v.simple_value) for s, v in values(train, "batch_loss")] == \
