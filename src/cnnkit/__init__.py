@@ -14,7 +14,8 @@ loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn``
 history and curves; ``cnnkit.tensorboard`` TensorBoard's event files), ``cnnkit.io``
 checkpoints and weights files, ``cnnkit.models`` the model zoo and the pattern spec,
 ``cnnkit.summary`` the memory and parameter table, ``cnnkit.convert`` FC -> conv conversion,
-``cnnkit.timing`` per-layer timing, ``cnnkit.viz`` pictures of what a net does, ``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
+``cnnkit.timing`` per-layer timing, ``cnnkit.viz`` pictures of what a net does,
+``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
 run's HTML page, and ``cnnkit.inference`` (also ``cnnkit.predict_images``) classifies image
 files with a trained checkpoint. ``cnnkit.set_num_threads(n)`` / ``cnnkit.get_num_threads()``
 (from ``cnnkit.parallel``) set and read the threads the kernels use: by default the cores this
