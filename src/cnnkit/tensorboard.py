@@ -171,6 +171,7 @@ class EventWriter:
         self._write(_bytes(5, _bytes(1, _bytes(1, tag.encode("utf-8")) + value)), step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
+        """``value`` (stored as a float32, as TensorBoard's scalars are) under ``tag``."""
         self._summary(tag, _float(2, float(value)), step)
 
     def histogram(self, tag: str, values, step: int, bins: int = 30) -> None:
@@ -187,6 +188,7 @@ class EventWriter:
         self._summary(tag, _bytes(5, histo), step)
 
     def image(self, tag: str, pixels: np.ndarray, step: int) -> None:
+        """``pixels``, uint8 (H, W) grey or (H, W, 3) RGB, as a PNG under ``tag``."""
         height, width = pixels.shape[:2]
         channels = pixels.shape[2] if pixels.ndim == 3 else 1
         image = _int(1, height) + _int(2, width) + _int(3, channels) + _bytes(4, png(pixels))
@@ -198,12 +200,14 @@ class EventWriter:
         self._write(_bytes(7, _int(1, 1)), step)
 
     def flush(self) -> None:
+        """Hand what was written to the operating system (TensorBoard then sees it)."""
         try:
             self._file.flush()
         except OSError as err:
             raise self._error(err) from None
 
     def close(self) -> None:
+        """Flush and close the file (again: nothing)."""
         if not self._file.closed:
             try:
                 self._file.close()
