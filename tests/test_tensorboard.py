@@ -11,7 +11,7 @@ import pytest
 
 from cnnkit import nn, optim
 from cnnkit.errors import CnnkitError
-from cnnkit.tensorboard import EventWriter, TensorBoard, _masked, crc32c, png
+from cnnkit.tensorboard import EventWriter, TensorBoard, _masked, check_log_dir, crc32c, png
 from cnnkit.train import Trainer
 
 pb = pytest.importorskip("tensorboard.compat.proto.event_pb2",
@@ -222,3 +222,17 @@ def test_train_refuses_a_tensorboard_folder_it_cannot_write_in_one_line(tmp_path
                           str(tmp_path / "runs"), "--tensorboard", str(tmp_path / "fifo"))
     clean_error(code, err, "cannot write TensorBoard logs in", "fifo")
     assert (tmp_path / "fifo").is_fifo()
+    assert not (tmp_path / "runs").exists()        # refused before the run folder is claimed
+    (tmp_path / "file").write_text("mine")
+    for where, message in ((tmp_path / "file", "is a file"),
+                           (tmp_path / "file" / "tb" / "x", "file is a file"),
+                           (tmp_path / "fifo" / "tb", "fifo is not a folder")):
+        with pytest.raises(CnnkitError, match=message) as info:
+            check_log_dir(where)
+        assert "\n" not in str(info.value)
+    assert check_log_dir(tmp_path / "new" / "tb") == tmp_path / "new" / "tb"
+    assert not (tmp_path / "new").exists()
+    if os.geteuid() != 0:
+        (tmp_path / "locked").mkdir(mode=0o500)
+        with pytest.raises(CnnkitError, match="locked is not writable"):
+            check_log_dir(tmp_path / "locked" / "tb")

@@ -44,7 +44,7 @@ import numpy as np
 from .callbacks import Callback
 from .errors import CnnkitError, UsageError
 
-__all__ = ["TensorBoard", "EventWriter", "crc32c", "png"]
+__all__ = ["TensorBoard", "EventWriter", "check_log_dir", "crc32c", "png"]
 
 _CRC_TABLE = []
 for _byte in range(256):
@@ -213,6 +213,26 @@ class EventWriter:
                 self._file.close()
             except OSError as err:
                 raise self._error(err) from None
+
+
+def check_log_dir(folder) -> Path:
+    """``folder`` when event files can be written there: a folder, or a path whose nearest
+    existing ancestor is a folder this process may write in (the others are created); else a
+    CnnkitError in one line, before anything is written (``cnnkit train`` checks
+    ``--tensorboard`` before it opens the data)."""
+    folder = Path(folder)
+    if not str(folder):
+        raise UsageError("the TensorBoard folder is empty: give the folder for the event files")
+    there = folder
+    while not os.path.lexists(there) and there != there.parent:
+        there = there.parent
+    if not there.is_dir():
+        what = "a file" if there.is_file() else "not a folder"
+        raise CnnkitError(f"cannot write TensorBoard logs in {folder}: {there} is {what}")
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise CnnkitError(f"cannot write TensorBoard logs in {folder}: {there} is not "
+                          f"writable")
+    return folder
 
 
 # ---------------------------------------------------------------------------- the callback

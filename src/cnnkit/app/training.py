@@ -36,7 +36,7 @@ from ..optim import OPTIMIZERS, CosineLR, ExponentialLR, StepLR, make_optimizer
 from ..parallel import get_num_threads, num_threads
 from ..runs import check_folder_name, claim_run_folder
 from ..summary import check_memory, eval_batch_size
-from ..tensorboard import TensorBoard
+from ..tensorboard import TensorBoard, check_log_dir
 from ..train import Trainer, TrainingInterrupted, evaluate
 from ..weights import load_weights
 from ..writers import HistoryWriter, LayerStatsWriter
@@ -137,6 +137,8 @@ def _settled(config: RunConfig, given, data, model):
     and None): from the keywords, or from the checkpoint of ``resume``."""
     if config.name is not None and config.resume is None:
         check_folder_name(config.name)        # before the data is opened, not at the claim
+    if config.tensorboard is not None:
+        check_log_dir(config.tensorboard)     # before the data is opened
     if config.report and config.out is None and config.resume is None:
         raise UsageError("report=True writes report.html in the run folder; give out= (or "
                          "call run.report(path) on the Run fit returns)")
