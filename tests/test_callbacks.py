@@ -3,6 +3,7 @@ numbers against direct computation, and the figures' rules (returned, saved only
 the user's matplotlib backend left alone)."""
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 
 from cnnkit import nn, optim
-from cnnkit.callbacks import (Callback, EarlyStopping, EpochLog, LambdaCallback,
+from cnnkit.callbacks import (Callback, CSVLogger, EarlyStopping, EpochLog, LambdaCallback,
                               ModelCheckpoint, ProgressBar)
-from cnnkit.monitor import LayerStats, default_layers
+from cnnkit.errors import CnnkitError
+from cnnkit.monitor import AUTO_RECORDS, LayerStats, auto_every, default_layers
 from cnnkit.train import Trainer
 from cnnkit.writers import HistoryWriter
 
@@ -233,6 +235,53 @@ def test_history_writer_writes_json_and_curves(tmp_path, rng):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_csv_logger_writes_a_row_per_epoch_and_a_resumed_run_continues_it(tmp_path, rng):
+    """Keras' CSVLogger: epoch then the logs, exact floats; a run resumed from its epoch-2
+    checkpoint after epoch 3's row was written (a crash) replaces that row, not repeats it."""
+    import csv
+
+    x, y = _data(rng)
+
+    def trainer(epochs, callbacks, checkpoint=None):
+        model = _mlp(np.random.default_rng(2))
+        return Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), batch_size=16,
+                       epochs=epochs, progress=False, log=None, callbacks=callbacks,
+                       checkpoint=checkpoint)
+
+    whole = trainer(4, [CSVLogger(tmp_path / "whole.csv", separator=";")])
+    history = whole.fit((x, y), (x[:10], y[:10]))
+    rows = list(csv.reader((tmp_path / "whole.csv").open(), delimiter=";"))
+    keys = ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert rows[0] == ["epoch", *keys]
+    assert [[int(r[0]), *map(float, r[1:])] for r in rows[1:]] == \
+        [[e, *(history[k][e - 1] for k in keys)] for e in history["epoch"]]
+
+    first = trainer(2, [CSVLogger(tmp_path / "log.csv", separator=";")], tmp_path / "c.npz")
+    first.fit((x, y), (x[:10], y[:10]))
+    with (tmp_path / "log.csv").open("a") as f:
+        f.write("3;9;9;9;9;9;9\n")                        # epoch 3, before a crash
+    resumed = trainer(4, [CSVLogger(tmp_path / "log.csv", separator=";", append=True)])
+    resumed.resume(tmp_path / "c.npz")
+    resumed.fit((x, y), (x[:10], y[:10]))
+    again = list(csv.reader((tmp_path / "log.csv").open(), delimiter=";"))
+    assert [r[:5] for r in again] == [r[:5] for r in rows]          # seconds differ
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    # append to what is not a log of epochs, or is not a file: one line, the file untouched
+    (tmp_path / "notes.csv").write_text("name,score\na,1\n")
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    for path, message in ((tmp_path / "notes.csv", "not a CSV log of epochs"),
+                          (fifo, "FIFO")):
+        with pytest.raises(CnnkitError, match=message) as info:
+            trainer(1, [CSVLogger(path, append=True)]).fit((x, y))
+        assert "\n" not in str(info.value)
+    assert (tmp_path / "notes.csv").read_text() == "name,score\na,1\n"
+    for bad in ("", ";;", "\n", '"', 4):
+        with pytest.raises(ValueError, match="separator"):
+            CSVLogger(tmp_path / "x.csv", separator=bad)
+
+
 # ---------------------------------------------------------------------------- LayerStats
 
 
@@ -309,13 +358,72 @@ def test_layer_stats_round_trip_and_bad_names(tmp_path, rng):
     with pytest.raises(ValueError, match="no layer '7'"):
         Trainer(model, optim.SGD(model.named_parameters(), lr=0.1), progress=False,
                 callbacks=[bad]).fit((x, y))
-    with pytest.raises(ValueError, match="every"):
-        LayerStats(every=0)
+    for every in (0, -2, 1.5, "often", True):
+        with pytest.raises(ValueError, match="every must be a positive int or 'auto'"):
+            LayerStats(every=every)
     with pytest.raises(ValueError, match="missing.json is damaged or unreadable"):
         LayerStats.load(tmp_path / "missing.json")
     (tmp_path / "short.json").write_text(json.dumps({**back.to_dict(), "iterations": [1]}))
     with pytest.raises(ValueError, match="3 values of act_mean for 1 iterations"):
         LayerStats.load(tmp_path / "short.json")
+
+
+def _auto_run(rng, epochs, batches, resume=None, checkpoint=None):
+    """A LayerStats("auto") trained for ``epochs`` of ``batches`` mini-batches (of 2 rows)."""
+    x, y = _data(rng, n=2 * batches - 1)                 # the last batch of one row
+    model = _mlp(np.random.default_rng(1))
+    stats = LayerStats("auto", layers=["2"])
+    trainer = Trainer(model, optim.SGD(model.named_parameters(), lr=0.05), batch_size=2,
+                      epochs=epochs, progress=False, log=None, callbacks=[stats],
+                      checkpoint=checkpoint)
+    if resume is not None:
+        trainer.resume(resume)
+    trainer.fit((x, y))
+    return stats, trainer
+
+
+@pytest.mark.parametrize("epochs, batches", [(1, 6), (8, 6), (3, 37)])
+def test_auto_layer_stats_keep_at_least_twenty_records_of_a_short_run(rng, epochs, batches):
+    """1 x 6 and 8 x 6 iterations are all recorded (a run of 8 epochs of 6 batches kept only
+    iteration 1 at the old fixed cadence of 50); 3 x 37 = 111 keeps every second one."""
+    stats, trainer = _auto_run(rng, epochs, batches)
+    total = epochs * batches
+    assert trainer.iteration == total
+    every = auto_every(total)
+    assert stats.every == every == (1 if total < 2 * AUTO_RECORDS else 2)
+    assert stats.iterations == [1, *range(every, total + 1, every)] if every > 1 \
+        else list(range(1, total + 1))
+    assert len(stats.iterations) >= min(20, total)
+    assert all(len(v) == len(stats.iterations) for v in stats.params["2.weight"].values())
+
+
+def test_auto_cadence_keeps_41_to_60_records_whatever_the_length():
+    for total in [*range(0, 400), 844 * 5, 10 ** 5 + 7, 390 * 200, 10 ** 9, 2 ** 40 + 3]:
+        every = auto_every(total)
+        records = len({1, *range(every, total + 1, every)}) if total else 0
+        assert (records == total) if total < 2 * AUTO_RECORDS \
+            else AUTO_RECORDS + 1 <= records <= 1.5 * AUTO_RECORDS, (total, every, records)
+        assert AUTO_RECORDS == 40
+    for bad in (-1, 2.5, True, "10"):
+        with pytest.raises(ValueError, match="count of iterations"):
+            auto_every(bad)
+
+
+def test_auto_cadence_is_kept_by_a_resumed_run_given_more_epochs(tmp_path, rng):
+    """2 epochs of 48 batches choose every 2; the run resumed for 4 epochs (192 iterations,
+    for which auto would choose 4) keeps 2, so its records continue the first run's."""
+    first, _ = _auto_run(rng, 2, 48, checkpoint=tmp_path / "c.npz")
+    assert first.every == 2 and first.iterations[-1] == 96
+    resumed, trainer = _auto_run(rng, 4, 48, resume=tmp_path / "c.npz")
+    assert auto_every(192) == 4 and resumed.every == 2
+    assert resumed.iterations == list(range(98, 193, 2))
+    # a number given stays as given, whatever the checkpoint chose
+    fixed = LayerStats(every=5)
+    fixed.load_state_dict({"every": 2})
+    assert fixed.every == 5 and fixed.state_dict() == {"every": 5}
+    for bad in ({"every": 0}, {"every": "2"}, {}, [2]):
+        with pytest.raises((ValueError, TypeError)):
+            LayerStats().load_state_dict(bad)
 
 
 def test_plot_layer_stats_shows_vanishing_gradients_of_a_sigmoid_net(tmp_path, rng):

@@ -64,7 +64,7 @@ def test_unknown_option_and_bad_values_exit_2(capsys):
 
 
 def test_train_writes_the_run_folder(trained):
-    for name in ("checkpoint.npz", "model.npz", "history.json", "curves.png",
+    for name in ("checkpoint.npz", "model.npz", "history.json", "history.csv", "curves.png",
                  "layer_stats.json", "layer_stats.png"):
         assert (trained / name).is_file(), name
     history = json.loads((trained / "history.json").read_text())
@@ -83,9 +83,10 @@ def test_train_prints_test_accuracy_and_resumes(capsys, tmp_path):
     history = json.loads((tmp_path / "r" / "history.json").read_text())
     assert history["epoch"] == [1, 2]
     assert history["iterations"] == [5, 10] and len(history["batch_loss"]) == 10
-    # the layer statistics continue the first run's records (every 50 iterations and the 1st)
+    # the layer statistics continue the first run's records at its cadence: --layer-stats auto
+    # chose every iteration of 1 epoch of 5 (and kept it for the 10 of the resumed run)
     stats = json.loads((tmp_path / "r" / "layer_stats.json").read_text())
-    assert stats["iterations"] == [1]
+    assert stats["iterations"] == list(range(1, 11)) and stats["every"] == 1
     code, out, _ = run(capsys, "train", "--limit", "300", "--val-size", "50", "--epochs", "1",
                        "--out", str(tmp_path), "--name", "s", "--no-progress", "--batch-size",
                        "50", "--layer-stats", "3")

@@ -198,3 +198,71 @@ def test_the_comparison_sees_a_single_changed_sum(tmp_path, reference):
                  **{"__meta__.json": np.frombuffer(json.dumps(changed).encode(), np.uint8)})
         with pytest.raises(AssertionError, match=change):
             assert_same_checkpoint(path, source)
+
+
+# ---------------------------------------------------------------------------- layer statistics
+
+
+def _fit_digits(**settings):
+    import cnnkit
+
+    (x, y), _ = _data()
+    if "resume" in settings:          # the recorded settings, with more epochs
+        return cnnkit.fit((x, y), progress=False, **settings)
+    return cnnkit.fit((x, y), "FC-4", **{"epochs": 2, "batch_size": 3, "val_size": 30,
+                                         "progress": False, "schedule": "none", "seed": 2,
+                                         **settings})
+
+
+def test_a_resumed_run_keeps_its_auto_layer_stats_cadence_and_records(tmp_path):
+    """layer_stats defaults to auto: 2 epochs of 52 batches (154 images by 3) choose every 2
+    (and record it in the checkpoint); resumed for 4 epochs (208 iterations, for which auto
+    would choose 5), the run keeps 2, and its layer_stats.json is that of the uninterrupted
+    4-epoch run with the cadence 2, record for record."""
+    from cnnkit.monitor import LayerStats, auto_every
+
+    first = _fit_digits(out=tmp_path, name="r")
+    assert first.history["iterations"] == [52, 104]
+    ckpt = tmp_path / "r" / "checkpoint.npz"
+    _, meta = _read(ckpt)
+    assert meta["extra"]["metadata"]["settings"]["layer_stats"] == "auto"
+    assert meta["extra"]["trainer"]["callbacks"]["LayerStats:0"] == {"every": 2}
+    assert first.layer_stats.iterations == [1, *range(2, 105, 2)]
+    resumed = _fit_digits(resume=ckpt, epochs=4)
+    assert auto_every(208) == 5 and resumed.layer_stats.every == 2
+    whole = _fit_digits(epochs=4, layer_stats=2)
+    saved = LayerStats.load(tmp_path / "r" / "layer_stats.json")
+    assert saved.iterations == [1, *range(2, 209, 2)]
+    assert_same_values(saved.to_dict(), whole.layer_stats.to_dict())
+    # history.csv, continued: a row per epoch of history.json, none twice
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "r" / "history.csv").open()))
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert [int(r["epoch"]) for r in rows] == history["epoch"] == [1, 2, 3, 4]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+        assert [float(r[key]) for r in rows] == history[key], key
+
+
+def test_a_checkpoint_from_before_the_auto_cadence_still_resumes(tmp_path):
+    """A checkpoint of an older version records layer_stats as a number and no cadence among
+    the callbacks' state (or no layer_stats at all: none were kept): it resumes with that."""
+    _fit_digits(out=tmp_path, name="r", layer_stats=7)
+    ckpt = tmp_path / "r" / "checkpoint.npz"
+    arrays, meta = _read(ckpt)
+    del meta["extra"]["trainer"]["callbacks"]["LayerStats:0"]
+    before = (tmp_path / "r" / "layer_stats.json").read_bytes()
+    for settings, every in (({}, None), ({"layer_stats": 7}, 7)):
+        changed = json.loads(json.dumps(meta))
+        recorded = changed["extra"]["metadata"]["settings"]
+        del recorded["layer_stats"]
+        recorded.update(settings)
+        old = tmp_path / "r" / "old.npz"
+        np.savez(old, **arrays,
+                 **{"__meta__.json": np.frombuffer(json.dumps(changed).encode(), np.uint8)})
+        run = _fit_digits(resume=old, epochs=3)
+        assert run.history["epoch"] == [1, 2, 3]
+        if every is None:
+            assert (tmp_path / "r" / "layer_stats.json").read_bytes() == before
+        else:
+            assert run.layer_stats.every == 7 and run.layer_stats.iterations[-1] == 154

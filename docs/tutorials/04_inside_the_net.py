@@ -87,8 +87,11 @@ class FilterDrift(Callback):
 # validation loss has not improved for `patience` epochs; `ModelCheckpoint`, which saves the
 # whole training state at every epoch's end; and `LayerStats`, which records the layer
 # statistics of the next section every 10 iterations (`layer_stats=0` turns off the run's own
-# recorder, which would record them every 50). The epoch limit is generous, so early stopping
-# has something to stop.
+# recorder, which would choose its cadence from the run's length). The epoch limit is generous,
+# so early stopping has something to stop. Two more callbacks write logs other tools read:
+# `cnnkit.callbacks.CSVLogger("epochs.csv")`, a row per epoch, and
+# `cnnkit.tensorboard.TensorBoard("tb")`, event files for `tensorboard --logdir tb`
+# (`--tensorboard DIR` on the command line; see the guide's "Logs other tools read").
 
 # %%
 drift = FilterDrift()

@@ -11,10 +11,11 @@ loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn``
 ``cnnkit.optim`` the optimizers and schedules, ``cnnkit.data`` the data sources,
 ``cnnkit.train`` the Trainer and ``cnnkit.callbacks`` what runs at its batch and epoch ends
 (``cnnkit.monitor.LayerStats`` among them; ``cnnkit.writers`` those that write a run's
-history and curves), ``cnnkit.io`` checkpoints and weights files, ``cnnkit.models`` the
-model zoo and the pattern spec, ``cnnkit.summary`` the memory and parameter table,
-``cnnkit.convert`` FC -> conv conversion, ``cnnkit.timing`` per-layer timing, ``cnnkit.viz``
-pictures of what a net does, ``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
+history and curves; ``cnnkit.tensorboard`` TensorBoard's event files), ``cnnkit.io``
+checkpoints and weights files, ``cnnkit.models`` the model zoo and the pattern spec,
+``cnnkit.summary`` the memory and parameter table, ``cnnkit.convert`` FC -> conv conversion,
+``cnnkit.timing`` per-layer timing, ``cnnkit.viz`` pictures of what a net does,
+``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
 run's HTML page, and ``cnnkit.inference`` (also ``cnnkit.predict_images``) classifies image
 files with a trained checkpoint. ``cnnkit.set_num_threads(n)`` / ``cnnkit.get_num_threads()``
 (from ``cnnkit.parallel``) set and read the threads the kernels use: by default the cores this
@@ -33,6 +34,7 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "monitor": "monitor", "experiments": "experiments", "report": "report",
                "parallel": "parallel", "allocator": "allocator", "export": "export",
                "weights": "weights", "checkpoint": "checkpoint", "writers": "writers", "app": "app",
+               "tensorboard": "tensorboard",
                "evaluation": "evaluation", "errors": "errors", "search": "search",
                "distributed": "distributed", "checks": "checks", "geometry": "geometry",
                "notation": "notation", "files": "files", "finite": "finite",

@@ -35,15 +35,20 @@ did at the epoch's end.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 from pathlib import Path
 from typing import Callable
 
+from ._atomic import atomic_write_text
 from ._progress import Bar, in_notebook
+from .errors import CnnkitError
+from .files import regular_file
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "EpochLog", "LambdaCallback",
-           "ModelCheckpoint", "ProgressBar", "in_notebook"]
+__all__ = ["Callback", "CallbackList", "CSVLogger", "EarlyStopping", "EpochLog",
+           "LambdaCallback", "ModelCheckpoint", "ProgressBar", "in_notebook"]
 
 
 class Callback:
@@ -296,6 +301,79 @@ class ModelCheckpoint(Callback):
 
     def __repr__(self):
         return f"ModelCheckpoint({str(self.path)!r})"
+
+
+class CSVLogger(Callback):
+    """One row per epoch in the CSV file ``path`` (Keras' CSVLogger): ``epoch`` (counting from
+    1, as ``history["epoch"]`` and the epoch log do), then the epoch's logs in their order
+    (``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``, ``seconds``), cells
+    separated by ``separator``, floats written exactly (Python's shortest repr). The file is
+    rewritten whole, atomically, after every epoch, so a reader never sees half a row.
+
+    ``append=False`` starts the file anew (replacing what ``path`` held); ``append=True``
+    keeps its rows of the epochs before the one training starts at, so a resumed run continues
+    the file, and the rows of epochs trained after the checkpoint it resumed from (written
+    before a crash) are replaced, never repeated. A column the file lacks is added, its cells
+    empty in the older rows.
+    """
+
+    #: The largest file ``append`` reads back.
+    MAX_BYTES = 64 << 20
+
+    def __init__(self, path, separator: str = ",", append: bool = False):
+        if not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\"":
+            raise ValueError(f"CSVLogger separator must be one character (not a quote or a "
+                             f"line break), got {separator!r}")
+        self.path, self.separator, self.append = Path(path), separator, bool(append)
+        self.columns, self.rows = ["epoch"], []
+
+    def on_train_begin(self, logs):
+        self.columns, self.rows = ["epoch"], []
+        if self.append and self.path.exists():
+            self._read_back(self.trainer.epoch)
+
+    def _read_back(self, epochs: int) -> None:
+        path = regular_file(self.path, "CSV log", error=CnnkitError)
+        if path.stat().st_size > self.MAX_BYTES:
+            raise CnnkitError(f"{path} is larger than a CSV log of epochs "
+                              f"({path.stat().st_size:,} bytes); give another path")
+        try:
+            table = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8")),
+                                    delimiter=self.separator))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise CnnkitError(f"cannot append to {path}: {err}") from None
+        if not table:
+            return
+        header = table[0]
+        if not header or header[0] != "epoch" or len(set(header)) != len(header):
+            raise CnnkitError(f"cannot append to {path}: it is not a CSV log of epochs "
+                              f"separated by {self.separator!r} (its first line is "
+                              f"{self.separator.join(header)[:80]!r})")
+        self.columns = header
+        for line in table[1:]:
+            row = dict(zip(header, line))
+            try:
+                number = int(row["epoch"])
+            except (KeyError, ValueError):
+                raise CnnkitError(f"cannot append to {path}: a row's epoch is "
+                                  f"{row.get('epoch')!r}") from None
+            if number <= epochs:
+                self.rows.append(row)
+
+    def on_epoch_end(self, epoch, logs):
+        row = {"epoch": epoch + 1, **logs}
+        self.columns += [key for key in row if key not in self.columns]
+        self.rows.append({key: repr(value) if isinstance(value, float) else value
+                          for key, value in row.items()})
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=self.separator, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow([row.get(key, "") for key in self.columns])
+        atomic_write_text(self.path, text.getvalue())
+
+    def __repr__(self):
+        return f"CSVLogger({str(self.path)!r})"
 
 
 class LambdaCallback(Callback):

@@ -1,6 +1,7 @@
 """LayerStats: what each layer's activations, gradients and updates do over training.
 
-The course's checks of a healthy net, recorded every ``every`` iterations by a callback:
+The course's checks of a healthy net, recorded every ``every`` iterations by a callback (or at a
+cadence chosen from the run's length, ``every="auto"``: see :func:`auto_every`):
 
 - activations: mean, standard deviation and the 15th/50th/85th percentiles of each layer's
   output (a sigmoid net's saturating at 0 and 1, a ReLU net's dying at 0, a deep net's
@@ -36,7 +37,11 @@ from ._atomic import atomic_write_text
 from .callbacks import Callback
 from .nn import activation as _activation
 
-__all__ = ["LayerStats", "PERCENTILES"]
+__all__ = ["LayerStats", "PERCENTILES", "AUTO_RECORDS", "auto_every"]
+
+#: The records ``every="auto"`` aims at: from AUTO_RECORDS + 1 to 1.5 x AUTO_RECORDS per run
+#: (every iteration of a run of fewer than 2 x AUTO_RECORDS).
+AUTO_RECORDS = 40
 
 #: The percentiles of each layer's activations that ``LayerStats`` records.
 PERCENTILES = (15, 50, 85)
@@ -56,6 +61,18 @@ def default_layers(model) -> list[str]:
             if name and not m.children() and (m.num_parameters() or _is_activation(m))]
 
 
+def auto_every(iterations: int) -> int:
+    """The cadence ``every="auto"`` chooses for a run of ``iterations`` mini-batches (epochs x
+    batches per epoch): ``max(1, iterations // AUTO_RECORDS)``. Recording iteration 1 and every
+    multiple of it keeps ``1 + iterations // every`` records: every iteration when the run has
+    at most 2 x AUTO_RECORDS - 1 (79), else from AUTO_RECORDS + 1 to 1.5 x AUTO_RECORDS
+    (41 to 60), however long the run."""
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
+            or iterations < 0:
+        raise ValueError(f"auto_every takes a count of iterations, got {iterations!r}")
+    return max(1, int(iterations) // AUTO_RECORDS)
+
+
 def _sample(values: np.ndarray, limit: int) -> np.ndarray:
     flat = values.reshape(-1)
     step = max(1, -(-flat.size // limit))
@@ -67,25 +84,32 @@ class LayerStats(Callback):
 
     Parameters
     ----------
-    every : record on iteration 1 and on every multiple of ``every``
+    every : record on iteration 1 and on every multiple of ``every``; "auto": a cadence chosen
+        when training starts from the run's iteration count, ``Trainer.epochs`` x batches per
+        epoch (:func:`auto_every`), and kept in the Trainer's checkpoint, so that a resumed run,
+        even one given more epochs, records at the same iterations
     layers : names (``model.named_modules()``) of the layers to watch; None: :func:`default_layers`
     max_values : the most values of one output the percentiles are computed from
 
     Attributes
     ----------
+    every : the cadence (an int), None while "auto" waits for the first epoch to start
     iterations : the iterations recorded
     layers : layer name -> {"type", and lists aligned with ``iterations``: "act_mean",
         "act_std", "act_p15", "act_p50", "act_p85", "out_grad_norm"}
     params : parameter name -> {lists "weight_norm", "grad_norm", "update_ratio"}
     """
 
-    def __init__(self, every: int = 50, *, layers=None, max_values: int = 20_000):
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-            raise ValueError(f"LayerStats every must be a positive int, got {every!r}")
+    def __init__(self, every: int | str = "auto", *, layers=None, max_values: int = 20_000):
+        if every != "auto" and (isinstance(every, bool) or not isinstance(every, (int, np.integer))
+                                or every < 1):
+            raise ValueError(f"LayerStats every must be a positive int or 'auto', got {every!r}")
         if isinstance(max_values, bool) or not isinstance(max_values, (int, np.integer)) \
                 or max_values < 1:
             raise ValueError(f"LayerStats max_values must be a positive int, got {max_values!r}")
-        self.every, self.max_values = int(every), int(max_values)
+        self.auto = every == "auto"
+        self.every = None if self.auto else int(every)
+        self.max_values = int(max_values)
         self.names = None if layers is None else list(layers)
         self.iterations: list[int] = []
         self.layers: dict[str, dict] = {}
@@ -116,6 +140,26 @@ class LayerStats(Callback):
             for pname, _ in module.named_parameters(prefix=name + "."):
                 self.params.setdefault(pname, {k: [] for k in _PARAM_STATS})
         self._parameters = dict(trainer.model.named_parameters())
+
+    # ------------------------------------------------------------------ the cadence
+    def on_epoch_begin(self, epoch, logs):
+        if self.every is None:      # "auto", not taken back from a checkpoint: chosen now
+            self.every = auto_every(self.trainer.epochs * logs["num_batches"])
+
+    def state_dict(self) -> dict | None:
+        """The cadence (``{"every": N}``), for the Trainer's checkpoint."""
+        return None if self.every is None else {"every": self.every}
+
+    def load_state_dict(self, state: dict) -> None:
+        """With ``every="auto"``, take back the cadence the run chose; an ``every`` given as a
+        number stays as given."""
+        if not isinstance(state, dict):
+            raise TypeError(f"expected a dict, got a {type(state).__name__}")
+        every = state.get("every")
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"its cadence is {every!r}, not a positive int")
+        if self.auto:
+            self.every = int(every)
 
     # ------------------------------------------------------------------ recording
     def on_batch_begin(self, batch, logs):
@@ -178,7 +222,7 @@ class LayerStats(Callback):
             return {k: v if isinstance(v, str) else [x if math.isfinite(x) else None for x in v]
                     for k, v in record.items()}
 
-        return {"every": self.every, "iterations": list(self.iterations),
+        return {"every": self.every or 0, "iterations": list(self.iterations),
                 "layers": {k: plain(v) for k, v in self.layers.items()},
                 "params": {k: plain(v) for k, v in self.params.items()}}
 
@@ -190,7 +234,8 @@ class LayerStats(Callback):
                     for k, v in record.items()}
 
         try:
-            stats = cls(int(data["every"]))
+            every = int(data["every"])
+            stats = cls(every if every >= 1 else "auto")      # 0: saved before training
             stats.iterations = [int(i) for i in data["iterations"]]
             stats.layers = {str(k): numbers(v) for k, v in data["layers"].items()}
             stats.params = {str(k): numbers(v) for k, v in data["params"].items()}
@@ -217,4 +262,5 @@ class LayerStats(Callback):
             raise ValueError(f"{path} is damaged or unreadable: {err}") from None
 
     def __repr__(self):
-        return f"LayerStats(every={self.every}, {len(self.iterations)} records)"
+        every = "'auto'" if self.every is None else self.every
+        return f"LayerStats(every={every}, {len(self.iterations)} records)"

@@ -6,7 +6,8 @@ A run folder (what ``cnnkit train`` and ``cnnkit.fit(out=...)`` write) holds:
     checkpoint.npz     the trainer's state after every epoch (and on Ctrl-C): --resume reads it
     model.npz          the best validation epoch's weights, with the run's metadata
     history.json       losses and accuracies per epoch and per iteration, after every epoch
-    curves.png         the history drawn, after every epoch
+    history.csv        the epochs' losses, accuracies, learning rate and time, a row each
+    curves.png         the history drawn, when training ends (and every so often before)
     layer_stats.json   per-layer statistics every --layer-stats iterations; .png when it ends
     test.json          the test split's accuracy and loss, when training has finished
     report.html        the run's page (--report, ``cnnkit report``)
@@ -191,9 +192,10 @@ class RunFolder:
     CHECKPOINT, MODEL, HISTORY, CURVES = "checkpoint.npz", "model.npz", "history.json", "curves.png"
     LAYER_STATS, LAYER_STATS_PLOT = "layer_stats.json", "layer_stats.png"
     TEST, REPORT, LOG = "test.json", "report.html", "train.log"
+    HISTORY_CSV = "history.csv"
     # every file cnnkit writes in a run folder: a killed write's temporary of one is removed
     FILES = (CHECKPOINT, MODEL, HISTORY, CURVES, LAYER_STATS, LAYER_STATS_PLOT, TEST, REPORT, LOG,
-             LOCK)
+             LOCK, HISTORY_CSV)
 
     def __init__(self, path):
         self.path = Path(path)
@@ -207,6 +209,8 @@ class RunFolder:
     model = property(lambda self: self.path / self.MODEL)
     #: The path of history.json.
     history = property(lambda self: self.path / self.HISTORY)
+    #: The path of history.csv.
+    history_csv = property(lambda self: self.path / self.HISTORY_CSV)
     #: The path of curves.png.
     curves = property(lambda self: self.path / self.CURVES)
     #: The path of layer_stats.json.

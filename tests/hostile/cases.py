@@ -1220,6 +1220,38 @@ def compare_cases(tmp: Path, good: Path):
     yield "compare", "too-many", ["compare", *[str(good)] * 200]
     yield "compare", "same-run-twice", ["compare", str(good), str(good) + "/",
                                         str(good / "model.npz")]
+def logs_cases(tmp: Path, good: Path):
+    """--tensorboard DIR that cannot hold the event files, --layer-stats words, and a resumed
+    run whose history.csv is not a CSV of epochs, or not a file."""
+    import os
+    import shutil
+
+    root = tmp / "logs"
+    root.mkdir()
+    quick = ["--limit", "20", "--epochs", "1", "--no-progress", "--out", str(root / "runs")]
+    (root / "a-file").write_text("mine")
+    os.mkfifo(root / "a-fifo")
+    locked = root / "locked"
+    locked.mkdir(mode=0o500)
+    for label, where in (("file", root / "a-file"), ("below-a-file", root / "a-file" / "tb"),
+                         ("fifo", root / "a-fifo"), ("unwritable", locked / "tb"),
+                         ("device", "/dev/null"), ("empty", "")):
+        yield "logs", f"tensorboard-{label}", ["train", *quick, "--tensorboard", str(where)]
+    for value in ("Auto", "auto5", "-1", "often"):
+        yield "logs", f"layer-stats-{value}", ["train", *quick, "--layer-stats", value]
+    for label, content in (("not-epochs", b"name,score\na,1\n"), ("binary", b"\xff\xfe\0\0"),
+                           ("bad-epoch", b"epoch,train_loss\nx,1\n")):
+        run = root / f"csv-{label}"
+        shutil.copytree(good, run)
+        (run / "history.csv").write_bytes(content)
+        yield "logs", f"resume-history-csv-{label}", [
+            "train", "--resume", str(run / "checkpoint.npz"), "--epochs", "2", "--no-progress"]
+    run = root / "csv-fifo"
+    shutil.copytree(good, run)
+    (run / "history.csv").unlink(missing_ok=True)
+    os.mkfifo(run / "history.csv")
+    yield "logs", "resume-history-csv-fifo", [
+        "train", "--resume", str(run / "checkpoint.npz"), "--epochs", "2", "--no-progress"]
 
 
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
@@ -1238,4 +1270,4 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                                 special_file_cases(tmp, good / "r"),
                                 nonfinite_cases(tmp, good / "r"), text_cases(tmp, good / "r"),
                                 onnx_cases(tmp, good / "r" / "model.npz"),
-                                compare_cases(tmp, good / "r")))
+                                compare_cases(tmp, good / "r"), logs_cases(tmp, good / "r")))

@@ -226,6 +226,20 @@ class CountOrFraction(Kind):
         raise self.wrong(value, converted=_is_real(value))
 
 
+class CountOrAuto(Count):
+    """A count, or the word "auto" (a value chosen by the run)."""
+
+    def __init__(self, lo: int, hi: int | None = None, expected: str | None = None):
+        super().__init__(lo, hi, expected)
+        self.expected = f"auto or {self.expected}"
+
+    def parse(self, text):
+        return "auto" if str(text).strip() == "auto" else super().parse(text)
+
+    def check(self, value):
+        return "auto" if value == "auto" else super().check(value)
+
+
 class Size(Kind):
     """A number of bytes: "8G", "8Gi", "512MiB", or a count (:func:`cnnkit.budget.parse_size`,
     which reads ``CNNKIT_MEMORY_BUDGET`` too)."""
@@ -365,11 +379,13 @@ class RunConfig:
                           "a crop of the original size), crop:P (padding P), flip (horizontal "
                           "mirror; not for digits), none (default: the data source's own, "
                           "printed when training starts)", search=True, metavar="LIST")
-    layer_stats: int = _field(50, Count(0, 10 ** 9, "a number of iterations from 0 (never) to "
-                                                    "10^9"),
-                              "every N iterations record each layer's activation percentiles, "
-                              "gradient norms and update/weight ratio (layer_stats.json and .png "
-                              "in the run folder); 0: none", older=0, metavar="N")
+    layer_stats: int | str = _field(
+        "auto", CountOrAuto(0, 10 ** 9, "a number of iterations from 0 (never) to 10^9"),
+        "every N iterations record each layer's activation percentiles, gradient norms and "
+        "update/weight ratio (layer_stats.json and .png in the run folder); 0: none; auto: a "
+        "cadence chosen from the run's length (epochs x batches), 41 to 60 records (every "
+        "iteration of a run of fewer than 80), kept in the checkpoint so a resumed run keeps it",
+        older=0, metavar="N|auto")
 
     # ---- the session's settings, never recorded
     out: str | None = _field(None, OrNone(PathText()), "parent folder of run folders "
@@ -386,6 +402,11 @@ class RunConfig:
     weights: str | None = _field(None, OrNone(PathText()), "start from the weights in FILE: a "
                                  "checkpoint, or a PyTorch .pt or .safetensors state dict of the "
                                  "same net", record=False, metavar="FILE", group="start")
+    tensorboard: str | None = _field(None, OrNone(PathText()), "also write TensorBoard event "
+                                     "files of the run in DIR (DIR/train, DIR/validation: "
+                                     "losses, accuracies, learning rate, weight and gradient "
+                                     "histograms, first-layer filters); open them with "
+                                     "`tensorboard --logdir DIR`", record=False, metavar="DIR")
     report: bool = _field(False, Flag(), "at the end, write report.html in the run folder (see "
                           "`cnnkit report`)", record=False)
     progress: bool = _field(True, Flag(), "no progress bar", record=False, flag="--no-progress")

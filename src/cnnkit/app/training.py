@@ -24,7 +24,7 @@ import numpy as np
 
 from .._atomic import atomic_write_text
 from ..budget import scoped_memory_budget
-from ..callbacks import Callback, in_notebook
+from ..callbacks import Callback, CSVLogger, in_notebook
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import canonical_source
 from ..distributed import DEFAULT_TIMEOUT, DataParallel, share_cores, together, world
@@ -36,6 +36,7 @@ from ..optim import OPTIMIZERS, CosineLR, ExponentialLR, StepLR, make_optimizer
 from ..parallel import get_num_threads, num_threads
 from ..runs import check_folder_name, claim_run_folder
 from ..summary import check_memory, eval_batch_size
+from ..tensorboard import TensorBoard, check_log_dir
 from ..train import Trainer, TrainingInterrupted, evaluate
 from ..weights import load_weights
 from ..writers import HistoryWriter, LayerStatsWriter
@@ -136,6 +137,8 @@ def _settled(config: RunConfig, given, data, model):
     and None): from the keywords, or from the checkpoint of ``resume``."""
     if config.name is not None and config.resume is None:
         check_folder_name(config.name)        # before the data is opened, not at the claim
+    if config.tensorboard is not None:
+        check_log_dir(config.tensorboard)     # before the data is opened
     if config.report and config.out is None and config.resume is None:
         raise UsageError("report=True writes report.html in the run folder; give out= (or "
                          "call run.report(path) on the Run fit returns)")
@@ -260,6 +263,10 @@ def _train(config, data, model, given, classes, say, callbacks, comm, root, log)
                                                      folder.layer_stats_plot, title))
         if folder is not None:
             callbacks.insert(0, HistoryWriter(folder.history, folder.curves, title=title))
+            # history.json's epochs as a table; a resumed run continues it
+            callbacks.insert(1, CSVLogger(folder.history_csv, append=resumed is not None))
+        if config.tensorboard is not None and root:
+            callbacks.insert(0, TensorBoard(config.tensorboard))
         trainer = Trainer(
             net, optimizer, loss=config.loss, scheduler=scheduler,
             batch_size=config.batch_size, epochs=config.epochs, seed=config.seed,
