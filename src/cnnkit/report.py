@@ -17,14 +17,14 @@ checkpoint, and the page says so).
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import time
 
 import numpy as np
 
 from ._atomic import atomic_write_text
+from ._html import escape, figure, note, table
+from ._html import page as html_page
 from ._progress import Bar
 from .data import DataError
 from .inference import recorded_source
@@ -33,7 +33,6 @@ from .summary import abbreviate, format_bytes, images_within, summarize
 from .timing import time_layers
 from .train import predict
 from .viz import (
-    close,
     confusion_matrix,
     per_class_accuracy,
     plot_activations,
@@ -43,7 +42,6 @@ from .viz import (
     plot_layer_stats,
     plot_misclassified,
     plot_saliency,
-    png_bytes,
 )
 from .viz._images import conv_layers
 
@@ -157,40 +155,7 @@ class _Page:
 
 # ---------------------------------------------------------------------------- HTML pieces
 
-def _e(value) -> str:
-    return html.escape(str(value))
-
-
-def _figure(fig, alt: str, caption: str = "") -> str:
-    """A matplotlib figure as an inlined PNG, closed afterwards."""
-
-    try:
-        data = base64.b64encode(png_bytes(fig)).decode("ascii")
-    finally:
-        close(fig)
-    cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">{cap}'
-            f"</figure>")
-
-
-def _table(head, rows, numeric=(), code=(), cls: str = "") -> str:
-    """An HTML table; ``numeric`` are the indices of the right-aligned columns, ``code`` those
-    in a monospace font."""
-    def cells(tag, row):
-        return "".join(f'<{tag}{_class(i, numeric, code)}>{_e(v)}</{tag}>'
-                       for i, v in enumerate(row))
-    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
-    klass = f' class="{cls}"' if cls else ""
-    return f"<table{klass}><thead><tr>{cells('th', head)}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _class(i: int, numeric, code) -> str:
-    names = [n for n, cols in (("num", numeric), ("code", code)) if i in cols]
-    return f' class="{" ".join(names)}"' if names else ""
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
+_e, _figure, _table, _note = escape, figure, table, note
 
 
 def _section(key: str, title: str, body: str) -> tuple[str, str, str]:
@@ -386,31 +351,6 @@ def _timing_section(run: _Page):
 
 # ---------------------------------------------------------------------------- the page
 
-_STYLE = """
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
-       background: #fafafa; margin: 0; }
-main { max-width: 1100px; margin: 0 auto; padding: 1rem 1.5rem 3rem; background: #fff; }
-h1 { font-size: 1.6rem; margin: 0.5rem 0 0.2rem; }
-h2 { font-size: 1.3rem; border-bottom: 2px solid #ddd; padding-bottom: 0.2rem;
-     margin-top: 2.2rem; }
-h3 { font-size: 1.05rem; margin: 1.2rem 0 0.4rem; }
-nav a { margin-right: 1rem; }
-table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
-th, td { border: 1px solid #ddd; padding: 0.2rem 0.6rem; text-align: left;
-         vertical-align: top; }
-th { background: #f0f0f0; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-table.kv td:first-child { font-weight: 600; white-space: nowrap; }
-table.kv thead { display: none; }
-td.code { font-family: ui-monospace, Menlo, Consolas, monospace; }
-figure { margin: 0.8rem 0; }
-img { max-width: 100%; height: auto; border: 1px solid #eee; }
-.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.4rem 0.8rem; }
-.sub { color: #666; }
-footer { color: #666; font-size: 0.85rem; margin-top: 2rem; }
-"""
-
-
 def _page(run: _Page, sections, seconds: float) -> str:
 
     title = f"cnnkit report: {run.name}"
@@ -418,12 +358,8 @@ def _page(run: _Page, sections, seconds: float) -> str:
     body = "\n".join(f'<section id="{key}"><h2>{_e(name)}</h2>\n{content}\n</section>'
                      for key, name, content in sections)
     when = time.strftime("%Y-%m-%d %H:%M:%S")
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{_e(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
-            f"<h1>{_e(title)}</h1>\n"
+    return html_page(title, (
             f'<p class="sub">{_e(run.settings.get("model", ""))} on '
             f'{_e(recorded_source(run.meta) or "unrecorded data")}</p>\n'
-            f"<nav>{nav}</nav>\n{body}\n"
-            f"<footer>Written by <code>cnnkit report</code> on {_e(when)} in "
-            f"{seconds:.1f} s.</footer>\n</main>\n</body>\n</html>\n")
+            f"<nav>{nav}</nav>\n{body}"),
+        footer=f"Written by <code>cnnkit report</code> on {_e(when)} in {seconds:.1f} s.")
