@@ -16,20 +16,22 @@ import pytest
 from PIL import Image
 
 from cnnkit.cli import main
+from cnnkit import errors as cnnkit_errors
 from cnnkit import load_run
 
 SPEC = "CONV3-4 -> RELU -> POOL2 -> FC-10"
-SECTIONS = ("settings", "model", "curves", "layers", "test", "filters", "image", "timing")
+SECTIONS = ("headline", "curves", "evaluation", "settings", "model", "layers", "filters", "maps",
+            "timing")
 VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr"}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run of `cnnkit train --report`: one epoch of a tiny net on 600 MNIST images (about a
-    second), its report written at the end."""
+    second), its report written at the end; layer statistics every iteration (9 records)."""
     out = tmp_path_factory.mktemp("runs")
     assert main(["train", "--limit", "600", "--epochs", "1", "--out", str(out), "--name", "r",
-                 "--model", SPEC, "--no-progress", "--layer-stats", "3", "--report"]) == 0
+                 "--model", SPEC, "--no-progress", "--layer-stats", "1", "--report"]) == 0
     return out / "r"
 
 
@@ -41,9 +43,12 @@ def test_cnnkit_report_writes_the_page_where_asked(capsys, run_dir, tmp_path):
     first = (run_dir / "report.html").read_text(encoding="utf-8")
     for key in SECTIONS:
         assert f'<section id="{key}">' in again and f'<section id="{key}">' in first
-    # the layer statistics: every 3 iterations of 9, a row per weight against the 1e-3 rule
-    assert "Every 3 iterations" in again and "At iteration 9" in again
-    assert "against the ~1e-3 rule" in again
+    # the layer statistics: 9 records of 9 iterations, enough for a verdict on each weight
+    assert "9 records, every 1 iterations (and the first), from iteration 1 to 9" in again
+    assert "Medians over the 5 records of the second half of training (iterations 5 to 9)" \
+        in again
+    assert re.search(r"The updates: [0-2] of 2 weights flagged", again)
+    assert "Too few records" not in again
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +83,9 @@ def test_the_page_holds_every_section_with_its_pictures(page):
     checker.feed(page)
     assert checker.problems == [] and checker.stack == []
     sources = re.findall(r'<img src="([^"]*)"', page)
-    # curves, layer statistics, confusion matrix, misclassified, filters, activation maps,
-    # saliency
-    assert len(sources) == 7
+    # thumbnail, curves, confusion matrix, misclassified, layer statistics, filters,
+    # activation maps, saliency
+    assert len(sources) == 8
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
@@ -194,6 +199,9 @@ window.addEventListener("load", function () {
     decoded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
     errors: window.__errors, title: document.title,
     sections: document.querySelectorAll("section h2").length,
+    first: document.querySelector("section").id,
+    answer: document.querySelector("strong.answer").getBoundingClientRect().top + window.scrollY,
+    height: document.documentElement.scrollHeight,
     overflow: document.documentElement.scrollWidth > window.innerWidth + 1
   });
   document.body.appendChild(pre);
@@ -218,9 +226,12 @@ def test_chromium_renders_the_page_with_every_image_and_no_error(chromium, page,
     check = json.loads(html.unescape(found.group(1)))
     assert check["title"] == "cnnkit report: r"
     assert check["errors"] == []
-    assert check["images"] == 7 and check["decoded"] == 7
+    assert check["images"] == 8 and check["decoded"] == 8
     assert check["sections"] == len(SECTIONS)
     assert not check["overflow"], "the page is wider than a 1200-pixel window"
+    # the answer is on the first screen of a 1200 x 900 window, the rest below it
+    assert check["first"] == "headline"
+    assert 0 < check["answer"] < 400 < check["height"], check
 
 
 def test_chromium_screenshot_is_not_blank(chromium, run_dir, tmp_path):
@@ -235,3 +246,131 @@ def test_chromium_screenshot_is_not_blank(chromium, run_dir, tmp_path):
     # the page is mostly white paper; at least some percent of it must be ink and pictures
     ink = sum(n for n, rgb in colours if min(rgb) < 200)
     assert ink > 0.03 * img.size[0] * img.size[1]
+
+
+# ---------------------------------------------------------------------------- the layout
+
+class _Sections(HTMLParser):
+    """The page's sections in order: [(id, text inside it)], and the text before the first."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.before, self._depth, self._body = [], [], 0, False
+
+    def handle_starttag(self, tag, attrs):
+        self._body = self._body or tag == "body"
+        if tag == "section":
+            self.sections.append([dict(attrs)["id"], ""])
+        if tag == "section" or self._depth:
+            self._depth += tag not in VOID
+
+    def handle_endtag(self, tag):
+        if self._depth:
+            self._depth -= 1
+
+    def handle_data(self, data):     # a space between elements' texts: "<td>a</td><td>b" is "a b"
+        if self._depth:
+            self.sections[-1][1] += data + " "
+        elif self._body and not self.sections:
+            self.before.append(data + " ")
+
+
+def _sections(page):
+    parser = _Sections()
+    parser.feed(page)
+    return parser
+
+
+def test_the_page_leads_with_the_answer(page, run_dir):
+    """The first section is the headline: the test accuracy exactly as test.json says, the
+    best epoch, the time trained and the data and model in one line; then the sections in
+    the page's order."""
+    test = json.loads((run_dir / "test.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    parsed = _sections(page)
+    assert [key for key, _ in parsed.sections] == list(SECTIONS)
+    key, text = parsed.sections[0]
+    text = " ".join(text.split())
+    right = round(test["accuracy"] * test["images"])
+    assert f"Test accuracy {test['accuracy']:.4f} ({right:,} of 600 test images)" in text
+    assert (f"best epoch epoch 1 of 1, validation accuracy {history['val_acc'][0]:.4f}"
+            in text)
+    assert re.search(r"time trained \d+\.\d s \(1 epoch, 9 iterations, validation included\)",
+                     text)
+    assert (f"data and model {_settings(run_dir)['model']} on MNIST (540 train / 60 val / 600 "
+            f"test images, 1x28x28, 10 classes)") in text
+    # before the first section only the title and the links
+    assert " ".join("".join(parsed.before).split()) == (
+        "cnnkit report: r " + " ".join(
+            ["At a glance", "Training curves", "Test evaluation", "Settings", "Model",
+             "Inside the layers", "First-layer filters", "One image through the net",
+             "Per-layer time"]))
+    # the thumbnail links to the curves
+    assert re.search(r'<a class="thumb" href="#curves"[^>]*><img ', page)
+
+
+def test_every_setting_is_shown_once(page, run_dir):
+    settings = _settings(run_dir)
+    cells = re.findall(r"<tr><td>([^<]*)</td><td>", page)
+    for key in settings:
+        assert cells.count(key) == 1, key
+    # no second home for the data source, the parameters or the model's name
+    assert "data source" not in page and "<td>parameters</td>" not in page
+    assert page.count(f"<td>{html.escape(settings['model'])}</td>") == 1
+
+
+def _ids(page):
+    return [key for key, _ in _sections(page).sections]
+
+
+@pytest.mark.parametrize("spec, kept", [
+    ("headline,curves", ["headline", "curves"]),
+    ("curves, HEADLINE", ["headline", "curves"]),              # the page's order, any case
+    ("-timing,-maps,-filters,-evaluation",
+     ["headline", "curves", "settings", "model", "layers"]),
+    ("all,-evaluation,-maps,-filters,-timing,-layers", ["headline", "curves", "settings",
+                                                         "model"]),
+    ("settings,model,-model", ["settings"]),                    # left to right
+])
+def test_sections_keeps_what_it_names(capsys, run_dir, tmp_path, spec, kept):
+    out = tmp_path / "page.html"
+    assert main(["report", str(run_dir), "-o", str(out), "--no-progress",
+                 f"--sections={spec}"]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert _ids(page) == kept
+    assert re.findall(r'<nav>(.*?)</nav>', page)[0].count("<a ") == len(kept)
+
+
+def test_run_report_takes_sections_as_a_list(run_dir, tmp_path):
+    path = load_run(run_dir).report(tmp_path / "p.html", sections=["-timing", "-maps",
+                                                                     "-evaluation"])
+    assert _ids(path.read_text(encoding="utf-8")) == [
+        "headline", "curves", "settings", "model", "layers", "filters"]
+
+
+@pytest.mark.parametrize("spec, fragments", [
+    ("headline,timming", ["no section 'timming'", "did you mean 'timing'?",
+                          "the sections: headline, curves, evaluation"]),
+    ("headline,,curves", ["an empty name"]),
+    ("-all", ["leaves no section"]),
+    ("plots", ["no section 'plots'", "the sections: headline"]),
+])
+def test_a_bad_sections_list_is_one_line(capsys, run_dir, tmp_path, spec, fragments):
+    out = tmp_path / "page.html"
+    code = main(["report", str(run_dir), "-o", str(out), "--no-progress", f"--sections={spec}"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert not out.exists()
+
+
+def test_select_sections():
+    from cnnkit.report import SECTIONS as ALL, select_sections
+
+    assert select_sections() == select_sections("all") == tuple(ALL)
+    assert select_sections("maps,headline") == ("headline", "maps")
+    assert select_sections("-headline") == tuple(ALL)[1:]
+    with pytest.raises(cnnkit_errors.UsageError, match="did you mean 'layers'"):
+        select_sections(["layer"])
