@@ -22,8 +22,7 @@ def add_parsers(sub) -> None:
         "test images; the settings; the model summary; the layer statistics with a verdict on "
         "each weight's updates; the first layer's filters; activation maps and a saliency map "
         "of a test image; per-layer times.",
-        examples=("cnnkit report runs/first", "cnnkit report runs/first -o first.html",
-                  "cnnkit report runs/first --sections headline,curves,evaluation",
+        examples=("cnnkit report runs/first -o first.html",
                   "cnnkit report runs/first --sections=-timing,-maps"))
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnkit train`")
     p.add_argument("--output", "-o", metavar="PATH",
