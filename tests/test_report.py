@@ -44,7 +44,7 @@ def test_cnnkit_report_writes_the_page_where_asked(capsys, run_dir, tmp_path):
     for key in SECTIONS:
         assert f'<section id="{key}">' in again and f'<section id="{key}">' in first
     # the layer statistics: 9 records of 9 iterations, enough for a verdict on each weight
-    assert "9 records, every 1 iterations (and the first), from iteration 1 to 9" in again
+    assert "9 records from iteration 1 to 9 (every 1 iterations, and the first)" in again
     assert "Medians over the 5 records of the second half of training (iterations 5 to 9)" \
         in again
     assert re.search(r"The updates: [0-2] of 2 weights flagged", again)
@@ -309,6 +309,25 @@ def test_the_page_leads_with_the_answer(page, run_dir):
     assert re.search(r'<a class="thumb" href="#curves"[^>]*><img ', page)
 
 
+def test_the_headline_reads_the_run_s_test_result(run_dir, tmp_path):
+    """The accuracy the run recorded (test.json), not one the page measures again; a run that
+    recorded none is measured by the page, and the headline says so."""
+    for name in ("model.npz", "history.json"):
+        shutil.copy(run_dir / name, tmp_path / name)
+    (tmp_path / "test.json").write_text('{"accuracy": 0.12345, "loss": 2.5, "images": 600}')
+    page = load_run(tmp_path).report(tmp_path / "a.html", sections="headline").read_text(
+        encoding="utf-8")
+    (key, text), = _sections(page).sections
+    assert "Test accuracy 0.1235 (74 of 600 test images)" in " ".join(text.split())
+    (tmp_path / "test.json").unlink()
+    page = load_run(tmp_path).report(tmp_path / "b.html", sections="headline").read_text(
+        encoding="utf-8")
+    test = json.loads((run_dir / "test.json").read_text())
+    assert (f"Test accuracy {test['accuracy']:.4f} ({round(test['accuracy'] * 600)} of 600 "
+            f"images, measured by this page: the run recorded no test result)") in " ".join(
+        _sections(page).sections[0][1].split())
+
+
 def test_every_setting_is_shown_once(page, run_dir):
     settings = _settings(run_dir)
     cells = re.findall(r"<tr><td>([^<]*)</td><td>", page)
@@ -374,3 +393,110 @@ def test_select_sections():
     assert select_sections("-headline") == tuple(ALL)[1:]
     with pytest.raises(cnnkit_errors.UsageError, match="did you mean 'layers'"):
         select_sections(["layer"])
+
+
+# ---------------------------------------------------------------------------- the verdict
+
+def _stats(iterations, weights):
+    """LayerStats with records at ``iterations`` of ``weights``: name -> (weight norms,
+    gradient norms, update ratios), each a list aligned with the iterations."""
+    from cnnkit.monitor import LayerStats
+
+    return LayerStats.from_dict({
+        "every": 1, "iterations": list(iterations), "layers": {},
+        "params": {name: {"weight_norm": w, "grad_norm": g, "update_ratio": r}
+                   for name, (w, g, r) in weights.items()}})
+
+
+def test_the_verdict_needs_five_records_three_in_the_second_half():
+    from cnnkit.report import judge_updates, too_few_records
+
+    flat = ([1.0] * 6, [0.1] * 6, [1e-3] * 6)
+    enough = _stats([1, 20, 40, 60, 80, 100], {"0.weight": flat})
+    assert too_few_records(enough, 100) is None
+    assert [v.verdict for v in judge_updates(enough, 100)] == ["about right"]
+    # the same records of a run 4 times as long: 5 of them in its first half
+    reason = too_few_records(enough, 400)
+    assert reason.startswith("Too few records for a verdict on the updates: the layer "
+                             "statistics hold 6 records (iterations 1, 20, 40, 60, 80, 100) "
+                             "of this run's 400 iterations, 0 in its second half; a verdict "
+                             "needs at least 5 records, 3 of them in the second half.")
+    assert reason.endswith("Train with --layer-stats 20 to record about 20 times over a run "
+                           "this long.")
+    with pytest.raises(cnnkit_errors.UsageError, match="Too few records"):
+        judge_updates(enough, 400)
+    four = _stats([1, 40, 70, 100], {"0.weight": tuple(v[:4] for v in flat)})
+    assert "hold 4 records" in too_few_records(four, 100)
+    one = _stats([1], {"0.weight": ([1.0], [0.1], [0.5])})
+    assert "hold 1 record (iteration 1) of this run's 48 iterations, 0 in its second half" \
+        in too_few_records(one, 48)
+
+
+def test_the_verdict_is_on_the_second_half_s_medians():
+    """Adam's first steps (ratios of 1e-1) and one bad batch late do not decide it; a run
+    whose updates stay large, or small, does; a weight that grew 30x diverged; one without
+    gradients stalled; biases are not judged."""
+    from cnnkit.report import judge_updates
+
+    its = list(range(1, 11))
+    early_big = [0.1, 0.08, 0.05, 0.02, 0.01, 2e-3, 1e-3, 0.5, 1e-3, 1e-3]   # one spike late
+    weights = {
+        "0.weight": ([1.0] * 10, [0.5] * 10, early_big),
+        "0.bias": ([1.0] * 10, [0.5] * 10, [1.0] * 10),
+        "1.weight": ([1.0] * 10, [0.5] * 10, [0.05] * 10),
+        "2.weight": ([1.0] * 10, [0.5] * 10, [1e-3] * 5 + [5e-5] * 5),
+        "3.weight": ([1.0] * 5 + [30.5] * 5, [0.5] * 10, [1e-3] * 10),
+        "4.weight": ([1.0] * 10, [0.5] * 5 + [0.0] * 5, [1e-3] * 5 + [0.0] * 5),
+        "5.weight": ([1.0] * 9 + [float("nan")], [0.5] * 10, [1e-3] * 10),
+    }
+    verdicts = judge_updates(_stats(its, weights), 10)
+    assert [(v.weight, v.verdict) for v in verdicts] == [
+        ("0.weight", "about right"), ("1.weight", "high"), ("2.weight", "low"),
+        ("3.weight", "diverged"), ("4.weight", "stalled"), ("5.weight", "non-finite")]
+    assert verdicts[0].ratio == 1e-3 and verdicts[0].grad_norm == 0.5
+    assert verdicts[3].growth == 30.5 and verdicts[3].advice == (
+        "grew 30.5x: the learning rate is too large")
+    assert verdicts[1].advice == "high: the learning rate may be too large"
+    assert verdicts[2].advice == "low: the learning rate may be too small"
+    assert [v.flagged for v in verdicts] == [False, True, True, True, True, True]
+
+
+@pytest.fixture(scope="module")
+def one_record_run(tmp_path_factory):
+    """9 iterations with --layer-stats 50: one record, at iteration 1."""
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--limit", "600", "--epochs", "1", "--out", str(out), "--name", "one",
+                 "--model", SPEC, "--no-progress", "--layer-stats", "50"]) == 0
+    return out / "one"
+
+
+def _layers_text(page):
+    (text,) = [text for key, text in _sections(page).sections if key == "layers"]
+    return " ".join(text.split())
+
+
+def test_one_record_gives_no_verdict_and_says_why(one_record_run, tmp_path):
+    page = load_run(one_record_run).report(tmp_path / "p.html", sections="layers").read_text(
+        encoding="utf-8")
+    text = _layers_text(page)
+    assert "1 record at iteration 1 (every 50 iterations, and the first)" in text
+    assert ("Too few records for a verdict on the updates: the layer statistics hold 1 record "
+            "(iteration 1) of this run's 9 iterations, 0 in its second half" in text)
+    assert "Train with --layer-stats 1 to record about 20 times" in text
+    assert "learning rate" not in text and "verdict</th>" not in page
+    assert len(re.findall(r"<img ", page)) == 1             # the records as they are
+
+
+def test_a_run_with_far_too_large_a_rate_is_told_so(tmp_path):
+    """SGD at lr 3 on the tiny net: the weights run away, and the page says so."""
+    assert main(["train", "--limit", "600", "--epochs", "2", "--out", str(tmp_path), "--name",
+                 "bad", "--model", SPEC, "--no-progress", "--layer-stats", "1", "--optimizer",
+                 "sgd", "--lr", "3"]) == 0
+    page = load_run(tmp_path / "bad").report(tmp_path / "p.html", sections="layers").read_text(
+        encoding="utf-8")
+    text = _layers_text(page)
+    assert "The updates: 2 of 2 weights flagged" in text
+    assert "Medians over the 9 records of the second half of training (iterations 10 to 18)" \
+        in text
+    assert len(re.findall(r"x: the learning rate is too large", text)) == 2, text
+    assert "Too few records" not in text

@@ -587,10 +587,12 @@ def _layer_stats_section(run: _Page) -> str:
     if not stats.iterations:
         return _section("layers", title, _note("The layer statistics hold no record yet."))
     recorded = stats.iterations
-    body = (f"<p>{len(recorded)} record{'s' if len(recorded) != 1 else ''}, every "
-            f"{stats.every} iterations (and the first), from iteration {recorded[0]} to "
-            f"{recorded[-1]}: each layer's activation percentiles and spread, its weights' "
-            f"gradient norms, and the size of each update against the weights.</p>")
+    when = f"at iteration {recorded[0]}" if len(recorded) == 1 else \
+        f"from iteration {recorded[0]} to {recorded[-1]}"
+    body = (f"<p>{len(recorded)} record{'s' if len(recorded) != 1 else ''} {when} (every "
+            f"{stats.every} iterations, and the first): each layer's activation percentiles "
+            f"and spread, its weights' gradient norms, and the size of each update against "
+            f"the weights.</p>")
     reason = too_few_records(stats, run.iterations)
     if reason is not None:
         return _section("layers", title, body + _note(reason)

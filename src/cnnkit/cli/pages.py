@@ -23,16 +23,16 @@ def add_parsers(sub) -> None:
         "each weight's updates; the first layer's filters; activation maps and a saliency map "
         "of a test image; per-layer times.",
         examples=("cnnkit report runs/first -o first.html",
-                  "cnnkit report runs/first --sections=-timing,-maps"))
+                  "cnnkit report runs/first --sections all,-timing,-maps"))
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnkit train`")
     p.add_argument("--output", "-o", metavar="PATH",
                    help="where to write the page (default: RUN_DIR/report.html)")
     p.add_argument("--sections", metavar="LIST",
                    help="the parts to write, comma-separated, from: " + ", ".join(SECTIONS)
-                   + ". Names keep those only; a list starting with -name keeps all but the "
-                   "-names (write --sections=-timing,-maps: a value starting with - needs the "
-                   "=); all stands for every part (all,-timing). The page keeps its own order "
-                   "(default: all)")
+                   + ". Names keep those only (headline,curves); all,-name,... keeps every part "
+                   "but the -names (all,-timing,-maps; or --sections=-timing,-maps, a list "
+                   "starting with -name starting from all); names apply left to right, the "
+                   "page keeps its own order (default: all)")
     add_no_progress(p)
     add_allow_nonfinite(p, "write the page on the net (with a warning)")
     add_common_options(p)
