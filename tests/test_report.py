@@ -439,7 +439,7 @@ def test_the_verdict_is_on_the_second_half_s_medians():
     from cnnkit.report import judge_updates
 
     its = list(range(1, 11))
-    early_big = [0.1, 0.08, 0.05, 0.02, 0.01, 2e-3, 1e-3, 0.5, 1e-3, 1e-3]   # one spike late
+    early_big = [0.1, 0.08, 0.05, 0.02, 0.01, 2e-3, 1e-3, 1e-3, 1e-3, 0.5]   # one spike, last
     weights = {
         "0.weight": ([1.0] * 10, [0.5] * 10, early_big),
         "0.bias": ([1.0] * 10, [0.5] * 10, [1.0] * 10),
