@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._atomic import atomic_write_text
+from ._html import details as _details
 from ._html import escape as _e
 from ._html import figure as _figure
 from ._html import image as _image
@@ -95,6 +96,11 @@ MIN_TEST_IMAGES = 100
 # 20, as fit in about TIMING_SECONDS.
 TIMING_BATCH = 16
 TIMING_SECONDS = 2.0
+# A table of more rows than LONG_TABLE is folded, one click away; a net of more conv layers
+# than FEW_CONVS shows MANY_CONVS_CHANNELS channels of each (one row) instead of 16 (two).
+LONG_TABLE = 30
+FEW_CONVS = 8
+MANY_CONVS_CHANNELS = 8
 
 #: The verdict on a weight's updates needs MIN_RECORDS records of the layer statistics, of
 #: which MIN_LATE_RECORDS in the second half of the run's iterations (see judge_updates).
@@ -534,7 +540,10 @@ def _settings_section(run: _Page) -> str:
                         f"{p.describe()}"),
              ("normalisation", "mean " + ", ".join(f"{m:.4f}" for m in p.mean) + "; std "
               + ", ".join(f"{s:.4f}" for s in p.std) + " (in units of pixel / 255)")]
-    body = _table(("setting", "value"), rows, cls="kv")
+    third = -(-len(rows) // 3)         # three columns side by side: a third of the height
+    body = '<div class="columns">' + "".join(
+        _table(("setting", "value"), rows[i:i + third], cls="kv")
+        for i in range(0, len(rows), third)) + "</div>"
     body += "<h3>As the run resolved them</h3>" + _table(("", ""), facts, cls="kv")
     return _section("settings", SECTIONS["settings"], body)
 
@@ -554,7 +563,13 @@ def _summary_section(run: _Page) -> str:
     totals = (f"{s.params:,} parameters; {s.activations:,} activations per image (input "
               f"included), {format_bytes(s.forward_bytes)} forward in {s.dtype}; "
               f"{abbreviate(s.macs, 3)} MACs per image.")
-    return _section("model", SECTIONS["model"], f"<p>{_e(totals)}</p>{table}")
+    return _section("model", SECTIONS["model"],
+                    f"<p>{_e(totals)}</p>{_fold(table, len(rows), 'the layer table')}")
+
+
+def _fold(table: str, rows: int, what: str) -> str:
+    """A table as it is, or folded under "show what (N rows)" when longer than LONG_TABLE."""
+    return table if rows <= LONG_TABLE else _details(f"Show {what} ({rows} rows)", table)
 
 
 def _curves_section(run: _Page) -> str:
@@ -604,8 +619,12 @@ def _layer_stats_section(run: _Page) -> str:
     low, high = RATIO_BAND
     rows = [(v.weight, f"{v.grad_norm:.3g}", f"{v.ratio:.2g}",
              "n/a" if np.isnan(v.growth) else f"{v.growth:.3g}", v.advice) for v in verdicts]
-    table = _table(("weight", "||dL/dW||", "||update|| / ||W||", "||W|| last / first",
-                    "verdict"), rows, numeric=(1, 2, 3), code=(0,), cls="layers")
+    head = ("weight", "||dL/dW||", "||update|| / ||W||", "||W|| last / first", "verdict")
+    table = _table(head, rows, numeric=(1, 2, 3), code=(0,), cls="layers")
+    if len(rows) > LONG_TABLE:         # the flagged weights in view, every weight a click away
+        shown = [r for r, v in zip(rows, verdicts) if v.flagged]
+        table = (_table(head, shown, numeric=(1, 2, 3), code=(0,), cls="layers") if shown
+                 else "") + _details(f"Show every weight ({len(rows)} rows)", table)
     return _section("layers", title, body
                     + _figure(plot_layer_stats(stats), "per-layer statistics over training")
                     + f"<h3>The updates: {flagged} of {len(verdicts)} weights flagged</h3>"
@@ -667,9 +686,13 @@ def _maps_section(run: _Page) -> str:
     names = run.class_names(run.model.output_shape(run.input_shape)[0])
     label = names[int(split.labels[0])] if int(split.labels[0]) < len(names) else "?"
     body = f"<p>The first {source} image (true class {_e(label)}).</p>"
-    if conv_layers(run.model):
-        body += "<h3>Activation maps</h3>" + _figure(
-            plot_activations(run.model, image, preprocess=run.preprocessing),
+    convs = len(conv_layers(run.model))
+    if convs:
+        channels = 16 if convs <= FEW_CONVS else MANY_CONVS_CHANNELS
+        body += (f"<h3>Activation maps</h3><p>The first {channels} channels (at most) of each of the "
+                 f"{convs} conv layer{'s' if convs > 1 else ''}.</p>") + _figure(
+            plot_activations(run.model, image, preprocess=run.preprocessing,
+                             max_channels=channels),
             "activation maps of each conv layer")
     else:
         body += _note("The net has no convolution, so no activation maps.")
@@ -696,6 +719,7 @@ def _timing_section(run: _Page) -> str:
     rows.append(("", "total", "", "", f"{prof.forward_ms:.3f}", f"{prof.backward_ms:.3f}"))
     table = _table(("#", "name", "layer", "output (NxCxHxW)", "forward ms", "backward ms"),
                    rows, numeric=(0, 4, 5), code=(2,), cls="layers")
+    table = _fold(table, len(rows), "the per-layer times")
     return _section("timing", SECTIONS["timing"], (
         f"<p>One training step's forward and backward (train mode, float32) on a batch of "
         f"{batch} random inputs, median of {passes} pass{'es' if passes > 1 else ''} on this "
@@ -720,6 +744,7 @@ strong.answer { font-size: 1.6rem; }
 a.thumb { flex: 0 1 400px; }
 a.thumb img { width: 100%; }
 #headline h2 { margin-top: 1rem; }
+.columns { display: flex; flex-wrap: wrap; gap: 0 1.5rem; align-items: flex-start; }
 """
 
 
