@@ -500,3 +500,19 @@ def test_a_run_with_far_too_large_a_rate_is_told_so(tmp_path):
         in text
     assert len(re.findall(r"x: the learning rate is too large", text)) == 2, text
     assert "Too few records" not in text
+
+
+def test_a_deep_net_s_long_tables_are_folded(tmp_path):
+    """9 conv layers (on 7x7 maps, to be quick), 32 rows: the layer table folds under
+    <details>, and the activation maps show 8 channels of each layer (one row), not 16."""
+    deep = "POOL2 -> POOL2 -> " + " -> ".join(["CONV3-4 -> BN -> RELU"] * 9) + " -> GAP -> FC-10"
+    assert main(["train", "--limit", "100", "--epochs", "1", "--out", str(tmp_path), "--name",
+                 "deep", "--model", deep, "--no-progress", "--layer-stats", "0"]) == 0
+    page = load_run(tmp_path / "deep").report(
+        tmp_path / "p.html", sections="model,maps").read_text(encoding="utf-8")
+    assert re.search(r"<details><summary>Show the layer table \(3\d rows\)</summary>\n<table ",
+                     page)
+    assert "The first 8 channels (at most) of each of the 9 conv layers." in page
+    checker = _Balance()
+    checker.feed(page)
+    assert checker.problems == [] and checker.stack == []
