@@ -516,3 +516,15 @@ def test_a_deep_net_s_long_tables_are_folded(tmp_path):
     checker = _Balance()
     checker.feed(page)
     assert checker.problems == [] and checker.stack == []
+
+
+def test_a_huge_sections_value_is_quoted_short():
+    from cnnkit.report import select_sections
+
+    with pytest.raises(cnnkit_errors.UsageError) as err:
+        select_sections("x" * 100_000)
+    assert str(err.value).startswith("--sections: no section 'xxxxxxxx") and len(
+        str(err.value)) < 250
+    with pytest.raises(cnnkit_errors.UsageError) as err:
+        select_sections("headline,," + "y" * 100_000)
+    assert "an empty name" in str(err.value) and len(str(err.value)) < 250

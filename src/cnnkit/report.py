@@ -187,7 +187,7 @@ def select_sections(spec=None) -> tuple[str, ...]:
         else:
             close = difflib.get_close_matches(key, [*SECTIONS, "all"], n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UsageError(f"--sections: no section {key!r}; {hint}the sections: "
+            raise UsageError(f"--sections: no section {_quoted(key)}; {hint}the sections: "
                              f"{', '.join(SECTIONS)}")
         kept = kept - chosen if drop else kept | chosen
     if not kept:
@@ -195,8 +195,10 @@ def select_sections(spec=None) -> tuple[str, ...]:
     return tuple(k for k in SECTIONS if k in kept)
 
 
-def _quoted(spec) -> str:
-    return repr(spec if isinstance(spec, str) else ",".join(map(str, spec)))
+def _quoted(spec, longest: int = 60) -> str:
+    """A --sections value (or one of its names) as a message quotes it, cut to ``longest``."""
+    text = spec if isinstance(spec, str) else ",".join(map(str, spec))
+    return repr(text if len(text) <= longest else text[:longest] + "...")
 
 
 # ---------------------------------------------------------------------------- the verdict
