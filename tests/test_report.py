@@ -297,7 +297,7 @@ def test_the_page_leads_with_the_answer(page, run_dir):
             in text)
     assert re.search(r"time trained \d+\.\d s \(1 epoch, 9 iterations, validation included\)",
                      text)
-    assert (f"data and model {_settings(run_dir)['model']} on MNIST (540 train / 60 val / 600 "
+    assert (f"data and model {_settings(run_dir)['model']} on MNIST (600 train+val / 600 "
             f"test images, 1x28x28, 10 classes)") in text
     # before the first section only the title and the links
     assert " ".join("".join(parsed.before).split()) == (

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import html
 
+from .viz import close, png_bytes
+
 __all__ = ["escape", "figure", "image", "table", "note", "section", "details", "STYLE", "page"]
 
 
@@ -21,7 +23,6 @@ def escape(value) -> str:
 def image(fig, alt: str, cls: str = "") -> str:
     """A matplotlib figure as an ``<img>`` holding its PNG inline; the figure is closed
     afterwards (also when drawing it fails)."""
-    from .viz import close, png_bytes
 
     try:
         data = base64.b64encode(png_bytes(fig)).decode("ascii")

@@ -471,9 +471,9 @@ def _time_text(run: _Page) -> str:
 
 
 def _data_line(run: _Page) -> str:
-    """E.g. "lenet-bn on MNIST (900 train / 100 val / 1,000 test images, 1x28x28, 10 classes)"."""
-    from .app.inputs import val_count            # app imports this module
-
+    """E.g. "lenet-bn on MNIST (2,000 train+val / 2,000 test images, 1x28x28, 10 classes)":
+    the training images the run used, its validation part among them (as the run's --limit
+    had them), and its test images."""
     model = run.settings.get("model", "the net")
     model = model if len(model) < 60 else "a spec net"
     p = run.preprocessing
@@ -483,13 +483,9 @@ def _data_line(run: _Page) -> str:
     data = run.data()
     title = data.title if data is not None else recorded_source(run.meta) or "unrecorded data"
     if data is not None:
-        n = len(data.train) if run.run.config.limit is None \
-            else min(run.run.config.limit, len(data.train))
-        try:
-            val = val_count(run.run.config.val_size, n)
-            parts.append(f"{n - val:,} train / {val:,} val")
-        except UsageError:
-            parts.append(f"{n:,} train")
+        limit = run.run.config.limit
+        used = len(data.train) if limit is None else min(limit, len(data.train))
+        parts.append(f"{used:,} train+val")
     test = run.run.test
     if test is not None:
         parts.append(f"{test['images']:,} test")
