@@ -687,8 +687,8 @@ def _maps_section(run: _Page) -> str:
     convs = len(conv_layers(run.model))
     if convs:
         channels = 16 if convs <= FEW_CONVS else MANY_CONVS_CHANNELS
-        body += (f"<h3>Activation maps</h3><p>The first {channels} channels (at most) of each of the "
-                 f"{convs} conv layer{'s' if convs > 1 else ''}.</p>") + _figure(
+        body += (f"<h3>Activation maps</h3><p>The first {channels} channels (at most) of "
+                 f"each of the {convs} conv layer{'s' if convs > 1 else ''}.</p>") + _figure(
             plot_activations(run.model, image, preprocess=run.preprocessing,
                              max_channels=channels),
             "activation maps of each conv layer")
