@@ -393,6 +393,8 @@ def test_select_sections():
     assert select_sections("-headline") == tuple(ALL)[1:]
     with pytest.raises(cnnkit_errors.UsageError, match="did you mean 'layers'"):
         select_sections(["layer"])
+    with pytest.raises(cnnkit_errors.UsageError, match="a list of names; got int"):
+        select_sections(5)
 
 
 # ---------------------------------------------------------------------------- the verdict

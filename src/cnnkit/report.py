@@ -172,6 +172,9 @@ def select_sections(spec=None) -> tuple[str, ...]:
     """
     if spec is None:
         return tuple(SECTIONS)
+    if not isinstance(spec, (str, list, tuple)):
+        raise UsageError(f"sections= takes a comma-separated text or a list of names; got "
+                         f"{type(spec).__name__}")
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [str(item).strip() for item in items]
     if not names or any(not n or n == "-" for n in names):
