@@ -230,10 +230,13 @@ for path, top in zip(some_files, predictions.top(3)):
 #
 # ### The report
 #
-# `run.report()` writes one self-contained HTML page into the run folder, `report.html`: the
-# settings, the layer table, the curves, the layer statistics, the confusion matrix, the
-# misclassified test images, the filters, activation and saliency maps. Open it in a browser.
-# (For a run trained in memory, without `out=`, give it a path: `run.report("digits.html")`.)
+# `run.report()` writes one self-contained HTML page into the run folder, `report.html`. It
+# opens with the answer (the test accuracy, the best epoch, the time trained, the data and model
+# in one line, a thumbnail of the curves), then the curves, the confusion matrix and the
+# misclassified test images, the settings, the layer table, the layer statistics, the filters,
+# activation and saliency maps, and per-layer times. Open it in a browser. (For a run trained in
+# memory, without `out=`, give it a path: `run.report("digits.html")`; `sections=` leaves parts
+# out, e.g. `sections="all,-timing"`.)
 
 # %%
 report = digit_run.report()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import html
 
-__all__ = ["escape", "figure", "image", "table", "note", "section", "STYLE", "page"]
+from .viz import close, png_bytes
+
+__all__ = ["escape", "figure", "image", "table", "note", "section", "details", "STYLE", "page"]
 
 
 def escape(value) -> str:
@@ -21,7 +23,6 @@ def escape(value) -> str:
 def image(fig, alt: str, cls: str = "") -> str:
     """A matplotlib figure as an ``<img>`` holding its PNG inline; the figure is closed
     afterwards (also when drawing it fails)."""
-    from .viz import close, png_bytes
 
     try:
         data = base64.b64encode(png_bytes(fig)).decode("ascii")
@@ -64,6 +65,12 @@ def section(key: str, title: str, body: str) -> str:
     return f'<section id="{escape(key)}"><h2>{escape(title)}</h2>\n{body}\n</section>'
 
 
+def details(summary: str, body: str) -> str:
+    """``body`` (HTML) folded under a line ``summary`` (escaped) the reader clicks to open:
+    a long table that would push the rest of the page down (no script: the browser does it)."""
+    return f"<details><summary>{escape(summary)}</summary>\n{body}\n</details>"
+
+
 STYLE = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
        background: #fafafa; margin: 0; }
@@ -85,6 +92,7 @@ figure { margin: 0.8rem 0; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.4rem 0.8rem; }
 .sub { color: #666; }
+summary { cursor: pointer; color: #1a5fb4; margin: 0.5rem 0; }
 footer { color: #666; font-size: 0.85rem; margin-top: 2rem; }
 """
 

@@ -1252,6 +1252,27 @@ def logs_cases(tmp: Path, good: Path):
     os.mkfifo(run / "history.csv")
     yield "logs", "resume-history-csv-fifo", [
         "train", "--resume", str(run / "checkpoint.npz"), "--epochs", "2", "--no-progress"]
+def report_cases(tmp: Path, good: Path):
+    """`cnnkit report --sections`: names that are not sections, empty and absurd lists, a list
+    that leaves nothing, and a value starting with "-" without the "="; each is one line before
+    the run is read. A few lists that are fine write their page."""
+    out = str(tmp / "report-sections.html")
+    bad = {"unknown": "headline,timming", "empty": "", "empty-item": "headline,,curves",
+           "only-comma": ",", "only-dash": "-", "nothing-left": "-all",
+           "nothing-left-2": "curves,-curves", "unicode": "k\u00f6pfe,\u2192", "spaces": "  ",
+           "huge": "x" * 100_000, "many": ",".join(["headline"] * 10_000 + ["nope"]),
+           "nul-like": "headline\x01", "path": "../../etc/passwd"}
+    for label, spec in bad.items():
+        yield "report", f"sections-{label}", ["report", str(good), "-o", out, "--no-progress",
+                                              f"--sections={spec}"]
+    yield "report", "sections-dash-without-equals", ["report", str(good), "-o", out,
+                                                     "--sections", "-timing"]
+    yield "report", "sections-unknown-missing-run", ["report", str(tmp / "no-such-run"),
+                                                     "--sections", "nope"]
+    for label, spec in {"headline": "headline", "all-but": "all,-timing,-maps,-evaluation",
+                        "case": "HEADLINE, Curves"}.items():
+        yield "report", f"sections-ok-{label}", ["report", str(good), "-o", out,
+                                                 "--no-progress", f"--sections={spec}"]
 
 
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
@@ -1270,4 +1291,5 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                                 special_file_cases(tmp, good / "r"),
                                 nonfinite_cases(tmp, good / "r"), text_cases(tmp, good / "r"),
                                 onnx_cases(tmp, good / "r" / "model.npz"),
-                                compare_cases(tmp, good / "r"), logs_cases(tmp, good / "r")))
+                                compare_cases(tmp, good / "r"), logs_cases(tmp, good / "r"),
+                                report_cases(tmp, good / "r")))

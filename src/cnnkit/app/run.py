@@ -174,10 +174,12 @@ class Run:
         return evaluate_split(self.model, self.preprocessing, self.classes, dataset, split)
 
     # ------------------------------------------------------------------ writing
-    def report(self, path=None, *, progress: bool = False, allow_nonfinite: bool = False) \
-            -> Path:
+    def report(self, path=None, *, progress: bool = False, allow_nonfinite: bool = False,
+               sections=None) -> Path:
         """Write the run's self-contained HTML page (``cnnkit report``) to ``path``, by default
-        ``report.html`` in the run folder; returns its path. A net holding NaN or infinite
+        ``report.html`` in the run folder; returns its path. ``sections``: the parts to write,
+        a comma-separated text or a list of names ("headline,curves", "-timing,-maps"; see
+        :func:`cnnkit.report.select_sections`; None: all). A net holding NaN or infinite
         values is refused unless ``allow_nonfinite`` (the page then opens with a warning
         naming its arrays)."""
         if path is None:
@@ -185,7 +187,8 @@ class Run:
                 raise UsageError("the run was trained in memory and has no folder; give "
                                  "report(path)")
             path = RunFolder(self.folder).report
-        return write_report(self, path, progress=progress, allow_nonfinite=allow_nonfinite)
+        return write_report(self, path, progress=progress, allow_nonfinite=allow_nonfinite,
+                            sections=sections)
 
     def save(self, path, *, overwrite: bool = False) -> Path:
         """Write the net, its metadata, history and test result to the checkpoint ``path``

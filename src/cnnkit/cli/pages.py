@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..app.run import load_run
 from ..experiments import EXPERIMENTS, run_experiment
 from ..finite import quiet_if
+from ..report import SECTIONS, select_sections
 from .options import (SEED, add_allow_nonfinite, add_common_options, add_folder_options,
                       add_no_progress)
 
@@ -15,13 +16,23 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "report", help="write RUN_DIR/report.html: one self-contained page on a training run",
         description="Write one self-contained HTML page (images inlined, nothing fetched) on a "
-        "run folder of `cnnkit train`: the settings, the model summary, the curves, the "
-        "confusion matrix and per-class accuracy, misclassified test images, the first layer's "
-        "filters, activation maps and a saliency map of a test image, and per-layer times.",
-        examples=("cnnkit report runs/first", "cnnkit report runs/first -o first.html"))
+        "run folder of `cnnkit train`. It leads with the answer (test accuracy, best epoch, "
+        "time trained, a thumbnail of the curves, the data and model in one line), then, in "
+        "this order: the curves; the confusion matrix, per-class accuracy and misclassified "
+        "test images; the settings; the model summary; the layer statistics with a verdict on "
+        "each weight's updates; the first layer's filters; activation maps and a saliency map "
+        "of a test image; per-layer times.",
+        examples=("cnnkit report runs/first -o first.html",
+                  "cnnkit report runs/first --sections all,-timing,-maps"))
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnkit train`")
     p.add_argument("--output", "-o", metavar="PATH",
                    help="where to write the page (default: RUN_DIR/report.html)")
+    p.add_argument("--sections", metavar="LIST",
+                   help="the parts to write, comma-separated, from: " + ", ".join(SECTIONS)
+                   + ". Names keep those only (headline,curves); all,-name,... keeps every part "
+                   "but the -names (all,-timing,-maps; or --sections=-timing,-maps, a list "
+                   "starting with -name starting from all); names apply left to right, the "
+                   "page keeps its own order (default: all)")
     add_no_progress(p)
     add_allow_nonfinite(p, "write the page on the net (with a warning)")
     add_common_options(p)
@@ -45,10 +56,12 @@ def add_parsers(sub) -> None:
 
 
 def _report(args) -> int:
+    if args.sections is not None:
+        select_sections(args.sections)          # a bad name: one line, before the run is read
     run = load_run(args.run_dir)
     with quiet_if(args.allow_nonfinite):
         path = run.report(args.output, progress=args.progress,
-                          allow_nonfinite=args.allow_nonfinite)
+                          allow_nonfinite=args.allow_nonfinite, sections=args.sections)
     print(f"wrote {path}")
     return 0
 
