@@ -29,8 +29,8 @@ def add_parsers(sub) -> None:
         help="train a net on a data source (default: the shipped MNIST), print test accuracy",
         description="Train a net on a data source: " + ", ".join(source_names()) + ". Writes "
         "OUT/NAME/checkpoint.npz (every epoch, for --resume), model.npz (best validation "
-        "weights), history.json, curves.png, layer_stats.json and .png and test.json, then "
-        "prints the test accuracy. From Python: cnnkit.fit(data, model, **settings), whose "
+        "weights), history.json and .csv, curves.png, layer_stats.json and .png and test.json; "
+        "then prints the test accuracy. From Python: cnnkit.fit(data, model, **settings), whose "
         "keywords are these options' names with underscores.",
         examples=("cnnkit train --epochs 2 --name first",
                   "cnnkit train --resume runs/first/checkpoint.npz --epochs 3"))
