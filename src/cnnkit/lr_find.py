@@ -379,7 +379,7 @@ _NOT_HERE = ("out", "name", "overwrite", "resume", "report")
 
 def lr_find(data=None, model=None, *, start: float = START, end: float = END,
             iterations: int = ITERATIONS, rule: str = DEFAULT_RULE, beta: float = BETA,
-            diverge: float = DIVERGE, classes=None, **settings) -> LRFindResult:
+            diverge: float = DIVERGE, classes=None, log=None, **settings) -> LRFindResult:
     """The range test for the run ``cnnkit.fit(data, model, **settings)`` would train.
 
     A copy of the net the run would start from (its initial weights; a Module of yours is
@@ -396,6 +396,7 @@ def lr_find(data=None, model=None, *, start: float = START, end: float = END,
     rule : how the suggestion is read, a key of :data:`RULES`
     beta : the smoothing of the loss, in [0, 1)
     diverge : the early stop's factor, > 1
+    log : a callable that gets the data's notes (images skipped, classes found); None: none
     **settings : ``fit``'s settings (``batch_size``, ``optimizer``, ``weight_decay``,
         ``seed``, ``augment``, ``limit``, ``progress``, ...); those of a run folder
         (``out``, ``name``, ``overwrite``, ``resume``, ``report``) are refused, and ``lr``,
@@ -424,4 +425,5 @@ def lr_find(data=None, model=None, *, start: float = START, end: float = END,
     check_range(start, end, iterations, beta, diverge, rule)
     config = RunConfig.from_keywords("lr_find", **settings)
     return range_test_for_run(config, data, model, classes=classes, start=start, end=end,
-                              iterations=iterations, rule=rule, beta=beta, diverge=diverge)
+                              log=log, iterations=iterations, rule=rule, beta=beta,
+                              diverge=diverge)
