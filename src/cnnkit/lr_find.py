@@ -24,7 +24,7 @@ the smoothed curve by a stated rule (:data:`RULES`):
 - ``"steepest"`` (the default): the rate at which the smoothed loss falls fastest against
   ln(lr), ``argmin_i d smoothed / d ln(lr)`` (NumPy's central differences), among the
   iterations up to the smoothed loss's minimum;
-- ``"min/10"``: a tenth of the rate at the smoothed loss's minimum.
+- ``"minimum"``: a tenth of the rate at the smoothed loss's minimum.
 
 Which rule is the default was decided by a measurement (``cnnkit experiment lr-find``, the
 guide's "Finding a learning rate"): the suggestion of each against a grid of rates trained for
@@ -60,7 +60,7 @@ FIND = "find"
 RULES = {
     "steepest": "the rate at which the smoothed loss falls fastest against log(lr), before "
                 "its minimum",
-    "min/10": "a tenth of the rate at which the smoothed loss is lowest",
+    "minimum": "a tenth of the rate at which the smoothed loss is lowest",
 }
 DEFAULT_RULE = "steepest"
 #: The most iterations a range test takes (each one a training step).
@@ -125,7 +125,7 @@ def suggest(lrs, smoothed, rule: str = DEFAULT_RULE) -> float:
     ----------
     lrs : (N,) the rates, increasing
     smoothed : (N,) the smoothed losses at them
-    rule : "steepest" or "min/10" (see the module docstring)
+    rule : "steepest" or "minimum" (see the module docstring)
 
     Raises
     ------
@@ -144,7 +144,7 @@ def suggest(lrs, smoothed, rule: str = DEFAULT_RULE) -> float:
     if lowest == 0:
         raise CnnkitError(f"the smoothed loss is lowest at the first rate tried ({lrs[0]:.3g}): "
                           f"no rate of the range lowered it; give a lower start")
-    if rule == "min/10":
+    if rule == "minimum":
         return float(lrs[lowest] / 10)
     slope = np.gradient(smoothed[:lowest + 1], np.log(lrs[:lowest + 1]))
     return float(lrs[int(np.argmin(slope))])
@@ -249,7 +249,7 @@ class LRFindResult:
             ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(title or f"Learning-rate range test: suggested {self.suggestion:.3g} "
                               f"({self.rule})")
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="lower left", fontsize="small")    # the flat, high start is upper left
         ax.grid(True, which="major", alpha=0.3)
         return finish(fig, path)
 

@@ -32,8 +32,8 @@ def add_parsers(sub) -> None:
         "split, preprocessing, augmentation, loss, optimizer, weight decay, batch size and seed, "
         "for --iterations mini-batches while the learning rate grows exponentially from --start "
         "to --end; stop early once the smoothed loss passes 4 x its minimum. Prints the "
-        "suggested rate and the rule that read it (steepest: " + RULES["steepest"] + "; min/10: "
-        + RULES["min/10"] + "). Writes nothing unless --plot or --json names a file. "
+        "suggested rate and the rule that read it (steepest: " + RULES["steepest"] + "; minimum: "
+        + RULES["minimum"] + "). Writes nothing unless --plot or --json names a file. "
         "`cnnkit train --lr find` runs this first and trains with the suggestion.",
         examples=("cnnkit lr-find --limit 2000 --iterations 100 --plot lr.png",))
     add_settings(p, SETTINGS)
