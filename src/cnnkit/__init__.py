@@ -14,7 +14,8 @@ loop versions, ``cnnkit.gradcheck`` the numerical gradient checks; ``cnnkit.nn``
 history and curves), ``cnnkit.io`` checkpoints and weights files, ``cnnkit.models`` the
 model zoo and the pattern spec, ``cnnkit.summary`` the memory and parameter table,
 ``cnnkit.convert`` FC -> conv conversion, ``cnnkit.timing`` per-layer timing, ``cnnkit.viz``
-pictures of what a net does, ``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
+pictures of what a net does, ``cnnkit.experiments`` the notes' experiments, ``cnnkit.lr_find`` the learning-rate range
+test (``cnnkit.lr_find.lr_find(data, model, **settings)``), ``cnnkit.report`` a
 run's HTML page, and ``cnnkit.inference`` (also ``cnnkit.predict_images``) classifies image
 files with a trained checkpoint. ``cnnkit.set_num_threads(n)`` / ``cnnkit.get_num_threads()``
 (from ``cnnkit.parallel``) set and read the threads the kernels use: by default the cores this
@@ -35,7 +36,8 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "weights": "weights", "checkpoint": "checkpoint", "writers": "writers", "app": "app",
                "evaluation": "evaluation", "errors": "errors", "search": "search",
                "distributed": "distributed", "checks": "checks", "geometry": "geometry",
-               "notation": "notation", "files": "files", "finite": "finite"}
+               "notation": "notation", "files": "files", "finite": "finite",
+               "lr_find": "lr_find"}
 # names defined in a submodule, imported from it on first use
 _NAMES = {"predict_images": "inference", "set_num_threads": "parallel",
           "get_num_threads": "parallel", "num_threads": "parallel", "fit": "app", "Run": "app",

@@ -30,7 +30,7 @@ from ..data import canonical_source
 from ..distributed import DEFAULT_TIMEOUT, DataParallel, share_cores, together, world
 from ..errors import UsageError
 from ..finite import check_net
-from ..lr_find import FIND, START, LRFindResult, range_test
+from .._lr_range import FIND, START, LRFindResult, range_test
 from ..monitor import LayerStats
 from ..nn import Module
 from ..optim import OPTIMIZERS, CosineLR, ExponentialLR, StepLR, make_optimizer

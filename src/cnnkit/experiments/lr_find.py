@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..app.training import fit
+from ..lr_find import DEFAULT_RULE, RULES, lr_find
 from ..viz._figure import close, finish, new_figure
 from .common import Outcome, check_config, fmt
 
@@ -98,9 +100,6 @@ def _digit_folder():
 
 def _measure(data, model, settings, config, rates, progress) -> dict:
     """The range test, then a test accuracy per rate of the grid and per suggestion."""
-    from ..app.training import fit
-    from ..lr_find import lr_find
-
     t0 = time.perf_counter()
     found = lr_find(data, model, iterations=config.iterations, progress=progress, **settings)
     t1 = time.perf_counter()
@@ -133,8 +132,6 @@ def _panel(ax, title, rates, part) -> None:
 
 
 def run(config: Config, folder: Path, rng: np.random.Generator, progress: bool) -> Outcome:
-    from ..lr_find import DEFAULT_RULE, RULES
-
     seed = int(rng.integers(2 ** 31))
     rates = np.logspace(np.log10(config.lo), np.log10(config.hi), config.grid)
     parts = {}
