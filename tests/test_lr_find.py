@@ -105,6 +105,16 @@ def test_the_rules_read_the_known_rate_from_a_synthetic_curve():
     assert suggest(lrs, dipped, "steepest") == pytest.approx(1e-3, rel=1e-12)
 
 
+def test_steepest_skips_the_first_points_of_the_average():
+    lrs, loss = _curve()
+    noisy = loss.copy()
+    noisy[0] += 0.5                  # one noisy first batch: the steepest slope of all
+    assert suggest(lrs, noisy, "steepest") == lrs[0]
+    assert suggest(lrs, noisy, "steepest", skip=10) == pytest.approx(1e-3, rel=1e-12)
+    # a minimum before the skipped points leaves them in
+    assert suggest(lrs[:8], -np.arange(8.0) ** 2, "steepest", skip=10) == lrs[7]
+
+
 def test_a_curve_that_only_rises_has_no_suggestion():
     lrs = np.logspace(-5, 0, 20)
     with pytest.raises(CnnkitError, match="lowest at the first rate"):

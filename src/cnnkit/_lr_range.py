@@ -22,8 +22,8 @@ __all__ = ["range_test", "LRFindResult", "schedule", "smooth", "suggest", "check
 FIND = "find"
 #: The rules a suggestion is read by, each as the docs and the command line state it.
 RULES = {
-    "steepest": "the rate at which the smoothed loss falls fastest against log(lr), before "
-                "its minimum",
+    "steepest": "the rate at which the smoothed loss falls fastest against log(lr), after its "
+                "first 1/(1 - beta) iterations and before its minimum",
     "minimum": "a tenth of the rate at which the smoothed loss is lowest",
 }
 DEFAULT_RULE = "steepest"
@@ -63,10 +63,11 @@ def check_range(start, end, iterations, beta=BETA, diverge=DIVERGE, rule=DEFAULT
 
 def schedule(start: float, end: float, iterations: int) -> np.ndarray:
     """(iterations,) float64: ``start * (end / start) ** (i / (iterations - 1))``, computed as
-    ``exp(ln start + i / (iterations - 1) * ln(end / start))``; the last is exactly ``end``."""
+    ``exp(ln start + i / (iterations - 1) * (ln end - ln start))`` (``end / start`` itself may
+    overflow); the first is exactly ``start``, the last exactly ``end``."""
     check_range(start, end, iterations)
     t = np.arange(iterations, dtype=np.float64) / (iterations - 1)
-    lrs = np.exp(math.log(start) + t * math.log(end / start))
+    lrs = np.exp(math.log(start) + t * (math.log(end) - math.log(start)))
     lrs[0], lrs[-1] = start, end
     return lrs
 
@@ -83,14 +84,17 @@ def smooth(losses, beta: float = BETA) -> np.ndarray:
     return out
 
 
-def suggest(lrs, smoothed, rule: str = DEFAULT_RULE) -> float:
+def suggest(lrs, smoothed, rule: str = DEFAULT_RULE, skip: int = 0) -> float:
     """The rate ``rule`` (a key of :data:`RULES`) reads from the smoothed loss curve.
 
     Parameters
     ----------
     lrs : (N,) the rates, increasing
     smoothed : (N,) the smoothed losses at them
-    rule : "steepest" or "minimum" (see the module docstring)
+    rule : "steepest" or "minimum" (see :mod:`cnnkit.lr_find`)
+    skip : "steepest" looks at the slope from point ``skip`` on (the first points of a moving
+        average rest on a few losses, and one noisy batch there can look like the steepest
+        fall); all points when the minimum comes before ``skip + 1``
 
     Raises
     ------
@@ -111,8 +115,9 @@ def suggest(lrs, smoothed, rule: str = DEFAULT_RULE) -> float:
                           f"no rate of the range lowered it; give a lower start")
     if rule == "minimum":
         return float(lrs[lowest] / 10)
-    slope = np.gradient(smoothed[:lowest + 1], np.log(lrs[:lowest + 1]))
-    return float(lrs[int(np.argmin(slope))])
+    first = skip if lowest - skip >= 1 else 0
+    slope = np.gradient(smoothed[first:lowest + 1], np.log(lrs[first:lowest + 1]))
+    return float(lrs[first + int(np.argmin(slope))])
 
 
 # ---------------------------------------------------------------------------- the result
@@ -224,6 +229,12 @@ class LRFindResult:
 
 # ---------------------------------------------------------------------------- the test
 
+def _settled(beta: float) -> int:
+    """The iterations before a moving average of ``beta`` rests on about 1 / (1 - beta) losses
+    (10 at 0.9): the points "steepest" skips."""
+    return int(round(1.0 / (1.0 - beta)))
+
+
 class _Stop(Exception):
     """Ends the Trainer's loop when the test is done (raised from a callback)."""
 
@@ -310,7 +321,9 @@ def range_test(model, optimizer, x, y, *, loss: str = "softmax", batch_size: int
                           seed=seed, augment=augment, preprocess=preprocess, progress=False,
                           log=None, restore_best=False, callbacks=[recorder])
         try:
-            trainer.fit((x, y))
+            # the test drives the net to blow up on purpose: an overflow is a result here
+            with np.errstate(over="ignore", invalid="ignore"):
+                trainer.fit((x, y))
         except _Stop:
             pass
         except TrainingDiverged:          # the loss was NaN or infinite: recorded up to there
@@ -324,7 +337,7 @@ def range_test(model, optimizer, x, y, *, loss: str = "softmax", batch_size: int
     suggestions = {}
     for name in RULES:
         try:
-            suggestions[name] = suggest(lrs, smoothed, name)
+            suggestions[name] = suggest(lrs, smoothed, name, skip=_settled(beta))
         except CnnkitError:
             if name == rule:
                 raise

@@ -29,7 +29,8 @@ the smoothed curve by a stated rule (:data:`RULES`):
 
 - ``"steepest"`` (the default): the rate at which the smoothed loss falls fastest against
   ln(lr), ``argmin_i d smoothed / d ln(lr)`` (NumPy's central differences), among the
-  iterations up to the smoothed loss's minimum;
+  iterations from the ``1 / (1 - beta)``-th (10 at the default: before it the average rests on
+  a few losses, and one noisy batch can look steep) up to the smoothed loss's minimum;
 - ``"minimum"``: a tenth of the rate at the smoothed loss's minimum.
 
 Which rule is the default was decided by a measurement (``cnnkit experiment lr-find``, the
