@@ -353,3 +353,25 @@ def test_lr_find_command_refuses_a_special_file_for_the_plot(capsys, tmp_path):
     code, out, err = run(capsys, "lr-find", "--limit", "300", "--json", str(link))
     assert_one_line_error(code, err, "already exists")
     assert not (tmp_path / "nowhere.png").exists()
+
+
+@pytest.mark.slow
+def test_workers_lr_find_equals_workers_lr_suggestion_and_one_process_lr_find(tmp_path, capsys):
+    """Under --workers every rank runs the same range test (same data, seed and net), so they
+    agree on the rate without a message; it is the one-process test's rate."""
+    from tests.distributed import mpi
+
+    common = ["train", "--workers", "2", "--limit", "300", "--batch-size", "32", "--epochs", "1",
+              "--no-progress", "--layer-stats", "0", "--out", str(tmp_path)]
+    done, _ = mpi.cnnkit([*common, "--lr", "find", "--name", "found"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("learning-rate range test") == 1          # rank 0 alone speaks
+    lr = load_checkpoint(tmp_path / "found" / "checkpoint.npz").extra["metadata"]["settings"]["lr"]
+    done, _ = mpi.cnnkit([*common, "--lr", repr(lr), "--name", "given"])
+    assert done.returncode == 0, done.stderr
+    a, b = (load_checkpoint(tmp_path / n / "model.npz").model_state for n in ("found", "given"))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    code, out, err = run(capsys, "lr-find", "--limit", "300", "--batch-size", "32",
+                         "--no-progress", "--json", "-")
+    assert code == 0 and json.loads(out)["suggestion"] == lr
