@@ -13,8 +13,8 @@ from cnnkit import nn, optim
 from cnnkit.checkpoint import load_checkpoint
 from cnnkit.cli import main
 from cnnkit.errors import CnnkitError, UsageError
-from cnnkit.lr_find import (RULES, LRFindResult, lr_find, range_test, schedule, smooth,
-                            suggest)
+from cnnkit.lr_find import (RULES, LRFindResult, default_beta, lr_find, range_test, schedule,
+                            smooth, suggest)
 from tests.test_cli import assert_one_line_error, run
 
 NET = "INPUT[1x28x28] -> CONV3-4 -> BN -> RELU -> POOL2 -> DROPOUT0.3 -> FC-10"
@@ -82,6 +82,16 @@ def test_smoothing_is_the_bias_corrected_moving_average():
     np.testing.assert_allclose(smooth(losses, beta), expected, rtol=1e-15)
     assert smooth(losses, beta)[0] == 2.0
     np.testing.assert_array_equal(smooth(losses, 0.0), losses)
+
+
+def test_the_default_smoothing_lags_a_twentieth_of_the_test():
+    for iterations, beta in ((200, 0.9), (100, 0.8), (1000, 0.98), (20, 0.0), (2, 0.0)):
+        assert default_beta(iterations) == pytest.approx(beta, abs=1e-15)
+    x, y = _digits(50)
+    net = _linear()
+    result = range_test(net, optim.SGD(net.named_parameters(), lr=0.1), x, y, batch_size=16,
+                        start=1e-2, end=3.0, iterations=40, diverge=1e9)
+    assert result.beta == pytest.approx(0.5)
 
 
 def _curve():

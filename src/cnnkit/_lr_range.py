@@ -15,8 +15,8 @@ from .callbacks import Callback
 from .errors import CnnkitError, UsageError
 from .train import Trainer, TrainingDiverged, TrainingInterrupted
 
-__all__ = ["range_test", "LRFindResult", "schedule", "smooth", "suggest", "check_range", "RULES",
-           "DEFAULT_RULE", "FIND", "MAX_ITERATIONS"]
+__all__ = ["range_test", "LRFindResult", "schedule", "smooth", "suggest", "check_range",
+           "default_beta", "RULES", "DEFAULT_RULE", "FIND", "MAX_ITERATIONS"]
 
 #: The value of the ``lr`` setting that asks for a range test first.
 FIND = "find"
@@ -29,15 +29,27 @@ RULES = {
 DEFAULT_RULE = "steepest"
 #: The most iterations a range test takes (each one a training step).
 MAX_ITERATIONS = 100_000
-#: The defaults: the rates tried, the steps, the smoothing and the early stop's factor.
-START, END, ITERATIONS, BETA, DIVERGE = 1e-7, 10.0, 200, 0.9, 4.0
+#: The defaults: the rates tried, the steps and the early stop's factor; the smoothing's
+#: default depends on the steps (:func:`default_beta`).
+START, END, ITERATIONS, DIVERGE = 1e-7, 10.0, 200, 4.0
+#: The lag of the default smoothing, as a fraction of the iterations.
+LAG = 1 / 20
+
+
+def default_beta(iterations: int) -> float:
+    """``max(0, 1 - 1 / (LAG * iterations))``: the smoothing whose lag, about
+    ``beta / (1 - beta)`` iterations, is a twentieth of the test less one iteration
+    (0.9 at 200 iterations, 0.8 at 100, 0.98 at 1,000), so the smoothed curve trails the
+    losses by the same part of the range of rates whatever the number of iterations."""
+    return max(0.0, 1.0 - 1.0 / (LAG * iterations))
 
 
 # ---------------------------------------------------------------------------- the arithmetic
 
-def check_range(start, end, iterations, beta=BETA, diverge=DIVERGE, rule=DEFAULT_RULE) -> None:
+def check_range(start, end, iterations, beta=None, diverge=DIVERGE, rule=DEFAULT_RULE) -> None:
     """Raise UsageError, one line naming the value, unless 0 < start < end (finite),
-    2 <= iterations <= MAX_ITERATIONS, 0 <= beta < 1, diverge > 1 and rule is one of RULES."""
+    2 <= iterations <= MAX_ITERATIONS, 0 <= beta < 1 (or None), diverge > 1 and rule is one of
+    RULES."""
     for name, value in (("start", start), ("end", end)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
                                                              np.integer)):
@@ -52,7 +64,8 @@ def check_range(start, end, iterations, beta=BETA, diverge=DIVERGE, rule=DEFAULT
             or not 2 <= iterations <= MAX_ITERATIONS:
         raise UsageError(f"lr_find iterations must be a count from 2 to {MAX_ITERATIONS:,}, "
                          f"got {iterations!r}")
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < 1:
+    if beta is not None and (isinstance(beta, bool) or not isinstance(beta, (int, float))
+                             or not 0 <= beta < 1):
         raise UsageError(f"lr_find beta (the smoothing) must be in [0, 1), got {beta!r}")
     if isinstance(diverge, bool) or not isinstance(diverge, (int, float)) \
             or not 1 < diverge < math.inf:
@@ -72,7 +85,7 @@ def schedule(start: float, end: float, iterations: int) -> np.ndarray:
     return lrs
 
 
-def smooth(losses, beta: float = BETA) -> np.ndarray:
+def smooth(losses, beta: float) -> np.ndarray:
     """The bias-corrected exponential moving average of ``losses`` (see the module
     docstring): ``smoothed[0] == losses[0]``; (N,) float64."""
     losses = np.asarray(losses, dtype=np.float64)
@@ -148,7 +161,7 @@ class LRFindResult:
     start: float
     end: float
     iterations: int
-    beta: float = BETA
+    beta: float = 0.9
     diverge: float = DIVERGE
     settings: dict = field(default_factory=dict)
 
@@ -269,7 +282,7 @@ class _RangeCallback(Callback):
 
 def range_test(model, optimizer, x, y, *, loss: str = "softmax", batch_size: int = 64,
                seed: int = 0, preprocess=None, augment=None, start: float = START,
-               end: float = END, iterations: int = ITERATIONS, beta: float = BETA,
+               end: float = END, iterations: int = ITERATIONS, beta: float | None = None,
                diverge: float = DIVERGE, rule: str = DEFAULT_RULE,
                progress: bool = False) -> LRFindResult:
     """Run the range test on ``model`` with ``optimizer``, which it trains and leaves changed
@@ -289,7 +302,7 @@ def range_test(model, optimizer, x, y, *, loss: str = "softmax", batch_size: int
         labels (N,); N must be at least ``batch_size``
     loss, batch_size, seed, preprocess, augment : as the Trainer's
     start, end, iterations : the rates tried, ``schedule(start, end, iterations)``
-    beta : the smoothing, in [0, 1)
+    beta : the smoothing, in [0, 1); None: :func:`default_beta` of ``iterations``
     diverge : stop once the smoothed loss exceeds ``diverge`` x its minimum
     rule : how the suggestion is read (:data:`RULES`)
     progress : show a bar over the iterations
@@ -308,6 +321,7 @@ def range_test(model, optimizer, x, y, *, loss: str = "softmax", batch_size: int
         On a stop signal (Ctrl-C, SIGTERM, SIGHUP).
     """
     check_range(start, end, iterations, beta, diverge, rule)
+    beta = default_beta(iterations) if beta is None else beta
     n = len(y)
     if n < batch_size:
         raise UsageError(f"the range test needs at least one batch of {batch_size} training "

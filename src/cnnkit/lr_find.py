@@ -17,11 +17,11 @@ mini-batch loss is recorded and smoothed by an exponential moving average with b
     a_i = beta * a_{i-1} + (1 - beta) * loss_i,    a_{-1} = 0
     smoothed_i = a_i / (1 - beta ** (i + 1))
 
-The default ``beta`` is 0.9, not the 0.98 of the usual test with 100 iterations: a moving
-average lags its input by about ``beta / (1 - beta)`` iterations (49 at 0.98, 9 at 0.9), and at
-100 iterations over the 8 decades from 1e-7 to 10 a lag of 49 is 4 decades, which moved the
-smoothed curve's descent (and the suggestion) far to the right on MNIST; 200 iterations at 0.9
-lag by under half a decade.
+A moving average lags its input by about ``beta / (1 - beta)`` iterations, so ``beta``
+defaults to :func:`default_beta`, ``1 - 20 / iterations`` (0.9 at the default 200 iterations,
+0.8 at 100): a lag of a twentieth of the test, 0.4 decade of the 8 from 1e-7 to 10. The usual
+fixed 0.98 lags 49 iterations, which at 100 iterations is 4 decades: on MNIST it moved the
+smoothed curve's descent, and the suggestion, far to the right.
 
 The test stops early once ``smoothed_i > diverge * min(smoothed_0..i)`` (the loss has blown
 up: larger rates only tell the same) or a loss is NaN or infinite. The suggestion is read from
@@ -29,8 +29,8 @@ the smoothed curve by a stated rule (:data:`RULES`):
 
 - ``"steepest"`` (the default): the rate at which the smoothed loss falls fastest against
   ln(lr), ``argmin_i d smoothed / d ln(lr)`` (NumPy's central differences), among the
-  iterations from the ``1 / (1 - beta)``-th (10 at the default: before it the average rests on
-  a few losses, and one noisy batch can look steep) up to the smoothed loss's minimum;
+  iterations from the ``1 / (1 - beta)``-th (10 at 200 iterations: before it the average rests
+  on a few losses, and one noisy batch can look steep) up to the smoothed loss's minimum;
 - ``"minimum"``: a tenth of the rate at the smoothed loss's minimum.
 
 Which rule is the default was decided by a measurement (``cnnkit experiment lr-find``, the
@@ -48,15 +48,16 @@ yours.
 
 from __future__ import annotations
 
-from ._lr_range import (BETA, DEFAULT_RULE, DIVERGE, END, FIND, ITERATIONS, MAX_ITERATIONS, RULES,
-                        START, LRFindResult, check_range, range_test, schedule, smooth, suggest)
+from ._lr_range import (DEFAULT_RULE, DIVERGE, END, FIND, ITERATIONS, MAX_ITERATIONS, RULES,
+                        START, LRFindResult, check_range, default_beta, range_test, schedule,
+                        smooth, suggest)
 from .app.config import RunConfig
 from .app.training import range_test_for_run
 from .errors import UsageError
 
 __all__ = ["lr_find", "range_test", "LRFindResult", "schedule", "smooth", "suggest", "RULES",
-           "DEFAULT_RULE", "FIND", "MAX_ITERATIONS", "START", "END", "ITERATIONS", "BETA",
-           "DIVERGE"]
+           "default_beta", "DEFAULT_RULE", "FIND", "MAX_ITERATIONS", "START", "END",
+           "ITERATIONS", "DIVERGE"]
 
 # ---------------------------------------------------------------------------- from settings
 
@@ -65,7 +66,7 @@ _NOT_HERE = ("out", "name", "overwrite", "resume", "report")
 
 
 def lr_find(data=None, model=None, *, start: float = START, end: float = END,
-            iterations: int = ITERATIONS, rule: str = DEFAULT_RULE, beta: float = BETA,
+            iterations: int = ITERATIONS, rule: str = DEFAULT_RULE, beta: float | None = None,
             diverge: float = DIVERGE, classes=None, log=None, **settings) -> LRFindResult:
     """The range test for the run ``cnnkit.fit(data, model, **settings)`` would train.
 
@@ -81,7 +82,7 @@ def lr_find(data=None, model=None, *, start: float = START, end: float = END,
     iterations : the training steps, 2 .. MAX_ITERATIONS (the data is cycled when it holds
         fewer batches)
     rule : how the suggestion is read, a key of :data:`RULES`
-    beta : the smoothing of the loss, in [0, 1)
+    beta : the smoothing of the loss, in [0, 1); None: ``default_beta(iterations)``
     diverge : the early stop's factor, > 1
     log : a callable that gets the data's notes (images skipped, classes found); None: none
     **settings : ``fit``'s settings (``batch_size``, ``optimizer``, ``weight_decay``,

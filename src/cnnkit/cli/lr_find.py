@@ -10,7 +10,7 @@ import sys
 from .._atomic import atomic_write_text
 from ..app import RunConfig
 from ..errors import UsageError
-from ..lr_find import BETA, DIVERGE, END, ITERATIONS, MAX_ITERATIONS, RULES, START, lr_find
+from ..lr_find import DIVERGE, END, ITERATIONS, MAX_ITERATIONS, RULES, START, lr_find
 from .options import Count, Real, add_common_options, add_settings, settings_given, typed
 
 #: train's options that shape the range test: the data, the net, the optimizer, the batches and
@@ -78,7 +78,7 @@ def _run(args) -> int:
         print(line, file=stream, flush=True)
 
     result = lr_find(start=args.start, end=args.end, iterations=args.iterations,
-                     rule=args.rule, beta=BETA, diverge=DIVERGE, log=say,
+                     rule=args.rule, diverge=DIVERGE, log=say,
                      **settings_given(args, SETTINGS))
     say(result.summary())
     # the exact number: train --lr with it trains as train --lr find does, bit for bit
