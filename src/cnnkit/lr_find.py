@@ -56,8 +56,7 @@ from .app.training import range_test_for_run
 from .errors import UsageError
 
 __all__ = ["lr_find", "range_test", "LRFindResult", "schedule", "smooth", "suggest", "RULES",
-           "default_beta", "DEFAULT_RULE", "FIND", "MAX_ITERATIONS", "START", "END",
-           "ITERATIONS", "DIVERGE"]
+           "default_beta", "DEFAULT_RULE", "FIND", "MAX_ITERATIONS"]
 
 # ---------------------------------------------------------------------------- from settings
 

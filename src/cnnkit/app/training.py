@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write_text
+from .._lr_range import FIND, START, LRFindResult, range_test
 from ..budget import scoped_memory_budget
 from ..callbacks import Callback, in_notebook
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -30,7 +31,6 @@ from ..data import canonical_source
 from ..distributed import DEFAULT_TIMEOUT, DataParallel, share_cores, together, world
 from ..errors import UsageError
 from ..finite import check_net
-from .._lr_range import FIND, START, LRFindResult, range_test
 from ..monitor import LayerStats
 from ..nn import Module
 from ..optim import OPTIMIZERS, CosineLR, ExponentialLR, StepLR, make_optimizer

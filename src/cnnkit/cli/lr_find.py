@@ -10,7 +10,8 @@ import sys
 from .._atomic import atomic_write_text
 from ..app import RunConfig
 from ..errors import UsageError
-from ..lr_find import DIVERGE, END, ITERATIONS, MAX_ITERATIONS, RULES, START, lr_find
+from .._lr_range import DIVERGE, END, ITERATIONS, MAX_ITERATIONS, RULES, START
+from ..lr_find import lr_find
 from .options import Count, Real, add_common_options, add_settings, settings_given, typed
 
 #: train's options that shape the range test: the data, the net, the optimizer, the batches and
