@@ -157,7 +157,7 @@ def test_lr_find_measures_the_suggestions_against_the_grid(tmp_path):
         assert len(part["grid_test_accuracy"]) == 2
         assert all(0 <= a <= 1 for a in part["grid_test_accuracy"])
         test = part["range_test"]
-        assert len(test["lrs"]) <= 40 and test["rule"] == "steepest"
+        assert len(test["lrs"]) <= 40 and test["rule"] == "minimum"
         for rule, got in part["suggested"].items():
             assert got is None or (got["lr"] == test["suggestions"][rule]
                                    and 0 <= got["test_accuracy"] <= 1)

@@ -236,9 +236,9 @@ def test_the_result_plots_and_serialises(tmp_path):
     assert ax.get_xscale() == "log"
     assert any(list(line.get_xdata()) == [result.suggestion] * 2 for line in ax.lines)
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
-    assert data["suggestion"] == result.suggestion and data["rule"] == "steepest"
+    assert data["suggestion"] == result.suggestion and data["rule"] == "minimum"
     assert data["lrs"] == result.lrs.tolist() and data["losses"] == result.losses.tolist()
-    assert data["rule_text"].startswith("steepest: ") and "suggested lr" in repr(result)
+    assert data["rule_text"].startswith("minimum: a tenth of the rate") and "suggested lr" in repr(result)
 
 
 # ---------------------------------------------------------------------------- train --lr find
@@ -303,7 +303,7 @@ def test_lr_find_command_prints_the_suggestion_and_writes_new_files(capsys, tmp_
     assert code == 0, err
     saved = json.loads(data.read_text())
     assert f"train with it: cnnkit train --lr {saved['suggestion']!r}" in out
-    assert "suggested lr" in out and "steepest: " in out
+    assert "suggested lr" in out and "(minimum: a tenth of the rate" in out
     assert saved["start"] == 1e-5 and saved["end"] == 1 and len(saved["lrs"]) <= 40
     assert plot.read_bytes()[:4] == b"\x89PNG"
     # the same again is refused: nothing is written over
@@ -316,10 +316,11 @@ def test_lr_find_command_prints_the_suggestion_and_writes_new_files(capsys, tmp_
 def test_lr_find_command_json_to_stdout_is_json_alone(capsys):
     code, out, err = run(capsys, "lr-find", "--limit", "300", "--batch-size", "32",
                          "--iterations", "20", "--no-progress", "--json", "-", "--rule",
-                         "minimum")
+                         "steepest")
     assert code == 0, err
     data = json.loads(out)
-    assert data["rule"] == "minimum" and "suggested lr" in err
+    assert data["rule"] == "steepest" and "suggested lr" in err
+    assert data["suggestion"] == data["suggestions"]["steepest"]
 
 
 @pytest.mark.parametrize("argv, fragment", [

@@ -22,11 +22,11 @@ __all__ = ["range_test", "LRFindResult", "schedule", "smooth", "suggest", "check
 FIND = "find"
 #: The rules a suggestion is read by, each as the docs and the command line state it.
 RULES = {
+    "minimum": "a tenth of the rate at which the smoothed loss is lowest",
     "steepest": "the rate at which the smoothed loss falls fastest against log(lr), after its "
                 "first 1/(1 - beta) iterations and before its minimum",
-    "minimum": "a tenth of the rate at which the smoothed loss is lowest",
 }
-DEFAULT_RULE = "steepest"
+DEFAULT_RULE = "minimum"
 #: The most iterations a range test takes (each one a training step).
 MAX_ITERATIONS = 100_000
 #: The defaults: the rates tried, the steps and the early stop's factor; the smoothing's
@@ -104,7 +104,7 @@ def suggest(lrs, smoothed, rule: str = DEFAULT_RULE, skip: int = 0) -> float:
     ----------
     lrs : (N,) the rates, increasing
     smoothed : (N,) the smoothed losses at them
-    rule : "steepest" or "minimum" (see :mod:`cnnkit.lr_find`)
+    rule : "minimum" or "steepest" (see :mod:`cnnkit.lr_find`)
     skip : "steepest" looks at the slope from point ``skip`` on (the first points of a moving
         average rest on a few losses, and one noisy batch there can look like the steepest
         fall); all points when the minimum comes before ``skip + 1``

@@ -10,7 +10,7 @@ import sys
 from .._atomic import atomic_write_text
 from ..app import RunConfig
 from ..errors import UsageError
-from .._lr_range import DIVERGE, END, ITERATIONS, MAX_ITERATIONS, RULES, START
+from .._lr_range import DEFAULT_RULE, DIVERGE, END, ITERATIONS, MAX_ITERATIONS, RULES, START
 from ..lr_find import lr_find
 from .options import Count, Real, add_common_options, add_settings, settings_given, typed
 
@@ -33,8 +33,8 @@ def add_parsers(sub) -> None:
         "split, preprocessing, augmentation, loss, optimizer, weight decay, batch size and seed, "
         "for --iterations mini-batches while the learning rate grows exponentially from --start "
         "to --end; stop early once the smoothed loss passes 4 x its minimum. Prints the "
-        "suggested rate and the rule that read it (steepest: " + RULES["steepest"] + "; minimum: "
-        + RULES["minimum"] + "). Writes nothing unless --plot or --json names a file. "
+        "suggested rate and the rule that read it (minimum: " + RULES["minimum"] + "; steepest: "
+        + RULES["steepest"] + "). Writes nothing unless --plot or --json names a file. "
         "`cnnkit train --lr find` runs this first and trains with the suggestion.",
         examples=("cnnkit lr-find --limit 2000 --iterations 100 --plot lr.png",))
     add_settings(p, SETTINGS)
@@ -46,7 +46,7 @@ def add_parsers(sub) -> None:
     g.add_argument("--iterations", type=typed(Count(2, MAX_ITERATIONS)), default=ITERATIONS,
                    metavar="N", help="training steps, one per rate; the data is cycled when it "
                    "holds fewer batches (default: %(default)s)")
-    g.add_argument("--rule", choices=tuple(RULES), default="steepest",
+    g.add_argument("--rule", choices=tuple(RULES), default=DEFAULT_RULE,
                    help="how the suggestion is read from the smoothed loss (default: "
                    "%(default)s)")
     g.add_argument("--plot", metavar="PNG", default=None,
