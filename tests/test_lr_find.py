@@ -68,6 +68,8 @@ def test_each_step_uses_the_rate_of_its_iteration_and_the_data_is_cycled():
     result = range_test(net, spy, x, y, batch_size=16, start=1e-2, end=3.0, iterations=11,
                         diverge=1e9)
     assert result.stopped == "end" and len(result.losses) == 11
+    falling = np.argmin(result.smoothed) == 10
+    assert ("still falling at the last rate" in result.summary()) == falling
     np.testing.assert_array_equal(spy.used, schedule(1e-2, 3.0, 11))
     np.testing.assert_array_equal(result.lrs, schedule(1e-2, 3.0, 11))
     np.testing.assert_array_equal(result.smoothed, smooth(result.losses, result.beta))

@@ -142,13 +142,15 @@ class LRFindResult:
     lrs : (n,) float64, the rate of each iteration run (n <= the iterations asked: an early
         stop ends it)
     losses : (n,) float64, each iteration's mini-batch loss (at its rate, before its update)
-    smoothed : (n,) float64, their bias-corrected moving average (module docstring)
+    smoothed : (n,) float64, their bias-corrected moving average (see :mod:`cnnkit.lr_find`)
     suggestion : the suggested rate, by ``rule``
     rule : the rule's name, a key of :data:`RULES`; ``rule_text`` states it
     suggestions : every rule's rate for this curve (the suggestion is ``suggestions[rule]``)
     stopped : why the test ended: "end" (every iteration ran), "diverged" (the smoothed loss
         passed ``diverge`` x its minimum) or "nonfinite" (a loss was NaN or infinite)
     start, end, iterations, beta, diverge : the test's settings
+    settings : the run's settings it trained with (:func:`cnnkit.lr_find.lr_find` fills them;
+        empty from :func:`range_test`)
     """
 
     lrs: np.ndarray
@@ -161,7 +163,7 @@ class LRFindResult:
     start: float
     end: float
     iterations: int
-    beta: float = 0.9
+    beta: float
     diverge: float = DIVERGE
     settings: dict = field(default_factory=dict)
 
@@ -176,9 +178,11 @@ class LRFindResult:
         how = {"end": "ran to the end",
                "diverged": f"stopped when the smoothed loss passed {self.diverge:g} x its minimum",
                "nonfinite": "stopped at a NaN or infinite loss"}[self.stopped]
+        still = "" if self.stopped != "end" or np.argmin(self.smoothed) < len(self.lrs) - 1 \
+            else "; the loss was still falling at the last rate: a larger end may find more"
         return (f"suggested lr {self.suggestion:.3g} ({self.rule_text}); {len(self.lrs)} of "
                 f"{self.iterations} iterations from lr {self.start:.3g} to "
-                f"{self.lrs[-1]:.3g}, {how}")
+                f"{self.lrs[-1]:.3g}, {how}{still}")
 
     def to_dict(self) -> dict:
         """JSON types: the settings, the rule, the suggestions and the three curves (lists;
