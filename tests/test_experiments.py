@@ -9,7 +9,7 @@ import pytest
 
 from cnnkit.cli import main
 from cnnkit.experiments import EXPERIMENTS, run_experiment
-from cnnkit.experiments import bn_init, covariate, dropout_modes, fc_to_conv, vanishing
+from cnnkit.experiments import bn_init, covariate, dropout_modes, fc_to_conv, lr_find, vanishing
 from cnnkit.experiments.common import format_table, jsonable
 from cnnkit.runs import RunFolderError
 
@@ -39,9 +39,9 @@ def check_written(results, tmp_path, name):
     return saved
 
 
-def test_the_registry_lists_the_five_experiments_in_order():
+def test_the_registry_lists_the_experiments_in_order():
     assert list(EXPERIMENTS) == ["vanishing-gradients", "covariate-shift", "bn-init",
-                                 "dropout-modes", "fc-to-conv"]
+                                 "dropout-modes", "fc-to-conv", "lr-find"]
     for name, entry in EXPERIMENTS.items():
         assert entry.summary and "\n" not in entry.summary
         module = entry.load()
@@ -141,6 +141,27 @@ def test_fc_to_conv_matches_crop_by_crop(tmp_path):
     assert r["output_stride"] == [4, 4]
     assert r["max_abs_diff"] < 1e-4 and r["max_abs_score"] > 0.1
     assert all(t["met"] for t in saved["targets"]), lines
+
+
+@pytest.mark.slow
+def test_lr_find_measures_the_suggestions_against_the_grid(tmp_path):
+    pytest.importorskip("sklearn")
+    config = lr_find.Config(mnist_limit=400, mnist_epochs=1, folder_epochs=1, iterations=40,
+                            grid=2, lo=1e-3, hi=1e-2)
+    results, lines = run("lr-find", config, tmp_path)
+    saved = check_written(results, tmp_path, "lr-find")
+    r = saved["results"]
+    assert r["rates"] == pytest.approx([1e-3, 1e-2], rel=1e-12)
+    for name in ("mnist", "folder"):
+        part = r[name]
+        assert len(part["grid_test_accuracy"]) == 2
+        assert all(0 <= a <= 1 for a in part["grid_test_accuracy"])
+        test = part["range_test"]
+        assert len(test["lrs"]) <= 40 and test["rule"] == "minimum"
+        for rule, got in part["suggested"].items():
+            assert got is None or (got["lr"] == test["suggestions"][rule]
+                                   and 0 <= got["test_accuracy"] <= 1)
+    assert len(saved["targets"]) == 2 and any("mnist" in line for line in lines)
 
 
 def test_a_second_run_gets_a_new_folder_and_a_named_one_is_kept(tmp_path):

@@ -199,6 +199,29 @@ compare(len(test_y), nearest_class_mean=baseline_digits, the_net=digit_run.test_
 # moved by a pixel, thicker or thinner, or a 7 written with a bar, is far from its template,
 # while the net's convolutions detect a stroke wherever it falls and combine those detections.
 #
+# #### Which learning rate?
+#
+# The run trained with Adam's default rate, 0.001 (its second line says so). The learning-rate
+# range test asks the data instead: `lr_find` trains a copy of the same net, on the same
+# images, batches, augmentation and seed, for a number of mini-batches while the rate grows
+# exponentially from 1e-7 to 10, and reads a rate off the smoothed loss by a stated rule (by
+# default a tenth of the rate where it is lowest). It trains for seconds, not epochs; the net of
+# `digit_run` is not touched. `cnnkit.fit(..., lr="find")` (`cnnkit train --lr find`) runs it
+# first and trains with the rate it suggests, and `cnnkit lr-find` prints it on the command
+# line. The [guide](../guide/learning-rate.md) measures how well the suggestion does.
+
+# %%
+from cnnkit.lr_find import lr_find
+
+found = lr_find(f"folder:{digit_root}", DIGIT_NET, iterations=100, progress=False)
+print(found.summary())
+found.plot()
+
+# %% [markdown]
+# The loss stays flat while the rate is too small to move the weights, falls once it is large
+# enough, and blows up when steps overshoot. At its lowest point the steps are already on the
+# edge of too large; the suggestion, a tenth of that rate, sits on the descent.
+#
 # ### Evaluating and predicting
 #
 # `run.evaluate()` scores the net on the run's test split (the `test` folder) and returns the

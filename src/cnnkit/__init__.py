@@ -15,9 +15,10 @@ history and curves; ``cnnkit.tensorboard`` TensorBoard's event files), ``cnnkit.
 checkpoints and weights files, ``cnnkit.models`` the model zoo and the pattern spec,
 ``cnnkit.summary`` the memory and parameter table, ``cnnkit.convert`` FC -> conv conversion,
 ``cnnkit.timing`` per-layer timing, ``cnnkit.viz`` pictures of what a net does,
-``cnnkit.experiments`` the notes' experiments, ``cnnkit.report`` a
-run's HTML page, and ``cnnkit.inference`` (also ``cnnkit.predict_images``) classifies image
-files with a trained checkpoint. ``cnnkit.set_num_threads(n)`` / ``cnnkit.get_num_threads()``
+``cnnkit.experiments`` the notes' experiments, ``cnnkit.lr_find`` the learning-rate range test
+(``cnnkit.lr_find.lr_find(data, model, **settings)``), ``cnnkit.compare`` runs side by side,
+``cnnkit.report`` a run's HTML page, and ``cnnkit.inference`` (also ``cnnkit.predict_images``)
+classifies image files with a trained checkpoint. ``cnnkit.set_num_threads(n)`` / ``cnnkit.get_num_threads()``
 (from ``cnnkit.parallel``) set and read the threads the kernels use: by default the cores this
 process may use, or ``CNNKIT_NUM_THREADS``; results are the same bits on any count. Submodules
 load on first use, so ``import cnnkit`` stays cheap.
@@ -38,7 +39,7 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "evaluation": "evaluation", "errors": "errors", "search": "search",
                "distributed": "distributed", "checks": "checks", "geometry": "geometry",
                "notation": "notation", "files": "files", "finite": "finite",
-               "compare": "compare"}
+               "compare": "compare", "lr_find": "lr_find"}
 # names defined in a submodule, imported from it on first use
 _NAMES = {"predict_images": "inference", "set_num_threads": "parallel",
           "get_num_threads": "parallel", "num_threads": "parallel", "fit": "app", "Run": "app",

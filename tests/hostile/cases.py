@@ -2,7 +2,7 @@
 
 ``build_cases(tmp)`` returns (group, name, argv) triples; every file a case needs is created
 under ``tmp`` first. Groups: spec, options, checkpoint, data, folder, image, runs, weights (export
-and import), distributed (``train --workers``).
+and import), distributed (``train --workers``), lr-find.
 """
 
 from __future__ import annotations
@@ -1273,6 +1273,56 @@ def report_cases(tmp: Path, good: Path):
                         "case": "HEADLINE, Curves"}.items():
         yield "report", f"sections-ok-{label}", ["report", str(good), "-o", out,
                                                  "--no-progress", f"--sections={spec}"]
+def lr_find_cases(tmp: Path, good: Path):
+    """`cnnkit lr-find` and `train --lr find`: bad ranges, too little data, a plot or JSON path
+    that exists (a user's file, a folder, a FIFO, a dangling link, a device), bad data and
+    nets, and data-parallel ranks."""
+    import os
+
+    quick = ["--limit", "300", "--batch-size", "32", "--iterations", "20", "--no-progress"]
+    for value in NUMBERS:
+        for option in ("--start", "--end", "--iterations"):
+            yield "lr-find", f"{option}={value}", ["lr-find", option, value, *quick]
+    for start, end in (("1", "0.1"), ("0.1", "0.1"), ("1e-300", "1e300"), ("1e-7", "1e-6")):
+        yield "lr-find", f"range={start}:{end}", ["lr-find", *quick, "--start", start,
+                                                  "--end", end]
+    yield "lr-find", "huge-iterations", ["lr-find", *quick, "--iterations", "100001"]
+    yield "lr-find", "too-little-data", ["lr-find", "--limit", "20", "--no-progress"]
+    yield "lr-find", "train-too-little-data", ["train", "--lr", "find", "--limit", "20",
+                                               "--no-progress", "--out", str(tmp / "lr-runs")]
+    for value in ("fnd", "FIND", "find:3", "-find"):
+        yield "lr-find", f"train--lr={value}", ["train", "--lr", value, "--limit", "20",
+                                                "--no-progress", "--out", str(tmp / "lr-runs")]
+    paths = tmp / "lr-find"
+    paths.mkdir(exist_ok=True)
+    mine = paths / "mine.png"
+    mine.write_bytes(b"the user's own file")
+    folder = paths / "folder"
+    folder.mkdir(exist_ok=True)
+    fifo = paths / "fifo.png"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    dangling = paths / "dangling.png"
+    if not dangling.is_symlink():
+        dangling.symlink_to(paths / "nowhere.png")
+    for name, path in (("existing-file", mine), ("folder", folder), ("fifo", fifo),
+                       ("dangling-link", dangling), ("device", Path("/dev/null")),
+                       ("inside-a-file", mine / "x.png")):
+        for option in ("--plot", "--json"):
+            yield "lr-find", f"{option}-{name}", ["lr-find", *quick, option, str(path)]
+    yield "lr-find", "same-plot-and-json", ["lr-find", *quick, "--plot", str(paths / "a"),
+                                            "--json", str(paths / "a")]
+    yield "lr-find", "missing-folder", ["lr-find", "--data", f"folder:{tmp / 'no-such'}",
+                                        "--no-progress"]
+    yield "lr-find", "huge-net", ["lr-find", *quick, "--model", SPECS["huge-fc-train"]]
+    yield "lr-find", "bad-spec", ["lr-find", *quick, "--model", SPECS["unbalanced"]]
+    yield "lr-find", "weights-of-another-net", ["lr-find", *quick, "--model", "resnet20",
+                                                "--weights", str(good)]
+    yield "lr-find", "resume", ["lr-find", *quick, "--resume", str(good)]
+    yield "lr-find", "workers-lr-find", ["train", "--workers", "2", "--lr", "find", "--limit",
+                                         "200", "--batch-size", "32", "--epochs", "1",
+                                         "--no-progress", "--layer-stats", "0", "--out",
+                                         str(tmp / "lr-runs")]
 
 
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
@@ -1292,4 +1342,5 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                                 nonfinite_cases(tmp, good / "r"), text_cases(tmp, good / "r"),
                                 onnx_cases(tmp, good / "r" / "model.npz"),
                                 compare_cases(tmp, good / "r"), logs_cases(tmp, good / "r"),
-                                report_cases(tmp, good / "r")))
+                                report_cases(tmp, good / "r"),
+                                lr_find_cases(tmp, good / "r" / "model.npz")))

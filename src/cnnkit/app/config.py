@@ -171,6 +171,31 @@ class PathText(Text):
         return super().check(value)
 
 
+class RateOrFind(Kind):
+    """A learning rate (a number >= 0), or "find": the range test picks it
+    (:mod:`cnnkit.lr_find`) before the run trains, which records the number."""
+
+    expected = 'a number >= 0 or "find"'
+    metavar = "LR"
+    rate = Real(0.0, expected="a number >= 0")
+
+    def parse(self, text):
+        if str(text).strip().lower() == "find":
+            return "find"
+        try:
+            return self.rate.parse(text)
+        except ValueError:
+            raise self.wrong(text, converted=False) from None
+
+    def check(self, value):
+        if isinstance(value, str) and value == "find":
+            return value
+        try:
+            return self.rate.check(value)
+        except ValueError:
+            raise self.wrong(value, converted=_is_real(value)) from None
+
+
 class Volume(Kind):
     """An input volume (C, H, W): "3x32x32" on the command line, a sequence of 3 counts in
     Python, a list in JSON."""
@@ -356,8 +381,10 @@ class RunConfig:
     epochs: int = _field(5, _PASSES, "epochs")
     batch_size: int = _field(64, Count(1), "mini-batch size", search=True)
     optimizer: str = _field("adam", Choice(OPTIMIZERS), "update rule", search=True)
-    lr: float | None = _field(None, OrNone(_NON_NEGATIVE), "learning rate (default: " + _LRS
-                              + ")")
+    lr: float | str | None = _field(None, OrNone(RateOrFind()), "learning rate, or find: run "
+                                    "the learning-rate range test first (as cnnkit lr-find "
+                                    "does) and train with its suggestion, recorded as the "
+                                    "number (default: " + _LRS + ")")
     momentum: float = _field(0.9, _NON_NEGATIVE, "for momentum/nesterov", search=True)
     weight_decay: float = _field(0.0, _NON_NEGATIVE, "L2 strength on the weights")
     schedule: str = _field("cosine", Choice(SCHEDULES), "learning-rate schedule per epoch",

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write_text
+from .._lr_range import FIND, START, LRFindResult, range_test
 from ..budget import scoped_memory_budget
 from ..callbacks import Callback, CSVLogger, in_notebook
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -123,13 +124,37 @@ def train(config: RunConfig, data=None, model=None, *, given=frozenset(), classe
     if log is not None and not callable(log):
         raise TypeError(f"fit: log must be a callable, 'auto' or None, got {type(log).__name__}")
     say = log if (log is not None and root) else (lambda *args, **kwargs: None)
+    with _session(config):
+        callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+        return _train(config, data, model, given, classes, say, callbacks, comm, root,
+                      None if log is None or not root else log)
+
+
+@contextlib.contextmanager
+def _session(config: RunConfig):
+    """Within the block cnnkit's kernels use ``config.threads`` (when given) and the memory
+    budget is ``config.memory_budget``'s."""
     with contextlib.ExitStack() as scope:
         if config.threads is not None:
             scope.enter_context(num_threads(config.threads))
         scope.enter_context(scoped_memory_budget(config.memory_budget))
-        callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
-        return _train(config, data, model, given, classes, say, callbacks, comm, root,
-                      None if log is None or not root else log)
+        yield
+
+
+def range_test_for_run(config: RunConfig, data=None, model=None, *, classes=None, log=None,
+                       **options) -> LRFindResult:
+    """:func:`cnnkit.lr_find.lr_find` with its settings a RunConfig: the data, split, net,
+    preprocessing and augmentation made as :func:`train` makes them, then the range test on a
+    copy of the net (``options``: :func:`cnnkit.lr_find.range_test`'s ``start``, ``end``,
+    ``iterations``, ``rule``, ``beta``, ``diverge``). ``log`` gets the data's notes."""
+    say = log if log is not None else (lambda *args, **kwargs: None)
+    with _session(config):
+        config, _, _ = _settled(config, frozenset(), data, model)
+        config, dataset, label, shape, preprocessing, augment, rng, train_part, _ = _inputs(
+            config, data, model, classes, say, None, True)
+        net = _initial_net(config, None, model, label, shape, dataset, rng)
+        return _range_test(config, net, train_part, preprocessing, augment, shape, label,
+                           config.progress, **options)
 
 
 def _settled(config: RunConfig, given, data, model):
@@ -192,9 +217,10 @@ def _schedule(optimizer, config: RunConfig):
     return None
 
 
-def _train(config, data, model, given, classes, say, callbacks, comm, root, log) -> Run:
-    config, resumed, run_dir = together(comm, "reading the run's settings",
-                                        lambda: _settled(config, given, data, model))
+def _inputs(config: RunConfig, data, model, classes, say, comm, root):
+    """(config with the data, net and augmentation settled, dataset, the net's label, its
+    input volume, preprocessing, augment, the seed's Generator after the split, training part,
+    validation part)."""
     progress = config.progress and root
     # rank 0 first: a folder source is decoded once, into the cache the others then read
     opened = together(comm, "opening the data",
@@ -210,37 +236,87 @@ def _train(config, data, model, given, classes, say, callbacks, comm, root, log)
                             lr=OPTIMIZERS[config.optimizer].lr if config.lr is None else config.lr)
     rng = np.random.default_rng(config.seed)
     train_part, val_part = split_train(dataset, config, rng)
+    return config, dataset, label, shape, preprocessing, augment, rng, train_part, val_part
+
+
+def _initial_net(config: RunConfig, resumed, model, label, shape, dataset, rng) -> Module:
+    """The net the run starts from: the resumed checkpoint's, the user's Module (checked), or
+    one built from ``rng``; with ``config.weights`` loaded, its values checked finite."""
+    if resumed is not None:
+        net = resumed.build_model()           # its weights are the checkpoint's anyway
+    elif isinstance(model, Module):
+        net = model
+        if any(p.is_placeholder for _, p in net.named_parameters()):
+            raise UsageError("the net's weights are placeholders (built under "
+                             "nn.shapes_only()); load weights into it first")
+        check_outputs(net, label, shape, dataset.num_classes, dataset.title)
+        if config.out is not None:
+            check_rebuildable(net)
+    else:
+        net = build_net(label, shape, dataset.num_classes, dataset.title, rng)
+    if config.weights is not None:   # a checkpoint, or PyTorch's .pt or a .safetensors
+        load_weights(net, config.weights, allow_nonfinite=True)      # refused just below
+    check_net(net, config.resume or config.weights or "the net",
+              hint="training would not remove them")
+    return net
+
+
+def _optimizer(config: RunConfig, net: Module, lr: float):
+    return make_optimizer(config.optimizer, net.named_parameters(), lr=lr,
+                          momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def _range_test(config: RunConfig, net: Module, train_part, preprocessing, augment, shape,
+                label, progress, **options) -> LRFindResult:
+    """The range test on a copy of ``net`` (``net`` itself, its buffers and its generators
+    are left as they are) with the run's optimizer, loss, batch size, seed, preprocessing and
+    augmentation."""
+    trial = net.copy()
+    check_memory(trial, shape, config.batch_size, short(label), optimizer=config.optimizer)
+    result = range_test(trial, _optimizer(config, trial, options.get("start", START)),
+                        train_part.images, train_part.labels, loss=config.loss,
+                        batch_size=config.batch_size, seed=config.seed,
+                        preprocess=preprocessing, augment=augment, progress=progress,
+                        **options)
+    result.settings = {name: value for name, value in config.record().items()
+                       if name not in ("lr", "epochs", "schedule", "step_size", "gamma",
+                                       "layer_stats")}
+    return result
+
+
+def _train(config, data, model, given, classes, say, callbacks, comm, root, log) -> Run:
+    config, resumed, run_dir = together(comm, "reading the run's settings",
+                                        lambda: _settled(config, given, data, model))
+    progress = config.progress and root
+    config, dataset, label, shape, preprocessing, augment, rng, train_part, val_part = _inputs(
+        config, data, model, classes, say, comm, root)
 
     def build():
-        if resumed is not None:
-            net = resumed.build_model()           # its weights are the checkpoint's anyway
-        elif isinstance(model, Module):
-            net = model
-            if any(p.is_placeholder for _, p in net.named_parameters()):
-                raise UsageError("the net's weights are placeholders (built under "
-                                 "nn.shapes_only()); load weights into it first")
-            check_outputs(net, label, shape, dataset.num_classes, dataset.title)
-            if config.out is not None:
-                check_rebuildable(net)
-        else:
-            net = build_net(label, shape, dataset.num_classes, dataset.title, rng)
-        if config.weights is not None:   # a checkpoint, or PyTorch's .pt or a .safetensors
-            load_weights(net, config.weights, allow_nonfinite=True)      # refused just below
-        check_net(net, config.resume or config.weights or "the net",
-                  hint="training would not remove them")
-        optimizer = make_optimizer(config.optimizer, net.named_parameters(), lr=config.lr,
-                                   momentum=config.momentum, weight_decay=config.weight_decay)
+        net = _initial_net(config, resumed, model, label, shape, dataset, rng)
+        lr, found = config.lr, None
+        if lr == FIND:     # every rank alike: the same data, seed and net give the same rate
+            found = _range_test(config, net, train_part, preprocessing, augment, shape, label,
+                                progress)
+            lr = found.suggestion
+        optimizer = _optimizer(config, net, lr)
         shard = config.batch_size // (1 if comm is None else comm.size)
         check_memory(net, shape, max(1, shard), short(label), optimizer=config.optimizer)
         parallel = None
         if comm is not None:
             parallel = DataParallel(comm, sync_bn=config.sync_bn)
             parallel.check_batch(config.batch_size)
-        return net, optimizer, _schedule(optimizer, config), parallel, eval_batch_size(net, shape)
+        return net, optimizer, _schedule(optimizer, config), parallel, \
+            eval_batch_size(net, shape), found
 
-    net, optimizer, scheduler, parallel, eval_batch = together(comm, "building the net", build)
+    net, optimizer, scheduler, parallel, eval_batch, found = together(
+        comm, "building the net", build)
+    if found is not None:                  # the run records the rate, not "find"
+        config = config.replace(lr=found.suggestion)
+        say(f"learning-rate range test: {found.summary()}")
     metadata = {"source": dataset.source, "classes": list(dataset.classes),
                 **preprocessing.to_metadata(), "settings": config.record()}
+    if found is not None:
+        metadata["lr_find"] = found.to_dict()
     # the run folder is claimed only now that the data and the net are known to work, and
     # before anything trains: a taken name or an unwritable --out is found at once (by rank 0)
     claimed = None

@@ -21,14 +21,14 @@ from ..errors import CnnkitError
 from ..interrupts import exit_status, interrupted_by, signal_of, stop_signals
 from ..models.spec import SpecError
 from ..train import NonFiniteBatch, TrainingDiverged
-from . import compare, nets, pages, search, train, transfer, use
+from . import compare, lr_find, nets, pages, search, train, transfer, use
 from .options import Parser
 
 EXIT_ERROR, EXIT_BROKEN_PIPE = 1, 141
 
 #: The modules of the commands, each with ``add_parsers(sub)``; ``cnnkit --help`` lists the
 #: commands in this order.
-COMMANDS = (train, use, nets, transfer, pages, search, compare)
+COMMANDS = (train, lr_find, use, nets, transfer, pages, compare, search)
 
 
 def build_parser() -> argparse.ArgumentParser:

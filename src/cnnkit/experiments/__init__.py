@@ -8,6 +8,7 @@ Each experiment is a module here holding a ``Config`` dataclass (defaults: minut
     bn-init               bn_init.py         CS231n assignment 2: batch norm vs weight scale
     dropout-modes         dropout_modes.py   upscale_in_train vs downscale_in_infer
     fc-to-conv            fc_to_conv.py      ConvNet notes: an FC net slid over a larger image
+    lr-find               lr_find.py         the range test's suggested rate against a grid
 
 :func:`run_experiment` claims the results folder ``OUT/NAME`` (``-2``, ``-3``, ... when taken;
 see :mod:`cnnkit.runs`), runs one, writes its PNGs and ``results.json`` (settings, seed, numbers,
@@ -59,6 +60,9 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment("fc-to-conv",
                "an FC classifier converted to convs slides over a larger image in one pass",
                "fc_to_conv"),
+    Experiment("lr-find",
+               "the learning-rate range test's suggestion against a grid of rates, on MNIST and "
+               "a folder of PNG digits", "lr_find"),
 )}
 
 
