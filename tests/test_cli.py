@@ -189,7 +189,7 @@ def test_python_m_cnnkit_and_version():
 
 def test_the_command_line_stays_a_thin_shell():
     """cnnkit/cli/ and every module only it imports, but for the library's own modules (those
-    `cnnkit.X` names, which Python users call): under 1,000 lines, none over 300."""
+    `cnnkit.X` names, which Python users call): under 1,100 lines, none over 300."""
     import cnnkit
     from tests import import_graph
 
@@ -207,4 +207,4 @@ def test_the_command_line_stays_a_thin_shell():
     lines = {name: len(modules[name].read_text().splitlines()) for name in only_cli}
     assert any(cli(name) for name in lines) and "cnnkit.app" not in only_cli
     assert max(lines.values()) <= 300, lines
-    assert sum(lines.values()) < 1000, lines
+    assert sum(lines.values()) < 1100, lines
