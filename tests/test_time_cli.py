@@ -163,6 +163,10 @@ def test_time_takes_a_checkpoint_and_its_input_volume(capsys, smooth_run, name):
 
 
 def test_a_folder_or_a_file_that_is_no_checkpoint_is_one_line(capsys, smooth_run, tmp_path):
+    import os
+
+    fifo = tmp_path / "net.npz"
+    os.mkfifo(fifo)                   # never opened: a read would hang
     for argv, fragments in (
             (["time", str(smooth_run)], [f"{smooth_run} is a run folder; name one of its "
                                          f"checkpoints: {smooth_run / 'model.npz'} (the best "
@@ -171,7 +175,9 @@ def test_a_folder_or_a_file_that_is_no_checkpoint_is_one_line(capsys, smooth_run
             (["time", str(smooth_run / "history.json")], ["is not a readable cnnkit checkpoint"]),
             (["gradcheck", "--model", str(smooth_run)], ["is a run folder"]),
             (["gradcheck", "--model", str(smooth_run / "history.json")],
-             ["history.json is not a readable cnnkit checkpoint"])):
+             ["history.json is not a readable cnnkit checkpoint"]),
+            (["time", str(fifo)], ["cannot read checkpoint", "it is a FIFO (named pipe)"]),
+            (["gradcheck", "--model", str(fifo)], ["it is a FIFO (named pipe)"])):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err, err

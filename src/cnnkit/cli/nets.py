@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from ..app.inputs import short
 from ..checkpoint import save_checkpoint
 from ..convert import explain, fully_convolutional, output_stride
 from ..errors import UsageError
+from ..files import regular_file
 from ..gradcheck import check_named_model
 from ..models import resolve_model
 from ..optim import OPTIMIZERS, Adam
@@ -108,11 +110,19 @@ def add_parsers(sub) -> None:
 
 
 def _not_a_folder(text: str) -> str:
-    """``text``, a MODEL, when it names no folder; a folder (a run's, say) is refused in one
-    line naming the checkpoints inside it: its model.npz (the best epoch) and checkpoint.npz
-    (the last) hold different weights, so neither is taken for the other silently."""
-    if not _names_a_folder(text):
+    """``text``, a MODEL, unless it names a folder or something else that is not a file: a
+    folder (a run's, say) is refused in one line naming the checkpoints inside it (its
+    model.npz, the best epoch, and checkpoint.npz, the last, hold different weights, so
+    neither is taken for the other silently); a FIFO, device or socket as
+    :func:`cnnkit.files.regular_file` words it."""
+    try:
+        there = os.path.exists(text) and not os.path.isfile(text)
+    except (OSError, ValueError):        # a spec longer than a path may be
+        there = False
+    if not there:
         return text
+    if not os.path.isdir(text):
+        regular_file(text, "checkpoint")          # raises, naming what it is
     inside = [str(Path(text) / name) for name in (RunFolder.MODEL, RunFolder.CHECKPOINT)
               if (Path(text) / name).is_file()]
     if inside:
@@ -120,14 +130,6 @@ def _not_a_folder(text: str) -> str:
                          f"(the best epoch's weights)"
                          + (f" or {inside[1]} (the last epoch's)" if len(inside) > 1 else ""))
     raise UsageError(f"{text} is a folder, not a checkpoint (.npz), a zoo name or a spec")
-
-
-def _names_a_folder(text: str) -> bool:
-    """Whether ``text`` is the path of a folder (False for text no path can be)."""
-    try:
-        return Path(text).is_dir()
-    except (OSError, ValueError):
-        return False
 
 
 def _gradcheck(args) -> int:

@@ -91,9 +91,9 @@ def _predict(args) -> int:
         stream = predict_files(args.checkpoint, args.images, recursive=args.recursive,
                                invert=args.invert, skip_bad=args.skip_bad,
                                allow_nonfinite=args.allow_nonfinite)
-        if stream.files.note():
-            print(stream.files.note(), file=sys.stderr)
         write_predictions(stream, sys.stdout, args.format, args.top_k, args.checkpoint)
+    if stream.files.note():          # after the answers: an error stays the only line
+        print(stream.files.note(), file=sys.stderr)
     if stream.skipped:
         print(f"skipped {len(stream.skipped)} of {len(stream)} file(s) (the first: "
               f"{stream.skipped[0][1]})", file=sys.stderr)

@@ -644,8 +644,8 @@ def class_names(count: int, *, text: str | None = None, path=None) -> list[str]:
         what, sep = "--classes", "name"
         names = text.split(",")
     if len(names) != count:
-        raise WeightsError(f"{what} gives {len(names):,} names; the net gives {count:,} class "
-                           f"scores")
+        raise WeightsError(f"{what} gives {len(names):,} name{'s' if len(names) != 1 else ''}; "
+                           f"the net gives {count:,} class scores")
     seen = {}
     for i, name in enumerate(names, 1):
         name = name.strip()
