@@ -605,6 +605,7 @@ def predict_files(checkpoint, paths, *, recursive: bool = False, invert: str = "
                            batch_size=batch_size, skip_bad=skip_bad)
 
 
+#: What :func:`write_predictions` writes (``cnnkit predict --format``).
 PREDICTION_FORMATS = ("text", "json", "csv")
 
 

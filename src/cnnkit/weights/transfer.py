@@ -603,7 +603,8 @@ def recorded_preprocessing(weights_file, shape: tuple) -> dict:
 
 # ---------------------------------------------------------------------------- class names
 
-MAX_CLASSES_FILE_BYTES = 16 * 2**20      # a classes file larger is refused before it is read
+#: A classes file larger than this is refused before it is read (16 MiB: a million names).
+MAX_CLASSES_FILE_BYTES = 16 * 2**20
 
 
 def class_names(count: int, *, text: str | None = None, path=None) -> list[str]:
