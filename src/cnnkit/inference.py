@@ -632,9 +632,9 @@ def write_predictions(stream: FilePredictions, out, fmt: str = "text", top_k: in
                       f"{answer.path}: " + "  ".join(f"{name} {p:.3f}"
                                                      for name, p in answer.top(k)) + "\n")
     elif fmt == "json":
-        head = {"checkpoint": None if checkpoint is None else str(checkpoint),
-                "classes": list(stream.classes)}
-        out.write(json.dumps(head)[:-1] + ', "predictions": [')
+        # the object is written in pieces, the predictions as they come
+        out.write(f'{{"checkpoint": {json.dumps(None if checkpoint is None else str(checkpoint))}'
+                  f', "classes": {json.dumps(list(stream.classes))}, "predictions": [')
         first = True
         for answer in (a for a in stream if not a.skipped):
             top = [{"class": name, "probability": p if math.isfinite(p) else None}
