@@ -171,3 +171,21 @@ def test_what_is_no_image_is_one_line(capsys, ckpt, tmp_path):
         run(capsys, "predict", str(ckpt), str(tmp_path / "docs"), "--format", "xml")
     assert exit_info.value.code == 2
     assert "invalid choice: 'xml'" in capsys.readouterr().err
+
+
+def test_every_file_skipped_is_still_valid_json_and_csv(capsys, ckpt, tmp_path):
+    (tmp_path / "a.png").write_bytes(b"GIF89a")
+    (tmp_path / "b.jpg").write_bytes(b"")
+    code, out, _ = run(capsys, "predict", str(ckpt), str(tmp_path), "--skip-bad", "--format",
+                       "json")
+    got = json.loads(out)
+    assert code == EXIT_SKIPPED and got["predictions"] == []
+    assert [s["path"] for s in got["skipped"]] == [str(tmp_path / "a.png"),
+                                                   str(tmp_path / "b.jpg")]
+    stream = predict_files(ckpt, [tmp_path], skip_bad=True)
+    assert [a.skipped is not None for a in stream] == [True, True]
+    assert len(list(stream)) == 2 and len(stream.skipped) == 2     # a second pass, counted once
+    code, out, _ = run(capsys, "predict", str(ckpt), str(tmp_path), "--skip-bad", "--format",
+                       "csv", "--top-k", "1")
+    assert list(csv.reader(io.StringIO(out)))[1:] == [
+        [path, "", "", reason] for path, reason in stream.skipped]

@@ -523,7 +523,7 @@ class FilePredictions:
     ----------
     classes : the class names of the net
     files : the :class:`ImageFiles` found
-    skipped : the (path, reason) of the files skipped so far
+    skipped : the (path, reason) of the files skipped so far (in the latest pass)
     """
 
     def __init__(self, model, preprocessing: Preprocessing, classes, files: ImageFiles, *,
@@ -543,6 +543,7 @@ class FilePredictions:
         return len(self.files.entries)
 
     def __iter__(self) -> Iterator[FilePrediction]:
+        self.skipped = []                  # each pass over the files reads them again
         pending: list[tuple[str, np.ndarray | None, str | None]] = []
         decoded = 0
         for path, reason in self.files.entries:
