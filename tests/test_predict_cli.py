@@ -1,4 +1,4 @@
-"""``cnnkit predict`` over files and folders (:func:`cnnkit.inference.predict_files`): the
+"""``cnnkit predict`` over files and folders (:mod:`cnnkit.classify_files`): the
 files a folder gives, the three formats read back by the standard library, batches, skipped
 files, special files."""
 
@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 import cnnkit
-from cnnkit import inference
-from cnnkit.inference import find_image_files, predict_files
+from cnnkit import classify_files
+from cnnkit.classify_files import find_image_files, predict_files
 from tests.test_cli import assert_one_line_error, run
 from tests.test_data_cli import COLOURS, write_folder
 from tests.test_hostile import clean_error, cnnkit as child
@@ -100,9 +100,9 @@ def test_the_three_formats_read_back_and_agree_with_predict_images(capsys, ckpt,
 
 def test_answers_come_a_batch_at_a_time(ckpt, photos, monkeypatch):
     reads, batches = [], []
-    read, classify = inference._read_one, inference.classify
-    monkeypatch.setattr(inference, "_read_one", lambda p, *a: reads.append(p) or read(p, *a))
-    monkeypatch.setattr(inference, "classify",
+    read, classify = classify_files.read_image, classify_files.classify
+    monkeypatch.setattr(classify_files, "read_image", lambda p, *a: reads.append(p) or read(p, *a))
+    monkeypatch.setattr(classify_files, "classify",
                         lambda m, p, c, x, **kw: batches.append(len(x)) or classify(m, p, c, x,
                                                                                     **kw))
     stream = predict_files(ckpt, [photos], recursive=True, batch_size=2)

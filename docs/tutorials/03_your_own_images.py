@@ -235,7 +235,7 @@ for path, top in zip(some_files, predictions.top(3)):
 # done:
 
 # %%
-from cnnkit.inference import predict_files
+from cnnkit.classify_files import predict_files
 
 scores = evaluation.to_dict()
 print(scores["accuracy"], scores["per_class"][3], scores["confusion"]["counts"][3])

@@ -35,7 +35,8 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "weights": "weights", "checkpoint": "checkpoint", "writers": "writers", "app": "app",
                "evaluation": "evaluation", "errors": "errors", "search": "search",
                "distributed": "distributed", "checks": "checks", "geometry": "geometry",
-               "notation": "notation", "files": "files", "finite": "finite"}
+               "notation": "notation", "files": "files", "finite": "finite",
+               "classify_files": "classify_files"}
 # names defined in a submodule, imported from it on first use
 _NAMES = {"predict_images": "inference", "set_num_threads": "parallel",
           "get_num_threads": "parallel", "num_threads": "parallel", "fit": "app", "Run": "app",

@@ -1,6 +1,6 @@
 """Using a trained net: ``cnnkit evaluate`` (:func:`cnnkit.evaluation.evaluate_checkpoint`) and
-``cnnkit predict`` (:func:`cnnkit.inference.predict_files`, written as it goes by
-:func:`cnnkit.inference.write_predictions`)."""
+``cnnkit predict`` (:func:`cnnkit.classify_files.predict_files`, written as it goes by
+:func:`cnnkit.classify_files.write_predictions`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from ..data import source_names
 from ..evaluation import evaluate_checkpoint
 from ..finite import quiet_if
-from ..inference import PREDICTION_FORMATS, predict_files, write_predictions
+from ..classify_files import PREDICTION_FORMATS, predict_files, write_predictions
 from .options import (POSITIVE, add_allow_nonfinite, add_choice, add_common_options,
                       add_no_progress)
 
