@@ -1,4 +1,4 @@
-"""Classify images with a trained checkpoint: what ``cnnkit predict`` does, from Python.
+"""Classify images with a trained checkpoint, from Python: files, Pillow images or arrays.
 
     >>> result = predict_images("runs/lenet-bn-20261130-101500/model.npz",
     ...                         ["seven.png", "two.jpg"])               # doctest: +SKIP
