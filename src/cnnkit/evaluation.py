@@ -15,9 +15,8 @@ it may hold only some of them, in any order; a class the net does not know is re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
