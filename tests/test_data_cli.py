@@ -314,16 +314,23 @@ def test_npz_with_class_names_channels_last_and_a_small_limit(capsys, tmp_path, 
     assert_one_line_error(code, err, "--val-size 5 leaves no training images out of 5")
 
 
-def test_evaluate_refuses_a_source_with_other_class_names(capsys, tmp_path, rng):
+def test_evaluate_matches_a_source_s_classes_by_name(capsys, tmp_path, rng):
     x = rng.integers(0, 256, (12, 8, 8), dtype=np.uint8)
     good = _npz(tmp_path / "a.npz", x=x, y=np.arange(12) % 2, classes=np.array(["cat", "dog"]))
-    other = _npz(tmp_path / "b.npz", x=x, y=np.arange(12) % 2,
-                 classes=np.array(["dog", "cat"]))
+    swapped = _npz(tmp_path / "b.npz", x=x, y=1 - np.arange(12) % 2,
+                   classes=np.array(["dog", "cat"]))      # the same labels, named the other way
+    other = _npz(tmp_path / "c.npz", x=x, y=np.arange(12) % 2, classes=np.array(["cat", "emu"]))
     assert main(["train", "--data", good, "--model", "FC-2", *QUICK, "--out", str(tmp_path),
                  "--name", "e"]) == 0
     capsys.readouterr()
-    code, _, err = run(capsys, "evaluate", str(tmp_path / "e" / "model.npz"), "--data", other)
-    assert_one_line_error(code, err, "has classes dog, cat", "trained on cat, dog")
+    ckpt = str(tmp_path / "e" / "model.npz")
+    outs = [run(capsys, "evaluate", ckpt, "--data", source, "--split", "all")
+            for source in (good, swapped)]
+    assert [code for code, _, _ in outs] == [0, 0]
+    assert outs[0][1].splitlines()[1:] == outs[1][1].splitlines()[1:]     # all but the title
+    code, _, err = run(capsys, "evaluate", ckpt, "--data", other)
+    assert_one_line_error(code, err, "has class 'emu', which the net was not trained on",
+                          "its classes: cat, dog")
 
 
 def test_unknown_source_and_options(capsys, tmp_path):

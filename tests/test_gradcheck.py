@@ -78,3 +78,30 @@ def test_check_loss_catches_a_wrong_gradient(rng):
 
     assert check_loss(F.softmax_loss, scores, y) < 1e-7
     assert check_loss(half_wrong, scores, y) > 0.1
+
+
+def test_a_checkpoint_is_checked_at_its_trained_weights(capsys, tmp_path):
+    """``gradcheck --model CKPT``: the checkpoint's net and weights, on its input volume."""
+    from cnnkit.cli import main
+    from cnnkit.gradcheck import check_model, check_named_model
+    from cnnkit.io import load_model
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (24, 5, 8), dtype=np.uint8),
+             y=np.arange(24) % 4)
+    assert main(["train", "--data", f"npz:{tmp_path / 'd.npz'}", "--model",
+                 "CONV3-2 -> TANH -> FC-4", "--epochs", "1", "--batch-size", "8",
+                 "--no-progress", "--out", str(tmp_path), "--name", "g"]) == 0
+    path = tmp_path / "g" / "model.npz"
+    capsys.readouterr()
+    assert main(["gradcheck", "--model", str(path), "--batch", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"gradient check of {path} (") and "pass: threshold" in out
+    result = check_named_model(str(path), batch=3, seed=4)
+    model = load_model(path).astype(np.float64)      # the trained weights, redone by hand
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 1, 5, 8))
+    y = rng.integers(0, 4, 3)
+    assert result.errors == check_model(model, x, y, "softmax", rng=rng)
+    assert result.shapes == {"0.weight": (2, 1, 3, 3), "0.bias": (2,), "3.weight": (4, 80),
+                             "3.bias": (4,)}

@@ -228,3 +228,96 @@ def test_training_starts_from_pytorch_weights(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--weights", path, "--limit", "200", "--epochs", "1",
                        "--out", tmp_path / "runs", "--name", "bad", "--no-progress")
     assert_one_line_error(code, err, "0.weight", str(path))
+
+
+# ---------------------------------------------------------------------------- --classes
+
+@pytest.fixture
+def spec_pt(tmp_path):
+    """A small net's PyTorch twin saved by torch.save: 4 classes of 1x6x5 images."""
+    spec = "INPUT[1x6x5] -> CONV3-2 -> RELU -> FC-4"
+    model, _ = build_model(spec, rng=np.random.default_rng(0))
+    path = tmp_path / "small.pt"
+    torch.save(randomize_torch(torch_twin(model), seed=3).state_dict(), path)
+    return spec, path
+
+
+def _imported(capsys, tmp_path, spec_pt, *names):
+    spec, path = spec_pt
+    out_path = tmp_path / "named.npz"
+    code, out, err = run(capsys, "import", path, "--model", spec, "-o", out_path, "--mean", "0",
+                         "--std", "1", "--overwrite", *names)
+    return code, out, err, out_path
+
+
+def test_classes_go_where_a_trained_run_keeps_them_and_predict_names_them(
+        tmp_path, capsys, spec_pt):
+    from PIL import Image
+
+    from cnnkit.checkpoint import load_checkpoint
+    from cnnkit.inference import predict_images
+
+    code, _, err, out_path = _imported(capsys, tmp_path, spec_pt, "--classes",
+                                       "ant, bee,çat ,dog")
+    assert code == 0, err
+    assert load_checkpoint(out_path).extra["metadata"]["classes"] == ["ant", "bee", "çat", "dog"]
+    Image.fromarray(np.arange(30, dtype=np.uint8).reshape(6, 5) * 8).save(tmp_path / "x.png")
+    expected = predict_images(out_path, [tmp_path / "x.png"]).top(4)[0]
+    assert [name for name, _ in expected] != ["0", "1", "2", "3"]
+    code, out, _ = run(capsys, "predict", out_path, tmp_path / "x.png", "--top-k", "4")
+    assert code == 0 and out == f"{tmp_path / 'x.png'}: " + "  ".join(
+        f"{name} {p:.3f}" for name, p in expected) + "\n"
+    assert {name for name, _ in expected} == {"ant", "bee", "çat", "dog"}
+    # the same from a file: UTF-8 with a byte-order mark and Windows line ends
+    (tmp_path / "names.txt").write_bytes("\ufeffant\r\nbee\r\nçat\r\ndog\r\n".encode())
+    code, _, err, out_path = _imported(capsys, tmp_path, spec_pt, "--classes-file",
+                                       tmp_path / "names.txt")
+    assert code == 0, err
+    assert load_checkpoint(out_path).extra["metadata"]["classes"] == ["ant", "bee", "çat", "dog"]
+
+
+@pytest.mark.parametrize("names, fragments", [
+    ("a,b,c", ["--classes gives 3 names; the net gives 4 class scores"]),
+    ("a,b,c,d,e", ["--classes gives 5 names"]),
+    ("a,b,,d", ["--classes: name 3 is empty"]),
+    ("a,b, ,d", ["--classes: name 3 is empty"]),
+    ("a,b,a,d", ["'a' is named twice (names 1 and 3)"]),
+    ("a,b\nc,d,e", ["name 2 (b\\nc) holds a character that is not printable"]),
+])
+def test_bad_class_names_are_one_line(tmp_path, capsys, spec_pt, names, fragments):
+    code, _, err, out_path = _imported(capsys, tmp_path, spec_pt, "--classes", names)
+    assert_one_line_error(code, err, *fragments)
+    assert not out_path.exists()
+
+
+@pytest.mark.parametrize("content, fragments", [
+    (b"a\nb\nc\n", ["gives 3 names; the net gives 4"]),
+    (b"a\nb\n\nd\n", ["line 3 is empty"]),
+    (b"a\nb\x00\nc\nd", ["line 2 (b\\x00) holds a character that is not printable"]),
+    (b"a\nb\nc\n\xff\xfe", ["not UTF-8 text (byte 6 is 0xff)"]),
+    (b"a\n" * 100_000, ["gives 100,000 names; the net gives 4"]),
+])
+def test_bad_classes_files_are_one_line(tmp_path, capsys, spec_pt, content, fragments):
+    (tmp_path / "names.txt").write_bytes(content)
+    code, _, err, _ = _imported(capsys, tmp_path, spec_pt, "--classes-file",
+                                tmp_path / "names.txt")
+    assert_one_line_error(code, err, str(tmp_path / "names.txt"), *fragments)
+
+
+def test_a_huge_or_special_classes_file_is_refused_unread(tmp_path, capsys, spec_pt,
+                                                          monkeypatch):
+    from cnnkit.weights import transfer
+
+    monkeypatch.setattr(transfer, "MAX_CLASSES_FILE_BYTES", 100)
+    (tmp_path / "big.txt").write_bytes(b"x" * 101)
+    code, _, err, _ = _imported(capsys, tmp_path, spec_pt, "--classes-file",
+                                tmp_path / "big.txt")
+    assert_one_line_error(code, err, "big.txt: 101 bytes; a classes file holds at most")
+    code, _, err, _ = _imported(capsys, tmp_path, spec_pt, "--classes-file", tmp_path)
+    assert_one_line_error(code, err, "it is a folder, not a file")
+    code, _, err, _ = _imported(capsys, tmp_path, spec_pt, "--classes-file",
+                                tmp_path / "none.txt")
+    assert_one_line_error(code, err, "classes file not found")
+    with pytest.raises(SystemExit):      # one or the other
+        _imported(capsys, tmp_path, spec_pt, "--classes", "a,b,c,d", "--classes-file",
+                  tmp_path / "big.txt")

@@ -134,3 +134,52 @@ def test_time_layers_errors_name_the_layer(rng):
         time_layers(_nested_net(0), rng.standard_normal((4, 5, 8, 8)), iterations=1)
     with pytest.raises(ValueError, match="iterations >= 1"):
         time_layers(_nested_net(0), rng.standard_normal((4, 2, 8, 8)), iterations=0)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+@pytest.fixture(scope="module")
+def smooth_run(tmp_path_factory):
+    """A run of a small net with smooth activations on 7x9 grey images of 3 classes."""
+    tmp = tmp_path_factory.mktemp("smooth")
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "d.npz", x=rng.integers(0, 256, (24, 7, 9), dtype=np.uint8),
+             y=np.arange(24) % 3)
+    assert main(["train", "--data", f"npz:{tmp / 'd.npz'}", "--model",
+                 "CONV3-3 -> TANH -> FC-3", "--epochs", "1", "--batch-size", "8",
+                 "--no-progress", "--out", str(tmp), "--name", "s"]) == 0
+    return tmp / "s"
+
+
+@pytest.mark.parametrize("name", ["model.npz", "checkpoint.npz"])
+def test_time_takes_a_checkpoint_and_its_input_volume(capsys, smooth_run, name):
+    path = smooth_run / name
+    assert main(["time", str(path), "--batch", "3", "--iterations", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"cnnkit time {path}: batch 3 x 1x7x9, float32, ")
+    rows = [line for line in out.splitlines() if re.match(r"\s+\d+\s", line)]
+    shapes = [(3, 3, 7, 9), (3, 3, 7, 9), (3, 189), (3, 3)]   # CONV3 pads: 7x9 stays
+    assert len(rows) == len(shapes) and all(str(s) in r for r, s in zip(rows, shapes)), out
+
+
+def test_a_folder_or_a_file_that_is_no_checkpoint_is_one_line(capsys, smooth_run, tmp_path):
+    import os
+
+    fifo = tmp_path / "net.npz"
+    os.mkfifo(fifo)                   # never opened: a read would hang
+    for argv, fragments in (
+            (["time", str(smooth_run)], [f"{smooth_run} is a run folder; name one of its "
+                                         f"checkpoints: {smooth_run / 'model.npz'} (the best "
+                                         f"epoch's weights) or {smooth_run / 'checkpoint.npz'}"]),
+            (["time", str(tmp_path)], [f"{tmp_path} is a folder, not a checkpoint"]),
+            (["time", str(smooth_run / "history.json")], ["is not a readable cnnkit checkpoint"]),
+            (["gradcheck", "--model", str(smooth_run)], ["is a run folder"]),
+            (["gradcheck", "--model", str(smooth_run / "history.json")],
+             ["history.json is not a readable cnnkit checkpoint"]),
+            (["time", str(fifo)], ["cannot read checkpoint", "it is a FIFO (named pipe)"]),
+            (["gradcheck", "--model", str(fifo)], ["it is a FIFO (named pipe)"])):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        for fragment in fragments:
+            assert fragment in err, (fragment, err)

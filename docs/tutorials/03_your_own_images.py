@@ -251,6 +251,21 @@ for path, top in zip(some_files, predictions.top(3)):
 # Each line names a file by its class folder and lists the net's three most probable classes.
 # Where the net is unsure, the runner-up is usually a look-alike digit.
 #
+# For a program rather than a reader, the same answers come as plain data.
+# `evaluation.to_dict()` is what `cnnkit evaluate --json` prints (no NaN anywhere: JSON has none),
+# and `predict_files` classifies every image of a folder a batch at a time, as
+# `cnnkit predict CKPT FOLDER --format json|csv` does, handing each answer over as its batch is
+# done:
+
+# %%
+from cnnkit.classify_files import predict_files
+
+scores = evaluation.to_dict()
+print(scores["accuracy"], scores["per_class"][3], scores["confusion"]["counts"][3])
+threes = predict_files(work / "runs" / "digits" / "model.npz", [digit_root / "test" / "3"])
+answers = [answer.top(1)[0][0] for answer in threes]
+print(f"{len(answers)} test images of 3, called 3: {answers.count('3')}")
+#
 # ### The report
 #
 # `run.report()` writes one self-contained HTML page into the run folder, `report.html`. It

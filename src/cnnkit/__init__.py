@@ -39,7 +39,7 @@ _SUBMODULES = {"functional": "functional", "F": "functional", "reference": "refe
                "evaluation": "evaluation", "errors": "errors", "search": "search",
                "distributed": "distributed", "checks": "checks", "geometry": "geometry",
                "notation": "notation", "files": "files", "finite": "finite",
-               "compare": "compare", "lr_find": "lr_find"}
+               "compare": "compare", "lr_find": "lr_find", "classify_files": "classify_files"}
 # names defined in a submodule, imported from it on first use
 _NAMES = {"predict_images": "inference", "set_num_threads": "parallel",
           "get_num_threads": "parallel", "num_threads": "parallel", "fit": "app", "Run": "app",

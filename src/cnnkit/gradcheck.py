@@ -18,8 +18,7 @@ import numpy as np
 
 from .errors import UsageError
 from .functional.losses import get_loss
-from .models import build_model
-from .nn import shapes_only
+from .models import is_checkpoint, resolve_model
 from .summary import check_memory
 
 __all__ = ["numerical_gradient", "numerical_gradient_array", "rel_error", "check_kernel",
@@ -294,14 +293,19 @@ class ModelCheck:
 def check_named_model(text: str, input_shape=None, *, batch: int = 4, loss: str = "softmax",
               reg: float = 0.0, num_checks: int | None = None, eval_mode: bool = False,
               tol: float = 1e-6, seed: int = 0) -> ModelCheck:
-    """Every parameter of the zoo model or spec ``text`` against centred differences, in
-    float64, on a random batch (:func:`cnnkit.gradcheck.check_model`); ``num_checks`` entries
-    per parameter (default: all, or 20 for nets over 5,000 parameters)."""
+    """Every parameter of the net ``text`` names against centred differences, in float64, on a
+    random batch (:func:`cnnkit.gradcheck.check_model`); ``num_checks`` entries per parameter
+    (default: all, or 20 for nets over 5,000 parameters).
+
+    ``text`` is what every command's MODEL is (:func:`cnnkit.models.resolve_model`): a zoo
+    name or a spec, built with weights drawn from ``seed``, or a checkpoint (a run's model.npz
+    or checkpoint.npz), checked at its trained weights on its recorded input volume (unless
+    ``input_shape``)."""
     rng = np.random.default_rng(seed)
-    with shapes_only():
-        sketch, shape = build_model(text, input_shape)
+    sketch, shape, _, _ = resolve_model(text, input_shape, rng, weights=False)
     check_memory(sketch, shape, batch, "the net", dtype="float64", optimizer="sgd")
-    model, shape = build_model(text, input_shape, rng=rng)
+    # a checkpoint's net holds its weights already; a zoo model or spec draws them now
+    model = sketch if is_checkpoint(text) else resolve_model(text, input_shape, rng)[0]
     model.astype(np.float64)
     if eval_mode:
         model.eval()

@@ -1,4 +1,4 @@
-"""Classify images with a trained checkpoint: what ``cnnkit predict`` does, from Python.
+"""Classify images with a trained checkpoint, from Python: files, Pillow images or arrays.
 
     >>> result = predict_images("runs/lenet-bn-20261130-101500/model.npz",
     ...                         ["seven.png", "two.jpg"])               # doctest: +SKIP
@@ -8,6 +8,9 @@
 Each image goes through the checkpoint's own preprocessing: decoded to the channels and size of
 the training images (:func:`cnnkit.data.decode_image`), then fitted, centred or resized, and
 normalised exactly as in training (:class:`cnnkit.data.Preprocessing`).
+
+Files and folders by the thousand, a batch at a time, are :mod:`cnnkit.classify_files`' work
+(``cnnkit predict``).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from .finite import check_net, nonfinite
 from .summary import images_within
 from .train import predict
 
-__all__ = ["Predictions", "classify", "load_for_inference", "predict_images", "read_images",
-           "recorded_source", "reopen_data"]
+__all__ = ["Predictions", "classify", "load_for_inference", "predict_images", "read_image",
+           "read_images", "recorded_source", "reopen_data"]
 
 
 @dataclass
@@ -223,25 +226,28 @@ def read_images(items, preprocessing: Preprocessing, invert: str = "auto") -> np
     """
     if invert not in ("auto", "yes", "no"):
         raise ValueError(f"invert must be auto, yes or no, got {invert!r}")
-    channels, size = preprocessing.image_shape[0], tuple(preprocessing.image_shape[1:])
-    out = []
-    for item in items:
-        if isinstance(item, (str, os.PathLike)):
-            arr = decode_image(Path(item), channels, size)
-        elif isinstance(item, np.ndarray) and item.shape == tuple(preprocessing.image_shape):
-            out.append(_as_uint8(item))   # already a training image's volume
-            continue
-        else:
-            arr = image_to_array(item if isinstance(item, Image.Image) else _as_pil(item),
-                                 channels, size)
-        light = arr.mean() / 255.0 > 0.5
-        if invert == "yes" or (invert == "auto" and channels == 1
-                               and light != (preprocessing.brightness > 0.5)):
-            arr = 255 - arr
-        out.append(arr)
+    out = [read_image(item, preprocessing, invert) for item in items]
     if not out:
         raise ValueError("no images given")
     return np.stack(out)
+
+
+def read_image(item, preprocessing: Preprocessing, invert: str) -> np.ndarray:
+    """One image (a path, a Pillow image or an array, as :func:`read_images` takes each) as
+    (C, h, w) uint8 at the training images' channels and size, inverted as ``invert`` says."""
+    channels, size = preprocessing.image_shape[0], tuple(preprocessing.image_shape[1:])
+    if isinstance(item, (str, os.PathLike)):
+        arr = decode_image(Path(item), channels, size)
+    elif isinstance(item, np.ndarray) and item.shape == tuple(preprocessing.image_shape):
+        return _as_uint8(item)         # already a training image's volume
+    else:
+        arr = image_to_array(item if isinstance(item, Image.Image) else _as_pil(item),
+                             channels, size)
+    light = arr.mean() / 255.0 > 0.5
+    if invert == "yes" or (invert == "auto" and channels == 1
+                           and light != (preprocessing.brightness > 0.5)):
+        arr = 255 - arr
+    return arr
 
 
 def predict_images(checkpoint, images, *, invert: str = "auto", batch_size: int | None = None,
@@ -337,3 +343,4 @@ def classify(model, preprocessing: Preprocessing, classes, images, *, invert: st
     names = tuple(classes) if classes and len(classes) == probs.shape[1] \
         else tuple(str(k) for k in range(probs.shape[1]))
     return Predictions(names, probs)
+

@@ -1323,6 +1323,96 @@ def lr_find_cases(tmp: Path, good: Path):
                                          "200", "--batch-size", "32", "--epochs", "1",
                                          "--no-progress", "--layer-stats", "0", "--out",
                                          str(tmp / "lr-runs")]
+def outputs_cases(tmp: Path, good: Path):
+    """Machine-readable outputs and nets named by path: predict over folders (a FIFO with an
+    image's name inside one, a FIFO with another name, only non-images, a link that loops,
+    a broken image, a bad --format), evaluate --json on data of other or fewer classes,
+    import --classes and --classes-file (a huge file, newline, NUL, not UTF-8, a FIFO, a
+    device), time and gradcheck on a run folder and on files that are no checkpoint."""
+    import contextlib
+    import os
+
+    from cnnkit.cli import main
+
+    root = tmp / "outputs"
+    model = str(good / "model.npz")
+    images = root / "images"
+    images.mkdir(parents=True)
+    for i in range(3):
+        Image.new("L", (17 + i, 23), 40 * i).save(images / f"d{i}.png")
+    (images / "notes.txt").write_text("not an image")
+    os.mkfifo(images / "queue")                       # passed over, never opened
+    (images / "sub").mkdir()
+    (images / "sub" / "loop").symlink_to(images)      # not followed with --recursive
+    fifo_folder = root / "fifo-image"
+    fifo_folder.mkdir()
+    Image.new("L", (28, 28)).save(fifo_folder / "a.png")
+    os.mkfifo(fifo_folder / "b.png")                  # an image's name: refused, never opened
+    text_only = root / "text-only"
+    text_only.mkdir()
+    for name in ("a.txt", "b.csv", ".hidden.png"):
+        (text_only / name).write_text("x")
+    broken = root / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    for fmt in ("text", "json", "csv"):
+        yield "outputs", f"predict-folder/{fmt}", ["predict", model, str(images), "--format",
+                                                   fmt, "--recursive"]
+        yield "outputs", f"predict-fifo-in-folder/{fmt}", ["predict", model, str(fifo_folder),
+                                                           "--format", fmt]
+        yield "outputs", f"predict-broken/{fmt}", ["predict", model, str(broken), "--format",
+                                                   fmt]
+    yield "outputs", "predict-only-non-images", ["predict", model, str(text_only)]
+    yield "outputs", "predict-empty-folder-name", ["predict", model, ""]
+    yield "outputs", "predict-format-bad", ["predict", model, str(images), "--format", "xml"]
+    yield "outputs", "predict-format-empty", ["predict", model, str(images), "--format", ""]
+
+    x = np.random.default_rng(0).integers(0, 256, (12, 28, 28), dtype=np.uint8)
+    for name, classes in (("fewer", ["3", "7"]), ("unknown", ["3", "cat"]),
+                          ("newline", ["3", "7\n8"]), ("many", [str(i) for i in range(12)])):
+        np.savez(root / f"{name}.npz", x=x, y=np.arange(12) % 2 if name != "many"
+                 else np.arange(12), classes=np.array(classes))
+        yield "outputs", f"evaluate-json/{name}", ["evaluate", model, "--data",
+                                                   f"npz:{root / f'{name}.npz'}", "--json",
+                                                   "--split", "all"]
+
+    weights = root / "w.safetensors"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["export", model, "-o", str(weights)]) == 0
+    imported = ["import", str(weights), "--model", "lenet-bn", "--overwrite", "-o",
+                str(root / "imported.npz")]
+    files = {"huge": b"c\n" * 2_000_000, "nul": b"0\n1\n2\n3\n4\n5\n6\n7\n8\n9\x00\n",
+             "latin1": "0\n1\n2\n3\n4\n5\n6\n7\n8\nneuf\xe9\n".encode("latin-1"),
+             "empty": b"", "blank-lines": b"\n" * 10, "ten": "".join(
+                 f"ç{i}\n" for i in range(10)).encode()}
+    for name, content in files.items():
+        (root / f"{name}.txt").write_bytes(content)
+        yield "outputs", f"import-classes-file/{name}", [*imported, "--classes-file",
+                                                         str(root / f"{name}.txt")]
+    with open(root / "sparse.txt", "wb") as handle:      # 1 GiB that occupies no disk
+        handle.truncate(2**30)
+    yield "outputs", "import-classes-file/sparse-1GiB", [*imported, "--classes-file",
+                                                         str(root / "sparse.txt")]
+    os.mkfifo(root / "classes-fifo")
+    yield "outputs", "import-classes-file/fifo", [*imported, "--classes-file",
+                                                  str(root / "classes-fifo")]
+    yield "outputs", "import-classes-file/dev-zero", [*imported, "--classes-file", "/dev/zero"]
+    for name, text in (("newline", "0,1,2,3,4,5,6,7,8,9\nx"), ("too-few", "a,b"),
+                       ("duplicate", "a,b,c,d,e,f,g,h,i,a"), ("empty", ""),
+                       ("commas", ","  * 9), ("long", ",".join("n" * 10_000 + str(i)
+                                                               for i in range(10)))):
+        yield "outputs", f"import-classes/{name}", [*imported, "--classes", text]
+
+    (root / "not-a-checkpoint.npz").write_bytes(b"PK\x03\x04 no zip")
+    for command in (["time"], ["gradcheck", "--model"]):
+        for name, path in (("run-folder", good), ("folder", root), ("text", images / "notes.txt"),
+                           ("bad-npz", root / "not-a-checkpoint.npz"),
+                           ("fifo", images / "queue")):
+            yield "outputs", f"{command[0]}/{name}", [*command, str(path)]
+    yield "outputs", "time/checkpoint", ["time", str(good / "checkpoint.npz"), "--batch", "2",
+                                         "--iterations", "1"]
+    yield "outputs", "gradcheck/checkpoint", ["gradcheck", "--model", model, "--num-checks",
+                                              "2", "--batch", "2"]
 
 
 def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
@@ -1343,4 +1433,5 @@ def build_cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                                 onnx_cases(tmp, good / "r" / "model.npz"),
                                 compare_cases(tmp, good / "r"), logs_cases(tmp, good / "r"),
                                 report_cases(tmp, good / "r"),
-                                lr_find_cases(tmp, good / "r" / "model.npz")))
+                                lr_find_cases(tmp, good / "r" / "model.npz"),
+                                outputs_cases(tmp, good / "r")))

@@ -18,7 +18,7 @@ from ..files import check_output_path
 from ..finite import check_net
 from ..io import save_safetensors
 from ..models import is_checkpoint, resolve_model
-from ..weights import WeightsError, load_weights, recorded_preprocessing
+from ..weights import WeightsError, class_names, load_weights, recorded_preprocessing
 from .options import (MODEL_HELP, POSITIVE, SEED, Count, add_allow_nonfinite, add_common_options,
                       add_input_option, add_model_argument, typed)
 
@@ -109,6 +109,12 @@ def add_parsers(sub) -> None:
                    " recorded for predict and evaluate (default: 0)")
     p.add_argument("--std", type=_floats, default=None, metavar="S1,S2,...",
                    help="per-channel standard deviation, likewise (default: 1)")
+    names = p.add_mutually_exclusive_group()
+    names.add_argument("--classes", metavar="A,B,...", help="the names of the net's classes, "
+                       "in the order of its scores, for predict and evaluate (default: those "
+                       "the file records, else 0, 1, ...)")
+    names.add_argument("--classes-file", metavar="FILE", help="the same, one name per line "
+                       "(UTF-8)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     add_allow_nonfinite(p, "import the weights")
     add_common_options(p)
@@ -182,6 +188,18 @@ def _export(args) -> int:
     return 0
 
 
+def _classes(args, model, shape) -> list[str] | None:
+    """The class names of --classes or --classes-file, one per score of the net (None when
+    neither is given)."""
+    if args.classes is None and args.classes_file is None:
+        return None
+    scores = tuple(model.output_shape(shape))
+    if len(scores) != 1:
+        raise UsageError(f"--classes: {args.model} gives scores of shape {scores} per image; "
+                         f"class names need a vector of scores")
+    return class_names(scores[0], text=args.classes, path=args.classes_file)
+
+
 def _import(args) -> int:
     if is_checkpoint(args.model):
         raise UsageError(f"--model {args.model}: give the architecture (a zoo name or a spec) "
@@ -201,6 +219,7 @@ def _import(args) -> int:
         if values is not None and len(values) != shape[0]:
             raise UsageError(f"--{option} gives {len(values)} values; the net takes {shape[0]} "
                              f"channel{'s' if shape[0] > 1 else ''}")
+    classes = _classes(args, model, shape)
     try:
         match = load_weights(model, args.file, by=args.by, strict=not args.partial,
                              allow_nonfinite=args.allow_nonfinite)
@@ -217,6 +236,8 @@ def _import(args) -> int:
         metadata.update(mean=list(args.mean or [0.0] * shape[0]),
                         std=list(args.std or [1.0] * shape[0]))
         metadata.pop(UNKNOWN_NORMALISATION, None)
+    if classes is not None:
+        metadata["classes"] = classes          # where a trained run's class names live
     path = save_checkpoint(output, model.eval(), extra={"metadata": metadata})
     print(f"wrote {path}: {label} on {volume_text(shape)} input, {model.num_parameters():,} "
           f"parameters")

@@ -452,7 +452,8 @@ def open_folder(argument: str, *, channels=None, size=None, test_size=None, seed
     train = Split(Images(images, train_rows), labels[train_rows])
     test = None if test_rows is None else Split(Images(images, test_rows), labels[test_rows])
     dataset = Dataset(f"folder:{root}", f"the folder {root}", tuple(classes), train, test,
-                      default_augment="crop", notes=notes)
+                      default_augment="crop", notes=notes,
+                      skipped=len(layout["refused"]) + len(record["bad"]))
     dataset.stats = _training_stats(train, record, entry)
     return dataset
 

@@ -121,6 +121,8 @@ class Dataset:
     stats : per-channel (mean, std) of the training split in ``images / 255`` units, when the
         source knows them already (the shipped MNIST's published figures, a folder's cache)
     notes : lines worth telling the user (images skipped, a cache written)
+    skipped : images the source passed over with ``skip_bad`` (names that are not regular
+        files, files that cannot be decoded), over all its splits
     """
 
     source: str
@@ -131,6 +133,7 @@ class Dataset:
     default_augment: str = "crop"
     stats: tuple | None = None
     notes: list = field(default_factory=list)
+    skipped: int = 0
 
     @property
     def image_shape(self) -> tuple:

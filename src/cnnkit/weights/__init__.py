@@ -19,13 +19,13 @@ import importlib
 
 from .errors import WeightsError
 from .safetensors import read_safetensors, safetensors_header, write_safetensors
-from .transfer import (Match, load_safetensors, load_weights, match_state, read_weights,
-                       recorded_preprocessing, save_safetensors, weights_format)
+from .transfer import (Match, class_names, load_safetensors, load_weights, match_state,
+                       read_weights, recorded_preprocessing, save_safetensors, weights_format)
 
 __all__ = ["WeightsError", "read_safetensors", "safetensors_header", "write_safetensors",
            "Match", "match_state", "load_weights", "read_weights", "weights_format",
            "save_safetensors", "load_safetensors", "recorded_preprocessing",
-           "load_torch_state_dict", "TorchFileError"]
+           "class_names", "load_torch_state_dict", "TorchFileError"]
 
 _LAZY = {"load_torch_state_dict": "torchfile", "TorchFileError": "torchfile"}
 

@@ -17,6 +17,8 @@ unexpected, of another shape or of a dtype that does not convert, before anythin
 a cnnkit checkpoint, an ``.npz`` of arrays) and loads it only when everything fits.
 :func:`save_safetensors` writes a model's state dict under PyTorch's names, with the
 architecture in the metadata, so ``safetensors.torch.load_file`` feeds a PyTorch twin directly.
+:func:`class_names` reads the class names an imported net's scores stand for (``cnnkit import
+--classes`` or ``--classes-file``), checked against its number of scores.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ import numpy as np
 from .._npz import NpzReadError, read_npz
 from ..budget import BudgetError
 from ..checkpoint import UNKNOWN_NORMALISATION, CheckpointError, load_checkpoint
-from ..files import regular_file
+from ..files import regular_file, shown
 from ..finite import check_arrays
 from ..nn.layers import Linear
 from .errors import WeightsError
 from .safetensors import MAX_HEADER_BYTES, read_safetensors, safetensors_header, write_safetensors
 
 __all__ = ["Match", "match_state", "load_weights", "read_weights", "weights_format",
-           "save_safetensors", "load_safetensors", "recorded_preprocessing"]
+           "save_safetensors", "load_safetensors", "recorded_preprocessing", "class_names",
+           "MAX_CLASSES_FILE_BYTES"]
 
 BY = ("auto", "name", "order")
 _LIST_LIMIT = 10            # entries per list in Match.problems()
@@ -596,3 +599,64 @@ def recorded_preprocessing(weights_file, shape: tuple) -> dict:
     if isinstance(classes, list) and all(isinstance(c, str) for c in classes):
         kept["classes"] = classes
     return kept
+
+
+# ---------------------------------------------------------------------------- class names
+
+#: A classes file larger than this is refused before it is read (16 MiB: a million names).
+MAX_CLASSES_FILE_BYTES = 16 * 2**20
+
+
+def class_names(count: int, *, text: str | None = None, path=None) -> list[str]:
+    """The ``count`` class names of a net's scores, from ``text`` (names separated by commas,
+    as ``--classes a,b,c`` gives them) or from the file ``path`` (UTF-8, one name per line, as
+    ``--classes-file`` names it; a byte-order mark and a last newline are allowed). Spaces
+    around each name are dropped; what is left must be a name: not empty, printable (no
+    newline, tab or NUL), and said once.
+
+    Raises
+    ------
+    WeightsError
+        In one line naming the option or file and the first name at fault: not ``count``
+        names, an empty, unprintable or repeated name, a file that is not UTF-8, or one larger
+        than ``MAX_CLASSES_FILE_BYTES`` (16 MiB).
+    FileNotFoundError, NotRegularFile
+        For a classes file that is missing, or is a folder, FIFO, device or socket.
+    """
+    if (text is None) == (path is None):
+        raise ValueError("give the class names as text or as a file, one of the two")
+    if path is not None:
+        what, sep = f"classes file {shown(path)}", "line"
+        size = os.stat(regular_file(path, "classes file")).st_size
+        if size > MAX_CLASSES_FILE_BYTES:
+            raise WeightsError(f"{what}: {size:,} bytes; a classes file holds at most "
+                               f"{MAX_CLASSES_FILE_BYTES // 2**20} MiB of names")
+        raw = Path(path).read_bytes()[:MAX_CLASSES_FILE_BYTES + 1]   # it may have grown
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise WeightsError(f"{what}: not UTF-8 text (byte {err.start} is "
+                               f"{raw[err.start]:#04x})") from None
+        names = text.split("\n")
+        if names and names[-1] == "":
+            names.pop()                          # the newline that ends the last line
+        names = [name[:-1] if name.endswith("\r") else name for name in names]
+    else:
+        what, sep = "--classes", "name"
+        names = text.split(",")
+    if len(names) != count:
+        raise WeightsError(f"{what} gives {len(names):,} name{'s' if len(names) != 1 else ''}; "
+                           f"the net gives {count:,} class scores")
+    seen = {}
+    for i, name in enumerate(names, 1):
+        name = name.strip()
+        if not name:
+            raise WeightsError(f"{what}: {sep} {i} is empty; every class needs a name")
+        if not name.isprintable():
+            raise WeightsError(f"{what}: {sep} {i} ({shown(name)[:80]}) holds a character "
+                               f"that is not printable (a newline, tab or NUL)")
+        if name in seen:
+            raise WeightsError(f"{what}: {name[:80]!r} is named twice ({sep}s {seen[name]} "
+                               f"and {i})")
+        seen[name] = i
+    return list(seen)
