@@ -108,7 +108,7 @@ def test_help_is_a_listed_command(capsys):
 @pytest.mark.parametrize("word, expected", [
     ("trian", "no command 'trian'; did you mean 'train'?"),
     ("EVALUATE", "no command 'EVALUATE'; did you mean 'evaluate'?"),
-    ("xyzzy", "no command 'xyzzy'; choose from train, evaluate,"),
+    ("xyzzy", "no command 'xyzzy'; choose from train, lr-find, evaluate,"),
     ("", "no command ''; choose from"),
     ("-x" + "y" * 5000, "no command '-xyyyyy"),
 ])

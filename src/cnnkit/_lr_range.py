@@ -26,6 +26,7 @@ RULES = {
     "steepest": "the rate at which the smoothed loss falls fastest against log(lr), after its "
                 "first 1/(1 - beta) iterations and before its minimum",
 }
+#: The rule a range test suggests its rate by unless told (see RULES).
 DEFAULT_RULE = "minimum"
 #: The most iterations a range test takes (each one a training step).
 MAX_ITERATIONS = 100_000

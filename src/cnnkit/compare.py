@@ -140,6 +140,9 @@ class ComparedRun:
         return self._run
 
     def to_dict(self) -> dict:
+        """This run as JSON-able values (an item of :meth:`Comparison.to_dict`'s ``runs``): its
+        name, path, status, epochs, best validation accuracy and epoch, test accuracy, loss and
+        images, seconds, classes, settings and notes."""
         best = self.best
         return {"name": self.name, "path": None if self.path is None else str(self.path),
                 "status": self.status, "epochs_done": self.epochs_done, "epochs": self.epochs,

@@ -105,6 +105,7 @@ MANY_CONVS_CHANNELS = 8
 #: The verdict on a weight's updates needs MIN_RECORDS records of the layer statistics, of
 #: which MIN_LATE_RECORDS in the second half of the run's iterations (see judge_updates).
 MIN_RECORDS = 5
+#: See MIN_RECORDS.
 MIN_LATE_RECORDS = 3
 #: The update/weight ratios judged about right: a factor of ten either side of the course's
 #: 1e-3 rule of thumb.
