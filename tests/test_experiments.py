@@ -2,7 +2,10 @@
 folder is claimed like a training run's; the command line runs one; the targets hold at (nearly)
 the default scale."""
 
+import importlib.util
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -143,12 +146,30 @@ def test_fc_to_conv_matches_crop_by_crop(tmp_path):
     assert all(t["met"] for t in saved["targets"]), lines
 
 
+LR_FIND_CHILD = """
+import json, sys
+from cnnkit.experiments import lr_find, run_experiment
+config = lr_find.Config(mnist_limit=400, mnist_epochs=1, folder_epochs=1, iterations=40,
+                        grid=2, lo=1e-3, hi=1e-2)
+lines = []
+results = run_experiment("lr-find", out=sys.argv[1], config=config, progress=False,
+                         log=lines.append)
+print(json.dumps({"results": jsonable(results), "lines": lines}))
+"""
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
+                    reason="the folder half writes scikit-learn's digits")
 def test_lr_find_measures_the_suggestions_against_the_grid(tmp_path):
-    pytest.importorskip("sklearn")
-    config = lr_find.Config(mnist_limit=400, mnist_epochs=1, folder_epochs=1, iterations=40,
-                            grid=2, lo=1e-3, hi=1e-2)
-    results, lines = run("lr-find", config, tmp_path)
+    # in a child: scikit-learn brings SciPy and its own BLAS, which would stay loaded in this
+    # process and change what the thread tests after this one see
+    child = subprocess.run([sys.executable, "-c", "from cnnkit.experiments.common import "
+                            "jsonable" + LR_FIND_CHILD, str(tmp_path)], capture_output=True,
+                           text=True, timeout=600)
+    assert child.returncode == 0, child.stderr[-2000:]
+    got = json.loads(child.stdout.splitlines()[-1])
+    results, lines = got["results"], got["lines"]
     saved = check_written(results, tmp_path, "lr-find")
     r = saved["results"]
     assert r["rates"] == pytest.approx([1e-3, 1e-2], rel=1e-12)

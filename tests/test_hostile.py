@@ -245,7 +245,7 @@ def test_damaged_run_settings_are_one_line(capsys, tmp_path, field, value):
 
 
 def test_no_command_and_absurd_threads_are_usage_errors(capsys):
-    for argv, fragment in (([], "choose a command: train, evaluate"),
+    for argv, fragment in (([], "choose a command: train, lr-find, evaluate"),
                            (["summary", "lenet-bn", "--threads", "9" * 30],
                             "expected a thread count from 1 to 1,024")):
         with pytest.raises(SystemExit) as exit_info:

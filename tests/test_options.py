@@ -29,7 +29,7 @@ def test_every_command_reads_values_that_start_with_a_minus():
 @pytest.mark.parametrize("argv, fragment", [
     (["train", "--seed", "-1"], "argument --seed: expected a seed >= 0, got -1"),
     (["train", "--epochs", "-5e2"], "argument --epochs: expected a count from 1 to 100,000"),
-    (["train", "--lr", "-.5"], "argument --lr: expected a number >= 0, got -0.5"),
+    (["train", "--lr", "-.5"], 'argument --lr: expected a number >= 0 or "find", got -0.5'),
     (["train", "--lr", "-inf"], "argument --lr: expected a number >= 0"),
     (["train", "--input", "-1x28x28"], "argument --input: expected a volume CxHxW"),
     (["summary", "lenet-bn", "--threads", "-2"], "argument --threads: expected a thread count"),

@@ -188,7 +188,7 @@ def test_a_stop_signal_stops_every_rank_after_the_same_batch_and_rank_0_saves(
     assert ckpt.extra["trainer"]["batch"] > 0 or ckpt.extra["trainer"]["epoch"] > 0
     left = {p.name for p in (tmp_path / "run").iterdir()}
     assert "checkpoint.npz" in left and left <= {"checkpoint.npz", "curves.png",
-                                                 "history.json"}  # no lock, no temporary file
+                                                 "history.json", "history.csv"}  # no lock, no temporary file
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

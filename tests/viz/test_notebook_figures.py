@@ -24,6 +24,7 @@ pytest.importorskip("ipykernel")
 # one cell per plot function of cnnkit.viz, on tiny non-square inputs built by SETUP
 FIGURE_CELLS = {
     "plot_history": "viz.plot_history(history)",
+    "plot_runs": "viz.plot_runs({'a': history, 'b': history})",
     "plot_layer_stats": "viz.plot_layer_stats(stats)",
     "plot_filters": "viz.plot_filters(model)",
     "plot_activations": "viz.plot_activations(model, x[0])",

@@ -183,9 +183,10 @@ class RateOrFind(Kind):
         if str(text).strip().lower() == "find":
             return "find"
         try:
-            return self.rate.parse(text)
+            value = float(str(text).strip())
         except ValueError:
             raise self.wrong(text, converted=False) from None
+        return self.check(value)
 
     def check(self, value):
         if isinstance(value, str) and value == "find":

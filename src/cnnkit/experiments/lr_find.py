@@ -19,7 +19,6 @@ suggestion marked; the range tests' own curves are saved beside it.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..app.training import fit
+from ..data import open_source
 from ..lr_find import DEFAULT_RULE, RULES, lr_find
 from ..viz._figure import close, finish, new_figure
 from .common import Outcome, check_config, fmt
@@ -64,9 +64,9 @@ class Config:
 
 @contextlib.contextmanager
 def _digit_folder():
-    """``folder:DIR`` of scikit-learn's digits as PNG files (DIR/train/<digit>/*.png and
-    DIR/test/...), and a cache of their decoded arrays, both in a temporary folder removed at
-    the end: nothing is left in the user's cache for a folder that no longer exists."""
+    """The :class:`cnnkit.data.Dataset` of ``folder:DIR``, scikit-learn's digits written as PNG
+    files (DIR/train/<digit>/*.png and DIR/test/...) and decoded as any folder is, with the cache
+    of their decoded arrays beside them in a temporary folder removed at the end."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -87,15 +87,9 @@ def _digit_folder():
             path = root / ("test" if is_test[i] else "train") / str(label) / f"{i:04d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(path)
-        before = os.environ.get("CNNKIT_CACHE")
-        os.environ["CNNKIT_CACHE"] = str(Path(tmp) / "cache")
-        try:
-            yield f"folder:{root}"
-        finally:
-            if before is None:
-                os.environ.pop("CNNKIT_CACHE", None)
-            else:
-                os.environ["CNNKIT_CACHE"] = before
+        # decoded once, cached beside the PNGs (removed with them), then trained on as a
+        # Dataset: nothing is left in the user's cache for a folder that no longer exists
+        yield open_source(f"folder:{root}", cache_dir=Path(tmp) / "cache")
 
 
 def _measure(data, model, settings, config, rates, progress) -> dict:
