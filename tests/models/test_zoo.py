@@ -9,7 +9,7 @@ from cnnkit import nn
 from cnnkit.functional import softmax_loss
 from cnnkit.gradcheck import _centred_difference, rel_error
 from cnnkit.models import zoo
-from tests.helpers import assert_close
+from tests.helpers import ATOL, assert_close
 from tests.nn.torch_models import compare_with_torch
 
 # name -> (builder kwargs, parameters, source of the figure; the docstrings give the same)
@@ -209,11 +209,20 @@ def randomized(model, rng):
     return model.train()
 
 
+def assert_close_to_scale(actual, expected, name):
+    """As ``assert_close``, but a value may also be within 1e-11 of the tensor's largest: a deep
+    net's weight gradient sums hundreds of products of size ~1 whose order differs between the
+    two libraries, so a value that cancels to 0.018 among values of 4 carries their rounding
+    (3e-12 seen on resnet18, 1.7e-10 of that value). A wrong axis or term is off by far more."""
+    scale = float(np.abs(np.asarray(expected)).max(initial=0.0))
+    assert_close(actual, expected, name, atol=max(ATOL, 1e-11 * scale))
+
+
 @pytest.mark.parametrize("name", list(SMALL))
 def test_global_pooling_nets_match_their_pytorch_twins(name, rng):
     kwargs, shape = SMALL[name]
     model = randomized(zoo.get_model(name, rng=rng, **kwargs), rng)
-    compare_with_torch(model, rng.standard_normal((3, *shape)), rng, assert_close)
+    compare_with_torch(model, rng.standard_normal((3, *shape)), rng, assert_close_to_scale)
 
 
 def test_alexnet_grouped_convolutions_match_pytorch(rng):
