@@ -241,5 +241,8 @@ def test_builders_take_classes_channels_and_reject_bad_arguments(rng):
         zoo.cifar_resnet(21)
     with pytest.raises(ValueError, match="unknown model 'vgg19'; choose one of: lenet-bn"):
         zoo.get_model("vgg19")
+    with pytest.raises(ValueError) as long_name:         # a 5,000-character name is cut
+        zoo.get_model("x" * 5000)
+    assert "unknown model 'xxxx" in str(long_name.value) and len(str(long_name.value)) < 400
     assert zoo.canonical_name("VGG-16") == "vgg16" and zoo.canonical_name("default") == "lenet-bn"
     assert zoo.input_shape_of("alexnet") == (3, 227, 227)

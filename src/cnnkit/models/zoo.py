@@ -17,6 +17,7 @@ a pool with padding 1, which gives the same output sizes.
 from __future__ import annotations
 
 import contextlib
+import reprlib
 from pathlib import Path
 
 import numpy as np
@@ -412,7 +413,7 @@ def canonical_name(name: str) -> str:
                "lenet-5": "lenet5", "three-layer": "three-layer-convnet"}
     key = aliases.get(key, key)
     if key not in MODELS:
-        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or give "
+        raise UsageError(f"unknown model {reprlib.repr(name)}; choose one of: {', '.join(MODELS)}, or give "
                          f"a spec such as \"INPUT[1x28x28] -> CONV5-6 -> RELU -> POOL2 -> FC-10\"")
     return key
 
