@@ -328,6 +328,18 @@ def test_the_headline_reads_the_run_s_test_result(run_dir, tmp_path):
         _sections(page).sections[0][1].split())
 
 
+def test_a_damaged_history_s_time_is_a_question_mark(run_dir, tmp_path):
+    """Epoch seconds of Infinity (JSON allows it) sum to no time: the headline says "?"."""
+    for name in ("model.npz", "test.json"):
+        shutil.copy(run_dir / name, tmp_path / name)
+    history = json.loads((run_dir / "history.json").read_text())
+    history["seconds"] = [float("inf")] * len(history["seconds"])
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    page = load_run(tmp_path).report(tmp_path / "a.html", sections="headline").read_text(
+        encoding="utf-8")
+    assert "time trained ? (" in " ".join(_sections(page).sections[0][1].split())
+
+
 def test_every_setting_is_shown_once(page, run_dir):
     settings = _settings(run_dir)
     cells = re.findall(r"<tr><td>([^<]*)</td><td>", page)

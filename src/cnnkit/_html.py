@@ -1,5 +1,6 @@
 """The pieces of cnnkit's self-contained HTML pages (``cnnkit report``'s, and any other page
-on runs): escaping, an inlined figure, a table, a note, the stylesheet and the page's shell.
+on runs): escaping, a duration, an inlined figure, a table, a note, the stylesheet and the
+page's shell.
 
 A page built from these fetches nothing: every picture is a PNG inlined as a ``data:`` URI,
 the stylesheet is inline and there is no script, so the file can be mailed or archived alone.
@@ -9,15 +10,32 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 
 from .viz import close, png_bytes
 
-__all__ = ["escape", "figure", "image", "table", "note", "section", "details", "STYLE", "page"]
+__all__ = ["escape", "duration", "figure", "image", "table", "note", "section", "details", "STYLE",
+           "page"]
 
 
 def escape(value) -> str:
     """``str(value)`` with ``& < > " '`` escaped, for text and attribute values."""
     return html.escape(str(value))
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a reader takes them in: "0.4 s", "38 s", "12 min 5 s", "2 h 3 min"; "?" for
+    a sum that is not finite (a damaged history's)."""
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def image(fig, alt: str, cls: str = "") -> str:

@@ -230,7 +230,7 @@ class Comparison:
         rows = []
         for i, r in enumerate(self.runs):
             rows.append([r.name + (" *" if r is best else ""), r.status, _epochs_text(r),
-                         _best_text(r), _accuracy(r.test_accuracy), _seconds_text(r.seconds),
+                         _best_text(r), _accuracy(r.test_accuracy), _html.duration(r.seconds),
                          *(self.cell(i, n) for n in columns)])
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
         numeric = {2, 3, 4, 5}
@@ -320,7 +320,7 @@ class Comparison:
         rows = [(r.name + (" (best)" if r is best else ""), r.status, _epochs_text(r),
                  _accuracy(None if r.best is None else r.best[0]),
                  "-" if r.best is None else r.best[1], _accuracy(r.test_accuracy),
-                 _seconds_text(r.seconds), "in memory" if r.path is None else str(r.path))
+                 _html.duration(r.seconds), "in memory" if r.path is None else str(r.path))
                 for r in self.runs]
         notes = [f"{r.name}: {n}" for r in self.runs for n in r.notes] + self.notes + \
             [f"skipped {_path_text(p)}: {why}" for p, why in self.skipped]
@@ -713,16 +713,6 @@ def _best_text(r: ComparedRun) -> str:
 
 def _accuracy(value) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _seconds_text(seconds: float) -> str:
-    if not math.isfinite(seconds):          # a damaged history's
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, s = divmod(round(seconds), 60)
-    return f"{minutes} min {s:02d} s" if minutes < 60 else \
-        f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _finite(value):

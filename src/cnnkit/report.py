@@ -39,6 +39,7 @@ import numpy as np
 
 from ._atomic import atomic_write_text
 from ._html import details as _details
+from ._html import duration
 from ._html import escape as _e
 from ._html import figure as _figure
 from ._html import image as _image
@@ -410,18 +411,6 @@ def _value(value) -> str:
     return value if isinstance(value, str) else "none" if value is None else json.dumps(value)
 
 
-def _duration(seconds: float) -> str:
-    """Seconds as a reader takes them in: "0.4 s", "38 s", "12 min 5 s", "2 h 3 min"."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    return f"{minutes // 60} h {minutes % 60} min"
-
-
 # ---------------------------------------------------------------------------- sections
 
 def _headline_section(run: _Page) -> str:
@@ -470,7 +459,7 @@ def _time_text(run: _Page) -> str:
     if not epochs:
         return "no epoch finished yet"
     iterations = f", {run.iterations:,} iterations" if run.iterations else ""
-    return (f"{_duration(seconds)} ({epochs} epoch{'s' if epochs != 1 else ''}{iterations}, "
+    return (f"{duration(seconds)} ({epochs} epoch{'s' if epochs != 1 else ''}{iterations}, "
             f"validation included)")
 
 
