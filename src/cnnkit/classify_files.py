@@ -28,7 +28,7 @@ import numpy as np
 from .data import DataError, Preprocessing
 from .data.images import IMAGE_EXTENSIONS
 from .files import NotRegularFile, regular_file, shown
-from .inference import classify, load_for_inference, read_image
+from .inference import Predictions, classify, load_for_inference, read_image
 from .summary import images_within
 
 __all__ = ["ImageFiles", "find_image_files", "FilePrediction", "FilePredictions",
@@ -188,8 +188,7 @@ class FilePrediction:
         skipped)."""
         if self.probabilities is None:
             return []
-        order = np.argsort(-self.probabilities, kind="stable")[:min(int(k), len(self.classes))]
-        return [(self.classes[c], float(self.probabilities[c])) for c in order]
+        return Predictions(self.classes, self.probabilities[None]).top(k)[0]
 
 
 class FilePredictions:
