@@ -43,6 +43,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .errors import CnnkitError, UsageError
+from .viz._images import grid_shape, mosaic
 
 __all__ = ["TensorBoard", "EventWriter", "check_log_dir", "crc32c", "png"]
 
@@ -246,15 +247,12 @@ def _to_pixels(tiles: np.ndarray, scale: int = 1, per_tile: bool = False) -> np.
     lo, hi = tiles.min(axis=axes, keepdims=True), tiles.max(axis=axes, keepdims=True)
     tiles = (tiles - lo) / np.where(hi > lo, hi - lo, 1.0)
     tiles = tiles.repeat(scale, axis=2).repeat(scale, axis=3)
-    n, c, h, w = tiles.shape
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = -(-n // cols)
-    grid = np.zeros((c, rows * (h + 1) + 1, cols * (w + 1) + 1))
-    for i, tile in enumerate(tiles):
-        r, k = divmod(i, cols)
-        grid[:, 1 + r * (h + 1):(r + 1) * (h + 1), 1 + k * (w + 1):(k + 1) * (w + 1)] = tile
-    grid = np.round(grid * 255).astype(np.uint8)
-    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+    n, c = tiles.shape[:2]
+    # (N, h, w) or (N, h, w, 3) as mosaic takes them; the border runs round the outside too
+    tiles = tiles[:, 0] if c == 1 else tiles.transpose(0, 2, 3, 1)
+    grid = mosaic(tiles, *grid_shape(n), fill=0.0)
+    grid = np.pad(grid, [(1, 1), (1, 1)] + [(0, 0)] * (grid.ndim - 2))
+    return np.round(grid * 255).astype(np.uint8)
 
 
 def _as_tiles(x: np.ndarray) -> np.ndarray | None:
