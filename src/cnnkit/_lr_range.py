@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._json import jsonable
 from ._progress import Bar
 from .callbacks import Callback
 from .errors import CnnkitError, UsageError
@@ -188,17 +189,14 @@ class LRFindResult:
     def to_dict(self) -> dict:
         """JSON types: the settings, the rule, the suggestions and the three curves (lists;
         NaN and infinities as None)."""
-        def number(v):
-            v = float(v)
-            return v if math.isfinite(v) else None
         return {"suggestion": self.suggestion, "rule": self.rule, "rule_text": self.rule_text,
                 "suggestions": {k: (None if v is None else float(v))
                                 for k, v in self.suggestions.items()},
                 "stopped": self.stopped, "start": self.start, "end": self.end,
                 "iterations": self.iterations, "beta": self.beta, "diverge": self.diverge,
                 "settings": dict(self.settings),
-                "lrs": [number(v) for v in self.lrs], "losses": [number(v) for v in self.losses],
-                "smoothed": [number(v) for v in self.smoothed]}
+                "lrs": jsonable(self.lrs), "losses": jsonable(self.losses),
+                "smoothed": jsonable(self.smoothed)}
 
     def plot(self, path=None, title: str | None = None):
         """The loss against the rate (log x): each mini-batch's loss (faint), the smoothed

@@ -36,7 +36,6 @@ rather than naming a best. At most :data:`MOST_RUNS` runs are compared; the figu
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 import textwrap
@@ -46,6 +45,7 @@ from pathlib import Path
 
 from . import _html
 from ._atomic import atomic_write_text
+from ._json import jsonable
 from .app.config import RunConfig
 from .app.run import Run, _best_of, _is_history, _is_test, load_run
 from .errors import CnnkitError, UsageError
@@ -282,7 +282,7 @@ class Comparison:
         :meth:`ComparedRun.to_dict`), ``differing``, ``same``, ``classes_differ``, ``best``
         (a run's name or None), ``notes``, ``skipped`` ([{"path", "reason"}])."""
         best = self.best
-        return _finite({"runs": [r.to_dict() for r in self.runs],
+        return jsonable({"runs": [r.to_dict() for r in self.runs],
                         "differing": self.differing, "same": self.same,
                         "classes_differ": self.classes_differ,
                         "best": None if best is None else best.name,
@@ -713,14 +713,3 @@ def _best_text(r: ComparedRun) -> str:
 
 def _accuracy(value) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _finite(value):
-    """``value`` with NaN and infinite floats as None (JSON has no such numbers)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -15,11 +15,11 @@ it may hold only some of them, in any order; a class the net does not know is re
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._json import jsonable
 from .data import DataError, Dataset, Preprocessing
 from .functional.losses import get_loss
 from .inference import load_for_inference, recorded_source, reopen_data
@@ -133,10 +133,10 @@ class Evaluation:
             "checkpoint": self.checkpoint,
             "data": {"source": self.source, "title": self.title, "split": self.split,
                      "images": int(self.labels.size), "skipped_bad": int(self.skipped)},
-            "accuracy": _finite_or_none(self.accuracy),
-            "loss": _finite_or_none(self.loss),
+            "accuracy": jsonable(self.accuracy),
+            "loss": jsonable(self.loss),
             "classes": list(self.classes),
-            "per_class": [{"class": name, "accuracy": _finite_or_none(per_class[c]),
+            "per_class": [{"class": name, "accuracy": jsonable(per_class[c]),
                            "correct": int(confusion[c, c]), "images": int(confusion[c].sum())}
                           for c, name in enumerate(self.classes)],
             "missing_classes": list(self.missing),
@@ -151,12 +151,6 @@ class Evaluation:
     def __repr__(self) -> str:
         return (f"Evaluation({self.title}: {len(self.labels)} images, accuracy "
                 f"{self.accuracy:.4f})")
-
-
-def _finite_or_none(value: float) -> float | None:
-    """``value`` as a float, or None for NaN and infinities (which JSON cannot hold)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _listed(names, most: int = 10) -> str:

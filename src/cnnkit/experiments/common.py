@@ -10,7 +10,6 @@ the table.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._json import jsonable
 from .._progress import Bar
 from ..data import open_source
 from ..functional import softmax_loss
@@ -101,27 +101,6 @@ def progress_bar(total: int, desc: str, enabled: bool):
     """A bar over ``total`` steps (``with progress_bar(...) as bar: bar.update()``); silent
     when not ``enabled`` or tqdm is missing."""
     return Bar(total, desc, enabled=enabled)
-
-
-def jsonable(value):
-    """``value`` with NumPy scalars and arrays made Python, tuples made lists and non-finite floats
-    made None (JSON has no NaN or infinity)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def to_json(value) -> str:
