@@ -162,7 +162,8 @@ def test_time_takes_a_checkpoint_and_its_input_volume(capsys, smooth_run, name):
     assert len(rows) == len(shapes) and all(str(s) in r for r, s in zip(rows, shapes)), out
 
 
-def test_a_folder_or_a_file_that_is_no_checkpoint_is_one_line(capsys, smooth_run, tmp_path):
+def test_a_folder_or_a_file_that_is_no_checkpoint_is_one_line(capsys, smooth_run, tmp_path,
+                                                              monkeypatch):
     import os
 
     fifo = tmp_path / "net.npz"
@@ -174,6 +175,8 @@ def test_a_folder_or_a_file_that_is_no_checkpoint_is_one_line(capsys, smooth_run
             (["time", str(tmp_path)], [f"{tmp_path} is a folder, not a checkpoint"]),
             (["time", str(smooth_run / "history.json")], ["is not a readable cnnkit checkpoint"]),
             (["gradcheck", "--model", str(smooth_run)], ["is a run folder"]),
+            # every command's MODEL goes through resolve_model, export's too
+            (["export", str(smooth_run), "-o", str(tmp_path / "n.onnx")], ["is a run folder"]),
             (["gradcheck", "--model", str(smooth_run / "history.json")],
              ["history.json is not a readable cnnkit checkpoint"]),
             (["time", str(fifo)], ["cannot read checkpoint", "it is a FIFO (named pipe)"]),
@@ -183,3 +186,8 @@ def test_a_folder_or_a_file_that_is_no_checkpoint_is_one_line(capsys, smooth_run
         assert err.count("\n") == 1 and "Traceback" not in err, err
         for fragment in fragments:
             assert fragment in err, (fragment, err)
+    with_folder = tmp_path / "zoo"
+    (with_folder / "lenet-bn").mkdir(parents=True)
+    monkeypatch.chdir(with_folder)   # a folder named as a zoo model does not hide the model
+    assert main(["summary", "lenet-bn"]) == 0
+    capsys.readouterr()

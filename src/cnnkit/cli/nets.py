@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_info
@@ -14,12 +12,9 @@ from .._atomic import atomic_write_text
 from ..app.inputs import short
 from ..checkpoint import save_checkpoint
 from ..convert import explain, fully_convolutional, output_stride
-from ..errors import UsageError
-from ..files import regular_file
 from ..gradcheck import check_named_model
 from ..models import resolve_model
 from ..optim import OPTIMIZERS, Adam
-from ..runs import RunFolder
 from ..summary import check_memory, format_layers, format_notes, summarize
 from ..timing import time_layers
 from .options import (NON_NEGATIVE, PASSES, POSITIVE, SEED, VOLUME, Count, Real, add_choice,
@@ -109,31 +104,8 @@ def add_parsers(sub) -> None:
     p.set_defaults(run=_time)
 
 
-def _not_a_folder(text: str) -> str:
-    """``text``, a MODEL, unless it names a folder or something else that is not a file: a
-    folder (a run's, say) is refused in one line naming the checkpoints inside it (its
-    model.npz, the best epoch, and checkpoint.npz, the last, hold different weights, so
-    neither is taken for the other silently); a FIFO, device or socket as
-    :func:`cnnkit.files.regular_file` words it."""
-    try:
-        there = os.path.exists(text) and not os.path.isfile(text)
-    except (OSError, ValueError):        # a spec longer than a path may be
-        there = False
-    if not there:
-        return text
-    if not os.path.isdir(text):
-        regular_file(text, "checkpoint")          # raises, naming what it is
-    inside = [str(Path(text) / name) for name in (RunFolder.MODEL, RunFolder.CHECKPOINT)
-              if (Path(text) / name).is_file()]
-    if inside:
-        raise UsageError(f"{text} is a run folder; name one of its checkpoints: {inside[0]} "
-                         f"(the best epoch's weights)"
-                         + (f" or {inside[1]} (the last epoch's)" if len(inside) > 1 else ""))
-    raise UsageError(f"{text} is a folder, not a checkpoint (.npz), a zoo name or a spec")
-
-
 def _gradcheck(args) -> int:
-    result = check_named_model(_not_a_folder(args.model), args.input, batch=args.batch, loss=args.loss,
+    result = check_named_model(args.model, args.input, batch=args.batch, loss=args.loss,
                                reg=args.reg, num_checks=args.num_checks, eval_mode=args.eval,
                                tol=args.tol, seed=args.seed)
     print("\n".join(result.lines()))
@@ -141,7 +113,7 @@ def _gradcheck(args) -> int:
 
 
 def _summary(args) -> int:
-    model, shape, label, _ = resolve_model(_not_a_folder(args.model), args.input, np.random.default_rng(0),
+    model, shape, label, _ = resolve_model(args.model, args.input, np.random.default_rng(0),
                                             weights=False)
     report = summarize(model, shape, batch=args.batch, dtype=args.dtype,
                        optimizer=args.optimizer)
@@ -155,7 +127,7 @@ def _summary(args) -> int:
 
 
 def _convert(args) -> int:
-    model, shape, label, original = resolve_model(_not_a_folder(args.model), args.input,
+    model, shape, label, original = resolve_model(args.model, args.input,
                                                    np.random.default_rng(0),
                                                    weights=bool(args.output))
     model.eval()
@@ -177,7 +149,7 @@ def _blas_threads():
 
 def _time(args) -> int:
     rng = np.random.default_rng(args.seed)
-    sketch, shape, name, _ = resolve_model(_not_a_folder(args.model), args.input, rng, weights=False)
+    sketch, shape, name, _ = resolve_model(args.model, args.input, rng, weights=False)
     check_memory(sketch, shape, args.batch, short(name), dtype=args.dtype)
     model, shape, _, _ = resolve_model(args.model, args.input, rng)
     model.astype(args.dtype).train()

@@ -17,6 +17,7 @@ a pool with padding 1, which gives the same output sizes.
 from __future__ import annotations
 
 import contextlib
+import os
 import reprlib
 from pathlib import Path
 
@@ -26,7 +27,9 @@ from .. import nn
 from ..budget import check_bytes
 from ..checkpoint import load_checkpoint
 from ..errors import UsageError
+from ..files import regular_file
 from ..nn.module import building_shapes_only, shapes_only
+from ..runs import RunFolder
 from . import spec
 from .blocks import basic_block, conv_unit, inception
 
@@ -497,6 +500,35 @@ def is_checkpoint(text: str) -> bool:
     return text.endswith(".npz") or names_a_file(text)
 
 
+def _not_a_folder(text: str) -> str:
+    """``text``, a MODEL, unless it names a folder or something else that is not a file: a
+    folder (a run's, say) is refused in one line naming the checkpoints inside it (its
+    model.npz, the best epoch, and checkpoint.npz, the last, hold different weights, so
+    neither is taken for the other silently); a FIFO, device or socket as
+    :func:`cnnkit.files.regular_file` words it. A zoo name stays one, whatever folder of that
+    name the working directory holds."""
+    try:
+        canonical_name(text)
+        return text
+    except UsageError:
+        pass
+    try:
+        there = os.path.exists(text) and not os.path.isfile(text)
+    except (OSError, ValueError):        # a spec longer than a path may be
+        there = False
+    if not there:
+        return text
+    if not os.path.isdir(text):
+        regular_file(text, "checkpoint")          # raises, naming what it is
+    inside = [str(Path(text) / name) for name in (RunFolder.MODEL, RunFolder.CHECKPOINT)
+              if (Path(text) / name).is_file()]
+    if inside:
+        raise UsageError(f"{text} is a run folder; name one of its checkpoints: {inside[0]} "
+                         f"(the best epoch's weights)"
+                         + (f" or {inside[1]} (the last epoch's)" if len(inside) > 1 else ""))
+    raise UsageError(f"{text} is a folder, not a checkpoint (.npz), a zoo name or a spec")
+
+
 def resolve_model(text: str, input_shape=None, rng=None, *, weights: bool = True,
                   num_classes: int | None = None):
     """A net as every command's MODEL names it: a checkpoint (.npz, its architecture and
@@ -506,7 +538,9 @@ def resolve_model(text: str, input_shape=None, rng=None, *, weights: bool = True
     model's classifier. ``input_shape`` replaces a checkpoint's recorded input volume.
 
     Raises ValueError (a CheckpointError or SpecError naming the file or token) for a MODEL
-    that is none of these, or a checkpoint that records no input volume and is given none."""
+    that is none of these, or a checkpoint that records no input volume and is given none;
+    UsageError for a folder (a run folder's names its checkpoints)."""
+    text = _not_a_folder(text)
     if is_checkpoint(text):
         if num_classes is not None:
             raise UsageError("--num-classes applies to a zoo model, not a checkpoint")
