@@ -9,6 +9,7 @@ Each experiment is a module here holding a ``Config`` dataclass (defaults: minut
     dropout-modes         dropout_modes.py   upscale_in_train vs downscale_in_infer
     fc-to-conv            fc_to_conv.py      ConvNet notes: an FC net slid over a larger image
     lr-find               lr_find.py         the range test's suggested rate against a grid
+    small-batch           small_batch.py     the group-norm paper's Figure 1: error against batch
 
 :func:`run_experiment` claims the results folder ``OUT/NAME`` (``-2``, ``-3``, ... when taken;
 see :mod:`cnnkit.runs`), runs one, writes its PNGs and ``results.json`` (settings, seed, numbers,
@@ -63,6 +64,9 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment("lr-find",
                "the learning-rate range test's suggestion against a grid of rates, on MNIST and "
                "a folder of PNG digits", "lr_find"),
+    Experiment("small-batch",
+               "the group-norm paper's Figure 1, test error against batch size for batch, group "
+               "and layer norm", "small_batch"),
 )}
 
 
