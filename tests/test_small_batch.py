@@ -175,3 +175,53 @@ def test_data_is_refused_in_one_line_for_an_experiment_without_it(tmp_path, caps
     assert code != 0 and len(err.splitlines()) == 1 and "does not exist" in err
     assert not any(tmp_path.iterdir())
 
+
+
+def test_a_run_starts_every_net_from_the_same_weights_and_batches(tmp_path, monkeypatch):
+    """In a run: the same first conv weights for every norm and batch size, and the same
+    batches (labels in order) for every norm of one batch size."""
+    weights, batches = [], {}
+    real_build, real_step = small_batch.build, small_batch.train_step
+
+    def build(norm, *args):
+        model = real_build(norm, *args)
+        weights.append(model[0].weight.data.copy())
+        batches[model] = []
+        return model
+
+    def step(model, optimizer, x, y):
+        batches[model].append(y.copy())
+        return real_step(model, optimizer, x, y)
+
+    monkeypatch.setattr(small_batch, "build", build)
+    monkeypatch.setattr(small_batch, "train_step", step)
+    config = small_batch.Config(norms=("bn", "gn", "none"), batch_sizes=(2, 4), channels=(4,),
+                                groups=2, train_size=20, test_size=10, epochs=1)
+    run(config, tmp_path)
+    assert len(weights) == 6
+    for w in weights[1:]:
+        np.testing.assert_array_equal(w, weights[0])
+    seen = list(batches.values())             # bn, gn, none at batch 2, then at batch 4
+    for first, others in ((seen[0], seen[1:3]), (seen[3], seen[4:6])):
+        for other in others:
+            assert len(other) == len(first) and all(
+                np.array_equal(a, b) for a, b in zip(first, other))
+    assert len(seen[0]) == 10 and len(seen[3]) == 5
+
+
+@pytest.mark.parametrize("bn, met", [
+    ([0.30, 0.26, 0.24], [True, True, True, True]),     # the paper's: BN rises 6 points past GN
+    ([0.248, 0.245, 0.24], [True, True, False, True]),  # rises, but by less than a point
+    ([0.23, 0.235, 0.24], [True, True, False, False]),  # flat, and better at the smallest batch
+    ([0.31, 0.27, 0.25], [True, True, True, False]),    # worse than GN already at 32
+])
+def test_the_targets_state_the_papers_claims(bn, met):
+    """Errors at batch 2, 8, 32: GN and LN flat within a point; BN's rise over GN's, by more
+    than a point; the lines cross (BN no worse at 32, worse at 2)."""
+    numbers = {"batch_sizes": [2, 8, 32],
+               "nets": {"bn": {"test_error": bn}, "gn": {"test_error": [0.242, 0.238, 0.24]},
+                        "ln": {"test_error": [0.25, 0.26, 0.255]}}}
+    targets = small_batch._targets(numbers, small_batch.Config())
+    assert [m for _, m in targets] == met
+    numbers["nets"]["gn"]["test_error"] = [0.26, 0.238, 0.24]        # 2 points off at batch 2
+    assert not small_batch._targets(numbers, small_batch.Config())[0][1]
