@@ -83,8 +83,14 @@ TOKENS = [
     ("CONV3-4/d2", (2, 7, 7), ["Conv2d"], (4, 7, 7), {"padding": (2, 2), "dilation": (2, 2)}),
     ("CONV4-4/p1s2", (2, 8, 8), ["Conv2d"], (4, 4, 4), {"kernel_size": (4, 4)}),
     ("CONV1-5", (2, 3, 4), ["Conv2d"], (5, 3, 4), {"padding": (0, 0)}),
+    ("CONV3-4/he_uniform", (2, 6, 6), ["Conv2d"], (4, 6, 6),
+     {"init": "he_uniform", "weight_scale": None}),
+    ("CONV3-4/w0.5/s2p0", (2, 7, 7), ["Conv2d"], (4, 3, 3),
+     {"init": "gaussian", "weight_scale": 0.5, "stride": (2, 2), "padding": (0, 0)}),
     ("LC3-4", (2, 5, 5), ["LocallyConnected2d"], (4, 5, 5), {"input_size": (5, 5)}),
     ("LC3-4/s2p0", (2, 7, 9), ["LocallyConnected2d"], (4, 3, 4), {"output_size": (3, 4)}),
+    ("LC3-4/xavier/p0", (2, 5, 5), ["LocallyConnected2d"], (4, 3, 3),
+     {"init": "xavier", "output_size": (3, 3)}),
     ("POOL2", (2, 6, 6), ["MaxPool2d"], (2, 3, 3), {"stride": (2, 2)}),
     ("POOL3/2", (2, 7, 7), ["MaxPool2d"], (2, 3, 3), {"kernel_size": (3, 3), "stride": (2, 2)}),
     ("AVGPOOL2", (2, 4, 6), ["AvgPool2d"], (2, 2, 3), {"stride": (2, 2)}),
@@ -94,6 +100,9 @@ TOKENS = [
     ("FC-7", (2, 3, 3), ["Flatten", "Linear"], (7,), {}),
     ("GAP -> FC-7", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "Linear"], (7,),
      {"in_features": 5}),
+    ("FC-7/xavier_uniform", (2, 3, 3), ["Flatten", "Linear"], (7,),
+     {"init": "xavier_uniform", "weight_scale": None}),
+    ("FC-7/w2", (2, 3, 3), ["Flatten", "Linear"], (7,), {"init": "gaussian", "weight_scale": 2}),
     ("RELU", (2, 3, 3), ["ReLU"], (2, 3, 3), {}),
     ("SIGMOID", (2, 3, 3), ["Sigmoid"], (2, 3, 3), {}),
     ("GAP -> SIGMOID", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "Sigmoid"], (5,), {}),
@@ -105,6 +114,11 @@ TOKENS = [
      {"p": 0.25}),
     ("DROPOUT.1", (2, 3, 3), ["Dropout"], (2, 3, 3), {"p": 0.1}),
     ("DROPOUT0", (2, 3, 3), ["Dropout"], (2, 3, 3), {"p": 0.0}),
+    ("DROPOUT0.3/infer", (2, 3, 3), ["Dropout"], (2, 3, 3),
+     {"p": 0.3, "mode": "downscale_in_infer"}),
+    ("GAP -> DROPOUT/infer", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "Dropout"], (5,),
+     {"p": 0.5, "mode": "downscale_in_infer"}),
+    ("DROPOUT0.3/train", (2, 3, 3), ["Dropout"], (2, 3, 3), {"p": 0.3, "mode": "upscale_in_train"}),
     ("RES-2", (2, 6, 6), ["Sequential"], (2, 6, 6), {}),
     ("RES-4", (2, 6, 6), ["Sequential"], (4, 6, 6), {}),
     ("RES-4/s2", (2, 7, 7), ["Sequential"], (4, 4, 4), {}),
@@ -161,6 +175,62 @@ def test_he_init_everywhere_but_the_classifier(rng):
     # He normal: std sqrt(2 / fan_in); the classifier: 0.01
     assert abs(hidden.weight.data.std() / np.sqrt(2 / (8 * 6 * 6)) - 1) < 0.05
     assert abs(last.weight.data.std() / 1e-2 - 1) < 0.05
+
+
+def test_a_written_initialisation_replaces_the_default_of_its_place(rng):
+    net = build("INPUT[2x6x6] -> CONV3-8/xavier -> LC3-4/p0/w0.5 -> FC-300/he_uniform -> "
+                "FC-200/w0.03 -> FC-100/he", rng=rng)
+    conv, local, hidden, second, last = net[0], net[1], net[3], net[4], net[5]
+    assert (conv.init, conv.weight_scale) == ("xavier", None)
+    assert (local.init, local.weight_scale) == ("gaussian", 0.5)
+    assert (hidden.init, second.init, second.weight_scale) == ("he_uniform", "gaussian", 0.03)
+    assert (last.init, last.weight_scale) == ("he", None)        # the classifier, written He
+    # the draws follow: Glorot normal std sqrt(2 / (fan_in + fan_out)), He uniform's bound
+    # sqrt(6 / fan_in), a Gaussian's S, He normal's sqrt(2 / fan_in)
+    assert abs(conv.weight.data.std() / np.sqrt(2 / (2 * 9 + 8 * 9)) - 1) < 0.1
+    assert abs(local.weight.data.std() / 0.5 - 1) < 0.05
+    bound = np.sqrt(6 / (4 * 4 * 4))
+    assert np.abs(hidden.weight.data).max() <= bound
+    assert np.abs(hidden.weight.data).max() > 0.99 * bound
+    assert abs(second.weight.data.std() / 0.03 - 1) < 0.05
+    assert abs(last.weight.data.std() / np.sqrt(2 / 200) - 1) < 0.05
+
+
+def test_an_initialisation_written_as_the_default_draws_the_same_weights():
+    """The option changes no draw when absent, nor when it names what the default is."""
+    plain = "INPUT[3x8x8] -> CONV3-4 -> BN -> RELU -> LC3-2/p0 -> FC-6 -> RELU -> FC-3"
+    written = ("INPUT[3x8x8] -> CONV3-4/he -> BN -> RELU -> LC3-2/p0/he -> FC-6/he -> RELU -> "
+               "FC-3/w0.01")
+    _same_net(build(written, rng=np.random.default_rng(5)),
+              build(plain, rng=np.random.default_rng(5)))
+    assert describe(written) == written                     # kept, though it is the default
+    assert describe(plain) == plain
+
+
+def test_a_written_initialisation_equals_the_hand_written_layer():
+    rng = np.random.default_rng(11)
+    hand = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1, init="xavier_uniform", rng=rng),
+        nn.LocallyConnected2d(4, 3, 3, input_size=3, padding=1, init="gaussian",
+                              weight_scale=0.25, rng=rng),
+        nn.Flatten(), nn.Linear(27, 5, init="xavier", rng=rng),
+        nn.Dropout(0.2, "downscale_in_infer", rng=np.random.default_rng(rng.integers(2**63))),
+        nn.Linear(5, 2, init="he_uniform", rng=rng))
+    spec = ("INPUT[2x5x5] -> CONV3-4/xavier_uniform/s2 -> LC3-3/w0.25 -> FC-5/xavier -> "
+            "DROPOUT0.2/infer -> FC-2/he_uniform")
+    _same_net(build(spec, rng=np.random.default_rng(11)), hand)
+
+
+def test_the_dropout_mode_draws_no_more_than_the_default():
+    a = build("INPUT[2x4x4] -> DROPOUT0.3/infer -> FC-3", rng=np.random.default_rng(2))
+    b = build("INPUT[2x4x4] -> DROPOUT0.3 -> FC-3", rng=np.random.default_rng(2))
+    assert (a[0].mode, b[0].mode) == ("downscale_in_infer", "upscale_in_train")
+    assert a.rng_states() == b.rng_states()
+    np.testing.assert_array_equal(a.state_dict()["2.weight"], b.state_dict()["2.weight"])
+    # the modes differ where they should: in eval, downscale_in_infer multiplies by 1 - p
+    x = np.ones((1, 2, 4, 4))
+    np.testing.assert_allclose(a[0].eval()(x), 0.7 * x)
+    np.testing.assert_array_equal(b[0].eval()(x), x)
 
 
 def test_the_same_rng_seed_builds_the_same_weights_and_dropout_streams():
@@ -244,13 +314,23 @@ def test_parse_gives_the_tree_with_token_spans():
     assert text[slice(*rep.span)] == "[CONV3-16/s2 -> RELU]*2"
     assert [text[slice(*n.span)] for n in rep.body] == ["CONV3-16/s2", "RELU"]
     assert rep.body[0] == Layer("CONV", {"kernel": 3, "filters": 16, "stride": 2,
-                                         "padding": None, "dilation": 1, "groups": 1},
+                                         "padding": None, "dilation": 1, "groups": 1,
+                                         "init": None, "weight_scale": None},
                                 rep.body[0].span)
     assert parse("CONV3x1-8/s2x1p1x0").nodes[0].args == {
         "kernel": (3, 1), "filters": 8, "stride": (2, 1), "padding": (1, 0), "dilation": 1,
-        "groups": 1}
+        "groups": 1, "init": None, "weight_scale": None}
+    assert parse("CONV3-8/w0.5/p0").nodes[0].args == {
+        "kernel": 3, "filters": 8, "stride": 1, "padding": 0, "dilation": 1, "groups": 1,
+        "init": "gaussian", "weight_scale": 0.5}
     assert isinstance(once, Repeat) and once.count == 1 and text[slice(*once.span)] == "[BN]"
-    assert fc.kind == "FC" and fc.args == {"features": 10} and text[slice(*fc.span)] == "FC-10"
+    assert fc.kind == "FC" and fc.args == {"features": 10, "init": None, "weight_scale": None}
+    assert text[slice(*fc.span)] == "FC-10"
+    assert parse("FC-3/xavier").nodes[0].args == {"features": 3, "init": "xavier",
+                                                  "weight_scale": None}
+    assert parse("DROPOUT/infer").nodes[0].args == {"p": 0.5, "mode": "downscale_in_infer"}
+    assert parse("DROPOUT.2").nodes[0].args == {"p": 0.2, "mode": "upscale_in_train"}
+    assert parse("GN4 -> LN").nodes[0].args == {"groups": 4} and parse("LN").nodes[0].args == {}
     assert parse("FC-3").input_shape is None
     with pytest.raises(TypeError, match="string"):
         parse(None)
@@ -272,6 +352,18 @@ def test_parse_gives_the_tree_with_token_spans():
      "CONV3-8 -> CONV3x1-8 -> CONV2x3-8/p1x2d1x2"),
     ("CONV3-8/g2s2 -> pool3/s2p1 -> AVGPOOL2P0 -> avgpool3/1p1",
      "CONV3-8/s2g2 -> POOL3/2p1 -> AVGPOOL2 -> AVGPOOL3/1p1"),
+    # the initialisation: after the options in either order, lower case, kept when default
+    ("CONV3-64/s2p1/he -> conv3-64/HE/s2p0 -> conv3-8/p1/Xavier",
+     "CONV3-64/s2/he -> CONV3-64/s2p0/he -> CONV3-8/xavier"),
+    ("LC3-4/Xavier_Uniform -> lc3-4/he_uniform/d1", "LC3-4/xavier_uniform -> LC3-4/he_uniform"),
+    ("FC-100/w0.010 -> fc-10/W.5 -> FC-3/w5. -> FC-2/w0001.25 -> FC-10/w0.01",
+     "FC-100/w0.01 -> FC-10/w0.5 -> FC-3/w5 -> FC-2/w1.25 -> FC-10/w0.01"),
+    ("FC-3/w0.00000001", "FC-3/w0.00000001"),               # never an exponent
+    # the dropout mode: /train is the default and is left out
+    ("dropout/infer -> DROPOUT0.3/TRAIN -> dropout.25/Infer",
+     "DROPOUT0.5/infer -> DROPOUT0.3 -> DROPOUT0.25/infer"),
+    # LN, and GN1 which is LN
+    ("ln -> gn1 -> GN8 -> gn08 -> [Gn1]*2", "LN -> LN -> GN8 -> GN8 -> [LN]*2"),
 ])
 def test_describe_prints_canonical_text(text, canonical):
     assert describe(text) == canonical
@@ -370,6 +462,28 @@ SEMANTIC = [
      "the spec's input 3x8x8 (CxHxW) disagrees with input_shape 1x8x8"),
     ("INPUT[3x0x8] -> FC-2", None, "INPUT[3x0x8]", 0, "every size of the input must be >= 1"),
     ("FC-2", (3, 0, 8), "FC-2", 0, "every size of the input must be >= 1, got 3x0x8"),
+    # GN: the groups must split the channels (or the features of a vector)
+    ("INPUT[16x4x4] -> GN3", None, "GN3", 0,
+     "spec: GN3 at layer 1 (input 16x4x4): GN3 needs the 16 channels to split into 3 equal "
+     "groups; 3 does not divide 16 (try GN2, GN4, GN8, GN16)"),
+    ("INPUT[16x4x4] -> CONV3-16 -> GN32", None, "GN32", 0,
+     "at layer 2 (input 16x4x4): GN32 needs the 16 channels to split into 32 equal groups; "
+     "there are only 16 (try GN2, GN4, GN8, GN16)"),
+    ("INPUT[3x4x4] -> GN0", None, "GN0", 0, "the number of groups g must be >= 1, got 0"),
+    ("INPUT[3x4x4] -> FC-6 -> GN4", None, "GN4", 0,
+     "at layer 2 (input a vector of 6): GN4 needs the 6 features to split into 4 equal groups; "
+     "4 does not divide 6 (try GN2, GN3, GN6)"),
+    ("INPUT[7x4x4] -> GN2", None, "GN2", 0, "2 does not divide 7 (try GN7)"),
+    ("INPUT[1x4x4] -> GN2", None, "GN2", 0, "there are only 1 (try LN)"),
+    ("INPUT[720x1x1] -> GN7", None, "GN7", 0, "(try GN5, GN6, GN8, GN9)"),
+    # the scale of a Gaussian initialisation
+    ("INPUT[3x8x8] -> FC-10/w0", None, "FC-10/w0", 0, "the scale S of /wS must be > 0, got /w0"),
+    ("INPUT[3x8x8] -> CONV3-4/w0.000", None, "CONV3-4/w0.000", 0,
+     "the scale S of /wS must be > 0, got /w0"),
+    ("INPUT[3x8x8] -> LC3-4/w0." + "0" * 50 + "1", None, "LC3-4/w0." + "0" * 50 + "1", 0,
+     "the scale S of /wS must be within what a float32 weight holds, 1.18e-38 to 3.4e+38"),
+    ("INPUT[3x8x8] -> FC-2/w" + "9" * 40, None, "FC-2/w" + "9" * 40, 0,
+     "the scale S of /wS must be within what a float32 weight holds"),
 ]
 
 
@@ -397,8 +511,8 @@ SYNTAX = [
     ("INPUT[3x8x8] -> POLL2", "POLL2", 0, "unknown layer POLL; did you mean POOL?"),
     ("INPUT[3x8x8] -> L2POLL2", "L2POLL2", 0, "unknown layer L2POLL; did you mean L2POOL?"),
     ("INPUT[3x8x8] -> SOFTMAXX", "SOFTMAXX", 0, "unknown layer SOFTMAXX; known layers: "
-     "CONVk-n[/sSpPdDgG], LCk-n[/sSpPdD], POOLk[/S][pP]"),
-    ("CONV3", "CONV3", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdDgG], e.g. "
+     "CONVk-n[/sSpPdDgG][/init], LCk-n[/sSpPdD][/init], POOLk[/S][pP]"),
+    ("CONV3", "CONV3", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdDgG][/init], e.g. "
      "CONV3-64"),
     ("CONV3-4/g2x1", "CONV3-4/g2x1", 0, "not a valid CONV token"),
     ("CONV3x-4", "CONV3x-4", 0, "not a valid CONV token"),
@@ -408,7 +522,7 @@ SYNTAX = [
     ("CONV3-4/x2", "CONV3-4/x2", 0, "not a valid CONV token"),
     ("CONV3-4/s2s1", "CONV3-4/s2s1", 0, "not a valid CONV token"),
     ("LC3-", "LC3-", 0, "not a valid LC token; the form is LCk-n[/sSpPdD]"),
-    ("FC10", "FC10", 0, "not a valid FC token; the form is FC-n, e.g. FC-10"),
+    ("FC10", "FC10", 0, "not a valid FC token; the form is FC-n[/init], e.g. FC-10"),
     ("POOL", "POOL", 0, "not a valid POOL token; the form is POOLk[/S][pP]"),
     ("RELU2", "RELU2", 0, "not a valid RELU token; the form is RELU"),
     ("DROPOUT-0.5", "DROPOUT-0.5", 0, "not a valid DROPOUT token"),
@@ -437,6 +551,53 @@ SYNTAX = [
     ("INPUT[axbxc] -> FC-2", "INPUT[axbxc]", 0, "INPUT takes the volume as CxHxW"),
     ("INPUT -> FC-2", "INPUT", 0, "INPUT needs its volume as INPUT[CxHxW]"),
     ("INPUT[3x8x8]", "INPUT[3x8x8]", 0, "the spec has no layers after INPUT"),
+    # the initialisation of CONV, LC and FC
+    ("CONV3-8/he/he", "CONV3-8/he/he", 0,
+     "not a valid CONV token: it has two initialisations, /he and /he; give one"),
+    ("FC-10/xavier/w0.1", "FC-10/xavier/w0.1", 0, "two initialisations, /xavier and /w0.1"),
+    ("CONV3-8/s2/p1", "CONV3-8/s2/p1", 0,
+     "not a valid CONV token: its options go in one segment (/s2p1, not /s2/p1)"),
+    ("CONV3-8/s2/he/s1", "CONV3-8/s2/he/s1", 0, "its options go in one segment, each once"),
+    ("CONV3-8/hee", "CONV3-8/hee", 0, "not a valid CONV token: /hee is neither its options "
+     "(s, p, d, g) nor an initialisation; the initialisations are he, he_uniform, xavier, "
+     "xavier_uniform, or wS for S * randn with S > 0 a decimal (w0.01)"),
+    ("LC3-8/kaiming", "LC3-8/kaiming", 0, "/kaiming is neither its options (s, p, d) nor"),
+    ("FC-10/wabc", "FC-10/wabc", 0, "not a valid FC token: /wabc is not an initialisation; the "
+     "initialisations are he, he_uniform, xavier, xavier_uniform, or wS"),
+    ("FC-10/s2", "FC-10/s2", 0, "/s2 is not an initialisation"),
+    ("FC-10/w1.2.3", "FC-10/w1.2.3", 0, "/w1.2.3 is not an initialisation"),
+    ("FC-10/w", "FC-10/w", 0, "/w is not an initialisation"),
+    ("FC-10/w1e-3", "FC-10/w1e-3", 0,
+     "not a valid FC token: the scale S of /wS is written as a plain decimal, /w0.001, not "
+     "/w1e-3"),
+    ("CONV3-8/W2E1", "CONV3-8/W2E1", 0, "written as a plain decimal, /w20, not /w2e1"),
+    ("FC-10/w-1", "FC-10/w-1", 0,
+     "the scale S of /wS must be a positive decimal such as /w0.01, got /w-1"),
+    ("FC-10/w1e400", "FC-10/w1e400", 0, "must be a positive decimal such as /w0.01, got /w1e400"),
+    ("FC-10/gaussian", "FC-10/gaussian", 0,
+     "a Gaussian initialisation is written wS with its scale S, e.g. /w0.01"),
+    ("CONV3-8/", "CONV3-8/", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdDgG][/init]"),
+    ("CONV3-8//he", "CONV3-8//he", 0, "not a valid CONV token; the form is"),
+    ("POOL2/he", "POOL2/he", 0, "POOL takes no initialisation (only CONV, LC and FC have "
+     "weights to draw); the form is POOLk[/S][pP], e.g. POOL2"),
+    ("RES-8/w0.01", "RES-8/w0.01", 0, "RES takes no initialisation"),
+    ("BN/xavier", "BN/xavier", 0, "BN takes no initialisation"),
+    ("LN/he", "LN/he", 0, "LN takes no initialisation"),
+    # the dropout mode
+    ("DROPOUT0.5/infer/infer", "DROPOUT0.5/infer/infer", 0,
+     "not a valid DROPOUT token: a DROPOUT has one mode, /train or /infer, not /infer/infer"),
+    ("DROPOUT/inverted", "DROPOUT/inverted", 0, "not a valid DROPOUT token: /inverted is not a "
+     "dropout mode; the modes are /train (upscale_in_train, the default) and /infer "
+     "(downscale_in_infer)"),
+    ("DROPOUT0.5/he", "DROPOUT0.5/he", 0, "/he is not a dropout mode"),
+    ("DROPOUT0.5/", "DROPOUT0.5/", 0, "not a valid DROPOUT token; the form is DROPOUT[p][/mode]"),
+    # LN and GN
+    ("GN", "GN", 0, "not a valid GN token; the form is GNg, e.g. GN32"),
+    ("GN-4", "GN-4", 0, "not a valid GN token; the form is GNg"),
+    ("GN2.5", "GN2.5", 0, "not a valid GN token"),
+    ("LN2", "LN2", 0, "not a valid LN token; the form is LN"),
+    ("GN99999999999", "GN99999999999", 0, "99,999,999,999 is larger than any layer can be"),
+    ("GNN", "GNN", 0, "unknown layer GNN; did you mean GN?"),
 ]
 
 
