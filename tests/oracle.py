@@ -98,6 +98,20 @@ def batchnorm_eval(x, gamma, beta, running_mean, running_var, eps, dout=None):
                [x, gamma, beta], dout)
 
 
+def layer_norm(x, normalized_shape, gamma, beta, eps, dout=None):
+    return vjp(lambda x, g, b: tF.layer_norm(x, tuple(normalized_shape), g, b, eps),
+               [x, gamma, beta], dout)
+
+
+def group_norm(x, groups, gamma, beta, eps, dout=None):
+    return vjp(lambda x, g, b: tF.group_norm(x, groups, g, b, eps), [x, gamma, beta], dout)
+
+
+def norm_module_repr(kind, *args, **kwargs):
+    """repr of torch.nn.LayerNorm or GroupNorm (``kind``) built with these arguments."""
+    return repr(getattr(torch.nn, kind)(*args, **kwargs))
+
+
 def locally_connected2d(x, w, b, stride, pad, dilation, dout=None):
     """Locally connected layer through unfold: our w is (H_out, W_out, F, C, KH, KW), b (F, H_out, W_out)."""
     h_out, w_out, f = w.shape[:3]

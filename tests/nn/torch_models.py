@@ -110,6 +110,11 @@ def _convert(m):
         cls = torch.nn.BatchNorm1d if isinstance(m, nn.BatchNorm1d) else torch.nn.BatchNorm2d
         # Our momentum keeps that fraction of the old running value; torch's is the other one.
         return cls(m.num_features, eps=m.eps, momentum=1.0 - m.momentum)
+    if isinstance(m, nn.LayerNorm):
+        return torch.nn.LayerNorm(m.normalized_shape, eps=m.eps,
+                                  elementwise_affine=m.elementwise_affine, bias=m.has_bias)
+    if isinstance(m, nn.GroupNorm):
+        return torch.nn.GroupNorm(m.num_groups, m.num_channels, eps=m.eps, affine=m.affine)
     if isinstance(m, nn.Dropout) and m.mode == "upscale_in_train":
         return torch.nn.Dropout(m.p)
     simple = {nn.ReLU: torch.nn.ReLU, nn.Sigmoid: torch.nn.Sigmoid, nn.Tanh: torch.nn.Tanh,

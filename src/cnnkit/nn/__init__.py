@@ -3,7 +3,7 @@
 ``Module``, ``Parameter``, ``build`` (a module from its JSON config), ``register_module`` and
 ``shapes_only`` are in ``module``; what every layer says about itself without running (output
 shape, cost, label) in ``facts``. The layers: ``layers`` (weights, Flatten, ZeroPadShortcut),
-``activation``, ``pooling``, ``normalization`` (batch norm, local response norm), ``dropout``;
+``activation``, ``pooling``, ``normalization`` (batch, layer, group and local response norm), ``dropout``;
 ``Sequential``, ``Residual`` and ``Concat`` in ``containers``. Each file lists its public names
 in its ``__all__``; this package exports them all.
 """

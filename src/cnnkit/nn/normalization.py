@@ -1,8 +1,11 @@
-"""Normalisation layers: BatchNorm1d/2d (which behave differently in training and eval) and
+"""Normalisation layers: BatchNorm1d/2d (which behave differently in training and eval),
+LayerNorm and GroupNorm (each sample by its own statistics, the same in training and eval) and
 LocalResponseNorm.
 
-FLOPs per value: batch norm 2 (its eval form ``x * scale + shift``); local response norm
-2*size + 3 (size squares, size - 1 adds, then scale, shift, power and multiply).
+FLOPs per value: batch norm 2 (its eval form ``x * scale + shift``); layer and group norm 5 to
+normalise (add for the mean, subtract, square, add for the variance, scale) and 2 for the affine
+map; local response norm 2*size + 3 (size squares, size - 1 adds, then scale, shift, power and
+multiply).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from .. import functional as F
 from .. import init as _init
 from .. import notation
 from ..checks import as_float_array, check_count, check_real
+from ..functional.layer_norm import check_groups, check_normalized_shape
 from ..functional.lrn import check_lrn_args
 from ..geometry import VolumeError
 from .facts import Cost, join_name
-from .layers import check_channels
+from .layers import check_channels, flag
 from .module import Module, Parameter, register_module
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "LocalResponseNorm"]
 
 
 class _BatchNorm(Module):
@@ -167,6 +171,240 @@ class BatchNorm2d(_BatchNorm):
     _train_backward = staticmethod(F.spatial_batchnorm_backward)
     _eval_forward = staticmethod(F.spatial_batchnorm_eval_forward)
     _eval_backward = staticmethod(F.spatial_batchnorm_eval_backward)
+
+
+def _check_eps(eps, name: str) -> float:
+    eps = check_real(eps, f"{name} eps")
+    if not eps > 0:
+        raise ValueError(f"{name} eps must be > 0, got {eps!r}")
+    return eps
+
+
+def _affine_onnx(graph, y: str, name: str, weight, bias, shape: tuple) -> str:
+    """``y * weight + bias`` (each reshaped to ``shape`` to broadcast), skipping the absent."""
+    if weight is not None:
+        w = graph.initializer(join_name(name, "weight"), weight.data.reshape(shape))
+        y = graph.node("Mul", [y, w], name=join_name(name, "scale"))
+    if bias is not None:
+        b = graph.initializer(join_name(name, "bias"), bias.data.reshape(shape))
+        y = graph.node("Add", [y, b], name=join_name(name, "shift"))
+    return y
+
+
+@register_module
+class LayerNorm(Module):
+    """Layer normalisation (Ba et al. 2016), PyTorch's ``LayerNorm``: each sample normalised
+    over its trailing axes ``normalized_shape`` by its own mean and biased variance, then scaled
+    and shifted element by element.
+
+        out = (x - mean) / sqrt(var + eps) * weight + bias     (mean, var over normalized_shape)
+
+    Holds ``weight`` (ones) and ``bias`` (zeros) of shape ``normalized_shape`` when
+    ``elementwise_affine`` (``bias=False`` drops the shift alone). The statistics are the
+    sample's own, so training and eval compute the same and the batch size does not matter
+    (see :func:`cnnkit.functional.layernorm_forward`). A ``normalized_shape`` of more than one
+    axis gives weights of ``ndim >= 2``, which the optimizers' weight decay treats as weights;
+    the spec's ``LN`` on a volume is :class:`GroupNorm` ``(1, C)``, whose scale is per channel.
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of ints, the trailing axes of the input (per example: the
+        whole input, as ``D`` for (N, D), or its last axes)
+    eps : float > 0, added to the variance
+    elementwise_affine : bool, learn ``weight`` and ``bias``
+    bias : bool, learn ``bias`` too (with ``elementwise_affine``)
+
+    Examples
+    --------
+    >>> ln = LayerNorm(4)
+    >>> ln, ln(np.arange(8.0).reshape(2, 4)).round(3)
+    (LayerNorm((4,), eps=1e-05, elementwise_affine=True), array([[-1.342, -0.447,  0.447,  1.342],
+           [-1.342, -0.447,  0.447,  1.342]]))
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        super().__init__()
+        self.normalized_shape = check_normalized_shape(normalized_shape, "LayerNorm")
+        self.eps = _check_eps(eps, "LayerNorm")
+        self.elementwise_affine = flag(elementwise_affine, "LayerNorm elementwise_affine")
+        self.has_bias = flag(bias, "LayerNorm bias")
+        shape = self.normalized_shape
+        self.weight = Parameter(np.ones(shape, np.float32)) if self.elementwise_affine else None
+        self.bias = (Parameter(_init.zeros(shape)) if self.elementwise_affine and self.has_bias
+                     else None)
+
+    def forward(self, x):
+        x = as_float_array(x, "LayerNorm x")
+        self.output_shape(x.shape[1:])
+        out, self._cache = F.layernorm_forward(
+            x, None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data, self.eps,
+            normalized_shape=self.normalized_shape)
+        return out
+
+    def backward(self, dout, *, input_grad=True):
+        dx, dgamma, dbeta = F.layernorm_backward(dout, self._take_cache())
+        if self.weight is not None:
+            self.weight.grad += dgamma
+        if self.bias is not None:
+            self.bias.grad += dbeta
+        return dx
+
+    def output_shape(self, in_shape):
+        k = len(self.normalized_shape)
+        if tuple(in_shape[len(in_shape) - k:]) != self.normalized_shape or len(in_shape) < k:
+            raise ValueError(f"LayerNorm({self.normalized_shape}) normalises the last "
+                             f"{'axis' if k == 1 else f'{k} axes'} of size "
+                             f"{self.normalized_shape}, got an input of shape "
+                             f"{tuple(in_shape)} per example")
+        return tuple(in_shape)
+
+    def cost(self, in_shape):
+        affine = 2 if self.weight is not None else 0
+        return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
+
+    def label(self, in_shape):
+        return "LN"
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """``LayerNormalization`` (opset 17 and later) over the last ``len(normalized_shape)``
+        axes; below opset 17 written out: ``ReduceMean``, ``Sub``, the mean of the squares,
+        ``Add`` eps, ``Sqrt``, ``Div``, then the scale and shift."""
+        k = len(self.normalized_shape)
+        if graph.opset >= 17:
+            scale = (self.weight.data if self.weight is not None
+                     else np.ones(self.normalized_shape, np.float32))
+            inputs = [x, graph.initializer(join_name(name, "weight"), scale)]
+            if self.bias is not None:
+                inputs.append(graph.initializer(join_name(name, "bias"), self.bias.data))
+            return graph.node("LayerNormalization", inputs, name=name, axis=-k,
+                              epsilon=self.eps)
+        axes = list(range(len(in_shape) + 1 - k, len(in_shape) + 1))
+        y = _normalise_onnx(graph, x, name, axes, self.eps)
+        return _affine_onnx(graph, y, name, self.weight, self.bias, self.normalized_shape)
+
+    def get_config(self):
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "elementwise_affine": self.elementwise_affine, "bias": self.has_bias}
+
+    def extra_repr(self):
+        # PyTorch's own
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+def _normalise_onnx(graph, x: str, name: str, axes: list, eps: float) -> str:
+    """``(x - mean) / sqrt(var + eps)`` over ``axes``, the biased variance about the mean."""
+    def reduce_mean(t: str, what: str) -> str:
+        if graph.opset >= 18:                  # the axes became an input in opset 18
+            return graph.node("ReduceMean", [t, graph.constant(axes, "axes")],
+                              name=join_name(name, what), keepdims=1)
+        return graph.node("ReduceMean", [t], name=join_name(name, what), axes=axes, keepdims=1)
+
+    mean = reduce_mean(x, "mean")
+    centred = graph.node("Sub", [x, mean], name=join_name(name, "centre"))
+    square = graph.node("Mul", [centred, centred], name=join_name(name, "square"))
+    var = reduce_mean(square, "var")
+    shifted = graph.node("Add", [var, graph.constant(eps, "eps", np.float32)],
+                         name=join_name(name, "add_eps"))
+    std = graph.node("Sqrt", [shifted], name=join_name(name, "std"))
+    return graph.node("Div", [centred, std], name=join_name(name, "normalise"))
+
+
+@register_module
+class GroupNorm(Module):
+    """Group normalisation (Wu & He 2018), PyTorch's ``GroupNorm``: the channels of each sample
+    cut into ``num_groups`` groups of consecutive channels, each normalised over its values by
+    its own mean and biased variance, then a scale and a shift per channel.
+
+        out[n, c] = (x[n, c] - mean[n, g]) / sqrt(var[n, g] + eps) * weight[c] + bias[c]
+
+    for c in group g. ``num_groups = num_channels`` is instance norm; ``num_groups = 1`` the
+    Group Norm paper's layer norm (the spec's ``LN`` on a volume). Holds ``weight`` (ones) and
+    ``bias`` (zeros) of shape (C,) when ``affine``. Input (N, C, *): (N, C, H, W) and (N, C)
+    alike. The statistics are each sample's own, so training and eval compute the same and the
+    batch size does not matter (see :func:`cnnkit.functional.groupnorm_forward`).
+
+    Parameters
+    ----------
+    num_groups : int >= 1 dividing num_channels
+    num_channels : int >= 1, C
+    eps : float > 0, added to the variance
+    affine : bool, learn ``weight`` and ``bias``
+
+    Examples
+    --------
+    >>> gn = GroupNorm(2, 4)
+    >>> gn, gn(np.ones((3, 4, 5, 5), np.float32)).shape
+    (GroupNorm(2, 4, eps=1e-05, affine=True), (3, 4, 5, 5))
+    """
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+        super().__init__()
+        self.num_channels = check_count(num_channels, "GroupNorm num_channels")
+        self.num_groups = check_groups(num_groups, self.num_channels, "GroupNorm")
+        self.eps = _check_eps(eps, "GroupNorm")
+        self.affine = flag(affine, "GroupNorm affine")
+        c = self.num_channels
+        self.weight = Parameter(np.ones(c, np.float32)) if self.affine else None
+        self.bias = Parameter(_init.zeros(c)) if self.affine else None
+
+    def forward(self, x):
+        x = as_float_array(x, "GroupNorm x")
+        self.output_shape(x.shape[1:])
+        out, self._cache = F.groupnorm_forward(
+            x, None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data, self.num_groups, self.eps)
+        return out
+
+    def backward(self, dout, *, input_grad=True):
+        dx, dgamma, dbeta = F.groupnorm_backward(dout, self._take_cache())
+        if self.affine:
+            self.weight.grad += dgamma
+            self.bias.grad += dbeta
+        return dx
+
+    def output_shape(self, in_shape):
+        if len(in_shape) < 1:
+            raise ValueError(f"GroupNorm expects (C, ...) per example (channels first), got "
+                             f"shape {tuple(in_shape)}")
+        check_channels(in_shape[0], self.num_channels, "GroupNorm")
+        return tuple(in_shape)
+
+    def cost(self, in_shape):
+        affine = 2 if self.affine else 0
+        return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
+
+    def label(self, in_shape):
+        return "LN" if self.num_groups == 1 else f"GN{self.num_groups}"
+
+    def to_onnx(self, graph, x, in_shape, name):
+        """``GroupNormalization`` from opset 21 (its scale and bias per channel); below it
+        written out, as ``GroupNormalization``-18 scales per group: x reshaped to (N, G, M),
+        normalised over M, reshaped back, then the per-channel scale and shift."""
+        c, g = self.num_channels, self.num_groups
+        if graph.opset >= 21:
+            scale = self.weight.data if self.affine else np.ones(c, np.float32)
+            shift = self.bias.data if self.affine else np.zeros(c, np.float32)
+            return graph.node("GroupNormalization",
+                              [x, graph.initializer(join_name(name, "weight"), scale),
+                               graph.initializer(join_name(name, "bias"), shift)],
+                              name=name, num_groups=g, epsilon=self.eps)
+        rows = graph.node("Reshape", [x, graph.constant([0, g, -1], "shape")],
+                          name=join_name(name, "to_groups"))
+        y = _normalise_onnx(graph, rows, name, [2], self.eps)
+        y = graph.node("Reshape", [y, graph.constant([0, *in_shape], "shape")],
+                       name=join_name(name, "from_groups"))
+        shape = (c,) + (1,) * (len(in_shape) - 1)
+        return _affine_onnx(graph, y, name, self.weight, self.bias, shape)
+
+    def get_config(self):
+        return {"num_groups": self.num_groups, "num_channels": self.num_channels, "eps": self.eps,
+                "affine": self.affine}
+
+    def extra_repr(self):
+        # PyTorch's own
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
 
 
 @register_module

@@ -5,6 +5,8 @@ kernels are tested against these (and both against PyTorch).
 """
 
 from .conv import conv2d_backward, conv2d_forward
+from .layer_norm import (groupnorm_backward, groupnorm_forward, layernorm_backward,
+                         layernorm_forward)
 from .local import locally_connected2d_backward, locally_connected2d_forward
 from .norm import (batchnorm_backward, batchnorm_eval_backward, batchnorm_eval_forward,
                    batchnorm_forward, spatial_batchnorm_backward, spatial_batchnorm_eval_backward,
@@ -22,4 +24,5 @@ __all__ = [
     "batchnorm_eval_forward", "batchnorm_eval_backward",
     "spatial_batchnorm_forward", "spatial_batchnorm_backward",
     "spatial_batchnorm_eval_forward", "spatial_batchnorm_eval_backward",
+    "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
 ]
