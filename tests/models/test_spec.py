@@ -125,6 +125,18 @@ TOKENS = [
     ("GAP", (3, 5, 4), ["GlobalAvgPool2d", "Flatten"], (3,), {}),
     ("LRN", (6, 3, 3), ["LocalResponseNorm"], (6, 3, 3), {"size": 5}),
     ("LRN3", (6, 3, 3), ["LocalResponseNorm"], (6, 3, 3), {"size": 3}),
+    # LN: GroupNorm(1, C) on a volume (the Group Norm paper's LN), LayerNorm(D) on a vector
+    ("LN", (4, 3, 5), ["GroupNorm"], (4, 3, 5), {"num_groups": 1, "num_channels": 4}),
+    ("GAP -> LN", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "LayerNorm"], (5,),
+     {"normalized_shape": (5,)}),
+    ("GN2", (6, 3, 5), ["GroupNorm"], (6, 3, 5), {"num_groups": 2, "num_channels": 6}),
+    ("GN6", (6, 2, 2), ["GroupNorm"], (6, 2, 2), {"num_groups": 6, "num_channels": 6}),
+    ("GAP -> GN3", (6, 2, 2), ["GlobalAvgPool2d", "Flatten", "GroupNorm"], (6,),
+     {"num_groups": 3, "num_channels": 6}),
+    # GN1 is LN: what LN builds on either
+    ("GN1", (4, 3, 5), ["GroupNorm"], (4, 3, 5), {"num_groups": 1, "num_channels": 4}),
+    ("GAP -> GN1", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "LayerNorm"], (5,),
+     {"normalized_shape": (5,)}),
 ]
 
 
@@ -147,6 +159,26 @@ def test_res_block_is_the_blocks_basic_block_with_its_shortcut():
     assert same.config() == blocks.basic_block(4, 4, 1).config()
     assert same[0].shortcut is None and down[0].shortcut is not None
     assert down.config() == blocks.basic_block(4, 8, 2).config()
+
+
+def test_ln_and_gn_normalise_each_example_by_itself(rng):
+    """LN on a volume normalises each example over all of C x H x W; GNg over each group of C/g
+    channels; GN1 is LN. (The kernels' own oracle tests are in tests/functional.)"""
+    x = rng.standard_normal((3, 6, 4, 5)) * 3 + 2
+    for text, groups in (("LN", 1), ("GN1", 1), ("GN3", 3), ("GN6", 6)):
+        out = build(text, (6, 4, 5), rng=rng).astype(np.float64)(x)
+        per_group = out.reshape(3, groups, -1)
+        np.testing.assert_allclose(per_group.mean(axis=2), 0, atol=1e-12, err_msg=text)
+        np.testing.assert_allclose(per_group.var(axis=2), 1, atol=1e-3, err_msg=text)
+    assert describe("INPUT[4x5x5] -> GN1") == "INPUT[4x5x5] -> LN"
+    assert build("GN1", (4, 5, 5)).config() == build("LN", (4, 5, 5)).config()
+    assert build("GAP -> GN1", (4, 5, 5)).config() == build("GAP -> LN", (4, 5, 5)).config()
+
+
+def test_a_conv_before_ln_or_gn_keeps_its_bias():
+    """Only BN's per-channel mean removes a per-channel bias; a group's mean does not."""
+    net = build("INPUT[4x6x6] -> CONV3-4 -> LN -> CONV3-4 -> GN2 -> CONV3-4 -> BN")
+    assert [m.bias is None for m in net if isinstance(m, nn.Conv2d)] == [False, False, True]
 
 
 def test_case_whitespace_and_unicode_arrow_do_not_matter():
@@ -620,6 +652,20 @@ def test_a_runaway_repeat_count_is_refused_before_expanding():
     assert len(build("[RELU]*9999 -> TANH", (1, 1, 1))) == 10_000
 
 
+def test_the_module_docstring_describes_every_token():
+    """The grammar table of cnnkit.models.spec's docstring (the reference page's token table is
+    generated from LAYERS) names every token, and gives in full the form of every token with
+    an initialisation or a mode."""
+    import re
+
+    from cnnkit.models import spec
+    table = spec.__doc__[spec.__doc__.index("Layers ("):spec.__doc__.index("k, S, P and D")]
+    for name, form in LAYERS.items():
+        assert re.search(rf"(?<![A-Z0-9]){name}(?![A-Z])", table), name
+        if "[/init]" in form or "[/mode]" in form:
+            assert form in table, form
+
+
 def test_unknown_layer_lists_every_known_form():
     _, lines = _error("INPUT[3x8x8] -> BOGUS")
     assert all(form in lines[0] for form in LAYERS.values())
@@ -684,17 +730,37 @@ def _pool_options(h, w):
             if min(h, w) >= k and (h - k) % s == 0 and (w - k) % s == 0]
 
 
+#: initialisation options as written (any case) and as the canonical text writes them
+INIT_OPTIONS = [("he", "he"), ("HE_Uniform", "he_uniform"), ("xavier", "xavier"),
+                ("Xavier_uniform", "xavier_uniform"), ("w0.01", "w0.01"), ("W.5", "w0.5"),
+                ("w2.", "w2"), ("w0.000001", "w0.000001"), ("w010.250", "w10.25")]
+
+
+def _with_init(draw, stem, opts):
+    """``stem`` with its options segment and maybe an initialisation, in a drawn order."""
+    segments = [opts] if opts else []
+    if draw(st.booleans()):
+        segments.insert(draw(st.integers(0, len(segments))),
+                        draw(st.sampled_from(INIT_OPTIONS))[0])
+    return stem + "".join("/" + seg for seg in segments)
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 @st.composite
 def random_specs(draw):
-    """(text, hand-tracked final shape) of a random CONV/LC/POOL/FC chain whose sizes fit."""
+    """(text, hand-tracked final shape) of a random CONV/LC/POOL/FC chain whose sizes fit, with
+    initialisations, dropout modes and normalisations between."""
     c, h, w = draw(st.integers(1, 3)), draw(st.integers(3, 11)), draw(st.integers(3, 11))
     items, shape = [f"INPUT[{c}x{h}x{w}]"], (c, h, w)
     for _ in range(draw(st.integers(1, 6))):
         kind = draw(st.sampled_from(["CONV", "LC", "POOL", "FC"] if len(shape) == 3 else ["FC"]))
         if kind in ("CONV", "LC"):
             k, opts, ho, wo = draw(st.sampled_from(_conv_options(*shape[1:])))
-            n = draw(st.integers(1, 4))
-            items.append(f"{kind}{k}-{n}" + (f"/{opts}" if opts else ""))
+            n = draw(st.integers(1, 6))
+            items.append(_with_init(draw, f"{kind}{k}-{n}", opts))
             shape = (n, ho, wo)
         elif kind == "POOL":
             k, s, ho, wo = draw(st.sampled_from(_pool_options(*shape[1:])))
@@ -703,10 +769,12 @@ def random_specs(draw):
             shape = (shape[0], ho, wo)
         else:
             n = draw(st.integers(1, 6))
-            items.append(f"FC-{n}")
+            items.append(_with_init(draw, f"FC-{n}", ""))
             shape = (n,)
         if draw(st.booleans()):
-            items.append(draw(st.sampled_from(["RELU", "BN", "TANH"])))
+            groups = f"GN{draw(st.sampled_from(_divisors(shape[0])))}"
+            items.append(draw(st.sampled_from(["RELU", "BN", "TANH", "LN", groups,
+                                               "DROPOUT0.25/infer", "DROPOUT/train"])))
     arrow = draw(st.sampled_from([" -> ", "->", " → "]))
     text = arrow.join(items)
     return (text.lower() if draw(st.booleans()) else text), shape
@@ -721,5 +789,20 @@ def test_random_valid_specs_build_and_trace_the_forward_shape(case, seed):
     assert trace(text)[-1].output == shape
     assert net(np.zeros((2, *x_shape), np.float32)).shape == (2, *shape)
     again = build(describe(text), rng=np.random.default_rng(seed))
-    assert again.config() == net.config()
+    assert again.config() == net.config()                # init and mode included
     assert describe(describe(text)) == describe(text)
+
+
+@given(kind=st.sampled_from(["CONV", "LC", "FC"]), data=st.data())
+def test_an_initialisation_in_any_order_and_case_is_written_after_the_options(kind, data):
+    opts = "" if kind == "FC" else data.draw(st.sampled_from(["", "s2", "p0", "s2p0d2", "d2s1"]))
+    written, canonical = data.draw(st.sampled_from(INIT_OPTIONS))
+    stem = "FC-7" if kind == "FC" else f"{kind}3-8"
+    segments = [s for s in (opts, written) if s]
+    if data.draw(st.booleans()):
+        segments.reverse()
+    text = stem + "/" + "/".join(segments)
+    text = text.lower() if data.draw(st.booleans()) else text
+    options = describe(f"{stem}/{opts}") if opts else stem         # the options alone
+    assert describe(text) == f"{options}/{canonical}"
+    assert parse(describe(text)).nodes[0].args == parse(text).nodes[0].args

@@ -28,7 +28,8 @@ Layers (``LAYERS`` lists the forms). Volumes are written CxHxW throughout (the n
     DROPOUT[p][/mode] Dropout, p in [0, 1) the probability to drop (default 0.5); mode train
                       (upscale_in_train, the default: "inverted" dropout, the kept units scaled by
                       1/(1-p) in training) or infer (downscale_in_infer, the original dropout: no
-                      scaling in training, the output times 1-p at inference). DROPOUT/infer is p 0.5
+                      scaling in training, the output times 1-p at inference); DROPOUT/infer has
+                      p 0.5
     RES-n[/sS]        a ResNet basic block to n channels with stride S
                       (:func:`cnnkit.models.blocks.basic_block`)
     GAP               GlobalAvgPool2d and a Flatten: the volume becomes a vector of C
@@ -838,7 +839,7 @@ def _plain(make):
 TOKENS = {
     "CONV": Token("CONVk-n[/sSpPdDgG][/init]", _window(local=False), _WINDOW,
                   _read_window(local=False), _write_window("CONV"),
-                  "CONV3-64 or CONV7-64/s2p3 or CONV7-64/s2p3/he", "conv",
+                  "CONV3-64 or CONV7-64/s2p3/he", "conv",
                   "the stride or the padding (CONVk-n/sNpM)"),
     "LC": Token("LCk-n[/sSpPdD][/init]", _window(local=True), _WINDOW, _read_window(local=True),
                 _write_window("LC"), "LC3-16 or LC3-16/s2/xavier", "locally connected",
