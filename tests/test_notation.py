@@ -188,3 +188,12 @@ def test_any_conv_label_parses_back_to_the_same_layer(case):
     written, again = rebuild(layer, in_shape)
     assert describe(written) == written
     assert _config(again) == _config(layer)
+
+
+@given(st.floats(min_value=float(np.finfo(np.float32).tiny),
+                 max_value=float(np.finfo(np.float32).max)))
+def test_any_scale_a_float32_weight_holds_is_written_back_exactly(scale):
+    """A run rebuilds its net from the canonical text, so ``wS`` must read back as the same S."""
+    text = notation.fc(3, "gaussian", scale)
+    assert "e" not in text and parse(text).nodes[0].args["weight_scale"] == scale
+    assert describe(text) == text

@@ -508,14 +508,6 @@ SEMANTIC = [
     ("INPUT[7x4x4] -> GN2", None, "GN2", 0, "2 does not divide 7 (try GN7)"),
     ("INPUT[1x4x4] -> GN2", None, "GN2", 0, "there are only 1 (try LN)"),
     ("INPUT[720x1x1] -> GN7", None, "GN7", 0, "(try GN5, GN6, GN8, GN9)"),
-    # the scale of a Gaussian initialisation
-    ("INPUT[3x8x8] -> FC-10/w0", None, "FC-10/w0", 0, "the scale S of /wS must be > 0, got /w0"),
-    ("INPUT[3x8x8] -> CONV3-4/w0.000", None, "CONV3-4/w0.000", 0,
-     "the scale S of /wS must be > 0, got /w0"),
-    ("INPUT[3x8x8] -> LC3-4/w0." + "0" * 50 + "1", None, "LC3-4/w0." + "0" * 50 + "1", 0,
-     "the scale S of /wS must be within what a float32 weight holds, 1.18e-38 to 3.4e+38"),
-    ("INPUT[3x8x8] -> FC-2/w" + "9" * 40, None, "FC-2/w" + "9" * 40, 0,
-     "the scale S of /wS must be within what a float32 weight holds"),
 ]
 
 
@@ -606,6 +598,16 @@ SYNTAX = [
     ("FC-10/w-1", "FC-10/w-1", 0,
      "the scale S of /wS must be a positive decimal such as /w0.01, got /w-1"),
     ("FC-10/w1e400", "FC-10/w1e400", 0, "must be a positive decimal such as /w0.01, got /w1e400"),
+    # a scale the canonical text could not write back is refused as it is read
+    ("FC-10/w0", "FC-10/w0", 0, "not a valid FC token: the scale S of /wS must be > 0, got /w0"),
+    ("CONV3-4/w0.000", "CONV3-4/w0.000", 0, "the scale S of /wS must be > 0, got /w0.000"),
+    ("LC3-4/w0." + "0" * 50 + "1", "LC3-4/w0." + "0" * 50 + "1", 0,
+     "the scale S of /wS is below what a float32 weight holds (1.18e-38 to 3.4e+38)"),
+    ("LC3-4/w0." + "0" * 400 + "1", "LC3-4/w0." + "0" * 400 + "1", 0,
+     "the scale S of /wS is below what a float32 weight holds"),
+    ("FC-2/w" + "9" * 40, "FC-2/w" + "9" * 40, 0,
+     "the scale S of /wS is above what a float32 weight holds (1.18e-38 to 3.4e+38)"),
+    ("FC-2/w" + "9" * 400, "FC-2/w" + "9" * 400, 0, "is above what a float32 weight holds"),
     ("FC-10/gaussian", "FC-10/gaussian", 0,
      "a Gaussian initialisation is written wS with its scale S, e.g. /w0.01"),
     ("CONV3-8/", "CONV3-8/", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdDgG][/init]"),

@@ -611,7 +611,7 @@ def _read_init(segment: str) -> dict:
     if name in _NAMED_INITS:
         return {"init": name, "weight_scale": None}
     if re.fullmatch(rf"W(?:{_DECIMAL})", segment):
-        return {"init": "gaussian", "weight_scale": float(segment[1:])}
+        return {"init": "gaussian", "weight_scale": _scale(segment[1:])}
     if name == "gaussian":
         raise _Unreadable("a Gaussian initialisation is written wS with its scale S, e.g. /w0.01")
     try:
@@ -626,6 +626,19 @@ def _read_init(segment: str) -> dict:
                           f"got /{name}")
     raise _Unreadable(f"/{name} is not an initialisation; the initialisations are "
                       f"{_INIT_FORMS}")
+
+
+def _scale(digits: str) -> float:
+    """The scale S of ``wS`` as written (a plain decimal), refused unless a float32 weight holds
+    it: the canonical text writes it back, and a run rebuilds its net from that text."""
+    value = float(digits)
+    tiny, top = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    if not any(d in "123456789" for d in digits):
+        raise _Unreadable(f"the scale S of /wS must be > 0, got /w{digits.lower()}")
+    if not tiny <= value <= top:
+        raise _Unreadable(f"the scale S of /wS is {'below' if value < tiny else 'above'} what a "
+                          f"float32 weight holds ({tiny:.3g} to {top:.3g})")
+    return value
 
 
 def _segments(tail: str | None, letters: str) -> dict | None:
@@ -703,19 +716,12 @@ def _read_dropout(p, tail):
             "mode": modes[segments[0]] if segments else "upscale_in_train"}
 
 
-def _initialisation(args, fail, default: dict) -> dict:
+def _initialisation(args, default: dict) -> dict:
     """The keyword arguments ``init`` and ``weight_scale`` of a layer: the written
     initialisation, or ``default`` (the grammar's for the layer's place) when none is."""
     if args["init"] is None:
         return default
-    scale = args["weight_scale"]
-    tiny, top = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
-    if scale == 0:
-        fail("the scale S of /wS must be > 0, got /w0")
-    if scale is not None and not tiny <= scale <= top:
-        fail(f"the scale S of /wS must be within what a float32 weight holds, {tiny:.3g} to "
-             f"{top:.3g}, got S = {scale:.3g}")
-    return {"init": args["init"], "weight_scale": scale}
+    return {"init": args["init"], "weight_scale": args["weight_scale"]}
 
 
 def _two(value) -> tuple:
@@ -747,7 +753,7 @@ def _window(local: bool):
                 fail(f"the window spans D*(k-1)+1 = {notation.size([s + 1 for s in spans])}, "
                      f"{even}, so no padding centres it; give one, e.g. "
                      f"{name}{notation.size(k)}-{n}/p{notation.size([s // 2 for s in spans])}")
-        init = _initialisation(args, fail, {})
+        init = _initialisation(args, {})
         if local:
             return [nn.LocallyConnected2d(shape[0], n, k, check_volume(shape, name)[1:],
                                           stride=s, padding=p, dilation=d, rng=rng, **init)]
@@ -779,7 +785,7 @@ def _pool_token(name, cls, padded=True):
 
 def _fc(args, shape, *, fail, rng, classifier, **_):
     _at_least(fail, args["features"], 1, "the number of outputs n")
-    init = _initialisation(args, fail, {"init": "gaussian", "weight_scale": 1e-2}
+    init = _initialisation(args, {"init": "gaussian", "weight_scale": 1e-2}
                            if classifier else {})
     flatten = [nn.Flatten()] if len(shape) == 3 else []
     return flatten + [nn.Linear(int(np.prod(shape)), args["features"], rng=rng, **init)]
