@@ -304,3 +304,41 @@ def test_bad_arguments_are_one_line(call, error, match):
     with pytest.raises(error, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("block", [1, 8 * 4 * 6 + 1, 8 * 4 * 6 * 3])
+def test_blocks_of_samples_inside_a_task_match_torch(rng, monkeypatch, block):
+    """Group norm's passes run over blocks of samples inside each task: one sample a block
+    (a block smaller than a sample), one, and three samples (the last block of a task short),
+    under plans that cut the batch: PyTorch's answers, the same bits on 1 and 3 threads."""
+    import importlib
+
+    module = importlib.import_module("cnnkit.functional.layer_norm")
+    monkeypatch.setattr(module, "BLOCK_BYTES", block)
+    x = rng.standard_normal((11, 4, 2, 3)) * 3 + rng.uniform(-40, 40, (11, 4, 1, 1))
+    gamma, beta = _params(rng, (4,))
+    dout = rng.standard_normal(x.shape)
+    runs = []
+    for threads in (1, 3):
+        with chunk_plans("forced", threads=threads):
+            out, cache = F.groupnorm_forward(x, gamma, beta, 2)
+            runs.append((out, *F.groupnorm_backward(dout, cache)))
+    for ours, first in zip(runs[1], runs[0]):
+        np.testing.assert_array_equal(ours, first)
+    t_out, t_grads = oracle.group_norm(x, 2, gamma, beta, 1e-5, dout)
+    for name, ours, theirs in zip(("out", "dx", "dgamma", "dbeta"), runs[0], (t_out, *t_grads)):
+        assert_close(ours, theirs, f"blocks of {block} B: {name}")
+
+
+def test_groups_far_from_zero_take_their_statistics_again_about_the_mean(rng):
+    """float32 groups whose mean is 1e3 times their spread (the sum-of-squares difference
+    cancels) next to centred ones: every group's variance as float64 computes it."""
+    x = rng.standard_normal((5, 6, 7, 3)).astype(np.float32)
+    x[:, :2] += 3000.0                                         # group 0 of 3: far from zero
+    x[2, 4:] = 7.0                                             # a constant group: var 0
+    _, cache = F.groupnorm_forward(x, None, None, 3)
+    rows = x.astype(np.float64).reshape(5, 3, -1)
+    np.testing.assert_allclose(cache.mean, rows.mean(axis=2), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(1 / cache.invstd ** 2 - 1e-5, rows.var(axis=2), rtol=1e-4,
+                               atol=1e-6)
+    assert cache.invstd[2, 2] == np.float64(1 / np.sqrt(1e-5))
