@@ -17,8 +17,14 @@ M = (C/G) * L, L the positions per channel. For a row,
     xhat = (x - mean) / sqrt(var + eps),   out = gamma * xhat + beta
 
 with gamma and beta indexed by the element of S (layer norm) or by the channel (group norm).
-The variance is taken about the mean in a second pass (no cancellation). A row of one value has
-var = 0 and xhat = 0, so its output is beta, as PyTorch's.
+A row of one value has var = 0 and xhat = 0, so its output is beta, as PyTorch's.
+
+How each computes it: layer norm, whose rows are a sample's features (an FC layer's D, a
+volume's last axes), takes the mean, then the variance about it, and keeps xhat for the
+backward. Group norm, whose rows are long (a group's C/G maps), reads x twice, as batch norm's
+kernel does: per-channel sums of x and x**2 (matrix-vector products, no product array), added
+per group in float64 (again about the mean where their difference cancels), then
+``out = x * a + b`` with a and b per (sample, channel); its backward keeps x, not xhat.
 
 The backward, derived as the notes derive batch norm's: the row is batch norm's "feature" and M
 its m. With dxhat = gamma * dout (each value times its own gamma),
