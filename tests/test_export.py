@@ -135,6 +135,29 @@ def test_local_response_norm_odd_and_even_sizes_on_3d_and_4d_input(size, rng):
     assert_matches(lrn, (7, 6), rng)                 # (N, C, L): written out
 
 
+def _affine_drawn(layer, rng):
+    for p in layer.parameters():
+        p.data = rng.uniform(0.5, 1.5, p.shape).astype(np.float32) * rng.choice([-1, 1], p.shape)
+    return layer
+
+
+@pytest.mark.parametrize("opset", [11, 16, 17, 18, 20, 21])
+def test_layer_and_group_norm_at_every_opset(opset, rng):
+    """LayerNormalization from opset 17 and GroupNormalization (per-channel scale) from 21;
+    written out below them, with ReduceMean's axes an attribute before opset 18 and an input
+    from it."""
+    cases = [(nn.GroupNorm(3, 6), (6, 5, 4)), (nn.GroupNorm(1, 4), (4, 3, 5)),
+             (nn.GroupNorm(2, 4, affine=False), (4,)), (nn.GroupNorm(5, 5), (5, 7)),
+             (nn.LayerNorm((3, 4)), (2, 3, 4)), (nn.LayerNorm(6, bias=False), (6,)),
+             (nn.LayerNorm((2, 3, 4), elementwise_affine=False), (2, 3, 4))]
+    for layer, shape in cases:
+        proto = assert_matches(_affine_drawn(layer, rng), shape, rng, opset=opset)
+        ops = {node.op_type for node in proto.graph.node}
+        own = "LayerNormalization" if isinstance(layer, nn.LayerNorm) else "GroupNormalization"
+        newest = 17 if isinstance(layer, nn.LayerNorm) else 21
+        assert (own in ops) == (opset >= newest), (layer, ops)
+
+
 def test_activations_and_prelu(rng):
     for layer in (nn.ReLU(), nn.LeakyReLU(0.2), nn.Sigmoid(), nn.Tanh()):
         assert_matches(layer, (3, 4, 5), rng)

@@ -3,8 +3,8 @@ LayerNorm and GroupNorm (each sample by its own statistics, the same in training
 LocalResponseNorm.
 
 FLOPs per value: batch norm 2 (its eval form ``x * scale + shift``); layer and group norm 5 to
-normalise (add for the mean, subtract, square, add for the variance, scale) and 2 for the affine
-map; local response norm 2*size + 3 (size squares, size - 1 adds, then scale, shift, power and
+normalise (add for the mean, subtract, square, add for the variance, scale), and 1 each for the
+scale and the shift; local response norm 2*size + 3 (size squares, size - 1 adds, then scale, shift, power and
 multiply).
 """
 
@@ -217,9 +217,11 @@ class LayerNorm(Module):
     Examples
     --------
     >>> ln = LayerNorm(4)
-    >>> ln, ln(np.arange(8.0).reshape(2, 4)).round(3)
-    (LayerNorm((4,), eps=1e-05, elementwise_affine=True), array([[-1.342, -0.447,  0.447,  1.342],
-           [-1.342, -0.447,  0.447,  1.342]]))
+    >>> ln
+    LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=True)
+    >>> ln(np.arange(8.0).reshape(2, 4)).round(3)
+    array([[-1.342, -0.447,  0.447,  1.342],
+           [-1.342, -0.447,  0.447,  1.342]])
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
@@ -260,7 +262,7 @@ class LayerNorm(Module):
         return tuple(in_shape)
 
     def cost(self, in_shape):
-        affine = 2 if self.weight is not None else 0
+        affine = (self.weight is not None) + (self.bias is not None)
         return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
@@ -290,7 +292,7 @@ class LayerNorm(Module):
     def extra_repr(self):
         # PyTorch's own
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 def _normalise_onnx(graph, x: str, name: str, axes: list, eps: float) -> str:
@@ -321,7 +323,8 @@ class GroupNorm(Module):
 
     for c in group g. ``num_groups = num_channels`` is instance norm; ``num_groups = 1`` the
     Group Norm paper's layer norm (the spec's ``LN`` on a volume). Holds ``weight`` (ones) and
-    ``bias`` (zeros) of shape (C,) when ``affine``. Input (N, C, *): (N, C, H, W) and (N, C)
+    ``bias`` (zeros) of shape (C,) when ``affine`` (``bias=False`` drops the shift alone).
+    Input (N, C, *): (N, C, H, W) and (N, C)
     alike. The statistics are each sample's own, so training and eval compute the same and the
     batch size does not matter (see :func:`cnnkit.functional.groupnorm_forward`).
 
@@ -331,23 +334,25 @@ class GroupNorm(Module):
     num_channels : int >= 1, C
     eps : float > 0, added to the variance
     affine : bool, learn ``weight`` and ``bias``
+    bias : bool, learn ``bias`` too (with ``affine``; keyword only, as PyTorch's)
 
     Examples
     --------
     >>> gn = GroupNorm(2, 4)
     >>> gn, gn(np.ones((3, 4, 5, 5), np.float32)).shape
-    (GroupNorm(2, 4, eps=1e-05, affine=True), (3, 4, 5, 5))
+    (GroupNorm(2, 4, eps=1e-05, affine=True, bias=True), (3, 4, 5, 5))
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, bias=True):
         super().__init__()
         self.num_channels = check_count(num_channels, "GroupNorm num_channels")
         self.num_groups = check_groups(num_groups, self.num_channels, "GroupNorm")
         self.eps = _check_eps(eps, "GroupNorm")
         self.affine = flag(affine, "GroupNorm affine")
+        self.has_bias = flag(bias, "GroupNorm bias")
         c = self.num_channels
         self.weight = Parameter(np.ones(c, np.float32)) if self.affine else None
-        self.bias = Parameter(_init.zeros(c)) if self.affine else None
+        self.bias = Parameter(_init.zeros(c)) if self.affine and self.has_bias else None
 
     def forward(self, x):
         x = as_float_array(x, "GroupNorm x")
@@ -359,8 +364,9 @@ class GroupNorm(Module):
 
     def backward(self, dout, *, input_grad=True):
         dx, dgamma, dbeta = F.groupnorm_backward(dout, self._take_cache())
-        if self.affine:
+        if self.weight is not None:
             self.weight.grad += dgamma
+        if self.bias is not None:
             self.bias.grad += dbeta
         return dx
 
@@ -372,7 +378,7 @@ class GroupNorm(Module):
         return tuple(in_shape)
 
     def cost(self, in_shape):
-        affine = 2 if self.affine else 0
+        affine = (self.weight is not None) + (self.bias is not None)
         return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
@@ -384,8 +390,8 @@ class GroupNorm(Module):
         normalised over M, reshaped back, then the per-channel scale and shift."""
         c, g = self.num_channels, self.num_groups
         if graph.opset >= 21:
-            scale = self.weight.data if self.affine else np.ones(c, np.float32)
-            shift = self.bias.data if self.affine else np.zeros(c, np.float32)
+            scale = self.weight.data if self.weight is not None else np.ones(c, np.float32)
+            shift = self.bias.data if self.bias is not None else np.zeros(c, np.float32)
             return graph.node("GroupNormalization",
                               [x, graph.initializer(join_name(name, "weight"), scale),
                                graph.initializer(join_name(name, "bias"), shift)],
@@ -400,11 +406,12 @@ class GroupNorm(Module):
 
     def get_config(self):
         return {"num_groups": self.num_groups, "num_channels": self.num_channels, "eps": self.eps,
-                "affine": self.affine}
+                "affine": self.affine, "bias": self.has_bias}
 
     def extra_repr(self):
         # PyTorch's own
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 @register_module
