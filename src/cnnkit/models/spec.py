@@ -351,7 +351,9 @@ def _parse_chain(text, tokens, pos, opener, depth=0):
 def describe(text_or_spec) -> str:
     """The spec in canonical form: layer names in upper case and their options in lower
     case, as the notes and the issue write them, `` -> `` between items, defaults left out
-    (``CONV3-64/s1p1`` is ``CONV3-64``, ``DROPOUT`` is ``DROPOUT0.5``, ``[X]*1`` is ``[X]``).
+    (``CONV3-64/s1p1`` is ``CONV3-64``, ``DROPOUT/train`` is ``DROPOUT0.5``, ``GN1`` is ``LN``,
+    ``[X]*1`` is ``[X]``), the options before the initialisation, which is kept as written even
+    where it is the default (``CONV3-64/he/s2`` is ``CONV3-64/s2/he``).
 
     >>> describe("input[3x32x32]→conv3-16/P1S2 -> [fc-10]*1")
     'INPUT[3x32x32] -> CONV3-16/s2 -> [FC-10]'
@@ -505,7 +507,8 @@ def build(text_or_spec, input_shape=None, *, rng=None) -> nn.Sequential:
         A syntax error (see :func:`parse`), or a layer that cannot apply to the volume entering
         it: a size rule that does not give an integer or leaves nothing, a volume layer (CONV,
         POOL, GAP, ...) after the net became a vector, a number out of range (``CONV3-0``,
-        ``DROPOUT1.5``), an input that disagrees with ``input_shape`` or is missing.
+        ``DROPOUT1.5``, ``GN0``), a GN whose groups do not split the channels (``GN3`` on 16),
+        an input that disagrees with ``input_shape`` or is missing.
 
     Examples
     --------
@@ -544,7 +547,8 @@ class Token:
 
     ``form`` shows it in messages; ``pattern`` matches what follows the name (groups are passed
     to ``read``, which returns its numbers with the defaults filled in, or None when they do
-    not parse); ``write`` gives the canonical token, name included, through
+    not parse, or raises ``_Unreadable`` with the reason when there is more to say than the
+    form); ``write`` gives the canonical token, name included, through
     :mod:`cnnkit.notation`, the writer of the layers' labels too (None: the bare name);
     ``build(args, shape, *, fail, rng, bias, classifier)`` returns its modules for an input
     ``shape`` (``fail(reason)`` rejects a number; ``bias`` is False before a BN; ``classifier``
@@ -816,6 +820,7 @@ def _layer_norm(args, shape, **_):
 
 
 def _group_norm(args, shape, *, fail, **kwargs):
+    """GroupNorm(g, C) on a volume, GroupNorm(g, D) on a vector; GN1 is LN. g must divide C."""
     g, c = args["groups"], shape[0]
     if g == 1:                                    # GN1 is LN, and builds what LN builds
         return _layer_norm(args, shape, fail=fail, **kwargs)
@@ -830,7 +835,7 @@ def _group_norm(args, shape, *, fail, **kwargs):
 
 def _nearest_groups(c: int, g: int, most: int = 4) -> list[str]:
     """The GN tokens (LN for one group) of the ``most`` divisors of ``c`` nearest to ``g``, in
-    increasing order; LN alone when ``c`` is prime to all but 1."""
+    increasing order; LN alone when ``c`` is 1."""
     small = [d for d in range(2, math.isqrt(c) + 1) if c % d == 0]
     divisors = sorted({*small, *(c // d for d in small), c} - {1})
     near = sorted(sorted(divisors, key=lambda d: (abs(d - g), d))[:most])
