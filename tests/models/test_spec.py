@@ -405,7 +405,8 @@ def test_describe_prints_canonical_text(text, canonical):
 
 @pytest.mark.parametrize("text", ["INPUT[3x32x32] -> FC-10", "CONV3-8->RELU", "[FC-10]*2",
                                   "FC-10", "conv3-8", "RELU", " gap ", "DROPOUT0.5", "L2POOL2",
-                                  "a → b", "fc"])
+                                  "a → b", "fc", "LN", "gn8", "DROPOUT/infer", "FC-10/he",
+                                  "conv3-8/w0.01"])
 def test_is_spec_true(text):
     assert is_spec(text)
 
