@@ -266,7 +266,7 @@ class LayerNorm(Module):
         return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
-        return "LN"
+        return notation.LAYER_NORM
 
     def to_onnx(self, graph, x, in_shape, name):
         """``LayerNormalization`` (opset 17 and later) over the last ``len(normalized_shape)``
@@ -382,7 +382,7 @@ class GroupNorm(Module):
         return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
-        return "LN" if self.num_groups == 1 else f"GN{self.num_groups}"
+        return notation.group_norm(self.num_groups)
 
     def to_onnx(self, graph, x, in_shape, name):
         """``GroupNormalization`` from opset 21 (its scale and bias per channel); below it
