@@ -333,14 +333,15 @@ for norm in ("BN", "GN4", "LN"):
 # At batch 64 the three nets end a few points apart, batch norm ahead; with one seed and a
 # short run, a difference of that size says little. At batch 2 group norm and layer norm do
 # as well as at 64 or better, while batch norm falls far behind: its training accuracy stays
-# near a half and its test accuracy well below the others'. Its evaluation-mode accuracy is *higher* than its
-# training-mode one: the net evaluated, with the running averages, is not the net that
-# trained, with each pair's own statistics.
+# near a half and its test accuracy well below the others'. Its accuracy in evaluation mode
+# is *higher* than in training mode: the net evaluated, with the running averages, is not the
+# net that trained, with each pair's own statistics.
 #
 # The count of values behind each statistic says why. After the hidden affine layer batch norm
 # normalises each feature over the batch, 2 values at batch 2, and two values always normalise
-# to -1 and +1 ([batch norm's backward](../explanation/batchnorm-backward.md#returned-never-written-into-an-argument)
-# shows it), so in training each of the 64 features only says which of the two digits had the
+# to -1 and +1 (as [batch norm's
+# backward](../explanation/batchnorm-backward.md#returned-never-written-into-an-argument)
+# shows), so in training each of the 64 features only says which of the two digits had the
 # larger value. After a conv a statistic rests on 2 x H x W values, far more, and a net with
 # batch norm only after its convs (not shown) trains at batch 2 as well as at 64. The Group
 # Norm paper's claim, batch norm's error rising steeply as the batch shrinks while group
