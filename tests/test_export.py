@@ -31,6 +31,9 @@ def session(proto):
 def randomise_buffers(model, rng):
     """Non-trivial batch-norm statistics and affine parameters, so eval mode is tested."""
     for _, m in model.named_modules():
+        if isinstance(m, (nn.GroupNorm, nn.LayerNorm)):
+            m.weight.data = rng.uniform(0.5, 1.5, m.weight.shape).astype(np.float32)
+            m.bias.data = rng.normal(0, 0.2, m.bias.shape).astype(np.float32)
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             k = m.num_features
             m.running_mean = rng.normal(0, 0.5, k).astype(np.float32)
@@ -225,6 +228,8 @@ def test_a_spec_with_every_layer_kind(rng):
     for spec in ("INPUT[3x16x16] -> CONV3-8 -> BN -> PRELU -> LRN5 -> POOL2 -> RES-8 -> LC3-8 "
                  "-> CONV3-8/d2p2 -> TANH -> AVGPOOL2 -> L2POOL2 -> SIGMOID -> FC-12 -> BN -> "
                  "RELU -> DROPOUT0.5 -> FC-10",
+                 "INPUT[3x13x11] -> CONV3-8 -> GN4 -> RELU -> CONV3-6/s2 -> LN -> POOL2/1 -> "
+                 "FC-12 -> LN -> RELU -> DROPOUT0.4/infer -> FC-5",
                  "INPUT[1x13x13] -> CONV5-6/s1p0 -> RELU -> POOL3/2 -> RES-12/s2 -> GAP -> FC-3"):
         model, shape = build_model(spec, rng=rng)
         assert_matches(randomise_buffers(model, rng), shape, rng)
@@ -232,7 +237,7 @@ def test_a_spec_with_every_layer_kind(rng):
 
 TOKENS = ["CONV{k}-{n}", "CONV{k}-{n}/s2p0", "CONV3-{n}/d2p2", "POOL2", "POOL3/2", "AVGPOOL2",
           "L2POOL2", "RELU", "PRELU", "SIGMOID", "TANH", "BN", "DROPOUT0.3", "LRN{k}", "LRN4",
-          "RES-{n}", "LC{k}-{n}", "GAP"]
+          "RES-{n}", "LC{k}-{n}", "GAP", "LN", "GN{k}", "DROPOUT0.3/infer"]
 
 
 @settings(max_examples=60, deadline=None)
