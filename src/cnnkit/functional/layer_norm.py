@@ -58,7 +58,7 @@ import numpy as np
 
 from .. import parallel
 from ..checks import as_float_array, check_dout, check_param, check_real
-from .norm import CANCEL_RATIO
+from .norm import CANCEL_RATIO, check_eps
 
 __all__ = ["layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward"]
 
@@ -86,13 +86,6 @@ class LayerNormCache(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- checks
-
-def _check_eps(eps, what: str) -> float:
-    eps = check_real(eps, f"{what} eps")
-    if not eps > 0:
-        raise ValueError(f"{what} eps must be > 0 (it keeps 1/sqrt(var + eps) finite), got {eps!r}")
-    return eps
-
 
 def _optional_param(arr, shape, x, what):
     return None if arr is None else check_param(arr, shape, x, what)
@@ -229,7 +222,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5, *, normalized_shape=None):
                          f"with a batch axis before it")
     gamma = _optional_param(gamma, shape, x, f"{what} gamma")
     beta = _optional_param(beta, shape, x, f"{what} beta")
-    eps = _check_eps(eps, what)
+    eps = check_eps(eps, what)
     m = math.prod(shape)
     x3 = np.ascontiguousarray(x).reshape(-1, 1, m)               # (R, 1, M)
     rows = x3.shape[0]
@@ -333,7 +326,7 @@ def groupnorm_forward(x, gamma, beta, num_groups, eps=1e-5):
     groups = check_groups(num_groups, c, what)
     gamma = _optional_param(gamma, (c,), x, f"{what} gamma for x of shape {x.shape}")
     beta = _optional_param(beta, (c,), x, f"{what} beta for x of shape {x.shape}")
-    eps = _check_eps(eps, what)
+    eps = check_eps(eps, what)
     n, positions = x.shape[0], math.prod(x.shape[2:])
     x3 = np.ascontiguousarray(x).reshape(n, c, positions)                # (N, C, L)
     out = np.empty_like(x3)

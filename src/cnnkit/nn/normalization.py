@@ -20,6 +20,7 @@ from .. import notation
 from ..checks import as_float_array, check_count, check_real
 from ..functional.layer_norm import check_groups, check_normalized_shape
 from ..functional.lrn import check_lrn_args
+from ..functional.norm import check_eps
 from ..geometry import VolumeError
 from .facts import Cost, join_name
 from .layers import check_channels, flag
@@ -173,13 +174,6 @@ class BatchNorm2d(_BatchNorm):
     _eval_backward = staticmethod(F.spatial_batchnorm_eval_backward)
 
 
-def _check_eps(eps, name: str) -> float:
-    eps = check_real(eps, f"{name} eps")
-    if not eps > 0:
-        raise ValueError(f"{name} eps must be > 0, got {eps!r}")
-    return eps
-
-
 def _affine_onnx(graph, y: str, name: str, weight, bias, shape: tuple) -> str:
     """``y * weight + bias`` (each reshaped to ``shape`` to broadcast), skipping the absent."""
     if weight is not None:
@@ -191,8 +185,33 @@ def _affine_onnx(graph, y: str, name: str, weight, bias, shape: tuple) -> str:
     return y
 
 
+class _SampleNorm(Module):
+    """Shared by LayerNorm and GroupNorm, which normalise each sample by its own statistics:
+    the optional scale and shift, the backward and the cost. A subclass names its kernel pair
+    and calls ``self._params()`` in its forward."""
+
+    _backward_kernel = None        # staticmethod(F.<kind>norm_backward)
+
+    def _params(self) -> tuple:
+        """(gamma, beta) for the kernel: the arrays, or None where the layer has none."""
+        return (None if self.weight is None else self.weight.data,
+                None if self.bias is None else self.bias.data)
+
+    def backward(self, dout, *, input_grad=True):
+        dx, dgamma, dbeta = self._backward_kernel(dout, self._take_cache())
+        if self.weight is not None:
+            self.weight.grad += dgamma
+        if self.bias is not None:
+            self.bias.grad += dbeta
+        return dx
+
+    def cost(self, in_shape):
+        affine = (self.weight is not None) + (self.bias is not None)
+        return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
+
+
 @register_module
-class LayerNorm(Module):
+class LayerNorm(_SampleNorm):
     """Layer normalisation (Ba et al. 2016), PyTorch's ``LayerNorm``: each sample normalised
     over its trailing axes ``normalized_shape`` by its own mean and biased variance, then scaled
     and shifted element by element.
@@ -224,10 +243,12 @@ class LayerNorm(Module):
            [-1.342, -0.447,  0.447,  1.342]])
     """
 
+    _backward_kernel = staticmethod(F.layernorm_backward)
+
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         super().__init__()
         self.normalized_shape = check_normalized_shape(normalized_shape, "LayerNorm")
-        self.eps = _check_eps(eps, "LayerNorm")
+        self.eps = check_eps(eps, "LayerNorm")
         self.elementwise_affine = flag(elementwise_affine, "LayerNorm elementwise_affine")
         self.has_bias = flag(bias, "LayerNorm bias")
         shape = self.normalized_shape
@@ -238,19 +259,9 @@ class LayerNorm(Module):
     def forward(self, x):
         x = as_float_array(x, "LayerNorm x")
         self.output_shape(x.shape[1:])
-        out, self._cache = F.layernorm_forward(
-            x, None if self.weight is None else self.weight.data,
-            None if self.bias is None else self.bias.data, self.eps,
-            normalized_shape=self.normalized_shape)
+        out, self._cache = F.layernorm_forward(x, *self._params(), self.eps,
+                                               normalized_shape=self.normalized_shape)
         return out
-
-    def backward(self, dout, *, input_grad=True):
-        dx, dgamma, dbeta = F.layernorm_backward(dout, self._take_cache())
-        if self.weight is not None:
-            self.weight.grad += dgamma
-        if self.bias is not None:
-            self.bias.grad += dbeta
-        return dx
 
     def output_shape(self, in_shape):
         k = len(self.normalized_shape)
@@ -260,10 +271,6 @@ class LayerNorm(Module):
                              f"{self.normalized_shape}, got an input of shape "
                              f"{tuple(in_shape)} per example")
         return tuple(in_shape)
-
-    def cost(self, in_shape):
-        affine = (self.weight is not None) + (self.bias is not None)
-        return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
         return notation.LAYER_NORM
@@ -314,7 +321,7 @@ def _normalise_onnx(graph, x: str, name: str, axes: list, eps: float) -> str:
 
 
 @register_module
-class GroupNorm(Module):
+class GroupNorm(_SampleNorm):
     """Group normalisation (Wu & He 2018), PyTorch's ``GroupNorm``: the channels of each sample
     cut into ``num_groups`` groups of consecutive channels, each normalised over its values by
     its own mean and biased variance, then a scale and a shift per channel.
@@ -343,11 +350,13 @@ class GroupNorm(Module):
     (GroupNorm(2, 4, eps=1e-05, affine=True, bias=True), (3, 4, 5, 5))
     """
 
+    _backward_kernel = staticmethod(F.groupnorm_backward)
+
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, bias=True):
         super().__init__()
         self.num_channels = check_count(num_channels, "GroupNorm num_channels")
         self.num_groups = check_groups(num_groups, self.num_channels, "GroupNorm")
-        self.eps = _check_eps(eps, "GroupNorm")
+        self.eps = check_eps(eps, "GroupNorm")
         self.affine = flag(affine, "GroupNorm affine")
         self.has_bias = flag(bias, "GroupNorm bias")
         c = self.num_channels
@@ -357,18 +366,8 @@ class GroupNorm(Module):
     def forward(self, x):
         x = as_float_array(x, "GroupNorm x")
         self.output_shape(x.shape[1:])
-        out, self._cache = F.groupnorm_forward(
-            x, None if self.weight is None else self.weight.data,
-            None if self.bias is None else self.bias.data, self.num_groups, self.eps)
+        out, self._cache = F.groupnorm_forward(x, *self._params(), self.num_groups, self.eps)
         return out
-
-    def backward(self, dout, *, input_grad=True):
-        dx, dgamma, dbeta = F.groupnorm_backward(dout, self._take_cache())
-        if self.weight is not None:
-            self.weight.grad += dgamma
-        if self.bias is not None:
-            self.bias.grad += dbeta
-        return dx
 
     def output_shape(self, in_shape):
         if len(in_shape) < 1:
@@ -376,10 +375,6 @@ class GroupNorm(Module):
                              f"shape {tuple(in_shape)}")
         check_channels(in_shape[0], self.num_channels, "GroupNorm")
         return tuple(in_shape)
-
-    def cost(self, in_shape):
-        affine = (self.weight is not None) + (self.bias is not None)
-        return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
 
     def label(self, in_shape):
         return notation.group_norm(self.num_groups)
