@@ -37,20 +37,23 @@ def _params(rng, shape, dtype=np.float64):
     return gamma.astype(dtype), rng.standard_normal(shape).astype(dtype)
 
 
+def _assert_grads(grads, t_grads, what):
+    for name, ours, theirs in zip(("dx", "dgamma", "dbeta"), grads, t_grads):
+        if theirs is None:
+            assert ours is None, f"{what} {name}"
+        else:
+            assert_close(ours, theirs, f"{what} {name}")
+
+
 def _group_vs_torch(rng, shape, groups, affine=(True, True), eps=1e-5):
     x = rng.standard_normal(shape) * 2 + 0.5
     gamma, beta = _params(rng, (shape[1],))
     gamma, beta = (gamma if affine[0] else None), (beta if affine[1] else None)
     out, cache = F.groupnorm_forward(x, gamma, beta, groups, eps)
     dout = rng.standard_normal(shape)
-    grads = F.groupnorm_backward(dout, cache)
     t_out, t_grads = oracle.group_norm(x, groups, gamma, beta, eps, dout)
     assert_close(out, t_out, f"groupnorm {shape} G={groups} out")
-    for name, ours, theirs in zip(("dx", "dgamma", "dbeta"), grads, t_grads):
-        if theirs is None:
-            assert ours is None, name
-        else:
-            assert_close(ours, theirs, f"groupnorm {shape} G={groups} {name}")
+    _assert_grads(F.groupnorm_backward(dout, cache), t_grads, f"groupnorm {shape} G={groups}")
 
 
 def _layer_vs_torch(rng, shape, normalized, affine=(True, True), eps=1e-5):
@@ -59,14 +62,10 @@ def _layer_vs_torch(rng, shape, normalized, affine=(True, True), eps=1e-5):
     gamma, beta = (gamma if affine[0] else None), (beta if affine[1] else None)
     out, cache = F.layernorm_forward(x, gamma, beta, eps, normalized_shape=normalized)
     dout = rng.standard_normal(shape)
-    grads = F.layernorm_backward(dout, cache)
     t_out, t_grads = oracle.layer_norm(x, normalized, gamma, beta, eps, dout)
     assert_close(out, t_out, f"layernorm {shape} over {normalized} out")
-    for name, ours, theirs in zip(("dx", "dgamma", "dbeta"), grads, t_grads):
-        if theirs is None:
-            assert ours is None, name
-        else:
-            assert_close(ours, theirs, f"layernorm {shape} over {normalized} {name}")
+    _assert_grads(F.layernorm_backward(dout, cache), t_grads,
+                  f"layernorm {shape} over {normalized}")
 
 
 # ----------------------------------------------------------------------------- oracle
