@@ -133,6 +133,37 @@ def _batchnorm_case(n: int, c: int, size: int, name: str = "batchnorm2d") -> Ker
     )
 
 
+def _groupnorm_case(n: int, c: int, size: int, groups: int,
+                    name: str = "groupnorm") -> KernelCase:
+    """Group norm of x (n, c, size, size) in ``groups`` groups (1: the Group Norm paper's layer
+    norm), a scale and shift per channel."""
+    return KernelCase(
+        name=name,
+        description=f"N={n} C={c} {size}x{size}, {groups} groups",
+        setup=lambda rng: {"x": _normal(rng, (n, c, size, size)),
+                           "gamma": 1 + _normal(rng, (c,), 0.1), "beta": _normal(rng, (c,), 0.1)},
+        cnnkit_forward=lambda a: F.groupnorm_forward(a["x"], a["gamma"], a["beta"], groups),
+        cnnkit_backward=F.groupnorm_backward,
+        torch_forward=lambda t: TF.group_norm(t["x"], groups, t["gamma"], t["beta"], eps=1e-5),
+        inputs=("x", "gamma", "beta"),
+    )
+
+
+def _layernorm_case(n: int, d: int) -> KernelCase:
+    """Layer norm of x (n, d), a scale and shift per feature (an FC layer's output)."""
+    return KernelCase(
+        name="layernorm",
+        description=f"N={n} D={d}",
+        setup=lambda rng: {"x": _normal(rng, (n, d)), "gamma": 1 + _normal(rng, (d,), 0.1),
+                           "beta": _normal(rng, (d,), 0.1)},
+        cnnkit_forward=lambda a: F.layernorm_forward(a["x"], a["gamma"], a["beta"]),
+        cnnkit_backward=F.layernorm_backward,
+        torch_forward=lambda t: TF.layer_norm(t["x"], (d,), t["gamma"], t["beta"], eps=1e-5),
+        inputs=("x", "gamma", "beta"),
+        spatial=False,
+    )
+
+
 def _relu_case(n: int, c: int, size: int) -> KernelCase:
     return KernelCase(
         name="relu",
@@ -175,6 +206,7 @@ CASES: list[KernelCase] = [
     pool_case("maxpool2x2", 64, 64, 32, 2, 2),
     pool_case("maxpool3x3-s2", 64, 64, 33, 3, 2),      # 33: (33 - 3)/2 + 1 = 16 exactly
     _batchnorm_case(64, 64, 32),
+    _groupnorm_case(64, 64, 32, 32),
     _relu_case(64, 64, 32),
     _linear_case(64, 4096, 1000),
 ]
@@ -199,4 +231,7 @@ def extra_cases(batch: int | None = None) -> list[KernelCase]:
         pool_case("maxpool2x2-28", n(64), 32, 28, 2, 2),
         pool_case("maxpool2x2-24x40", n(64), 32, (24, 40), 2, 2),
         _batchnorm_case(n(64), 256, 8, name="batchnorm2d-8x8"),
+        _groupnorm_case(n(64), 64, 32, 1, name="groupnorm-1-group"),
+        _groupnorm_case(n(64), 256, 8, 32, name="groupnorm-8x8"),
+        _layernorm_case(n(256), 4096),
     ]

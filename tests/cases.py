@@ -126,6 +126,8 @@ LAYER_CASES = {
     "instancenorm-vector-plain": LayerCase(
         lambda r: nn.GroupNorm(4, 4, affine=False), (5, 4, 7),
         lambda m, x, d: oracle.group_norm(x, 4, None, None, m.eps, d)),
+    "groupnorm-no-bias": LayerCase(lambda r: nn.GroupNorm(2, 4, bias=False), (3, 4, 2, 3),
+                                   lambda m, x, d: oracle.group_norm(x, 2, _w(m), None, m.eps, d)),
     "lrn": LayerCase(lambda r: nn.LocalResponseNorm(3, alpha=0.5, beta=0.75, k=2.0),
                      (2, 5, 3, 4),
                      lambda m, x, d: oracle.local_response_norm(x, 3, 0.5, 0.75, 2.0, d),

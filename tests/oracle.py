@@ -104,6 +104,13 @@ def layer_norm(x, normalized_shape, gamma, beta, eps, dout=None):
 
 
 def group_norm(x, groups, gamma, beta, eps, dout=None):
+    if gamma is None and beta is not None:
+        # torch's backward fails ("tensor does not have a device") with a bias and no weight:
+        # a weight of ones is the same function, and its gradient is left out
+        ones = np.ones_like(beta)
+        out, (dx, _, dbeta) = vjp(lambda x, g, b: tF.group_norm(x, groups, g, b, eps),
+                                  [x, ones, beta], dout)
+        return out, [dx, None, dbeta]
     return vjp(lambda x, g, b: tF.group_norm(x, groups, g, b, eps), [x, gamma, beta], dout)
 
 

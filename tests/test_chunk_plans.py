@@ -182,6 +182,35 @@ def _affine(rng, block):
     return compare
 
 
+def _sample_norm(rng, block):
+    # 2.4 MB of float64 in 23 samples of 6 channels of 47x45 (group norm, 3 groups; layer norm
+    # over the last two axes), and (N, D) rows of 2.2 MB (layer norm of each row)
+    outs = []
+    for shape, groups, normalized in [((23, 6, 47, 45), 3, (47, 45)), ((1021, 271), 1, (271,))]:
+        x = rng.standard_normal(shape) * 2 + 1
+        gamma, beta = rng.uniform(0.5, 1.5, shape[1]), rng.standard_normal(shape[1])
+        l_gamma, l_beta = rng.uniform(0.5, 1.5, normalized), rng.standard_normal(normalized)
+        dout = rng.standard_normal(shape)
+        with block():
+            out, cache = F.groupnorm_forward(x, gamma, beta, groups)
+            grads = F.groupnorm_backward(dout, cache)
+            l_out, l_cache = F.layernorm_forward(x, l_gamma, l_beta)
+            l_grads = F.layernorm_backward(dout, l_cache)
+        outs.append((x, groups, gamma, beta, normalized, l_gamma, l_beta, dout, out, grads, l_out,
+                     l_grads))
+
+    def compare():
+        for x, groups, gamma, beta, normalized, l_gamma, l_beta, dout, out, grads, l_out, \
+                l_grads in outs:
+            t_out, t_grads = oracle.group_norm(x, groups, gamma, beta, 1e-5, dout)
+            _vs_torch([out, *grads], [t_out, *t_grads], ("out", "dx", "dgamma", "dbeta"),
+                      f"groupnorm {x.shape}")
+            t_out, t_grads = oracle.layer_norm(x, normalized, l_gamma, l_beta, 1e-5, dout)
+            _vs_torch([l_out, *l_grads], [t_out, *t_grads], ("out", "dx", "dgamma", "dbeta"),
+                      f"layernorm {x.shape}")
+    return compare
+
+
 #: The kernels that split their work, each with its large case and the names it exercises.
 CHUNKED = {
     "batchnorm": (_batchnorm, {"batchnorm_forward", "batchnorm_backward",
@@ -189,6 +218,8 @@ CHUNKED = {
                                "spatial_batchnorm_forward", "spatial_batchnorm_backward",
                                "spatial_batchnorm_eval_forward",
                                "spatial_batchnorm_eval_backward"}),
+    "sample_norm": (_sample_norm, {"layernorm_forward", "layernorm_backward",
+                                   "groupnorm_forward", "groupnorm_backward"}),
     "conv": (_conv, {"conv2d_forward", "conv2d_backward"}),
     "pooling": (_pooling, {"max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
                            "avg_pool2d_backward", "l2_pool2d_forward", "l2_pool2d_backward",

@@ -403,3 +403,21 @@ def test_bad_arguments(rng):
         sliding_scores(model, np.zeros((1, 2, 14, 13)), input_shape)
     with pytest.raises(ValueError, match="cannot tell the stride of layer 1 _Crop"):
         output_stride(nn.Sequential(nn.Conv2d(1, 1, 1), _Crop(), nn.Flatten()), (1, 5, 5))
+
+
+def test_group_and_layer_norm_make_the_score_map_approximate_and_say_so(rng):
+    """They normalise each sample over its whole map, in eval too: on a larger image the map
+    holds every crop, so the statistics differ from each crop's and the scores with them."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(4 * 3 * 3, 3, rng=rng), nn.LayerNorm(3)).eval()
+    with pytest.raises(ValueError, match=r"layer 6 LayerNorm\(\(3,\).*follows the Flatten and "
+                                         r"has no conv equivalent"):
+        fully_convolutional(model, (1, 8, 8))
+    body = nn.Sequential(*model[:6]).eval()
+    reasons = inexact_reasons(body)
+    assert len(reasons) == 1 and reasons[0].startswith("layer 1 GroupNorm(2, 4") \
+        and "normalises each sample over its whole map" in reasons[0]
+    converted = fully_convolutional(body, (1, 8, 8))
+    image = rng.standard_normal((1, 1, 12, 10))
+    assert not np.allclose(converted(image), sliding_scores(body, image, (1, 8, 8)))
+    assert not converted_is_exact(converted)

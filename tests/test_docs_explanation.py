@@ -80,7 +80,8 @@ def test_printed_figures_are_current(page):
 def test_the_pages_show_examples():
     """The pages this test reads exist and hold examples (a renamed folder would pass empty)."""
     counts = {page.stem: len(examples(page.read_text())) for page in PAGES}
-    for stem in ("conv-backward", "batchnorm-backward", "size-rule", "im2col-memory"):
+    for stem in ("conv-backward", "batchnorm-backward", "layer-and-group-norm", "size-rule",
+                 "im2col-memory"):
         assert counts.get(stem, 0) >= 1, f"docs/explanation/{stem}.md shows no example: {counts}"
 
 

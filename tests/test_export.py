@@ -31,6 +31,9 @@ def session(proto):
 def randomise_buffers(model, rng):
     """Non-trivial batch-norm statistics and affine parameters, so eval mode is tested."""
     for _, m in model.named_modules():
+        if isinstance(m, (nn.GroupNorm, nn.LayerNorm)):
+            m.weight.data = rng.uniform(0.5, 1.5, m.weight.shape).astype(np.float32)
+            m.bias.data = rng.normal(0, 0.2, m.bias.shape).astype(np.float32)
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             k = m.num_features
             m.running_mean = rng.normal(0, 0.5, k).astype(np.float32)
@@ -135,6 +138,29 @@ def test_local_response_norm_odd_and_even_sizes_on_3d_and_4d_input(size, rng):
     assert_matches(lrn, (7, 6), rng)                 # (N, C, L): written out
 
 
+def _affine_drawn(layer, rng):
+    for p in layer.parameters():
+        p.data = rng.uniform(0.5, 1.5, p.shape).astype(np.float32) * rng.choice([-1, 1], p.shape)
+    return layer
+
+
+@pytest.mark.parametrize("opset", [11, 16, 17, 18, 20, 21])
+def test_layer_and_group_norm_at_every_opset(opset, rng):
+    """LayerNormalization from opset 17 and GroupNormalization (per-channel scale) from 21;
+    written out below them, with ReduceMean's axes an attribute before opset 18 and an input
+    from it."""
+    cases = [(nn.GroupNorm(3, 6), (6, 5, 4)), (nn.GroupNorm(1, 4), (4, 3, 5)),
+             (nn.GroupNorm(2, 4, affine=False), (4,)), (nn.GroupNorm(5, 5), (5, 7)),
+             (nn.LayerNorm((3, 4)), (2, 3, 4)), (nn.LayerNorm(6, bias=False), (6,)),
+             (nn.LayerNorm((2, 3, 4), elementwise_affine=False), (2, 3, 4))]
+    for layer, shape in cases:
+        proto = assert_matches(_affine_drawn(layer, rng), shape, rng, opset=opset)
+        ops = {node.op_type for node in proto.graph.node}
+        own = "LayerNormalization" if isinstance(layer, nn.LayerNorm) else "GroupNormalization"
+        newest = 17 if isinstance(layer, nn.LayerNorm) else 21
+        assert (own in ops) == (opset >= newest), (layer, ops)
+
+
 def test_activations_and_prelu(rng):
     for layer in (nn.ReLU(), nn.LeakyReLU(0.2), nn.Sigmoid(), nn.Tanh()):
         assert_matches(layer, (3, 4, 5), rng)
@@ -202,6 +228,8 @@ def test_a_spec_with_every_layer_kind(rng):
     for spec in ("INPUT[3x16x16] -> CONV3-8 -> BN -> PRELU -> LRN5 -> POOL2 -> RES-8 -> LC3-8 "
                  "-> CONV3-8/d2p2 -> TANH -> AVGPOOL2 -> L2POOL2 -> SIGMOID -> FC-12 -> BN -> "
                  "RELU -> DROPOUT0.5 -> FC-10",
+                 "INPUT[3x13x11] -> CONV3-8 -> GN4 -> RELU -> CONV3-6/s2 -> LN -> POOL2/1 -> "
+                 "FC-12 -> LN -> RELU -> DROPOUT0.4/infer -> FC-5",
                  "INPUT[1x13x13] -> CONV5-6/s1p0 -> RELU -> POOL3/2 -> RES-12/s2 -> GAP -> FC-3"):
         model, shape = build_model(spec, rng=rng)
         assert_matches(randomise_buffers(model, rng), shape, rng)
@@ -209,7 +237,7 @@ def test_a_spec_with_every_layer_kind(rng):
 
 TOKENS = ["CONV{k}-{n}", "CONV{k}-{n}/s2p0", "CONV3-{n}/d2p2", "POOL2", "POOL3/2", "AVGPOOL2",
           "L2POOL2", "RELU", "PRELU", "SIGMOID", "TANH", "BN", "DROPOUT0.3", "LRN{k}", "LRN4",
-          "RES-{n}", "LC{k}-{n}", "GAP"]
+          "RES-{n}", "LC{k}-{n}", "GAP", "LN", "GN{k}", "DROPOUT0.3/infer"]
 
 
 @settings(max_examples=60, deadline=None)

@@ -57,7 +57,10 @@ PIECES = ["CONV3-8", "CONV5-6/s2", "CONV3-0", "CONV99-8", "CONV3-8/p1s1", "POOL2
           "POOL0", "FC-10", "FC-0", "FC-99999999999", "RELU", "LEAKYRELU", "PRELU", "SIGMOID",
           "BN", "DROPOUT", "DROPOUT1.5", "GAP", "LRN5", "RES-8", "INPUT[1x28x28]",
           "INPUT[0x1x1]", "INPUT[3x99999x99999]", "INPUT[1x28]", "->", "->", "->", "[", "]",
-          "]*3", "]*0", "]*" + "9" * 22, "*2", "→", "garbage", "CONV", "FC-", "-", "x", ""]
+          "]*3", "]*0", "]*" + "9" * 22, "*2", "→", "garbage", "CONV", "FC-", "-", "x", "",
+          "LN", "GN2", "GN3", "GN0", "GN", "DROPOUT/infer", "DROPOUT0.5/infer/infer",
+          "CONV3-8/s2/he", "CONV3-8/he/he", "FC-10/w0.01", "FC-10/w0", "FC-10/w1e-3",
+          "POOL2/he", "/", "/he"]
 
 
 @FUZZ

@@ -85,9 +85,19 @@ CASES = [
     (nn.Dropout(0.0), (6,), "DROPOUT0"),
     (nn.Dropout(1e-5), (6,), "DROPOUT0.00001"),
     (nn.Dropout(0.1 + 0.2), (6,), "DROPOUT0.30000000000000004"),
+    # ... and the mode, when it is not the default upscale_in_train
+    (nn.Dropout(0.5, "downscale_in_infer"), (6,), "DROPOUT0.5/infer"),
+    (nn.Dropout(0.25, mode="downscale_in_infer"), (4, 3, 3), "DROPOUT0.25/infer"),
+    (nn.Dropout(0.25, mode="upscale_in_train"), (4, 3, 3), "DROPOUT0.25"),
     # LRN: the window, 5 by default
     (nn.LocalResponseNorm(5), (6, 3, 3), "LRN"),
     (nn.LocalResponseNorm(3), (6, 3, 3), "LRN3"),
+    # LN: LayerNorm on a vector, GroupNorm with one group on a volume; GN on either
+    (nn.GroupNorm(1, 4), (4, 3, 3), "LN"),
+    (nn.LayerNorm(5), (5,), "LN"),
+    (nn.GroupNorm(2, 6), (6, 3, 5), "GN2"),
+    (nn.GroupNorm(6, 6), (6, 2, 2), "GN6"),
+    (nn.GroupNorm(3, 6), (6,), "GN3"),
     # GAP, and the activations
     (nn.GlobalAvgPool2d(), (5, 2, 3), "GAP"),
     (nn.ReLU(), (4, 3, 3), "RELU"),
@@ -111,6 +121,36 @@ def test_a_label_parses_back_to_the_same_layer(layer, in_shape, label):
 def test_the_cases_cover_every_kind_of_token():
     kinds = {parse(label).nodes[0].kind for _, _, label in CASES}
     assert kinds == set(LAYERS)
+
+
+def test_a_label_never_writes_the_initialisation_a_spec_writes():
+    """A label says what the layer computes; the spec's canonical text keeps the init it gave."""
+    layers = [(nn.Conv2d(3, 8, 3, stride=2, padding=1, init="xavier"), (3, 9, 9),
+               "CONV3-8/s2", "CONV3-8/s2/xavier"),
+              (nn.LocallyConnected2d(2, 3, 3, input_size=5, init="gaussian", weight_scale=0.5),
+               (2, 5, 5), "LC3-3/p0", "LC3-3/p0/w0.5"),
+              (nn.Linear(4, 5, init="he_uniform"), (4,), "FC-5", "FC-5/he_uniform"),
+              (nn.Linear(4, 5, init="gaussian", weight_scale=0.01), (4,), "FC-5", "FC-5/w0.01")]
+    for layer, in_shape, label, spec in layers:
+        assert layer.label(in_shape) == label
+        assert describe(spec) == spec
+        stem = "GAP -> " if len(in_shape) == 1 else ""
+        net = build(stem + spec, in_shape if len(in_shape) == 3 else (in_shape[0], 1, 1))
+        assert net[-1].config() == layer.config()          # the spec's init reaches the layer
+
+
+def test_the_writers_of_the_new_options():
+    assert notation.group_norm(1) == notation.LAYER_NORM == "LN"
+    assert notation.group_norm(32) == "GN32"
+    assert [notation.initialisation(i) for i in ("he", "he_uniform", "xavier", "xavier_uniform")] \
+        == ["he", "he_uniform", "xavier", "xavier_uniform"]
+    assert notation.initialisation("gaussian") == "w0.01"            # the layer's default scale
+    assert notation.initialisation("gaussian", 1e-7) == "w0.0000001"  # never an exponent
+    assert notation.fc(10, "gaussian", 2.0) == "FC-10/w2" and notation.fc(10) == "FC-10"
+    assert notation.window("CONV", 3, 8, stride=2, init="he") == "CONV3-8/s2/he"
+    assert notation.window("LC", 3, 8, init="xavier") == "LC3-8/xavier"
+    assert notation.dropout(0.5, "downscale_in_infer") == "DROPOUT0.5/infer"
+    assert notation.dropout(0.5, "upscale_in_train") == notation.dropout(0.5) == "DROPOUT0.5"
 
 
 def test_a_window_whose_span_is_even_always_writes_its_padding():
@@ -148,3 +188,12 @@ def test_any_conv_label_parses_back_to_the_same_layer(case):
     written, again = rebuild(layer, in_shape)
     assert describe(written) == written
     assert _config(again) == _config(layer)
+
+
+@given(st.floats(min_value=float(np.finfo(np.float32).tiny),
+                 max_value=float(np.finfo(np.float32).max)))
+def test_any_scale_a_float32_weight_holds_is_written_back_exactly(scale):
+    """A run rebuilds its net from the canonical text, so ``wS`` must read back as the same S."""
+    text = notation.fc(3, "gaussian", scale)
+    assert "e" not in text and parse(text).nodes[0].args["weight_scale"] == scale
+    assert describe(text) == text

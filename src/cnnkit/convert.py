@@ -372,8 +372,9 @@ def inexact_reasons(model) -> list[str]:
 
     A layer that pads (conv or pooling) sees zeros at each crop's border where the larger image
     has pixels; batch norm in training mode normalises with the statistics of the whole batch of
-    positions, not of each crop; dropout in training mode draws other masks. Works on the original
-    or the converted net.
+    positions, not of each crop; dropout in training mode draws other masks; group and layer norm
+    normalise each sample over its whole map, in training and eval alike, so on the larger image
+    their statistics come from all the crops at once. Works on the original or the converted net.
     """
     reasons = []
     for name, m in _chain(model):
@@ -385,6 +386,9 @@ def inexact_reasons(model) -> list[str]:
             if any(pads):
                 reasons.append(f"{where} pads by {pads}: at a crop's "
                                f"border it sees zeros where the larger image has pixels")
+            if isinstance(layer, (nn.GroupNorm, nn.LayerNorm)):
+                reasons.append(f"{where} normalises each sample over its whole map: on a larger "
+                               f"image its mean and variance come from every crop at once")
             effect = layer.training_effect()
             if layer.training and effect:
                 reasons.append(f"{where} is in training mode ({effect}); call .eval()")
@@ -393,8 +397,8 @@ def inexact_reasons(model) -> list[str]:
 
 def converted_is_exact(model) -> bool:
     """True when the converted net's score map equals :func:`sliding_scores` up to rounding:
-    no padding in the conv/pool part, batch norm and dropout in eval mode (see
-    :func:`inexact_reasons`)."""
+    no padding in the conv/pool part, no group or layer norm there, batch norm and dropout in
+    eval mode (see :func:`inexact_reasons`)."""
     return not inexact_reasons(model)
 
 

@@ -5,7 +5,7 @@
                       [--n-train N] [--fail-at STEP] [--hang-at STEP] [--timeout T]
 
 KIND: "bn" (conv -> BN2d -> ... -> BN1d -> dropout -> fc), "plain" (no batch norm, with
-dropout), MODE: "sync" or "local" (batch norm per shard). Rank 0 writes OUT (.npz): the state
+dropout), "gn" (conv -> GroupNorm -> ... -> LayerNorm -> dropout -> fc: per-sample norms), MODE: "sync" or "local" (batch norm per shard). Rank 0 writes OUT (.npz): the state
 dict, the batch losses and the validation accuracies. --fail-at makes rank 1 raise at a step,
 --hang-at makes it sleep there (the fault tests).
 """
@@ -36,12 +36,17 @@ def data(n_train: int = N_TRAIN, seed: int = 0):
 def build(kind: str, seed: int = 1):
     """A float64 net: ``bn`` has both batch norms (the conv before BN2d has no bias, as in the
     zoo: its gradient is 0 in exact arithmetic, and Adam would amplify the rounding noise),
-    ``plain`` none; both have dropout."""
+    ``plain`` none, ``gn`` GroupNorm and LayerNorm (each sample by its own statistics, so the
+    ranks need nothing for them); all have dropout."""
     r = np.random.default_rng(seed)
     if kind == "bn":
         layers = [nn.Conv2d(3, 4, 3, padding=1, bias=False, rng=r), nn.BatchNorm2d(4), nn.ReLU(),
                   nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 16, bias=False, rng=r),
                   nn.BatchNorm1d(16), nn.ReLU()]
+    elif kind == "gn":
+        layers = [nn.Conv2d(3, 4, 3, padding=1, bias=False, rng=r), nn.GroupNorm(2, 4),
+                  nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 16, bias=False, rng=r),
+                  nn.LayerNorm(16), nn.ReLU()]
     else:
         layers = [nn.Conv2d(3, 4, 3, padding=1, rng=r), nn.ReLU(), nn.MaxPool2d(2),
                   nn.Flatten(), nn.Linear(64, 16, rng=r), nn.Tanh()]
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
     from cnnkit.callbacks import Callback
 
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=("bn", "plain"))
+    p.add_argument("kind", choices=("bn", "plain", "gn"))
     p.add_argument("mode", choices=("sync", "local"))
     p.add_argument("out")
     p.add_argument("--epochs", type=int, default=2)

@@ -59,6 +59,36 @@ SPECS = {
     "star-without-group": "INPUT[1x28x28] -> RELU*2 -> FC-10",
     "lrn-big": "INPUT[1x28x28] -> LRN999 -> FC-10",
     "many-fc": "INPUT[1x28x28] -> " + " -> ".join(["FC-4096"] * 2000),
+    # LN and GN: groups that do not split the channels, a missing or absurd number, no volume
+    "gn-zero": "INPUT[1x28x28] -> CONV3-16 -> GN0 -> FC-10",
+    "gn-huge-number": "INPUT[1x28x28] -> CONV3-16 -> GN99999999999 -> FC-10",
+    "gn-not-dividing": "INPUT[1x28x28] -> CONV3-16 -> GN3 -> FC-10",
+    "gn-more-than-channels": "INPUT[1x28x28] -> CONV3-16 -> GN32 -> FC-10",
+    "gn-on-vector-not-dividing": "INPUT[1x28x28] -> FC-10 -> GN4",
+    "gn-no-number": "INPUT[1x28x28] -> GN -> FC-10",
+    "gn-fraction": "INPUT[1x28x28] -> CONV3-16 -> GN2.5 -> FC-10",
+    "ln-on-nothing": "LN",
+    "ln-with-number": "INPUT[1x28x28] -> LN2 -> FC-10",
+    # the dropout mode
+    "dropout-mode-twice": "INPUT[1x28x28] -> DROPOUT0.5/infer/infer -> FC-10",
+    "dropout-mode-unknown": "INPUT[1x28x28] -> DROPOUT0.5/inverted -> FC-10",
+    "dropout-mode-empty": "INPUT[1x28x28] -> DROPOUT0.5/ -> FC-10",
+    # the initialisation of CONV, LC and FC
+    "init-twice": "INPUT[1x28x28] -> CONV3-8/he/he -> FC-10",
+    "init-unknown": "INPUT[1x28x28] -> CONV3-8/kaiming -> FC-10",
+    "init-options-twice": "INPUT[1x28x28] -> CONV3-8/s2/p1/he -> FC-10",
+    "init-exponent": "INPUT[1x28x28] -> FC-10/w1e-3",
+    "init-scale-zero": "INPUT[1x28x28] -> FC-10/w0",
+    "init-scale-negative": "INPUT[1x28x28] -> LC3-4/w-1 -> FC-10",
+    "init-scale-word": "INPUT[1x28x28] -> FC-10/wabc",
+    "init-scale-bare": "INPUT[1x28x28] -> FC-10/w",
+    "init-scale-huge": "INPUT[1x28x28] -> FC-10/w" + "9" * 400,
+    "init-scale-tiny": "INPUT[1x28x28] -> FC-10/w0." + "0" * 400 + "1",
+    "init-on-pool": "INPUT[1x28x28] -> POOL2/he -> FC-10",
+    "init-on-gn": "INPUT[1x28x28] -> CONV3-8 -> GN2/xavier -> FC-10",
+    # all of them well formed: a result, not an error
+    "norms-inits-modes": "INPUT[1x28x28] -> CONV4-8/s2p1/he -> GN4 -> RELU -> CONV3-8/xavier "
+                         "-> LN -> GAP -> FC-16/w0.05 -> LN -> DROPOUT0.5/infer -> FC-10/he",
 }
 
 

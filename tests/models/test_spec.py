@@ -83,8 +83,14 @@ TOKENS = [
     ("CONV3-4/d2", (2, 7, 7), ["Conv2d"], (4, 7, 7), {"padding": (2, 2), "dilation": (2, 2)}),
     ("CONV4-4/p1s2", (2, 8, 8), ["Conv2d"], (4, 4, 4), {"kernel_size": (4, 4)}),
     ("CONV1-5", (2, 3, 4), ["Conv2d"], (5, 3, 4), {"padding": (0, 0)}),
+    ("CONV3-4/he_uniform", (2, 6, 6), ["Conv2d"], (4, 6, 6),
+     {"init": "he_uniform", "weight_scale": None}),
+    ("CONV3-4/w0.5/s2p0", (2, 7, 7), ["Conv2d"], (4, 3, 3),
+     {"init": "gaussian", "weight_scale": 0.5, "stride": (2, 2), "padding": (0, 0)}),
     ("LC3-4", (2, 5, 5), ["LocallyConnected2d"], (4, 5, 5), {"input_size": (5, 5)}),
     ("LC3-4/s2p0", (2, 7, 9), ["LocallyConnected2d"], (4, 3, 4), {"output_size": (3, 4)}),
+    ("LC3-4/xavier/p0", (2, 5, 5), ["LocallyConnected2d"], (4, 3, 3),
+     {"init": "xavier", "output_size": (3, 3)}),
     ("POOL2", (2, 6, 6), ["MaxPool2d"], (2, 3, 3), {"stride": (2, 2)}),
     ("POOL3/2", (2, 7, 7), ["MaxPool2d"], (2, 3, 3), {"kernel_size": (3, 3), "stride": (2, 2)}),
     ("AVGPOOL2", (2, 4, 6), ["AvgPool2d"], (2, 2, 3), {"stride": (2, 2)}),
@@ -94,6 +100,9 @@ TOKENS = [
     ("FC-7", (2, 3, 3), ["Flatten", "Linear"], (7,), {}),
     ("GAP -> FC-7", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "Linear"], (7,),
      {"in_features": 5}),
+    ("FC-7/xavier_uniform", (2, 3, 3), ["Flatten", "Linear"], (7,),
+     {"init": "xavier_uniform", "weight_scale": None}),
+    ("FC-7/w2", (2, 3, 3), ["Flatten", "Linear"], (7,), {"init": "gaussian", "weight_scale": 2}),
     ("RELU", (2, 3, 3), ["ReLU"], (2, 3, 3), {}),
     ("SIGMOID", (2, 3, 3), ["Sigmoid"], (2, 3, 3), {}),
     ("GAP -> SIGMOID", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "Sigmoid"], (5,), {}),
@@ -105,12 +114,29 @@ TOKENS = [
      {"p": 0.25}),
     ("DROPOUT.1", (2, 3, 3), ["Dropout"], (2, 3, 3), {"p": 0.1}),
     ("DROPOUT0", (2, 3, 3), ["Dropout"], (2, 3, 3), {"p": 0.0}),
+    ("DROPOUT0.3/infer", (2, 3, 3), ["Dropout"], (2, 3, 3),
+     {"p": 0.3, "mode": "downscale_in_infer"}),
+    ("GAP -> DROPOUT/infer", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "Dropout"], (5,),
+     {"p": 0.5, "mode": "downscale_in_infer"}),
+    ("DROPOUT0.3/train", (2, 3, 3), ["Dropout"], (2, 3, 3), {"p": 0.3, "mode": "upscale_in_train"}),
     ("RES-2", (2, 6, 6), ["Sequential"], (2, 6, 6), {}),
     ("RES-4", (2, 6, 6), ["Sequential"], (4, 6, 6), {}),
     ("RES-4/s2", (2, 7, 7), ["Sequential"], (4, 4, 4), {}),
     ("GAP", (3, 5, 4), ["GlobalAvgPool2d", "Flatten"], (3,), {}),
     ("LRN", (6, 3, 3), ["LocalResponseNorm"], (6, 3, 3), {"size": 5}),
     ("LRN3", (6, 3, 3), ["LocalResponseNorm"], (6, 3, 3), {"size": 3}),
+    # LN: GroupNorm(1, C) on a volume (the Group Norm paper's LN), LayerNorm(D) on a vector
+    ("LN", (4, 3, 5), ["GroupNorm"], (4, 3, 5), {"num_groups": 1, "num_channels": 4}),
+    ("GAP -> LN", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "LayerNorm"], (5,),
+     {"normalized_shape": (5,)}),
+    ("GN2", (6, 3, 5), ["GroupNorm"], (6, 3, 5), {"num_groups": 2, "num_channels": 6}),
+    ("GN6", (6, 2, 2), ["GroupNorm"], (6, 2, 2), {"num_groups": 6, "num_channels": 6}),
+    ("GAP -> GN3", (6, 2, 2), ["GlobalAvgPool2d", "Flatten", "GroupNorm"], (6,),
+     {"num_groups": 3, "num_channels": 6}),
+    # GN1 is LN: what LN builds on either
+    ("GN1", (4, 3, 5), ["GroupNorm"], (4, 3, 5), {"num_groups": 1, "num_channels": 4}),
+    ("GAP -> GN1", (5, 2, 2), ["GlobalAvgPool2d", "Flatten", "LayerNorm"], (5,),
+     {"normalized_shape": (5,)}),
 ]
 
 
@@ -133,6 +159,26 @@ def test_res_block_is_the_blocks_basic_block_with_its_shortcut():
     assert same.config() == blocks.basic_block(4, 4, 1).config()
     assert same[0].shortcut is None and down[0].shortcut is not None
     assert down.config() == blocks.basic_block(4, 8, 2).config()
+
+
+def test_ln_and_gn_normalise_each_example_by_itself(rng):
+    """LN on a volume normalises each example over all of C x H x W; GNg over each group of C/g
+    channels; GN1 is LN. (The kernels' own oracle tests are in tests/functional.)"""
+    x = rng.standard_normal((3, 6, 4, 5)) * 3 + 2
+    for text, groups in (("LN", 1), ("GN1", 1), ("GN3", 3), ("GN6", 6)):
+        out = build(text, (6, 4, 5), rng=rng).astype(np.float64)(x)
+        per_group = out.reshape(3, groups, -1)
+        np.testing.assert_allclose(per_group.mean(axis=2), 0, atol=1e-12, err_msg=text)
+        np.testing.assert_allclose(per_group.var(axis=2), 1, atol=1e-3, err_msg=text)
+    assert describe("INPUT[4x5x5] -> GN1") == "INPUT[4x5x5] -> LN"
+    assert build("GN1", (4, 5, 5)).config() == build("LN", (4, 5, 5)).config()
+    assert build("GAP -> GN1", (4, 5, 5)).config() == build("GAP -> LN", (4, 5, 5)).config()
+
+
+def test_a_conv_before_ln_or_gn_keeps_its_bias():
+    """Only BN's per-channel mean removes a per-channel bias; a group's mean does not."""
+    net = build("INPUT[4x6x6] -> CONV3-4 -> LN -> CONV3-4 -> GN2 -> CONV3-4 -> BN")
+    assert [m.bias is None for m in net if isinstance(m, nn.Conv2d)] == [False, False, True]
 
 
 def test_case_whitespace_and_unicode_arrow_do_not_matter():
@@ -161,6 +207,62 @@ def test_he_init_everywhere_but_the_classifier(rng):
     # He normal: std sqrt(2 / fan_in); the classifier: 0.01
     assert abs(hidden.weight.data.std() / np.sqrt(2 / (8 * 6 * 6)) - 1) < 0.05
     assert abs(last.weight.data.std() / 1e-2 - 1) < 0.05
+
+
+def test_a_written_initialisation_replaces_the_default_of_its_place(rng):
+    net = build("INPUT[16x6x6] -> CONV3-64/xavier -> LC3-4/p0/w0.5 -> FC-300/he_uniform -> "
+                "FC-200/w0.03 -> FC-100/he", rng=rng)
+    conv, local, hidden, second, last = net[0], net[1], net[3], net[4], net[5]
+    assert (conv.init, conv.weight_scale) == ("xavier", None)
+    assert (local.init, local.weight_scale) == ("gaussian", 0.5)
+    assert (hidden.init, second.init, second.weight_scale) == ("he_uniform", "gaussian", 0.03)
+    assert (last.init, last.weight_scale) == ("he", None)        # the classifier, written He
+    # the draws follow (each from 9,000 weights or more, so within a few per cent): Glorot
+    # normal std sqrt(2 / (fan_in + fan_out)), a Gaussian's S, He uniform's bound
+    # sqrt(6 / fan_in), He normal's sqrt(2 / fan_in)
+    assert abs(conv.weight.data.std() / np.sqrt(2 / (16 * 9 + 64 * 9)) - 1) < 0.05
+    assert abs(local.weight.data.std() / 0.5 - 1) < 0.05
+    bound = np.sqrt(6 / (4 * 4 * 4))
+    assert 0.99 * bound < np.abs(hidden.weight.data).max() <= bound
+    assert abs(second.weight.data.std() / 0.03 - 1) < 0.05
+    assert abs(last.weight.data.std() / np.sqrt(2 / 200) - 1) < 0.05
+
+
+def test_an_initialisation_written_as_the_default_draws_the_same_weights():
+    """The option changes no draw when absent, nor when it names what the default is."""
+    plain = "INPUT[3x8x8] -> CONV3-4 -> BN -> RELU -> LC3-2/p0 -> FC-6 -> RELU -> FC-3"
+    written = ("INPUT[3x8x8] -> CONV3-4/he -> BN -> RELU -> LC3-2/p0/he -> FC-6/he -> RELU -> "
+               "FC-3/w0.01")
+    _same_net(build(written, rng=np.random.default_rng(5)),
+              build(plain, rng=np.random.default_rng(5)))
+    assert describe(written) == written                     # kept, though it is the default
+    assert describe(plain) == plain
+
+
+def test_a_written_initialisation_equals_the_hand_written_layer():
+    rng = np.random.default_rng(11)
+    hand = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1, init="xavier_uniform", rng=rng),
+        nn.LocallyConnected2d(4, 3, 3, input_size=3, padding=1, init="gaussian",
+                              weight_scale=0.25, rng=rng),
+        nn.Flatten(), nn.Linear(27, 5, init="xavier", rng=rng),
+        nn.Dropout(0.2, "downscale_in_infer", rng=np.random.default_rng(rng.integers(2**63))),
+        nn.Linear(5, 2, init="he_uniform", rng=rng))
+    spec = ("INPUT[2x5x5] -> CONV3-4/xavier_uniform/s2 -> LC3-3/w0.25 -> FC-5/xavier -> "
+            "DROPOUT0.2/infer -> FC-2/he_uniform")
+    _same_net(build(spec, rng=np.random.default_rng(11)), hand)
+
+
+def test_the_dropout_mode_draws_no_more_than_the_default():
+    a = build("INPUT[2x4x4] -> DROPOUT0.3/infer -> FC-3", rng=np.random.default_rng(2))
+    b = build("INPUT[2x4x4] -> DROPOUT0.3 -> FC-3", rng=np.random.default_rng(2))
+    assert (a[0].mode, b[0].mode) == ("downscale_in_infer", "upscale_in_train")
+    assert a.rng_states() == b.rng_states()
+    np.testing.assert_array_equal(a.state_dict()["2.weight"], b.state_dict()["2.weight"])
+    # the modes differ where they should: in eval, downscale_in_infer multiplies by 1 - p
+    x = np.ones((1, 2, 4, 4))
+    np.testing.assert_allclose(a[0].eval()(x), 0.7 * x)
+    np.testing.assert_array_equal(b[0].eval()(x), x)
 
 
 def test_the_same_rng_seed_builds_the_same_weights_and_dropout_streams():
@@ -244,13 +346,23 @@ def test_parse_gives_the_tree_with_token_spans():
     assert text[slice(*rep.span)] == "[CONV3-16/s2 -> RELU]*2"
     assert [text[slice(*n.span)] for n in rep.body] == ["CONV3-16/s2", "RELU"]
     assert rep.body[0] == Layer("CONV", {"kernel": 3, "filters": 16, "stride": 2,
-                                         "padding": None, "dilation": 1, "groups": 1},
+                                         "padding": None, "dilation": 1, "groups": 1,
+                                         "init": None, "weight_scale": None},
                                 rep.body[0].span)
     assert parse("CONV3x1-8/s2x1p1x0").nodes[0].args == {
         "kernel": (3, 1), "filters": 8, "stride": (2, 1), "padding": (1, 0), "dilation": 1,
-        "groups": 1}
+        "groups": 1, "init": None, "weight_scale": None}
+    assert parse("CONV3-8/w0.5/p0").nodes[0].args == {
+        "kernel": 3, "filters": 8, "stride": 1, "padding": 0, "dilation": 1, "groups": 1,
+        "init": "gaussian", "weight_scale": 0.5}
     assert isinstance(once, Repeat) and once.count == 1 and text[slice(*once.span)] == "[BN]"
-    assert fc.kind == "FC" and fc.args == {"features": 10} and text[slice(*fc.span)] == "FC-10"
+    assert fc.kind == "FC" and fc.args == {"features": 10, "init": None, "weight_scale": None}
+    assert text[slice(*fc.span)] == "FC-10"
+    assert parse("FC-3/xavier").nodes[0].args == {"features": 3, "init": "xavier",
+                                                  "weight_scale": None}
+    assert parse("DROPOUT/infer").nodes[0].args == {"p": 0.5, "mode": "downscale_in_infer"}
+    assert parse("DROPOUT.2").nodes[0].args == {"p": 0.2, "mode": "upscale_in_train"}
+    assert parse("GN4 -> LN").nodes[0].args == {"groups": 4} and parse("LN").nodes[0].args == {}
     assert parse("FC-3").input_shape is None
     with pytest.raises(TypeError, match="string"):
         parse(None)
@@ -272,6 +384,18 @@ def test_parse_gives_the_tree_with_token_spans():
      "CONV3-8 -> CONV3x1-8 -> CONV2x3-8/p1x2d1x2"),
     ("CONV3-8/g2s2 -> pool3/s2p1 -> AVGPOOL2P0 -> avgpool3/1p1",
      "CONV3-8/s2g2 -> POOL3/2p1 -> AVGPOOL2 -> AVGPOOL3/1p1"),
+    # the initialisation: after the options in either order, lower case, kept when default
+    ("CONV3-64/s2p1/he -> conv3-64/HE/s2p0 -> conv3-8/p1/Xavier",
+     "CONV3-64/s2/he -> CONV3-64/s2p0/he -> CONV3-8/xavier"),
+    ("LC3-4/Xavier_Uniform -> lc3-4/he_uniform/d1", "LC3-4/xavier_uniform -> LC3-4/he_uniform"),
+    ("FC-100/w0.010 -> fc-10/W.5 -> FC-3/w5. -> FC-2/w0001.25 -> FC-10/w0.01",
+     "FC-100/w0.01 -> FC-10/w0.5 -> FC-3/w5 -> FC-2/w1.25 -> FC-10/w0.01"),
+    ("FC-3/w0.00000001", "FC-3/w0.00000001"),               # never an exponent
+    # the dropout mode: /train is the default and is left out
+    ("dropout/infer -> DROPOUT0.3/TRAIN -> dropout.25/Infer",
+     "DROPOUT0.5/infer -> DROPOUT0.3 -> DROPOUT0.25/infer"),
+    # LN, and GN1 which is LN
+    ("ln -> gn1 -> GN8 -> gn08 -> [Gn1]*2", "LN -> LN -> GN8 -> GN8 -> [LN]*2"),
 ])
 def test_describe_prints_canonical_text(text, canonical):
     assert describe(text) == canonical
@@ -281,7 +405,8 @@ def test_describe_prints_canonical_text(text, canonical):
 
 @pytest.mark.parametrize("text", ["INPUT[3x32x32] -> FC-10", "CONV3-8->RELU", "[FC-10]*2",
                                   "FC-10", "conv3-8", "RELU", " gap ", "DROPOUT0.5", "L2POOL2",
-                                  "a → b", "fc"])
+                                  "a → b", "fc", "LN", "gn8", "DROPOUT/infer", "FC-10/he",
+                                  "conv3-8/w0.01"])
 def test_is_spec_true(text):
     assert is_spec(text)
 
@@ -370,6 +495,20 @@ SEMANTIC = [
      "the spec's input 3x8x8 (CxHxW) disagrees with input_shape 1x8x8"),
     ("INPUT[3x0x8] -> FC-2", None, "INPUT[3x0x8]", 0, "every size of the input must be >= 1"),
     ("FC-2", (3, 0, 8), "FC-2", 0, "every size of the input must be >= 1, got 3x0x8"),
+    # GN: the groups must split the channels (or the features of a vector)
+    ("INPUT[16x4x4] -> GN3", None, "GN3", 0,
+     "spec: GN3 at layer 1 (input 16x4x4): GN3 needs the 16 channels to split into 3 equal "
+     "groups; 3 does not divide 16 (try GN2, GN4, GN8, GN16)"),
+    ("INPUT[16x4x4] -> CONV3-16 -> GN32", None, "GN32", 0,
+     "at layer 2 (input 16x4x4): GN32 needs the 16 channels to split into 32 equal groups; "
+     "there are only 16 (try GN2, GN4, GN8, GN16)"),
+    ("INPUT[3x4x4] -> GN0", None, "GN0", 0, "the number of groups g must be >= 1, got 0"),
+    ("INPUT[3x4x4] -> FC-6 -> GN4", None, "GN4", 0,
+     "at layer 2 (input a vector of 6): GN4 needs the 6 features to split into 4 equal groups; "
+     "4 does not divide 6 (try GN2, GN3, GN6)"),
+    ("INPUT[7x4x4] -> GN2", None, "GN2", 0, "2 does not divide 7 (try GN7)"),
+    ("INPUT[1x4x4] -> GN2", None, "GN2", 0, "there are only 1 (try LN)"),
+    ("INPUT[720x1x1] -> GN7", None, "GN7", 0, "(try GN5, GN6, GN8, GN9)"),
 ]
 
 
@@ -397,8 +536,8 @@ SYNTAX = [
     ("INPUT[3x8x8] -> POLL2", "POLL2", 0, "unknown layer POLL; did you mean POOL?"),
     ("INPUT[3x8x8] -> L2POLL2", "L2POLL2", 0, "unknown layer L2POLL; did you mean L2POOL?"),
     ("INPUT[3x8x8] -> SOFTMAXX", "SOFTMAXX", 0, "unknown layer SOFTMAXX; known layers: "
-     "CONVk-n[/sSpPdDgG], LCk-n[/sSpPdD], POOLk[/S][pP]"),
-    ("CONV3", "CONV3", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdDgG], e.g. "
+     "CONVk-n[/sSpPdDgG][/init], LCk-n[/sSpPdD][/init], POOLk[/S][pP]"),
+    ("CONV3", "CONV3", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdDgG][/init], e.g. "
      "CONV3-64"),
     ("CONV3-4/g2x1", "CONV3-4/g2x1", 0, "not a valid CONV token"),
     ("CONV3x-4", "CONV3x-4", 0, "not a valid CONV token"),
@@ -408,7 +547,7 @@ SYNTAX = [
     ("CONV3-4/x2", "CONV3-4/x2", 0, "not a valid CONV token"),
     ("CONV3-4/s2s1", "CONV3-4/s2s1", 0, "not a valid CONV token"),
     ("LC3-", "LC3-", 0, "not a valid LC token; the form is LCk-n[/sSpPdD]"),
-    ("FC10", "FC10", 0, "not a valid FC token; the form is FC-n, e.g. FC-10"),
+    ("FC10", "FC10", 0, "not a valid FC token; the form is FC-n[/init], e.g. FC-10"),
     ("POOL", "POOL", 0, "not a valid POOL token; the form is POOLk[/S][pP]"),
     ("RELU2", "RELU2", 0, "not a valid RELU token; the form is RELU"),
     ("DROPOUT-0.5", "DROPOUT-0.5", 0, "not a valid DROPOUT token"),
@@ -437,6 +576,63 @@ SYNTAX = [
     ("INPUT[axbxc] -> FC-2", "INPUT[axbxc]", 0, "INPUT takes the volume as CxHxW"),
     ("INPUT -> FC-2", "INPUT", 0, "INPUT needs its volume as INPUT[CxHxW]"),
     ("INPUT[3x8x8]", "INPUT[3x8x8]", 0, "the spec has no layers after INPUT"),
+    # the initialisation of CONV, LC and FC
+    ("CONV3-8/he/he", "CONV3-8/he/he", 0,
+     "not a valid CONV token: it has two initialisations, /he and /he; give one"),
+    ("FC-10/xavier/w0.1", "FC-10/xavier/w0.1", 0, "two initialisations, /xavier and /w0.1"),
+    ("CONV3-8/s2/p1", "CONV3-8/s2/p1", 0,
+     "not a valid CONV token: its options go in one segment (/s2p1, not /s2/p1)"),
+    ("CONV3-8/s2/he/s1", "CONV3-8/s2/he/s1", 0, "its options go in one segment, each once"),
+    ("CONV3-8/hee", "CONV3-8/hee", 0, "not a valid CONV token: /hee is neither its options "
+     "(s, p, d, g) nor an initialisation; the initialisations are he, he_uniform, xavier, "
+     "xavier_uniform, or wS for S * randn with S > 0 a decimal (w0.01)"),
+    ("LC3-8/kaiming", "LC3-8/kaiming", 0, "/kaiming is neither its options (s, p, d) nor"),
+    ("FC-10/wabc", "FC-10/wabc", 0, "not a valid FC token: /wabc is not an initialisation; the "
+     "initialisations are he, he_uniform, xavier, xavier_uniform, or wS"),
+    ("FC-10/s2", "FC-10/s2", 0, "/s2 is not an initialisation"),
+    ("FC-10/w1.2.3", "FC-10/w1.2.3", 0, "/w1.2.3 is not an initialisation"),
+    ("FC-10/w", "FC-10/w", 0, "/w is not an initialisation"),
+    ("FC-10/w1e-3", "FC-10/w1e-3", 0,
+     "not a valid FC token: the scale S of /wS is written as a plain decimal, /w0.001, not "
+     "/w1e-3"),
+    ("CONV3-8/W2E1", "CONV3-8/W2E1", 0, "written as a plain decimal, /w20, not /w2e1"),
+    ("FC-10/w-1", "FC-10/w-1", 0,
+     "the scale S of /wS must be a positive decimal such as /w0.01, got /w-1"),
+    ("FC-10/w1e400", "FC-10/w1e400", 0, "must be a positive decimal such as /w0.01, got /w1e400"),
+    # a scale the canonical text could not write back is refused as it is read
+    ("FC-10/w0", "FC-10/w0", 0, "not a valid FC token: the scale S of /wS must be > 0, got /w0"),
+    ("CONV3-4/w0.000", "CONV3-4/w0.000", 0, "the scale S of /wS must be > 0, got /w0.000"),
+    ("LC3-4/w0." + "0" * 50 + "1", "LC3-4/w0." + "0" * 50 + "1", 0,
+     "the scale S of /wS is below what a float32 weight holds (1.18e-38 to 3.4e+38)"),
+    ("LC3-4/w0." + "0" * 400 + "1", "LC3-4/w0." + "0" * 400 + "1", 0,
+     "the scale S of /wS is below what a float32 weight holds"),
+    ("FC-2/w" + "9" * 40, "FC-2/w" + "9" * 40, 0,
+     "the scale S of /wS is above what a float32 weight holds (1.18e-38 to 3.4e+38)"),
+    ("FC-2/w" + "9" * 400, "FC-2/w" + "9" * 400, 0, "is above what a float32 weight holds"),
+    ("FC-10/gaussian", "FC-10/gaussian", 0,
+     "a Gaussian initialisation is written wS with its scale S, e.g. /w0.01"),
+    ("CONV3-8/", "CONV3-8/", 0, "not a valid CONV token; the form is CONVk-n[/sSpPdDgG][/init]"),
+    ("CONV3-8//he", "CONV3-8//he", 0, "not a valid CONV token; the form is"),
+    ("POOL2/he", "POOL2/he", 0, "POOL takes no initialisation (only CONV, LC and FC have "
+     "weights to draw); the form is POOLk[/S][pP], e.g. POOL2"),
+    ("RES-8/w0.01", "RES-8/w0.01", 0, "RES takes no initialisation"),
+    ("BN/xavier", "BN/xavier", 0, "BN takes no initialisation"),
+    ("LN/he", "LN/he", 0, "LN takes no initialisation"),
+    # the dropout mode
+    ("DROPOUT0.5/infer/infer", "DROPOUT0.5/infer/infer", 0,
+     "not a valid DROPOUT token: a DROPOUT has one mode, /train or /infer, not /infer/infer"),
+    ("DROPOUT/inverted", "DROPOUT/inverted", 0, "not a valid DROPOUT token: /inverted is not a "
+     "dropout mode; the modes are /train (upscale_in_train, the default) and /infer "
+     "(downscale_in_infer)"),
+    ("DROPOUT0.5/he", "DROPOUT0.5/he", 0, "/he is not a dropout mode"),
+    ("DROPOUT0.5/", "DROPOUT0.5/", 0, "not a valid DROPOUT token; the form is DROPOUT[p][/mode]"),
+    # LN and GN
+    ("GN", "GN", 0, "not a valid GN token; the form is GNg, e.g. GN32"),
+    ("GN-4", "GN-4", 0, "not a valid GN token; the form is GNg"),
+    ("GN2.5", "GN2.5", 0, "not a valid GN token"),
+    ("LN2", "LN2", 0, "not a valid LN token; the form is LN"),
+    ("GN99999999999", "GN99999999999", 0, "99,999,999,999 is larger than any layer can be"),
+    ("GNN", "GNN", 0, "unknown layer GNN; did you mean GN?"),
 ]
 
 
@@ -457,6 +653,20 @@ def test_a_runaway_repeat_count_is_refused_before_expanding():
     assert "the spec expands to 1,001,002 layers, more than the 10,000" in lines[0]
     _check_caret(lines, text, "[[RELU]*1000 -> TANH]*1000")
     assert len(build("[RELU]*9999 -> TANH", (1, 1, 1))) == 10_000
+
+
+def test_the_module_docstring_describes_every_token():
+    """The grammar table of cnnkit.models.spec's docstring (the reference page's token table is
+    generated from LAYERS) names every token, and gives in full the form of every token with
+    an initialisation or a mode."""
+    import re
+
+    from cnnkit.models import spec
+    table = spec.__doc__[spec.__doc__.index("Layers ("):spec.__doc__.index("k, S, P and D")]
+    for name, form in LAYERS.items():
+        assert re.search(rf"(?<![A-Z0-9]){name}(?![A-Z])", table), name
+        if "[/init]" in form or "[/mode]" in form:
+            assert form in table, form
 
 
 def test_unknown_layer_lists_every_known_form():
@@ -523,17 +733,37 @@ def _pool_options(h, w):
             if min(h, w) >= k and (h - k) % s == 0 and (w - k) % s == 0]
 
 
+#: initialisation options as written (any case) and as the canonical text writes them
+INIT_OPTIONS = [("he", "he"), ("HE_Uniform", "he_uniform"), ("xavier", "xavier"),
+                ("Xavier_uniform", "xavier_uniform"), ("w0.01", "w0.01"), ("W.5", "w0.5"),
+                ("w2.", "w2"), ("w0.000001", "w0.000001"), ("w010.250", "w10.25")]
+
+
+def _with_init(draw, stem, opts):
+    """``stem`` with its options segment and maybe an initialisation, in a drawn order."""
+    segments = [opts] if opts else []
+    if draw(st.booleans()):
+        segments.insert(draw(st.integers(0, len(segments))),
+                        draw(st.sampled_from(INIT_OPTIONS))[0])
+    return stem + "".join("/" + seg for seg in segments)
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 @st.composite
 def random_specs(draw):
-    """(text, hand-tracked final shape) of a random CONV/LC/POOL/FC chain whose sizes fit."""
+    """(text, hand-tracked final shape) of a random CONV/LC/POOL/FC chain whose sizes fit, with
+    initialisations, dropout modes and normalisations between."""
     c, h, w = draw(st.integers(1, 3)), draw(st.integers(3, 11)), draw(st.integers(3, 11))
     items, shape = [f"INPUT[{c}x{h}x{w}]"], (c, h, w)
     for _ in range(draw(st.integers(1, 6))):
         kind = draw(st.sampled_from(["CONV", "LC", "POOL", "FC"] if len(shape) == 3 else ["FC"]))
         if kind in ("CONV", "LC"):
             k, opts, ho, wo = draw(st.sampled_from(_conv_options(*shape[1:])))
-            n = draw(st.integers(1, 4))
-            items.append(f"{kind}{k}-{n}" + (f"/{opts}" if opts else ""))
+            n = draw(st.integers(1, 6))
+            items.append(_with_init(draw, f"{kind}{k}-{n}", opts))
             shape = (n, ho, wo)
         elif kind == "POOL":
             k, s, ho, wo = draw(st.sampled_from(_pool_options(*shape[1:])))
@@ -542,10 +772,12 @@ def random_specs(draw):
             shape = (shape[0], ho, wo)
         else:
             n = draw(st.integers(1, 6))
-            items.append(f"FC-{n}")
+            items.append(_with_init(draw, f"FC-{n}", ""))
             shape = (n,)
         if draw(st.booleans()):
-            items.append(draw(st.sampled_from(["RELU", "BN", "TANH"])))
+            groups = f"GN{draw(st.sampled_from(_divisors(shape[0])))}"
+            items.append(draw(st.sampled_from(["RELU", "BN", "TANH", "LN", groups,
+                                               "DROPOUT0.25/infer", "DROPOUT/train"])))
     arrow = draw(st.sampled_from([" -> ", "->", " → "]))
     text = arrow.join(items)
     return (text.lower() if draw(st.booleans()) else text), shape
@@ -560,5 +792,20 @@ def test_random_valid_specs_build_and_trace_the_forward_shape(case, seed):
     assert trace(text)[-1].output == shape
     assert net(np.zeros((2, *x_shape), np.float32)).shape == (2, *shape)
     again = build(describe(text), rng=np.random.default_rng(seed))
-    assert again.config() == net.config()
+    assert again.config() == net.config()                # init and mode included
     assert describe(describe(text)) == describe(text)
+
+
+@given(kind=st.sampled_from(["CONV", "LC", "FC"]), data=st.data())
+def test_an_initialisation_in_any_order_and_case_is_written_after_the_options(kind, data):
+    opts = "" if kind == "FC" else data.draw(st.sampled_from(["", "s2", "p0", "s2p0d2", "d2s1"]))
+    written, canonical = data.draw(st.sampled_from(INIT_OPTIONS))
+    stem = "FC-7" if kind == "FC" else f"{kind}3-8"
+    segments = [s for s in (opts, written) if s]
+    if data.draw(st.booleans()):
+        segments.reverse()
+    text = stem + "/" + "/".join(segments)
+    text = text.lower() if data.draw(st.booleans()) else text
+    options = describe(f"{stem}/{opts}") if opts else stem         # the options alone
+    assert describe(text) == f"{options}/{canonical}"
+    assert parse(describe(text)).nodes[0].args == parse(text).nodes[0].args

@@ -26,6 +26,19 @@ def test_sequential_matches_torch_sequential(mode, rng):
     compare_with_torch(net, rng.standard_normal((4, 3, 6, 6)), rng, assert_close)
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_a_net_with_group_and_layer_norm_matches_torch(mode, rng):
+    """GroupNorm after convs (4 groups, and 1: the spec's LN on a volume), LayerNorm on the
+    hidden vector and over a volume's last two axes: the twin's output, gradients and state."""
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False, rng=rng), nn.GroupNorm(4, 8), nn.ReLU(),
+        nn.LayerNorm((5, 6), bias=False), nn.MaxPool2d((5, 2), strict=False),
+        nn.Conv2d(8, 6, 1, rng=rng), nn.GroupNorm(1, 6, eps=1e-3), nn.Flatten(),
+        nn.Linear(6 * 1 * 3, 7, rng=rng), nn.LayerNorm(7), nn.Tanh(), nn.Linear(7, 4, rng=rng))
+    net = perturb(net.astype(np.float64), rng).train(mode == "train")
+    compare_with_torch(net, rng.standard_normal((3, 3, 5, 6)), rng, assert_close)
+
+
 def test_batchnorm_buffers_match_torch_after_three_training_steps(rng):
     net = conv_net(rng)
     twin = to_torch(net)

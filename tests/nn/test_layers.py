@@ -466,3 +466,65 @@ def test_local_response_norm_validates(build, error, match):
         build()
     with pytest.raises(ValueError, match=r"got shape \(2, 5\) \(2-D\)"):
         nn.LocalResponseNorm(3)(np.ones((2, 5)))
+
+
+# ----------------------------------------------------------------------------- layer, group norm
+
+@pytest.mark.parametrize("make, kind, kwargs", [
+    (lambda: nn.LayerNorm(7), "LayerNorm", dict(normalized_shape=7)),
+    (lambda: nn.LayerNorm((3, 4), eps=1e-3, elementwise_affine=False), "LayerNorm",
+     dict(normalized_shape=(3, 4), eps=1e-3, elementwise_affine=False)),
+    (lambda: nn.LayerNorm([5], bias=False), "LayerNorm", dict(normalized_shape=[5], bias=False)),
+    (lambda: nn.GroupNorm(2, 6), "GroupNorm", dict(num_groups=2, num_channels=6)),
+    (lambda: nn.GroupNorm(3, 3, eps=0.01, affine=False), "GroupNorm",
+     dict(num_groups=3, num_channels=3, eps=0.01, affine=False)),
+    (lambda: nn.GroupNorm(1, 4, bias=False), "GroupNorm",
+     dict(num_groups=1, num_channels=4, bias=False)),
+], ids=["ln", "ln-plain", "ln-no-bias", "gn", "in-plain", "gn-no-bias"])
+def test_layer_and_group_norm_reprs_and_state_dicts_are_pytorchs(make, kind, kwargs, rng):
+    layer = make()
+    assert repr(layer) == oracle.norm_module_repr(kind, **kwargs)
+    twin = getattr(oracle.torch.nn, kind)(**kwargs)
+    theirs = {k: tuple(v.shape) for k, v in twin.state_dict().items()}
+    assert {k: v.shape for k, v in layer.state_dict().items()} == theirs
+    for name, value in twin.state_dict().items():             # ones and zeros, as PyTorch's
+        np.testing.assert_array_equal(layer.state_dict()[name], value.numpy())
+    config = json.loads(json.dumps(layer.config()))
+    rebuilt = nn.build(config)
+    assert rebuilt.config() == config and repr(rebuilt) == repr(layer)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == theirs
+
+
+def test_layer_and_group_norm_compute_the_same_in_training_and_eval(rng):
+    for layer, shape in ((nn.GroupNorm(2, 4), (3, 4, 5, 2)), (nn.LayerNorm((4, 5)), (2, 3, 4, 5))):
+        perturb(layer, rng)
+        x = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(layer.train()(x), layer.eval()(x))
+        assert layer.training_effect() is None and layer.state_dict().keys() == {"weight", "bias"}
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: nn.GroupNorm(4, 6), ValueError, "num_groups 4 must divide the 6 channels"),
+    (lambda: nn.GroupNorm(0, 6), ValueError, "num_groups must be >= 1"),
+    (lambda: nn.GroupNorm(2, 0), ValueError, "num_channels must be >= 1"),
+    (lambda: nn.GroupNorm(2, 4, eps=-1.0), ValueError, "eps must be > 0"),
+    (lambda: nn.GroupNorm(2, 4, affine=1), TypeError, "affine must be True or False"),
+    (lambda: nn.LayerNorm(0), ValueError, "normalized_shape must be one or more sizes >= 1"),
+    (lambda: nn.LayerNorm(()), ValueError, "normalized_shape must be one or more sizes >= 1"),
+    (lambda: nn.LayerNorm("7"), ValueError, "normalized_shape"),
+    (lambda: nn.LayerNorm(None), TypeError, "normalized_shape must be an int or a tuple"),
+    (lambda: nn.LayerNorm(4, bias="no"), TypeError, "bias must be True or False"),
+], ids=["gn-divide", "gn-0", "gn-c0", "gn-eps", "gn-affine", "ln-0", "ln-empty", "ln-str",
+        "ln-none", "ln-bias"])
+def test_layer_and_group_norm_validate_in_one_line(build, error, match):
+    with pytest.raises(error, match=match) as info:
+        build()
+    assert "\n" not in str(info.value)
+
+
+def test_layer_and_group_norm_name_a_wrong_input():
+    with pytest.raises(ValueError, match="the input has C = 5 channels but the layer expects 4"):
+        nn.GroupNorm(2, 4)(np.ones((2, 5, 3, 3)))
+    with pytest.raises(ValueError, match=r"normalises the last 2 axes of size \(3, 4\), got an "
+                                         r"input of shape \(4, 3\) per example"):
+        nn.LayerNorm((3, 4))(np.ones((2, 4, 3)))

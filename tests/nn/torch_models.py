@@ -114,7 +114,8 @@ def _convert(m):
         return torch.nn.LayerNorm(m.normalized_shape, eps=m.eps,
                                   elementwise_affine=m.elementwise_affine, bias=m.has_bias)
     if isinstance(m, nn.GroupNorm):
-        return torch.nn.GroupNorm(m.num_groups, m.num_channels, eps=m.eps, affine=m.affine)
+        return torch.nn.GroupNorm(m.num_groups, m.num_channels, eps=m.eps, affine=m.affine,
+                                  bias=m.has_bias)
     if isinstance(m, nn.Dropout) and m.mode == "upscale_in_train":
         return torch.nn.Dropout(m.p)
     simple = {nn.ReLU: torch.nn.ReLU, nn.Sigmoid: torch.nn.Sigmoid, nn.Tanh: torch.nn.Tanh,

@@ -203,7 +203,7 @@ def _sweep(a3: np.ndarray, body, *, block: int | None = None) -> None:
         parallel.for_each(len(plan), task, work_bytes=a3.nbytes)
 
 
-def _check_eps(eps, what: str) -> float:
+def check_eps(eps, what: str) -> float:
     """eps as a Python float: a NumPy float64 scalar would promote float32 arithmetic."""
     eps = check_real(eps, f"{what} eps")
     if not eps > 0:
@@ -219,7 +219,7 @@ def _check_inputs(x, gamma, beta, eps, what: str, ranks):
     k = x.shape[1]
     gamma = check_param(gamma, (k,), x, f"{what} gamma for x of shape {x.shape}")
     beta = check_param(beta, (k,), x, f"{what} beta for x of shape {x.shape}")
-    return x, gamma, beta, _check_eps(eps, what)
+    return x, gamma, beta, check_eps(eps, what)
 
 
 # ----------------------------------------------------------------------------- train mode

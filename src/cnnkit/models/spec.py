@@ -12,29 +12,44 @@ Grammar (case-insensitive; whitespace is free between items, a layer token is wr
 
 Layers (``LAYERS`` lists the forms). Volumes are written CxHxW throughout (the notes write HxWxC):
 
-    CONVk-n[/sSpPdDgG]
+    CONVk-n[/sSpPdDgG][/init]
                       Conv2d k x k, n filters, stride S (1), dilation D (1), padding P (default
                       D*(k-1)/2, which keeps H and W at stride 1; a window with an even span needs
                       an explicit P), G groups (1). No bias when a BN follows: BN's beta is the
-                      bias.
-    LCk-n[/sSpPdD]    LocallyConnected2d, the same options but groups, and the same default padding
+                      bias. The options and the initialisation are two segments, in either order
+                      (CONV3-64/s2p1/he, CONV3-64/he/s2p1), each once.
+    LCk-n[/sSpPdD][/init]
+                      LocallyConnected2d, the same options but groups, and the same default padding
     POOLk[/S][pP]     max pooling, window k, stride S (default k), padding P (0); AVGPOOL likewise,
                       L2POOL too but without padding
-    FC-n              Linear to n outputs; a Flatten goes in first when the input is a volume
+    FC-n[/init]       Linear to n outputs; a Flatten goes in first when the input is a volume
     RELU SIGMOID TANH the activations; BN: BatchNorm2d on a volume, BatchNorm1d on a vector
     PRELU             PReLU with a learned slope per channel (or per feature of a vector)
-    DROPOUT[p]        Dropout, p in [0, 1) the probability to drop (default 0.5)
+    DROPOUT[p][/mode] Dropout, p in [0, 1) the probability to drop (default 0.5); mode train
+                      (upscale_in_train, the default: "inverted" dropout, the kept units scaled by
+                      1/(1-p) in training) or infer (downscale_in_infer, the original dropout: no
+                      scaling in training, the output times 1-p at inference); DROPOUT/infer has
+                      p 0.5
     RES-n[/sS]        a ResNet basic block to n channels with stride S
                       (:func:`cnnkit.models.blocks.basic_block`)
     GAP               GlobalAvgPool2d and a Flatten: the volume becomes a vector of C
     LRN[n]            LocalResponseNorm(n), n = 5 by default, PyTorch's alpha, beta and k
+    LN                layer norm: LayerNorm(D) on a vector; on a volume GroupNorm(1, C), the Group
+                      Norm paper's LN: each example normalised over all of C x H x W, then a scale
+                      and shift per channel
+    GNg               GroupNorm(g, C): each example's C channels in g groups of C/g, each group
+                      normalised over its channels and H x W, then a scale and shift per channel;
+                      GroupNorm(g, D) on a vector. g must divide C. GN1 is LN, and is written LN
+
+An initialisation (init) chooses how a CONV, LC or FC draws its weights (``init`` of the layer):
+he (He normal), he_uniform, xavier (Glorot normal), xavier_uniform, or wS, Gaussian weights
+S * randn with S > 0 written as a decimal (w0.01). Without one, a CONV, an LC and a hidden FC get
+He, and the last FC (the classifier) w0.01, as in :func:`cnnkit.models.zoo.lenet_bn`; an
+initialisation that is written is kept, even where it is the default.
 
 k, S, P and D may differ between the axes, written HxW, height first (CONV3x1-64/p1x0). The
 canonical text of a token (:func:`describe`) is what :mod:`cnnkit.notation` writes, which is
-also the label of the layer it builds (``Module.label``).
-
-Convolutions and hidden FCs get He initialisation; the last FC (the classifier) starts with
-``0.01 * randn`` weights, as in :func:`cnnkit.models.zoo.lenet_bn`.
+also the label of the layer it builds (``Module.label``), less its initialisation.
 
 Every error is a ``SpecError`` whose first line names the token, where it is (the layer number in
 the expanded chain and the volume entering it, or the character) and why; the spec follows on the
@@ -44,6 +59,7 @@ next line with ``^^^`` under the token.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -53,13 +69,15 @@ import numpy as np
 from .. import nn, notation
 from ..errors import CnnkitError
 from ..geometry import SizeRuleError, VolumeError, check_volume
+from ..nn.layers import INITS
 from .blocks import basic_block
 
 __all__ = ["SpecError", "Layer", "Repeat", "Spec", "Step", "LAYERS", "parse", "build", "trace",
            "describe", "is_spec"]
 
 _SIZE = r"\d+(?:X\d+)?"                                 # k, or HxW when the axes differ
-_WINDOW = rf"({_SIZE})-(\d+)(?:/([A-Z0-9]+))?"
+_WINDOW = rf"({_SIZE})-(\d+)(/.*)?"                    # the '/'-segments read by _segments
+_DECIMAL = r"\d*\.?\d+|\d+\."                             # 0.5, .5, 5, 5.
 _POOL = rf"({_SIZE})(?:/S?({_SIZE}))?"                 # + (?:P({_SIZE}))? where padded
 _WORD = re.compile(r"[A-Za-z0-9_.\-/]")
 _STAR = re.compile(r"\*\s*(-?\d*)")
@@ -189,9 +207,17 @@ def _decode(text: str, span: tuple) -> Layer:
                            f"{', '.join(LAYERS.values())}")
     token = TOKENS[name]
     m = re.fullmatch(token.pattern, word[len(name):])
-    args = None if m is None else token.read(*m.groups())
+    try:
+        args = None if m is None else token.read(*m.groups())
+    except _Unreadable as err:
+        raise SpecError.at(text, span, where, f"not a valid {name} token: {err}") from None
     if args is None:
         example = f", e.g. {token.example}" if token.example else ""
+        segments = word[len(name):].split("/")[1:]
+        if name not in _INITIALISED and any(_is_init(seg) for seg in segments):
+            raise SpecError.at(text, span, where, f"{name} takes no initialisation (only "
+                               f"{', '.join(_INITIALISED[:-1])} and {_INITIALISED[-1]} have "
+                               f"weights to draw); the form is {token.form}{example}")
         raise SpecError.at(text, span, where, f"not a valid {name} token; the form is "
                            f"{token.form}{example}")
     too_big = [a for a in _numbers(args) if a > MAX_SIZE]
@@ -325,7 +351,9 @@ def _parse_chain(text, tokens, pos, opener, depth=0):
 def describe(text_or_spec) -> str:
     """The spec in canonical form: layer names in upper case and their options in lower
     case, as the notes and the issue write them, `` -> `` between items, defaults left out
-    (``CONV3-64/s1p1`` is ``CONV3-64``, ``DROPOUT`` is ``DROPOUT0.5``, ``[X]*1`` is ``[X]``).
+    (``CONV3-64/s1p1`` is ``CONV3-64``, ``DROPOUT/train`` is ``DROPOUT0.5``, ``GN1`` is ``LN``,
+    ``[X]*1`` is ``[X]``), the options before the initialisation, which is kept as written even
+    where it is the default (``CONV3-64/he/s2`` is ``CONV3-64/s2/he``).
 
     >>> describe("input[3x32x32]→conv3-16/P1S2 -> [fc-10]*1")
     'INPUT[3x32x32] -> CONV3-16/s2 -> [FC-10]'
@@ -479,7 +507,8 @@ def build(text_or_spec, input_shape=None, *, rng=None) -> nn.Sequential:
         A syntax error (see :func:`parse`), or a layer that cannot apply to the volume entering
         it: a size rule that does not give an integer or leaves nothing, a volume layer (CONV,
         POOL, GAP, ...) after the net became a vector, a number out of range (``CONV3-0``,
-        ``DROPOUT1.5``), an input that disagrees with ``input_shape`` or is missing.
+        ``DROPOUT1.5``, ``GN0``), a GN whose groups do not split the channels (``GN3`` on 16),
+        an input that disagrees with ``input_shape`` or is missing.
 
     Examples
     --------
@@ -518,7 +547,8 @@ class Token:
 
     ``form`` shows it in messages; ``pattern`` matches what follows the name (groups are passed
     to ``read``, which returns its numbers with the defaults filled in, or None when they do
-    not parse); ``write`` gives the canonical token, name included, through
+    not parse, or raises ``_Unreadable`` with the reason when there is more to say than the
+    form); ``write`` gives the canonical token, name included, through
     :mod:`cnnkit.notation`, the writer of the layers' labels too (None: the bare name);
     ``build(args, shape, *, fail, rng, bias, classifier)`` returns its modules for an input
     ``shape`` (``fail(reason)`` rejects a number; ``bias`` is False before a BN; ``classifier``
@@ -560,10 +590,102 @@ def _window_options(opts: str, letters: str) -> dict | None:
     return dict(pairs)
 
 
+class _Unreadable(Exception):
+    """Raised by a token's ``read`` with the reason a token does not parse, when there is more
+    to say than its form."""
+
+
+#: The initialisations a token names (a Gaussian one is written wS) and the tokens that take one.
+_NAMED_INITS = tuple(init for init in INITS if init != "gaussian")
+_INITIALISED = ("CONV", "LC", "FC")
+_INIT_FORMS = f"{', '.join(_NAMED_INITS)}, or wS for S * randn with S > 0 a decimal (w0.01)"
+
+
+def _is_init(segment: str) -> bool:
+    """Whether a '/'-segment (upper case) names an initialisation, well formed or not: a
+    scheme's name, or W and a number."""
+    return segment.lower() in (*_NAMED_INITS, "gaussian") or bool(
+        re.fullmatch(r"W[-+]?[0-9.]+(?:E[-+]?\d+)?", segment))
+
+
+def _read_init(segment: str) -> dict:
+    """``HE`` -> {"init": "he", "weight_scale": None}; ``W0.01`` -> gaussian 0.01. Raises
+    _Unreadable for a segment that names no initialisation."""
+    name = segment.lower()
+    if name in _NAMED_INITS:
+        return {"init": name, "weight_scale": None}
+    if re.fullmatch(rf"W(?:{_DECIMAL})", segment):
+        return {"init": "gaussian", "weight_scale": _scale(segment[1:])}
+    if name == "gaussian":
+        raise _Unreadable("a Gaussian initialisation is written wS with its scale S, e.g. /w0.01")
+    try:
+        value = float(segment[1:]) if _is_init(segment) else None
+    except ValueError:                                   # W1.2.3
+        value = None
+    if value is not None and 0 < value < math.inf:
+        raise _Unreadable(f"the scale S of /wS is written as a plain decimal, "
+                          f"/w{np.format_float_positional(value, trim='-')}, not /{name}")
+    if value is not None:
+        raise _Unreadable(f"the scale S of /wS must be a positive decimal such as /w0.01, "
+                          f"got /{name}")
+    raise _Unreadable(f"/{name} is not an initialisation; the initialisations are "
+                      f"{_INIT_FORMS}")
+
+
+def _scale(digits: str) -> float:
+    """The scale S of ``wS`` as written (a plain decimal), refused unless a float32 weight holds
+    it: the canonical text writes it back, and a run rebuilds its net from that text."""
+    value = float(digits)
+    tiny, top = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    if not any(d in "123456789" for d in digits):
+        raise _Unreadable(f"the scale S of /wS must be > 0, got /w{digits.lower()}")
+    if not tiny <= value <= top:
+        raise _Unreadable(f"the scale S of /wS is {'below' if value < tiny else 'above'} what a "
+                          f"float32 weight holds ({tiny:.3g} to {top:.3g})")
+    return value
+
+
+def _segments(tail: str | None, letters: str) -> dict | None:
+    """The '/'-segments after a CONV, LC or FC's numbers: at most one of options (``letters``:
+    S2P0D2, see :func:`_window_options`) and at most one initialisation, in either order.
+    Returns the options (letter -> text) with "init" and "weight_scale" (None when not
+    written); None when an options segment is malformed; raises _Unreadable with the reason
+    when a segment is no initialisation or a kind of segment comes twice."""
+    options, init = None, None
+    segments = tail[1:].split("/") if tail else []
+    if "" in segments:                                    # CONV3-8/ or CONV3-8//he
+        return None
+    for segment in segments:
+        if letters and segment[0] in "SPDG":              # the options: no init starts so
+            given = _window_options(segment, letters)
+            if given is None:
+                return None
+            if options is not None:
+                both = (options[1] + segment).lower()
+                raise _Unreadable(f"its options go in one segment (/{both}, not /"
+                                  f"{options[1].lower()}/{segment.lower()})"
+                                  if _window_options(both.upper(), letters) is not None
+                                  else "its options go in one segment, each once")
+            options = (given, segment)
+        else:
+            if not _is_init(segment):
+                neither = (f"neither its options ({', '.join(letters.lower())}) nor "
+                           if letters else "not ")
+                raise _Unreadable(f"/{segment.lower()} is {neither}an initialisation; the "
+                                  f"initialisations are {_INIT_FORMS}")
+            if init is not None:
+                raise _Unreadable(f"it has two initialisations, /{init[1].lower()} and "
+                                  f"/{segment.lower()}; give one")
+            init = (_read_init(segment), segment)
+    return {**(options[0] if options else {}),
+            **(init[0] if init else {"init": None, "weight_scale": None})}
+
+
 def _read_window(local: bool):
-    def read(k, n, opts):
-        """``CONVk-n/s2p0d2g2`` -> its numbers; padding stays None when not written."""
-        given = _window_options(opts or "", "SPD" if local else "SPDG")
+    def read(k, n, tail):
+        """``CONVk-n/s2p0d2g2/he`` -> its numbers and initialisation; padding stays None when
+        not written, init None when not written."""
+        given = _segments(tail, "SPD" if local else "SPDG")
         if given is None:
             return None
         args = {"kernel": _size(k), "filters": int(n), "stride": _size(given.get("S"), 1),
@@ -572,8 +694,38 @@ def _read_window(local: bool):
             args["groups"] = _size(given.get("G"), 1)
             if isinstance(args["groups"], tuple):
                 return None                   # groups are one number
-        return args
+        return {**args, "init": given["init"], "weight_scale": given["weight_scale"]}
     return read
+
+
+def _read_fc(n, tail):
+    """``FC-n/xavier`` -> its outputs and initialisation (None when not written)."""
+    given = _segments(tail, "")
+    return None if given is None else {"features": int(n), **given}
+
+
+def _read_dropout(p, tail):
+    """``DROPOUT0.3/infer`` -> p and the mode (the default's when not written)."""
+    modes = {option.upper(): mode for mode, option in notation.DROPOUT_MODES.items()}
+    segments = tail[1:].split("/") if tail else []
+    if "" in segments:                                    # DROPOUT/ or DROPOUT//infer
+        return None
+    if len(segments) > 1:
+        raise _Unreadable(f"a DROPOUT has one mode, /train or /infer, not "
+                          f"/{'/'.join(segments).lower()}")
+    if segments and segments[0] not in modes:
+        raise _Unreadable(f"/{segments[0].lower()} is not a dropout mode; the modes are /train "
+                          f"(upscale_in_train, the default) and /infer (downscale_in_infer)")
+    return {"p": notation.DROPOUT_P if p is None else float(p),
+            "mode": modes[segments[0]] if segments else "upscale_in_train"}
+
+
+def _initialisation(args, default: dict) -> dict:
+    """The keyword arguments ``init`` and ``weight_scale`` of a layer: the written
+    initialisation, or ``default`` (the grammar's for the layer's place) when none is."""
+    if args["init"] is None:
+        return default
+    return {"init": args["init"], "weight_scale": args["weight_scale"]}
 
 
 def _two(value) -> tuple:
@@ -583,7 +735,8 @@ def _two(value) -> tuple:
 
 def _write_window(name: str):
     return lambda a: notation.window(name, a["kernel"], a["filters"], a["stride"], a["padding"],
-                                     a["dilation"], a.get("groups", 1))
+                                     a["dilation"], a.get("groups", 1), a["init"],
+                                     a["weight_scale"])
 
 
 def _window(local: bool):
@@ -604,11 +757,12 @@ def _window(local: bool):
                 fail(f"the window spans D*(k-1)+1 = {notation.size([s + 1 for s in spans])}, "
                      f"{even}, so no padding centres it; give one, e.g. "
                      f"{name}{notation.size(k)}-{n}/p{notation.size([s // 2 for s in spans])}")
+        init = _initialisation(args, {})
         if local:
             return [nn.LocallyConnected2d(shape[0], n, k, check_volume(shape, name)[1:],
-                                          stride=s, padding=p, dilation=d, rng=rng)]
+                                          stride=s, padding=p, dilation=d, rng=rng, **init)]
         return [nn.Conv2d(shape[0], n, k, stride=s, padding=p, dilation=d, groups=args["groups"],
-                          bias=bias, rng=rng)]
+                          bias=bias, rng=rng, **init)]
     return build
 
 
@@ -635,7 +789,8 @@ def _pool_token(name, cls, padded=True):
 
 def _fc(args, shape, *, fail, rng, classifier, **_):
     _at_least(fail, args["features"], 1, "the number of outputs n")
-    init = {"init": "gaussian", "weight_scale": 1e-2} if classifier else {}
+    init = _initialisation(args, {"init": "gaussian", "weight_scale": 1e-2}
+                           if classifier else {})
     flatten = [nn.Flatten()] if len(shape) == 3 else []
     return flatten + [nn.Linear(int(np.prod(shape)), args["features"], rng=rng, **init)]
 
@@ -644,7 +799,7 @@ def _dropout(args, shape, *, fail, rng, **_):
     if not 0 <= args["p"] < 1:
         fail(f"p is the probability to drop a unit and must be in [0, 1), got "
              f"{np.format_float_positional(args['p'], trim='-')}")
-    return [nn.Dropout.seeded_from(args["p"], rng)]
+    return [nn.Dropout.seeded_from(args["p"], rng, args["mode"])]
 
 
 def _res(args, shape, *, fail, rng, **_):
@@ -658,33 +813,63 @@ def _lrn(args, shape, *, fail, **_):
     return [nn.LocalResponseNorm(args["size"])]
 
 
+def _layer_norm(args, shape, **_):
+    """LayerNorm(D) on a vector; GroupNorm(1, C) on a volume (one mean and variance per example
+    over C x H x W, a scale and shift per channel)."""
+    return [nn.LayerNorm(shape[0]) if len(shape) == 1 else nn.GroupNorm(1, shape[0])]
+
+
+def _group_norm(args, shape, *, fail, **kwargs):
+    """GroupNorm(g, C) on a volume, GroupNorm(g, D) on a vector; GN1 is LN. g must divide C."""
+    g, c = args["groups"], shape[0]
+    if g == 1:                                    # GN1 is LN, and builds what LN builds
+        return _layer_norm(args, shape, fail=fail, **kwargs)
+    _at_least(fail, g, 1, "the number of groups g")
+    if c % g:
+        what = "channels" if len(shape) == 3 else "features"
+        why = f"{g} does not divide {c}" if g < c else f"there are only {c}"
+        fail(f"GN{g} needs the {c} {what} to split into {g} equal groups; {why} (try "
+             f"{', '.join(_nearest_groups(c, g))})")
+    return [nn.GroupNorm(g, c)]
+
+
+def _nearest_groups(c: int, g: int, most: int = 4) -> list[str]:
+    """The GN tokens (LN for one group) of the ``most`` divisors of ``c`` nearest to ``g``, in
+    increasing order; LN alone when ``c`` is 1."""
+    small = [d for d in range(2, math.isqrt(c) + 1) if c % d == 0]
+    divisors = sorted({*small, *(c // d for d in small), c} - {1})
+    near = sorted(sorted(divisors, key=lambda d: (abs(d - g), d))[:most])
+    return [notation.group_norm(d) for d in near] or [notation.LAYER_NORM]
+
+
 def _plain(make):
     """A token without numbers that builds ``make()``."""
     return lambda args, shape, **_: [make()]
 
 
 TOKENS = {
-    "CONV": Token("CONVk-n[/sSpPdDgG]", _window(local=False), _WINDOW, _read_window(local=False),
-                  _write_window("CONV"), "CONV3-64 or CONV7-64/s2p3", "conv",
+    "CONV": Token("CONVk-n[/sSpPdDgG][/init]", _window(local=False), _WINDOW,
+                  _read_window(local=False), _write_window("CONV"),
+                  "CONV3-64 or CONV7-64/s2p3/he", "conv",
                   "the stride or the padding (CONVk-n/sNpM)"),
-    "LC": Token("LCk-n[/sSpPdD]", _window(local=True), _WINDOW, _read_window(local=True),
-                _write_window("LC"), "LC3-16 or LC3-16/s2", "locally connected",
+    "LC": Token("LCk-n[/sSpPdD][/init]", _window(local=True), _WINDOW, _read_window(local=True),
+                _write_window("LC"), "LC3-16 or LC3-16/s2/xavier", "locally connected",
                 "the stride or the padding (CONVk-n/sNpM)"),
     "POOL": _pool_token("POOL", nn.MaxPool2d),
     "AVGPOOL": _pool_token("AVGPOOL", nn.AvgPool2d),
     "L2POOL": _pool_token("L2POOL", nn.L2Pool2d, padded=False),
-    "FC": Token("FC-n", _fc, r"-(\d+)", lambda n: {"features": int(n)},
-                lambda a: notation.fc(a["features"]), "FC-10"),
+    "FC": Token("FC-n[/init]", _fc, r"-(\d+)(/.*)?", _read_fc,
+                lambda a: notation.fc(a["features"], a["init"], a["weight_scale"]),
+                "FC-10 or FC-100/w0.01"),
     "RELU": Token("RELU", _plain(nn.ReLU)),
     "PRELU": Token("PRELU", lambda args, shape, **_: [nn.PReLU(shape[0])]),
     "SIGMOID": Token("SIGMOID", _plain(nn.Sigmoid)),
     "TANH": Token("TANH", _plain(nn.Tanh)),
     "BN": Token("BN", lambda args, shape, **_: [
         (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0])]),
-    "DROPOUT": Token("DROPOUT[p]", _dropout, r"(\d*\.?\d+|\d+\.)?",
-                     lambda p: {"p": notation.DROPOUT_P if p is None else float(p)},
-                     lambda a: notation.dropout(a["p"]),
-                     "DROPOUT or DROPOUT0.3"),
+    "DROPOUT": Token("DROPOUT[p][/mode]", _dropout, rf"({_DECIMAL})?(/.*)?", _read_dropout,
+                     lambda a: notation.dropout(a["p"], a["mode"]),
+                     "DROPOUT or DROPOUT0.3 or DROPOUT0.3/infer"),
     "RES": Token("RES-n[/sS]", _res, r"-(\d+)(?:/S?(\d+))?",
                  lambda n, s: {"channels": int(n), "stride": 1 if s is None else int(s)},
                  lambda a: notation.res(a["channels"], a["stride"]),
@@ -693,6 +878,9 @@ TOKENS = {
     "LRN": Token("LRN[n]", _lrn, r"(\d+)?",
                  lambda n: {"size": notation.LRN_SIZE if n is None else int(n)},
                  lambda a: notation.lrn(a["size"]), "LRN5"),
+    "LN": Token("LN", _layer_norm, write=lambda a: notation.LAYER_NORM),
+    "GN": Token("GNg", _group_norm, r"(\d+)", lambda g: {"groups": int(g)},
+                lambda a: notation.group_norm(a["groups"]), "GN32 or GN3"),
 }
 LAYERS = {name: token.form for name, token in TOKENS.items()}      # name -> its form
 _BY_LENGTH = sorted(TOKENS, key=len, reverse=True)                  # L2POOL before POOL

@@ -77,7 +77,7 @@ class Dropout(Module):
         return Cost(0, (self.mode == "downscale_in_infer") * math.prod(in_shape))
 
     def label(self, in_shape):
-        return notation.dropout(self.p)
+        return notation.dropout(self.p, self.mode)
 
     def training_effect(self):
         return "random masks" if self.p > 0 else None

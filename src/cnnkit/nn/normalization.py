@@ -3,8 +3,8 @@ LayerNorm and GroupNorm (each sample by its own statistics, the same in training
 LocalResponseNorm.
 
 FLOPs per value: batch norm 2 (its eval form ``x * scale + shift``); layer and group norm 5 to
-normalise (add for the mean, subtract, square, add for the variance, scale) and 2 for the affine
-map; local response norm 2*size + 3 (size squares, size - 1 adds, then scale, shift, power and
+normalise (add for the mean, subtract, square, add for the variance, scale), and 1 each for the
+scale and the shift; local response norm 2*size + 3 (size squares, size - 1 adds, then scale, shift, power and
 multiply).
 """
 
@@ -20,6 +20,7 @@ from .. import notation
 from ..checks import as_float_array, check_count, check_real
 from ..functional.layer_norm import check_groups, check_normalized_shape
 from ..functional.lrn import check_lrn_args
+from ..functional.norm import check_eps
 from ..geometry import VolumeError
 from .facts import Cost, join_name
 from .layers import check_channels, flag
@@ -173,13 +174,6 @@ class BatchNorm2d(_BatchNorm):
     _eval_backward = staticmethod(F.spatial_batchnorm_eval_backward)
 
 
-def _check_eps(eps, name: str) -> float:
-    eps = check_real(eps, f"{name} eps")
-    if not eps > 0:
-        raise ValueError(f"{name} eps must be > 0, got {eps!r}")
-    return eps
-
-
 def _affine_onnx(graph, y: str, name: str, weight, bias, shape: tuple) -> str:
     """``y * weight + bias`` (each reshaped to ``shape`` to broadcast), skipping the absent."""
     if weight is not None:
@@ -191,8 +185,33 @@ def _affine_onnx(graph, y: str, name: str, weight, bias, shape: tuple) -> str:
     return y
 
 
+class _SampleNorm(Module):
+    """Shared by LayerNorm and GroupNorm, which normalise each sample by its own statistics:
+    the optional scale and shift, the backward and the cost. A subclass names its kernel pair
+    and calls ``self._params()`` in its forward."""
+
+    _backward_kernel = None        # staticmethod(F.<kind>norm_backward)
+
+    def _params(self) -> tuple:
+        """(gamma, beta) for the kernel: the arrays, or None where the layer has none."""
+        return (None if self.weight is None else self.weight.data,
+                None if self.bias is None else self.bias.data)
+
+    def backward(self, dout, *, input_grad=True):
+        dx, dgamma, dbeta = self._backward_kernel(dout, self._take_cache())
+        if self.weight is not None:
+            self.weight.grad += dgamma
+        if self.bias is not None:
+            self.bias.grad += dbeta
+        return dx
+
+    def cost(self, in_shape):
+        affine = (self.weight is not None) + (self.bias is not None)
+        return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
+
+
 @register_module
-class LayerNorm(Module):
+class LayerNorm(_SampleNorm):
     """Layer normalisation (Ba et al. 2016), PyTorch's ``LayerNorm``: each sample normalised
     over its trailing axes ``normalized_shape`` by its own mean and biased variance, then scaled
     and shifted element by element.
@@ -217,15 +236,19 @@ class LayerNorm(Module):
     Examples
     --------
     >>> ln = LayerNorm(4)
-    >>> ln, ln(np.arange(8.0).reshape(2, 4)).round(3)
-    (LayerNorm((4,), eps=1e-05, elementwise_affine=True), array([[-1.342, -0.447,  0.447,  1.342],
-           [-1.342, -0.447,  0.447,  1.342]]))
+    >>> ln
+    LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=True)
+    >>> ln(np.arange(8.0).reshape(2, 4)).round(3)
+    array([[-1.342, -0.447,  0.447,  1.342],
+           [-1.342, -0.447,  0.447,  1.342]])
     """
+
+    _backward_kernel = staticmethod(F.layernorm_backward)
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         super().__init__()
         self.normalized_shape = check_normalized_shape(normalized_shape, "LayerNorm")
-        self.eps = _check_eps(eps, "LayerNorm")
+        self.eps = check_eps(eps, "LayerNorm")
         self.elementwise_affine = flag(elementwise_affine, "LayerNorm elementwise_affine")
         self.has_bias = flag(bias, "LayerNorm bias")
         shape = self.normalized_shape
@@ -236,19 +259,9 @@ class LayerNorm(Module):
     def forward(self, x):
         x = as_float_array(x, "LayerNorm x")
         self.output_shape(x.shape[1:])
-        out, self._cache = F.layernorm_forward(
-            x, None if self.weight is None else self.weight.data,
-            None if self.bias is None else self.bias.data, self.eps,
-            normalized_shape=self.normalized_shape)
+        out, self._cache = F.layernorm_forward(x, *self._params(), self.eps,
+                                               normalized_shape=self.normalized_shape)
         return out
-
-    def backward(self, dout, *, input_grad=True):
-        dx, dgamma, dbeta = F.layernorm_backward(dout, self._take_cache())
-        if self.weight is not None:
-            self.weight.grad += dgamma
-        if self.bias is not None:
-            self.bias.grad += dbeta
-        return dx
 
     def output_shape(self, in_shape):
         k = len(self.normalized_shape)
@@ -259,12 +272,8 @@ class LayerNorm(Module):
                              f"{tuple(in_shape)} per example")
         return tuple(in_shape)
 
-    def cost(self, in_shape):
-        affine = 2 if self.weight is not None else 0
-        return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
-
     def label(self, in_shape):
-        return "LN"
+        return notation.LAYER_NORM
 
     def to_onnx(self, graph, x, in_shape, name):
         """``LayerNormalization`` (opset 17 and later) over the last ``len(normalized_shape)``
@@ -290,7 +299,7 @@ class LayerNorm(Module):
     def extra_repr(self):
         # PyTorch's own
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 def _normalise_onnx(graph, x: str, name: str, axes: list, eps: float) -> str:
@@ -312,7 +321,7 @@ def _normalise_onnx(graph, x: str, name: str, axes: list, eps: float) -> str:
 
 
 @register_module
-class GroupNorm(Module):
+class GroupNorm(_SampleNorm):
     """Group normalisation (Wu & He 2018), PyTorch's ``GroupNorm``: the channels of each sample
     cut into ``num_groups`` groups of consecutive channels, each normalised over its values by
     its own mean and biased variance, then a scale and a shift per channel.
@@ -321,7 +330,8 @@ class GroupNorm(Module):
 
     for c in group g. ``num_groups = num_channels`` is instance norm; ``num_groups = 1`` the
     Group Norm paper's layer norm (the spec's ``LN`` on a volume). Holds ``weight`` (ones) and
-    ``bias`` (zeros) of shape (C,) when ``affine``. Input (N, C, *): (N, C, H, W) and (N, C)
+    ``bias`` (zeros) of shape (C,) when ``affine`` (``bias=False`` drops the shift alone).
+    Input (N, C, *): (N, C, H, W) and (N, C)
     alike. The statistics are each sample's own, so training and eval compute the same and the
     batch size does not matter (see :func:`cnnkit.functional.groupnorm_forward`).
 
@@ -331,38 +341,33 @@ class GroupNorm(Module):
     num_channels : int >= 1, C
     eps : float > 0, added to the variance
     affine : bool, learn ``weight`` and ``bias``
+    bias : bool, learn ``bias`` too (with ``affine``; keyword only, as PyTorch's)
 
     Examples
     --------
     >>> gn = GroupNorm(2, 4)
     >>> gn, gn(np.ones((3, 4, 5, 5), np.float32)).shape
-    (GroupNorm(2, 4, eps=1e-05, affine=True), (3, 4, 5, 5))
+    (GroupNorm(2, 4, eps=1e-05, affine=True, bias=True), (3, 4, 5, 5))
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+    _backward_kernel = staticmethod(F.groupnorm_backward)
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, bias=True):
         super().__init__()
         self.num_channels = check_count(num_channels, "GroupNorm num_channels")
         self.num_groups = check_groups(num_groups, self.num_channels, "GroupNorm")
-        self.eps = _check_eps(eps, "GroupNorm")
+        self.eps = check_eps(eps, "GroupNorm")
         self.affine = flag(affine, "GroupNorm affine")
+        self.has_bias = flag(bias, "GroupNorm bias")
         c = self.num_channels
         self.weight = Parameter(np.ones(c, np.float32)) if self.affine else None
-        self.bias = Parameter(_init.zeros(c)) if self.affine else None
+        self.bias = Parameter(_init.zeros(c)) if self.affine and self.has_bias else None
 
     def forward(self, x):
         x = as_float_array(x, "GroupNorm x")
         self.output_shape(x.shape[1:])
-        out, self._cache = F.groupnorm_forward(
-            x, None if self.weight is None else self.weight.data,
-            None if self.bias is None else self.bias.data, self.num_groups, self.eps)
+        out, self._cache = F.groupnorm_forward(x, *self._params(), self.num_groups, self.eps)
         return out
-
-    def backward(self, dout, *, input_grad=True):
-        dx, dgamma, dbeta = F.groupnorm_backward(dout, self._take_cache())
-        if self.affine:
-            self.weight.grad += dgamma
-            self.bias.grad += dbeta
-        return dx
 
     def output_shape(self, in_shape):
         if len(in_shape) < 1:
@@ -371,12 +376,8 @@ class GroupNorm(Module):
         check_channels(in_shape[0], self.num_channels, "GroupNorm")
         return tuple(in_shape)
 
-    def cost(self, in_shape):
-        affine = 2 if self.affine else 0
-        return Cost(0, (5 + affine) * math.prod(self.output_shape(in_shape)))
-
     def label(self, in_shape):
-        return "LN" if self.num_groups == 1 else f"GN{self.num_groups}"
+        return notation.group_norm(self.num_groups)
 
     def to_onnx(self, graph, x, in_shape, name):
         """``GroupNormalization`` from opset 21 (its scale and bias per channel); below it
@@ -384,8 +385,8 @@ class GroupNorm(Module):
         normalised over M, reshaped back, then the per-channel scale and shift."""
         c, g = self.num_channels, self.num_groups
         if graph.opset >= 21:
-            scale = self.weight.data if self.affine else np.ones(c, np.float32)
-            shift = self.bias.data if self.affine else np.zeros(c, np.float32)
+            scale = self.weight.data if self.weight is not None else np.ones(c, np.float32)
+            shift = self.bias.data if self.bias is not None else np.zeros(c, np.float32)
             return graph.node("GroupNormalization",
                               [x, graph.initializer(join_name(name, "weight"), scale),
                                graph.initializer(join_name(name, "bias"), shift)],
@@ -400,11 +401,12 @@ class GroupNorm(Module):
 
     def get_config(self):
         return {"num_groups": self.num_groups, "num_channels": self.num_channels, "eps": self.eps,
-                "affine": self.affine}
+                "affine": self.affine, "bias": self.has_bias}
 
     def extra_repr(self):
         # PyTorch's own
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 @register_module
