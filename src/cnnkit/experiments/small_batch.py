@@ -24,9 +24,8 @@ batch size see the same batches. ``data`` names the images (``mnist``, ``cifar10
 ``folder:DIR``, ``npz:FILE``); the net's input follows them.
 
 The default scale took 392 to 423 s on 2 shared cores (seeds 0, 1, 2). There group and layer
-norm are flat from batch 32 down to 2, as in the paper, and so is batch norm, unlike the paper:
-at batch 2 its statistics still come from 2*28*28 and 2*14*14 values per channel (ResNet-50's
-last stage: 2*7*7), so its two targets are missed (the guide's "Batch size and normalisation").
+norm are flat from batch 32 down to 2, as in the paper, and so is batch norm, unlike the paper,
+so its two targets are missed (the guide's "Batch size and normalisation" says what was tried).
 """
 
 from __future__ import annotations
