@@ -138,6 +138,9 @@ def test_data_runs_on_another_source_with_its_own_shape(tmp_path):
     ({"batch_sizes": (2, 0)}, "batch_sizes must hold integers >= 1, got 0"),
     ({"norms": ("bn", "in")}, "unknown norm 'in'; choose from bn, gn, ln, none"),
     ({"norms": ()}, "norms must be a non-empty list"),
+    ({"norms": (["bn"],)}, "unknown norm ['bn']"),
+    ({"norms": ("gn", "gn")}, "norms holds a value twice"),
+    ({"batch_sizes": ([2],)}, "batch_sizes must hold integers >= 1, got [2]"),
     ({"groups": 3}, "groups 3 must divide each of channels [16, 32] (16 % 3 = 1)"),
     ({"drop_at": 0.0}, "drop_at must be in (0, 1]"),
     ({"base_lr": -1.0}, "base_lr must be a number > 0"),
@@ -152,6 +155,14 @@ def test_bad_settings_are_one_line_errors_before_any_folder(tmp_path, change, me
     assert str(err.value).startswith("small-batch: ") and message in str(err.value)
     assert "\n" not in str(err.value)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_images_past_the_memory_budget_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNKIT_MEMORY_BUDGET", "1M")
+    config = small_batch.Config(batch_sizes=(2,), train_size=1000, test_size=10, epochs=1)
+    with pytest.raises(ValueError, match=r"1,000 train images of 1x28x28 as float32 would need "
+                                         r"6\.0 MiB, more than"):
+        run(config, tmp_path)
 
 
 def test_images_too_small_for_the_pools_are_refused(tmp_path):

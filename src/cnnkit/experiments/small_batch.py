@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import nn
+from ..budget import check_bytes
 from ..data import BatchOrder, canonical_source, open_source
 from ..optim import SGD
 from ..viz._figure import close, finish, new_figure, set_tick_labels, shorten
@@ -94,19 +95,18 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (tuple, list)) or not value:
                 raise ValueError(f"{name} must be a non-empty list, got {value!r}")
-            if len(set(value)) != len(value):
-                raise ValueError(f"{name} holds a value twice: {list(value)}")
             if len(value) > most:
                 raise ValueError(f"{name} holds {len(value)} values; at most {most}")
-        for name in ("batch_sizes", "channels"):
-            for v in getattr(self, name):
-                if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            for v in value:
+                if name == "norms" and not (isinstance(v, str) and v in NORMS):
+                    raise ValueError(f"unknown norm {v!r}; choose from {', '.join(NORMS)}")
+                if name != "norms" and (isinstance(v, bool) or not isinstance(
+                        v, numbers.Integral) or v < 1):
                     raise ValueError(f"{name} must hold integers >= 1, got {v!r}")
+            if len(set(value)) != len(value):
+                raise ValueError(f"{name} holds a value twice: {list(value)}")
         if max(self.channels) > 1024:
             raise ValueError(f"channels must be at most 1,024, got {max(self.channels)}")
-        unknown = [n for n in self.norms if n not in NORMS]
-        if unknown:
-            raise ValueError(f"unknown norm {unknown[0]!r}; choose from {', '.join(NORMS)}")
         if "gn" in self.norms:
             for c in self.channels:
                 if c % self.groups:
@@ -170,6 +170,8 @@ def load(config: Config, rng) -> dict:
         if n > len(part):
             raise ValueError(f"{split}_size {n:,} exceeds the {len(part):,} {split} images of "
                              f"{data.title}")
+        check_bytes(n * math.prod(data.image_shape) * 4 * 2,     # float32, and one temporary
+                    f"{n:,} {split} images of {'x'.join(map(str, data.image_shape))} as float32")
         part = part.subset(np.sort(rng.choice(len(part), n, replace=False)))
         x = np.asarray(part.images[:], dtype=np.float32)
         if part.images.dtype == np.uint8:
