@@ -23,9 +23,10 @@ start from the same weights (drawn from one seed; conv biases are zeros), and th
 batch size see the same batches. ``data`` names the images (``mnist``, ``cifar10:DIR``,
 ``folder:DIR``, ``npz:FILE``); the net's input follows them.
 
-The default scale took 392 to 423 s on 2 shared cores (seeds 0, 1, 2). There group and layer
-norm are flat from batch 32 down to 2, as in the paper, and so is batch norm, unlike the paper,
-so its two targets are missed (the guide's "Batch size and normalisation" says what was tried).
+The default scale took 333 to 423 s on 2 shared cores (six runs of seeds 0, 1, 2). There group
+and layer norm are flat from batch 32 down to 2, as in the paper, and so is batch norm, unlike
+the paper: the target on its rise is missed on every seed (the guide's "Batch size and
+normalisation" gives the numbers and what was tried).
 """
 
 from __future__ import annotations
