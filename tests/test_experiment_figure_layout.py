@@ -1,6 +1,6 @@
-"""The vanishing-gradients experiment's figure at initialisation: no title or label overlaps
-another, and each lies inside the figure (a rotated y-label taller than its panel once ran
-into the figure's title)."""
+"""The experiments' figures (vanishing-gradients' at initialisation, small-batch's): no title or
+label overlaps another, and each lies inside the figure (a rotated y-label taller than its panel
+once ran into the figure's title)."""
 
 import itertools
 
@@ -33,6 +33,30 @@ def test_the_figure_at_init_has_no_overlapping_text(tmp_path, monkeypatch, depth
     nets = {name: {"weight_grad_norm": norms, "input_grad_norm": norms}
             for name in vanishing.STYLE}
     vanishing._plot_init(nets, config, tmp_path / "init.png")
+    [fig] = kept
+    texts = _texts(fig)
+    frame = fig.bbox
+    for text, box in texts:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 \
+            and box.y1 <= frame.y1, f"{text!r} leaves the figure"
+    for (a, box_a), (b, box_b) in itertools.combinations(texts, 2):
+        assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
+    assert len(texts) == 7                    # the figure's title, 2 x (title, x and y label)
+
+
+@pytest.mark.parametrize("title", ["MNIST", "the folder /data/" + "a-long-folder-name/" * 4])
+def test_the_small_batch_figure_has_no_overlapping_text(tmp_path, monkeypatch, title):
+    from cnnkit.experiments import small_batch
+
+    kept = []
+    monkeypatch.setattr(small_batch, "finish", lambda fig, path: kept.append(fig))
+    monkeypatch.setattr(small_batch, "close", lambda fig: None)
+    config = small_batch.Config()
+    sizes = list(config.batch_sizes)
+    nets = {norm: {"test_error": np.linspace(0.05, 0.01, len(sizes)),
+                   "final_loss": np.logspace(-1, -3, len(sizes))} for norm in config.norms}
+    small_batch._plot({"batch_sizes": sizes, "data_title": title, "nets": nets}, config,
+                      tmp_path / "f.png")
     [fig] = kept
     texts = _texts(fig)
     frame = fig.bbox

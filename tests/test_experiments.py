@@ -44,7 +44,7 @@ def check_written(results, tmp_path, name):
 
 def test_the_registry_lists_the_experiments_in_order():
     assert list(EXPERIMENTS) == ["vanishing-gradients", "covariate-shift", "bn-init",
-                                 "dropout-modes", "fc-to-conv", "lr-find"]
+                                 "dropout-modes", "fc-to-conv", "lr-find", "small-batch"]
     for name, entry in EXPERIMENTS.items():
         assert entry.summary and "\n" not in entry.summary
         module = entry.load()

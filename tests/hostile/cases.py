@@ -553,6 +553,21 @@ def run_cases(tmp: Path):
     yield "runs", "experiment-name-slash", ["experiment", "dropout-modes", "--out",
                                             str(tmp / "exp"), "--name", "../../escape",
                                             "--no-progress"]
+    # experiment --data: for an experiment without a source, unknown, missing, images too
+    # small for the net's pools, too few images
+    exp = ["--out", str(tmp / "exp-data"), "--no-progress"]
+    yield "runs", "experiment-data-not-taken", ["experiment", "dropout-modes", "--data",
+                                                "mnist", *exp]
+    yield "runs", "experiment-data-unknown", ["experiment", "small-batch", "--data",
+                                              "imagenet", *exp]
+    yield "runs", "experiment-data-missing", ["experiment", "small-batch", "--data",
+                                              f"folder:{tmp / 'no-such'}", *exp]
+    np.savez(tmp / "exp-3x3.npz", x=np.zeros((20, 3, 3), np.uint8), y=np.arange(20) % 2)
+    yield "runs", "experiment-data-too-small", ["experiment", "small-batch", "--data",
+                                                f"npz:{tmp / 'exp-3x3.npz'}", *exp]
+    np.savez(tmp / "exp-few.npz", x=np.zeros((20, 28, 28), np.uint8), y=np.arange(20) % 2)
+    yield "runs", "experiment-data-too-few", ["experiment", "small-batch", "--data",
+                                              f"npz:{tmp / 'exp-few.npz'}", *exp]
 
 
 class _System:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..app.run import load_run
+from ..data import source_names
 from ..experiments import EXPERIMENTS, run_experiment
 from ..finite import quiet_if
 from ..report import SECTIONS, select_sections
@@ -49,6 +50,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--full", action="store_true",
                    help="the published scale (longer) instead of the few-minute default")
     add_folder_options(p, "experiments", "results folder", "the experiment's", "results")
+    p.add_argument("--data", metavar="SOURCE", default=None,
+                   help="the images of an experiment that takes a source (small-batch): "
+                   + ", ".join(source_names()) + " (default: the experiment's, MNIST)")
     p.add_argument("--seed", type=SEED, default=0, help="(default: %(default)s)")
     add_no_progress(p)
     add_common_options(p)
@@ -68,5 +72,6 @@ def _report(args) -> int:
 
 def _experiment(args) -> int:
     run_experiment(args.experiment, out=args.out, name=args.name, overwrite=args.overwrite,
-                   full=args.full, seed=args.seed, progress=args.progress, log=print)
+                   full=args.full, seed=args.seed, progress=args.progress, log=print,
+                   data=args.data)
     return 0

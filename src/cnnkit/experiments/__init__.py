@@ -9,11 +9,13 @@ Each experiment is a module here holding a ``Config`` dataclass (defaults: minut
     dropout-modes         dropout_modes.py   upscale_in_train vs downscale_in_infer
     fc-to-conv            fc_to_conv.py      ConvNet notes: an FC net slid over a larger image
     lr-find               lr_find.py         the range test's suggested rate against a grid
+    small-batch           small_batch.py     the group-norm paper's Figure 1: error against batch
 
 :func:`run_experiment` claims the results folder ``OUT/NAME`` (``-2``, ``-3``, ... when taken;
 see :mod:`cnnkit.runs`), runs one, writes its PNGs and ``results.json`` (settings, seed, numbers,
-targets, timings), and prints a table of the key numbers. The modules are imported only when run,
-so that ``cnnkit --help`` stays quick.
+targets, timings), and prints a table of the key numbers. An experiment whose ``Config`` has a
+``data`` field runs on the source ``--data`` names (:func:`takes_data`). The modules are imported
+only when run, so that ``cnnkit --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from .._atomic import atomic_write_text
 from ..runs import LOCK, RunFolderError, check_folder_name, claim_run_folder
 
-__all__ = ["EXPERIMENTS", "Experiment", "run_experiment"]
+__all__ = ["EXPERIMENTS", "Experiment", "run_experiment", "takes_data"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,20 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment("lr-find",
                "the learning-rate range test's suggestion against a grid of rates, on MNIST and "
                "a folder of PNG digits", "lr_find"),
+    Experiment("small-batch",
+               "the group-norm paper's Figure 1, test error against batch size for batch, group "
+               "and layer norm", "small_batch"),
 )}
 
 
+def takes_data() -> list[str]:
+    """The experiments whose ``Config`` has a ``data`` field, which ``--data`` sets."""
+    return [name for name, entry in EXPERIMENTS.items()
+            if "data" in {f.name for f in dataclasses.fields(entry.load().Config)}]
+
+
 def run_experiment(experiment, *, out="experiments", name=None, overwrite=False, full=False,
-                   seed=0, progress=True, log=print, config=None) -> dict:
+                   seed=0, progress=True, log=print, config=None, data=None) -> dict:
     """Run one experiment and write its figures and ``results.json`` to a new folder under ``out``.
 
     Parameters
@@ -82,6 +93,8 @@ def run_experiment(experiment, *, out="experiments", name=None, overwrite=False,
     log : called with each line of the printed table
     config : the experiment module's ``Config`` to run instead of the default (small ones make
         quick checks); not with ``full``
+    data : a data source (``cifar10:DIR``, ``folder:DIR``, ...) to run on instead of the
+        config's, for an experiment whose ``Config`` has a ``data`` field (small-batch)
 
     Returns
     -------
@@ -91,7 +104,8 @@ def run_experiment(experiment, *, out="experiments", name=None, overwrite=False,
     Raises
     ------
     ValueError
-        An unknown experiment, a bad setting, or ``config`` given with ``full``.
+        An unknown experiment, a bad setting, ``config`` given with ``full``, or ``data`` given
+        to an experiment that takes none.
     OSError
         The results folder cannot be claimed or written (:class:`cnnkit.runs.RunFolderError`).
     """
@@ -116,6 +130,11 @@ def run_experiment(experiment, *, out="experiments", name=None, overwrite=False,
                         f"{module.__name__}.Config, got {type(config).__name__}")
     else:
         scale = "default" if config == module.Config() else "custom"
+    if data is not None:
+        if "data" not in {f.name for f in dataclasses.fields(config)}:
+            raise ValueError(f"{experiment} has its data fixed and takes no --data; "
+                             f"--data is for {', '.join(takes_data())}")
+        config = dataclasses.replace(config, data=data)
     try:
         config.check()
     except ValueError as err:
