@@ -22,7 +22,8 @@ What is read back is what this user decoded, whoever else can write the cache fo
 Writing is safe on a full or shared disk:
 
 - the images go to a temporary ``.STEM.npy.TOKEN.tmp``, created exclusively and ``flock``-ed
-  while it is written. Its whole size is allocated (``posix_fallocate``) before a row is decoded,
+  while it is written. Its whole size is allocated (``posix_fallocate``, one decode at a time
+  under a ``flock`` of the cache folder) before a row is decoded,
   so a disk without room, or two decodes sharing a small cache, is one error naming the cache,
   the bytes needed and what else holds the room, never the SIGBUS of a memory-mapped write into
   a sparse file; and rows are written with ``pwrite``, not through a memory map, so even a file
@@ -312,7 +313,7 @@ def store(entry: CacheEntry, fill, *, what, notes: list) -> tuple[np.memmap, dic
     try:
         with _temporary(entry.images) as (fd, tmp):
             _write_all(fd, header, 0)
-            _allocate(fd, total)
+            _allocate_in_turn(entry.folder, fd, total)
             bad = fill(str(tmp), len(header))
             images = _map(fd, entry)
             record = {"version": CACHE_VERSION, "key": entry.key, "root": str(what),
@@ -349,6 +350,28 @@ def _no_room(entry: CacheEntry, what, total: int, held: list) -> str:
         line += (f" ({format_size(sum(size for _, size in held))} of it held by "
                  f"{len(held)} decode(s) running now: {', '.join(n for n, _ in held[:3])})")
     return line + "; set CNNKIT_CACHE to a folder with room, or decode smaller (--input)"
+
+
+def _allocate_in_turn(folder, fd: int, size: int) -> None:
+    """:func:`_allocate` while holding a ``flock`` on the cache folder itself, so decodes sharing
+    a small cache take its room one after the other: tmpfs allocates page by page, and two
+    allocations at once could each get part of the room and both fail, where one of them fits.
+    Without the lock (a folder that cannot be opened or locked) it allocates all the same."""
+    try:
+        lock = None if fcntl is None else os.open(
+            folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+    except OSError:
+        lock = None
+    try:
+        if lock is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError:
+                pass
+        _allocate(fd, size)
+    finally:
+        if lock is not None:
+            os.close(lock)                  # closing lets the lock go
 
 
 def _allocate(fd: int, size: int) -> None:
