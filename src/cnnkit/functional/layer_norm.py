@@ -113,10 +113,8 @@ def check_normalized_shape(value, what: str) -> tuple:
 
 def _normalise_rows(x3: np.ndarray, eps: float, xhat: np.ndarray, invstd: np.ndarray) -> None:
     """For x3 (n, G, M): ``xhat = (x - mean) * invstd`` per row into xhat (n, G, M), and
-    ``invstd`` (n, G). Two passes: the mean, then the variance of x - mean."""
-    if x3.shape[2] == 0:                                          # no values: nothing to do
-        invstd[...] = 1.0 / np.sqrt(eps)
-        return
+    ``invstd`` (n, G). Two passes: the mean, then the variance of x - mean (M >= 1: a
+    normalized shape has no empty axis)."""
     mean = x3.mean(axis=2, keepdims=True)                         # (n, G, 1)
     np.subtract(x3, mean, out=xhat)                               # x - mean
     var = np.square(xhat).mean(axis=2)                            # (n, G), biased
