@@ -62,7 +62,7 @@ import numpy as np
 
 from .. import parallel
 from ..checks import as_float_array, check_dout, check_param, check_real
-from .norm import CANCEL_RATIO, check_eps
+from .norm import CANCEL_RATIO, _row_dots, _row_sums, check_eps
 
 __all__ = ["layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward"]
 
@@ -134,20 +134,16 @@ def _row_gradient(d3: np.ndarray, xhat3: np.ndarray, invstd: np.ndarray, dx3: np
     dx3 *= (invstd / m)[:, :, None]
 
 
-def _over_samples(n: int, sample_bytes: int, task) -> None:
-    """``task(lo, hi)`` over the chunks of samples :func:`cnnkit.parallel.split` plans."""
-    plan = parallel.split(n, sample_bytes)
-    parallel.for_each(len(plan), lambda i, slot: task(*plan[i]), work_bytes=n * sample_bytes)
-
-
-def _param_sums(n: int, sample_bytes: int, task, size: int):
-    """The sum over chunks of ``task(lo, hi)`` -> (2, size) float64 (dgamma row, dbeta row),
-    added in chunk order; each task also writes its chunk's dx."""
-    plan = parallel.split(n, sample_bytes)
+def _param_sums(array: np.ndarray, task, size: int):
+    """The sum of ``task(lo, hi)`` -> (2, size) float64 (dgamma row, dbeta row) over the chunks
+    of ``array``'s samples that :func:`cnnkit.parallel.over_batch` would run, added in chunk
+    order; each task also writes its chunk's dx."""
+    n = array.shape[0]
+    plan = parallel.split(n, array.nbytes // max(1, n))
     if not plan:
         return np.zeros((2, size))
     return parallel.ordered_sum(len(plan), lambda i, slot: task(*plan[i]),
-                                work_bytes=n * sample_bytes)
+                                work_bytes=array.nbytes)
 
 
 # ----------------------------------------------------------------------------- layer norm
@@ -225,7 +221,7 @@ def layernorm_forward(x, gamma, beta, eps=1e-5, *, normalized_shape=None):
         if b is not None:
             o += b
 
-    _over_samples(rows, m * x.itemsize, task)
+    parallel.over_batch(x3, task)
     return out.reshape(x.shape), LayerNormCache(xhat, invstd, g, b is not None, shape, x.shape)
 
 
@@ -251,7 +247,7 @@ def layernorm_backward(dout, cache):
         _row_gradient(d if gamma is None else d * gamma, xh, invstd[lo:hi], dx[lo:hi])
         return sums
 
-    sums = _param_sums(rows, m * xhat.itemsize, task, m)
+    sums = _param_sums(xhat, task, m)
     dgamma = None if gamma is None else sums[0].astype(dtype).reshape(shape)
     dbeta = sums[1].astype(dtype).reshape(shape) if has_beta else None
     return dx.reshape(x_shape), dgamma, dbeta
@@ -326,7 +322,7 @@ def groupnorm_forward(x, gamma, beta, num_groups, eps=1e-5):
         o += b.astype(x.dtype)[:, :, None]
 
     if positions:
-        _over_samples(n, c * positions * x.itemsize, task)
+        parallel.over_batch(x3, task)
     return out.reshape(x.shape), GroupNormCache(x3, mean, invstd, gamma, beta is not None,
                                                 x.shape)
 
@@ -377,7 +373,7 @@ def groupnorm_backward(dout, cache):
         out += shift
         return sums
 
-    sums = _param_sums(n, c * positions * x3.itemsize, task, c) if positions else np.zeros((2, c))
+    sums = _param_sums(x3, task, c) if positions else np.zeros((2, c))
     dgamma = None if gamma is None else sums[0].astype(dtype)
     dbeta = sums[1].astype(dtype) if has_beta else None
     return dx.reshape(x_shape), dgamma, dbeta
@@ -411,12 +407,10 @@ def _group_statistics(x3: np.ndarray, groups: int, ones: np.ndarray):
 
 def _channel_sums(a3: np.ndarray, b3: np.ndarray, ones: np.ndarray):
     """``sum_l a3[n, c, l]`` and ``sum_l a3 * b3`` for (k, C, L) arrays -> two (k, C) arrays,
-    as matrix-vector products (no product array); L = 1 reads the values themselves."""
-    if a3.shape[2] == 1:
-        return a3[:, :, 0].copy(), a3[:, :, 0] * b3[:, :, 0]
+    by batch norm's row sums (matrix-vector products, no product array)."""
     sums, dots = np.empty(a3.shape[:2], a3.dtype), np.empty(a3.shape[:2], a3.dtype)
-    np.matmul(a3, ones, out=sums)
-    np.matmul(a3[:, :, None, :], b3[:, :, :, None], out=dots[:, :, None, None])
+    _row_sums(a3, sums, ones)
+    _row_dots(a3, b3, dots)
     return sums, dots
 
 
