@@ -148,9 +148,11 @@ def _affine_drawn(layer, rng):
 def test_layer_and_group_norm_at_every_opset(opset, rng):
     """LayerNormalization from opset 17 and GroupNormalization (per-channel scale) from 21;
     written out below them, with ReduceMean's axes an attribute before opset 18 and an input
-    from it."""
+    from it. Every group holds 4 values or more: a group of 2 values drawn close together is
+    normalised by a variance near eps, where onnxruntime's float32 sums differed from cnnkit's by
+    3e-4 of the output (1 run in about 10)."""
     cases = [(nn.GroupNorm(3, 6), (6, 5, 4)), (nn.GroupNorm(1, 4), (4, 3, 5)),
-             (nn.GroupNorm(2, 4, affine=False), (4,)), (nn.GroupNorm(5, 5), (5, 7)),
+             (nn.GroupNorm(2, 8, affine=False), (8,)), (nn.GroupNorm(5, 5), (5, 7)),
              (nn.LayerNorm((3, 4)), (2, 3, 4)), (nn.LayerNorm(6, bias=False), (6,)),
              (nn.LayerNorm((2, 3, 4), elementwise_affine=False), (2, 3, 4))]
     for layer, shape in cases:
