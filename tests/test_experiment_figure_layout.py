@@ -23,6 +23,19 @@ def _texts(fig):
             if t is not None and t.get_text()]
 
 
+def _texts_that_fit(fig) -> int:
+    """Assert that every text of ``_texts`` lies inside the figure and overlaps no other;
+    return how many there are."""
+    texts = _texts(fig)
+    frame = fig.bbox
+    for text, box in texts:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 \
+            and box.y1 <= frame.y1, f"{text!r} leaves the figure"
+    for (a, box_a), (b, box_b) in itertools.combinations(texts, 2):
+        assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
+    return len(texts)
+
+
 @pytest.mark.parametrize("depth", [3, 9])
 def test_the_figure_at_init_has_no_overlapping_text(tmp_path, monkeypatch, depth):
     kept = []
@@ -34,14 +47,7 @@ def test_the_figure_at_init_has_no_overlapping_text(tmp_path, monkeypatch, depth
             for name in vanishing.STYLE}
     vanishing._plot_init(nets, config, tmp_path / "init.png")
     [fig] = kept
-    texts = _texts(fig)
-    frame = fig.bbox
-    for text, box in texts:
-        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 \
-            and box.y1 <= frame.y1, f"{text!r} leaves the figure"
-    for (a, box_a), (b, box_b) in itertools.combinations(texts, 2):
-        assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
-    assert len(texts) == 7                    # the figure's title, 2 x (title, x and y label)
+    assert _texts_that_fit(fig) == 7                    # the figure's title, 2 x (title, x and y label)
 
 
 @pytest.mark.parametrize("title", ["MNIST", "the folder /data/" + "a-long-folder-name/" * 4])
@@ -58,11 +64,4 @@ def test_the_small_batch_figure_has_no_overlapping_text(tmp_path, monkeypatch, t
     small_batch._plot({"batch_sizes": sizes, "data_title": title, "nets": nets}, config,
                       tmp_path / "f.png")
     [fig] = kept
-    texts = _texts(fig)
-    frame = fig.bbox
-    for text, box in texts:
-        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 \
-            and box.y1 <= frame.y1, f"{text!r} leaves the figure"
-    for (a, box_a), (b, box_b) in itertools.combinations(texts, 2):
-        assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
-    assert len(texts) == 7                    # the figure's title, 2 x (title, x and y label)
+    assert _texts_that_fit(fig) == 7                    # the figure's title, 2 x (title, x and y label)
