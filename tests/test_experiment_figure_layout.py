@@ -47,7 +47,7 @@ def test_the_figure_at_init_has_no_overlapping_text(tmp_path, monkeypatch, depth
             for name in vanishing.STYLE}
     vanishing._plot_init(nets, config, tmp_path / "init.png")
     [fig] = kept
-    assert _texts_that_fit(fig) == 7                    # the figure's title, 2 x (title, x and y label)
+    assert _texts_that_fit(fig) == 7    # the figure's title, 2 x (title, x and y label)
 
 
 @pytest.mark.parametrize("title", ["MNIST", "the folder /data/" + "a-long-folder-name/" * 4])
@@ -64,4 +64,4 @@ def test_the_small_batch_figure_has_no_overlapping_text(tmp_path, monkeypatch, t
     small_batch._plot({"batch_sizes": sizes, "data_title": title, "nets": nets}, config,
                       tmp_path / "f.png")
     [fig] = kept
-    assert _texts_that_fit(fig) == 7                    # the figure's title, 2 x (title, x and y label)
+    assert _texts_that_fit(fig) == 7    # the figure's title, 2 x (title, x and y label)
