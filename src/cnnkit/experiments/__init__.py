@@ -73,8 +73,12 @@ EXPERIMENTS = {e.name: e for e in (
 
 def takes_data() -> list[str]:
     """The experiments whose ``Config`` has a ``data`` field, which ``--data`` sets."""
-    return [name for name, entry in EXPERIMENTS.items()
-            if "data" in {f.name for f in dataclasses.fields(entry.load().Config)}]
+    return [name for name, entry in EXPERIMENTS.items() if _has_data(entry.load().Config)]
+
+
+def _has_data(config) -> bool:
+    """Whether a ``Config`` (class or instance) has a ``data`` field."""
+    return any(field.name == "data" for field in dataclasses.fields(config))
 
 
 def run_experiment(experiment, *, out="experiments", name=None, overwrite=False, full=False,
@@ -131,7 +135,7 @@ def run_experiment(experiment, *, out="experiments", name=None, overwrite=False,
     else:
         scale = "default" if config == module.Config() else "custom"
     if data is not None:
-        if "data" not in {f.name for f in dataclasses.fields(config)}:
+        if not _has_data(config):
             raise ValueError(f"{experiment} has its data fixed and takes no --data; "
                              f"--data is for {', '.join(takes_data())}")
         config = dataclasses.replace(config, data=data)
